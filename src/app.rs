@@ -1,0 +1,195 @@
+//! Builds the router and shared state, binds the listener, and serves until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::domain::Domain;
+use crate::error::ErrorCode;
+use crate::graphql::{self, AppSchema};
+use crate::rest::{RestError, envelope, facade};
+
+/// Request bodies over this are `413 PAYLOAD_TOO_LARGE` (contract §2).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A bound, ready-to-serve application.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    domain: Domain,
+}
+
+impl Application {
+    /// Migrates the database, builds the services and binds `config.bind`.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let applied = db::migrate(&config.database_url)
+            .await
+            .context("migrating the database")?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+        let pool = Pool::connect(&config.database_url, config.database_pool_size).await?;
+        std::fs::create_dir_all(&config.media_dir)
+            .with_context(|| format!("creating {}", config.media_dir.display()))?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let domain = Domain::new(config, pool);
+        let router = router(domain.clone());
+        Ok(Application {
+            listener,
+            router,
+            domain,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+    }
+}
+
+/// The whole public router: REST facade, GraphQL, health, with request ids, tracing,
+/// body limits and panic catching around it.
+pub fn router(domain: Domain) -> Router {
+    let schema = graphql::build_schema(domain.clone());
+    let api = facade::router()
+        .route(
+            "/graphql",
+            get(graphql::http::get).post(graphql::http::post),
+        )
+        .route("/graphql/schema.graphql", get(schema_sdl))
+        .with_state(schema);
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(domain);
+    api.merge(health)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let request_id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // The path only: query strings can carry tokens (WebSockets).
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %request_id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+}
+
+async fn schema_sdl(State(schema): State<AppSchema>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        schema.sdl(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    envelope::success(StatusCode::OK, "정상 동작 중입니다.", json!({"status": "ok"}))
+}
+
+async fn readyz(State(domain): State<Domain>) -> Response {
+    match domain.pool().ping().await {
+        Ok(()) => envelope::success(
+            StatusCode::OK,
+            "서비스가 준비되었습니다.",
+            json!({"status": "ready", "database": "ok"}),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            RestError::new(
+                ErrorCode::ServiceUnavailable,
+                "데이터베이스에 연결할 수 없습니다.",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn not_found() -> RestError {
+    RestError::code(ErrorCode::ResourceNotFound)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    RestError::code(ErrorCode::ServerError).into_response()
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// How long in-flight work may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

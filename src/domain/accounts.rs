@@ -1,0 +1,433 @@
+//! Accounts and tokens (contract §3): sign-up with guardian consent, login, refresh-token
+//! rotation with reuse detection, logout, the current user, account deletion.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::tokens::{hash_refresh_token, new_refresh_token};
+use super::{Domain, char_len};
+use crate::db::models::{RefreshTokenRow, UserRow};
+use crate::db::schema::{refresh_tokens, users};
+use crate::db::{self, from_db, to_db};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::{with_conn, with_tx};
+
+/// The account's role; only the CLI grants `operator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Member,
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Operator => "operator",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "member" => Some(Role::Member),
+            "operator" => Some(Role::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// A family account as the API shows it (spec §5.4: the child's name and age).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: Uuid,
+    pub login_id: String,
+    pub name: String,
+    pub age: i32,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = AppError;
+    fn try_from(row: UserRow) -> AppResult<User> {
+        Ok(User {
+            id: parse_uuid(&row.id)?,
+            role: Role::parse(&row.role)
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad role {:?}", row.role)))?,
+            login_id: row.login_id,
+            name: row.name,
+            age: row.age,
+            created_at: from_db(row.created_at),
+        })
+    }
+}
+
+fn parse_uuid(s: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| AppError::Internal(anyhow::anyhow!("bad uuid {s:?}: {e}")))
+}
+
+/// An access/refresh token pair (spec §6.1).
+#[derive(Clone, Debug)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+/// Sign-up input, unvalidated.
+#[derive(Clone, Debug)]
+pub struct SignUp {
+    pub login_id: String,
+    pub password: String,
+    pub name: String,
+    pub age: i32,
+    pub guardian_consent: bool,
+}
+
+/// A validated login id: 3–64 characters of `[A-Za-z0-9._-]`.
+pub struct LoginId(String);
+
+impl LoginId {
+    pub fn parse(s: &str) -> AppResult<LoginId> {
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !(3..=64).contains(&s.len()) || !ok_chars {
+            return Err(AppError::validation(
+                "user_id는 영문, 숫자, '.', '_', '-'로 된 3~64자여야 합니다.",
+            ));
+        }
+        Ok(LoginId(s.to_string()))
+    }
+    /// Login ids are unique regardless of case.
+    fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+fn validate_password(p: &str) -> AppResult<()> {
+    if !(8..=128).contains(&char_len(p)) {
+        return Err(AppError::validation("password는 8~128자여야 합니다."));
+    }
+    Ok(())
+}
+
+pub fn validate_name(name: &str) -> AppResult<()> {
+    let len = char_len(name);
+    if name.trim().is_empty() || len > 50 || name.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            "name은 1~50자여야 하며 공백이나 제어 문자만으로 이루어질 수 없습니다.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_age(age: i32) -> AppResult<()> {
+    if !(1..=19).contains(&age) {
+        return Err(AppError::validation("age는 1~19 사이의 정수여야 합니다."));
+    }
+    Ok(())
+}
+
+fn argon2() -> Argon2<'static> {
+    // Argon2id, v19, the crate's OWASP-recommended defaults (19 MiB, t=2, p=1).
+    Argon2::default()
+}
+
+async fn hash_password(password: String) -> AppResult<String> {
+    tokio::task::spawn_blocking(move || {
+        argon2()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing password: {e}")))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.into()))?
+}
+
+async fn verify_password(password: String, hash: String) -> AppResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
+        Ok(argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.into()))?
+}
+
+/// A hash to verify against when the login id is unknown, so both paths cost the same.
+fn decoy_hash() -> String {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY
+        .get_or_init(|| {
+            argon2()
+                .hash_password(Uuid::new_v4().as_bytes())
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        })
+        .clone()
+}
+
+enum Rotation {
+    Rotated(Uuid, Uuid),
+    Rejected,
+}
+
+impl Domain {
+    /// Self sign-up (contract §3). Refused when sign-up is switched off.
+    pub async fn sign_up(&self, input: SignUp) -> AppResult<User> {
+        if !self.config().allow_signup {
+            return Err(AppError::new(
+                ErrorCode::InsufficientPermission,
+                "가입이 비활성화되어 있습니다. 운영자에게 계정 생성을 요청하세요.",
+            ));
+        }
+        if !input.guardian_consent {
+            return Err(AppError::validation(
+                "보호자 동의(guardian_consent: true)가 필요합니다.",
+            ));
+        }
+        self.create_user(input, Role::Member).await
+    }
+
+    /// Creates an account (sign-up and the CLI). Consent is recorded as now.
+    pub async fn create_user(&self, input: SignUp, role: Role) -> AppResult<User> {
+        let login = LoginId::parse(&input.login_id)?;
+        validate_password(&input.password)?;
+        validate_name(&input.name)?;
+        validate_age(input.age)?;
+        let password_hash = hash_password(input.password).await?;
+        let now = to_db(db::now());
+        let row = UserRow {
+            id: Uuid::new_v4().to_string(),
+            login_key: login.key(),
+            login_id: login.0,
+            password_hash,
+            name: input.name,
+            age: input.age,
+            role: role.as_str().into(),
+            guardian_consent_at: now,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut conn = self.pool().get().await?;
+        let inserted = with_conn!(&mut conn, |c| {
+            diesel::insert_into(users::table)
+                .values(&row)
+                .execute(c)
+                .await
+        });
+        match inserted.map_err(db::DbError::from) {
+            Ok(_) => User::try_from(row),
+            Err(e) if e.is_unique_violation() => Err(AppError::new(
+                ErrorCode::Conflict,
+                "이미 사용 중인 user_id입니다.",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks login credentials and issues a new token pair (a new refresh family).
+    pub async fn issue_token(&self, login_id: &str, password: &str) -> AppResult<TokenPair> {
+        if login_id.is_empty() || password.is_empty() {
+            return Err(AppError::validation("user_id와 password가 필요합니다."));
+        }
+        let key = login_id.to_ascii_lowercase();
+        let mut conn = self.pool().get().await?;
+        let found: Option<UserRow> = with_conn!(&mut conn, |c| {
+            users::table
+                .filter(users::login_key.eq(&key))
+                .select(UserRow::as_select())
+                .first(c)
+                .await
+                .optional()
+        })?;
+        drop(conn);
+        let hash = found
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(decoy_hash);
+        let ok = verify_password(password.to_string(), hash).await?;
+        match found {
+            Some(row) if ok => {
+                let user_id = parse_uuid(&row.id)?;
+                self.new_pair(user_id, Uuid::new_v4()).await
+            }
+            _ => Err(AppError::code_only(ErrorCode::AuthenticationFailed)),
+        }
+    }
+
+    /// Stores a new refresh token in `family` and signs an access token.
+    async fn new_pair(&self, user_id: Uuid, family: Uuid) -> AppResult<TokenPair> {
+        let refresh_token = new_refresh_token();
+        let now = db::now();
+        let ttl = chrono::Duration::from_std(self.config().refresh_token_ttl)
+            .map_err(|e| AppError::Internal(e.into()))?;
+        let row = RefreshTokenRow {
+            id: Uuid::new_v4().to_string(),
+            user_id: user_id.to_string(),
+            family_id: family.to_string(),
+            token_hash: hash_refresh_token(&refresh_token),
+            created_at: to_db(now),
+            expires_at: to_db(now + ttl),
+            used_at: None,
+            revoked_at: None,
+        };
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::insert_into(refresh_tokens::table)
+                .values(&row)
+                .execute(c)
+                .await
+        })?;
+        self.sign_access(user_id, now)
+            .map(|access_token| TokenPair {
+                access_token,
+                expires_in: self.config().access_token_ttl.as_secs() as i64,
+                refresh_token,
+            })
+    }
+
+    fn sign_access(&self, user_id: Uuid, now: DateTime<Utc>) -> AppResult<String> {
+        let ttl = self.config().access_token_ttl.as_secs() as i64;
+        self.keys().issue(user_id, now, ttl)
+    }
+
+    /// Rotates a refresh token: single use. Presenting a used one revokes its whole
+    /// family (reuse detection) and fails.
+    pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
+        let hash = hash_refresh_token(refresh_token);
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        let outcome: Result<Option<(String, String)>, diesel::result::Error> =
+            with_conn!(&mut conn, |c| {
+                diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::token_hash.eq(&hash))
+                        .filter(refresh_tokens::used_at.is_null())
+                        .filter(refresh_tokens::revoked_at.is_null())
+                        .filter(refresh_tokens::expires_at.gt(now)),
+                )
+                .set(refresh_tokens::used_at.eq(Some(now)))
+                .returning((refresh_tokens::user_id, refresh_tokens::family_id))
+                .get_result(c)
+                .await
+                .optional()
+            });
+        let rotation = match outcome? {
+            Some((user_id, family)) => {
+                Rotation::Rotated(parse_uuid(&user_id)?, parse_uuid(&family)?)
+            }
+            None => {
+                // Unknown, expired, revoked or already used. A used token coming back
+                // means it leaked: revoke everything descended from that login.
+                let existing: Option<RefreshTokenRow> = with_conn!(&mut conn, |c| {
+                    refresh_tokens::table
+                        .filter(refresh_tokens::token_hash.eq(&hash))
+                        .select(RefreshTokenRow::as_select())
+                        .first(c)
+                        .await
+                        .optional()
+                })?;
+                if let Some(row) = existing
+                    && row.used_at.is_some()
+                {
+                    tracing::warn!(family = %row.family_id, "refresh token reuse detected; revoking its family");
+                    self.revoke_family(&mut conn, &row.family_id, now).await?;
+                }
+                Rotation::Rejected
+            }
+        };
+        drop(conn);
+        match rotation {
+            Rotation::Rotated(user_id, family) => self.new_pair(user_id, family).await,
+            Rotation::Rejected => Err(AppError::invalid_token()),
+        }
+    }
+
+    async fn revoke_family(
+        &self,
+        conn: &mut db::Conn,
+        family: &str,
+        now: chrono::NaiveDateTime,
+    ) -> AppResult<()> {
+        with_conn!(conn, |c| {
+            diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::family_id.eq(family))
+                    .filter(refresh_tokens::revoked_at.is_null()),
+            )
+            .set(refresh_tokens::revoked_at.eq(Some(now)))
+            .execute(c)
+            .await
+        })?;
+        Ok(())
+    }
+
+    /// Revokes the family of a refresh token (logout). Idempotent for known tokens;
+    /// an unknown token is `INVALID_TOKEN`.
+    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+        let hash = hash_refresh_token(refresh_token);
+        let mut conn = self.pool().get().await?;
+        let family: Option<String> = with_conn!(&mut conn, |c| {
+            refresh_tokens::table
+                .filter(refresh_tokens::token_hash.eq(&hash))
+                .select(refresh_tokens::family_id)
+                .first(c)
+                .await
+                .optional()
+        })?;
+        let family = family.ok_or_else(AppError::invalid_token)?;
+        self.revoke_family(&mut conn, &family, to_db(db::now()))
+            .await
+    }
+
+    /// Resolves a bearer token to a live account: signature, claims, and that the
+    /// account still exists (a deleted account's tokens stop working at once).
+    pub async fn authenticate(&self, bearer: Option<&str>) -> AppResult<User> {
+        let token = bearer.ok_or_else(AppError::invalid_token)?;
+        let user_id = self.keys().verify(token)?;
+        self.find_user(user_id)
+            .await?
+            .ok_or_else(AppError::invalid_token)
+    }
+
+    pub async fn find_user(&self, user_id: Uuid) -> AppResult<Option<User>> {
+        let id = user_id.to_string();
+        let mut conn = self.pool().get().await?;
+        let row: Option<UserRow> = with_conn!(&mut conn, |c| {
+            users::table
+                .find(&id)
+                .select(UserRow::as_select())
+                .first(c)
+                .await
+                .optional()
+        })?;
+        row.map(User::try_from).transpose()
+    }
+
+    /// Deletes the account and everything it owns (rows cascade from `users`).
+    pub async fn delete_account(&self, user: &User) -> AppResult<()> {
+        let id = user.id.to_string();
+        let mut conn = self.pool().get().await?;
+        let deleted = with_tx!(&mut conn, |c| {
+            diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(&id)))
+                .execute(c)
+                .await?;
+            diesel::delete(users::table.find(&id)).execute(c).await
+        })?;
+        if deleted == 0 {
+            return Err(AppError::invalid_token());
+        }
+        tracing::info!(user_id = %user.id, "account deleted");
+        Ok(())
+    }
+}

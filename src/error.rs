@@ -1,0 +1,186 @@
+//! Public error codes (spec §4.2 + contract §2) and the domain error type.
+//!
+//! Every layer has one error type; this is the domain's. It maps once to an
+//! [`ErrorCode`], which decides the GraphQL `extensions.code` and, from that, the REST
+//! status. Internal causes are logged (inside the request's span, so with its request id)
+//! and never shown to clients.
+
+use axum::http::StatusCode;
+
+use crate::db::DbError;
+
+/// The public error catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidToken,
+    AuthenticationFailed,
+    InsufficientPermission,
+    ValidationError,
+    ResourceNotFound,
+    RateLimitExceeded,
+    ServerError,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    Conflict,
+    UrlExpired,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::InvalidToken,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::InsufficientPermission,
+        ErrorCode::ValidationError,
+        ErrorCode::ResourceNotFound,
+        ErrorCode::RateLimitExceeded,
+        ErrorCode::ServerError,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::UrlExpired,
+        ErrorCode::ServiceUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidToken => "INVALID_TOKEN",
+            ErrorCode::AuthenticationFailed => "AUTHENTICATION_FAILED",
+            ErrorCode::InsufficientPermission => "INSUFFICIENT_PERMISSION",
+            ErrorCode::ValidationError => "VALIDATION_ERROR",
+            ErrorCode::ResourceNotFound => "RESOURCE_NOT_FOUND",
+            ErrorCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            ErrorCode::ServerError => "SERVER_ERROR",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::UrlExpired => "URL_EXPIRED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidToken | ErrorCode::AuthenticationFailed => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientPermission => StatusCode::FORBIDDEN,
+            ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
+            ErrorCode::ResourceNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::UrlExpired => StatusCode::GONE,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The default, human-readable (Korean) message for the code.
+    pub fn default_message(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidToken => "토큰이 유효하지 않거나 만료되었습니다.",
+            ErrorCode::AuthenticationFailed => "아이디 또는 비밀번호가 올바르지 않습니다.",
+            ErrorCode::InsufficientPermission => "이 리소스나 작업에 대한 권한이 없습니다.",
+            ErrorCode::ValidationError => "요청 데이터 형식이 잘못되었거나 필수값이 누락되었습니다.",
+            ErrorCode::ResourceNotFound => "요청한 리소스를 찾을 수 없습니다.",
+            ErrorCode::RateLimitExceeded => "요청 한도를 초과했습니다. 잠시 후 다시 시도해 주세요.",
+            ErrorCode::ServerError => "서버 내부 오류가 발생했습니다.",
+            ErrorCode::PayloadTooLarge => "요청 본문이 너무 큽니다 (최대 1MB).",
+            ErrorCode::MethodNotAllowed => "허용되지 않는 HTTP 메서드입니다.",
+            ErrorCode::Conflict => "요청이 현재 리소스 상태와 충돌합니다.",
+            ErrorCode::UrlExpired => "URL이 만료되었습니다.",
+            ErrorCode::ServiceUnavailable => "서비스를 일시적으로 사용할 수 없습니다.",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The domain error: a public code with a client-safe message, or an internal failure
+/// whose cause is only logged.
+///
+/// Deliberately not `Display`: async-graphql converts any `Display` type into an error
+/// without a code (and with its text shown to clients). Without it, `?` in a resolver
+/// goes through our own conversion in `graphql::errors`, which sets `extensions.code`.
+#[derive(Debug)]
+pub enum AppError {
+    Public { code: ErrorCode, message: String },
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> AppError {
+        AppError::Internal(e)
+    }
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
+        AppError::Public {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code_only(code: ErrorCode) -> AppError {
+        AppError::new(code, code.default_message())
+    }
+
+    pub fn validation(message: impl Into<String>) -> AppError {
+        AppError::new(ErrorCode::ValidationError, message)
+    }
+
+    pub fn invalid_token() -> AppError {
+        AppError::code_only(ErrorCode::InvalidToken)
+    }
+
+    pub fn not_found() -> AppError {
+        AppError::code_only(ErrorCode::ResourceNotFound)
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::Public { code, .. } => *code,
+            AppError::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The message a client may see. Logs internal causes (inside the request span).
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Public { message, .. } => message.clone(),
+            AppError::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "internal error");
+                ErrorCode::ServerError.default_message().to_string()
+            }
+        }
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> AppError {
+        match e {
+            DbError::Pool(_) | DbError::Connect(_) => {
+                tracing::error!(error = %e, "database unavailable");
+                AppError::code_only(ErrorCode::ServiceUnavailable)
+            }
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> AppError {
+        AppError::from(DbError::from(e))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,159 @@
+//! Accounts and tokens in GraphQL: `me`, `signUp`, `issueToken`, `refreshToken`,
+//! `logout`, `deleteAccount`.
+
+use async_graphql::{Context, ID, InputObject, Object};
+
+use super::scalars::Timestamp;
+use super::{domain, viewer};
+use crate::domain::accounts::{SignUp, TokenPair, User};
+
+/// A family account: `name` and `age` describe the child the stories are for.
+pub struct UserObject(pub User);
+
+#[Object(name = "User")]
+impl UserObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Always `"user"`.
+    async fn object(&self) -> &'static str {
+        "user"
+    }
+    /// The login id chosen at sign-up.
+    async fn login_id(&self) -> &str {
+        &self.0.login_id
+    }
+    /// The child's name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The child's age (1–19).
+    async fn age(&self) -> i32 {
+        self.0.age
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+}
+
+/// An access/refresh token pair.
+pub struct TokenPairObject(pub TokenPair);
+
+#[Object(name = "TokenPair")]
+impl TokenPairObject {
+    /// Always `"Bearer"`.
+    async fn token_type(&self) -> &'static str {
+        "Bearer"
+    }
+    async fn access_token(&self) -> &str {
+        &self.0.access_token
+    }
+    /// Seconds until the access token expires.
+    async fn expires_in(&self) -> i64 {
+        self.0.expires_in
+    }
+    /// Single-use; exchange it with `refreshToken` for a new pair.
+    async fn refresh_token(&self) -> &str {
+        &self.0.refresh_token
+    }
+}
+
+#[derive(InputObject)]
+pub struct SignUpInput {
+    /// Login id: 3–64 characters of `[A-Za-z0-9._-]`.
+    pub user_id: String,
+    /// 8–128 characters.
+    pub password: String,
+    /// The child's name, 1–50 characters.
+    pub name: String,
+    /// The child's age, 1–19.
+    pub age: i32,
+    /// Must be `true`: the guardian agrees to the processing of the child's
+    /// conversations and voice samples by the configured AI providers.
+    pub guardian_consent: bool,
+}
+
+#[derive(InputObject)]
+pub struct IssueTokenInput {
+    pub user_id: String,
+    pub password: String,
+}
+
+#[derive(InputObject)]
+pub struct RefreshTokenInput {
+    pub refresh_token: String,
+}
+
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// The authenticated account.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<UserObject> {
+        Ok(UserObject(viewer(ctx).await?))
+    }
+}
+
+#[derive(Default)]
+pub struct AccountMutation;
+
+#[Object]
+impl AccountMutation {
+    /// Creates an account (needs guardian consent; may be switched off by the operator).
+    async fn sign_up(
+        &self,
+        ctx: &Context<'_>,
+        input: SignUpInput,
+    ) -> async_graphql::Result<UserObject> {
+        let user = domain(ctx)
+            .sign_up(SignUp {
+                login_id: input.user_id,
+                password: input.password,
+                name: input.name,
+                age: input.age,
+                guardian_consent: input.guardian_consent,
+            })
+            .await?;
+        Ok(UserObject(user))
+    }
+
+    /// Exchanges login credentials for a token pair.
+    async fn issue_token(
+        &self,
+        ctx: &Context<'_>,
+        input: IssueTokenInput,
+    ) -> async_graphql::Result<TokenPairObject> {
+        let pair = domain(ctx)
+            .issue_token(&input.user_id, &input.password)
+            .await?;
+        Ok(TokenPairObject(pair))
+    }
+
+    /// Rotates a refresh token. Reusing one revokes its whole family.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        input: RefreshTokenInput,
+    ) -> async_graphql::Result<TokenPairObject> {
+        let pair = domain(ctx).refresh(&input.refresh_token).await?;
+        Ok(TokenPairObject(pair))
+    }
+
+    /// Revokes the refresh token's family.
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        input: RefreshTokenInput,
+    ) -> async_graphql::Result<bool> {
+        domain(ctx).logout(&input.refresh_token).await?;
+        Ok(true)
+    }
+
+    /// Deletes the authenticated account and everything it owns.
+    async fn delete_account(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let user = viewer(ctx).await?;
+        domain(ctx).delete_account(&user).await?;
+        Ok(true)
+    }
+}

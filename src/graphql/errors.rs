@@ -1,0 +1,63 @@
+//! Domain errors → GraphQL errors with `extensions.code`, and an extension that gives
+//! every other error (parse, validation, input coercion) a code too.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::{ErrorExtensionValues, Response, Value};
+
+use crate::error::{AppError, ErrorCode};
+
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> async_graphql::Error {
+        let code = e.code();
+        let mut err = async_graphql::Error::new(e.public_message());
+        err.extensions
+            .get_or_insert_with(ErrorExtensionValues::default)
+            .set("code", code.as_str());
+        err
+    }
+}
+
+/// The code of a GraphQL error, if it has one we know.
+pub fn code_of(err: &async_graphql::ServerError) -> Option<ErrorCode> {
+    match err.extensions.as_ref()?.get("code")? {
+        Value::String(s) => ErrorCode::parse(s),
+        _ => None,
+    }
+}
+
+/// Errors the resolvers did not raise (the document failed to parse or validate, or an
+/// argument could not be coerced) are the client's: `VALIDATION_ERROR`.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        for err in &mut response.errors {
+            if code_of(err).is_none() {
+                err.extensions
+                    .get_or_insert_with(ErrorExtensionValues::default)
+                    .set("code", ErrorCode::ValidationError.as_str());
+            }
+        }
+        response
+    }
+}
+
+/// True when the request never executed (it could not be parsed or validated): every
+/// error is positionless and there is no data. GraphQL-over-HTTP answers these with 400.
+pub fn is_request_error(response: &Response) -> bool {
+    !response.errors.is_empty()
+        && matches!(response.data, Value::Null)
+        && response.errors.iter().all(|e| e.path.is_empty())
+}

@@ -1,0 +1,92 @@
+//! The GraphQL core: where behaviour lives. Resolvers read the auth context and call the
+//! domain; every error carries `extensions.code` from the contract's catalogue.
+
+pub mod accounts;
+pub mod errors;
+pub mod http;
+pub mod scalars;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use tokio::sync::OnceCell;
+
+use crate::domain::Domain;
+use crate::domain::accounts::User;
+use crate::error::AppError;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(accounts::AccountQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(accounts::AccountMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Per-request authentication: the bearer token as sent, resolved lazily (and once) to
+/// the live account it names.
+#[derive(Default)]
+pub struct RequestAuth {
+    bearer: Option<String>,
+    user: OnceCell<User>,
+}
+
+impl RequestAuth {
+    pub fn new(bearer: Option<String>) -> RequestAuth {
+        RequestAuth {
+            bearer,
+            user: OnceCell::new(),
+        }
+    }
+
+    /// From an `Authorization` header value: only the `Bearer` scheme counts.
+    pub fn from_header(value: Option<&str>) -> RequestAuth {
+        let bearer = value.and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+                .filter(|t| !t.is_empty())
+        });
+        RequestAuth::new(bearer)
+    }
+}
+
+pub fn build_schema(domain: Domain) -> AppSchema {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(domain)
+    .extension(errors::ErrorCodes)
+    .limit_depth(16)
+    .limit_complexity(2_000)
+    .limit_recursive_depth(32)
+    .limit_directives(8)
+    .finish()
+}
+
+/// The schema's SDL (what `jjongal print-schema` prints and `schema.graphql` holds).
+pub fn sdl() -> String {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .finish()
+    .sdl()
+}
+
+pub(crate) fn domain<'a>(ctx: &Context<'a>) -> &'a Domain {
+    ctx.data_unchecked::<Domain>()
+}
+
+/// The authenticated account, or `INVALID_TOKEN`.
+pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<User, AppError> {
+    let auth = ctx
+        .data_opt::<RequestAuth>()
+        .ok_or_else(AppError::invalid_token)?;
+    auth.user
+        .get_or_try_init(|| domain(ctx).authenticate(auth.bearer.as_deref()))
+        .await
+        .cloned()
+}

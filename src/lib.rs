@@ -1,0 +1,14 @@
+//! Jjongal (쫑알쫑알): interactive, AI-written children's stories.
+//!
+//! One service with three doors onto one core: the REST facade (`rest`), the
+//! conversation WebSocket, and GraphQL (`graphql`), where behaviour lives; the rules are
+//! in `domain`, storage in `db`.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod rest;
+pub mod telemetry;

@@ -1,0 +1,120 @@
+//! The `jjongal` command: `serve` (default), `migrate`, `users create`, `print-schema`.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use jjongal::app::{self, Application};
+use jjongal::config::{Config, ConfigArgs};
+use jjongal::db::{self, Pool};
+use jjongal::domain::Domain;
+use jjongal::domain::accounts::{Role, SignUp};
+
+#[derive(Parser)]
+#[command(name = "jjongal", version, about = "Jjongal (쫑알쫑알) story service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Print the GraphQL schema (SDL).
+    PrintSchema,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create an account; the password is read from standard input.
+    Create {
+        /// Login id (3–64 characters of [A-Za-z0-9._-]).
+        login_id: String,
+        /// The child's name.
+        #[arg(long)]
+        name: String,
+        /// The child's age (1–19).
+        #[arg(long)]
+        age: i32,
+        /// `member` (default) or `operator`.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    jjongal::telemetry::init(&cli.config.log, cli.config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::PrintSchema => {
+            print!("{}", jjongal::graphql::sdl());
+            Ok(())
+        }
+        Command::Serve => serve(Config::resolve(cli.config)?).await,
+        Command::Migrate => {
+            let config = Config::resolve(cli.config)?;
+            let applied = db::migrate(&config.database_url).await?;
+            tracing::info!(migrations = ?applied, "database is up to date");
+            Ok(())
+        }
+        Command::Users {
+            command:
+                UsersCommand::Create {
+                    login_id,
+                    name,
+                    age,
+                    role,
+                },
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                bail!("--role must be `member` or `operator`");
+            };
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let config = Config::resolve(cli.config)?;
+            db::migrate(&config.database_url).await?;
+            let pool = Pool::connect(&config.database_url, 1).await?;
+            let domain = Domain::new(config, pool);
+            let user = domain
+                .create_user(
+                    SignUp {
+                        login_id,
+                        password,
+                        name,
+                        age,
+                        guardian_consent: true,
+                    },
+                    role,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
+            println!("created user {} ({})", user.login_id, user.id);
+            Ok(())
+        }
+    }
+}
+
+fn describe(e: jjongal::error::AppError) -> String {
+    format!("{}: {}", e.code(), e.public_message())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let application = Application::build(config).await?;
+    tracing::info!(address = %application.local_addr(), "listening");
+    application.run_until(app::shutdown_signal()).await
+}

@@ -1,0 +1,62 @@
+//! The spec §4.1 envelope and the REST layer's error type.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::ErrorCode;
+
+/// `{"success": true, "message": ..., "data": ...}`.
+pub fn success(status: StatusCode, message: &str, data: Value) -> Response {
+    if status == StatusCode::NO_CONTENT {
+        return status.into_response();
+    }
+    (
+        status,
+        axum::Json(json!({"success": true, "message": message, "data": data})),
+    )
+        .into_response()
+}
+
+/// A REST failure: a public code and a client-safe message.
+#[derive(Debug, Clone)]
+pub struct RestError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For 405: the methods the path does support.
+    pub allow: Option<String>,
+}
+
+impl RestError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> RestError {
+        RestError {
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+    pub fn code(code: ErrorCode) -> RestError {
+        RestError::new(code, code.default_message())
+    }
+    pub fn validation(message: impl Into<String>) -> RestError {
+        RestError::new(ErrorCode::ValidationError, message)
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "success": false,
+            "error": {"code": self.code.as_str(), "message": self.message},
+        });
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.code == ErrorCode::InvalidToken {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(header::ALLOW, allow);
+        }
+        response
+    }
+}

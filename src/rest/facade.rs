@@ -1,0 +1,258 @@
+//! Turns the route table into axum routes. One generic handler: read and check the
+//! body, build variables, execute the pre-parsed GraphQL document, shape the result into
+//! the envelope, and derive the status from `extensions.code`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Request, Variables};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawPathParams, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use serde_json::{Map, Value};
+
+use super::envelope::{RestError, success};
+use super::routes::{Body, Route, Shape};
+use crate::error::ErrorCode;
+use crate::graphql::errors::code_of;
+use crate::graphql::{AppSchema, RequestAuth};
+
+/// Longest text field, in Unicode scalar values (contract §2).
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+struct CompiledRoute {
+    route: Route,
+    document: ExecutableDocument,
+}
+
+/// Builds the `/api/v1` router from the table. Panics at start-up if a route's document
+/// does not parse (a programming error, caught by every test).
+pub fn router() -> Router<AppSchema> {
+    let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
+    for route in super::routes::table() {
+        by_path.entry(route.path).or_default().push(route);
+    }
+    let mut router = Router::new();
+    for (path, routes) in by_path {
+        let mut allow: Vec<&str> = routes.iter().map(|r| r.method.as_str()).collect();
+        if routes.iter().any(|r| r.method == Method::GET) {
+            allow.push("HEAD");
+        }
+        let allow = allow.join(", ");
+        let mut methods: MethodRouter<AppSchema> = MethodRouter::new();
+        for route in routes {
+            let document = async_graphql::parser::parse_query(&route.document)
+                .unwrap_or_else(|e| panic!("route {} {}: {e}", route.method, route.path));
+            let filter = MethodFilter::try_from(route.method.clone())
+                .unwrap_or_else(|e| panic!("route {} {}: {e}", route.method, route.path));
+            let compiled = Arc::new(CompiledRoute { route, document });
+            methods = methods.merge(on(
+                filter,
+                move |state: State<AppSchema>,
+                      params: Result<RawPathParams, _>,
+                      headers: HeaderMap,
+                      body: Result<Bytes, BytesRejection>| {
+                    let compiled = compiled.clone();
+                    async move {
+                        let params = params.ok();
+                        handle(&compiled, state.0, params, headers, body)
+                            .await
+                            .unwrap_or_else(IntoResponse::into_response)
+                    }
+                },
+            ));
+        }
+        let methods = methods.fallback(move || {
+            let allow = allow.clone();
+            async move {
+                RestError {
+                    allow: Some(allow),
+                    ..RestError::code(ErrorCode::MethodNotAllowed)
+                }
+            }
+        });
+        router = router.route(path, methods);
+    }
+    router
+}
+
+async fn handle(
+    compiled: &CompiledRoute,
+    schema: AppSchema,
+    params: Option<RawPathParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RestError> {
+    let route = &compiled.route;
+    let mut variables = Map::new();
+    for (name, value) in params.iter().flat_map(|p| p.iter()) {
+        variables.insert(name.to_string(), Value::String(value.to_string()));
+    }
+    if let Body::Input = route.body {
+        let input = read_json_object(&headers, body)?;
+        variables.insert("input".into(), camel_case_keys(input)?);
+    }
+    let auth = RequestAuth::from_header(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut request = Request::new(route.document.clone())
+        .variables(Variables::from_json(Value::Object(variables)))
+        .data(auth);
+    request.set_parsed_query(compiled.document.clone());
+    let response = schema.execute(request).await;
+    if let Some(err) = response.errors.first() {
+        let code = code_of(err).unwrap_or(ErrorCode::ServerError);
+        return Err(RestError::new(code, err.message.clone()));
+    }
+    let data = response
+        .data
+        .into_json()
+        .map_err(|e| RestError::new(ErrorCode::ServerError, e.to_string()))?;
+    let data = data.get("data").cloned().unwrap_or(Value::Null);
+    Ok(match route.shape {
+        Shape::NoContent => StatusCode::NO_CONTENT.into_response(),
+        Shape::Single => success(route.status, route.message, data),
+    })
+}
+
+/// Reads a JSON object body: size (413), content type, syntax and text limits (400).
+fn read_json_object(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>, RestError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            RestError::code(ErrorCode::PayloadTooLarge)
+        } else {
+            RestError::validation("요청 본문을 읽을 수 없습니다.")
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(RestError::validation("JSON 요청 본문이 필요합니다."));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(RestError::validation(
+            "Content-Type은 application/json이어야 합니다.",
+        ));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| RestError::validation(format!("JSON 형식이 올바르지 않습니다: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(RestError::validation("요청 본문은 JSON 객체여야 합니다."));
+    };
+    check_text_lengths(&object, "")?;
+    Ok(object)
+}
+
+/// Any string over [`MAX_TEXT_CHARS`] is a validation error naming its field.
+fn check_text_lengths(object: &Map<String, Value>, prefix: &str) -> Result<(), RestError> {
+    fn walk(value: &Value, path: &str) -> Result<(), RestError> {
+        match value {
+            Value::String(s) if s.chars().count() > MAX_TEXT_CHARS => {
+                Err(RestError::validation(format!(
+                    "`{path}` 필드는 {MAX_TEXT_CHARS}자를 넘을 수 없습니다."
+                )))
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+            Value::Object(map) => check_text_lengths(map, path),
+            _ => Ok(()),
+        }
+    }
+    for (key, value) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        walk(value, &path)?;
+    }
+    Ok(())
+}
+
+/// REST bodies are `snake_case`, GraphQL inputs `camelCase`. Keys that are not
+/// `snake_case` are unknown fields by definition.
+fn camel_case_keys(object: Map<String, Value>) -> Result<Value, RestError> {
+    let mut out = Map::with_capacity(object.len());
+    for (key, value) in object {
+        let valid = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !key.starts_with('_');
+        if !valid {
+            return Err(RestError::validation(format!(
+                "알 수 없는 필드입니다: `{key}`"
+            )));
+        }
+        let value = match value {
+            Value::Object(inner) => camel_case_keys(inner)?,
+            other => other,
+        };
+        out.insert(to_camel(&key), value);
+    }
+    Ok(Value::Object(out))
+}
+
+fn to_camel(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `camelCase` → `snake_case`, for naming fields in messages the way REST clients see them.
+pub fn to_snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_conversion_round_trips() {
+        for key in ["user_id", "guardian_consent", "age", "start_cursor2"] {
+            assert_eq!(to_snake(&to_camel(key)), key);
+        }
+        assert_eq!(to_camel("refresh_token"), "refreshToken");
+    }
+
+    #[test]
+    fn non_snake_keys_are_unknown_fields() {
+        let obj: Map<String, Value> = serde_json::from_str(r#"{"userId": "x"}"#).unwrap();
+        assert!(camel_case_keys(obj).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The REST facade: `/api/v1` exactly as the spec says, every route mapped onto the
+//! GraphQL schema through the declarative table in [`routes`].
+
+pub mod envelope;
+pub mod facade;
+pub mod routes;
+
+pub use envelope::RestError;
