@@ -72,7 +72,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         axum::serve(
             self.listener,
             self.router
@@ -138,7 +141,11 @@ async fn schema_sdl(State(schema): State<AppSchema>) -> Response {
 }
 
 async fn healthz() -> Response {
-    envelope::success(StatusCode::OK, "정상 동작 중입니다.", json!({"status": "ok"}))
+    envelope::success(
+        StatusCode::OK,
+        "정상 동작 중입니다.",
+        json!({"status": "ok"}),
+    )
 }
 
 async fn readyz(State(domain): State<Domain>) -> Response {

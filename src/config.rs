@@ -30,14 +30,29 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct ConfigArgs {
     /// Address the public HTTP listener binds.
-    #[arg(long, env = "JJONGAL_BIND", default_value = "0.0.0.0:8000", global = true)]
+    #[arg(
+        long,
+        env = "JJONGAL_BIND",
+        default_value = "0.0.0.0:8000",
+        global = true
+    )]
     pub bind: SocketAddr,
     /// Database URL: `postgres://…` selects PostgreSQL; anything else is a SQLite file
     /// path. Default: `<data dir>/jjongal.db`.
-    #[arg(long, env = "JJONGAL_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "JJONGAL_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
     /// Directory for the SQLite database, generated development secrets and media.
-    #[arg(long, env = "JJONGAL_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "JJONGAL_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Public base URL, used to build absolute (signed) media URLs.
     #[arg(
@@ -48,10 +63,20 @@ pub struct ConfigArgs {
     )]
     pub public_url: String,
     /// HS256 secret for access tokens (at least 32 bytes; required in production).
-    #[arg(long, env = "JJONGAL_JWT_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "JJONGAL_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub jwt_secret: Option<String>,
     /// Secret for signed media URLs (at least 32 bytes; required in production).
-    #[arg(long, env = "JJONGAL_MEDIA_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "JJONGAL_MEDIA_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub media_secret: Option<String>,
     /// Directory of media files. Default: `<data dir>/media`.
     #[arg(long, env = "JJONGAL_MEDIA_DIR", global = true)]
@@ -161,8 +186,7 @@ impl Config {
         let (jwt_secret, media_secret) = match args.environment {
             Environment::Production => {
                 let jwt = required_secret("JJONGAL_JWT_SECRET", args.jwt_secret.as_deref())?;
-                let media =
-                    required_secret("JJONGAL_MEDIA_SECRET", args.media_secret.as_deref())?;
+                let media = required_secret("JJONGAL_MEDIA_SECRET", args.media_secret.as_deref())?;
                 if jwt.expose() == media.expose() {
                     bail!("JJONGAL_MEDIA_SECRET must differ from JJONGAL_JWT_SECRET");
                 }
@@ -253,7 +277,10 @@ fn dev_secret(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let text = text.trim();
     if text.len() < MIN_SECRET_BYTES {
-        bail!("{} holds fewer than {MIN_SECRET_BYTES} bytes", path.display());
+        bail!(
+            "{} holds fewer than {MIN_SECRET_BYTES} bytes",
+            path.display()
+        );
     }
     Ok(Secret::new(text.as_bytes().to_vec()))
 }

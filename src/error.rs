@@ -85,7 +85,9 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "토큰이 유효하지 않거나 만료되었습니다.",
             ErrorCode::AuthenticationFailed => "아이디 또는 비밀번호가 올바르지 않습니다.",
             ErrorCode::InsufficientPermission => "이 리소스나 작업에 대한 권한이 없습니다.",
-            ErrorCode::ValidationError => "요청 데이터 형식이 잘못되었거나 필수값이 누락되었습니다.",
+            ErrorCode::ValidationError => {
+                "요청 데이터 형식이 잘못되었거나 필수값이 누락되었습니다."
+            }
             ErrorCode::ResourceNotFound => "요청한 리소스를 찾을 수 없습니다.",
             ErrorCode::RateLimitExceeded => "요청 한도를 초과했습니다. 잠시 후 다시 시도해 주세요.",
             ErrorCode::ServerError => "서버 내부 오류가 발생했습니다.",

@@ -75,6 +75,8 @@ pub enum Pool {
 }
 
 /// A pooled connection of either backend; use it through [`with_conn!`](crate::with_conn).
+// One lives on the stack per request; boxing would add an allocation per checkout.
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     Pg(Object<AsyncPgConnection>),
     Sqlite(Object<SqliteConn>),
@@ -222,6 +224,14 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, DbError> {
             result?
         }
         Backend::Sqlite => {
+            // SQLite has no advisory locks: serialise migrating processes with an OS
+            // file lock beside the database (released when the file is closed).
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let _guard = if path == ":memory:" {
+                None
+            } else {
+                Some(lock_file(&format!("{path}.migrate-lock")).await?)
+            };
             let pool = Pool::connect(url, 1).await?;
             let Pool::Sqlite(pool) = pool else {
                 unreachable!("a non-postgres URL selects SQLite")
@@ -236,6 +246,30 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, DbError> {
         }
     };
     Ok(applied)
+}
+
+/// Opens (creating it if needed) and exclusively locks `path`, waiting for other holders.
+async fn lock_file(path: &str) -> Result<std::fs::File, DbError> {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        if let Some(parent) = std::path::Path::new(&path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| DbError::Migration(format!("{}: {e}", parent.display())))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| DbError::Migration(format!("{path}: {e}")))?;
+        file.lock()
+            .map_err(|e| DbError::Migration(format!("locking {path}: {e}")))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| DbError::Migration(e.to_string()))?
 }
 
 /// Now, truncated to microseconds (PostgreSQL's precision) so both backends store and

@@ -11,9 +11,18 @@ pub fn success(status: StatusCode, message: &str, data: Value) -> Response {
     if status == StatusCode::NO_CONTENT {
         return status.into_response();
     }
+    json_response(
+        status,
+        &json!({"success": true, "message": message, "data": data}),
+    )
+}
+
+/// A JSON response with the contract's content type (`application/json; charset=utf-8`).
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
-        axum::Json(json!({"success": true, "message": message, "data": data})),
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
     )
         .into_response()
 }
@@ -49,7 +58,7 @@ impl IntoResponse for RestError {
             "success": false,
             "error": {"code": self.code.as_str(), "message": self.message},
         });
-        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let mut response = json_response(self.code.status(), &body);
         let headers = response.headers_mut();
         if self.code == ErrorCode::InvalidToken {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -109,7 +109,12 @@ async fn handle(
     let response = schema.execute(request).await;
     if let Some(err) = response.errors.first() {
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
-        return Err(RestError::new(code, err.message.clone()));
+        let message = if code == ErrorCode::ValidationError {
+            rest_validation_message(&err.message)
+        } else {
+            err.message.clone()
+        };
+        return Err(RestError::new(code, message));
     }
     let data = response
         .data
@@ -160,11 +165,9 @@ fn read_json_object(
 fn check_text_lengths(object: &Map<String, Value>, prefix: &str) -> Result<(), RestError> {
     fn walk(value: &Value, path: &str) -> Result<(), RestError> {
         match value {
-            Value::String(s) if s.chars().count() > MAX_TEXT_CHARS => {
-                Err(RestError::validation(format!(
-                    "`{path}` 필드는 {MAX_TEXT_CHARS}자를 넘을 수 없습니다."
-                )))
-            }
+            Value::String(s) if s.chars().count() > MAX_TEXT_CHARS => Err(RestError::validation(
+                format!("`{path}` 필드는 {MAX_TEXT_CHARS}자를 넘을 수 없습니다."),
+            )),
             Value::Array(items) => items
                 .iter()
                 .enumerate()
@@ -224,6 +227,46 @@ fn to_camel(key: &str) -> String {
     out
 }
 
+/// GraphQL's input-coercion messages name GraphQL types and `camelCase` fields; REST
+/// clients sent `snake_case` JSON. Say it in their terms; other messages pass through.
+fn rest_validation_message(message: &str) -> String {
+    let quoted: Vec<&str> = message.split('"').skip(1).step_by(2).collect();
+    let field = |q: &str| {
+        let path = q.strip_prefix("input").unwrap_or(q).trim_start_matches('.');
+        path.split('.').map(to_snake).collect::<Vec<_>>().join(".")
+    };
+    if let Some(i) = message.find("unknown field \"") {
+        let name = message[i + 15..].split('"').next().unwrap_or_default();
+        return format!("알 수 없는 필드입니다: `{}`", to_snake(name));
+    }
+    if message.contains("is required but not provided")
+        && let Some(name) = quoted.get(1)
+    {
+        let parent = field(quoted[0]);
+        let name = to_snake(name);
+        let name = if parent.is_empty() {
+            name
+        } else {
+            format!("{parent}.{name}")
+        };
+        return format!("필수 필드가 누락되었습니다: `{name}`");
+    }
+    if message.starts_with("Invalid value for argument")
+        && let Some(arg) = quoted.first()
+    {
+        let name = field(arg);
+        if name.is_empty() {
+            return "요청 본문의 형식이 올바르지 않습니다.".into();
+        }
+        let expected = quoted
+            .get(1)
+            .map(|t| format!(" (expected {t})"))
+            .unwrap_or_default();
+        return format!("`{name}` 필드의 값이 올바르지 않습니다{expected}.");
+    }
+    message.to_string()
+}
+
 /// `camelCase` → `snake_case`, for naming fields in messages the way REST clients see them.
 pub fn to_snake(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
@@ -248,6 +291,29 @@ mod tests {
             assert_eq!(to_snake(&to_camel(key)), key);
         }
         assert_eq!(to_camel("refresh_token"), "refreshToken");
+    }
+
+    #[test]
+    fn graphql_coercion_messages_speak_rest() {
+        assert_eq!(
+            rest_validation_message(
+                r#"Invalid value for argument "input", unknown field "fooBar" of type "SignUpInput""#
+            ),
+            "알 수 없는 필드입니다: `foo_bar`"
+        );
+        assert_eq!(
+            rest_validation_message(
+                r#"Invalid value for argument "input.age", expected type "Int""#
+            ),
+            "`age` 필드의 값이 올바르지 않습니다 (expected Int)."
+        );
+        assert_eq!(
+            rest_validation_message(
+                r#"Invalid value for argument "input", field "guardianConsent" of type "SignUpInput" is required but not provided"#
+            ),
+            "필수 필드가 누락되었습니다: `guardian_consent`"
+        );
+        assert_eq!(rest_validation_message("다른 메시지"), "다른 메시지");
     }
 
     #[test]

@@ -1,0 +1,347 @@
+//! The `jjongal` binary itself: subcommands, start-up rules, several processes on one
+//! database, and what its logs must never contain.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::db_tests;
+use crate::helpers::{Db, TestStorage, spawn_app_on};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jjongal");
+
+fn command(storage: &TestStorage) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JJONGAL_DATA_DIR", storage.dir.path())
+        .env("JJONGAL_DATABASE_URL", &storage.database_url)
+        .env("JJONGAL_BIND", "127.0.0.1:0")
+        .env("JJONGAL_LOG_FORMAT", "json")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running `jjongal serve` whose stderr (JSON log lines) is collected.
+struct Server {
+    child: Child,
+    addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn jjongal");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "listening"
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(v["address"].as_str().unwrap_or_default().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => panic!(
+                "server did not start; logs:\n{}",
+                logs.lock().unwrap().join("\n")
+            ),
+        };
+        Server { child, addr, logs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(mut self) -> String {
+        // SIGTERM: graceful shutdown.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server exits after SIGTERM")
+            .expect("wait");
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value, token: Option<&str>) -> Value {
+    let mut rb = client.post(url).json(&body);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    rb.send().await.unwrap().json().await.unwrap()
+}
+
+async fn users_create_reads_the_password_from_stdin(db: Db) {
+    let storage = TestStorage::new(db).await;
+    let mut child = command(&storage)
+        .args([
+            "users",
+            "create",
+            "family.admin",
+            "--name",
+            "하늘",
+            "--age",
+            "9",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long passphrase\n")
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("family.admin"));
+
+    // A second time: the login id is taken, and the command says so and fails.
+    let mut child = command(&storage)
+        .args([
+            "users",
+            "create",
+            "family.admin",
+            "--name",
+            "하늘",
+            "--age",
+            "9",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long passphrase\n")
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CONFLICT"));
+
+    let app = spawn_app_on(storage, &[]).await;
+    let data = app
+        .post_json(
+            "/api/v1/auth/token",
+            &json!({"user_id": "family.admin", "password": "a long passphrase"}),
+            None,
+        )
+        .await
+        .assert_ok(200);
+    let me = app
+        .get("/api/v1/users/me", data["access_token"].as_str())
+        .await
+        .assert_ok(200);
+    assert_eq!(me["name"], "하늘");
+    assert_eq!(me["age"], 9);
+}
+
+async fn two_servers_start_at_once_on_a_fresh_database(db: Db) {
+    let storage = TestStorage::new(db).await;
+    // Same fresh database, same (empty) data dir: migrations and the generated
+    // development secrets must not race.
+    let (a, b) = tokio::join!(
+        Server::start(command(&storage)),
+        Server::start(command(&storage))
+    );
+    let client = reqwest::Client::new();
+    let created = post(
+        &client,
+        a.url("/api/v1/users"),
+        json!({"user_id": "twins", "password": "password123", "name": "쌍둥이", "age": 6, "guardian_consent": true}),
+        None,
+    )
+    .await;
+    assert_eq!(created["success"], true, "{created}");
+    // Log in through B, use the token on A: both processes agree on the secret.
+    let tokens = post(
+        &client,
+        b.url("/api/v1/auth/token"),
+        json!({"user_id": "twins", "password": "password123"}),
+        None,
+    )
+    .await;
+    let access = tokens["data"]["access_token"].as_str().expect("token");
+    let me: Value = client
+        .get(a.url("/api/v1/users/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["data"]["id"], created["data"]["id"]);
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn logs_never_contain_tokens_or_secrets(db: Db) {
+    let storage = TestStorage::new(db).await;
+    let secret = "a-very-secret-jwt-key-that-is-long-enough-0123";
+    let mut cmd = command(&storage);
+    cmd.env("JJONGAL_LOG", "trace")
+        .env("JJONGAL_JWT_SECRET", secret);
+    let server = Server::start(cmd).await;
+    let client = reqwest::Client::new();
+    post(
+        &client,
+        server.url("/api/v1/users"),
+        json!({"user_id": "quiet", "password": "password123", "name": "조용", "age": 6, "guardian_consent": true}),
+        None,
+    )
+    .await;
+    let tokens = post(
+        &client,
+        server.url("/api/v1/auth/token"),
+        json!({"user_id": "quiet", "password": "password123"}),
+        None,
+    )
+    .await;
+    let access = tokens["data"]["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["data"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = client
+        .get(server.url(&format!("/api/v1/users/me?token={access}")))
+        .header("x-request-id", "log-check-1")
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    post(
+        &client,
+        server.url("/api/v1/auth/refresh"),
+        json!({"refresh_token": refresh}),
+        None,
+    )
+    .await;
+    let logs = server.stop().await;
+    assert!(logs.contains("log-check-1"), "request id missing from logs");
+    for needle in [access.as_str(), refresh.as_str(), secret, "password123"] {
+        assert!(
+            !logs.contains(needle),
+            "logs contain a secret: {needle:.12}…"
+        );
+    }
+}
+
+db_tests!(
+    users_create_reads_the_password_from_stdin,
+    two_servers_start_at_once_on_a_fresh_database,
+    logs_never_contain_tokens_or_secrets,
+);
+
+#[tokio::test]
+async fn production_mode_refuses_missing_or_weak_secrets() {
+    let storage = TestStorage::new(Db::Sqlite).await;
+    let strong_a = "0123456789abcdef0123456789abcdef-a";
+    let strong_b = "0123456789abcdef0123456789abcdef-b";
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[], "JJONGAL_JWT_SECRET"),
+        (&[("JJONGAL_JWT_SECRET", strong_a)], "JJONGAL_MEDIA_SECRET"),
+        (
+            &[
+                ("JJONGAL_JWT_SECRET", "short"),
+                ("JJONGAL_MEDIA_SECRET", strong_b),
+            ],
+            "at least 32 bytes",
+        ),
+        (
+            &[
+                ("JJONGAL_JWT_SECRET", strong_a),
+                ("JJONGAL_MEDIA_SECRET", strong_a),
+            ],
+            "must differ",
+        ),
+    ];
+    for (env, expected) in cases {
+        let mut cmd = command(&storage);
+        cmd.env("JJONGAL_ENV", "production").arg("serve");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        assert!(!out.status.success(), "started without {expected}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(!stderr.contains(strong_a) && !stderr.contains("short\""));
+    }
+    // No secret files were generated in production mode.
+    assert!(!storage.dir.path().join("secrets").exists());
+}
+
+#[tokio::test]
+async fn help_never_shows_secret_values() {
+    let storage = TestStorage::new(Db::Sqlite).await;
+    let out = command(&storage)
+        .env("JJONGAL_JWT_SECRET", "visible-jwt-secret-value-0123456789")
+        .env(
+            "JJONGAL_MEDIA_SECRET",
+            "visible-media-secret-value-0123456789",
+        )
+        .env(
+            "JJONGAL_DATABASE_URL",
+            "postgres://user:dbpassword@localhost/x",
+        )
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("JJONGAL_JWT_SECRET"));
+    for secret in ["visible-jwt-secret", "visible-media-secret", "dbpassword"] {
+        assert!(!help.contains(secret), "--help shows {secret}");
+    }
+}
+
+#[tokio::test]
+async fn print_schema_prints_the_sdl() {
+    let out = Command::new(BIN)
+        .arg("print-schema")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        jjongal::graphql::sdl()
+    );
+}

@@ -1,0 +1,133 @@
+//! The REST facade's envelope for everything that is not a resolver's answer: unknown
+//! routes, wrong methods, bad bodies, size limits; request ids; health checks.
+
+use serde_json::json;
+
+use crate::db_tests;
+use crate::helpers::{Db, spawn_app};
+
+async fn unknown_routes_and_wrong_methods_answer_in_the_envelope(db: Db) {
+    let app = spawn_app(db).await;
+    for path in ["/", "/api/v1", "/api/v1/nothing", "/api/v2/users/me"] {
+        app.get(path, None)
+            .await
+            .assert_error(404, "RESOURCE_NOT_FOUND");
+    }
+    let reply = app.send(app.client.put(app.url("/api/v1/users/me"))).await;
+    reply.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(reply.header("allow"), Some("GET, DELETE, HEAD"));
+    let reply = app.get("/api/v1/auth/token", None).await;
+    reply.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(reply.header("allow"), Some("POST"));
+    // HEAD works where GET does.
+    let head = app.send(app.client.head(app.url("/api/v1/users/me"))).await;
+    assert_eq!(head.status, 401);
+}
+
+async fn bad_bodies_are_validation_errors(db: Db) {
+    let app = spawn_app(db).await;
+    let url = app.url("/api/v1/auth/token");
+    let valid = r#"{"user_id": "someone", "password": "password123"}"#;
+    // Missing or wrong content type: 400, never 415.
+    app.send(app.client.post(&url).body(valid))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    app.send(
+        app.client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(valid),
+    )
+    .await
+    .assert_error(400, "VALIDATION_ERROR");
+    // A charset parameter is fine (the account does not exist: 401, past validation).
+    app.send(
+        app.client
+            .post(&url)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(valid),
+    )
+    .await
+    .assert_error(401, "AUTHENTICATION_FAILED");
+    for body in ["", "{", "[]", "\"text\"", "null", "{\"user_id\": }"] {
+        app.send(
+            app.client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    }
+}
+
+async fn size_limits_answer_413_and_400(db: Db) {
+    let app = spawn_app(db).await;
+    // Over 1 MiB: 413 in the envelope.
+    let big = format!(
+        r#"{{"user_id": "x", "password": "{}"}}"#,
+        "a".repeat(1024 * 1024)
+    );
+    app.send(
+        app.client
+            .post(app.url("/api/v1/auth/token"))
+            .header("content-type", "application/json")
+            .body(big),
+    )
+    .await
+    .assert_error(413, "PAYLOAD_TOO_LARGE");
+    // A text field over 10,000 characters (counted as characters, not bytes): 400 naming it.
+    let message = app
+        .post_json(
+            "/api/v1/users",
+            &json!({"user_id": "longname", "password": "password123", "name": "가".repeat(10_001),
+                    "age": 7, "guardian_consent": true}),
+            None,
+        )
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    assert!(message.contains("name"), "{message}");
+    // Exactly 10,000 Hangul characters (30,000 bytes) passes the facade's limit and is
+    // then judged by the field's own rule (name: at most 50).
+    let message = app
+        .post_json(
+            "/api/v1/users",
+            &json!({"user_id": "longname", "password": "password123", "name": "가".repeat(10_000),
+                    "age": 7, "guardian_consent": true}),
+            None,
+        )
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    assert!(message.contains("50"), "{message}");
+}
+
+async fn request_ids_are_returned(db: Db) {
+    let app = spawn_app(db).await;
+    let reply = app.get("/healthz", None).await;
+    let generated = reply.header("x-request-id").expect("generated request id");
+    assert!(uuid::Uuid::parse_str(generated).is_ok());
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/users/me"))
+                .header("x-request-id", "trace-me-123"),
+        )
+        .await;
+    assert_eq!(reply.header("x-request-id"), Some("trace-me-123"));
+}
+
+async fn health_and_readiness(db: Db) {
+    let app = spawn_app(db).await;
+    let data = app.get("/healthz", None).await.assert_ok(200);
+    assert_eq!(data["status"], "ok");
+    let data = app.get("/readyz", None).await.assert_ok(200);
+    assert_eq!(data["database"], "ok");
+}
+
+db_tests!(
+    unknown_routes_and_wrong_methods_answer_in_the_envelope,
+    bad_bodies_are_validation_errors,
+    size_limits_answer_413_and_400,
+    request_ids_are_returned,
+    health_and_readiness,
+);

@@ -1,0 +1,195 @@
+//! The GraphQL core over HTTP: the same operations and codes as REST.
+
+use serde_json::json;
+
+use crate::db_tests;
+use crate::helpers::{Db, gql_code, spawn_app};
+
+async fn accounts_work_end_to_end_in_graphql(db: Db) {
+    let app = spawn_app(db).await;
+    let reply = app
+        .graphql(
+            "mutation($i: SignUpInput!) { signUp(input: $i) { id object loginId name age createdAt } }",
+            json!({"i": {"userId": "gql.user", "password": "password123", "name": "서연", "age": 5, "guardianConsent": true}}),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert!(body.get("errors").is_none(), "{body}");
+    let user = &body["data"]["signUp"];
+    assert_eq!(user["object"], "user");
+    assert_eq!(user["loginId"], "gql.user");
+    crate::helpers::assert_timestamp(user["createdAt"].as_str().unwrap());
+
+    let body = app
+        .graphql(
+            "mutation { issueToken(input: {userId: \"gql.user\", password: \"password123\"}) { tokenType accessToken expiresIn refreshToken } }",
+            json!({}),
+            None,
+        )
+        .await
+        .json();
+    let pair = &body["data"]["issueToken"];
+    assert_eq!(pair["tokenType"], "Bearer");
+    let access = pair["accessToken"].as_str().unwrap().to_string();
+    let refresh = pair["refreshToken"].as_str().unwrap().to_string();
+
+    let body = app
+        .graphql("{ me { id name } }", json!({}), Some(&access))
+        .await
+        .json();
+    assert_eq!(body["data"]["me"]["id"], user["id"]);
+
+    let body = app
+        .graphql(
+            "mutation($r: String!) { refreshToken(input: {refreshToken: $r}) { refreshToken } }",
+            json!({"r": refresh}),
+            None,
+        )
+        .await
+        .json();
+    let rotated = body["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Reuse is detected through GraphQL too.
+    let body = app
+        .graphql(
+            "mutation($r: String!) { refreshToken(input: {refreshToken: $r}) { refreshToken } }",
+            json!({"r": refresh}),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(gql_code(&body), "INVALID_TOKEN");
+    let body = app
+        .graphql(
+            "mutation($r: String!) { logout(input: {refreshToken: $r}) }",
+            json!({"r": rotated}),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(body["data"]["logout"], true);
+
+    let body = app
+        .graphql("mutation { deleteAccount }", json!({}), Some(&access))
+        .await
+        .json();
+    assert_eq!(body["data"]["deleteAccount"], true);
+    let body = app
+        .graphql("{ me { id } }", json!({}), Some(&access))
+        .await
+        .json();
+    assert_eq!(gql_code(&body), "INVALID_TOKEN");
+}
+
+async fn every_graphql_error_carries_a_code(db: Db) {
+    let app = spawn_app(db).await;
+    app.sign_up("coded").await;
+    // Resolver errors: 200 with the contract's codes.
+    let reply = app.graphql("{ me { id } }", json!({}), None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(gql_code(&reply.json()), "INVALID_TOKEN");
+    let reply = app
+        .graphql(
+            "mutation { issueToken(input: {userId: \"coded\", password: \"wrong-password\"}) { accessToken } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(gql_code(&reply.json()), "AUTHENTICATION_FAILED");
+    let reply = app
+        .graphql(
+            "mutation($i: SignUpInput!) { signUp(input: $i) { id } }",
+            json!({"i": {"userId": "coded", "password": "password123", "name": "a", "age": 3, "guardianConsent": true}}),
+            None,
+        )
+        .await;
+    assert_eq!(gql_code(&reply.json()), "CONFLICT");
+    // Requests that cannot be parsed or validated: 400, VALIDATION_ERROR.
+    for query in ["{ me { id ", "{ nothing }", "{ me { password } }"] {
+        let reply = app.graphql(query, json!({}), None).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.text);
+        assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    }
+    let reply = app
+        .graphql(
+            "mutation($i: SignUpInput!) { signUp(input: $i) { id } }",
+            json!({"i": {"userId": "x"}}),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    // Not a GraphQL request at all.
+    let reply = app
+        .send(
+            app.client
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body("[1,2"),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+}
+
+async fn get_is_for_queries_only(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("getter").await;
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/graphql"))
+                .query(&[("query", "{ me { name } }")])
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["data"]["me"]["name"], "민준");
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/graphql"))
+                .query(&[("query", "mutation { deleteAccount }")])
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(gql_code(&reply.json()), "METHOD_NOT_ALLOWED");
+    // The account survived.
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_ok(200);
+    // A browser gets a page; the SDL is served.
+    let page = app
+        .send(
+            app.client
+                .get(app.url("/graphql"))
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("<html"));
+    let sdl = app.get("/graphql/schema.graphql", None).await;
+    assert_eq!(sdl.status, 200);
+    assert!(sdl.text.contains("type User"));
+}
+
+db_tests!(
+    accounts_work_end_to_end_in_graphql,
+    every_graphql_error_carries_a_code,
+    get_is_for_queries_only,
+);
+
+#[test]
+fn schema_graphql_is_up_to_date() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == jjongal::graphql::sdl(),
+        "schema.graphql is stale: run `cargo run -- print-schema > schema.graphql`"
+    );
+}

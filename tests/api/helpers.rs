@@ -1,0 +1,422 @@
+//! Test harness: starts the real application on port 0 against a fresh database (a
+//! SQLite file in a temp dir, or a fresh PostgreSQL database when
+//! `JJONGAL_TEST_DATABASE_URL` is set) and talks HTTP to it.
+
+use clap::Parser;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use jjongal::app::Application;
+use jjongal::config::{Config, ConfigArgs};
+use jjongal::domain::Domain;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares each listed `async fn name(db: Db)` as two tests: `sqlite::name` and
+/// `postgres::name` (ignored, with the reason shown, when no PostgreSQL is configured).
+#[macro_export]
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    not(jjongal_pg),
+                    ignore = "PostgreSQL variant skipped: set JJONGAL_TEST_DATABASE_URL to run it"
+                )]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh PostgreSQL database, dropped when this goes out of scope.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("JJONGAL_TEST_DATABASE_URL").expect(
+        "JJONGAL_TEST_DATABASE_URL must point at a PostgreSQL server for the postgres tests",
+    )
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        let admin_url = admin_url();
+        let name = format!("jjongal_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = AsyncPgConnection::establish(&admin_url)
+            .await
+            .expect("connect to JJONGAL_TEST_DATABASE_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        PgDatabase {
+            url: with_database(&admin_url, &name),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside async context: use a private runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Where a test app keeps its data: a temp dir, plus the database it uses.
+pub struct TestStorage {
+    pub dir: TempDir,
+    pub database_url: String,
+    /// Kept so the PostgreSQL database lives as long as the storage (dropped after).
+    _pg: Option<PgDatabase>,
+}
+
+impl TestStorage {
+    pub async fn new(db: Db) -> TestStorage {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, pg) = match db {
+            Db::Sqlite => (
+                dir.path().join("test.db").to_string_lossy().into_owned(),
+                None,
+            ),
+            Db::Postgres => {
+                let pg = PgDatabase::create().await;
+                (pg.url.clone(), Some(pg))
+            }
+        };
+        TestStorage {
+            dir,
+            database_url,
+            _pg: pg,
+        }
+    }
+
+    /// Configuration arguments for this storage, as if from the command line.
+    pub fn args(&self, extra: &[&str]) -> ConfigArgs {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let data_dir = self.dir.path().to_string_lossy().into_owned();
+        let mut argv = vec![
+            "jjongal",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+            "--database-url",
+            &self.database_url,
+            "--env",
+            "development",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("test config").config
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub domain: Domain,
+    _storage: TestStorage,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, &[]).await
+}
+
+/// Starts the application with extra command-line flags.
+pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
+    spawn_app_on(TestStorage::new(db).await, extra).await
+}
+
+/// Starts the application on existing storage (e.g. one the CLI already wrote to).
+pub async fn spawn_app_on(storage: TestStorage, extra: &[&str]) -> TestApp {
+    let config = Config::resolve(storage.args(extra)).expect("config");
+    let app = Application::build(config).await.expect("build app");
+    let addr = app.local_addr();
+    let domain = app.domain().clone();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        domain,
+        _storage: storage,
+        shutdown: Some(tx),
+    }
+}
+
+/// A response read whole.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a spec §4.1 failure envelope with `code` and `status`; returns the message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "status of {:?}", self.text);
+        let body = self.json();
+        assert_envelope(&body);
+        assert_eq!(body["success"], json!(false), "{body}");
+        assert_eq!(body["error"]["code"], json!(code), "{body}");
+        let message = body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .to_string();
+        assert!(!message.is_empty());
+        if code == "INVALID_TOKEN" {
+            assert_eq!(self.header("www-authenticate"), Some("Bearer"));
+        }
+        message
+    }
+
+    /// Asserts a success envelope with `status`; returns `data`.
+    #[track_caller]
+    pub fn assert_ok(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "status of {:?}", self.text);
+        let body = self.json();
+        assert_envelope(&body);
+        assert_eq!(body["success"], json!(true), "{body}");
+        body["data"].clone()
+    }
+}
+
+/// Contract §2: exactly `{success, message, data}` or `{success, error{code, message}}`,
+/// timestamps anywhere in it formatted `YYYY-MM-DDTHH:MM:SS.mmmZ`, no empty strings.
+#[track_caller]
+pub fn assert_envelope(body: &Value) {
+    let obj = body.as_object().expect("envelope is an object");
+    match obj.get("success") {
+        Some(Value::Bool(true)) => {
+            let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, ["data", "message", "success"], "{body}");
+            assert!(obj["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        Some(Value::Bool(false)) => {
+            let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, ["error", "success"], "{body}");
+            let mut ekeys: Vec<_> = obj["error"]
+                .as_object()
+                .expect("error object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            ekeys.sort();
+            assert_eq!(ekeys, ["code", "message"], "{body}");
+        }
+        other => panic!("envelope without boolean success: {other:?} in {body}"),
+    }
+    check_values(body);
+}
+
+fn check_values(value: &Value) {
+    match value {
+        Value::String(s) => assert!(!s.is_empty(), "empty string in a response"),
+        Value::Array(items) => items.iter().for_each(check_values),
+        Value::Object(map) => {
+            for (key, v) in map {
+                if key.ends_with("_at") || key.ends_with("_time") {
+                    let s = v
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{key} is not a string"));
+                    assert_timestamp(s);
+                }
+                check_values(v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `2024-07-30T10:30:00.123Z`: RFC 3339, UTC, exactly three fractional digits.
+#[track_caller]
+pub fn assert_timestamp(s: &str) {
+    let b = s.as_bytes();
+    let ok = b.len() == 24
+        && s.chars().enumerate().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            19 => c == '.',
+            23 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && chrono::DateTime::parse_from_rfc3339(s).is_ok();
+    assert!(ok, "timestamp {s:?} is not YYYY-MM-DDTHH:MM:SS.mmmZ");
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request sent");
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.expect("body"),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut rb = self.client.get(self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut rb = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Reply {
+        let mut rb = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb).await
+    }
+
+    /// POSTs a GraphQL operation; returns the reply (status + `{data, errors}` body).
+    pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Reply {
+        self.post_json(
+            "/graphql",
+            &json!({"query": query, "variables": variables}),
+            token,
+        )
+        .await
+    }
+
+    /// Signs up `login` (password `password123`) and returns the created user.
+    pub async fn sign_up(&self, login: &str) -> Value {
+        self.post_json(
+            "/api/v1/users",
+            &json!({"user_id": login, "password": "password123", "name": "민준", "age": 7, "guardian_consent": true}),
+            None,
+        )
+        .await
+        .assert_ok(201)
+    }
+
+    /// Logs `login` in; returns `(access_token, refresh_token)`.
+    pub async fn login(&self, login: &str) -> (String, String) {
+        let data = self
+            .post_json(
+                "/api/v1/auth/token",
+                &json!({"user_id": login, "password": "password123"}),
+                None,
+            )
+            .await
+            .assert_ok(200);
+        (
+            data["access_token"].as_str().unwrap().to_string(),
+            data["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Signs up and logs in a fresh account; returns its access token.
+    pub async fn new_account(&self, login: &str) -> String {
+        self.sign_up(login).await;
+        self.login(login).await.0
+    }
+}
+
+/// The GraphQL `extensions.code` of the first error.
+pub fn gql_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0, real HTTP, a fresh database per test.
+
+mod accounts;
+mod cli;
+mod facade;
+mod graphql;
+mod helpers;
+mod tokens;
