@@ -91,18 +91,22 @@ impl Application {
 /// body limits and panic catching around it.
 pub fn router(domain: Domain) -> Router {
     let schema = graphql::build_schema(domain.clone());
-    let api = facade::router()
+    let api = facade::router(&schema)
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),
         )
         .route("/graphql/schema.graphql", get(schema_sdl))
         .with_state(schema);
+    let media = Router::new()
+        .route("/media/{*path}", get(crate::media::serve::media))
+        .with_state(domain.media().clone());
     let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(domain);
-    api.merge(health)
+    api.merge(media)
+        .merge(health)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))

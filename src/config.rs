@@ -125,6 +125,9 @@ pub struct ConfigArgs {
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "JJONGAL_REFRESH_TOKEN_TTL", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(300..), global = true)]
     pub refresh_token_ttl: u64,
+    /// Lifetime of signed media URLs, in seconds (rounded up to a whole minute).
+    #[arg(long, env = "JJONGAL_MEDIA_URL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=604_800), global = true)]
+    pub media_url_ttl: u64,
     /// Maximum number of pooled database connections.
     #[arg(long, env = "JJONGAL_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub database_pool_size: u32,
@@ -164,6 +167,7 @@ pub struct Config {
     pub allow_signup: bool,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    pub media_url_ttl: Duration,
     pub database_pool_size: usize,
 }
 
@@ -235,6 +239,7 @@ impl Config {
             allow_signup: args.allow_signup,
             access_token_ttl: Duration::from_secs(args.access_token_ttl),
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl),
+            media_url_ttl: Duration::from_secs(args.media_url_ttl),
             database_pool_size: args.database_pool_size as usize,
         })
     }

@@ -10,5 +10,6 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod media;
 pub mod rest;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{refresh_tokens, users};
+use super::schema::{chapters, conversations, media_files, refresh_tokens, stories, users};
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -33,4 +33,67 @@ pub struct RefreshTokenRow {
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = conversations)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ConversationRow {
+    pub id: String,
+    pub owner_id: String,
+    pub child_name: Option<String>,
+    pub child_age: Option<i32>,
+    pub interests: String,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub ended_at: Option<NaiveDateTime>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = stories)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct StoryRow {
+    pub id: String,
+    pub owner_id: String,
+    pub conversation_id: Option<String>,
+    pub title: Option<String>,
+    pub title_from_guardian: bool,
+    pub status: String,
+    pub theme: String,
+    pub characters: String,
+    pub length: String,
+    pub chapter_count: i32,
+    pub child_name: String,
+    pub child_age: i32,
+    pub failure_reason: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = media_files)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct MediaFileRow {
+    pub id: String,
+    pub owner_id: String,
+    pub story_id: Option<String>,
+    pub path: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = chapters)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ChapterRow {
+    pub id: String,
+    pub story_id: String,
+    pub chapter_number: i32,
+    pub title: String,
+    pub content: String,
+    pub image_file_id: Option<String>,
+    pub audio_file_id: Option<String>,
+    pub created_at: NaiveDateTime,
 }

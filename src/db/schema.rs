@@ -29,5 +29,74 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        owner_id -> Text,
+        child_name -> Nullable<Text>,
+        child_age -> Nullable<Integer>,
+        interests -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    stories (id) {
+        id -> Text,
+        owner_id -> Text,
+        conversation_id -> Nullable<Text>,
+        title -> Nullable<Text>,
+        title_from_guardian -> Bool,
+        status -> Text,
+        theme -> Text,
+        characters -> Text,
+        length -> Text,
+        chapter_count -> Integer,
+        child_name -> Text,
+        child_age -> Integer,
+        failure_reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    media_files (id) {
+        id -> Text,
+        owner_id -> Text,
+        story_id -> Nullable<Text>,
+        path -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    chapters (id) {
+        id -> Text,
+        story_id -> Text,
+        chapter_number -> Integer,
+        title -> Text,
+        content -> Text,
+        image_file_id -> Nullable<Text>,
+        audio_file_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, refresh_tokens);
+diesel::joinable!(conversations -> users (owner_id));
+diesel::joinable!(stories -> users (owner_id));
+diesel::joinable!(chapters -> stories (story_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    refresh_tokens,
+    conversations,
+    stories,
+    media_files,
+    chapters
+);

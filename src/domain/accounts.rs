@@ -427,6 +427,8 @@ impl Domain {
         if deleted == 0 {
             return Err(AppError::invalid_token());
         }
+        // Rows cascaded; the account's media directory goes with them.
+        self.remove_media_dir(&id).await;
         tracing::info!(user_id = %user.id, "account deleted");
         Ok(())
     }

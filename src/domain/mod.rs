@@ -2,12 +2,17 @@
 //! through here, so authorisation cannot be skipped.
 
 pub mod accounts;
+pub mod conversations;
+pub mod cursor;
+pub mod stories;
 pub mod tokens;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::Pool;
+use crate::media::MediaStore;
+use cursor::CursorCodec;
 use tokens::TokenKeys;
 
 /// Shared handle to the domain services.
@@ -19,6 +24,8 @@ pub struct Domain {
 struct Inner {
     pool: Pool,
     keys: TokenKeys,
+    cursors: CursorCodec,
+    media: MediaStore,
     config: Config,
 }
 
@@ -27,6 +34,13 @@ impl Domain {
         Domain {
             inner: Arc::new(Inner {
                 keys: TokenKeys::new(&config.jwt_secret),
+                cursors: CursorCodec::new(&config.jwt_secret),
+                media: MediaStore::new(
+                    config.media_dir.clone(),
+                    config.media_secret.clone(),
+                    config.public_url.clone(),
+                    config.media_url_ttl,
+                ),
                 pool,
                 config,
             }),
@@ -43,6 +57,14 @@ impl Domain {
 
     pub(crate) fn keys(&self) -> &TokenKeys {
         &self.inner.keys
+    }
+
+    pub(crate) fn cursors(&self) -> &CursorCodec {
+        &self.inner.cursors
+    }
+
+    pub fn media(&self) -> &MediaStore {
+        &self.inner.media
     }
 }
 

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod errors;
 pub mod http;
 pub mod scalars;
+pub mod stories;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use tokio::sync::OnceCell;
@@ -14,10 +15,10 @@ use crate::domain::accounts::User;
 use crate::error::AppError;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(accounts::AccountQuery);
+pub struct QueryRoot(accounts::AccountQuery, stories::StoryQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutation);
+pub struct MutationRoot(accounts::AccountMutation, stories::StoryMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -59,7 +60,7 @@ pub fn build_schema(domain: Domain) -> AppSchema {
     .data(domain)
     .extension(errors::ErrorCodes)
     .limit_depth(16)
-    .limit_complexity(2_000)
+    .limit_complexity(10_000)
     .limit_recursive_depth(32)
     .limit_directives(8)
     .finish()

@@ -5,19 +5,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{BaseType, ExecutableDocument};
 use async_graphql::{Request, Variables};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawPathParams, State};
+use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::{Map, Value};
 
 use super::envelope::{RestError, success};
-use super::routes::{Body, Route, Shape};
+use super::routes::{Body, Param, ParamKind, Route, Shape};
+use super::shapes::InputShapes;
 use crate::error::ErrorCode;
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
@@ -28,11 +29,15 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 struct CompiledRoute {
     route: Route,
     document: ExecutableDocument,
+    /// The GraphQL input type of `$input`, for routes that take a body.
+    input_type: Option<String>,
+    shapes: Arc<InputShapes>,
 }
 
 /// Builds the `/api/v1` router from the table. Panics at start-up if a route's document
 /// does not parse (a programming error, caught by every test).
-pub fn router() -> Router<AppSchema> {
+pub fn router(schema: &AppSchema) -> Router<AppSchema> {
+    let shapes = Arc::new(InputShapes::from_sdl(&schema.sdl()));
     let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
     for route in super::routes::table() {
         by_path.entry(route.path).or_default().push(route);
@@ -50,17 +55,33 @@ pub fn router() -> Router<AppSchema> {
                 .unwrap_or_else(|e| panic!("route {} {}: {e}", route.method, route.path));
             let filter = MethodFilter::try_from(route.method.clone())
                 .unwrap_or_else(|e| panic!("route {} {}: {e}", route.method, route.path));
-            let compiled = Arc::new(CompiledRoute { route, document });
+            let input_type = document.operations.iter().find_map(|(_, op)| {
+                op.node
+                    .variable_definitions
+                    .iter()
+                    .find(|v| v.node.name.node == "input")
+                    .map(|v| match &v.node.var_type.node.base {
+                        BaseType::Named(name) => name.to_string(),
+                        BaseType::List(_) => panic!("route {}: $input is a list", route.path),
+                    })
+            });
+            let compiled = Arc::new(CompiledRoute {
+                route,
+                document,
+                input_type,
+                shapes: shapes.clone(),
+            });
             methods = methods.merge(on(
                 filter,
                 move |state: State<AppSchema>,
                       params: Result<RawPathParams, _>,
+                      RawQuery(query): RawQuery,
                       headers: HeaderMap,
                       body: Result<Bytes, BytesRejection>| {
                     let compiled = compiled.clone();
                     async move {
                         let params = params.ok();
-                        handle(&compiled, state.0, params, headers, body)
+                        handle(&compiled, state.0, params, query, headers, body)
                             .await
                             .unwrap_or_else(IntoResponse::into_response)
                     }
@@ -85,6 +106,7 @@ async fn handle(
     compiled: &CompiledRoute,
     schema: AppSchema,
     params: Option<RawPathParams>,
+    query: Option<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RestError> {
@@ -93,9 +115,13 @@ async fn handle(
     for (name, value) in params.iter().flat_map(|p| p.iter()) {
         variables.insert(name.to_string(), Value::String(value.to_string()));
     }
+    query_variables(route.query, query.as_deref(), &mut variables)?;
     if let Body::Input = route.body {
-        let input = read_json_object(&headers, body)?;
-        variables.insert("input".into(), camel_case_keys(input)?);
+        let input = camel_case_keys(read_json_object(&headers, body)?)?;
+        if let Some(type_name) = &compiled.input_type {
+            compiled.shapes.check(type_name, &input, "")?;
+        }
+        variables.insert("input".into(), input);
     }
     let auth = RequestAuth::from_header(
         headers
@@ -110,7 +136,7 @@ async fn handle(
     if let Some(err) = response.errors.first() {
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
         let message = if code == ErrorCode::ValidationError {
-            rest_validation_message(&err.message)
+            rest_validation_message(&err.message, route.query)
         } else {
             err.message.clone()
         };
@@ -124,7 +150,78 @@ async fn handle(
     Ok(match route.shape {
         Shape::NoContent => StatusCode::NO_CONTENT.into_response(),
         Shape::Single => success(route.status, route.message, data),
+        Shape::List => success(route.status, route.message, list_shape(data)),
     })
+}
+
+/// The shared list shaper: a Relay connection becomes the spec §3.5 list.
+/// `next_cursor` is `null` exactly when `has_more` is false.
+fn list_shape(connection: Value) -> Value {
+    let results: Vec<Value> = connection["edges"]
+        .as_array()
+        .map(|edges| edges.iter().map(|e| e["node"].clone()).collect())
+        .unwrap_or_default();
+    let has_more = connection["pageInfo"]["hasNextPage"]
+        .as_bool()
+        .unwrap_or(false);
+    let next_cursor = if has_more {
+        connection["pageInfo"]["endCursor"].clone()
+    } else {
+        Value::Null
+    };
+    serde_json::json!({
+        "object": "list",
+        "results": results,
+        "has_more": has_more,
+        "next_cursor": next_cursor,
+    })
+}
+
+/// Query-string parameters → GraphQL variables, per the route's declared parameters.
+/// Unknown, repeated or empty parameters and non-integer numbers are validation errors.
+fn query_variables(
+    params: &[Param],
+    query: Option<&str>,
+    variables: &mut Map<String, Value>,
+) -> Result<(), RestError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(());
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| crate::media::percent_decode(&s.replace('+', " "));
+        let (Some(name), Some(value)) = (decode(raw_name), decode(raw_value)) else {
+            return Err(RestError::validation("쿼리 문자열을 해석할 수 없습니다."));
+        };
+        let Some(param) = params.iter().find(|p| p.name == name) else {
+            return Err(RestError::validation(format!(
+                "알 수 없는 쿼리 파라미터입니다: `{name}`"
+            )));
+        };
+        if variables.contains_key(param.variable) {
+            return Err(RestError::validation(format!(
+                "`{name}` 파라미터가 여러 번 주어졌습니다."
+            )));
+        }
+        if value.is_empty() {
+            return Err(RestError::validation(format!(
+                "`{name}` 파라미터의 값이 비어 있습니다."
+            )));
+        }
+        let value = match param.kind {
+            ParamKind::String => Value::String(value),
+            ParamKind::Int => match value.parse::<i32>() {
+                Ok(n) => Value::from(n),
+                Err(_) => {
+                    return Err(RestError::validation(format!(
+                        "`{name}`는 정수여야 합니다."
+                    )));
+                }
+            },
+        };
+        variables.insert(param.variable.to_string(), value);
+    }
+    Ok(())
 }
 
 /// Reads a JSON object body: size (413), content type, syntax and text limits (400).
@@ -229,9 +326,12 @@ fn to_camel(key: &str) -> String {
 
 /// GraphQL's input-coercion messages name GraphQL types and `camelCase` fields; REST
 /// clients sent `snake_case` JSON. Say it in their terms; other messages pass through.
-fn rest_validation_message(message: &str) -> String {
+fn rest_validation_message(message: &str, params: &[Param]) -> String {
     let quoted: Vec<&str> = message.split('"').skip(1).step_by(2).collect();
     let field = |q: &str| {
+        if let Some(p) = params.iter().find(|p| p.variable == q) {
+            return p.name.to_string();
+        }
         let path = q.strip_prefix("input").unwrap_or(q).trim_start_matches('.');
         path.split('.').map(to_snake).collect::<Vec<_>>().join(".")
     };
@@ -297,23 +397,26 @@ mod tests {
     fn graphql_coercion_messages_speak_rest() {
         assert_eq!(
             rest_validation_message(
-                r#"Invalid value for argument "input", unknown field "fooBar" of type "SignUpInput""#
+                r#"Invalid value for argument "input", unknown field "fooBar" of type "SignUpInput""#,
+                &[]
             ),
             "알 수 없는 필드입니다: `foo_bar`"
         );
         assert_eq!(
             rest_validation_message(
-                r#"Invalid value for argument "input.age", expected type "Int""#
+                r#"Invalid value for argument "input.age", expected type "Int""#,
+                &[]
             ),
             "`age` 필드의 값이 올바르지 않습니다 (expected Int)."
         );
         assert_eq!(
             rest_validation_message(
-                r#"Invalid value for argument "input", field "guardianConsent" of type "SignUpInput" is required but not provided"#
+                r#"Invalid value for argument "input", field "guardianConsent" of type "SignUpInput" is required but not provided"#,
+                &[]
             ),
             "필수 필드가 누락되었습니다: `guardian_consent`"
         );
-        assert_eq!(rest_validation_message("다른 메시지"), "다른 메시지");
+        assert_eq!(rest_validation_message("다른 메시지", &[]), "다른 메시지");
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod envelope;
 pub mod facade;
 pub mod routes;
+pub mod shapes;
 
 pub use envelope::RestError;

@@ -19,8 +19,26 @@ pub enum Body {
 pub enum Shape {
     /// `data` is the aliased field as is.
     Single,
+    /// A Relay connection (`edges { node }`, `pageInfo { hasNextPage endCursor }`)
+    /// becomes the spec's `{object: "list", results, has_more, next_cursor}`.
+    List,
     /// No body (`204`).
     NoContent,
+}
+
+/// The type a query-string parameter is converted to.
+#[derive(Clone, Copy, Debug)]
+pub enum ParamKind {
+    Int,
+    String,
+}
+
+/// A query-string parameter and the GraphQL variable it feeds.
+#[derive(Clone, Copy, Debug)]
+pub struct Param {
+    pub name: &'static str,
+    pub variable: &'static str,
+    pub kind: ParamKind,
 }
 
 pub struct Route {
@@ -28,9 +46,51 @@ pub struct Route {
     pub path: &'static str,
     pub document: String,
     pub body: Body,
+    /// Accepted query-string parameters; any other is a validation error.
+    pub query: &'static [Param],
     pub shape: Shape,
     pub status: StatusCode,
     pub message: &'static str,
+}
+
+/// `GET /stories`: cursor pagination (spec §3.5) plus filter and sort.
+const STORY_LIST_PARAMS: [Param; 5] = [
+    Param {
+        name: "page_size",
+        variable: "first",
+        kind: ParamKind::Int,
+    },
+    Param {
+        name: "start_cursor",
+        variable: "after",
+        kind: ParamKind::String,
+    },
+    Param {
+        name: "status",
+        variable: "status",
+        kind: ParamKind::String,
+    },
+    Param {
+        name: "sort_by",
+        variable: "sortBy",
+        kind: ParamKind::String,
+    },
+    Param {
+        name: "order",
+        variable: "order",
+        kind: ParamKind::String,
+    },
+];
+
+const FILE_FIELDS: &str = "object type url expiry_time: expiryTime";
+
+fn story_fields() -> String {
+    format!(
+        "id object owner_id: ownerId title status \
+         chapters {{ id object chapter_number: chapterNumber title content \
+           image {{ {FILE_FIELDS} }} audio {{ {FILE_FIELDS} }} }} \
+         created_at: createdAt updated_at: updatedAt"
+    )
 }
 
 const USER_FIELDS: &str = "id object name age created_at: createdAt";
@@ -39,6 +99,7 @@ const TOKEN_FIELDS: &str = "token_type: tokenType access_token: accessToken \
 
 /// Every REST route of the facade.
 pub fn table() -> Vec<Route> {
+    let story = story_fields();
     vec![
         Route {
             method: Method::POST,
@@ -47,6 +108,7 @@ pub fn table() -> Vec<Route> {
                 "mutation($input: SignUpInput!) {{ data: signUp(input: $input) {{ {USER_FIELDS} }} }}"
             ),
             body: Body::Input,
+            query: &[],
             shape: Shape::Single,
             status: StatusCode::CREATED,
             message: "회원가입이 완료되었습니다.",
@@ -56,6 +118,7 @@ pub fn table() -> Vec<Route> {
             path: "/api/v1/users/me",
             document: format!("query {{ data: me {{ {USER_FIELDS} }} }}"),
             body: Body::None,
+            query: &[],
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "사용자 정보를 조회했습니다.",
@@ -65,6 +128,7 @@ pub fn table() -> Vec<Route> {
             path: "/api/v1/users/me",
             document: "mutation { data: deleteAccount }".into(),
             body: Body::None,
+            query: &[],
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "계정이 삭제되었습니다.",
@@ -76,6 +140,7 @@ pub fn table() -> Vec<Route> {
                 "mutation($input: IssueTokenInput!) {{ data: issueToken(input: $input) {{ {TOKEN_FIELDS} }} }}"
             ),
             body: Body::Input,
+            query: &[],
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "토큰이 발급되었습니다.",
@@ -87,6 +152,7 @@ pub fn table() -> Vec<Route> {
                 "mutation($input: RefreshTokenInput!) {{ data: refreshToken(input: $input) {{ {TOKEN_FIELDS} }} }}"
             ),
             body: Body::Input,
+            query: &[],
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "토큰이 갱신되었습니다.",
@@ -96,9 +162,69 @@ pub fn table() -> Vec<Route> {
             path: "/api/v1/auth/logout",
             document: "mutation($input: RefreshTokenInput!) { data: logout(input: $input) }".into(),
             body: Body::Input,
+            query: &[],
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "로그아웃되었습니다.",
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/stories",
+            document: format!(
+                "mutation($input: CreateStoryInput!) {{ data: createStory(input: $input) {{ {story} }} }}"
+            ),
+            body: Body::Input,
+            query: &[],
+            shape: Shape::Single,
+            status: StatusCode::ACCEPTED,
+            message: "이야기 생성 요청이 접수되었습니다.",
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/stories",
+            document: format!(
+                "query($first: Int, $after: String, $status: StoryStatus, \
+                   $sortBy: StorySort = created_at, $order: SortOrder = desc) {{ \
+                 data: stories(first: $first, after: $after, status: $status, sortBy: $sortBy, order: $order) {{ \
+                   edges {{ node {{ {story} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
+            ),
+            body: Body::None,
+            query: &STORY_LIST_PARAMS,
+            shape: Shape::List,
+            status: StatusCode::OK,
+            message: "이야기 목록을 조회했습니다.",
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/stories/{id}",
+            document: format!("query($id: ID!) {{ data: story(id: $id) {{ {story} }} }}"),
+            body: Body::None,
+            query: &[],
+            shape: Shape::Single,
+            status: StatusCode::OK,
+            message: "이야기를 조회했습니다.",
+        },
+        Route {
+            method: Method::PATCH,
+            path: "/api/v1/stories/{id}",
+            document: format!(
+                "mutation($id: ID!, $input: UpdateStoryInput!) {{ data: updateStory(id: $id, input: $input) {{ {story} }} }}"
+            ),
+            body: Body::Input,
+            query: &[],
+            shape: Shape::Single,
+            status: StatusCode::OK,
+            message: "이야기가 수정되었습니다.",
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/api/v1/stories/{id}",
+            document: "mutation($id: ID!) { data: deleteStory(id: $id) }".into(),
+            body: Body::None,
+            query: &[],
+            shape: Shape::NoContent,
+            status: StatusCode::NO_CONTENT,
+            message: "이야기가 삭제되었습니다.",
         },
     ]
 }

@@ -420,3 +420,97 @@ pub fn gql_code(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
+
+/// A story to seed: its chapters get an SVG illustration each (and narration bytes
+/// when `audio`).
+pub struct Seed<'a> {
+    pub theme: &'a str,
+    pub title: Option<&'a str>,
+    pub status: jjongal::domain::stories::StoryStatus,
+    pub chapters: i32,
+    pub audio: bool,
+}
+
+impl Default for Seed<'_> {
+    fn default() -> Self {
+        Seed {
+            theme: "모험",
+            title: None,
+            status: jjongal::domain::stories::StoryStatus::Pending,
+            chapters: 0,
+            audio: false,
+        }
+    }
+}
+
+pub const SVG: &[u8] = b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"4\" height=\"4\"><rect width=\"4\" height=\"4\" fill=\"#fc0\"/></svg>";
+
+impl TestApp {
+    /// The domain's view of the account behind `token`.
+    pub async fn user(&self, token: &str) -> jjongal::domain::accounts::User {
+        self.domain
+            .authenticate(Some(token))
+            .await
+            .expect("token is valid")
+    }
+
+    /// `POST /api/v1/stories` with a theme; returns the story.
+    pub async fn create_story(&self, token: &str, theme: &str) -> Value {
+        self.post_json(
+            "/api/v1/stories",
+            &json!({"user_preferences": {"theme": theme, "characters": ["용감한 토끼"], "length": "short"}}),
+            Some(token),
+        )
+        .await
+        .assert_ok(202)
+    }
+
+    /// Creates a story through REST, then writes it the way generation will, through the
+    /// domain layer: title, chapters, media, status. Returns the story id.
+    pub async fn seed_story(&self, token: &str, seed: Seed<'_>) -> uuid::Uuid {
+        use jjongal::domain::stories::{MediaKind, StoryStatus};
+        let story = self.create_story(token, seed.theme).await;
+        let id = uuid::Uuid::parse_str(story["id"].as_str().unwrap()).unwrap();
+        if let Some(title) = seed.title {
+            self.domain.set_generated_title(id, title).await.unwrap();
+        }
+        for n in 1..=seed.chapters {
+            let chapter = self
+                .domain
+                .put_chapter(id, n, &format!("{n}장"), &format!("{n}장의 이야기"))
+                .await
+                .unwrap();
+            self.domain
+                .put_chapter_media(id, chapter, MediaKind::Image, SVG, "image/svg+xml", "svg")
+                .await
+                .unwrap();
+            if seed.audio {
+                let wav: Vec<u8> = (0..2048u32).map(|i| (i % 251) as u8).collect();
+                self.domain
+                    .put_chapter_media(id, chapter, MediaKind::Audio, &wav, "audio/wav", "wav")
+                    .await
+                    .unwrap();
+            }
+        }
+        if seed.status != StoryStatus::Pending {
+            let reason = (seed.status == StoryStatus::Failed).then_some("테스트 실패");
+            self.domain
+                .set_story_status(id, seed.status, reason)
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value, token: Option<&str>) -> Reply {
+        let mut rb = self
+            .client
+            .patch(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb).await
+    }
+}

@@ -5,4 +5,7 @@ mod cli;
 mod facade;
 mod graphql;
 mod helpers;
+mod media;
+mod pagination;
+mod stories;
 mod tokens;

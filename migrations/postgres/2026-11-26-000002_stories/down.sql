@@ -1,0 +1,4 @@
+DROP TABLE chapters;
+DROP TABLE media_files;
+DROP TABLE stories;
+DROP TABLE conversations;

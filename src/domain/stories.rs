@@ -1,0 +1,798 @@
+//! The story library (spec §5–§6.3, contract §4–§5): creating, reading, listing with
+//! keyset pagination, renaming, deleting and retrying stories; chapters and their media.
+//! Ownership is checked here, for every door.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::accounts::User;
+use super::{Domain, char_len};
+use crate::db::models::{ChapterRow, ConversationRow, MediaFileRow, StoryRow};
+use crate::db::schema::{chapters, conversations, media_files, stories};
+use crate::db::{self, from_db, to_db};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::{with_conn, with_tx};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoryStatus {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl StoryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoryStatus::Pending => "pending",
+            StoryStatus::InProgress => "in_progress",
+            StoryStatus::Completed => "completed",
+            StoryStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StoryStatus> {
+        [
+            StoryStatus::Pending,
+            StoryStatus::InProgress,
+            StoryStatus::Completed,
+            StoryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoryLength {
+    Short,
+    Medium,
+    Long,
+}
+
+impl StoryLength {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoryLength::Short => "short",
+            StoryLength::Medium => "medium",
+            StoryLength::Long => "long",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StoryLength> {
+        [StoryLength::Short, StoryLength::Medium, StoryLength::Long]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+    /// Chapters a story of this length has (contract §5).
+    pub fn chapters(self) -> i32 {
+        match self {
+            StoryLength::Short => 3,
+            StoryLength::Medium => 5,
+            StoryLength::Long => 7,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    CreatedAt,
+    UpdatedAt,
+    Title,
+}
+
+impl SortKey {
+    fn as_str(self) -> &'static str {
+        match self {
+            SortKey::CreatedAt => "created_at",
+            SortKey::UpdatedAt => "updated_at",
+            SortKey::Title => "title",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// A stored media file.
+#[derive(Clone, Debug)]
+pub struct MediaFile {
+    pub id: Uuid,
+    pub path: String,
+    pub content_type: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Chapter {
+    pub id: Uuid,
+    pub number: i32,
+    pub title: String,
+    pub content: String,
+    pub image: Option<MediaFile>,
+    pub audio: Option<MediaFile>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Story {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub conversation_id: Option<Uuid>,
+    pub title: Option<String>,
+    pub status: StoryStatus,
+    pub theme: String,
+    pub characters: Vec<String>,
+    pub length: StoryLength,
+    pub chapter_count: i32,
+    pub child_name: String,
+    pub child_age: i32,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub chapters: Vec<Chapter>,
+}
+
+/// What a guardian asks for (spec §6.3).
+#[derive(Clone, Debug)]
+pub struct NewStory {
+    pub theme: String,
+    pub characters: Vec<String>,
+    pub length: StoryLength,
+    pub conversation_id: Option<String>,
+}
+
+/// One page of a listing: each story with the cursor that resumes after it.
+#[derive(Clone, Debug)]
+pub struct StoryPage {
+    pub items: Vec<(String, Story)>,
+    pub has_more: bool,
+}
+
+impl StoryPage {
+    pub fn end_cursor(&self) -> Option<&str> {
+        self.items.last().map(|(c, _)| c.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ListStories {
+    pub status: Option<StoryStatus>,
+    pub sort: SortKey,
+    pub order: SortOrder,
+    pub first: i32,
+    pub after: Option<String>,
+}
+
+/// Where a page ended, in the sort key's terms: a timestamp in microseconds, or a title
+/// (`None` for a story without one), plus the id that breaks ties.
+#[derive(Serialize, Deserialize)]
+struct Position {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    t: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    title: Option<String>,
+    id: String,
+}
+
+pub const MAX_PAGE_SIZE: i32 = 100;
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// Parses a client-supplied UUID; anything else is a validation error naming `field`.
+pub fn parse_id(field: &str, value: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(value)
+        .map_err(|_| AppError::validation(format!("`{field}`은(는) UUID여야 합니다.")))
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(anyhow::anyhow!("{what}: {e}"))
+}
+
+fn validate_text(field: &str, value: &str, max: usize) -> AppResult<()> {
+    if value.trim().is_empty() || char_len(value) > max {
+        return Err(AppError::validation(format!(
+            "`{field}`은(는) 1~{max}자여야 하며 공백만으로 이루어질 수 없습니다."
+        )));
+    }
+    Ok(())
+}
+
+fn micros(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_micros()
+}
+
+fn from_micros(us: i64) -> AppResult<NaiveDateTime> {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| AppError::validation("start_cursor가 올바르지 않습니다."))
+}
+
+impl Domain {
+    /// Creates a `pending` story for `owner` (contract §5).
+    pub async fn create_story(&self, owner: &User, input: NewStory) -> AppResult<Story> {
+        validate_text("user_preferences.theme", &input.theme, 200)?;
+        if input.characters.len() > 10 {
+            return Err(AppError::validation(
+                "`user_preferences.characters`는 최대 10개입니다.",
+            ));
+        }
+        for c in &input.characters {
+            validate_text("user_preferences.characters", c, 100)?;
+        }
+        let (conversation_id, child_name, child_age) = match &input.conversation_id {
+            None => (None, owner.name.clone(), owner.age),
+            Some(raw) => {
+                let id = parse_id("conversation_id", raw)?;
+                let conversation = self.conversation_row(id).await?;
+                if conversation.owner_id != owner.id.to_string() {
+                    return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+                }
+                (
+                    Some(id),
+                    conversation
+                        .child_name
+                        .unwrap_or_else(|| owner.name.clone()),
+                    conversation.child_age.unwrap_or(owner.age),
+                )
+            }
+        };
+        let now = to_db(db::now());
+        let row = StoryRow {
+            id: Uuid::new_v4().to_string(),
+            owner_id: owner.id.to_string(),
+            conversation_id: conversation_id.map(|c| c.to_string()),
+            title: None,
+            title_from_guardian: false,
+            status: StoryStatus::Pending.as_str().into(),
+            theme: input.theme,
+            characters: serde_json::to_string(&input.characters)
+                .map_err(|e| internal("characters", e))?,
+            length: input.length.as_str().into(),
+            chapter_count: input.length.chapters(),
+            child_name,
+            child_age,
+            failure_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::insert_into(stories::table)
+                .values(&row)
+                .execute(c)
+                .await
+        })?;
+        tracing::info!(story_id = %row.id, "story requested");
+        story_from_rows(row, Vec::new(), &HashMap::new())
+    }
+
+    async fn conversation_row(&self, id: Uuid) -> AppResult<ConversationRow> {
+        let id = id.to_string();
+        let mut conn = self.pool().get().await?;
+        let row: Option<ConversationRow> = with_conn!(&mut conn, |c| {
+            conversations::table
+                .find(&id)
+                .select(ConversationRow::as_select())
+                .first(c)
+                .await
+                .optional()
+        })?;
+        row.ok_or_else(AppError::not_found)
+    }
+
+    /// Loads a story row and checks that `viewer` owns it: 404 when it does not exist,
+    /// 403 when it is someone else's.
+    async fn owned_story_row(&self, viewer: &User, id: &str) -> AppResult<StoryRow> {
+        let id = parse_id("story_id", id)?.to_string();
+        let mut conn = self.pool().get().await?;
+        let row: Option<StoryRow> = with_conn!(&mut conn, |c| {
+            stories::table
+                .find(&id)
+                .select(StoryRow::as_select())
+                .first(c)
+                .await
+                .optional()
+        })?;
+        let row = row.ok_or_else(AppError::not_found)?;
+        if row.owner_id != viewer.id.to_string() {
+            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+        }
+        Ok(row)
+    }
+
+    pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {
+        let row = self.owned_story_row(viewer, id).await?;
+        let mut stories = self.with_chapters(vec![row]).await?;
+        Ok(stories.remove(0))
+    }
+
+    /// One page of the viewer's stories, keyset-paginated over (sort key, id).
+    pub async fn list_stories(&self, viewer: &User, query: ListStories) -> AppResult<StoryPage> {
+        if !(1..=MAX_PAGE_SIZE).contains(&query.first) {
+            return Err(AppError::validation(format!(
+                "page_size(first)는 1~{MAX_PAGE_SIZE} 사이여야 합니다."
+            )));
+        }
+        let scope = format!(
+            "stories:{}:{}:{}",
+            query.sort.as_str(),
+            match query.order {
+                SortOrder::Asc => "asc",
+                SortOrder::Desc => "desc",
+            },
+            query.status.map(StoryStatus::as_str).unwrap_or("*"),
+        );
+        let after: Option<Position> = query
+            .after
+            .as_deref()
+            .map(|c| self.cursors().decode(&scope, c))
+            .transpose()?;
+        let after_time = match after.as_ref().and_then(|p| p.t) {
+            Some(us) => Some(from_micros(us)?),
+            None => None,
+        };
+        let owner = viewer.id.to_string();
+        let status = query.status.map(|s| s.as_str().to_string());
+        let limit = i64::from(query.first) + 1;
+        let mut conn = self.pool().get().await?;
+        let mut rows: Vec<StoryRow> = with_conn!(&mut conn, |c| {
+            let mut q = stories::table
+                .filter(stories::owner_id.eq(&owner))
+                .select(StoryRow::as_select())
+                .into_boxed();
+            if let Some(s) = &status {
+                q = q.filter(stories::status.eq(s));
+            }
+            q = match (query.sort, query.order) {
+                (SortKey::CreatedAt, SortOrder::Asc) => {
+                    q.order_by((stories::created_at.asc(), stories::id.asc()))
+                }
+                (SortKey::CreatedAt, SortOrder::Desc) => {
+                    q.order_by((stories::created_at.desc(), stories::id.desc()))
+                }
+                (SortKey::UpdatedAt, SortOrder::Asc) => {
+                    q.order_by((stories::updated_at.asc(), stories::id.asc()))
+                }
+                (SortKey::UpdatedAt, SortOrder::Desc) => {
+                    q.order_by((stories::updated_at.desc(), stories::id.desc()))
+                }
+                // Stories without a title come last in both orders.
+                (SortKey::Title, SortOrder::Asc) => q.order_by((
+                    stories::title.is_null().asc(),
+                    stories::title.asc(),
+                    stories::id.asc(),
+                )),
+                (SortKey::Title, SortOrder::Desc) => q.order_by((
+                    stories::title.is_null().asc(),
+                    stories::title.desc(),
+                    stories::id.desc(),
+                )),
+            };
+            if let Some(pos) = &after {
+                let id = pos.id.clone();
+                q = match (query.sort, query.order, after_time, pos.title.clone()) {
+                    (SortKey::CreatedAt, SortOrder::Asc, Some(t), _) => q.filter(
+                        stories::created_at
+                            .gt(t)
+                            .or(stories::created_at.eq(t).and(stories::id.gt(id))),
+                    ),
+                    (SortKey::CreatedAt, SortOrder::Desc, Some(t), _) => q.filter(
+                        stories::created_at
+                            .lt(t)
+                            .or(stories::created_at.eq(t).and(stories::id.lt(id))),
+                    ),
+                    (SortKey::UpdatedAt, SortOrder::Asc, Some(t), _) => q.filter(
+                        stories::updated_at
+                            .gt(t)
+                            .or(stories::updated_at.eq(t).and(stories::id.gt(id))),
+                    ),
+                    (SortKey::UpdatedAt, SortOrder::Desc, Some(t), _) => q.filter(
+                        stories::updated_at
+                            .lt(t)
+                            .or(stories::updated_at.eq(t).and(stories::id.lt(id))),
+                    ),
+                    (SortKey::Title, SortOrder::Asc, _, Some(title)) => q.filter(
+                        stories::title
+                            .gt(title.clone())
+                            .or(stories::title.eq(title).and(stories::id.gt(id.clone())))
+                            .or(stories::title.is_null()),
+                    ),
+                    (SortKey::Title, SortOrder::Desc, _, Some(title)) => q.filter(
+                        stories::title
+                            .lt(title.clone())
+                            .or(stories::title.eq(title).and(stories::id.lt(id.clone())))
+                            .or(stories::title.is_null()),
+                    ),
+                    (SortKey::Title, SortOrder::Asc, _, None) => {
+                        q.filter(stories::title.is_null().and(stories::id.gt(id)))
+                    }
+                    (SortKey::Title, SortOrder::Desc, _, None) => {
+                        q.filter(stories::title.is_null().and(stories::id.lt(id)))
+                    }
+                    // A time-keyed cursor without its time cannot come from us.
+                    _ => return Err(AppError::validation("start_cursor가 올바르지 않습니다.")),
+                };
+            }
+            q.limit(limit).load(c).await
+        })?;
+        drop(conn);
+        let has_more = rows.len() as i64 == limit;
+        rows.truncate(query.first as usize);
+        let cursors: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let position = match query.sort {
+                    SortKey::CreatedAt => Position {
+                        t: Some(micros(r.created_at)),
+                        title: None,
+                        id: r.id.clone(),
+                    },
+                    SortKey::UpdatedAt => Position {
+                        t: Some(micros(r.updated_at)),
+                        title: None,
+                        id: r.id.clone(),
+                    },
+                    SortKey::Title => Position {
+                        t: None,
+                        title: r.title.clone(),
+                        id: r.id.clone(),
+                    },
+                };
+                self.cursors().encode(&scope, &position)
+            })
+            .collect();
+        let stories = self.with_chapters(rows).await?;
+        Ok(StoryPage {
+            items: cursors.into_iter().zip(stories).collect(),
+            has_more,
+        })
+    }
+
+    /// Attaches chapters and their media to story rows, in two queries for any number of
+    /// stories.
+    async fn with_chapters(&self, rows: Vec<StoryRow>) -> AppResult<Vec<Story>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut conn = self.pool().get().await?;
+        let chapter_rows: Vec<ChapterRow> = with_conn!(&mut conn, |c| {
+            chapters::table
+                .filter(chapters::story_id.eq_any(&ids))
+                .order_by((chapters::story_id, chapters::chapter_number))
+                .select(ChapterRow::as_select())
+                .load(c)
+                .await
+        })?;
+        let file_ids: Vec<String> = chapter_rows
+            .iter()
+            .flat_map(|c| [c.image_file_id.clone(), c.audio_file_id.clone()])
+            .flatten()
+            .collect();
+        let files: Vec<MediaFileRow> = if file_ids.is_empty() {
+            Vec::new()
+        } else {
+            with_conn!(&mut conn, |c| {
+                media_files::table
+                    .filter(media_files::id.eq_any(&file_ids))
+                    .select(MediaFileRow::as_select())
+                    .load(c)
+                    .await
+            })?
+        };
+        let files: HashMap<String, MediaFileRow> =
+            files.into_iter().map(|f| (f.id.clone(), f)).collect();
+        let mut by_story: HashMap<String, Vec<ChapterRow>> = HashMap::new();
+        for ch in chapter_rows {
+            by_story.entry(ch.story_id.clone()).or_default().push(ch);
+        }
+        rows.into_iter()
+            .map(|row| {
+                let chapters = by_story.remove(&row.id).unwrap_or_default();
+                story_from_rows(row, chapters, &files)
+            })
+            .collect()
+    }
+
+    /// Renames a story (`PATCH`): the guardian's title wins over a generated one.
+    pub async fn rename_story(&self, viewer: &User, id: &str, title: &str) -> AppResult<Story> {
+        validate_text("title", title, 200)?;
+        let row = self.owned_story_row(viewer, id).await?;
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::update(stories::table.find(&row.id))
+                .set((
+                    stories::title.eq(Some(title)),
+                    stories::title_from_guardian.eq(true),
+                    stories::updated_at.eq(now),
+                ))
+                .execute(c)
+                .await
+        })?;
+        drop(conn);
+        self.story(viewer, &row.id).await
+    }
+
+    /// Deletes a story with its chapters and media files.
+    pub async fn delete_story(&self, viewer: &User, id: &str) -> AppResult<()> {
+        let row = self.owned_story_row(viewer, id).await?;
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::delete(stories::table.find(&row.id))
+                .execute(c)
+                .await
+        })?;
+        drop(conn);
+        self.remove_media_dir(&format!("{}/{}", row.owner_id, row.id))
+            .await;
+        tracing::info!(story_id = %row.id, "story deleted");
+        Ok(())
+    }
+
+    /// Sends a `failed` story back to `pending`; any other status is a conflict.
+    pub async fn retry_story(&self, viewer: &User, id: &str) -> AppResult<Story> {
+        let row = self.owned_story_row(viewer, id).await?;
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        let updated = with_conn!(&mut conn, |c| {
+            diesel::update(
+                stories::table
+                    .find(&row.id)
+                    .filter(stories::status.eq(StoryStatus::Failed.as_str())),
+            )
+            .set((
+                stories::status.eq(StoryStatus::Pending.as_str()),
+                stories::failure_reason.eq(None::<String>),
+                stories::updated_at.eq(now),
+            ))
+            .execute(c)
+            .await
+        })?;
+        drop(conn);
+        if updated == 0 {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "실패한(failed) 이야기만 다시 시도할 수 있습니다.",
+            ));
+        }
+        self.story(viewer, &row.id).await
+    }
+
+    /// Removes a directory below the media directory (a story's or an account's files).
+    pub(crate) async fn remove_media_dir(&self, relative: &str) {
+        let Some(path) = self.media().resolve(relative) else {
+            return;
+        };
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "removing media"),
+        }
+    }
+
+    // ----- Writing stories: used by generation (and by tests to seed data). -----
+
+    /// Moves a story to `status`, recording `reason` for failures.
+    pub async fn set_story_status(
+        &self,
+        story_id: Uuid,
+        status: StoryStatus,
+        reason: Option<&str>,
+    ) -> AppResult<()> {
+        let id = story_id.to_string();
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::update(stories::table.find(&id))
+                .set((
+                    stories::status.eq(status.as_str()),
+                    stories::failure_reason.eq(reason),
+                    stories::updated_at.eq(now),
+                ))
+                .execute(c)
+                .await
+        })?;
+        Ok(())
+    }
+
+    /// Writes a generated title unless the guardian already chose one.
+    pub async fn set_generated_title(&self, story_id: Uuid, title: &str) -> AppResult<()> {
+        let id = story_id.to_string();
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::update(
+                stories::table
+                    .find(&id)
+                    .filter(stories::title_from_guardian.eq(false)),
+            )
+            .set((stories::title.eq(Some(title)), stories::updated_at.eq(now)))
+            .execute(c)
+            .await
+        })?;
+        Ok(())
+    }
+
+    /// Adds (or replaces) chapter `number` of a story; returns its id.
+    pub async fn put_chapter(
+        &self,
+        story_id: Uuid,
+        number: i32,
+        title: &str,
+        content: &str,
+    ) -> AppResult<Uuid> {
+        let sid = story_id.to_string();
+        let now = to_db(db::now());
+        let row = ChapterRow {
+            id: Uuid::new_v4().to_string(),
+            story_id: sid.clone(),
+            chapter_number: number,
+            title: title.to_string(),
+            content: content.to_string(),
+            image_file_id: None,
+            audio_file_id: None,
+            created_at: now,
+        };
+        let mut conn = self.pool().get().await?;
+        let id: String = with_tx!(&mut conn, |c| {
+            diesel::delete(
+                chapters::table
+                    .filter(chapters::story_id.eq(&sid))
+                    .filter(chapters::chapter_number.eq(number)),
+            )
+            .execute(c)
+            .await?;
+            diesel::insert_into(chapters::table)
+                .values(&row)
+                .execute(c)
+                .await?;
+            diesel::update(stories::table.find(&sid))
+                .set(stories::updated_at.eq(now))
+                .execute(c)
+                .await?;
+            Ok::<_, diesel::result::Error>(row.id.clone())
+        })?;
+        Uuid::parse_str(&id).map_err(|e| internal("chapter id", e))
+    }
+
+    /// Stores `bytes` as a chapter's illustration or narration and links it.
+    pub async fn put_chapter_media(
+        &self,
+        story_id: Uuid,
+        chapter_id: Uuid,
+        kind: MediaKind,
+        bytes: &[u8],
+        content_type: &str,
+        extension: &str,
+    ) -> AppResult<MediaFile> {
+        let sid = story_id.to_string();
+        let mut conn = self.pool().get().await?;
+        let owner: String = with_conn!(&mut conn, |c| {
+            stories::table
+                .find(&sid)
+                .select(stories::owner_id)
+                .first(c)
+                .await
+        })?;
+        drop(conn);
+        let file_id = Uuid::new_v4();
+        let relative = format!("{owner}/{sid}/{file_id}.{extension}");
+        let path = self
+            .media()
+            .resolve(&relative)
+            .ok_or_else(|| internal("media path", &relative))?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| internal("creating media dir", e))?;
+        }
+        // Write to a temporary name, then rename: a reader never sees half a file.
+        let tmp = path.with_extension(format!("{extension}.part"));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|e| internal("writing media", e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| internal("placing media", e))?;
+        let row = MediaFileRow {
+            id: file_id.to_string(),
+            owner_id: owner,
+            story_id: Some(sid),
+            path: relative,
+            content_type: content_type.to_string(),
+            size_bytes: bytes.len() as i64,
+            created_at: to_db(db::now()),
+        };
+        let cid = chapter_id.to_string();
+        let fid = row.id.clone();
+        let mut conn = self.pool().get().await?;
+        with_tx!(&mut conn, |c| {
+            diesel::insert_into(media_files::table)
+                .values(&row)
+                .execute(c)
+                .await?;
+            let link = diesel::update(chapters::table.find(&cid));
+            match kind {
+                MediaKind::Image => {
+                    link.set(chapters::image_file_id.eq(Some(&fid)))
+                        .execute(c)
+                        .await
+                }
+                MediaKind::Audio => {
+                    link.set(chapters::audio_file_id.eq(Some(&fid)))
+                        .execute(c)
+                        .await
+                }
+            }
+        })?;
+        Ok(MediaFile {
+            id: file_id,
+            path: row.path,
+            content_type: row.content_type,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Audio,
+}
+
+fn story_from_rows(
+    row: StoryRow,
+    chapters: Vec<ChapterRow>,
+    files: &HashMap<String, MediaFileRow>,
+) -> AppResult<Story> {
+    let uuid = |s: &str| Uuid::parse_str(s).map_err(|e| internal("stored uuid", e));
+    let file = |id: &Option<String>| -> AppResult<Option<MediaFile>> {
+        id.as_ref()
+            .and_then(|id| files.get(id))
+            .map(|f| {
+                Ok(MediaFile {
+                    id: uuid(&f.id)?,
+                    path: f.path.clone(),
+                    content_type: f.content_type.clone(),
+                })
+            })
+            .transpose()
+    };
+    let chapters = chapters
+        .iter()
+        .map(|c| {
+            Ok(Chapter {
+                id: uuid(&c.id)?,
+                number: c.chapter_number,
+                title: c.title.clone(),
+                content: c.content.clone(),
+                image: file(&c.image_file_id)?,
+                audio: file(&c.audio_file_id)?,
+            })
+        })
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(Story {
+        id: uuid(&row.id)?,
+        owner_id: uuid(&row.owner_id)?,
+        conversation_id: row.conversation_id.as_deref().map(uuid).transpose()?,
+        title: row.title,
+        status: StoryStatus::parse(&row.status)
+            .ok_or_else(|| internal("stored status", &row.status))?,
+        theme: row.theme,
+        characters: serde_json::from_str(&row.characters)
+            .map_err(|e| internal("stored characters", e))?,
+        length: StoryLength::parse(&row.length)
+            .ok_or_else(|| internal("stored length", &row.length))?,
+        chapter_count: row.chapter_count,
+        child_name: row.child_name,
+        child_age: row.child_age,
+        failure_reason: row.failure_reason,
+        created_at: from_db(row.created_at),
+        updated_at: from_db(row.updated_at),
+        chapters,
+    })
+}

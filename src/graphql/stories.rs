@@ -1,0 +1,321 @@
+//! Stories in GraphQL: `story`, `stories` (a Relay connection sharing the REST cursors),
+//! `createStory`, `updateStory`, `deleteStory`, `retryStory`.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+
+use super::scalars::Timestamp;
+use super::{domain, viewer};
+use crate::domain::stories::{
+    self as model, DEFAULT_PAGE_SIZE, ListStories, MediaFile, NewStory, Story,
+};
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(
+    remote = "crate::domain::stories::StoryStatus",
+    rename_items = "snake_case"
+)]
+pub enum StoryStatus {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(
+    remote = "crate::domain::stories::StoryLength",
+    rename_items = "snake_case"
+)]
+pub enum StoryLength {
+    Short,
+    Medium,
+    Long,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(
+    name = "StorySort",
+    remote = "crate::domain::stories::SortKey",
+    rename_items = "snake_case"
+)]
+pub enum SortKey {
+    CreatedAt,
+    UpdatedAt,
+    Title,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(
+    remote = "crate::domain::stories::SortOrder",
+    rename_items = "snake_case"
+)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// A media file behind a signed, expiring URL (spec §5.1).
+pub struct FileObject(pub MediaFile);
+
+#[Object(name = "File")]
+impl FileObject {
+    /// Always `"file"`.
+    async fn object(&self) -> &'static str {
+        "file"
+    }
+    /// Always `"internal"`.
+    async fn r#type(&self) -> &'static str {
+        "internal"
+    }
+    /// Signed URL, valid until `expiryTime`.
+    async fn url(&self, ctx: &Context<'_>) -> String {
+        domain(ctx)
+            .media()
+            .sign(&self.0.path, chrono::Utc::now())
+            .url
+    }
+    async fn expiry_time(&self, ctx: &Context<'_>) -> Timestamp {
+        Timestamp(
+            domain(ctx)
+                .media()
+                .sign(&self.0.path, chrono::Utc::now())
+                .expires,
+        )
+    }
+    /// MIME type of the file.
+    async fn content_type(&self) -> &str {
+        &self.0.content_type
+    }
+}
+
+pub struct ChapterObject(pub model::Chapter);
+
+#[Object(name = "Chapter")]
+impl ChapterObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Always `"chapter"`.
+    async fn object(&self) -> &'static str {
+        "chapter"
+    }
+    async fn chapter_number(&self) -> i32 {
+        self.0.number
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+    /// The illustration, `null` when none could be made.
+    async fn image(&self) -> Option<FileObject> {
+        self.0.image.clone().map(FileObject)
+    }
+    /// The narration, `null` when none could be made.
+    async fn audio(&self) -> Option<FileObject> {
+        self.0.audio.clone().map(FileObject)
+    }
+}
+
+pub struct StoryObject(pub Story);
+
+#[Object(name = "Story")]
+impl StoryObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Always `"story"`.
+    async fn object(&self) -> &'static str {
+        "story"
+    }
+    async fn owner_id(&self) -> ID {
+        ID(self.0.owner_id.to_string())
+    }
+    /// `null` until generation writes one (or the guardian sets one).
+    async fn title(&self) -> Option<&str> {
+        self.0.title.as_deref()
+    }
+    async fn status(&self) -> StoryStatus {
+        self.0.status.into()
+    }
+    async fn chapters(&self) -> Vec<ChapterObject> {
+        self.0.chapters.iter().cloned().map(ChapterObject).collect()
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
+    }
+    /// Why generation failed (only for `failed` stories).
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    /// The conversation the story was made from, if any.
+    async fn conversation_id(&self) -> Option<ID> {
+        self.0.conversation_id.map(|c| ID(c.to_string()))
+    }
+    async fn theme(&self) -> &str {
+        &self.0.theme
+    }
+    async fn characters(&self) -> &[String] {
+        &self.0.characters
+    }
+    async fn length(&self) -> StoryLength {
+        self.0.length.into()
+    }
+    /// How many chapters generation writes (3, 5 or 7).
+    async fn chapter_count(&self) -> i32 {
+        self.0.chapter_count
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    /// Cursor of the last edge; pass it as `after` for the next page.
+    pub end_cursor: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct StoryEdge {
+    pub cursor: String,
+    pub node: StoryObject,
+}
+
+#[derive(SimpleObject)]
+pub struct StoryConnection {
+    pub edges: Vec<StoryEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(InputObject)]
+pub struct UserPreferencesInput {
+    /// 1–200 characters.
+    pub theme: String,
+    /// At most 10, each 1–100 characters.
+    #[graphql(default)]
+    pub characters: Vec<String>,
+    #[graphql(default_with = "StoryLength::Medium")]
+    pub length: StoryLength,
+}
+
+#[derive(InputObject)]
+pub struct CreateStoryInput {
+    pub user_preferences: UserPreferencesInput,
+    /// A conversation of the viewer's whose transcript the story uses.
+    pub conversation_id: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateStoryInput {
+    /// 1–200 characters; the guardian's title wins over a generated one.
+    pub title: String,
+}
+
+#[derive(Default)]
+pub struct StoryQuery;
+
+#[Object]
+impl StoryQuery {
+    /// One of the viewer's stories.
+    async fn story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StoryObject> {
+        let viewer = viewer(ctx).await?;
+        Ok(StoryObject(domain(ctx).story(&viewer, &id).await?))
+    }
+
+    /// The viewer's stories, newest first by default.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn stories(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "page size, 1–100 (default 20)")] first: Option<i32>,
+        after: Option<String>,
+        status: Option<StoryStatus>,
+        #[graphql(default_with = "SortKey::CreatedAt")] sort_by: SortKey,
+        #[graphql(default_with = "SortOrder::Desc")] order: SortOrder,
+    ) -> async_graphql::Result<StoryConnection> {
+        let viewer = viewer(ctx).await?;
+        let page = domain(ctx)
+            .list_stories(
+                &viewer,
+                ListStories {
+                    status: status.map(Into::into),
+                    sort: sort_by.into(),
+                    order: order.into(),
+                    first: first.unwrap_or(DEFAULT_PAGE_SIZE),
+                    after,
+                },
+            )
+            .await?;
+        let end_cursor = page.end_cursor().map(str::to_string);
+        Ok(StoryConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_more,
+                end_cursor,
+            },
+            edges: page
+                .items
+                .into_iter()
+                .map(|(cursor, story)| StoryEdge {
+                    cursor,
+                    node: StoryObject(story),
+                })
+                .collect(),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct StoryMutation;
+
+#[Object]
+impl StoryMutation {
+    /// Asks for a new story; it starts `pending` and is written in the background.
+    async fn create_story(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateStoryInput,
+    ) -> async_graphql::Result<StoryObject> {
+        let viewer = viewer(ctx).await?;
+        let prefs = input.user_preferences;
+        let story = domain(ctx)
+            .create_story(
+                &viewer,
+                NewStory {
+                    theme: prefs.theme,
+                    characters: prefs.characters,
+                    length: prefs.length.into(),
+                    conversation_id: input.conversation_id.map(|id| id.0),
+                },
+            )
+            .await?;
+        Ok(StoryObject(story))
+    }
+
+    /// Renames a story.
+    async fn update_story(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateStoryInput,
+    ) -> async_graphql::Result<StoryObject> {
+        let viewer = viewer(ctx).await?;
+        let story = domain(ctx).rename_story(&viewer, &id, &input.title).await?;
+        Ok(StoryObject(story))
+    }
+
+    /// Deletes a story with its chapters and media.
+    async fn delete_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let viewer = viewer(ctx).await?;
+        domain(ctx).delete_story(&viewer, &id).await?;
+        Ok(true)
+    }
+
+    /// Sends a `failed` story back to `pending`.
+    async fn retry_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StoryObject> {
+        let viewer = viewer(ctx).await?;
+        Ok(StoryObject(domain(ctx).retry_story(&viewer, &id).await?))
+    }
+}

@@ -1,0 +1,236 @@
+//! Media files on disk behind signed, expiring URLs (contract §4).
+//!
+//! `{base}/media/{path}?md5={sig}&expires={unix}` with
+//! `sig = base64url_nopad(md5("{expires}{uri} {secret}"))`, `uri` the percent-decoded
+//! path starting with `/media/` — exactly what Nginx's
+//! `secure_link_md5 "$secure_link_expires$uri <secret>"` checks, so Nginx can serve the
+//! bytes itself; [`serve`] does the same checks when no Nginx is in front.
+
+pub mod serve;
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeZone, Utc};
+use md5::{Digest, Md5};
+
+use crate::config::Secret;
+
+/// URL prefix of media.
+pub const PREFIX: &str = "/media/";
+
+/// A signed URL and the instant it stops working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedUrl {
+    pub url: String,
+    pub expires: DateTime<Utc>,
+}
+
+/// Why a media request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkError {
+    /// Missing or wrong signature, or a path that can never be valid.
+    Forbidden,
+    /// Correctly signed but past its expiry.
+    Expired,
+}
+
+/// The media directory and the secret that signs its URLs.
+#[derive(Clone, Debug)]
+pub struct MediaStore {
+    dir: PathBuf,
+    secret: Secret,
+    public_url: String,
+    ttl: Duration,
+}
+
+impl MediaStore {
+    pub fn new(dir: PathBuf, secret: Secret, public_url: String, ttl: Duration) -> MediaStore {
+        MediaStore {
+            dir,
+            secret,
+            public_url,
+            ttl,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Absolute path of a stored relative path; `None` for anything that could escape
+    /// the media directory.
+    pub fn resolve(&self, relative: &str) -> Option<PathBuf> {
+        let rel = Path::new(relative);
+        let safe = !relative.is_empty()
+            && !relative.contains('\\')
+            && !relative.contains('\0')
+            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        safe.then(|| self.dir.join(rel))
+    }
+
+    /// Signs `relative` (a path below the media directory) for now + TTL, rounded up to a
+    /// whole minute so the same file read twice within a minute gets the same URL.
+    pub fn sign(&self, relative: &str, now: DateTime<Utc>) -> SignedUrl {
+        let deadline = now.timestamp() + self.ttl.as_secs() as i64;
+        let expires = (deadline + 59).div_euclid(60) * 60;
+        let uri = format!("{PREFIX}{relative}");
+        let sig = self.signature(expires, &uri);
+        SignedUrl {
+            url: format!(
+                "{}{}?md5={sig}&expires={expires}",
+                self.public_url,
+                percent_encode_path(&uri)
+            ),
+            expires: Utc
+                .timestamp_opt(expires, 0)
+                .single()
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+
+    fn signature(&self, expires: i64, uri: &str) -> String {
+        let mut hasher = Md5::new();
+        hasher.update(expires.to_string().as_bytes());
+        hasher.update(uri.as_bytes());
+        hasher.update(b" ");
+        hasher.update(self.secret.expose());
+        URL_SAFE_NO_PAD.encode(hasher.finalize())
+    }
+
+    /// Checks a request for `uri` (percent-decoded, starting with `/media/`).
+    pub fn verify(
+        &self,
+        uri: &str,
+        md5: Option<&str>,
+        expires: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
+        let (Some(sig), Some(expires_text)) = (md5, expires) else {
+            return Err(LinkError::Forbidden);
+        };
+        let expires: i64 = expires_text.parse().map_err(|_| LinkError::Forbidden)?;
+        let expected = self.signature(expires, uri);
+        if !constant_time_eq(expected.as_bytes(), sig.as_bytes()) {
+            return Err(LinkError::Forbidden);
+        }
+        if expires < now.timestamp() {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Percent-encodes what is not unreserved or `/` in a path.
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> MediaStore {
+        MediaStore::new(
+            PathBuf::from("/srv/media"),
+            Secret::new(b"media-secret".to_vec()),
+            "https://example.org".into(),
+            Duration::from_secs(3600),
+        )
+    }
+
+    #[test]
+    fn signature_matches_nginx_secure_link_md5() {
+        // echo -n '1700000000/media/a/b.svg media-secret' | openssl md5 -binary | base64 | tr +/ -_ | tr -d =
+        let sig = store().signature(1_700_000_000, "/media/a/b.svg");
+        let mut h = Md5::new();
+        h.update(b"1700000000/media/a/b.svg media-secret");
+        assert_eq!(sig, URL_SAFE_NO_PAD.encode(h.finalize()));
+        assert_eq!(sig.len(), 22);
+    }
+
+    #[test]
+    fn expiry_rounds_up_to_the_minute_and_verifies() {
+        let now = Utc.timestamp_opt(1_700_000_001, 0).unwrap();
+        let a = store().sign("u/s/f.svg", now);
+        let b = store().sign("u/s/f.svg", now + chrono::Duration::seconds(30));
+        assert_eq!(a, b);
+        assert_eq!(a.expires.timestamp() % 60, 0);
+        assert!(a.expires.timestamp() >= 1_700_000_001 + 3600);
+        let query = a.url.split_once('?').unwrap().1;
+        let params: Vec<(&str, &str)> = query
+            .split('&')
+            .map(|p| p.split_once('=').unwrap())
+            .collect();
+        let store = store();
+        assert_eq!(
+            store.verify(
+                "/media/u/s/f.svg",
+                Some(params[0].1),
+                Some(params[1].1),
+                now
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            store.verify(
+                "/media/u/s/g.svg",
+                Some(params[0].1),
+                Some(params[1].1),
+                now
+            ),
+            Err(LinkError::Forbidden)
+        );
+        let later = a.expires + chrono::Duration::seconds(1);
+        assert_eq!(
+            store.verify(
+                "/media/u/s/f.svg",
+                Some(params[0].1),
+                Some(params[1].1),
+                later
+            ),
+            Err(LinkError::Expired)
+        );
+    }
+
+    #[test]
+    fn resolve_refuses_escapes() {
+        let s = store();
+        assert!(s.resolve("a/b.svg").is_some());
+        for bad in ["../x", "a/../../x", "/etc/passwd", "", "a\\b", "./a"] {
+            assert!(s.resolve(bad).is_none(), "{bad}");
+        }
+    }
+}

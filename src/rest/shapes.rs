@@ -1,0 +1,89 @@
+//! Which input fields are lists, read once from the schema's SDL.
+//!
+//! GraphQL coerces a single value into a one-element list (`"characters": "토끼"` would
+//! become `["토끼"]`); a REST client sending a string where the contract says array has
+//! made a mistake, so the facade checks list-typed fields before GraphQL sees them.
+
+use std::collections::HashMap;
+
+use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
+use serde_json::Value;
+
+use super::RestError;
+use super::facade::to_snake;
+
+struct Field {
+    list: bool,
+    /// The named type inside any list/non-null wrappers.
+    named: String,
+}
+
+#[derive(Default)]
+pub struct InputShapes {
+    types: HashMap<String, HashMap<String, Field>>,
+}
+
+fn unwrap(ty: &Type) -> (bool, String) {
+    match &ty.base {
+        BaseType::Named(name) => (false, name.to_string()),
+        BaseType::List(inner) => (true, unwrap(inner).1),
+    }
+}
+
+impl InputShapes {
+    pub fn from_sdl(sdl: &str) -> InputShapes {
+        let doc = async_graphql::parser::parse_schema(sdl).expect("the schema's own SDL parses");
+        let mut types = HashMap::new();
+        for def in doc.definitions {
+            let TypeSystemDefinition::Type(ty) = def else {
+                continue;
+            };
+            let ty = ty.node;
+            if let TypeKind::InputObject(input) = ty.kind {
+                let fields = input
+                    .fields
+                    .into_iter()
+                    .map(|f| {
+                        let (list, named) = unwrap(&f.node.ty.node);
+                        (f.node.name.node.to_string(), Field { list, named })
+                    })
+                    .collect();
+                types.insert(ty.name.node.to_string(), fields);
+            }
+        }
+        InputShapes { types }
+    }
+
+    /// Checks that every list-typed field of input type `type_name` holds an array (or
+    /// `null`), recursing into nested input objects. `value` has camelCase keys.
+    pub fn check(&self, type_name: &str, value: &Value, path: &str) -> Result<(), RestError> {
+        let (Some(fields), Value::Object(map)) = (self.types.get(type_name), value) else {
+            return Ok(());
+        };
+        for (key, v) in map {
+            let Some(field) = fields.get(key) else {
+                continue;
+            };
+            let here = if path.is_empty() {
+                to_snake(key)
+            } else {
+                format!("{path}.{}", to_snake(key))
+            };
+            match (field.list, v) {
+                (_, Value::Null) => {}
+                (true, Value::Array(items)) => {
+                    for item in items {
+                        self.check(&field.named, item, &here)?;
+                    }
+                }
+                (true, _) => {
+                    return Err(RestError::validation(format!(
+                        "`{here}` 필드는 배열이어야 합니다."
+                    )));
+                }
+                (false, v) => self.check(&field.named, v, &here)?,
+            }
+        }
+        Ok(())
+    }
+}
