@@ -18,11 +18,16 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use tokio::sync::watch;
+
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
+use crate::events::Events;
 use crate::graphql::{self, AppSchema};
+use crate::jobs::StoryWorker;
+use crate::providers::Providers;
 use crate::rest::{RestError, envelope, facade};
 
 /// Request bodies over this are `413 PAYLOAD_TOO_LARGE` (contract §2).
@@ -35,6 +40,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     domain: Domain,
+    worker: Option<StoryWorker>,
 }
 
 impl Application {
@@ -47,17 +53,24 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
         let pool = Pool::connect(&config.database_url, config.database_pool_size).await?;
+        let events = Events::start(pool.clone(), &config.database_url).await?;
         std::fs::create_dir_all(&config.media_dir)
             .with_context(|| format!("creating {}", config.media_dir.display()))?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
-        let domain = Domain::new(config, pool);
+        let providers = Providers::from_config(&config.providers);
+        let worker_config = config.worker.clone();
+        let domain = Domain::new(config, pool, events);
+        let worker = worker_config
+            .enabled
+            .then(|| StoryWorker::new(domain.clone(), providers, worker_config));
         let router = router(domain.clone());
         Ok(Application {
             listener,
             router,
             domain,
+            worker,
         })
     }
 
@@ -71,19 +84,31 @@ impl Application {
         &self.domain
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves (and runs the story worker) until `shutdown` resolves, then lets in-flight
+    /// requests finish and gives in-flight stories [`SHUTDOWN_GRACE`] before releasing
+    /// their leases. Both run in this one future: dropping it stops everything at once
+    /// (which is how tests simulate a crash).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let serve = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let worker = async move {
+            if let Some(worker) = self.worker {
+                worker.run(stop_rx, SHUTDOWN_GRACE).await;
+            }
+        };
+        let (served, ()) = tokio::join!(serve.into_future(), worker);
+        served.context("serving HTTP")
     }
 }
 
@@ -97,6 +122,7 @@ pub fn router(domain: Domain) -> Router {
             get(graphql::http::get).post(graphql::http::post),
         )
         .route("/graphql/schema.graphql", get(schema_sdl))
+        .route("/graphql/ws", get(graphql::ws::upgrade))
         .with_state(schema);
     let media = Router::new()
         .route("/media/{*path}", get(crate::media::serve::media))

@@ -128,6 +128,147 @@ pub struct ConfigArgs {
     /// Lifetime of signed media URLs, in seconds (rounded up to a whole minute).
     #[arg(long, env = "JJONGAL_MEDIA_URL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=604_800), global = true)]
     pub media_url_ttl: u64,
+    /// Base URL of the storyteller (OpenAI-compatible chat completions, e.g. http://localhost:11434/v1 for Ollama); unset: the offline built-in.
+    #[arg(long, env = "JJONGAL_LLM_BASE_URL", global = true)]
+    pub llm_base_url: Option<String>,
+    /// API key for llm (sent only in request headers).
+    #[arg(
+        long,
+        env = "JJONGAL_LLM_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub llm_api_key: Option<String>,
+    /// Model name for llm.
+    #[arg(long, env = "JJONGAL_LLM_MODEL", global = true)]
+    pub llm_model: Option<String>,
+    /// Timeout of one llm call, seconds.
+    #[arg(long, env = "JJONGAL_LLM_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub llm_timeout: u64,
+    /// Concurrent llm calls at most.
+    #[arg(long, env = "JJONGAL_LLM_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub llm_concurrency: u32,
+    /// Base URL of illustrations (OpenAI-compatible images API); unset: the offline built-in.
+    #[arg(long, env = "JJONGAL_IMAGE_BASE_URL", global = true)]
+    pub image_base_url: Option<String>,
+    /// API key for image (sent only in request headers).
+    #[arg(
+        long,
+        env = "JJONGAL_IMAGE_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub image_api_key: Option<String>,
+    /// Model name for image.
+    #[arg(long, env = "JJONGAL_IMAGE_MODEL", global = true)]
+    pub image_model: Option<String>,
+    /// Timeout of one image call, seconds.
+    #[arg(long, env = "JJONGAL_IMAGE_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub image_timeout: u64,
+    /// Concurrent image calls at most.
+    #[arg(long, env = "JJONGAL_IMAGE_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub image_concurrency: u32,
+    /// Base URL of narration (OpenAI-compatible /audio/speech); unset: the offline built-in.
+    #[arg(long, env = "JJONGAL_SPEECH_BASE_URL", global = true)]
+    pub speech_base_url: Option<String>,
+    /// API key for speech (sent only in request headers).
+    #[arg(
+        long,
+        env = "JJONGAL_SPEECH_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub speech_api_key: Option<String>,
+    /// Model name for speech.
+    #[arg(long, env = "JJONGAL_SPEECH_MODEL", global = true)]
+    pub speech_model: Option<String>,
+    /// Timeout of one speech call, seconds.
+    #[arg(long, env = "JJONGAL_SPEECH_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub speech_timeout: u64,
+    /// Concurrent speech calls at most.
+    #[arg(long, env = "JJONGAL_SPEECH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub speech_concurrency: u32,
+    /// Base URL of moderation (OpenAI-compatible /moderations); unset: the offline built-in.
+    #[arg(long, env = "JJONGAL_MODERATION_BASE_URL", global = true)]
+    pub moderation_base_url: Option<String>,
+    /// API key for moderation (sent only in request headers).
+    #[arg(
+        long,
+        env = "JJONGAL_MODERATION_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub moderation_api_key: Option<String>,
+    /// Model name for moderation.
+    #[arg(long, env = "JJONGAL_MODERATION_MODEL", global = true)]
+    pub moderation_model: Option<String>,
+    /// Timeout of one moderation call, seconds.
+    #[arg(long, env = "JJONGAL_MODERATION_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub moderation_timeout: u64,
+    /// Concurrent moderation calls at most.
+    #[arg(long, env = "JJONGAL_MODERATION_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub moderation_concurrency: u32,
+    /// Base URL of voice cloning and cloned-voice narration (ElevenLabs-compatible); unset: the offline built-in.
+    #[arg(long, env = "JJONGAL_VOICE_BASE_URL", global = true)]
+    pub voice_base_url: Option<String>,
+    /// API key for voice (sent only in request headers).
+    #[arg(
+        long,
+        env = "JJONGAL_VOICE_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub voice_api_key: Option<String>,
+    /// Model name for voice.
+    #[arg(long, env = "JJONGAL_VOICE_MODEL", global = true)]
+    pub voice_model: Option<String>,
+    /// Timeout of one voice call, seconds.
+    #[arg(long, env = "JJONGAL_VOICE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub voice_timeout: u64,
+    /// Concurrent voice calls at most.
+    #[arg(long, env = "JJONGAL_VOICE_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub voice_concurrency: u32,
+    /// Voice for OpenAI-compatible narration.
+    #[arg(
+        long,
+        env = "JJONGAL_SPEECH_VOICE",
+        default_value = "alloy",
+        global = true
+    )]
+    pub speech_voice: String,
+    /// A category score at or above this flags text (stricter than the provider's own).
+    #[arg(
+        long,
+        env = "JJONGAL_MODERATION_THRESHOLD",
+        default_value_t = 0.3,
+        global = true
+    )]
+    pub moderation_threshold: f64,
+    /// Attempts per provider call (retries on timeouts, 5xx, 429).
+    #[arg(long, env = "JJONGAL_PROVIDER_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20), global = true)]
+    pub provider_max_attempts: u32,
+    /// First retry delay, milliseconds (doubles per attempt, with jitter, up to 30 s).
+    #[arg(long, env = "JJONGAL_PROVIDER_BACKOFF_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
+    pub provider_backoff_ms: u64,
+    /// Whether `serve` runs the story worker.
+    #[arg(long, env = "JJONGAL_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub worker: bool,
+    /// Stories generated at once by one process.
+    #[arg(long, env = "JJONGAL_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub worker_concurrency: u32,
+    /// How often the worker looks for work it was not told about, milliseconds.
+    #[arg(long, env = "JJONGAL_WORKER_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
+    pub worker_poll_ms: u64,
+    /// A claimed story's lease, seconds; renewed while it is worked on, taken over by
+    /// another worker once expired (after a crash).
+    #[arg(long, env = "JJONGAL_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600), global = true)]
+    pub worker_lease_secs: u64,
+    /// Stories one account may request per quota window.
+    #[arg(long, env = "JJONGAL_STORY_QUOTA", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub story_quota: u32,
+    /// The quota window, seconds.
+    #[arg(long, env = "JJONGAL_STORY_QUOTA_WINDOW", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub story_quota_window: u64,
     /// Maximum number of pooled database connections.
     #[arg(long, env = "JJONGAL_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub database_pool_size: u32,
@@ -169,6 +310,41 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub media_url_ttl: Duration,
     pub database_pool_size: usize,
+    pub providers: ProvidersConfig,
+    pub worker: WorkerConfig,
+    pub story_quota: u32,
+    pub story_quota_window: Duration,
+}
+
+/// One provider capability: HTTP when `base_url` is set, else the offline built-in.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub model: Option<String>,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProvidersConfig {
+    pub llm: ProviderConfig,
+    pub image: ProviderConfig,
+    pub speech: ProviderConfig,
+    pub moderation: ProviderConfig,
+    pub voice: ProviderConfig,
+    pub speech_voice: String,
+    pub moderation_threshold: f64,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub enabled: bool,
+    pub concurrency: usize,
+    pub poll: Duration,
+    pub lease: Duration,
 }
 
 impl Config {
@@ -223,7 +399,75 @@ impl Config {
                 (jwt, media)
             }
         };
+        let providers = ProvidersConfig {
+            llm: ProviderConfig {
+                base_url: non_empty(args.llm_base_url.clone()),
+                api_key: non_empty(args.llm_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+                model: non_empty(args.llm_model.clone()),
+                timeout: Duration::from_secs(args.llm_timeout),
+                concurrency: args.llm_concurrency as usize,
+            },
+            image: ProviderConfig {
+                base_url: non_empty(args.image_base_url.clone()),
+                api_key: non_empty(args.image_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+                model: non_empty(args.image_model.clone()),
+                timeout: Duration::from_secs(args.image_timeout),
+                concurrency: args.image_concurrency as usize,
+            },
+            speech: ProviderConfig {
+                base_url: non_empty(args.speech_base_url.clone()),
+                api_key: non_empty(args.speech_api_key.clone())
+                    .map(|k| Secret::new(k.into_bytes())),
+                model: non_empty(args.speech_model.clone()),
+                timeout: Duration::from_secs(args.speech_timeout),
+                concurrency: args.speech_concurrency as usize,
+            },
+            moderation: ProviderConfig {
+                base_url: non_empty(args.moderation_base_url.clone()),
+                api_key: non_empty(args.moderation_api_key.clone())
+                    .map(|k| Secret::new(k.into_bytes())),
+                model: non_empty(args.moderation_model.clone()),
+                timeout: Duration::from_secs(args.moderation_timeout),
+                concurrency: args.moderation_concurrency as usize,
+            },
+            voice: ProviderConfig {
+                base_url: non_empty(args.voice_base_url.clone()),
+                api_key: non_empty(args.voice_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+                model: non_empty(args.voice_model.clone()),
+                timeout: Duration::from_secs(args.voice_timeout),
+                concurrency: args.voice_concurrency as usize,
+            },
+            speech_voice: args.speech_voice.clone(),
+            moderation_threshold: args.moderation_threshold,
+            max_attempts: args.provider_max_attempts,
+            backoff: Duration::from_millis(args.provider_backoff_ms),
+        };
+        for (name, p) in [
+            ("LLM", &providers.llm),
+            ("IMAGE", &providers.image),
+            ("SPEECH", &providers.speech),
+            ("MODERATION", &providers.moderation),
+            ("VOICE", &providers.voice),
+        ] {
+            if let Some(url) = &p.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                bail!("JJONGAL_{name}_BASE_URL must be an http(s) URL");
+            }
+        }
+        if !(0.0..=1.0).contains(&args.moderation_threshold) {
+            bail!("JJONGAL_MODERATION_THRESHOLD must be between 0 and 1");
+        }
         Ok(Config {
+            providers,
+            worker: WorkerConfig {
+                enabled: args.worker,
+                concurrency: args.worker_concurrency as usize,
+                poll: Duration::from_millis(args.worker_poll_ms),
+                lease: Duration::from_secs(args.worker_lease_secs),
+            },
+            story_quota: args.story_quota,
+            story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,
             database_url,
             media_dir: args
@@ -243,6 +487,10 @@ impl Config {
             database_pool_size: args.database_pool_size as usize,
         })
     }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 fn required_secret(name: &str, value: Option<&str>) -> anyhow::Result<Secret> {

@@ -114,7 +114,15 @@ impl std::fmt::Display for ErrorCode {
 /// goes through our own conversion in `graphql::errors`, which sets `extensions.code`.
 #[derive(Debug)]
 pub enum AppError {
-    Public { code: ErrorCode, message: String },
+    Public {
+        code: ErrorCode,
+        message: String,
+    },
+    /// `RATE_LIMIT_EXCEEDED`, with the seconds after which trying again can work.
+    Limited {
+        message: String,
+        retry_after: u64,
+    },
     Internal(anyhow::Error),
 }
 
@@ -151,14 +159,23 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AppError::Public { code, .. } => *code,
+            AppError::Limited { .. } => ErrorCode::RateLimitExceeded,
             AppError::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// Seconds to wait before retrying, for rate-limit errors.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::Limited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
     /// The message a client may see. Logs internal causes (inside the request span).
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Public { message, .. } => message.clone(),
+            AppError::Public { message, .. } | AppError::Limited { message, .. } => message.clone(),
             AppError::Internal(cause) => {
                 tracing::error!(error = %format!("{cause:#}"), "internal error");
                 ErrorCode::ServerError.default_message().to_string()

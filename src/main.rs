@@ -10,9 +10,15 @@ use jjongal::config::{Config, ConfigArgs};
 use jjongal::db::{self, Pool};
 use jjongal::domain::Domain;
 use jjongal::domain::accounts::{Role, SignUp};
+use jjongal::events::Events;
 
 #[derive(Parser)]
-#[command(name = "jjongal", version, about = "Jjongal (쫑알쫑알) story service")]
+#[command(
+    name = "jjongal",
+    version,
+    about = "Jjongal (쫑알쫑알) story service",
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -55,6 +61,8 @@ enum UsersCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // TLS for provider calls uses rustls with the ring provider.
+    jjongal::providers::http::install_tls();
     let cli = Cli::parse();
     jjongal::telemetry::init(&cli.config.log, cli.config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
@@ -89,7 +97,8 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::resolve(cli.config)?;
             db::migrate(&config.database_url).await?;
             let pool = Pool::connect(&config.database_url, 1).await?;
-            let domain = Domain::new(config, pool);
+            let events = Events::start(pool.clone(), &config.database_url).await?;
+            let domain = Domain::new(config, pool, events);
             let user = domain
                 .create_user(
                     SignUp {

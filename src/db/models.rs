@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{chapters, conversations, media_files, refresh_tokens, stories, users};
+use super::schema::{
+    chapters, conversations, generation_steps, media_files, refresh_tokens, stories, users,
+};
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -50,7 +52,7 @@ pub struct ConversationRow {
     pub ended_at: Option<NaiveDateTime>,
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = stories)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct StoryRow {
@@ -69,6 +71,9 @@ pub struct StoryRow {
     pub failure_reason: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<NaiveDateTime>,
+    pub attempts: i32,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -96,4 +101,21 @@ pub struct ChapterRow {
     pub image_file_id: Option<String>,
     pub audio_file_id: Option<String>,
     pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = generation_steps)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct GenerationStepRow {
+    pub id: String,
+    pub story_id: String,
+    pub step: String,
+    pub chapter_number: Option<i32>,
+    pub provider: String,
+    pub attempt: i32,
+    pub started_at: NaiveDateTime,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
 }

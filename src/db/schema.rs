@@ -60,6 +60,33 @@ diesel::table! {
         failure_reason -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        attempts -> Integer,
+    }
+}
+
+diesel::table! {
+    generation_steps (id) {
+        id -> Text,
+        story_id -> Text,
+        step -> Text,
+        chapter_number -> Nullable<Integer>,
+        provider -> Text,
+        attempt -> Integer,
+        started_at -> Timestamp,
+        duration_ms -> BigInt,
+        outcome -> Text,
+        error_kind -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    story_requests (id) {
+        id -> Text,
+        owner_id -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -98,5 +125,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     stories,
     media_files,
-    chapters
+    chapters,
+    generation_steps,
+    story_requests
 );

@@ -9,8 +9,11 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::config::Config;
 use crate::db::Pool;
+use crate::events::{Event, Events};
 use crate::media::MediaStore;
 use cursor::CursorCodec;
 use tokens::TokenKeys;
@@ -26,11 +29,14 @@ struct Inner {
     keys: TokenKeys,
     cursors: CursorCodec,
     media: MediaStore,
+    events: Events,
+    /// Woken when a story becomes pending, so the local worker starts at once.
+    work: Notify,
     config: Config,
 }
 
 impl Domain {
-    pub fn new(config: Config, pool: Pool) -> Domain {
+    pub fn new(config: Config, pool: Pool, events: Events) -> Domain {
         Domain {
             inner: Arc::new(Inner {
                 keys: TokenKeys::new(&config.jwt_secret),
@@ -42,6 +48,8 @@ impl Domain {
                     config.media_url_ttl,
                 ),
                 pool,
+                events,
+                work: Notify::new(),
                 config,
             }),
         }
@@ -65,6 +73,23 @@ impl Domain {
 
     pub fn media(&self) -> &MediaStore {
         &self.inner.media
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// Resolves when new work may be waiting (or at once if a wake-up is pending).
+    pub async fn work_available(&self) {
+        self.inner.work.notified().await
+    }
+
+    pub(crate) fn signal_work(&self) {
+        self.inner.work.notify_one();
+    }
+
+    pub(crate) async fn story_changed(&self, id: uuid::Uuid) {
+        self.events().publish(Event::Story { id }).await;
     }
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::accounts::User;
 use super::{Domain, char_len};
 use crate::db::models::{ChapterRow, ConversationRow, MediaFileRow, StoryRow};
-use crate::db::schema::{chapters, conversations, media_files, stories};
+use crate::db::schema::{chapters, conversations, media_files, stories, story_requests};
 use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::{with_conn, with_tx};
@@ -258,16 +258,96 @@ impl Domain {
             failure_reason: None,
             created_at: now,
             updated_at: now,
+            lease_owner: None,
+            lease_expires_at: None,
+            attempts: 0,
         };
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::insert_into(stories::table)
-                .values(&row)
-                .execute(c)
-                .await
-        })?;
+        self.insert_within_quota(&row).await?;
         tracing::info!(story_id = %row.id, "story requested");
+        self.signal_work();
         story_from_rows(row, Vec::new(), &HashMap::new())
+    }
+
+    /// Inserts a story if its owner is within the creation quota (contract §7), counted
+    /// in the database so every process shares it. The request is recorded first, so on
+    /// SQLite the transaction takes the write lock up front; on PostgreSQL an advisory
+    /// lock per account serialises concurrent requests of one account.
+    async fn insert_within_quota(&self, row: &StoryRow) -> AppResult<()> {
+        enum Outcome {
+            Db(diesel::result::Error),
+            Exceeded(NaiveDateTime),
+        }
+        impl From<diesel::result::Error> for Outcome {
+            fn from(e: diesel::result::Error) -> Outcome {
+                Outcome::Db(e)
+            }
+        }
+        let quota = i64::from(self.config().story_quota);
+        let window = chrono::Duration::from_std(self.config().story_quota_window)
+            .map_err(|e| internal("quota window", e))?;
+        let now = row.created_at;
+        let since = now - window;
+        let request = (
+            story_requests::id.eq(Uuid::new_v4().to_string()),
+            story_requests::owner_id.eq(row.owner_id.clone()),
+            story_requests::created_at.eq(now),
+        );
+        macro_rules! within_quota {
+            ($c:ident) => {{
+                diesel::insert_into(story_requests::table)
+                    .values(request.clone())
+                    .execute($c)
+                    .await?;
+                let recent: Vec<NaiveDateTime> = story_requests::table
+                    .filter(story_requests::owner_id.eq(&row.owner_id))
+                    .filter(story_requests::created_at.gt(since))
+                    .order_by(story_requests::created_at.asc())
+                    .select(story_requests::created_at)
+                    .load($c)
+                    .await?;
+                if recent.len() as i64 > quota {
+                    return Err(Outcome::Exceeded(recent[0]));
+                }
+                diesel::insert_into(stories::table)
+                    .values(row)
+                    .execute($c)
+                    .await?;
+                Ok(())
+            }};
+        }
+        let mut conn = self.pool().get().await?;
+        let result: Result<(), Outcome> = match &mut conn {
+            db::Conn::Pg(pooled) => {
+                let pooled: &mut diesel_async::AsyncPgConnection = pooled;
+                diesel_async::AsyncConnection::transaction(pooled, async |c| {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind::<diesel::sql_types::Text, _>(&row.owner_id)
+                        .execute(c)
+                        .await?;
+                    within_quota!(c)
+                })
+                .await
+            }
+            db::Conn::Sqlite(pooled) => {
+                let pooled: &mut db::SqliteConn = pooled;
+                diesel_async::AsyncConnection::transaction(pooled, async |c| within_quota!(c)).await
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(Outcome::Db(e)) => Err(e.into()),
+            Err(Outcome::Exceeded(oldest)) => {
+                let free_at = oldest + window;
+                let wait = (free_at - now).num_seconds().max(1) as u64;
+                Err(AppError::Limited {
+                    message: format!(
+                        "이야기 생성 한도({quota}개/{}초)를 초과했습니다. {wait}초 후에 다시 시도해 주세요.",
+                        window.num_seconds()
+                    ),
+                    retry_after: wait,
+                })
+            }
+        }
     }
 
     async fn conversation_row(&self, id: Uuid) -> AppResult<ConversationRow> {
@@ -302,6 +382,45 @@ impl Domain {
             return Err(AppError::code_only(ErrorCode::InsufficientPermission));
         }
         Ok(row)
+    }
+
+    /// A story for the generation worker (no viewer: the worker acts for the owner).
+    pub async fn story_for_job(&self, id: Uuid) -> AppResult<Story> {
+        let id = id.to_string();
+        let mut conn = self.pool().get().await?;
+        let row: StoryRow = with_conn!(&mut conn, |c| {
+            stories::table
+                .find(&id)
+                .select(StoryRow::as_select())
+                .first(c)
+                .await
+        })?;
+        drop(conn);
+        let mut stories = self.with_chapters(vec![row]).await?;
+        Ok(stories.remove(0))
+    }
+
+    /// What a story's conversation gives generation: the child's interests and the
+    /// transcript as (role, text), oldest first. Conversations have no stored messages
+    /// until the conversation WebSocket writes them, so the transcript is empty so far.
+    pub async fn conversation_material(
+        &self,
+        conversation: Option<Uuid>,
+    ) -> AppResult<(Vec<String>, Vec<(String, String)>)> {
+        let Some(id) = conversation else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let row = match self.conversation_row(id).await {
+            Ok(row) => row,
+            // Deleted meanwhile: the story keeps what it has.
+            Err(e) if e.code() == ErrorCode::ResourceNotFound => {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            Err(e) => return Err(e),
+        };
+        let interests: Vec<String> =
+            serde_json::from_str(&row.interests).map_err(|e| internal("stored interests", e))?;
+        Ok((interests, Vec::new()))
     }
 
     pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {
@@ -498,6 +617,25 @@ impl Domain {
             .collect()
     }
 
+    /// The recorded provider attempts of a story's generation, oldest first.
+    pub async fn generation_steps(
+        &self,
+        story_id: Uuid,
+    ) -> AppResult<Vec<crate::db::models::GenerationStepRow>> {
+        use crate::db::schema::generation_steps as steps;
+        let id = story_id.to_string();
+        let mut conn = self.pool().get().await?;
+        let rows = with_conn!(&mut conn, |c| {
+            steps::table
+                .filter(steps::story_id.eq(&id))
+                .order_by((steps::started_at.asc(), steps::attempt.asc()))
+                .select(crate::db::models::GenerationStepRow::as_select())
+                .load(c)
+                .await
+        })?;
+        Ok(rows)
+    }
+
     /// Renames a story (`PATCH`): the guardian's title wins over a generated one.
     pub async fn rename_story(&self, viewer: &User, id: &str, title: &str) -> AppResult<Story> {
         validate_text("title", title, 200)?;
@@ -515,6 +653,7 @@ impl Domain {
                 .await
         })?;
         drop(conn);
+        self.story_changed(parse_id("story_id", &row.id)?).await;
         self.story(viewer, &row.id).await
     }
 
@@ -530,6 +669,7 @@ impl Domain {
         drop(conn);
         self.remove_media_dir(&format!("{}/{}", row.owner_id, row.id))
             .await;
+        self.story_changed(parse_id("story_id", &row.id)?).await;
         tracing::info!(story_id = %row.id, "story deleted");
         Ok(())
     }
@@ -560,6 +700,8 @@ impl Domain {
                 "실패한(failed) 이야기만 다시 시도할 수 있습니다.",
             ));
         }
+        self.story_changed(parse_id("story_id", &row.id)?).await;
+        self.signal_work();
         self.story(viewer, &row.id).await
     }
 
@@ -597,6 +739,7 @@ impl Domain {
                 .execute(c)
                 .await
         })?;
+        self.story_changed(story_id).await;
         Ok(())
     }
 
@@ -615,6 +758,7 @@ impl Domain {
             .execute(c)
             .await
         })?;
+        self.story_changed(story_id).await;
         Ok(())
     }
 
@@ -626,38 +770,63 @@ impl Domain {
         title: &str,
         content: &str,
     ) -> AppResult<Uuid> {
+        let ids = self
+            .put_chapters(
+                story_id,
+                &[(number, title.to_string(), content.to_string())],
+            )
+            .await?;
+        Ok(ids[0])
+    }
+
+    /// Adds (or replaces) chapters `(number, title, content)` of a story in one
+    /// transaction, announced as one change; returns their ids in order.
+    pub async fn put_chapters(
+        &self,
+        story_id: Uuid,
+        chapters_in: &[(i32, String, String)],
+    ) -> AppResult<Vec<Uuid>> {
         let sid = story_id.to_string();
         let now = to_db(db::now());
-        let row = ChapterRow {
-            id: Uuid::new_v4().to_string(),
-            story_id: sid.clone(),
-            chapter_number: number,
-            title: title.to_string(),
-            content: content.to_string(),
-            image_file_id: None,
-            audio_file_id: None,
-            created_at: now,
-        };
+        let rows: Vec<ChapterRow> = chapters_in
+            .iter()
+            .map(|(number, title, content)| ChapterRow {
+                id: Uuid::new_v4().to_string(),
+                story_id: sid.clone(),
+                chapter_number: *number,
+                title: title.clone(),
+                content: content.clone(),
+                image_file_id: None,
+                audio_file_id: None,
+                created_at: now,
+            })
+            .collect();
+        let numbers: Vec<i32> = chapters_in.iter().map(|(n, _, _)| *n).collect();
         let mut conn = self.pool().get().await?;
-        let id: String = with_tx!(&mut conn, |c| {
+        with_tx!(&mut conn, |c| {
             diesel::delete(
                 chapters::table
                     .filter(chapters::story_id.eq(&sid))
-                    .filter(chapters::chapter_number.eq(number)),
+                    .filter(chapters::chapter_number.eq_any(&numbers)),
             )
             .execute(c)
             .await?;
-            diesel::insert_into(chapters::table)
-                .values(&row)
-                .execute(c)
-                .await?;
+            for row in &rows {
+                diesel::insert_into(chapters::table)
+                    .values(row)
+                    .execute(c)
+                    .await?;
+            }
             diesel::update(stories::table.find(&sid))
                 .set(stories::updated_at.eq(now))
                 .execute(c)
-                .await?;
-            Ok::<_, diesel::result::Error>(row.id.clone())
+                .await
         })?;
-        Uuid::parse_str(&id).map_err(|e| internal("chapter id", e))
+        drop(conn);
+        self.story_changed(story_id).await;
+        rows.iter()
+            .map(|r| Uuid::parse_str(&r.id).map_err(|e| internal("chapter id", e)))
+            .collect()
     }
 
     /// Stores `bytes` as a chapter's illustration or narration and links it.
@@ -711,7 +880,7 @@ impl Domain {
         let cid = chapter_id.to_string();
         let fid = row.id.clone();
         let mut conn = self.pool().get().await?;
-        with_tx!(&mut conn, |c| {
+        let linked = with_tx!(&mut conn, |c| {
             diesel::insert_into(media_files::table)
                 .values(&row)
                 .execute(c)
@@ -729,7 +898,13 @@ impl Domain {
                         .await
                 }
             }
-        })?;
+        });
+        if let Err(e) = linked {
+            // The story (or account) was deleted meanwhile: leave no orphan file behind.
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(e.into());
+        }
+        self.story_changed(story_id).await;
         Ok(MediaFile {
             id: file_id,
             path: row.path,

@@ -11,10 +11,15 @@ use crate::error::{AppError, ErrorCode};
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> async_graphql::Error {
         let code = e.code();
+        let retry_after = e.retry_after();
         let mut err = async_graphql::Error::new(e.public_message());
-        err.extensions
-            .get_or_insert_with(ErrorExtensionValues::default)
-            .set("code", code.as_str());
+        let ext = err
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default);
+        ext.set("code", code.as_str());
+        if let Some(secs) = retry_after {
+            ext.set("retryAfter", secs);
+        }
         err
     }
 }
@@ -23,6 +28,14 @@ impl From<AppError> for async_graphql::Error {
 pub fn code_of(err: &async_graphql::ServerError) -> Option<ErrorCode> {
     match err.extensions.as_ref()?.get("code")? {
         Value::String(s) => ErrorCode::parse(s),
+        _ => None,
+    }
+}
+
+/// The `retryAfter` extension of a rate-limit error, in seconds.
+pub fn retry_after_of(err: &async_graphql::ServerError) -> Option<u64> {
+    match err.extensions.as_ref()?.get("retryAfter")? {
+        Value::Number(n) => n.as_u64(),
         _ => None,
     }
 }

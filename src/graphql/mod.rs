@@ -6,8 +6,9 @@ pub mod errors;
 pub mod http;
 pub mod scalars;
 pub mod stories;
+pub mod ws;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use tokio::sync::OnceCell;
 
 use crate::domain::Domain;
@@ -20,7 +21,10 @@ pub struct QueryRoot(accounts::AccountQuery, stories::StoryQuery);
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(accounts::AccountMutation, stories::StoryMutation);
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(stories::StorySubscription);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Per-request authentication: the bearer token as sent, resolved lazily (and once) to
 /// the live account it names.
@@ -40,14 +44,16 @@ impl RequestAuth {
 
     /// From an `Authorization` header value: only the `Bearer` scheme counts.
     pub fn from_header(value: Option<&str>) -> RequestAuth {
-        let bearer = value.and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string())
-                .filter(|t| !t.is_empty())
-        });
-        RequestAuth::new(bearer)
+        RequestAuth::new(value.and_then(RequestAuth::bearer_of))
+    }
+
+    /// The token of a `Bearer <token>` value.
+    pub fn bearer_of(value: &str) -> Option<String> {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
+            .filter(|t| !t.is_empty())
     }
 }
 
@@ -55,7 +61,7 @@ pub fn build_schema(domain: Domain) -> AppSchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .data(domain)
     .extension(errors::ErrorCodes)
@@ -71,7 +77,7 @@ pub fn sdl() -> String {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .finish()
     .sdl()

@@ -1,13 +1,16 @@
 //! Stories in GraphQL: `story`, `stories` (a Relay connection sharing the REST cursors),
 //! `createStory`, `updateStory`, `deleteStory`, `retryStory`.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::scalars::Timestamp;
 use super::{domain, viewer};
 use crate::domain::stories::{
     self as model, DEFAULT_PAGE_SIZE, ListStories, MediaFile, NewStory, Story,
 };
+use crate::events::Event;
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(
@@ -317,5 +320,109 @@ impl StoryMutation {
     async fn retry_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StoryObject> {
         let viewer = viewer(ctx).await?;
         Ok(StoryObject(domain(ctx).retry_story(&viewer, &id).await?))
+    }
+}
+
+#[derive(Default)]
+pub struct StorySubscription;
+
+/// What decides whether a subscriber has already seen a state.
+fn fingerprint(story: &Story) -> String {
+    let chapters: Vec<String> = story
+        .chapters
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}:{}:{}",
+                c.number,
+                c.title,
+                c.image
+                    .as_ref()
+                    .map(|f| f.id.to_string())
+                    .unwrap_or_default(),
+                c.audio
+                    .as_ref()
+                    .map(|f| f.id.to_string())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "{}|{:?}|{}|{}",
+        story.status.as_str(),
+        story.title,
+        story.failure_reason.as_deref().unwrap_or(""),
+        chapters.join(",")
+    )
+}
+
+fn finished(story: &Story) -> bool {
+    matches!(
+        story.status,
+        model::StoryStatus::Completed | model::StoryStatus::Failed
+    )
+}
+
+#[Subscription]
+impl StorySubscription {
+    /// The story now, then every change (status, title, each chapter and its media as
+    /// they are stored) until it is `completed` or `failed`. Works across server
+    /// processes sharing one PostgreSQL database.
+    async fn story_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = StoryObject> + use<>> {
+        let viewer = viewer(ctx).await?;
+        let domain = domain(ctx).clone();
+        // Subscribe before reading, so no change between the two is missed.
+        let events = domain.events().subscribe();
+        let first = domain.story(&viewer, &id).await?;
+        let story_id = first.id;
+        struct State {
+            domain: crate::domain::Domain,
+            viewer: crate::domain::accounts::User,
+            events: tokio::sync::broadcast::Receiver<Event>,
+            pending: Option<Story>,
+            last: String,
+            done: bool,
+        }
+        let state = State {
+            domain,
+            viewer,
+            events,
+            last: String::new(),
+            done: false,
+            pending: Some(first),
+        };
+        Ok(futures_util::stream::unfold(
+            state,
+            move |mut st| async move {
+                loop {
+                    if let Some(story) = st.pending.take() {
+                        let print = fingerprint(&story);
+                        if print != st.last {
+                            st.last = print;
+                            st.done = finished(&story);
+                            return Some((StoryObject(story), st));
+                        }
+                    }
+                    if st.done {
+                        return None;
+                    }
+                    match st.events.recv().await {
+                        Ok(Event::Story { id }) if id == story_id => {}
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
+                    }
+                    // Deleted, or no longer readable: the stream ends.
+                    match st.domain.story(&st.viewer, &story_id.to_string()).await {
+                        Ok(story) => st.pending = Some(story),
+                        Err(_) => return None,
+                    }
+                }
+            },
+        ))
     }
 }

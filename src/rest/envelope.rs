@@ -34,6 +34,8 @@ pub struct RestError {
     pub message: String,
     /// For 405: the methods the path does support.
     pub allow: Option<String>,
+    /// For 429: seconds until trying again can work.
+    pub retry_after: Option<u64>,
 }
 
 impl RestError {
@@ -42,6 +44,7 @@ impl RestError {
             code,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
     pub fn code(code: ErrorCode) -> RestError {
@@ -65,6 +68,9 @@ impl IntoResponse for RestError {
         }
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             headers.insert(header::ALLOW, allow);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

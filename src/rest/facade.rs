@@ -20,7 +20,7 @@ use super::envelope::{RestError, success};
 use super::routes::{Body, Param, ParamKind, Route, Shape};
 use super::shapes::InputShapes;
 use crate::error::ErrorCode;
-use crate::graphql::errors::code_of;
+use crate::graphql::errors::{code_of, retry_after_of};
 use crate::graphql::{AppSchema, RequestAuth};
 
 /// Longest text field, in Unicode scalar values (contract §2).
@@ -140,7 +140,10 @@ async fn handle(
         } else {
             err.message.clone()
         };
-        return Err(RestError::new(code, message));
+        return Err(RestError {
+            retry_after: retry_after_of(err),
+            ..RestError::new(code, message)
+        });
     }
     let data = response
         .data

@@ -126,6 +126,9 @@ pub struct TestStorage {
 
 impl TestStorage {
     pub async fn new(db: Db) -> TestStorage {
+        // The tests' own HTTP client shares the service's TLS set-up.
+        jjongal::providers::http::install_tls();
+        init_test_logging();
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg) = match db {
             Db::Sqlite => (
@@ -147,6 +150,7 @@ impl TestStorage {
     /// Configuration arguments for this storage, as if from the command line.
     pub fn args(&self, extra: &[&str]) -> ConfigArgs {
         #[derive(Parser)]
+        #[command(args_override_self = true)]
         struct Cli {
             #[command(flatten)]
             config: ConfigArgs,
@@ -163,6 +167,10 @@ impl TestStorage {
             "--env",
             "development",
         ];
+        // Stories stay as tests seed them unless a test asks for the worker; tests create
+        // many stories, and the quota has its own test.
+        argv.extend_from_slice(&["--worker", "false", "--story-quota", "10000"]);
+        // Later flags override earlier ones: `extra` wins over these defaults.
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).expect("test config").config
     }
@@ -172,8 +180,9 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub domain: Domain,
-    _storage: TestStorage,
+    storage: Option<TestStorage>,
     shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -181,6 +190,24 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+impl TestApp {
+    /// Kills the server as a crash would: no graceful shutdown, leases left behind.
+    /// Returns its storage for a successor.
+    pub async fn crash(mut self) -> TestStorage {
+        self.shutdown.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.storage.take().expect("this app owns its storage")
+    }
+
+    /// The storage this app runs on (to start a second server on the same database).
+    pub fn storage(&self) -> &TestStorage {
+        self.storage.as_ref().expect("this app owns its storage")
     }
 }
 
@@ -195,12 +222,23 @@ pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
 
 /// Starts the application on existing storage (e.g. one the CLI already wrote to).
 pub async fn spawn_app_on(storage: TestStorage, extra: &[&str]) -> TestApp {
+    let mut app = start(&storage, extra).await;
+    app.storage = Some(storage);
+    app
+}
+
+/// Starts another server process-alike on the same database and data dir as `other`.
+pub async fn spawn_app_sharing(other: &TestApp, extra: &[&str]) -> TestApp {
+    start(other.storage(), extra).await
+}
+
+async fn start(storage: &TestStorage, extra: &[&str]) -> TestApp {
     let config = Config::resolve(storage.args(extra)).expect("config");
     let app = Application::build(config).await.expect("build app");
     let addr = app.local_addr();
     let domain = app.domain().clone();
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(app.run_until(async move {
+    let task = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
     TestApp {
@@ -210,8 +248,9 @@ pub async fn spawn_app_on(storage: TestStorage, extra: &[&str]) -> TestApp {
             .build()
             .expect("client"),
         domain,
-        _storage: storage,
+        storage: None,
         shutdown: Some(tx),
+        task: Some(task),
     }
 }
 
@@ -512,5 +551,15 @@ impl TestApp {
             rb = rb.bearer_auth(t);
         }
         self.send(rb).await
+    }
+}
+
+/// Logs to the test output when `JJONGAL_TEST_LOG` is set (e.g. `jjongal=debug`).
+pub fn init_test_logging() {
+    if let Ok(filter) = std::env::var("JJONGAL_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }

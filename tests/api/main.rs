@@ -3,9 +3,11 @@
 mod accounts;
 mod cli;
 mod facade;
+mod generation;
 mod graphql;
 mod helpers;
 mod media;
 mod pagination;
 mod stories;
+mod subscriptions;
 mod tokens;

@@ -1,0 +1,183 @@
+//! Leases on story jobs. The one place with backend-specific SQL for jobs:
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, a single atomic `UPDATE … RETURNING` on
+//! SQLite (which has one writer at a time).
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamp};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use crate::db::models::StoryRow;
+use crate::db::schema::stories;
+use crate::db::{self, Conn, to_db};
+use crate::domain::Domain;
+use crate::error::{AppError, AppResult};
+use crate::with_conn;
+
+/// A story this worker holds the lease of.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub attempts: i32,
+}
+
+const PICK: &str = "SELECT id FROM stories \
+     WHERE status = 'pending' \
+        OR (status = 'in_progress' AND (lease_expires_at IS NULL OR lease_expires_at < $3)) \
+     ORDER BY created_at, id LIMIT 1";
+
+fn claim_sql(skip_locked: bool) -> String {
+    format!(
+        "UPDATE stories SET status = 'in_progress', lease_owner = $1, lease_expires_at = $2, \
+           attempts = attempts + 1, \
+           updated_at = CASE WHEN status = 'pending' THEN $3 ELSE updated_at END \
+         WHERE id = ({PICK}{}) RETURNING *",
+        if skip_locked {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Claims the oldest claimable story, if any.
+pub async fn claim(domain: &Domain, owner: &str, lease: Duration) -> AppResult<Option<Claimed>> {
+    let now = db::now();
+    let expires =
+        to_db(now + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?);
+    let now = to_db(now);
+    let mut conn = domain.pool().get().await?;
+    let row: Option<StoryRow> = match &mut conn {
+        Conn::Pg(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            diesel::sql_query(claim_sql(true))
+                .bind::<Text, _>(owner)
+                .bind::<Timestamp, _>(expires)
+                .bind::<Timestamp, _>(now)
+                .get_result(c)
+                .await
+                .optional()?
+        }
+        Conn::Sqlite(c) => {
+            let c: &mut db::SqliteConn = c;
+            diesel::sql_query(
+                claim_sql(false)
+                    .replace("$1", "?1")
+                    .replace("$2", "?2")
+                    .replace("$3", "?3"),
+            )
+            .bind::<Text, _>(owner)
+            .bind::<Timestamp, _>(expires)
+            .bind::<Timestamp, _>(now)
+            .get_result(c)
+            .await
+            .optional()?
+        }
+    };
+    drop(conn);
+    let Some(row) = row else { return Ok(None) };
+    let id = Uuid::parse_str(&row.id).map_err(|e| AppError::Internal(e.into()))?;
+    tracing::info!(story_id = %id, attempt = row.attempts, "story claimed");
+    domain.story_changed(id).await;
+    Ok(Some(Claimed {
+        id,
+        attempts: row.attempts,
+    }))
+}
+
+/// Extends the lease; `false` when this worker no longer holds it.
+pub async fn renew(domain: &Domain, owner: &str, id: Uuid, lease: Duration) -> AppResult<bool> {
+    let expires = to_db(
+        db::now() + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?,
+    );
+    let id = id.to_string();
+    let mut conn = domain.pool().get().await?;
+    let n = with_conn!(&mut conn, |c| {
+        diesel::update(
+            stories::table
+                .find(&id)
+                .filter(stories::lease_owner.eq(owner))
+                .filter(stories::status.eq("in_progress")),
+        )
+        .set(stories::lease_expires_at.eq(Some(expires)))
+        .execute(c)
+        .await
+    })?;
+    Ok(n == 1)
+}
+
+/// Whether this worker still holds the lease (checked before each write).
+pub async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
+    let id = id.to_string();
+    let now = to_db(db::now());
+    let mut conn = domain.pool().get().await?;
+    let n: i64 = with_conn!(&mut conn, |c| {
+        stories::table
+            .find(&id)
+            .filter(stories::lease_owner.eq(owner))
+            .filter(stories::status.eq("in_progress"))
+            .filter(stories::lease_expires_at.gt(now))
+            .count()
+            .get_result(c)
+            .await
+    })?;
+    Ok(n == 1)
+}
+
+/// Gives a lease up (on shutdown), so another worker can resume at once.
+pub async fn release(domain: &Domain, owner: &str, id: Uuid) -> AppResult<()> {
+    let id = id.to_string();
+    let mut conn = domain.pool().get().await?;
+    with_conn!(&mut conn, |c| {
+        diesel::update(
+            stories::table
+                .find(&id)
+                .filter(stories::lease_owner.eq(owner))
+                .filter(stories::status.eq("in_progress")),
+        )
+        .set((
+            stories::lease_owner.eq(None::<String>),
+            stories::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+        ))
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Ends a job: the final status is written only while holding the lease.
+pub async fn finish(
+    domain: &Domain,
+    owner: &str,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+) -> AppResult<bool> {
+    let sid = id.to_string();
+    let now = to_db(db::now());
+    let mut conn = domain.pool().get().await?;
+    let n = with_conn!(&mut conn, |c| {
+        diesel::update(
+            stories::table
+                .find(&sid)
+                .filter(stories::lease_owner.eq(owner))
+                .filter(stories::status.eq("in_progress")),
+        )
+        .set((
+            stories::status.eq(status),
+            stories::failure_reason.eq(reason),
+            stories::lease_owner.eq(None::<String>),
+            stories::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+            stories::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await
+    })?;
+    drop(conn);
+    if n == 1 {
+        domain.story_changed(id).await;
+    }
+    Ok(n == 1)
+}

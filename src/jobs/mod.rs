@@ -1,0 +1,180 @@
+//! Story generation as durable jobs. A story in `pending` (or `in_progress` with an
+//! expired lease) is its own job: a worker claims it with a lease, renews the lease while
+//! it works, and another worker takes it over if the lease runs out (a crash or restart
+//! loses nothing). Work already stored (chapters, media) is not done again.
+
+mod claim;
+mod pipeline;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::config::WorkerConfig;
+use crate::domain::Domain;
+use crate::providers::Providers;
+
+pub use claim::Claimed;
+
+/// Claims of one story that ended in an internal error before it is marked failed.
+const MAX_JOB_ATTEMPTS: i32 = 5;
+
+/// Claims stories and runs the generation pipeline for them.
+#[derive(Clone)]
+pub struct StoryWorker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    domain: Domain,
+    providers: Providers,
+    config: WorkerConfig,
+    /// Identifies this worker's leases.
+    id: String,
+}
+
+impl StoryWorker {
+    pub fn new(domain: Domain, providers: Providers, config: WorkerConfig) -> StoryWorker {
+        StoryWorker {
+            inner: Arc::new(Inner {
+                domain,
+                providers,
+                config,
+                id: format!("worker-{}", Uuid::new_v4()),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Runs until `shutdown` turns true; then stops claiming, gives in-flight stories
+    /// `grace` to finish, and releases the leases of those that did not, so another
+    /// worker picks them up at once.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let inner = &self.inner;
+        let slots = Arc::new(Semaphore::new(inner.config.concurrency));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut claimed: std::collections::HashSet<Uuid> = Default::default();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Uuid>();
+        tracing::info!(worker = %inner.id, concurrency = inner.config.concurrency, "story worker started");
+        loop {
+            while let Ok(id) = done_rx.try_recv() {
+                claimed.remove(&id);
+            }
+            // Claim while there is room.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match claim::claim(&inner.domain, &inner.id, inner.config.lease).await {
+                    Ok(Some(job)) => {
+                        claimed.insert(job.id);
+                        let worker = self.clone();
+                        let done = done_tx.clone();
+                        running.spawn(async move {
+                            let id = job.id;
+                            worker.work_on(job).await;
+                            drop(permit);
+                            let _ = done.send(id);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = ?e, "claiming a story failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = inner.domain.work_available() => {}
+                _ = tokio::time::sleep(inner.config.poll) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        tracing::info!(in_flight = running.len(), "story worker stopping");
+        let finished = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            running.abort_all();
+            while let Ok(id) = done_rx.try_recv() {
+                claimed.remove(&id);
+            }
+            for id in claimed {
+                if let Err(e) = claim::release(&inner.domain, &inner.id, id).await {
+                    tracing::warn!(story_id = %id, error = ?e, "releasing a lease failed; it will expire");
+                }
+            }
+        }
+    }
+
+    /// Generates one claimed story, renewing its lease meanwhile.
+    async fn work_on(&self, job: Claimed) {
+        let inner = &self.inner;
+        let lease = inner.config.lease;
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let _heartbeat = AbortOnDrop({
+            let domain = inner.domain.clone();
+            let owner = inner.id.clone();
+            let id = job.id;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match claim::renew(&domain, &owner, id, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(story_id = %id, "lease lost; stopping work on this story");
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(story_id = %id, error = ?e, "renewing lease failed")
+                        }
+                    }
+                }
+            })
+        });
+        let span = tracing::info_span!("generate", story_id = %job.id, attempt = job.attempts);
+        let outcome = tracing::Instrument::instrument(
+            pipeline::run(&inner.domain, &inner.providers, &inner.id, &job, lost_rx),
+            span,
+        )
+        .await;
+        if let Err(e) = outcome {
+            tracing::error!(story_id = %job.id, attempt = job.attempts, error = ?e, "generation stopped by an internal error");
+            // Another attempt resumes from what is stored; after a few, give up visibly.
+            let next = if job.attempts >= MAX_JOB_ATTEMPTS {
+                claim::finish(
+                    &inner.domain,
+                    &inner.id,
+                    job.id,
+                    "failed",
+                    Some("내부 오류로 이야기를 완성하지 못했습니다. 다시 시도해 주세요."),
+                )
+                .await
+                .map(|_| ())
+            } else {
+                claim::release(&inner.domain, &inner.id, job.id).await
+            };
+            if let Err(e) = next {
+                tracing::warn!(story_id = %job.id, error = ?e, "could not hand the story back; its lease will expire");
+            }
+        }
+    }
+}
+
+/// Aborts a helper task when the work it belongs to ends or is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

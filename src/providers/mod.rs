@@ -1,0 +1,257 @@
+//! AI providers, one trait per capability, each with an HTTP implementation
+//! (OpenAI-compatible; ElevenLabs-compatible for voices) and an honest offline one.
+//! Configuration picks one per capability (see [`ProviderConfig`]).
+
+pub mod http;
+pub mod korean;
+pub mod moderation;
+pub mod offline;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Semaphore;
+
+use crate::config::Secret;
+
+/// What kind of failure a provider call had; decides whether a retry can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The call took too long.
+    Timeout,
+    /// 429 (not a quota problem): retry after `retry_after` if given.
+    RateLimited,
+    /// 5xx.
+    Server,
+    /// Connection refused, reset, DNS…
+    Network,
+    /// Bad or missing API key (401/403).
+    Unauthorized,
+    /// The account's quota is used up.
+    Quota,
+    /// The provider refused the content.
+    Refused,
+    /// An answer we could not use (malformed JSON, wrong shape, 4xx).
+    BadResponse,
+    /// No such provider is available here (e.g. no `espeak-ng`).
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Server => "server_error",
+            ErrorKind::Network => "network",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Quota => "quota",
+            ErrorKind::Refused => "refused",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether trying again can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::Server | ErrorKind::Network
+        )
+    }
+}
+
+/// A failed provider call. The message never contains API keys.
+#[derive(Clone, Debug)]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
+        ProviderError {
+            kind,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// Everything the storyteller needs to write one story.
+#[derive(Clone, Debug)]
+pub struct StoryRequest {
+    pub seed: u64,
+    pub theme: String,
+    pub characters: Vec<String>,
+    pub child_name: String,
+    pub child_age: i32,
+    pub chapters: usize,
+    /// The child's interests, from the conversation.
+    pub interests: Vec<String>,
+    /// The conversation, oldest first: (role, text); role is `child` or `assistant`.
+    pub transcript: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedChapter {
+    pub title: String,
+    pub content: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedStory {
+    pub title: String,
+    pub chapters: Vec<GeneratedChapter>,
+}
+
+/// Bytes of a generated illustration or narration.
+#[derive(Clone, Debug)]
+pub struct Media {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    pub extension: &'static str,
+}
+
+/// One chapter's picture to draw.
+#[derive(Clone, Debug)]
+pub struct IllustrationRequest {
+    pub seed: u64,
+    pub chapter_number: usize,
+    pub chapter_title: String,
+    pub scene: String,
+    /// The same description in every chapter's prompt, so characters look alike.
+    pub character_sheet: String,
+    pub characters: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Flagged { categories: Vec<String> },
+}
+
+#[async_trait]
+pub trait StoryWriter: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn write(&self, request: &StoryRequest) -> Result<GeneratedStory, ProviderError>;
+}
+
+#[async_trait]
+pub trait Illustrator: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn illustrate(&self, request: &IllustrationRequest) -> Result<Media, ProviderError>;
+}
+
+#[async_trait]
+pub trait Narrator: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Narrates `text`, in the cloned voice `voice_id` when given and supported.
+    async fn narrate(&self, text: &str, voice_id: Option<&str>) -> Result<Media, ProviderError>;
+}
+
+#[async_trait]
+pub trait Moderator: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn check(&self, texts: &[String]) -> Result<Verdict, ProviderError>;
+}
+
+/// Settings of one HTTP provider (`JJONGAL_<CAPABILITY>_*`).
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub model: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Retry policy for provider calls.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// The providers the service runs with, and the concurrency bound of each.
+#[derive(Clone)]
+pub struct Providers {
+    pub writer: Arc<dyn StoryWriter>,
+    pub illustrator: Arc<dyn Illustrator>,
+    pub narrator: Arc<dyn Narrator>,
+    /// Used instead of `narrator` when the account has a cloned voice.
+    pub voice_narrator: Option<Arc<dyn Narrator>>,
+    pub moderator: Arc<dyn Moderator>,
+    pub writer_slots: Arc<Semaphore>,
+    pub image_slots: Arc<Semaphore>,
+    pub speech_slots: Arc<Semaphore>,
+    pub retry: RetryPolicy,
+}
+
+impl Providers {
+    /// Builds the providers configuration asks for: HTTP where a base URL is set, the
+    /// offline built-ins elsewhere.
+    pub fn from_config(config: &crate::config::ProvidersConfig) -> Providers {
+        use crate::config::ProviderConfig;
+        fn http(p: &ProviderConfig) -> Option<HttpSettings> {
+            p.base_url.as_ref().map(|base_url| HttpSettings {
+                base_url: base_url.clone(),
+                api_key: p.api_key.clone(),
+                model: p.model.clone(),
+                timeout: p.timeout,
+            })
+        }
+        let writer: Arc<dyn StoryWriter> = match http(&config.llm) {
+            Some(s) => Arc::new(http::ChatStoryWriter::new(s)),
+            None => Arc::new(offline::TemplateWriter),
+        };
+        let illustrator: Arc<dyn Illustrator> = match http(&config.image) {
+            Some(s) => Arc::new(http::ImagesIllustrator::new(s)),
+            None => Arc::new(offline::SvgIllustrator),
+        };
+        let narrator: Arc<dyn Narrator> = match http(&config.speech) {
+            Some(s) => Arc::new(http::SpeechNarrator::new(s, config.speech_voice.clone())),
+            None => Arc::new(offline::EspeakNarrator::detect()),
+        };
+        let voice_narrator: Option<Arc<dyn Narrator>> = http(&config.voice)
+            .map(|s| Arc::new(http::ElevenLabsNarrator::new(s, None)) as Arc<dyn Narrator>);
+        let moderator: Arc<dyn Moderator> = match http(&config.moderation) {
+            Some(s) => Arc::new(moderation::Layered {
+                api: http::ModerationApi::new(s, config.moderation_threshold),
+            }),
+            None => Arc::new(moderation::Blocklist),
+        };
+        tracing::info!(
+            storyteller = writer.name(),
+            illustrator = illustrator.name(),
+            narrator = narrator.name(),
+            cloned_voice = voice_narrator.as_ref().map(|n| n.name()).unwrap_or("none"),
+            moderator = moderator.name(),
+            "providers (names starting with offline- are the built-in offline ones)"
+        );
+        Providers {
+            writer,
+            illustrator,
+            narrator,
+            voice_narrator,
+            moderator,
+            writer_slots: Arc::new(Semaphore::new(config.llm.concurrency)),
+            image_slots: Arc::new(Semaphore::new(config.image.concurrency)),
+            speech_slots: Arc::new(Semaphore::new(config.speech.concurrency)),
+            retry: RetryPolicy {
+                max_attempts: config.max_attempts,
+                base_delay: config.backoff,
+                max_delay: Duration::from_secs(30),
+            },
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Offline providers, the default when nothing is configured. They are honest about
+//! what they are: a template storyteller that uses the child's name and age, the theme,
+//! the characters and what the child said; seeded SVG illustrations; `espeak-ng`
+//! narration when the binary is installed (otherwise narration is unavailable).
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
+
+use super::korean::{a_ya, eul_reul, eun_neun, euro_ro, i_ga, wa_gwa};
+use super::{
+    ErrorKind, GeneratedChapter, GeneratedStory, IllustrationRequest, Illustrator, Media, Narrator,
+    ProviderError, StoryRequest, StoryWriter,
+};
+
+/// A small deterministic generator (SplitMix64), so one story always reads the same.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// The template storyteller.
+pub struct TemplateWriter;
+
+const PLACES: &[&str] = &[
+    "반짝이는 숲",
+    "무지개 언덕",
+    "조용한 바닷가",
+    "구름 위 마을",
+    "별빛 정원",
+];
+const FRIENDS: &[&str] = &["다정한 다람쥐", "수줍은 아기 곰", "노래하는 파랑새"];
+const PROBLEMS: &[&str] = &[
+    "길을 잃은 아기 별",
+    "멈춰 버린 시계탑",
+    "색깔을 잃은 꽃밭",
+    "잠이 오지 않는 달님",
+];
+const GIFTS: &[&str] = &[
+    "따뜻한 용기",
+    "서로 돕는 마음",
+    "포기하지 않는 마음",
+    "다정한 말 한마디",
+];
+
+/// What the child said, as whole utterances (oldest first), trimmed to a sentence each.
+fn child_lines(transcript: &[(String, String)]) -> Vec<String> {
+    transcript
+        .iter()
+        .filter(|(role, text)| role == "child" && !text.trim().is_empty())
+        .map(|(_, text)| {
+            let line: String = text.trim().chars().take(60).collect();
+            line.trim_end_matches(['.', '!', '?', ' ']).to_string()
+        })
+        .collect()
+}
+
+impl TemplateWriter {
+    fn compose(&self, req: &StoryRequest) -> GeneratedStory {
+        let mut dice = Dice(req.seed);
+        let name = req.child_name.trim();
+        let theme = req.theme.trim();
+        let friend = req
+            .characters
+            .first()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| dice.pick(FRIENDS).to_string());
+        let second = req.characters.get(1).map(|s| s.trim().to_string());
+        let place = dice.pick(PLACES);
+        let problem = dice.pick(PROBLEMS);
+        let gift = dice.pick(GIFTS);
+        let young = req.child_age <= 6;
+        let said = child_lines(&req.transcript);
+        let interest = req.interests.first().cloned();
+
+        let title = format!("{} {}의 {}", wa_gwa(name), friend, theme);
+        let mut chapters = Vec::with_capacity(req.chapters);
+        let n = req.chapters.max(1);
+        for i in 0..n {
+            let stage = if i == 0 {
+                0
+            } else if i == n - 1 {
+                3
+            } else if i < n / 2 {
+                1
+            } else {
+                2
+            };
+            let (heading, mut body) = match stage {
+                0 => (
+                    format!("{}, {}에서 만나다", friend, place),
+                    format!(
+                        "옛날 옛적, {place}에 {age}살 {child} 살았어요. \
+                         어느 맑은 아침, {child_topic} {friend_obj} 만났어요. \
+                         \"{call}, 우리 함께 {theme_obj} 떠나 볼래?\" {friend_subj} 반짝이는 눈으로 물었어요.{buddy}",
+                        age = req.child_age,
+                        child = i_ga(name),
+                        child_topic = eun_neun(name),
+                        friend_obj = eul_reul(&friend),
+                        call = a_ya(name),
+                        theme_obj = euro_ro(theme),
+                        friend_subj = i_ga(&friend),
+                        buddy = match &second {
+                            Some(s) if n < 5 => format!(" {}의 단짝 {}도 함께였어요.", friend, s),
+                            _ => String::new(),
+                        },
+                    ),
+                ),
+                1 => (
+                    format!("{}의 길", theme),
+                    format!(
+                        "{child_and} {friend_subj} 손을 꼭 잡고 길을 나섰어요. \
+                         길가의 꽃들이 살랑살랑 인사했어요. {companion}",
+                        child_and = wa_gwa(name),
+                        friend_subj = eun_neun(&friend),
+                        companion = match &second {
+                            Some(s) => format!(
+                                "그때 {} 나타나 말했어요. \"나도 같이 갈래!\" 이제 셋이 되었어요.",
+                                i_ga(s)
+                            ),
+                            None => "둘은 노래를 부르며 씩씩하게 걸었어요.".to_string(),
+                        }
+                    ),
+                ),
+                2 => (
+                    format!("{}의 비밀", problem),
+                    format!(
+                        "한참을 가다 보니 {problem_obj} 만났어요. \
+                         {child_subj} 잠시 생각했어요. \"괜찮아, 우리가 도와줄게!\" \
+                         {child_and} {friend_subj} 힘을 모아 한 걸음씩 문제를 풀어 나갔어요.",
+                        problem_obj = eul_reul(problem),
+                        child_subj = eun_neun(name),
+                        child_and = wa_gwa(name),
+                        friend_subj = eun_neun(&friend),
+                    ),
+                ),
+                _ => (
+                    format!("{}의 선물", gift),
+                    format!(
+                        "마침내 모든 것이 제자리를 찾았어요. {friend_subj} 활짝 웃으며 말했어요. \
+                         \"{call}, 네 덕분이야. 너는 {gift_obj} 가졌구나!\" \
+                         그날 밤, {child_subj} 포근한 꿈을 꾸었답니다. 끝.",
+                        friend_subj = i_ga(&friend),
+                        call = a_ya(name),
+                        gift_obj = eul_reul(gift),
+                        child_subj = eun_neun(name),
+                    ),
+                ),
+            };
+            // Weave in what the child said and likes.
+            if i == 0 {
+                if let Some(line) = said.first() {
+                    body.push_str(&format!(
+                        " {child_subj} 신이 나서 말했어요. \"{line}!\"",
+                        child_subj = i_ga(name)
+                    ));
+                }
+                if let Some(like) = &interest {
+                    body.push_str(&format!(
+                        " 가방 속에는 {} 정말 좋아하는 {} 그림책도 들어 있었어요.",
+                        i_ga(name),
+                        like
+                    ));
+                }
+            } else if stage == 2 {
+                if let Some(line) = said.get(1).or(said.first()) {
+                    body.push_str(&format!(
+                        " 그때 {} 했던 말이 떠올랐어요. \"{line}.\" 그 말이 큰 힘이 되었어요.",
+                        i_ga(name)
+                    ));
+                }
+                if !young {
+                    body.push_str(&format!(
+                        " {} 마음속으로 다짐했어요. 어려울 때일수록 서로를 믿어야 한다고요.",
+                        eun_neun(name)
+                    ));
+                }
+            }
+            let heading = if n > 4 && stage == 1 {
+                format!("{} ({}번째 걸음)", heading, i)
+            } else if n > 4 && stage == 2 {
+                format!("{} ({}번째 고비)", heading, i + 1 - n / 2)
+            } else {
+                heading
+            };
+            chapters.push(GeneratedChapter {
+                title: heading,
+                content: body,
+            });
+        }
+        GeneratedStory { title, chapters }
+    }
+}
+
+#[async_trait]
+impl StoryWriter for TemplateWriter {
+    fn name(&self) -> &'static str {
+        "offline-template"
+    }
+    async fn write(&self, request: &StoryRequest) -> Result<GeneratedStory, ProviderError> {
+        Ok(self.compose(request))
+    }
+}
+
+/// Escapes text for SVG/XML content and attributes.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn hash(s: &str) -> u64 {
+    // FNV-1a: stable across runs and platforms (std's hasher is not).
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Seeded SVG pictures: the scene changes per chapter, each character keeps its colour
+/// and shape in every chapter (derived from its name alone).
+pub struct SvgIllustrator;
+
+impl SvgIllustrator {
+    pub fn draw(&self, req: &IllustrationRequest) -> String {
+        let mut dice = Dice(req.seed ^ (req.chapter_number as u64).wrapping_mul(0x9E37));
+        let sky_hue = dice.next() % 360;
+        let ground_hue = (sky_hue + 90 + dice.next() % 90) % 360;
+        let night = dice.next().is_multiple_of(4);
+        let (sky, light) = if night {
+            (format!("hsl({sky_hue},45%,22%)"), "#fdf6c3")
+        } else {
+            (format!("hsl({sky_hue},70%,82%)"), "#ffd54f")
+        };
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"600\" viewBox=\"0 0 800 600\">\
+             <rect width=\"800\" height=\"600\" fill=\"{sky}\"/>\
+             <circle cx=\"{}\" cy=\"{}\" r=\"48\" fill=\"{light}\"/>\
+             <path d=\"M0 {} Q 200 {} 400 {} T 800 {} V600 H0 Z\" fill=\"hsl({ground_hue},45%,55%)\"/>",
+            100 + dice.next() % 600,
+            80 + dice.next() % 60,
+            380 + dice.next() % 60,
+            320 + dice.next() % 80,
+            390 + dice.next() % 40,
+            370 + dice.next() % 60,
+        );
+        for _ in 0..(3 + dice.next() % 4) {
+            svg.push_str(&format!(
+                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"#ffffff\" opacity=\"0.7\"/>",
+                dice.next() % 800,
+                30 + dice.next() % 150,
+                10 + dice.next() % 25
+            ));
+        }
+        let count = req.characters.len().max(1);
+        for (i, name) in req.characters.iter().enumerate() {
+            let h = hash(name);
+            let hue = h % 360;
+            let x = 120 + (i * 560 / count) as u64 + dice.next() % 40;
+            let y = 430 + dice.next() % 30;
+            let ears = if h & 1 == 0 {
+                format!(
+                    "<ellipse cx=\"{}\" cy=\"{}\" rx=\"12\" ry=\"34\" fill=\"hsl({hue},60%,60%)\"/>\
+                     <ellipse cx=\"{}\" cy=\"{}\" rx=\"12\" ry=\"34\" fill=\"hsl({hue},60%,60%)\"/>",
+                    x - 22,
+                    y - 80,
+                    x + 22,
+                    y - 80
+                )
+            } else {
+                format!(
+                    "<circle cx=\"{}\" cy=\"{}\" r=\"16\" fill=\"hsl({hue},60%,60%)\"/>\
+                     <circle cx=\"{}\" cy=\"{}\" r=\"16\" fill=\"hsl({hue},60%,60%)\"/>",
+                    x - 30,
+                    y - 62,
+                    x + 30,
+                    y - 62
+                )
+            };
+            svg.push_str(&format!(
+                "<g>{ears}<ellipse cx=\"{x}\" cy=\"{y}\" rx=\"46\" ry=\"54\" fill=\"hsl({hue},60%,60%)\"/>\
+                 <circle cx=\"{}\" cy=\"{}\" r=\"6\" fill=\"#222\"/><circle cx=\"{}\" cy=\"{}\" r=\"6\" fill=\"#222\"/>\
+                 <path d=\"M{} {} q 12 10 24 0\" stroke=\"#222\" stroke-width=\"3\" fill=\"none\"/>\
+                 <text x=\"{x}\" y=\"{}\" font-size=\"18\" text-anchor=\"middle\" fill=\"#222\">{}</text></g>",
+                x - 16,
+                y - 20,
+                x + 16,
+                y - 20,
+                x - 12,
+                y,
+                y + 78,
+                xml_escape(name)
+            ));
+        }
+        svg.push_str(&format!(
+            "<rect x=\"0\" y=\"540\" width=\"800\" height=\"60\" fill=\"#ffffff\" opacity=\"0.85\"/>\
+             <text x=\"400\" y=\"578\" font-size=\"26\" text-anchor=\"middle\" fill=\"#333\">{}</text></svg>",
+            xml_escape(&req.chapter_title)
+        ));
+        svg
+    }
+}
+
+#[async_trait]
+impl Illustrator for SvgIllustrator {
+    fn name(&self) -> &'static str {
+        "offline-svg"
+    }
+    async fn illustrate(&self, request: &IllustrationRequest) -> Result<Media, ProviderError> {
+        Ok(Media {
+            bytes: self.draw(request).into_bytes(),
+            content_type: "image/svg+xml".into(),
+            extension: "svg",
+        })
+    }
+}
+
+/// Narration with the `espeak-ng` binary, when it is installed.
+pub struct EspeakNarrator {
+    binary: Option<PathBuf>,
+}
+
+impl EspeakNarrator {
+    /// Looks for `espeak-ng` on `PATH` once.
+    pub fn detect() -> EspeakNarrator {
+        let binary = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("espeak-ng"))
+                .find(|p| p.is_file())
+        });
+        EspeakNarrator { binary }
+    }
+
+    pub fn available(&self) -> bool {
+        self.binary.is_some()
+    }
+}
+
+#[async_trait]
+impl Narrator for EspeakNarrator {
+    fn name(&self) -> &'static str {
+        "offline-espeak-ng"
+    }
+
+    async fn narrate(&self, text: &str, _voice_id: Option<&str>) -> Result<Media, ProviderError> {
+        let Some(binary) = &self.binary else {
+            return Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                "espeak-ng is not installed; offline narration is off",
+            ));
+        };
+        // The text goes through stdin, never the command line.
+        let mut child = tokio::process::Command::new(binary)
+            .args(["-v", "ko", "-s", "140", "--stdin", "--stdout"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ProviderError::new(ErrorKind::Unavailable, format!("espeak-ng: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes()).await.map_err(|e| {
+                ProviderError::new(ErrorKind::BadResponse, format!("espeak-ng: {e}"))
+            })?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| ProviderError::new(ErrorKind::BadResponse, format!("espeak-ng: {e}")))?;
+        if !out.status.success() || out.stdout.len() < 44 || &out.stdout[..4] != b"RIFF" {
+            return Err(ProviderError::new(
+                ErrorKind::BadResponse,
+                format!("espeak-ng failed ({})", out.status),
+            ));
+        }
+        Ok(Media {
+            bytes: out.stdout,
+            content_type: "audio/wav".into(),
+            extension: "wav",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(chapters: usize) -> StoryRequest {
+        StoryRequest {
+            seed: 7,
+            theme: "모험".into(),
+            characters: vec!["용감한 토끼".into(), "지혜로운 거북이".into()],
+            child_name: "민준".into(),
+            child_age: 7,
+            chapters,
+            interests: vec!["공룡".into()],
+            transcript: vec![("child".into(), "공주님이 나오는 이야기 해줘".into())],
+        }
+    }
+
+    #[test]
+    fn the_template_uses_everything_it_is_given() {
+        for n in [3, 5, 7] {
+            let story = TemplateWriter.compose(&request(n));
+            assert_eq!(story.chapters.len(), n);
+            assert_eq!(story.title, "민준과 용감한 토끼의 모험");
+            let all: String = story.chapters.iter().map(|c| c.content.clone()).collect();
+            for needle in [
+                "민준이",
+                "용감한 토끼",
+                "지혜로운 거북이",
+                "7살",
+                "공룡",
+                "공주님이 나오는 이야기 해줘",
+            ] {
+                assert!(all.contains(needle), "{needle} missing in {all}");
+            }
+            let titles: std::collections::HashSet<_> =
+                story.chapters.iter().map(|c| &c.title).collect();
+            assert_eq!(titles.len(), n, "chapter titles repeat");
+        }
+    }
+
+    #[test]
+    fn svgs_escape_text_and_differ_per_chapter() {
+        let base = IllustrationRequest {
+            seed: 1,
+            chapter_number: 1,
+            chapter_title: "<script>alert(1)</script> & \"quotes\"".into(),
+            scene: String::new(),
+            character_sheet: String::new(),
+            characters: vec!["토끼 <b>".into()],
+        };
+        let one = SvgIllustrator.draw(&base);
+        assert!(!one.contains("<script>"));
+        assert!(one.contains("&lt;script&gt;"));
+        assert!(one.contains("토끼 &lt;b&gt;"));
+        let two = SvgIllustrator.draw(&IllustrationRequest {
+            chapter_number: 2,
+            ..base.clone()
+        });
+        assert_ne!(one, two);
+        // The character keeps its colour across chapters.
+        let colour = format!("hsl({},60%,60%)", hash("토끼 <b>") % 360);
+        assert!(one.contains(&colour) && two.contains(&colour));
+    }
+}

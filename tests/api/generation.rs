@@ -1,0 +1,828 @@
+//! Story generation end to end: the worker, every provider faked by a real HTTP server
+//! (wiremock), retries, moderation, media failures, crashes, two workers, the live
+//! subscription, the offline providers and the creation quota.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::db_tests;
+use crate::helpers::{Db, TestApp, spawn_app_on, spawn_app_sharing, spawn_app_with};
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRfake-png-bytes";
+const MP3: &[u8] = b"ID3\x04\x00\x00fake-mp3-bytes";
+
+/// A chat-completions answer whose content is `content`.
+fn chat(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "chatcmpl-test", "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": content}}]
+    }))
+}
+
+/// A well-formed story of `n` chapters, as the model would write it.
+fn story_json(title: &str, n: usize) -> String {
+    json!({
+        "title": title,
+        "chapters": (1..=n).map(|i| json!({"title": format!("{i}장 제목"), "content": format!("{i}장: 토끼와 민준이 숲을 걸었어요.")})).collect::<Vec<_>>()
+    })
+    .to_string()
+}
+
+/// Answers with the story sized to what the request asked for ("정확히 N장").
+struct SizedStory;
+
+impl Respond for SizedStory {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let prompt = body["messages"][1]["content"].as_str().unwrap_or_default();
+        let n = prompt
+            .split("정확히 ")
+            .nth(1)
+            .and_then(|r| r.split('장').next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(3);
+        let theme = prompt
+            .split("주제: ")
+            .nth(1)
+            .and_then(|r| r.lines().next())
+            .unwrap_or("이야기");
+        chat(&story_json(&format!("{theme} 이야기"), n))
+    }
+}
+
+fn image_ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "created": 0, "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(PNG)}]
+    }))
+}
+
+fn speech_ok() -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "audio/mpeg")
+        .set_body_bytes(MP3)
+}
+
+fn moderation(flagged: bool) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "modr-test", "model": "omni-moderation-latest",
+        "results": [{"flagged": flagged, "categories": {"violence": flagged},
+                     "category_scores": {"violence": if flagged { 0.9 } else { 0.001 }}}]
+    }))
+}
+
+/// One fake server playing every provider; tests mount what they need.
+async fn providers() -> MockServer {
+    MockServer::start().await
+}
+
+async fn mount_defaults(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(SizedStory)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(image_ok())
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/speech"))
+        .respond_with(speech_ok())
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/moderations"))
+        .respond_with(moderation(false))
+        .mount(server)
+        .await;
+}
+
+/// Flags pointing every capability at `server`, with fast retries.
+fn provider_flags(server: &MockServer) -> Vec<String> {
+    let base = format!("{}/v1", server.uri());
+    let mut flags = vec![];
+    for cap in ["llm", "image", "speech", "moderation"] {
+        flags.push(format!("--{cap}-base-url"));
+        flags.push(base.clone());
+        flags.push(format!("--{cap}-api-key"));
+        flags.push(format!("test-key-{cap}"));
+    }
+    flags.extend(
+        [
+            "--worker",
+            "true",
+            "--worker-poll-ms",
+            "50",
+            "--provider-backoff-ms",
+            "5",
+            "--provider-max-attempts",
+            "3",
+        ]
+        .map(String::from),
+    );
+    flags
+}
+
+async fn spawn_with_providers(db: Db, server: &MockServer, extra: &[&str]) -> TestApp {
+    let mut flags = provider_flags(server);
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    spawn_app_with(db, &flags).await
+}
+
+/// Polls the story until it is `completed` or `failed` (an upper bound for a loaded
+/// machine, not a speed expectation).
+async fn wait_done(app: &TestApp, token: &str, id: &str) -> Value {
+    for _ in 0..2400 {
+        let story = app
+            .get(&format!("/api/v1/stories/{id}"), Some(token))
+            .await
+            .assert_ok(200);
+        if story["status"] == "completed" || story["status"] == "failed" {
+            return story;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let steps = app
+        .domain
+        .generation_steps(uuid::Uuid::parse_str(id).unwrap())
+        .await
+        .unwrap();
+    let story = app
+        .domain
+        .story_for_job(uuid::Uuid::parse_str(id).unwrap())
+        .await
+        .unwrap();
+    panic!("story {id} did not finish: {story:?}\nsteps: {steps:#?}");
+}
+
+async fn new_story(app: &TestApp, token: &str, theme: &str, length: &str) -> String {
+    app.post_json(
+        "/api/v1/stories",
+        &json!({"user_preferences": {"theme": theme, "characters": ["용감한 토끼"], "length": length}}),
+        Some(token),
+    )
+    .await
+    .assert_ok(202)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn failure_reason(app: &TestApp, token: &str, id: &str) -> String {
+    let body = app
+        .graphql(
+            "query($id: ID!) { story(id: $id) { status failureReason } }",
+            json!({"id": id}),
+            Some(token),
+        )
+        .await
+        .json();
+    assert_eq!(body["data"]["story"]["status"], "failed", "{body}");
+    body["data"]["story"]["failureReason"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn requests_to(server: &MockServer, p: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == p)
+        .collect()
+}
+
+async fn happy_path_with_http_providers(db: Db) {
+    let server = providers().await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(db, &server, &[]).await;
+    let token = app.new_account("happy").await;
+    let id = new_story(&app, &token, "우주 모험", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed", "{story}");
+    assert_eq!(story["title"], "우주 모험 이야기");
+    let chapters = story["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), 3);
+    for (i, chapter) in chapters.iter().enumerate() {
+        assert_eq!(chapter["chapter_number"], i as i64 + 1);
+        for (kind, bytes, ctype) in [("image", PNG, "image/png"), ("audio", MP3, "audio/mpeg")] {
+            let url = chapter[kind]["url"]
+                .as_str()
+                .unwrap()
+                .replace("http://localhost:8000", &app.base);
+            let response = app.client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["content-type"], ctype);
+            assert_eq!(response.bytes().await.unwrap().as_ref(), bytes);
+        }
+    }
+    // What the providers were asked.
+    let chats = requests_to(&server, "/v1/chat/completions").await;
+    assert_eq!(chats.len(), 1);
+    assert_eq!(chats[0].headers["authorization"], "Bearer test-key-llm");
+    let body: Value = serde_json::from_slice(&chats[0].body).unwrap();
+    let prompt = body["messages"][1]["content"].as_str().unwrap();
+    for needle in ["민준", "7살", "우주 모험", "용감한 토끼", "정확히 3장"] {
+        assert!(prompt.contains(needle), "{needle} not in the prompt");
+    }
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        3
+    );
+    assert_eq!(requests_to(&server, "/v1/audio/speech").await.len(), 3);
+    // Inputs, then the written text, were moderated.
+    assert_eq!(requests_to(&server, "/v1/moderations").await.len(), 2);
+    let image: Value =
+        serde_json::from_slice(&requests_to(&server, "/v1/images/generations").await[0].body)
+            .unwrap();
+    assert!(image["prompt"].as_str().unwrap().contains("용감한 토끼"));
+    // Every attempt was recorded.
+    let steps = app
+        .domain
+        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap();
+    let count = |s: &str| {
+        steps
+            .iter()
+            .filter(|r| r.step == s && r.outcome == "ok")
+            .count()
+    };
+    assert_eq!(count("moderate_input"), 1);
+    assert_eq!(count("write_text"), 1);
+    assert_eq!(count("moderate_text"), 1);
+    assert_eq!(count("illustrate"), 3);
+    assert_eq!(count("narrate"), 3);
+    assert!(steps.iter().all(|s| s.provider.starts_with("openai")));
+    // The keys never reached a client.
+    let text = app
+        .get(&format!("/api/v1/stories/{id}"), Some(&token))
+        .await
+        .text;
+    assert!(!text.contains("test-key"));
+}
+
+async fn rate_limits_are_retried_after_retry_after(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1").set_body_json(
+            json!({"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(db, &server, &[]).await;
+    let token = app.new_account("patient").await;
+    let id = new_story(&app, &token, "바다", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed", "{story}");
+    let steps = app
+        .domain
+        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap();
+    let writes: Vec<_> = steps.iter().filter(|s| s.step == "write_text").collect();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].error_kind.as_deref(), Some("rate_limited"));
+    assert_eq!(writes[1].outcome, "ok");
+    // Retry-After was honoured (a lower bound: a slow machine only waits longer).
+    let gap = writes[1].started_at - writes[0].started_at;
+    assert!(
+        gap >= chrono::Duration::milliseconds(1000),
+        "retried after {gap}"
+    );
+}
+
+async fn server_errors_are_retried_then_fail_the_text(db: Db) {
+    let server = providers().await;
+    // Illustrations: two 500s, then fine. The text: always 500.
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(db, &server, &[]).await;
+    let token = app.new_account("bursty").await;
+    let id = new_story(&app, &token, "별", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed");
+    assert!(
+        story["chapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["image"].is_object())
+    );
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        5
+    );
+
+    let broken = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&broken)
+        .await;
+    mount_defaults(&broken).await;
+    let app = spawn_with_providers(db, &broken, &[]).await;
+    let token = app.new_account("unlucky").await;
+    let id = new_story(&app, &token, "별", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "failed");
+    assert_eq!(story["chapters"], json!([]));
+    let reason = failure_reason(&app, &token, &id).await;
+    assert!(reason.contains("server_error"), "{reason}");
+    // Three attempts (the configured maximum), then no more.
+    assert_eq!(requests_to(&broken, "/v1/chat/completions").await.len(), 3);
+}
+
+async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/speech"))
+        .respond_with(speech_ok().set_delay(Duration::from_secs(5)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(
+        db,
+        &server,
+        &["--speech-timeout", "1", "--provider-max-attempts", "2"],
+    )
+    .await;
+    let token = app.new_account("waiting").await;
+    let id = new_story(&app, &token, "구름", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed");
+    for chapter in story["chapters"].as_array().unwrap() {
+        assert!(chapter["image"].is_object());
+        assert_eq!(chapter["audio"], Value::Null);
+    }
+    let steps = app
+        .domain
+        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap();
+    let narrations: Vec<_> = steps.iter().filter(|s| s.step == "narrate").collect();
+    assert_eq!(
+        narrations.len(),
+        6,
+        "two attempts for each of three chapters"
+    );
+    assert!(
+        narrations
+            .iter()
+            .all(|s| s.error_kind.as_deref() == Some("timeout"))
+    );
+}
+
+async fn malformed_model_output_is_repaired_once(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(chat("이야기를 써 볼게요! {\"title\": 잘못된"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(db, &server, &[]).await;
+    let token = app.new_account("repair").await;
+    let id = new_story(&app, &token, "숲", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed", "{story}");
+    let chats = requests_to(&server, "/v1/chat/completions").await;
+    assert_eq!(chats.len(), 2);
+    let second: Value = serde_json::from_slice(&chats[1].body).unwrap();
+    let messages = second["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        4,
+        "the repair request carries the bad answer and the problem"
+    );
+    assert!(
+        messages[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("형식이 잘못")
+    );
+
+    // Malformed twice: the story fails with a reason.
+    let stubborn = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(chat(&story_json("장 수가 틀림", 2)))
+        .mount(&stubborn)
+        .await;
+    mount_defaults(&stubborn).await;
+    let app = spawn_with_providers(db, &stubborn, &[]).await;
+    let token = app.new_account("stubborn").await;
+    let id = new_story(&app, &token, "숲", "short").await;
+    wait_done(&app, &token, &id).await;
+    let reason = failure_reason(&app, &token, &id).await;
+    assert!(reason.contains("bad_response"), "{reason}");
+    assert_eq!(
+        requests_to(&stubborn, "/v1/chat/completions").await.len(),
+        2
+    );
+}
+
+async fn moderation_flags_fail_the_story_with_a_reason(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/moderations"))
+        .respond_with(moderation(true))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(db, &server, &[]).await;
+    let token = app.new_account("flagged").await;
+    let id = new_story(&app, &token, "무서운 이야기", "short").await;
+    wait_done(&app, &token, &id).await;
+    let reason = failure_reason(&app, &token, &id).await;
+    assert!(reason.contains("violence"), "{reason}");
+    // Nothing was written for flagged input.
+    assert!(
+        requests_to(&server, "/v1/chat/completions")
+            .await
+            .is_empty()
+    );
+    let steps = app
+        .domain
+        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(steps.last().unwrap().outcome, "flagged");
+
+    // The built-in blocklist sits in front of the API, and alone offline.
+    let offline = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = offline.new_account("offline").await;
+    let id = new_story(&offline, &token, "무릎에서 피가 나는 이야기", "short").await;
+    wait_done(&offline, &token, &id).await;
+    let reason = failure_reason(&offline, &token, &id).await;
+    assert!(reason.contains("violence"), "{reason}");
+    // ...but innocent words containing a blocked one pass.
+    let id = new_story(&offline, &token, "피아노 치는 토끼", "short").await;
+    assert_eq!(
+        wait_done(&offline, &token, &id).await["status"],
+        "completed"
+    );
+}
+
+async fn image_and_speech_failures_leave_null_media(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": {"message": "no", "type": "invalid_request_error", "code": "content_policy_violation"}}),
+        ))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/speech"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "bad key"}})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let app = spawn_with_providers(db, &server, &[]).await;
+    let token = app.new_account("plain").await;
+    let id = new_story(&app, &token, "달", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed");
+    for chapter in story["chapters"].as_array().unwrap() {
+        assert_eq!(chapter["image"], Value::Null);
+        assert_eq!(chapter["audio"], Value::Null);
+        assert!(!chapter["content"].as_str().unwrap().is_empty());
+    }
+    // Errors that cannot succeed are not retried.
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        3
+    );
+    assert_eq!(requests_to(&server, "/v1/audio/speech").await.len(), 3);
+    let steps = app
+        .domain
+        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.step == "illustrate")
+            .all(|s| s.error_kind.as_deref() == Some("refused"))
+    );
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.step == "narrate")
+            .all(|s| s.error_kind.as_deref() == Some("unauthorized"))
+    );
+}
+
+async fn a_crash_mid_generation_resumes_without_duplicates(db: Db) {
+    let server = providers().await;
+    // Illustrations hang long enough to crash the first server while they are pending.
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(image_ok().set_delay(Duration::from_secs(30)))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let first = spawn_with_providers(
+        db,
+        &server,
+        &["--worker-lease-secs", "2", "--image-timeout", "60"],
+    )
+    .await;
+    let token = first.new_account("resilient").await;
+    let id = new_story(&first, &token, "기차 여행", "short").await;
+    // Wait until the text is stored (the chapters exist) and illustrations are underway.
+    for _ in 0..400 {
+        let story = first
+            .get(&format!("/api/v1/stories/{id}"), Some(&token))
+            .await
+            .assert_ok(200);
+        if story["chapters"].as_array().unwrap().len() == 3
+            && !requests_to(&server, "/v1/images/generations")
+                .await
+                .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let storage = first.crash().await;
+    // A new server on the same database takes the story over once the lease expires.
+    let second = spawn_app_on(
+        storage,
+        &provider_flags(&server)
+            .iter()
+            .map(String::as_str)
+            .chain(["--worker-lease-secs", "2"])
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let story = wait_done(&second, &token, &id).await;
+    assert_eq!(story["status"], "completed", "{story}");
+    let chapters = story["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), 3, "no duplicate chapters");
+    let numbers: Vec<i64> = chapters
+        .iter()
+        .map(|c| c["chapter_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert!(
+        chapters
+            .iter()
+            .all(|c| c["image"].is_object() && c["audio"].is_object())
+    );
+    // The text was written once: the successor resumed from what was stored.
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 1);
+    let files = std::fs::read_dir(
+        second
+            .domain
+            .media()
+            .dir()
+            .join(second.user(&token).await.id.to_string())
+            .join(&id),
+    )
+    .unwrap()
+    .filter(|e| {
+        !e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".part")
+    })
+    .count();
+    assert!(files >= 6);
+}
+
+async fn two_workers_never_generate_one_story_twice(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(SizedStory)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    let a = spawn_with_providers(db, &server, &["--worker-concurrency", "3"]).await;
+    let flags: Vec<String> = provider_flags(&server)
+        .into_iter()
+        .chain(["--worker-concurrency".into(), "3".into()])
+        .collect();
+    let b = spawn_app_sharing(&a, &flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let token = a.new_account("busy").await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(
+            new_story(
+                if i % 2 == 0 { &a } else { &b },
+                &token,
+                &format!("주제{i:02}"),
+                "short",
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        assert_eq!(wait_done(&a, &token, id).await["status"], "completed");
+    }
+    let chats = requests_to(&server, "/v1/chat/completions").await;
+    assert_eq!(chats.len(), 12, "each story's text written exactly once");
+    for i in 0..12 {
+        let theme = format!("주제: 주제{i:02}\n");
+        let n = chats
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains(&theme.replace('\n', "\\n")))
+            .count();
+        assert_eq!(n, 1, "{theme}");
+    }
+    for id in &ids {
+        let steps = a
+            .domain
+            .generation_steps(uuid::Uuid::parse_str(id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(steps.iter().filter(|s| s.step == "write_text").count(), 1);
+        assert_eq!(steps.iter().filter(|s| s.step == "illustrate").count(), 3);
+    }
+}
+
+async fn offline_providers_write_a_coherent_story(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = app.new_account("offline").await;
+    let me = app.user(&token).await;
+    let conversation = app
+        .domain
+        .create_conversation(
+            &me,
+            jjongal::domain::conversations::ConversationChild {
+                name: Some("서연".into()),
+                age: Some(5),
+                interests: vec!["공룡".into()],
+            },
+        )
+        .await
+        .unwrap();
+    for (length, n) in [("short", 3), ("medium", 5), ("long", 7)] {
+        let id = app
+            .post_json(
+                "/api/v1/stories",
+                &json!({"user_preferences": {"theme": "모험", "characters": ["용감한 토끼", "지혜로운 거북이"], "length": length},
+                        "conversation_id": conversation}),
+                Some(&token),
+            )
+            .await
+            .assert_ok(202)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let story = wait_done(&app, &token, &id).await;
+        assert_eq!(story["status"], "completed", "{story}");
+        assert_eq!(story["title"], "서연과 용감한 토끼의 모험");
+        let chapters = story["chapters"].as_array().unwrap();
+        assert_eq!(chapters.len(), n);
+        let text: String = chapters
+            .iter()
+            .map(|c| c["content"].as_str().unwrap())
+            .collect();
+        for needle in ["서연이", "용감한 토끼", "지혜로운 거북이", "5살", "공룡"]
+        {
+            assert!(text.contains(needle), "{needle} missing: {text}");
+        }
+        let espeak = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
+        for chapter in chapters {
+            let url = chapter["image"]["url"]
+                .as_str()
+                .unwrap()
+                .replace("http://localhost:8000", &app.base);
+            let response = app.client.get(&url).send().await.unwrap();
+            assert_eq!(response.headers()["content-type"], "image/svg+xml");
+            let svg = response.text().await.unwrap();
+            assert!(svg.starts_with("<svg") && svg.contains("용감한 토끼"));
+            if espeak {
+                let url = chapter["audio"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .replace("http://localhost:8000", &app.base);
+                let wav = app
+                    .client
+                    .get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                assert_eq!(&wav[..4], b"RIFF");
+            } else {
+                assert_eq!(chapter["audio"], Value::Null);
+            }
+        }
+        let steps = app
+            .domain
+            .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+            .await
+            .unwrap();
+        assert!(steps.iter().any(|s| s.provider == "offline-template"));
+    }
+}
+
+async fn story_creation_has_a_per_account_quota(db: Db) {
+    let app = spawn_app_with(db, &["--story-quota", "2", "--story-quota-window", "3600"]).await;
+    let token = app.new_account("eager").await;
+    let other = app.new_account("calm").await;
+    new_story(&app, &token, "하나", "short").await;
+    new_story(&app, &token, "둘", "short").await;
+    let reply = app
+        .post_json(
+            "/api/v1/stories",
+            &json!({"user_preferences": {"theme": "셋"}}),
+            Some(&token),
+        )
+        .await;
+    reply.assert_error(429, "RATE_LIMIT_EXCEEDED");
+    let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!((3500..=3600).contains(&retry), "{retry}");
+    let body = app
+        .graphql(
+            "mutation { createStory(input: {userPreferences: {theme: \"셋\"}}) { id } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .json();
+    assert_eq!(crate::helpers::gql_code(&body), "RATE_LIMIT_EXCEEDED");
+    assert!(
+        body["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            > 3500
+    );
+    // Deleting a story does not give quota back; other accounts are not affected.
+    let list = app
+        .get("/api/v1/stories", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(list["results"].as_array().unwrap().len(), 2);
+    let first = list["results"][0]["id"].as_str().unwrap();
+    app.delete(&format!("/api/v1/stories/{first}"), Some(&token))
+        .await;
+    app.post_json(
+        "/api/v1/stories",
+        &json!({"user_preferences": {"theme": "넷"}}),
+        Some(&token),
+    )
+    .await
+    .assert_error(429, "RATE_LIMIT_EXCEEDED");
+    new_story(&app, &other, "다른 집", "short").await;
+    // Concurrent requests cannot squeeze past the limit.
+    let fresh = app.new_account("racer").await;
+    let body = json!({"user_preferences": {"theme": "동시"}});
+    let replies = futures_util::future::join_all(
+        (0..6).map(|_| app.post_json("/api/v1/stories", &body, Some(&fresh))),
+    )
+    .await;
+    assert_eq!(replies.iter().filter(|r| r.status == 202).count(), 2);
+    assert_eq!(replies.iter().filter(|r| r.status == 429).count(), 4);
+}
+
+db_tests!(
+    happy_path_with_http_providers,
+    rate_limits_are_retried_after_retry_after,
+    server_errors_are_retried_then_fail_the_text,
+    timeouts_leave_media_empty_not_the_story_failed,
+    malformed_model_output_is_repaired_once,
+    moderation_flags_fail_the_story_with_a_reason,
+    image_and_speech_failures_leave_null_media,
+    a_crash_mid_generation_resumes_without_duplicates,
+    two_workers_never_generate_one_story_twice,
+    offline_providers_write_a_coherent_story,
+    story_creation_has_a_per_account_quota,
+);
