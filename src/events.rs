@@ -8,11 +8,10 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::db::{Backend, DbError, Pool};
-use crate::with_conn;
 
 const CHANNEL: &str = "jjongal_events";
 
@@ -27,7 +26,9 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Event>,
-    pool: Pool,
+    /// On PostgreSQL: the queue of the task that sends NOTIFYs on its own connection, so
+    /// publishing never waits for (or deadlocks on) the shared pool.
+    outbox: Option<mpsc::UnboundedSender<Event>>,
 }
 
 impl Events {
@@ -35,41 +36,70 @@ impl Events {
     /// if it drops) feeds the local broadcast. Returns once listening.
     pub async fn start(pool: Pool, database_url: &str) -> Result<Events, DbError> {
         let (tx, _) = broadcast::channel(1024);
-        if pool.backend() == Backend::Postgres {
+        let outbox = if pool.backend() == Backend::Postgres {
             let conn = listen(database_url).await?;
             tokio::spawn(forward(conn, database_url.to_string(), tx.clone()));
-        }
-        Ok(Events { tx, pool })
+            let sender = AsyncPgConnection::establish(database_url)
+                .await
+                .map_err(|e| DbError::Connect(e.to_string()))?;
+            let (out_tx, out_rx) = mpsc::unbounded_channel();
+            tokio::spawn(notify_loop(
+                sender,
+                database_url.to_string(),
+                out_rx,
+                tx.clone(),
+            ));
+            Some(out_tx)
+        } else {
+            None
+        };
+        Ok(Events { tx, outbox })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 
-    /// Publishes `event` to every subscriber of every process. Failures are logged:
-    /// subscribers re-read state from the database, so a lost event delays, never lies.
+    /// Publishes `event` to every subscriber of every process. It never blocks on the
+    /// database; subscribers re-read state from the database, so a lost event delays an
+    /// update, it never shows a wrong one.
     pub async fn publish(&self, event: Event) {
-        match self.pool.backend() {
-            Backend::Sqlite => {
+        match &self.outbox {
+            Some(outbox) => {
+                if outbox.send(event).is_err() {
+                    let _ = self.tx.send(event);
+                }
+            }
+            None => {
                 let _ = self.tx.send(event);
             }
-            Backend::Postgres => {
-                let payload = serde_json::to_string(&event).expect("events serialise");
-                let sent = async {
-                    let mut conn = self.pool.get().await?;
-                    with_conn!(&mut conn, |c| {
-                        diesel::sql_query("SELECT pg_notify($1, $2)")
-                            .bind::<diesel::sql_types::Text, _>(CHANNEL)
-                            .bind::<diesel::sql_types::Text, _>(&payload)
-                            .execute(c)
-                            .await
-                    })?;
-                    Ok::<_, DbError>(())
-                }
-                .await;
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, "publishing event failed; delivering locally only");
-                    let _ = self.tx.send(event);
+        }
+    }
+}
+
+/// Sends queued events as NOTIFYs on a dedicated connection (reconnecting as needed);
+/// while the database cannot be reached, delivers them locally at least.
+async fn notify_loop(
+    mut conn: AsyncPgConnection,
+    url: String,
+    mut queue: mpsc::UnboundedReceiver<Event>,
+    local: broadcast::Sender<Event>,
+) {
+    while let Some(event) = queue.recv().await {
+        let payload = serde_json::to_string(&event).expect("events serialise");
+        let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(&payload)
+            .execute(&mut conn)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "publishing an event failed; delivering it locally and reconnecting");
+            let _ = local.send(event);
+            match AsyncPgConnection::establish(&url).await {
+                Ok(c) => conn = c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event publisher reconnect failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }

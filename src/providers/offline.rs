@@ -66,6 +66,22 @@ fn child_lines(transcript: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Sights on the way, one per journey chapter (never repeated within a story).
+const SIGHTS: &[&str] = &[
+    "무지개 다리를 건너자 발밑에서 구름이 몽글몽글 피어올랐어요",
+    "노래하는 시냇물을 따라 걷다가 반짝이는 조약돌을 주웠어요",
+    "커다란 버섯 아래에서 도토리 빵을 나눠 먹으며 쉬었어요",
+    "바람이 불자 민들레 씨앗들이 길을 알려 주듯 한쪽으로 날아갔어요",
+    "나무 위의 부엉이 할아버지가 지름길을 알려 주었어요",
+];
+
+/// The middle of the trouble, in order: it is found, a first try fails, a clue appears.
+const TROUBLES: &[&str] = &[
+    "{child_topic} 잠시 생각했어요. \"괜찮아, 우리가 도와줄게!\" 모두 힘을 모아 방법을 찾기 시작했어요.",
+    "첫 번째 방법은 잘 되지 않았어요. {friend_subj} 시무룩해졌지만 {child_subj} 씩씩하게 말했어요. \"다시 해 보자!\"",
+    "그때 {helper_subj} 작은 실마리를 발견했어요. \"여기 좀 봐! 이걸 이용하면 될 것 같아.\"",
+];
+
 impl TemplateWriter {
     fn compose(&self, req: &StoryRequest) -> GeneratedStory {
         let mut dice = Dice(req.seed);
@@ -83,120 +99,133 @@ impl TemplateWriter {
         let young = req.child_age <= 6;
         let said = child_lines(&req.transcript);
         let interest = req.interests.first().cloned();
+        let helper = second.clone().unwrap_or_else(|| friend.clone());
+        // Sights in a story-specific order.
+        let mut sights: Vec<&str> = SIGHTS.to_vec();
+        for i in (1..sights.len()).rev() {
+            let j = (dice.next() % (i as u64 + 1)) as usize;
+            sights.swap(i, j);
+        }
 
         let title = format!("{} {}의 {}", wa_gwa(name), friend, theme);
-        let mut chapters = Vec::with_capacity(req.chapters);
         let n = req.chapters.max(1);
-        for i in 0..n {
-            let stage = if i == 0 {
-                0
-            } else if i == n - 1 {
-                3
-            } else if i < n / 2 {
-                1
+        // Opening, journey chapters, trouble chapters, ending.
+        let middle = n.saturating_sub(2);
+        let journeys = middle / 2;
+        let troubles = middle - journeys;
+        let mut chapters = Vec::with_capacity(n);
+
+        let mut opening = format!(
+            "옛날 옛적, {place}에 {age}살 {child} 살았어요. \
+             어느 맑은 아침, {child_topic} {friend_obj} 만났어요. \
+             \"{call}, 우리 함께 {theme_obj} 떠나 볼래?\" {friend_subj} 반짝이는 눈으로 물었어요.",
+            age = req.child_age,
+            child = i_ga(name),
+            child_topic = eun_neun(name),
+            friend_obj = eul_reul(&friend),
+            call = a_ya(name),
+            theme_obj = euro_ro(theme),
+            friend_subj = i_ga(&friend),
+        );
+        if let (Some(s), 0) = (&second, journeys) {
+            opening.push_str(&format!(" {}의 단짝 {}도 함께였어요.", friend, s));
+        }
+        if let Some(line) = said.first() {
+            opening.push_str(&format!(" {} 신이 나서 말했어요. \"{line}!\"", i_ga(name)));
+        }
+        if let Some(like) = &interest {
+            opening.push_str(&format!(
+                " 가방 속에는 {} 정말 좋아하는 {} 그림책도 들어 있었어요.",
+                i_ga(name),
+                like
+            ));
+        }
+        chapters.push(GeneratedChapter {
+            title: format!("{}, {}에서 만나다", friend, place),
+            content: opening,
+        });
+
+        for j in 0..journeys {
+            let sight = sights[j % sights.len()];
+            let mut body = if j == 0 {
+                format!(
+                    "{} {} 손을 꼭 잡고 길을 나섰어요. {sight}.",
+                    wa_gwa(name),
+                    eun_neun(&friend)
+                )
             } else {
-                2
+                let who = if second.is_some() { "셋은" } else { "둘은" };
+                format!("{who} 계속 걸었어요. {sight}.")
             };
-            let (heading, mut body) = match stage {
-                0 => (
-                    format!("{}, {}에서 만나다", friend, place),
-                    format!(
-                        "옛날 옛적, {place}에 {age}살 {child} 살았어요. \
-                         어느 맑은 아침, {child_topic} {friend_obj} 만났어요. \
-                         \"{call}, 우리 함께 {theme_obj} 떠나 볼래?\" {friend_subj} 반짝이는 눈으로 물었어요.{buddy}",
-                        age = req.child_age,
-                        child = i_ga(name),
-                        child_topic = eun_neun(name),
-                        friend_obj = eul_reul(&friend),
-                        call = a_ya(name),
-                        theme_obj = euro_ro(theme),
-                        friend_subj = i_ga(&friend),
-                        buddy = match &second {
-                            Some(s) if n < 5 => format!(" {}의 단짝 {}도 함께였어요.", friend, s),
-                            _ => String::new(),
-                        },
-                    ),
-                ),
-                1 => (
-                    format!("{}의 길", theme),
-                    format!(
-                        "{child_and} {friend_subj} 손을 꼭 잡고 길을 나섰어요. \
-                         길가의 꽃들이 살랑살랑 인사했어요. {companion}",
-                        child_and = wa_gwa(name),
-                        friend_subj = eun_neun(&friend),
-                        companion = match &second {
-                            Some(s) => format!(
-                                "그때 {} 나타나 말했어요. \"나도 같이 갈래!\" 이제 셋이 되었어요.",
-                                i_ga(s)
-                            ),
-                            None => "둘은 노래를 부르며 씩씩하게 걸었어요.".to_string(),
-                        }
-                    ),
-                ),
-                2 => (
-                    format!("{}의 비밀", problem),
-                    format!(
-                        "한참을 가다 보니 {problem_obj} 만났어요. \
-                         {child_subj} 잠시 생각했어요. \"괜찮아, 우리가 도와줄게!\" \
-                         {child_and} {friend_subj} 힘을 모아 한 걸음씩 문제를 풀어 나갔어요.",
-                        problem_obj = eul_reul(problem),
-                        child_subj = eun_neun(name),
-                        child_and = wa_gwa(name),
-                        friend_subj = eun_neun(&friend),
-                    ),
-                ),
-                _ => (
-                    format!("{}의 선물", gift),
-                    format!(
-                        "마침내 모든 것이 제자리를 찾았어요. {friend_subj} 활짝 웃으며 말했어요. \
-                         \"{call}, 네 덕분이야. 너는 {gift_obj} 가졌구나!\" \
-                         그날 밤, {child_subj} 포근한 꿈을 꾸었답니다. 끝.",
-                        friend_subj = i_ga(&friend),
-                        call = a_ya(name),
-                        gift_obj = eul_reul(gift),
-                        child_subj = eun_neun(name),
-                    ),
-                ),
-            };
-            // Weave in what the child said and likes.
-            if i == 0 {
-                if let Some(line) = said.first() {
-                    body.push_str(&format!(
-                        " {child_subj} 신이 나서 말했어요. \"{line}!\"",
-                        child_subj = i_ga(name)
-                    ));
-                }
-                if let Some(like) = &interest {
-                    body.push_str(&format!(
-                        " 가방 속에는 {} 정말 좋아하는 {} 그림책도 들어 있었어요.",
-                        i_ga(name),
-                        like
-                    ));
-                }
-            } else if stage == 2 {
-                if let Some(line) = said.get(1).or(said.first()) {
-                    body.push_str(&format!(
-                        " 그때 {} 했던 말이 떠올랐어요. \"{line}.\" 그 말이 큰 힘이 되었어요.",
-                        i_ga(name)
-                    ));
-                }
-                if !young {
-                    body.push_str(&format!(
-                        " {} 마음속으로 다짐했어요. 어려울 때일수록 서로를 믿어야 한다고요.",
-                        eun_neun(name)
-                    ));
-                }
+            if j == 0
+                && let Some(s) = &second
+            {
+                body.push_str(&format!(
+                    " 그때 {} 나타나 말했어요. \"나도 같이 갈래!\" 이제 셋이 되었어요.",
+                    i_ga(s)
+                ));
             }
-            let heading = if n > 4 && stage == 1 {
-                format!("{} ({}번째 걸음)", heading, i)
-            } else if n > 4 && stage == 2 {
-                format!("{} ({}번째 고비)", heading, i + 1 - n / 2)
+            if j == 0 && !young {
+                body.push_str(" 처음 보는 풍경에 가슴이 두근두근 뛰었어요.");
+            }
+            chapters.push(GeneratedChapter {
+                title: format!("{}의 길 ({}번째 걸음)", theme, j + 1),
+                content: body,
+            });
+        }
+
+        for k in 0..troubles {
+            let mut body = if k == 0 {
+                format!("한참을 가다 보니 {} 만났어요. ", eul_reul(problem))
             } else {
-                heading
+                String::new()
+            };
+            let template = TROUBLES[k.min(TROUBLES.len() - 1)];
+            body.push_str(
+                &template
+                    .replace("{child_topic}", &eun_neun(name))
+                    .replace("{child_subj}", &i_ga(name))
+                    .replace("{friend_subj}", &i_ga(&friend))
+                    .replace("{helper_subj}", &i_ga(&helper)),
+            );
+            if k + 1 == troubles
+                && let Some(line) = said.get(1).or(said.first())
+            {
+                body.push_str(&format!(
+                    " 그때 {} 했던 말이 떠올랐어요. \"{line}.\" 그 말이 큰 힘이 되었어요.",
+                    i_ga(name)
+                ));
+            }
+            if k + 1 == troubles && !young {
+                body.push_str(&format!(
+                    " {} 마음속으로 다짐했어요. 어려울 때일수록 서로를 믿어야 한다고요.",
+                    eun_neun(name)
+                ));
+            }
+            let heading = match k {
+                0 => format!("{}의 비밀", problem),
+                1 => "다시 한 번 힘을 내요".to_string(),
+                _ => format!("{}의 실마리", helper),
             };
             chapters.push(GeneratedChapter {
                 title: heading,
                 content: body,
+            });
+        }
+
+        if n > 1 {
+            chapters.push(GeneratedChapter {
+                title: format!("{}의 선물", gift),
+                content: format!(
+                    "마침내 {} 다시 웃음을 되찾았어요. {} 활짝 웃으며 말했어요. \
+                     \"{}, 네 덕분이야. 너는 {} 가졌구나!\" \
+                     그날 밤, {} 포근한 꿈을 꾸었답니다. 끝.",
+                    i_ga(problem),
+                    i_ga(&friend),
+                    a_ya(name),
+                    eul_reul(gift),
+                    eun_neun(name),
+                ),
             });
         }
         GeneratedStory { title, chapters }
@@ -438,6 +467,9 @@ mod tests {
             let titles: std::collections::HashSet<_> =
                 story.chapters.iter().map(|c| &c.title).collect();
             assert_eq!(titles.len(), n, "chapter titles repeat");
+            let bodies: std::collections::HashSet<_> =
+                story.chapters.iter().map(|c| &c.content).collect();
+            assert_eq!(bodies.len(), n, "chapter texts repeat");
         }
     }
 

@@ -668,13 +668,34 @@ async fn two_workers_never_generate_one_story_twice(db: Db) {
             .generation_steps(uuid::Uuid::parse_str(id).unwrap())
             .await
             .unwrap();
-        assert_eq!(steps.iter().filter(|s| s.step == "write_text").count(), 1);
-        assert_eq!(steps.iter().filter(|s| s.step == "illustrate").count(), 3);
+        assert_eq!(
+            steps.iter().filter(|s| s.step == "write_text").count(),
+            1,
+            "{steps:#?}"
+        );
+        assert_eq!(
+            steps.iter().filter(|s| s.step == "illustrate").count(),
+            3,
+            "{steps:#?}"
+        );
     }
 }
 
 async fn offline_providers_write_a_coherent_story(db: Db) {
-    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    // One pooled connection: any path that takes a second connection while holding one
+    // would deadlock here (pool wait timeout), so this also guards against that.
+    let app = spawn_app_with(
+        db,
+        &[
+            "--worker",
+            "true",
+            "--worker-poll-ms",
+            "50",
+            "--database-pool-size",
+            "1",
+        ],
+    )
+    .await;
     let token = app.new_account("offline").await;
     let me = app.user(&token).await;
     let conversation = app

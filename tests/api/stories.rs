@@ -209,7 +209,8 @@ async fn stories_use_only_the_callers_conversations(db: Db) {
 }
 
 async fn read_rename_delete_a_story(db: Db) {
-    let app = spawn_app(db).await;
+    // One pooled connection: a path taking a second one while holding one would deadlock.
+    let app = crate::helpers::spawn_app_with(db, &["--database-pool-size", "1"]).await;
     let token = app.new_account("owner").await;
     let id = app
         .seed_story(
