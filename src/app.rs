@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -85,8 +84,8 @@ impl Application {
     }
 
     /// Serves (and runs the story worker) until `shutdown` resolves, then lets in-flight
-    /// requests finish and gives in-flight stories [`SHUTDOWN_GRACE`] before releasing
-    /// their leases. Both run in this one future: dropping it stops everything at once
+    /// requests finish and gives in-flight stories `JJONGAL_SHUTDOWN_GRACE_SECS` before
+    /// releasing their leases. Both run in this one future: dropping it stops everything at once
     /// (which is how tests simulate a crash).
     pub async fn run_until(
         self,
@@ -104,7 +103,7 @@ impl Application {
         });
         let worker = async move {
             if let Some(worker) = self.worker {
-                worker.run(stop_rx, SHUTDOWN_GRACE).await;
+                worker.run(stop_rx).await;
             }
         };
         let (served, ()) = tokio::join!(serve.into_future(), worker);
@@ -227,6 +226,3 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
-
-/// How long in-flight work may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

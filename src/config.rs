@@ -263,6 +263,10 @@ pub struct ConfigArgs {
     /// another worker once expired (after a crash).
     #[arg(long, env = "JJONGAL_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600), global = true)]
     pub worker_lease_secs: u64,
+    /// After SIGTERM, how long running stories may take to finish before their leases
+    /// are released for another worker, seconds.
+    #[arg(long, env = "JJONGAL_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
+    pub shutdown_grace_secs: u64,
     /// Stories one account may request per quota window.
     #[arg(long, env = "JJONGAL_STORY_QUOTA", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub story_quota: u32,
@@ -345,6 +349,7 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     pub poll: Duration,
     pub lease: Duration,
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -465,6 +470,7 @@ impl Config {
                 concurrency: args.worker_concurrency as usize,
                 poll: Duration::from_millis(args.worker_poll_ms),
                 lease: Duration::from_secs(args.worker_lease_secs),
+                shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             },
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),

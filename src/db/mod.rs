@@ -118,19 +118,30 @@ macro_rules! with_tx {
     };
 }
 
+/// How long a request waits for a pooled connection before the database counts as
+/// unavailable (503).
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// Builds a pool for a manager of either backend (a macro: a generic function would
+/// need diesel-internal bounds).
+macro_rules! build_pool {
+    ($manager:expr, $max_size:expr) => {
+        DeadPool::builder($manager)
+            .max_size($max_size)
+            .wait_timeout(Some(POOL_WAIT))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Pool(e.to_string()))
+    };
+}
+
 impl Pool {
     /// Connects to `url` (a `postgres://` URL, else a SQLite file path) without migrating.
     pub async fn connect(url: &str, max_size: usize) -> Result<Pool, DbError> {
         match Backend::of_url(url) {
             Backend::Postgres => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-                let pool = DeadPool::builder(manager)
-                    .max_size(max_size)
-                    .wait_timeout(Some(Duration::from_secs(10)))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| DbError::Pool(e.to_string()))?;
-                Ok(Pool::Pg(pool))
+                Ok(Pool::Pg(build_pool!(manager, max_size)?))
             }
             Backend::Sqlite => {
                 let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -156,13 +167,7 @@ impl Pool {
                 });
                 let manager =
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-                let pool = DeadPool::builder(manager)
-                    .max_size(max_size)
-                    .wait_timeout(Some(Duration::from_secs(10)))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| DbError::Pool(e.to_string()))?;
-                Ok(Pool::Sqlite(pool))
+                Ok(Pool::Sqlite(build_pool!(manager, max_size)?))
             }
         }
     }

@@ -7,7 +7,6 @@ mod claim;
 mod pipeline;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -52,11 +51,12 @@ impl StoryWorker {
         &self.inner.id
     }
 
-    /// Runs until `shutdown` turns true; then stops claiming, gives in-flight stories
-    /// `grace` to finish, and releases the leases of those that did not, so another
-    /// worker picks them up at once.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    /// Runs until `shutdown` turns true; then stops claiming, gives in-flight stories the
+    /// configured grace to finish, and releases the leases of those that did not, so
+    /// another worker picks them up at once.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let inner = &self.inner;
+        let grace = inner.config.shutdown_grace;
         let slots = Arc::new(Semaphore::new(inner.config.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
         let mut claimed: std::collections::HashSet<Uuid> = Default::default();

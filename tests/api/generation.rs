@@ -622,6 +622,62 @@ async fn a_crash_mid_generation_resumes_without_duplicates(db: Db) {
     assert!(files >= 6);
 }
 
+async fn graceful_shutdown_hands_unfinished_stories_over(db: Db) {
+    let server = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(image_ok().set_delay(Duration::from_secs(30)))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_defaults(&server).await;
+    // A long lease: only an explicit release lets a successor start at once.
+    let first = spawn_with_providers(
+        db,
+        &server,
+        &[
+            "--worker-lease-secs",
+            "600",
+            "--shutdown-grace-secs",
+            "1",
+            "--image-timeout",
+            "60",
+        ],
+    )
+    .await;
+    let token = first.new_account("handover").await;
+    let id = new_story(&first, &token, "등대", "short").await;
+    for _ in 0..400 {
+        let story = first
+            .get(&format!("/api/v1/stories/{id}"), Some(&token))
+            .await
+            .assert_ok(200);
+        if story["chapters"].as_array().unwrap().len() == 3
+            && !requests_to(&server, "/v1/images/generations")
+                .await
+                .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let storage = first.stop().await;
+    let flags: Vec<String> = provider_flags(&server)
+        .into_iter()
+        .chain(["--worker-lease-secs".into(), "600".into()])
+        .collect();
+    let second = spawn_app_on(
+        storage,
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let story = wait_done(&second, &token, &id).await;
+    assert_eq!(story["status"], "completed", "{story}");
+    assert_eq!(story["chapters"].as_array().unwrap().len(), 3);
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 1);
+}
+
 async fn two_workers_never_generate_one_story_twice(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
@@ -843,6 +899,7 @@ db_tests!(
     moderation_flags_fail_the_story_with_a_reason,
     image_and_speech_failures_leave_null_media,
     a_crash_mid_generation_resumes_without_duplicates,
+    graceful_shutdown_hands_unfinished_stories_over,
     two_workers_never_generate_one_story_twice,
     offline_providers_write_a_coherent_story,
     story_creation_has_a_per_account_quota,

@@ -205,6 +205,19 @@ impl TestApp {
         self.storage.take().expect("this app owns its storage")
     }
 
+    /// Stops the server as SIGTERM does and waits until it has; returns its storage.
+    pub async fn stop(mut self) -> TestStorage {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+        self.storage.take().expect("this app owns its storage")
+    }
+
     /// The storage this app runs on (to start a second server on the same database).
     pub fn storage(&self) -> &TestStorage {
         self.storage.as_ref().expect("this app owns its storage")

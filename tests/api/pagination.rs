@@ -252,7 +252,7 @@ async fn pages_stay_consistent_under_concurrent_writes(db: Db) {
             stable.push(id.to_string());
         }
     }
-    for sort in ["created_at", "title"] {
+    for sort in ["created_at", "updated_at", "title"] {
         for order in ["asc", "desc"] {
             let query = format!("sort_by={sort}&order={order}");
             // A writer inserting and deleting stories while the pages are walked.

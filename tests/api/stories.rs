@@ -525,6 +525,32 @@ async fn rest_and_graphql_return_the_same_stories(db: Db) {
         assert_eq!(rest, gql_to_rest(&body["data"]["story"]));
         assert_eq!(&rest, story);
     }
+    // Creating both ways gives the same story back (but for ids and times).
+    let rest = app
+        .post_json(
+            "/api/v1/stories",
+            &json!({"user_preferences": {"theme": "같은 주제", "characters": ["곰"], "length": "long"}}),
+            Some(&token),
+        )
+        .await
+        .assert_ok(202);
+    let body = app
+        .graphql(
+            &format!("mutation {{ createStory(input: {{userPreferences: {{theme: \"같은 주제\", characters: [\"곰\"], length: long}}}}) {{ {GQL_STORY} }} }}"),
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let mut gql = gql_to_rest(&body["data"]["createStory"]);
+    let mut rest = rest;
+    for v in [&mut gql, &mut rest] {
+        for key in ["id", "created_at", "updated_at"] {
+            assert!(v[key].is_string());
+            v[key] = Value::Null;
+        }
+    }
+    assert_eq!(rest, gql);
     // Rename both ways gives the same shape back.
     let id = list["results"][0]["id"].as_str().unwrap();
     let rest = app
