@@ -60,10 +60,10 @@ impl Application {
             .with_context(|| format!("binding {}", config.bind))?;
         let providers = Providers::from_config(&config.providers);
         let worker_config = config.worker.clone();
-        let domain = Domain::new(config, pool, events);
+        let domain = Domain::new(config, pool, events, providers);
         let worker = worker_config
             .enabled
-            .then(|| StoryWorker::new(domain.clone(), providers, worker_config));
+            .then(|| StoryWorker::new(domain.clone(), worker_config));
         let router = router(domain.clone());
         Ok(Application {
             listener,
@@ -122,7 +122,18 @@ pub fn router(domain: Domain) -> Router {
         )
         .route("/graphql/schema.graphql", get(schema_sdl))
         .route("/graphql/ws", get(graphql::ws::upgrade))
-        .with_state(schema);
+        .with_state(schema.clone());
+    let ws_state = crate::ws::WsState {
+        schema: schema.clone(),
+        domain: domain.clone(),
+        config: domain.config().ws.clone(),
+    };
+    let conversation_ws = Router::new()
+        .route("/wss/v1/audio", get(crate::ws::audio))
+        .route("/wss/v1/audio/", get(crate::ws::audio))
+        .route("/ws/v1/audio", get(crate::ws::audio))
+        .route("/ws/v1/audio/", get(crate::ws::audio))
+        .with_state(ws_state);
     let media = Router::new()
         .route("/media/{*path}", get(crate::media::serve::media))
         .with_state(domain.media().clone());
@@ -130,7 +141,8 @@ pub fn router(domain: Domain) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(domain);
-    api.merge(media)
+    api.merge(conversation_ws)
+        .merge(media)
         .merge(health)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -267,6 +267,19 @@ pub struct ConfigArgs {
     /// are released for another worker, seconds.
     #[arg(long, env = "JJONGAL_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
     pub shutdown_grace_secs: u64,
+    /// Close a conversation socket after this long without a text or binary frame from
+    /// the client (pongs do not count), seconds.
+    #[arg(long, env = "JJONGAL_WS_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub ws_idle_timeout_secs: u64,
+    /// How often the server pings a conversation socket, seconds.
+    #[arg(long, env = "JJONGAL_WS_PING_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub ws_ping_secs: u64,
+    /// Messages (text or binary) one conversation socket may send per minute.
+    #[arg(long, env = "JJONGAL_WS_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub ws_messages_per_minute: u32,
+    /// Voice samples needed before the voice is cloned (once).
+    #[arg(long, env = "JJONGAL_VOICE_CLONE_SAMPLES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub voice_clone_samples: u32,
     /// Stories one account may request per quota window.
     #[arg(long, env = "JJONGAL_STORY_QUOTA", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub story_quota: u32,
@@ -318,6 +331,16 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub story_quota: u32,
     pub story_quota_window: Duration,
+    pub ws: WsConfig,
+    pub voice_clone_samples: u32,
+}
+
+/// The conversation WebSocket's limits.
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    pub messages_per_minute: u32,
 }
 
 /// One provider capability: HTTP when `base_url` is set, else the offline built-in.
@@ -472,6 +495,12 @@ impl Config {
                 lease: Duration::from_secs(args.worker_lease_secs),
                 shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             },
+            ws: WsConfig {
+                idle_timeout: Duration::from_secs(args.ws_idle_timeout_secs),
+                ping_interval: Duration::from_secs(args.ws_ping_secs),
+                messages_per_minute: args.ws_messages_per_minute,
+            },
+            voice_clone_samples: args.voice_clone_samples,
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,

@@ -24,10 +24,15 @@ pub enum ErrorCode {
     Conflict,
     UrlExpired,
     ServiceUnavailable,
+    /// Conversation WebSocket/GraphQL only (contract §6).
+    ConversationNotStarted,
+    InvalidAudio,
+    VoiceCloneFailed,
+    AiUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidToken,
         ErrorCode::AuthenticationFailed,
         ErrorCode::InsufficientPermission,
@@ -40,6 +45,10 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::UrlExpired,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::ConversationNotStarted,
+        ErrorCode::InvalidAudio,
+        ErrorCode::VoiceCloneFailed,
+        ErrorCode::AiUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +65,10 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::UrlExpired => "URL_EXPIRED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::ConversationNotStarted => "CONVERSATION_NOT_STARTED",
+            ErrorCode::InvalidAudio => "INVALID_AUDIO",
+            ErrorCode::VoiceCloneFailed => "VOICE_CLONE_FAILED",
+            ErrorCode::AiUnavailable => "AI_UNAVAILABLE",
         }
     }
 
@@ -75,7 +88,12 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::UrlExpired => StatusCode::GONE,
-            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable | ErrorCode::AiUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::ConversationNotStarted => StatusCode::CONFLICT,
+            ErrorCode::InvalidAudio => StatusCode::BAD_REQUEST,
+            ErrorCode::VoiceCloneFailed => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -96,6 +114,12 @@ impl ErrorCode {
             ErrorCode::Conflict => "요청이 현재 리소스 상태와 충돌합니다.",
             ErrorCode::UrlExpired => "URL이 만료되었습니다.",
             ErrorCode::ServiceUnavailable => "서비스를 일시적으로 사용할 수 없습니다.",
+            ErrorCode::ConversationNotStarted => "먼저 대화를 시작해 주세요 (start_conversation).",
+            ErrorCode::InvalidAudio => {
+                "지원하지 않는 오디오 형식입니다 (WAV, MP3, OGG, WebM, M4A)."
+            }
+            ErrorCode::VoiceCloneFailed => "목소리 복제에 실패했습니다.",
+            ErrorCode::AiUnavailable => "쫑이가 지금 대답할 수 없어요. 잠시 후 다시 말해 줘!",
         }
     }
 }

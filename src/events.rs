@@ -16,11 +16,17 @@ use crate::db::{Backend, DbError, Pool};
 const CHANNEL: &str = "jjongal_events";
 
 /// What changed. Small on purpose (NOTIFY payloads are capped at 8000 bytes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Event {
     /// A story's status, title or chapters changed.
     Story { id: Uuid },
+    /// The guide answered in a conversation: message `seq` is the answer.
+    ConversationReply { id: Uuid, seq: i32 },
+    /// A conversation could not go on for a moment (`code` from the catalogue).
+    ConversationError { id: Uuid, code: String },
+    /// A conversation ended (or was deleted).
+    ConversationEnded { id: Uuid },
 }
 
 #[derive(Clone)]
@@ -66,8 +72,8 @@ impl Events {
     pub async fn publish(&self, event: Event) {
         match &self.outbox {
             Some(outbox) => {
-                if outbox.send(event).is_err() {
-                    let _ = self.tx.send(event);
+                if let Err(returned) = outbox.send(event) {
+                    let _ = self.tx.send(returned.0);
                 }
             }
             None => {

@@ -16,3 +16,4 @@ pub mod media;
 pub mod providers;
 pub mod rest;
 pub mod telemetry;
+pub mod ws;

@@ -98,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
             db::migrate(&config.database_url).await?;
             let pool = Pool::connect(&config.database_url, 1).await?;
             let events = Events::start(pool.clone(), &config.database_url).await?;
-            let domain = Domain::new(config, pool, events);
+            let providers = jjongal::providers::Providers::from_config(&config.providers);
+            let domain = Domain::new(config, pool, events, providers);
             let user = domain
                 .create_user(
                     SignUp {

@@ -4,7 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    chapters, conversations, generation_steps, media_files, refresh_tokens, stories, users,
+    chapters, conversation_messages, conversations, generation_steps, media_files, refresh_tokens,
+    stories, users, voice_samples,
 };
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -21,6 +22,8 @@ pub struct UserRow {
     pub guardian_consent_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub voice_id: Option<String>,
+    pub voice_status: String,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -118,4 +121,30 @@ pub struct GenerationStepRow {
     pub outcome: String,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = conversation_messages)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct MessageRow {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i32,
+    pub role: String,
+    pub text: String,
+    pub flagged: bool,
+    pub audio_path: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = voice_samples)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct VoiceSampleRow {
+    pub id: String,
+    pub owner_id: String,
+    pub path: String,
+    pub format: String,
+    pub size_bytes: i64,
+    pub created_at: NaiveDateTime,
 }

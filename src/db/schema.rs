@@ -13,6 +13,8 @@ diesel::table! {
         guardian_consent_at -> Timestamp,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        voice_id -> Nullable<Text>,
+        voice_status -> Text,
     }
 }
 
@@ -115,6 +117,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    conversation_messages (id) {
+        id -> Text,
+        conversation_id -> Text,
+        seq -> Integer,
+        role -> Text,
+        text -> Text,
+        flagged -> Bool,
+        audio_path -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    voice_samples (id) {
+        id -> Text,
+        owner_id -> Text,
+        path -> Text,
+        format -> Text,
+        size_bytes -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(conversations -> users (owner_id));
 diesel::joinable!(stories -> users (owner_id));
@@ -127,5 +153,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     media_files,
     chapters,
     generation_steps,
-    story_requests
+    story_requests,
+    conversation_messages,
+    voice_samples
 );

@@ -51,6 +51,8 @@ pub struct User {
     pub age: i32,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The cloned voice at the voice provider, once samples were cloned.
+    pub voice_id: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -64,6 +66,7 @@ impl TryFrom<UserRow> for User {
             name: row.name,
             age: row.age,
             created_at: from_db(row.created_at),
+            voice_id: row.voice_id,
         })
     }
 }
@@ -217,6 +220,8 @@ impl Domain {
             guardian_consent_at: now,
             created_at: now,
             updated_at: now,
+            voice_id: None,
+            voice_status: "none".into(),
         };
         let mut conn = self.pool().get().await?;
         let inserted = with_conn!(&mut conn, |c| {
@@ -414,8 +419,10 @@ impl Domain {
         row.map(User::try_from).transpose()
     }
 
-    /// Deletes the account and everything it owns (rows cascade from `users`).
+    /// Deletes the account and everything it owns: the cloned voice at the provider and
+    /// the voice samples first, then the rows (which cascade from `users`) and media.
     pub async fn delete_account(&self, user: &User) -> AppResult<()> {
+        self.delete_voice(user).await?;
         let id = user.id.to_string();
         let mut conn = self.pool().get().await?;
         let deleted = with_tx!(&mut conn, |c| {

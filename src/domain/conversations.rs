@@ -1,16 +1,26 @@
-//! Conversations between a child and the storyteller. The conversation WebSocket fills
-//! them; stories refer to them (`conversation_id`).
+//! Conversations between a child and the guide "쫑이" (contract §6): starting, talking,
+//! ending, reading and deleting them. Every reply is moderated, spoken when a narrator is
+//! available, stored, and announced as an event — the conversation WebSocket and the
+//! GraphQL subscription both follow those events.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Domain;
 use super::accounts::{User, validate_age, validate_name};
-use crate::db::models::ConversationRow;
-use crate::db::schema::conversations;
-use crate::db::{self, to_db};
-use crate::error::{AppError, AppResult};
-use crate::with_conn;
+use super::stories::parse_id;
+use super::{Domain, char_len};
+use crate::db::models::{ConversationRow, MessageRow};
+use crate::db::schema::{conversation_messages as messages, conversations};
+use crate::db::{self, from_db, to_db};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::events::Event;
+use crate::providers::Verdict;
+use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
+use crate::providers::retry::with_retry;
+use crate::{with_conn, with_tx};
 
 /// Who the conversation is with; unset fields fall back to the account's child.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +30,107 @@ pub struct ConversationChild {
     pub interests: Vec<String>,
 }
 
+#[derive(Clone, Debug)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub child_name: String,
+    pub child_age: i32,
+    pub interests: Vec<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub seq: i32,
+    /// `child` or `assistant`.
+    pub role: String,
+    pub text: String,
+    pub flagged: bool,
+    /// The spoken reply, a path below the media directory.
+    pub audio_path: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A reply of the guide, with what the child said before it (none for the greeting).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub conversation_id: Uuid,
+    pub seq: i32,
+    pub text: String,
+    pub user_text: Option<String>,
+    pub audio_path: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConversationPage {
+    pub items: Vec<(String, Conversation)>,
+    pub has_more: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Position {
+    t: i64,
+    id: String,
+}
+
+pub const MAX_INTERESTS: usize = 10;
+
+fn internal(what: &str, e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(anyhow::anyhow!("{what}: {e}"))
+}
+
+fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conversation> {
+    Ok(Conversation {
+        id: Uuid::parse_str(&row.id).map_err(|e| internal("stored id", e))?,
+        owner_id: Uuid::parse_str(&row.owner_id).map_err(|e| internal("stored id", e))?,
+        child_name: row.child_name.unwrap_or_else(|| owner.name.clone()),
+        child_age: row.child_age.unwrap_or(owner.age),
+        interests: serde_json::from_str(&row.interests).map_err(|e| internal("interests", e))?,
+        active: row.status == "active",
+        created_at: from_db(row.created_at),
+        updated_at: from_db(row.updated_at),
+        ended_at: row.ended_at.map(from_db),
+    })
+}
+
+fn message_from_row(row: MessageRow) -> Message {
+    Message {
+        seq: row.seq,
+        role: row.role,
+        text: row.text,
+        flagged: row.flagged,
+        audio_path: row.audio_path,
+        created_at: from_db(row.created_at),
+    }
+}
+
+/// Checks the child's details given for a conversation.
+pub fn validate_child(child: &ConversationChild) -> AppResult<()> {
+    if let Some(name) = &child.name {
+        validate_name(name)?;
+    }
+    if let Some(age) = child.age {
+        validate_age(age)?;
+    }
+    if child.interests.len() > MAX_INTERESTS {
+        return Err(AppError::validation("interests는 최대 10개입니다."));
+    }
+    if child
+        .interests
+        .iter()
+        .any(|i| i.trim().is_empty() || char_len(i) > 50)
+    {
+        return Err(AppError::validation(
+            "interests의 각 항목은 1~50자여야 합니다.",
+        ));
+    }
+    Ok(())
+}
+
 impl Domain {
     /// Opens a conversation owned by `owner`; returns its id.
     pub async fn create_conversation(
@@ -27,12 +138,7 @@ impl Domain {
         owner: &User,
         child: ConversationChild,
     ) -> AppResult<Uuid> {
-        if let Some(name) = &child.name {
-            validate_name(name)?;
-        }
-        if let Some(age) = child.age {
-            validate_age(age)?;
-        }
+        validate_child(&child)?;
         let now = to_db(db::now());
         let id = Uuid::new_v4();
         let row = ConversationRow {
@@ -55,5 +161,397 @@ impl Domain {
                 .await
         })?;
         Ok(id)
+    }
+
+    /// Starts a conversation and greets the child.
+    pub async fn start_conversation(
+        &self,
+        owner: &User,
+        child: ConversationChild,
+    ) -> AppResult<(Conversation, Reply)> {
+        let id = self.create_conversation(owner, child).await?;
+        let conversation = self.conversation(owner, &id.to_string()).await?;
+        let reply = self.guide_turn(owner, &conversation, None).await?;
+        Ok((conversation, reply))
+    }
+
+    /// The child says `text`; the guide answers (also announced to subscribers).
+    pub async fn send_message(
+        &self,
+        owner: &User,
+        conversation_id: &str,
+        text: &str,
+    ) -> AppResult<Reply> {
+        if text.trim().is_empty() || char_len(text) > 10_000 {
+            return Err(AppError::validation("text는 1~10,000자여야 합니다."));
+        }
+        let conversation = self.conversation(owner, conversation_id).await?;
+        if !conversation.active {
+            return Err(AppError::new(
+                ErrorCode::ConversationNotStarted,
+                "이미 끝난 대화입니다. 새 대화를 시작해 주세요.",
+            ));
+        }
+        self.guide_turn(owner, &conversation, Some(text)).await
+    }
+
+    /// One turn: store the child's words (flagged or not), ask the guide, check and speak
+    /// the answer, store it, announce it.
+    async fn guide_turn(
+        &self,
+        owner: &User,
+        conversation: &Conversation,
+        child_text: Option<&str>,
+    ) -> AppResult<Reply> {
+        let providers = self.providers();
+        let flagged = match child_text {
+            None => false,
+            Some(text) => {
+                let texts = [text.to_string()];
+                let verdict = with_retry(
+                    providers.retry,
+                    || providers.moderator.check(&texts),
+                    |_| {},
+                )
+                .await;
+                // Unverifiable input is treated like flagged input: the guide changes the
+                // subject instead of building on it.
+                !matches!(verdict, Ok(Verdict::Allowed))
+            }
+        };
+        if let Some(text) = child_text {
+            self.append_message(conversation.id, "child", text, flagged, None)
+                .await?;
+        }
+        let history: Vec<(String, String)> = self
+            .messages(conversation.id)
+            .await?
+            .into_iter()
+            .filter(|m| !m.flagged)
+            .map(|m| (m.role, m.text))
+            .collect();
+        let request = GuideRequest {
+            child_name: conversation.child_name.clone(),
+            child_age: conversation.child_age,
+            interests: conversation.interests.clone(),
+            history,
+            redirect: flagged,
+        };
+        let answer = with_retry(providers.retry, || providers.guide.reply(&request), |_| {}).await;
+        let mut answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(conversation_id = %conversation.id, error = %e, "guide unavailable");
+                self.events()
+                    .publish(Event::ConversationError {
+                        id: conversation.id,
+                        code: ErrorCode::AiUnavailable.as_str().into(),
+                    })
+                    .await;
+                return Err(AppError::code_only(ErrorCode::AiUnavailable));
+            }
+        };
+        // The guide's words are checked too; a flagged answer is replaced by a safe one.
+        let verdict = with_retry(
+            providers.retry,
+            || providers.moderator.check(std::slice::from_ref(&answer)),
+            |_| {},
+        )
+        .await;
+        if !matches!(verdict, Ok(Verdict::Allowed)) {
+            tracing::warn!(conversation_id = %conversation.id, "guide answer flagged; replaced");
+            answer = RuleGuide
+                .reply(&GuideRequest {
+                    redirect: true,
+                    ..request.clone()
+                })
+                .await
+                .map_err(|e| internal("offline guide", e))?;
+        }
+        let audio_path = self.speak(owner, conversation.id, &answer).await;
+        let seq = self
+            .append_message(
+                conversation.id,
+                "assistant",
+                &answer,
+                false,
+                audio_path.clone(),
+            )
+            .await?;
+        self.events()
+            .publish(Event::ConversationReply {
+                id: conversation.id,
+                seq,
+            })
+            .await;
+        Ok(Reply {
+            conversation_id: conversation.id,
+            seq,
+            text: answer,
+            user_text: child_text.map(str::to_string),
+            audio_path,
+        })
+    }
+
+    /// Narrates `text` (in the account's cloned voice when there is one) into the media
+    /// directory; `None` when no narrator can.
+    async fn speak(&self, owner: &User, conversation: Uuid, text: &str) -> Option<String> {
+        let providers = self.providers();
+        let (narrator, voice) = match (&providers.voice_narrator, &owner.voice_id) {
+            (Some(n), Some(v)) => (n.clone(), Some(v.clone())),
+            _ => (providers.narrator.clone(), None),
+        };
+        let media = {
+            let _slot = providers.speech_slots.acquire().await.ok()?;
+            with_retry(
+                providers.retry,
+                || narrator.narrate(text, voice.as_deref()),
+                |_| {},
+            )
+            .await
+        };
+        let media = match media {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "reply not spoken");
+                return None;
+            }
+        };
+        let relative = format!(
+            "{}/conversations/{conversation}/{}.{}",
+            owner.id,
+            Uuid::new_v4(),
+            media.extension
+        );
+        let path = self.media().resolve(&relative)?;
+        let written = async {
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            let tmp = path.with_extension("part");
+            tokio::fs::write(&tmp, &media.bytes).await?;
+            tokio::fs::rename(&tmp, &path).await
+        }
+        .await;
+        match written {
+            Ok(()) => Some(relative),
+            Err(e) => {
+                tracing::error!(error = %e, "storing a spoken reply failed");
+                None
+            }
+        }
+    }
+
+    /// Appends a message with the next sequence number; returns it.
+    async fn append_message(
+        &self,
+        conversation: Uuid,
+        role: &str,
+        text: &str,
+        flagged: bool,
+        audio_path: Option<String>,
+    ) -> AppResult<i32> {
+        let cid = conversation.to_string();
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        let seq: i32 = with_tx!(&mut conn, |c| {
+            // Touch the conversation first: on SQLite this takes the write lock up front.
+            diesel::update(conversations::table.find(&cid))
+                .set(conversations::updated_at.eq(now))
+                .execute(c)
+                .await?;
+            let last: Option<i32> = messages::table
+                .filter(messages::conversation_id.eq(&cid))
+                .select(diesel::dsl::max(messages::seq))
+                .first(c)
+                .await?;
+            let seq = last.unwrap_or(0) + 1;
+            diesel::insert_into(messages::table)
+                .values(MessageRow {
+                    id: Uuid::new_v4().to_string(),
+                    conversation_id: cid.clone(),
+                    seq,
+                    role: role.to_string(),
+                    text: text.to_string(),
+                    flagged,
+                    audio_path: audio_path.clone(),
+                    created_at: now,
+                })
+                .execute(c)
+                .await?;
+            Ok::<_, diesel::result::Error>(seq)
+        })?;
+        Ok(seq)
+    }
+
+    /// Ends a conversation; it is kept (its id is what `POST /stories` takes).
+    pub async fn end_conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
+        let conversation = self.conversation(owner, id).await?;
+        let cid = conversation.id.to_string();
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::update(
+                conversations::table
+                    .find(&cid)
+                    .filter(conversations::status.eq("active")),
+            )
+            .set((
+                conversations::status.eq("ended"),
+                conversations::ended_at.eq(Some(now)),
+                conversations::updated_at.eq(now),
+            ))
+            .execute(c)
+            .await
+        })?;
+        drop(conn);
+        self.events()
+            .publish(Event::ConversationEnded {
+                id: conversation.id,
+            })
+            .await;
+        self.conversation(owner, id).await
+    }
+
+    /// Deletes a conversation with its messages and spoken replies.
+    pub async fn delete_conversation(&self, owner: &User, id: &str) -> AppResult<()> {
+        let conversation = self.conversation(owner, id).await?;
+        let cid = conversation.id.to_string();
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::delete(conversations::table.find(&cid))
+                .execute(c)
+                .await
+        })?;
+        drop(conn);
+        self.remove_media_dir(&format!("{}/conversations/{cid}", owner.id))
+            .await;
+        self.events()
+            .publish(Event::ConversationEnded {
+                id: conversation.id,
+            })
+            .await;
+        Ok(())
+    }
+
+    /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
+    pub async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
+        let id = parse_id("conversation_id", id)?.to_string();
+        let mut conn = self.pool().get().await?;
+        let row: Option<ConversationRow> = with_conn!(&mut conn, |c| {
+            conversations::table
+                .find(&id)
+                .select(ConversationRow::as_select())
+                .first(c)
+                .await
+                .optional()
+        })?;
+        let row = row.ok_or_else(AppError::not_found)?;
+        if row.owner_id != owner.id.to_string() {
+            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+        }
+        conversation_from_row(row, owner)
+    }
+
+    /// The messages of a conversation, oldest first (ownership checked by the caller).
+    pub async fn messages(&self, conversation: Uuid) -> AppResult<Vec<Message>> {
+        let cid = conversation.to_string();
+        let mut conn = self.pool().get().await?;
+        let rows: Vec<MessageRow> = with_conn!(&mut conn, |c| {
+            messages::table
+                .filter(messages::conversation_id.eq(&cid))
+                .order_by(messages::seq.asc())
+                .select(MessageRow::as_select())
+                .load(c)
+                .await
+        })?;
+        Ok(rows.into_iter().map(message_from_row).collect())
+    }
+
+    /// The guide's reply `seq` with the child's words before it, for subscribers.
+    pub async fn reply_at(&self, conversation: Uuid, seq: i32) -> AppResult<Reply> {
+        let cid = conversation.to_string();
+        let mut conn = self.pool().get().await?;
+        let rows: Vec<MessageRow> = with_conn!(&mut conn, |c| {
+            messages::table
+                .filter(messages::conversation_id.eq(&cid))
+                .filter(messages::seq.between(seq - 1, seq))
+                .order_by(messages::seq.asc())
+                .select(MessageRow::as_select())
+                .load(c)
+                .await
+        })?;
+        let answer = rows
+            .iter()
+            .find(|m| m.seq == seq && m.role == "assistant")
+            .ok_or_else(AppError::not_found)?;
+        Ok(Reply {
+            conversation_id: conversation,
+            seq,
+            text: answer.text.clone(),
+            user_text: rows
+                .iter()
+                .find(|m| m.seq == seq - 1 && m.role == "child")
+                .map(|m| m.text.clone()),
+            audio_path: answer.audio_path.clone(),
+        })
+    }
+
+    /// `owner`'s conversations, newest first, keyset-paginated like stories.
+    pub async fn list_conversations(
+        &self,
+        owner: &User,
+        first: i32,
+        after: Option<&str>,
+    ) -> AppResult<ConversationPage> {
+        if !(1..=super::stories::MAX_PAGE_SIZE).contains(&first) {
+            return Err(AppError::validation(
+                "page_size(first)는 1~100 사이여야 합니다.",
+            ));
+        }
+        let scope = "conversations:created_at:desc";
+        let after: Option<Position> = after.map(|c| self.cursors().decode(scope, c)).transpose()?;
+        let after_time: Option<NaiveDateTime> = match &after {
+            Some(p) => Some(
+                DateTime::<Utc>::from_timestamp_micros(p.t)
+                    .ok_or_else(|| AppError::validation("start_cursor가 올바르지 않습니다."))?
+                    .naive_utc(),
+            ),
+            None => None,
+        };
+        let oid = owner.id.to_string();
+        let limit = i64::from(first) + 1;
+        let mut conn = self.pool().get().await?;
+        let mut rows: Vec<ConversationRow> = with_conn!(&mut conn, |c| {
+            let mut q = conversations::table
+                .filter(conversations::owner_id.eq(&oid))
+                .select(ConversationRow::as_select())
+                .order_by((conversations::created_at.desc(), conversations::id.desc()))
+                .into_boxed();
+            if let (Some(t), Some(p)) = (after_time, &after) {
+                q = q.filter(
+                    conversations::created_at.lt(t).or(conversations::created_at
+                        .eq(t)
+                        .and(conversations::id.lt(p.id.clone()))),
+                );
+            }
+            q.limit(limit).load(c).await
+        })?;
+        let has_more = rows.len() as i64 == limit;
+        rows.truncate(first as usize);
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let cursor = self.cursors().encode(
+                    scope,
+                    &Position {
+                        t: row.created_at.and_utc().timestamp_micros(),
+                        id: row.id.clone(),
+                    },
+                );
+                Ok((cursor, conversation_from_row(row, owner)?))
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok(ConversationPage { items, has_more })
     }
 }

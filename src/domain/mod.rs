@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod cursor;
 pub mod stories;
 pub mod tokens;
+pub mod voices;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::db::Pool;
 use crate::events::{Event, Events};
 use crate::media::MediaStore;
+use crate::providers::Providers;
 use cursor::CursorCodec;
 use tokens::TokenKeys;
 
@@ -30,13 +32,14 @@ struct Inner {
     cursors: CursorCodec,
     media: MediaStore,
     events: Events,
+    providers: Providers,
     /// Woken when a story becomes pending, so the local worker starts at once.
     work: Notify,
     config: Config,
 }
 
 impl Domain {
-    pub fn new(config: Config, pool: Pool, events: Events) -> Domain {
+    pub fn new(config: Config, pool: Pool, events: Events, providers: Providers) -> Domain {
         Domain {
             inner: Arc::new(Inner {
                 keys: TokenKeys::new(&config.jwt_secret),
@@ -49,6 +52,7 @@ impl Domain {
                 ),
                 pool,
                 events,
+                providers,
                 work: Notify::new(),
                 config,
             }),
@@ -73,6 +77,10 @@ impl Domain {
 
     pub fn media(&self) -> &MediaStore {
         &self.inner.media
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.inner.providers
     }
 
     pub fn events(&self) -> &Events {

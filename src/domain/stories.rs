@@ -401,8 +401,7 @@ impl Domain {
     }
 
     /// What a story's conversation gives generation: the child's interests and the
-    /// transcript as (role, text), oldest first. Conversations have no stored messages
-    /// until the conversation WebSocket writes them, so the transcript is empty so far.
+    /// transcript as (role, text), oldest first, without flagged messages.
     pub async fn conversation_material(
         &self,
         conversation: Option<Uuid>,
@@ -420,7 +419,14 @@ impl Domain {
         };
         let interests: Vec<String> =
             serde_json::from_str(&row.interests).map_err(|e| internal("stored interests", e))?;
-        Ok((interests, Vec::new()))
+        let transcript = self
+            .messages(id)
+            .await?
+            .into_iter()
+            .filter(|m| !m.flagged)
+            .map(|m| (m.role, m.text))
+            .collect();
+        Ok((interests, transcript))
     }
 
     pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {

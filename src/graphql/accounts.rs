@@ -150,6 +150,13 @@ impl AccountMutation {
         Ok(true)
     }
 
+    /// Deletes the account's voice: samples, the stored voice id, the provider's voice.
+    async fn delete_voice(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let user = viewer(ctx).await?;
+        domain(ctx).delete_voice(&user).await?;
+        Ok(true)
+    }
+
     /// Deletes the authenticated account and everything it owns.
     async fn delete_account(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let user = viewer(ctx).await?;

@@ -2,6 +2,7 @@
 //! domain; every error carries `extensions.code` from the contract's catalogue.
 
 pub mod accounts;
+pub mod conversations;
 pub mod errors;
 pub mod http;
 pub mod scalars;
@@ -16,13 +17,24 @@ use crate::domain::accounts::User;
 use crate::error::AppError;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(accounts::AccountQuery, stories::StoryQuery);
+pub struct QueryRoot(
+    accounts::AccountQuery,
+    stories::StoryQuery,
+    conversations::ConversationQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutation, stories::StoryMutation);
+pub struct MutationRoot(
+    accounts::AccountMutation,
+    stories::StoryMutation,
+    conversations::ConversationMutation,
+);
 
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(stories::StorySubscription);
+pub struct SubscriptionRoot(
+    stories::StorySubscription,
+    conversations::ConversationSubscription,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

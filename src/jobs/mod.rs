@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use crate::config::WorkerConfig;
 use crate::domain::Domain;
-use crate::providers::Providers;
 
 pub use claim::Claimed;
 
@@ -29,18 +28,16 @@ pub struct StoryWorker {
 
 struct Inner {
     domain: Domain,
-    providers: Providers,
     config: WorkerConfig,
     /// Identifies this worker's leases.
     id: String,
 }
 
 impl StoryWorker {
-    pub fn new(domain: Domain, providers: Providers, config: WorkerConfig) -> StoryWorker {
+    pub fn new(domain: Domain, config: WorkerConfig) -> StoryWorker {
         StoryWorker {
             inner: Arc::new(Inner {
                 domain,
-                providers,
                 config,
                 id: format!("worker-{}", Uuid::new_v4()),
             }),
@@ -143,7 +140,13 @@ impl StoryWorker {
         });
         let span = tracing::info_span!("generate", story_id = %job.id, attempt = job.attempts);
         let outcome = tracing::Instrument::instrument(
-            pipeline::run(&inner.domain, &inner.providers, &inner.id, &job, lost_rx),
+            pipeline::run(
+                &inner.domain,
+                inner.domain.providers(),
+                &inner.id,
+                &job,
+                lost_rx,
+            ),
             span,
         )
         .await;

@@ -18,11 +18,11 @@ use super::{
 /// Longest chapter text accepted from a model (the API's text-field limit).
 const MAX_CHAPTER_CHARS: usize = 10_000;
 
-fn endpoint(settings: &HttpSettings, path: &str) -> String {
+pub(crate) fn endpoint(settings: &HttpSettings, path: &str) -> String {
     format!("{}/{}", settings.base_url.trim_end_matches('/'), path)
 }
 
-fn with_bearer(rb: RequestBuilder, settings: &HttpSettings) -> RequestBuilder {
+pub(crate) fn with_bearer(rb: RequestBuilder, settings: &HttpSettings) -> RequestBuilder {
     match &settings.api_key {
         Some(key) => rb.bearer_auth(String::from_utf8_lossy(key.expose())),
         None => rb,
@@ -56,7 +56,7 @@ fn retry_after(response: &Response) -> Option<Duration> {
 }
 
 /// Sends a request and turns every non-2xx status into a classified error.
-async fn send(rb: RequestBuilder) -> Result<Response, ProviderError> {
+pub(crate) async fn send(rb: RequestBuilder) -> Result<Response, ProviderError> {
     let response = rb.send().await.map_err(transport_error)?;
     let status = response.status();
     if status.is_success() {
@@ -102,7 +102,7 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn client(settings: &HttpSettings) -> Client {
+pub(crate) fn client_for(settings: &HttpSettings) -> Client {
     install_tls();
     Client::builder()
         .timeout(settings.timeout)
@@ -120,7 +120,7 @@ pub struct ChatStoryWriter {
 impl ChatStoryWriter {
     pub fn new(settings: HttpSettings) -> ChatStoryWriter {
         ChatStoryWriter {
-            client: client(&settings),
+            client: client_for(&settings),
             settings,
         }
     }
@@ -313,7 +313,7 @@ pub struct ImagesIllustrator {
 impl ImagesIllustrator {
     pub fn new(settings: HttpSettings) -> ImagesIllustrator {
         ImagesIllustrator {
-            client: client(&settings),
+            client: client_for(&settings),
             settings,
         }
     }
@@ -409,7 +409,7 @@ pub struct SpeechNarrator {
 impl SpeechNarrator {
     pub fn new(settings: HttpSettings, voice: String) -> SpeechNarrator {
         SpeechNarrator {
-            client: client(&settings),
+            client: client_for(&settings),
             settings,
             voice,
         }
@@ -452,7 +452,7 @@ pub struct ElevenLabsNarrator {
 impl ElevenLabsNarrator {
     pub fn new(settings: HttpSettings, default_voice: Option<String>) -> ElevenLabsNarrator {
         ElevenLabsNarrator {
-            client: client(&settings),
+            client: client_for(&settings),
             settings,
             default_voice,
         }
@@ -506,7 +506,7 @@ pub struct ModerationApi {
 impl ModerationApi {
     pub fn new(settings: HttpSettings, threshold: f64) -> ModerationApi {
         ModerationApi {
-            client: client(&settings),
+            client: client_for(&settings),
             settings,
             threshold,
         }

@@ -2,11 +2,13 @@
 //! (OpenAI-compatible; ElevenLabs-compatible for voices) and an honest offline one.
 //! Configuration picks one per capability (see [`ProviderConfig`]).
 
+pub mod guide;
 pub mod http;
 pub mod korean;
 pub mod moderation;
 pub mod offline;
 pub mod retry;
+pub mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,6 +193,9 @@ pub struct Providers {
     /// Used instead of `narrator` when the account has a cloned voice.
     pub voice_narrator: Option<Arc<dyn Narrator>>,
     pub moderator: Arc<dyn Moderator>,
+    pub guide: Arc<dyn guide::Guide>,
+    /// Voice cloning, when a voice provider is configured.
+    pub cloner: Option<Arc<voice::VoiceCloner>>,
     pub writer_slots: Arc<Semaphore>,
     pub image_slots: Arc<Semaphore>,
     pub speech_slots: Arc<Semaphore>,
@@ -210,6 +215,10 @@ impl Providers {
                 timeout: p.timeout,
             })
         }
+        let guide: Arc<dyn guide::Guide> = match http(&config.llm) {
+            Some(s) => Arc::new(guide::ChatGuide::new(s)),
+            None => Arc::new(guide::RuleGuide),
+        };
         let writer: Arc<dyn StoryWriter> = match http(&config.llm) {
             Some(s) => Arc::new(http::ChatStoryWriter::new(s)),
             None => Arc::new(offline::TemplateWriter),
@@ -222,6 +231,7 @@ impl Providers {
             Some(s) => Arc::new(http::SpeechNarrator::new(s, config.speech_voice.clone())),
             None => Arc::new(offline::EspeakNarrator::detect()),
         };
+        let cloner = http(&config.voice).map(|s| Arc::new(voice::VoiceCloner::new(s)));
         let voice_narrator: Option<Arc<dyn Narrator>> = http(&config.voice)
             .map(|s| Arc::new(http::ElevenLabsNarrator::new(s, None)) as Arc<dyn Narrator>);
         let moderator: Arc<dyn Moderator> = match http(&config.moderation) {
@@ -236,6 +246,7 @@ impl Providers {
             narrator = narrator.name(),
             cloned_voice = voice_narrator.as_ref().map(|n| n.name()).unwrap_or("none"),
             moderator = moderator.name(),
+            guide = guide.name(),
             "providers (names starting with offline- are the built-in offline ones)"
         );
         Providers {
@@ -244,6 +255,8 @@ impl Providers {
             narrator,
             voice_narrator,
             moderator,
+            guide,
+            cloner,
             writer_slots: Arc::new(Semaphore::new(config.llm.concurrency)),
             image_slots: Arc::new(Semaphore::new(config.image.concurrency)),
             speech_slots: Arc::new(Semaphore::new(config.speech.concurrency)),

@@ -82,6 +82,23 @@ const STORY_LIST_PARAMS: [Param; 5] = [
     },
 ];
 
+/// `GET /conversations`: cursor pagination.
+const CONVERSATION_LIST_PARAMS: [Param; 2] = [
+    Param {
+        name: "page_size",
+        variable: "first",
+        kind: ParamKind::Int,
+    },
+    Param {
+        name: "start_cursor",
+        variable: "after",
+        kind: ParamKind::String,
+    },
+];
+
+const CONVERSATION_FIELDS: &str = "id object child_name: childName age interests status \
+    created_at: createdAt updated_at: updatedAt ended_at: endedAt";
+
 const FILE_FIELDS: &str = "object type url expiry_time: expiryTime";
 
 fn story_fields() -> String {
@@ -225,6 +242,52 @@ pub fn table() -> Vec<Route> {
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "이야기가 삭제되었습니다.",
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/conversations",
+            document: format!(
+                "query($first: Int, $after: String) {{ data: conversations(first: $first, after: $after) {{ \
+                   edges {{ node {{ {CONVERSATION_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
+            ),
+            body: Body::None,
+            query: &CONVERSATION_LIST_PARAMS,
+            shape: Shape::List,
+            status: StatusCode::OK,
+            message: "대화 목록을 조회했습니다.",
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/conversations/{id}",
+            document: format!(
+                "query($id: ID!) {{ data: conversation(id: $id) {{ {CONVERSATION_FIELDS} \
+                   messages {{ seq role text audio_url: audioUrl created_at: createdAt }} }} }}"
+            ),
+            body: Body::None,
+            query: &[],
+            shape: Shape::Single,
+            status: StatusCode::OK,
+            message: "대화를 조회했습니다.",
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/api/v1/conversations/{id}",
+            document: "mutation($id: ID!) { data: deleteConversation(id: $id) }".into(),
+            body: Body::None,
+            query: &[],
+            shape: Shape::NoContent,
+            status: StatusCode::NO_CONTENT,
+            message: "대화가 삭제되었습니다.",
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/api/v1/users/me/voice",
+            document: "mutation { data: deleteVoice }".into(),
+            body: Body::None,
+            query: &[],
+            shape: Shape::NoContent,
+            status: StatusCode::NO_CONTENT,
+            message: "목소리가 삭제되었습니다.",
         },
     ]
 }

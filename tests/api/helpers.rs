@@ -350,7 +350,7 @@ fn check_values(value: &Value) {
         Value::Array(items) => items.iter().for_each(check_values),
         Value::Object(map) => {
             for (key, v) in map {
-                if key.ends_with("_at") || key.ends_with("_time") {
+                if (key.ends_with("_at") || key.ends_with("_time")) && !v.is_null() {
                     let s = v
                         .as_str()
                         .unwrap_or_else(|| panic!("{key} is not a string"));

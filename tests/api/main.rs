@@ -2,6 +2,7 @@
 
 mod accounts;
 mod cli;
+mod conversation_ws;
 mod facade;
 mod generation;
 mod graphql;

@@ -1,0 +1,252 @@
+//! Voice samples and the cloned voice (contract §6). Samples are stored per account on
+//! disk, outside the media directory (never reachable by URL), with their count in the
+//! database; at the configured count the voice is cloned once.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Domain;
+use super::accounts::User;
+use crate::db::models::VoiceSampleRow;
+use crate::db::schema::{users, voice_samples};
+use crate::db::{self, to_db};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::providers::voice::Sample;
+use crate::with_conn;
+
+/// The audio format of a sample, from its bytes (never from anything the client says).
+pub fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    let at = |i: usize, s: &[u8]| bytes.len() >= i + s.len() && &bytes[i..i + s.len()] == s;
+    if at(0, b"RIFF") && at(8, b"WAVE") {
+        Some(("wav", "audio/wav"))
+    } else if at(0, b"OggS") {
+        Some(("ogg", "audio/ogg"))
+    } else if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some(("webm", "audio/webm"))
+    } else if at(4, b"ftyp")
+        && (at(8, b"M4A ") || at(8, b"mp42") || at(8, b"isom") || at(8, b"M4B "))
+    {
+        Some(("m4a", "audio/mp4"))
+    } else if at(0, b"ID3")
+        || (bytes.len() > 3 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0 && bytes[1] & 0x06 != 0)
+    {
+        Some(("mp3", "audio/mpeg"))
+    } else {
+        None
+    }
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Value {
+    json!({"type": "error", "error_code": code.as_str(), "error_message": message.into()})
+}
+
+impl Domain {
+    fn samples_dir(&self, owner: Uuid) -> std::path::PathBuf {
+        self.config()
+            .data_dir
+            .join("voice-samples")
+            .join(owner.to_string())
+    }
+
+    /// Handles one binary frame of the conversation socket: store the sample, report
+    /// progress, clone at the threshold. Returns the spec messages to send.
+    pub async fn voice_sample_frame(&self, owner: &User, bytes: &[u8]) -> Vec<Value> {
+        match self.add_voice_sample(owner, bytes).await {
+            Ok(messages) => messages,
+            Err(e) => vec![error(e.code(), e.public_message())],
+        }
+    }
+
+    async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<Vec<Value>> {
+        let Some((ext, _)) = sniff_audio(bytes) else {
+            return Err(AppError::code_only(ErrorCode::InvalidAudio));
+        };
+        let id = Uuid::new_v4();
+        let dir = self.samples_dir(owner.id);
+        let path = dir.join(format!("{id}.{ext}"));
+        let io =
+            |e: std::io::Error| AppError::Internal(anyhow::anyhow!("storing a voice sample: {e}"));
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        tokio::fs::write(&path, bytes).await.map_err(io)?;
+        let row = VoiceSampleRow {
+            id: id.to_string(),
+            owner_id: owner.id.to_string(),
+            path: format!("{id}.{ext}"),
+            format: ext.to_string(),
+            size_bytes: bytes.len() as i64,
+            created_at: to_db(db::now()),
+        };
+        let oid = owner.id.to_string();
+        let mut conn = self.pool().get().await?;
+        let count: i64 = with_conn!(&mut conn, |c| {
+            diesel::insert_into(voice_samples::table)
+                .values(&row)
+                .execute(c)
+                .await?;
+            voice_samples::table
+                .filter(voice_samples::owner_id.eq(&oid))
+                .count()
+                .get_result(c)
+                .await
+        })?;
+        drop(conn);
+        let threshold = i64::from(self.config().voice_clone_samples);
+        let mut out = vec![json!({
+            "type": "voice_clone_progress",
+            "sample_count": count,
+            "ready_for_cloning": count >= threshold,
+        })];
+        if count >= threshold
+            && let Some(message) = self.clone_once(owner).await?
+        {
+            out.push(message);
+        }
+        Ok(out)
+    }
+
+    /// Clones the voice if it has not been (exactly one caller wins the claim).
+    async fn clone_once(&self, owner: &User) -> AppResult<Option<Value>> {
+        let Some(cloner) = self.providers().cloner.clone() else {
+            return Ok(Some(error(
+                ErrorCode::VoiceCloneFailed,
+                "목소리 복제 서비스가 설정되지 않았습니다. 샘플은 보관되어 있어요.",
+            )));
+        };
+        let oid = owner.id.to_string();
+        let mut conn = self.pool().get().await?;
+        let claimed = with_conn!(&mut conn, |c| {
+            diesel::update(
+                users::table
+                    .find(&oid)
+                    .filter(users::voice_status.eq("none")),
+            )
+            .set(users::voice_status.eq("cloning"))
+            .execute(c)
+            .await
+        })?;
+        drop(conn);
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let rows: Vec<VoiceSampleRow> = {
+            let mut conn = self.pool().get().await?;
+            with_conn!(&mut conn, |c| {
+                voice_samples::table
+                    .filter(voice_samples::owner_id.eq(&oid))
+                    .order_by(voice_samples::created_at.asc())
+                    .select(VoiceSampleRow::as_select())
+                    .load(c)
+                    .await
+            })?
+        };
+        let dir = self.samples_dir(owner.id);
+        let mut samples = Vec::new();
+        for row in &rows {
+            if let Ok(bytes) = tokio::fs::read(dir.join(&row.path)).await {
+                let content_type = sniff_audio(&bytes)
+                    .map(|(_, t)| t)
+                    .unwrap_or("application/octet-stream");
+                samples.push(Sample {
+                    bytes,
+                    file_name: row.path.clone(),
+                    content_type,
+                });
+            }
+        }
+        let result = cloner
+            .clone_voice(&format!("jjongal-{}", owner.id), samples)
+            .await;
+        let (status, voice_id, message) = match result {
+            Ok(voice_id) => (
+                "cloned",
+                Some(voice_id.clone()),
+                json!({"type": "voice_clone_success", "voice_id": voice_id, "message": "목소리 복제 완료!"}),
+            ),
+            Err(e) => {
+                tracing::warn!(user_id = %owner.id, error = %e, "voice cloning failed");
+                (
+                    "none",
+                    None,
+                    error(
+                        ErrorCode::VoiceCloneFailed,
+                        "목소리 복제에 실패했어요. 샘플은 보관되어 있으니 다음 샘플에서 다시 시도할게요.",
+                    ),
+                )
+            }
+        };
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::update(users::table.find(&oid))
+                .set((
+                    users::voice_status.eq(status),
+                    users::voice_id.eq(voice_id.as_deref()),
+                ))
+                .execute(c)
+                .await
+        })?;
+        Ok(Some(message))
+    }
+
+    /// Removes the samples, the stored voice id and the voice at the provider.
+    pub async fn delete_voice(&self, owner: &User) -> AppResult<()> {
+        let oid = owner.id.to_string();
+        let mut conn = self.pool().get().await?;
+        let voice_id: Option<String> = with_conn!(&mut conn, |c| {
+            users::table
+                .find(&oid)
+                .select(users::voice_id)
+                .first(c)
+                .await
+        })?;
+        drop(conn);
+        if let (Some(id), Some(cloner)) = (&voice_id, &self.providers().cloner) {
+            cloner.delete_voice(id).await.map_err(|e| {
+                tracing::warn!(error = %e, "deleting the voice at the provider failed");
+                AppError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "목소리 복제 서비스에서 삭제하지 못했습니다. 잠시 후 다시 시도해 주세요.",
+                )
+            })?;
+        }
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::delete(voice_samples::table.filter(voice_samples::owner_id.eq(&oid)))
+                .execute(c)
+                .await?;
+            diesel::update(users::table.find(&oid))
+                .set((
+                    users::voice_status.eq("none"),
+                    users::voice_id.eq(None::<String>),
+                ))
+                .execute(c)
+                .await
+        })?;
+        drop(conn);
+        match tokio::fs::remove_dir_all(self.samples_dir(owner.id)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(error = %e, "removing voice samples"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_come_from_the_bytes() {
+        assert_eq!(sniff_audio(b"RIFF\0\0\0\0WAVEfmt ").unwrap().0, "wav");
+        assert_eq!(sniff_audio(b"OggS\0\x02").unwrap().0, "ogg");
+        assert_eq!(sniff_audio(&[0x1A, 0x45, 0xDF, 0xA3, 1]).unwrap().0, "webm");
+        assert_eq!(sniff_audio(b"\0\0\0\x20ftypM4A \0").unwrap().0, "m4a");
+        assert_eq!(sniff_audio(b"ID3\x04\0\0").unwrap().0, "mp3");
+        assert_eq!(sniff_audio(&[0xFF, 0xFB, 0x90, 0x00]).unwrap().0, "mp3");
+        assert!(sniff_audio(b"\x89PNG\r\n\x1a\n").is_none());
+        assert!(sniff_audio(b"hello").is_none());
+        assert!(sniff_audio(b"").is_none());
+    }
+}

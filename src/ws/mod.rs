@@ -1,0 +1,431 @@
+//! The conversation WebSocket `/wss/v1/audio` (spec §7, contract §6), adapted onto the
+//! GraphQL schema: spec messages become `startConversation` / `sendMessage` /
+//! `endConversation` mutations, and the `conversationEvents` subscription stream comes
+//! back as spec JSON. No business rule lives here.
+
+mod protocol;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_graphql::{Request, Variables};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use governor::{Quota, RateLimiter};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::WsConfig;
+use crate::domain::Domain;
+use crate::error::ErrorCode;
+use crate::graphql::errors::code_of;
+use crate::graphql::{AppSchema, RequestAuth};
+use protocol::{ClientMessage, parse_client_message};
+
+/// Text frames longer than this are refused (the socket stays open).
+pub const MAX_TEXT_CHARS: usize = 10_000;
+/// Binary frames (voice samples) longer than this are refused (the socket stays open).
+pub const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
+/// Frames longer than this close the socket with 1009.
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct WsState {
+    pub schema: AppSchema,
+    pub domain: Domain,
+    pub config: WsConfig,
+}
+
+/// What the session's writer sends.
+enum Outbound {
+    Json(Value),
+    Ping,
+    Close(u16, &'static str),
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Outbound {
+    Outbound::Json(
+        json!({"type": "error", "error_code": code.as_str(), "error_message": message.into()}),
+    )
+}
+
+pub async fn audio(
+    State(state): State<WsState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let token = params
+        .get("token")
+        .cloned()
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(RequestAuth::bearer_of)
+        });
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| session(socket, state, token, params))
+}
+
+/// The child's details from the query string (`start_conversation` overrides them).
+fn prefill(params: &HashMap<String, String>) -> Value {
+    let mut payload = serde_json::Map::new();
+    if let Some(name) = params.get("child_name").filter(|n| !n.is_empty()) {
+        payload.insert("child_name".into(), json!(name));
+    }
+    if let Some(age) = params.get("age").and_then(|a| a.parse::<i64>().ok()) {
+        payload.insert("age".into(), json!(age));
+    }
+    if let Some(interests) = params.get("interests") {
+        let list: Vec<&str> = interests
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        payload.insert("interests".into(), json!(list));
+    }
+    Value::Object(payload)
+}
+
+async fn session(
+    socket: WebSocket,
+    state: WsState,
+    token: Option<String>,
+    params: HashMap<String, String>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
+    // The one writer: replies, forwarded events and pings all go through it.
+    let writer = tokio::spawn(async move {
+        while let Some(item) = out_rx.recv().await {
+            let result = match item {
+                Outbound::Json(v) => sink.send(Message::Text(v.to_string().into())).await,
+                Outbound::Ping => sink.send(Message::Ping(Vec::new().into())).await,
+                Outbound::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break;
+                }
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+    });
+    let send = |o: Outbound| {
+        let _ = out_tx.send(o);
+    };
+
+    // Authentication: a bad or missing token is told, then the socket closes with 4401.
+    let user = match state.domain.authenticate(token.as_deref()).await {
+        Ok(user) => user,
+        Err(_) => {
+            send(error(
+                ErrorCode::InvalidToken,
+                ErrorCode::InvalidToken.default_message(),
+            ));
+            send(Outbound::Close(4401, "invalid token"));
+            drop(out_tx);
+            let _ = writer.await;
+            return;
+        }
+    };
+    let token = token.unwrap_or_default();
+    tracing::info!(user_id = %user.id, "conversation socket opened");
+    let defaults = prefill(&params);
+    let limiter = RateLimiter::direct(Quota::per_minute(
+        NonZeroU32::new(state.config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
+    ));
+    let mut conversation: Option<(String, JoinHandle<()>)> = None;
+    let mut ping = tokio::time::interval(state.config.ping_interval);
+    ping.reset();
+    let idle = tokio::time::sleep(state.config.idle_timeout);
+    tokio::pin!(idle);
+    let (closing_tx, mut closing_rx) = mpsc::unbounded_channel::<()>();
+
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = ping.tick() => { send(Outbound::Ping); continue; }
+            _ = &mut idle => {
+                send(Outbound::Close(1001, "idle timeout"));
+                break;
+            }
+            Some(()) = closing_rx.recv() => break,
+        };
+        let frame = match frame {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                // Most often a frame over the size cap. The client may still be writing
+                // it: keep the connection a moment so it can read the close frame.
+                tracing::debug!(error = %e, "conversation socket read failed");
+                send(Outbound::Close(1009, "message too big"));
+                drop(out_tx);
+                let _ = writer.await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Some((_, forwarder)) = conversation.take() {
+                    forwarder.abort();
+                }
+                return;
+            }
+            None => break,
+        };
+        match &frame {
+            Message::Text(_) | Message::Binary(_) => {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + state.config.idle_timeout);
+                if limiter.check().is_err() {
+                    send(error(
+                        ErrorCode::RateLimitExceeded,
+                        "메시지를 너무 빨리 보내고 있어요. 잠시 후 다시 보내 주세요.",
+                    ));
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        match frame {
+            Message::Text(text) => {
+                if text.chars().count() > MAX_TEXT_CHARS {
+                    send(error(
+                        ErrorCode::ValidationError,
+                        "메시지는 10,000자를 넘을 수 없습니다.",
+                    ));
+                    continue;
+                }
+                let message = match parse_client_message(&text) {
+                    Ok(m) => m,
+                    Err(reason) => {
+                        send(error(ErrorCode::ValidationError, reason));
+                        continue;
+                    }
+                };
+                match message {
+                    ClientMessage::Start(payload) => {
+                        if let Some((id, forwarder)) = conversation.take() {
+                            // Starting again ends the current conversation (quietly: this
+                            // socket goes on with the new one).
+                            forwarder.abort();
+                            let _ = execute(&state.schema, &token, "mutation($id: ID!) { endConversation(conversationId: $id) { id } }", json!({"id": id})).await;
+                        }
+                        let input = merge(&defaults, &payload);
+                        let response = execute(
+                            &state.schema,
+                            &token,
+                            "mutation($input: StartConversationInput) { startConversation(input: $input) { conversation { id } greeting { seq text audioUrl } } }",
+                            json!({"input": input}),
+                        )
+                        .await;
+                        match response {
+                            Ok(data) => {
+                                let started = &data["startConversation"];
+                                let id = started["conversation"]["id"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string();
+                                // Events after the greeting (which this answer carries).
+                                let after = started["greeting"]["seq"].as_i64().unwrap_or(0);
+                                let forwarder = forward_events(
+                                    &state.schema,
+                                    &token,
+                                    &id,
+                                    after,
+                                    out_tx.clone(),
+                                    closing_tx.clone(),
+                                )
+                                .await;
+                                send(Outbound::Json(json!({
+                                    "type": "conversation_started",
+                                    "conversation_id": id,
+                                    "text": started["greeting"]["text"],
+                                    "audio_url": started["greeting"]["audioUrl"],
+                                })));
+                                conversation = Some((id, forwarder));
+                            }
+                            Err((code, message)) => send(error(code, message)),
+                        }
+                    }
+                    ClientMessage::UserMessage(text) => {
+                        let Some((id, _)) = &conversation else {
+                            send(error(
+                                ErrorCode::ConversationNotStarted,
+                                ErrorCode::ConversationNotStarted.default_message(),
+                            ));
+                            continue;
+                        };
+                        // The answer arrives through the subscription as `ai_response`.
+                        if let Err((code, message)) = execute(
+                            &state.schema,
+                            &token,
+                            "mutation($id: ID!, $text: String!) { sendMessage(conversationId: $id, text: $text) { seq } }",
+                            json!({"id": id, "text": text}),
+                        )
+                        .await
+                        {
+                            send(error(code, message));
+                        }
+                    }
+                    ClientMessage::End => {
+                        let Some((id, _)) = &conversation else {
+                            send(error(
+                                ErrorCode::ConversationNotStarted,
+                                ErrorCode::ConversationNotStarted.default_message(),
+                            ));
+                            continue;
+                        };
+                        // `conversation_ended` and the close come from the subscription.
+                        if let Err((code, message)) = execute(
+                            &state.schema,
+                            &token,
+                            "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
+                            json!({"id": id}),
+                        )
+                        .await
+                        {
+                            send(error(code, message));
+                        }
+                    }
+                }
+            }
+            Message::Binary(bytes) => {
+                if bytes.len() > MAX_SAMPLE_BYTES {
+                    send(error(
+                        ErrorCode::PayloadTooLarge,
+                        "음성 샘플은 5MB를 넘을 수 없습니다.",
+                    ));
+                    continue;
+                }
+                for reply in state.domain.voice_sample_frame(&user, &bytes).await {
+                    send(Outbound::Json(reply));
+                }
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    if let Some((_, forwarder)) = conversation.take() {
+        forwarder.abort();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+    tracing::info!(user_id = %user.id, "conversation socket closed");
+}
+
+/// `payload` over `defaults`, as GraphQL input (camelCase).
+fn merge(defaults: &Value, payload: &Value) -> Value {
+    let mut merged = defaults.as_object().cloned().unwrap_or_default();
+    if let Some(p) = payload.as_object() {
+        for (k, v) in p {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let mut input = serde_json::Map::new();
+    for (k, v) in merged {
+        let key = match k.as_str() {
+            "child_name" => "childName",
+            other => other,
+        };
+        input.insert(key.to_string(), v);
+    }
+    Value::Object(input)
+}
+
+/// Runs one GraphQL operation for this socket's account.
+async fn execute(
+    schema: &AppSchema,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Value, (ErrorCode, String)> {
+    let request = Request::new(query)
+        .variables(Variables::from_json(variables))
+        .data(RequestAuth::new(Some(token.to_string())));
+    let response = schema.execute(request).await;
+    if let Some(err) = response.errors.first() {
+        let code = code_of(err).unwrap_or(ErrorCode::ServerError);
+        return Err((code, err.message.clone()));
+    }
+    response
+        .data
+        .into_json()
+        .map_err(|e| (ErrorCode::ServerError, e.to_string()))
+}
+
+const EVENTS: &str = "subscription($id: ID!, $after: Int) { conversationEvents(conversationId: $id, afterSeq: $after) { \
+    __typename \
+    ... on AiResponse { text audioUrl userText } \
+    ... on ConversationEnded { conversationId } } }";
+
+/// Follows `conversationEvents` for the socket: answers become `ai_response`, the end
+/// becomes `conversation_ended` followed by a normal close. Returns once subscribed.
+async fn forward_events(
+    schema: &AppSchema,
+    token: &str,
+    id: &str,
+    after_seq: i64,
+    out: mpsc::UnboundedSender<Outbound>,
+    closing: mpsc::UnboundedSender<()>,
+) -> JoinHandle<()> {
+    let request = Request::new(EVENTS)
+        .variables(Variables::from_json(json!({"id": id, "after": after_seq})))
+        .data(RequestAuth::new(Some(token.to_string())));
+    let mut stream = schema.execute_stream(request);
+    // The first poll runs the resolver up to its first await, which is after it has
+    // subscribed to the event bus: no answer to a later message can be missed.
+    let first = futures_util::poll!(stream.next());
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let mut pending = match first {
+            std::task::Poll::Ready(item) => Some(item),
+            std::task::Poll::Pending => None,
+        };
+        loop {
+            let item = match pending.take() {
+                Some(item) => item,
+                None => stream.next().await,
+            };
+            let Some(response) = item else { return };
+            if let Some(err) = response.errors.first() {
+                let code = code_of(err).unwrap_or(ErrorCode::ServerError);
+                let _ = out.send(error(code, err.message.clone()));
+                return;
+            }
+            let Ok(data) = response.data.into_json() else {
+                continue;
+            };
+            let event = &data["conversationEvents"];
+            match event["__typename"].as_str() {
+                Some("AiResponse") => {
+                    let _ = out.send(Outbound::Json(json!({
+                        "type": "ai_response",
+                        "text": event["text"],
+                        "audio_url": event["audioUrl"],
+                        "user_text": event["userText"],
+                    })));
+                }
+                Some("ConversationEnded") => {
+                    let _ = out.send(Outbound::Json(
+                        json!({"type": "conversation_ended", "conversation_id": id}),
+                    ));
+                    let _ = out.send(Outbound::Close(1000, "conversation ended"));
+                    let _ = closing.send(());
+                    return;
+                }
+                _ => {}
+            }
+        }
+    })
+}

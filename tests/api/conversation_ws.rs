@@ -1,0 +1,615 @@
+//! The conversation WebSocket `/wss/v1/audio` over real sockets (contract §6).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::db_tests;
+use crate::helpers::{Db, TestApp, gql_code, spawn_app_with};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(app: &TestApp, path_and_query: &str, bearer: Option<&str>) -> Socket {
+    let url = app.base.replace("http://", "ws://") + path_and_query;
+    let mut request = url.into_client_request().unwrap();
+    if let Some(t) = bearer {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// The next JSON message, skipping pings.
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("a message within a minute")
+            .expect("socket open")
+            .expect("valid frame");
+        match frame {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a JSON message, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for the close frame; returns its code.
+async fn closed(socket: &mut Socket) -> u16 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("closes")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket error before close: {e}"),
+            None => panic!("socket ended without a close frame"),
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, v: Value) {
+    socket.send(Message::text(v.to_string())).await.unwrap();
+}
+
+fn wav(n: u8) -> Vec<u8> {
+    let mut bytes = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    bytes.extend(std::iter::repeat_n(n, 64));
+    bytes
+}
+
+async fn a_full_conversation_becomes_a_story(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = app.new_account("talker").await;
+    let mut ws = open(
+        &app,
+        &format!("/wss/v1/audio?token={token}&child_name=지우&age=6&interests=공룡,우주"),
+        None,
+    )
+    .await;
+    // The mobile client sends `event`; the server always answers with `type`.
+    send(
+        &mut ws,
+        json!({"event": "start_conversation", "payload": {"age": 5}}),
+    )
+    .await;
+    let started = recv(&mut ws).await;
+    assert_eq!(started["type"], "conversation_started", "{started}");
+    let conversation = started["conversation_id"].as_str().unwrap().to_string();
+    let greeting = started["text"].as_str().unwrap();
+    assert!(
+        greeting.contains("지우야") && greeting.contains("공룡"),
+        "{greeting}"
+    );
+    let espeak = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
+    assert_eq!(started["audio_url"].is_string(), espeak, "{started}");
+
+    let lines = [
+        "반짝이는 아기 공룡",
+        "달나라 놀이터",
+        "공룡이 길을 잃어버렸어",
+        "별똥별을 타고 집에 갔어",
+    ];
+    for line in lines {
+        send(&mut ws, json!({"type": "user_message", "text": line})).await;
+        let reply = recv(&mut ws).await;
+        assert_eq!(reply["type"], "ai_response", "{reply}");
+        assert_eq!(reply["user_text"], line);
+        assert!(!reply["text"].as_str().unwrap().is_empty());
+        if espeak {
+            let url = reply["audio_url"]
+                .as_str()
+                .unwrap()
+                .replace("http://localhost:8000", &app.base);
+            let audio = app.client.get(url).send().await.unwrap();
+            assert_eq!(audio.status(), 200);
+            assert_eq!(&audio.bytes().await.unwrap()[..4], b"RIFF");
+        } else {
+            assert_eq!(reply["audio_url"], Value::Null);
+        }
+    }
+    send(&mut ws, json!({"type": "end_conversation"})).await;
+    let ended = recv(&mut ws).await;
+    assert_eq!(
+        ended,
+        json!({"type": "conversation_ended", "conversation_id": conversation})
+    );
+    assert_eq!(closed(&mut ws).await, 1000);
+
+    // The guardian sees it over REST, with every message in order.
+    let list = app
+        .get("/api/v1/conversations", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(list["results"][0]["id"], conversation.as_str());
+    assert_eq!(list["results"][0]["status"], "ended");
+    let detail = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}"),
+            Some(&token),
+        )
+        .await
+        .assert_ok(200);
+    assert_eq!(detail["child_name"], "지우");
+    assert_eq!(detail["age"], 5);
+    assert_eq!(detail["interests"], json!(["공룡", "우주"]));
+    let roles: Vec<&str> = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "assistant",
+            "child",
+            "assistant",
+            "child",
+            "assistant",
+            "child",
+            "assistant",
+            "child",
+            "assistant"
+        ]
+    );
+
+    // A story from it uses what the child said, for the conversation's child.
+    let story = app
+        .post_json("/api/v1/stories", &json!({"user_preferences": {"theme": "모험", "length": "short"}, "conversation_id": conversation}), Some(&token))
+        .await
+        .assert_ok(202);
+    let id = story["id"].as_str().unwrap();
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = app
+            .get(&format!("/api/v1/stories/{id}"), Some(&token))
+            .await
+            .assert_ok(200);
+        if done["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["status"], "completed", "{done}");
+    let text: String = done["chapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .collect();
+    assert!(
+        text.contains("지우") && text.contains("반짝이는 아기 공룡"),
+        "{text}"
+    );
+
+    // Deleting the conversation: 204, then 404.
+    assert_eq!(
+        app.delete(
+            &format!("/api/v1/conversations/{conversation}"),
+            Some(&token)
+        )
+        .await
+        .status,
+        204
+    );
+    app.get(
+        &format!("/api/v1/conversations/{conversation}"),
+        Some(&token),
+    )
+    .await
+    .assert_error(404, "RESOURCE_NOT_FOUND");
+}
+
+async fn bad_tokens_get_an_error_and_4401(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("guarded").await;
+    for target in [
+        "/wss/v1/audio",
+        "/wss/v1/audio?token=forged",
+        "/ws/v1/audio/?token=",
+    ] {
+        let mut ws = open(&app, target, None).await;
+        let msg = recv(&mut ws).await;
+        assert_eq!(msg["type"], "error");
+        assert_eq!(msg["error_code"], "INVALID_TOKEN");
+        assert_eq!(closed(&mut ws).await, 4401, "{target}");
+    }
+    // The header works too, on every spelling of the path; the token is never logged
+    // (the request log shows the path only).
+    for target in [
+        "/wss/v1/audio",
+        "/wss/v1/audio/",
+        "/ws/v1/audio",
+        "/ws/v1/audio/",
+    ] {
+        let mut ws = open(&app, target, Some(&token)).await;
+        send(&mut ws, json!({"type": "start_conversation"})).await;
+        assert_eq!(
+            recv(&mut ws).await["type"],
+            "conversation_started",
+            "{target}"
+        );
+    }
+}
+
+async fn protocol_errors_keep_the_socket_open(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("clumsy").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::text("not json"), "VALIDATION_ERROR"),
+        (Message::text("[1,2]"), "VALIDATION_ERROR"),
+        (
+            Message::text(json!({"type": "dance"}).to_string()),
+            "VALIDATION_ERROR",
+        ),
+        (
+            Message::text(json!({"text": "no type"}).to_string()),
+            "VALIDATION_ERROR",
+        ),
+        (
+            Message::text(json!({"type": "user_message", "text": "안녕"}).to_string()),
+            "CONVERSATION_NOT_STARTED",
+        ),
+        (
+            Message::text(json!({"type": "end_conversation"}).to_string()),
+            "CONVERSATION_NOT_STARTED",
+        ),
+        (
+            Message::text(json!({"type": "user_message", "text": "가".repeat(10_001)}).to_string()),
+            "VALIDATION_ERROR",
+        ),
+        (
+            Message::text(
+                json!({"type": "start_conversation", "payload": {"age": 99}}).to_string(),
+            ),
+            "VALIDATION_ERROR",
+        ),
+        (
+            Message::text(
+                json!({"type": "start_conversation", "payload": {"pet": "cat"}}).to_string(),
+            ),
+            "VALIDATION_ERROR",
+        ),
+        (
+            Message::binary(b"definitely not audio".to_vec()),
+            "INVALID_AUDIO",
+        ),
+        (
+            Message::binary(vec![0u8; 5 * 1024 * 1024 + 1]),
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (frame, code) in cases {
+        ws.send(frame).await.unwrap();
+        let msg = recv(&mut ws).await;
+        assert_eq!(msg["type"], "error", "{msg}");
+        assert_eq!(msg["error_code"], code, "{msg}");
+        assert!(msg["error_message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Still open and working.
+    send(&mut ws, json!({"type": "start_conversation"})).await;
+    let started = recv(&mut ws).await;
+    assert_eq!(started["type"], "conversation_started");
+    send(&mut ws, json!({"type": "user_message", "text": "  "})).await;
+    assert_eq!(recv(&mut ws).await["error_code"], "VALIDATION_ERROR");
+    // A second start ends the current conversation and begins a new one.
+    send(&mut ws, json!({"type": "start_conversation"})).await;
+    let again = recv(&mut ws).await;
+    assert_eq!(again["type"], "conversation_started");
+    assert_ne!(again["conversation_id"], started["conversation_id"]);
+    let old = app
+        .get(
+            &format!(
+                "/api/v1/conversations/{}",
+                started["conversation_id"].as_str().unwrap()
+            ),
+            Some(&token),
+        )
+        .await
+        .assert_ok(200);
+    assert_eq!(old["status"], "ended");
+    // Over 8 MiB: the socket closes with 1009 (read while the big frame is still being
+    // written: the server stops reading it).
+    let (mut sink, mut stream) = ws.split();
+    let writer = tokio::spawn(async move {
+        let _ = sink
+            .send(Message::binary(vec![0u8; 8 * 1024 * 1024 + 1]))
+            .await;
+    });
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("closes")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1009);
+    writer.abort();
+}
+
+async fn idle_sockets_close_with_1001_and_messages_are_rate_limited(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--ws-idle-timeout-secs",
+            "1",
+            "--ws-ping-secs",
+            "1",
+            "--ws-messages-per-minute",
+            "3",
+        ],
+    )
+    .await;
+    let token = app.new_account("sleepy").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    // Pings (answered automatically by the client) do not keep it open.
+    assert_eq!(closed(&mut ws).await, 1001);
+
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    for _ in 0..3 {
+        send(&mut ws, json!({"type": "end_conversation"})).await;
+        assert_eq!(
+            recv(&mut ws).await["error_code"],
+            "CONVERSATION_NOT_STARTED"
+        );
+    }
+    send(&mut ws, json!({"type": "end_conversation"})).await;
+    assert_eq!(recv(&mut ws).await["error_code"], "RATE_LIMIT_EXCEEDED");
+}
+
+async fn flagged_words_are_never_repeated(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("careful").await;
+    let mut ws = open(
+        &app,
+        &format!("/wss/v1/audio?token={token}&child_name=하람"),
+        None,
+    )
+    .await;
+    send(&mut ws, json!({"type": "start_conversation"})).await;
+    recv(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"type": "user_message", "text": "칼로 죽여 버릴 거야"}),
+    )
+    .await;
+    let reply = recv(&mut ws).await;
+    assert_eq!(reply["type"], "ai_response");
+    assert_eq!(reply["user_text"], "칼로 죽여 버릴 거야");
+    let text = reply["text"].as_str().unwrap();
+    assert!(!text.contains("죽여") && !text.contains("칼"), "{text}");
+    assert!(text.contains("다른 이야기"), "{text}");
+    // The flagged words are kept for the guardian, marked, and never reach a story.
+    let conversations = app
+        .get("/api/v1/conversations", Some(&token))
+        .await
+        .assert_ok(200);
+    let id = conversations["results"][0]["id"].as_str().unwrap();
+    let body = app
+        .graphql(
+            "query($id: ID!) { conversation(id: $id) { messages { role text flagged } } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let flagged: Vec<&Value> = body["data"]["conversation"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["flagged"] == true)
+        .collect();
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0]["role"], "child");
+}
+
+async fn a_graphql_subscriber_sees_what_the_socket_sees(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("watched").await;
+    let other = app.new_account("stranger").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(&mut ws, json!({"type": "start_conversation"})).await;
+    let id = recv(&mut ws).await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let url = app.base.replace("http://", "ws://") + "/graphql/ws";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut dash, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send(
+        &mut dash,
+        json!({"type": "connection_init", "payload": {"token": token}}),
+    )
+    .await;
+    assert_eq!(recv(&mut dash).await["type"], "connection_ack");
+    send(&mut dash, json!({"id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($id: ID!) { conversationEvents(conversationId: $id) { __typename ... on AiResponse { text userText } } }",
+        "variables": {"id": id}}})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(
+        &mut ws,
+        json!({"type": "user_message", "text": "고래가 좋아"}),
+    )
+    .await;
+    let on_socket = recv(&mut ws).await;
+    let on_dash = recv(&mut dash).await;
+    assert_eq!(
+        on_dash["payload"]["data"]["conversationEvents"]["__typename"],
+        "AiResponse"
+    );
+    assert_eq!(
+        on_dash["payload"]["data"]["conversationEvents"]["text"],
+        on_socket["text"]
+    );
+    assert_eq!(
+        on_dash["payload"]["data"]["conversationEvents"]["userText"],
+        "고래가 좋아"
+    );
+    send(&mut ws, json!({"type": "end_conversation"})).await;
+    recv(&mut ws).await;
+    let ended = recv(&mut dash).await;
+    assert_eq!(
+        ended["payload"]["data"]["conversationEvents"]["__typename"],
+        "ConversationEnded"
+    );
+    assert_eq!(recv(&mut dash).await["type"], "complete");
+
+    // Someone else can neither talk in it nor watch it.
+    let body = app
+        .graphql(
+            "mutation($id: ID!) { sendMessage(conversationId: $id, text: \"안녕\") { text } }",
+            json!({"id": id}),
+            Some(&other),
+        )
+        .await
+        .json();
+    assert_eq!(gql_code(&body), "INSUFFICIENT_PERMISSION");
+    app.get(&format!("/api/v1/conversations/{id}"), Some(&other))
+        .await
+        .assert_error(403, "INSUFFICIENT_PERMISSION");
+    app.delete(&format!("/api/v1/conversations/{id}"), Some(&other))
+        .await
+        .assert_error(403, "INSUFFICIENT_PERMISSION");
+    app.post_json(
+        "/api/v1/stories",
+        &json!({"user_preferences": {"theme": "숲"}, "conversation_id": id}),
+        Some(&other),
+    )
+    .await
+    .assert_error(403, "INSUFFICIENT_PERMISSION");
+}
+
+async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/voices/add"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": "voice-123"})))
+        .mount(&provider)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path_regex("^/v1/voices/.+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(
+        db,
+        &[
+            "--voice-base-url",
+            &provider.uri(),
+            "--voice-api-key",
+            "xi-secret",
+        ],
+    )
+    .await;
+    let token = app.new_account("parent").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    for n in 1..=3u8 {
+        ws.send(Message::binary(wav(n))).await.unwrap();
+        let progress = recv(&mut ws).await;
+        assert_eq!(
+            progress,
+            json!({"type": "voice_clone_progress", "sample_count": n, "ready_for_cloning": false})
+        );
+    }
+    drop(ws);
+    // Samples survive a reconnect; the fifth clones, later ones do not clone again.
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    for n in 4..=7u8 {
+        ws.send(Message::binary(wav(n))).await.unwrap();
+        let progress = recv(&mut ws).await;
+        assert_eq!(progress["sample_count"], n);
+        assert_eq!(progress["ready_for_cloning"], n >= 5);
+        if n == 5 {
+            let success = recv(&mut ws).await;
+            assert_eq!(
+                success,
+                json!({"type": "voice_clone_success", "voice_id": "voice-123", "message": "목소리 복제 완료!"})
+            );
+        }
+    }
+    let clones: Vec<_> = provider
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/voices/add")
+        .collect();
+    assert_eq!(clones.len(), 1, "exactly one clone call");
+    assert_eq!(clones[0].headers["xi-api-key"], "xi-secret");
+    let body = String::from_utf8_lossy(&clones[0].body);
+    assert_eq!(body.matches("name=\"files\"").count(), 5);
+    assert!(app.user(&token).await.voice_id.as_deref() == Some("voice-123"));
+    // Samples are not under the media directory.
+    let user_id = app.user(&token).await.id.to_string();
+    assert!(
+        !app.domain
+            .media()
+            .dir()
+            .join(&user_id)
+            .join("voice-samples")
+            .exists()
+    );
+
+    // The guardian deletes the voice: the provider's copy, the id and the samples go.
+    let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    let deletes: Vec<_> = provider
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].url.path(), "/v1/voices/voice-123");
+    assert_eq!(app.user(&token).await.voice_id, None);
+    ws.send(Message::binary(wav(9))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 1);
+}
+
+async fn without_a_cloning_provider_samples_are_kept(db: Db) {
+    let app = spawn_app_with(db, &["--voice-clone-samples", "2"]).await;
+    let token = app.new_account("nocloner").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::binary(wav(1))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 1);
+    ws.send(Message::binary(wav(2))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["ready_for_cloning"], true);
+    let failed = recv(&mut ws).await;
+    assert_eq!(failed["type"], "error");
+    assert_eq!(failed["error_code"], "VOICE_CLONE_FAILED");
+    ws.send(Message::binary(wav(3))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 3);
+}
+
+db_tests!(
+    a_full_conversation_becomes_a_story,
+    bad_tokens_get_an_error_and_4401,
+    protocol_errors_keep_the_socket_open,
+    idle_sockets_close_with_1001_and_messages_are_rate_limited,
+    flagged_words_are_never_repeated,
+    a_graphql_subscriber_sees_what_the_socket_sees,
+    voice_samples_clone_once_and_can_be_deleted,
+    without_a_cloning_provider_samples_are_kept,
+);
