@@ -27,6 +27,12 @@ pub enum Event {
     ConversationError { id: Uuid, code: String },
     /// A conversation ended (or was deleted).
     ConversationEnded { id: Uuid },
+    /// An account's voice samples changed: `count` samples stored.
+    VoiceProgress { user: Uuid, count: i64, ready: bool },
+    /// An account's voice was cloned.
+    VoiceCloned { user: Uuid, voice_id: String },
+    /// Cloning an account's voice failed (`message` is for the guardian).
+    VoiceCloneFailed { user: Uuid, message: String },
 }
 
 #[derive(Clone)]

@@ -4,7 +4,6 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Domain;
@@ -13,6 +12,7 @@ use crate::db::models::VoiceSampleRow;
 use crate::db::schema::{users, voice_samples};
 use crate::db::{self, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::events::Event;
 use crate::providers::voice::Sample;
 use crate::with_conn;
 
@@ -38,10 +38,6 @@ pub fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
-fn error(code: ErrorCode, message: impl Into<String>) -> Value {
-    json!({"type": "error", "error_code": code.as_str(), "error_message": message.into()})
-}
-
 impl Domain {
     fn samples_dir(&self, owner: Uuid) -> std::path::PathBuf {
         self.config()
@@ -50,16 +46,10 @@ impl Domain {
             .join(owner.to_string())
     }
 
-    /// Handles one binary frame of the conversation socket: store the sample, report
-    /// progress, clone at the threshold. Returns the spec messages to send.
-    pub async fn voice_sample_frame(&self, owner: &User, bytes: &[u8]) -> Vec<Value> {
-        match self.add_voice_sample(owner, bytes).await {
-            Ok(messages) => messages,
-            Err(e) => vec![error(e.code(), e.public_message())],
-        }
-    }
-
-    async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<Vec<Value>> {
+    /// Stores one voice sample (a binary frame of the conversation socket) and clones the
+    /// voice at the threshold. Progress, success and cloning failures are announced on the
+    /// account's voice events (`voiceEvents`); an unusable sample is an error here.
+    pub async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<()> {
         let Some((ext, _)) = sniff_audio(bytes) else {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
         };
@@ -93,26 +83,30 @@ impl Domain {
         })?;
         drop(conn);
         let threshold = i64::from(self.config().voice_clone_samples);
-        let mut out = vec![json!({
-            "type": "voice_clone_progress",
-            "sample_count": count,
-            "ready_for_cloning": count >= threshold,
-        })];
-        if count >= threshold
-            && let Some(message) = self.clone_once(owner).await?
-        {
-            out.push(message);
+        self.events()
+            .publish(Event::VoiceProgress {
+                user: owner.id,
+                count,
+                ready: count >= threshold,
+            })
+            .await;
+        if count >= threshold {
+            self.clone_once(owner).await?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Clones the voice if it has not been (exactly one caller wins the claim).
-    async fn clone_once(&self, owner: &User) -> AppResult<Option<Value>> {
+    async fn clone_once(&self, owner: &User) -> AppResult<()> {
         let Some(cloner) = self.providers().cloner.clone() else {
-            return Ok(Some(error(
-                ErrorCode::VoiceCloneFailed,
-                "목소리 복제 서비스가 설정되지 않았습니다. 샘플은 보관되어 있어요.",
-            )));
+            self.events()
+                .publish(Event::VoiceCloneFailed {
+                    user: owner.id,
+                    message: "목소리 복제 서비스가 설정되지 않았습니다. 샘플은 보관되어 있어요."
+                        .into(),
+                })
+                .await;
+            return Ok(());
         };
         let oid = owner.id.to_string();
         let mut conn = self.pool().get().await?;
@@ -128,7 +122,7 @@ impl Domain {
         })?;
         drop(conn);
         if claimed == 0 {
-            return Ok(None);
+            return Ok(());
         }
         let rows: Vec<VoiceSampleRow> = {
             let mut conn = self.pool().get().await?;
@@ -158,21 +152,25 @@ impl Domain {
         let result = cloner
             .clone_voice(&format!("jjongal-{}", owner.id), samples)
             .await;
-        let (status, voice_id, message) = match result {
+        let (status, voice_id, event) = match result {
             Ok(voice_id) => (
                 "cloned",
                 Some(voice_id.clone()),
-                json!({"type": "voice_clone_success", "voice_id": voice_id, "message": "목소리 복제 완료!"}),
+                Event::VoiceCloned {
+                    user: owner.id,
+                    voice_id,
+                },
             ),
             Err(e) => {
                 tracing::warn!(user_id = %owner.id, error = %e, "voice cloning failed");
                 (
                     "none",
                     None,
-                    error(
-                        ErrorCode::VoiceCloneFailed,
-                        "목소리 복제에 실패했어요. 샘플은 보관되어 있으니 다음 샘플에서 다시 시도할게요.",
-                    ),
+                    Event::VoiceCloneFailed {
+                        user: owner.id,
+                        message: "목소리 복제에 실패했어요. 샘플은 보관되어 있으니 다음 샘플에서 다시 시도할게요."
+                            .into(),
+                    },
                 )
             }
         };
@@ -186,7 +184,9 @@ impl Domain {
                 .execute(c)
                 .await
         })?;
-        Ok(Some(message))
+        drop(conn);
+        self.events().publish(event).await;
+        Ok(())
     }
 
     /// Removes the samples, the stored voice id and the voice at the provider.

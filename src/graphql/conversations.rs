@@ -366,3 +366,83 @@ impl ConversationSubscription {
         ))
     }
 }
+
+/// Progress of the account's voice samples.
+#[derive(SimpleObject)]
+pub struct VoiceCloneProgress {
+    pub sample_count: i64,
+    pub ready_for_cloning: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct VoiceCloneSuccess {
+    pub voice_id: String,
+    pub message: String,
+}
+
+#[derive(SimpleObject)]
+pub struct VoiceCloneFailure {
+    /// Always `VOICE_CLONE_FAILED`.
+    pub code: String,
+    pub message: String,
+}
+
+/// What happens to the account's voice.
+#[derive(Union)]
+pub enum VoiceEvent {
+    Progress(VoiceCloneProgress),
+    Success(VoiceCloneSuccess),
+    Failure(VoiceCloneFailure),
+}
+
+#[derive(Default)]
+pub struct VoiceSubscription;
+
+#[Subscription]
+impl VoiceSubscription {
+    /// The viewer's voice samples and cloning, as they happen.
+    async fn voice_events(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = VoiceEvent> + use<>> {
+        // Subscribe before the first await (see conversationEvents).
+        let events = domain(ctx).events().subscribe();
+        let user = viewer(ctx).await?.id;
+        Ok(futures_util::stream::unfold(
+            events,
+            move |mut rx| async move {
+                loop {
+                    let event = match rx.recv().await {
+                        Ok(e) => e,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
+                    };
+                    let item = match event {
+                        Event::VoiceProgress {
+                            user: u,
+                            count,
+                            ready,
+                        } if u == user => VoiceEvent::Progress(VoiceCloneProgress {
+                            sample_count: count,
+                            ready_for_cloning: ready,
+                        }),
+                        Event::VoiceCloned { user: u, voice_id } if u == user => {
+                            VoiceEvent::Success(VoiceCloneSuccess {
+                                voice_id,
+                                message: "목소리 복제 완료!".into(),
+                            })
+                        }
+                        Event::VoiceCloneFailed { user: u, message } if u == user => {
+                            VoiceEvent::Failure(VoiceCloneFailure {
+                                code: ErrorCode::VoiceCloneFailed.as_str().into(),
+                                message,
+                            })
+                        }
+                        _ => continue,
+                    };
+                    return Some((item, rx));
+                }
+            },
+        ))
+    }
+}

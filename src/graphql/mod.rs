@@ -34,6 +34,7 @@ pub struct MutationRoot(
 pub struct SubscriptionRoot(
     stories::StorySubscription,
     conversations::ConversationSubscription,
+    conversations::VoiceSubscription,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -150,6 +150,7 @@ async fn session(
         NonZeroU32::new(state.config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
     ));
     let mut conversation: Option<(String, JoinHandle<()>)> = None;
+    let voice_forwarder = forward_voice_events(&state.schema, &token, out_tx.clone()).await;
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
     let idle = tokio::time::sleep(state.config.idle_timeout);
@@ -179,6 +180,7 @@ async fn session(
                 if let Some((_, forwarder)) = conversation.take() {
                     forwarder.abort();
                 }
+                voice_forwarder.abort();
                 return;
             }
             None => break,
@@ -308,8 +310,9 @@ async fn session(
                     ));
                     continue;
                 }
-                for reply in state.domain.voice_sample_frame(&user, &bytes).await {
-                    send(Outbound::Json(reply));
+                // Straight to the voice service; progress returns on `voiceEvents`.
+                if let Err(e) = state.domain.add_voice_sample(&user, &bytes).await {
+                    send(error(e.code(), e.public_message()));
                 }
             }
             Message::Close(_) => break,
@@ -319,6 +322,7 @@ async fn session(
     if let Some((_, forwarder)) = conversation.take() {
         forwarder.abort();
     }
+    voice_forwarder.abort();
     drop(out_tx);
     let _ = writer.await;
     tracing::info!(user_id = %user.id, "conversation socket closed");
@@ -425,6 +429,64 @@ async fn forward_events(
                     return;
                 }
                 _ => {}
+            }
+        }
+    })
+}
+
+const VOICE_EVENTS: &str = "subscription { voiceEvents { __typename \
+    ... on VoiceCloneProgress { sampleCount readyForCloning } \
+    ... on VoiceCloneSuccess { voiceId message } \
+    ... on VoiceCloneFailure { code message } } }";
+
+/// Follows the account's `voiceEvents` for the socket, as spec messages. Returns once
+/// subscribed.
+async fn forward_voice_events(
+    schema: &AppSchema,
+    token: &str,
+    out: mpsc::UnboundedSender<Outbound>,
+) -> JoinHandle<()> {
+    let request = Request::new(VOICE_EVENTS).data(RequestAuth::new(Some(token.to_string())));
+    let mut stream = schema.execute_stream(request);
+    let first = futures_util::poll!(stream.next());
+    tokio::spawn(async move {
+        let mut pending = match first {
+            std::task::Poll::Ready(item) => Some(item),
+            std::task::Poll::Pending => None,
+        };
+        loop {
+            let item = match pending.take() {
+                Some(item) => item,
+                None => stream.next().await,
+            };
+            let Some(response) = item else { return };
+            if !response.errors.is_empty() {
+                return;
+            }
+            let Ok(data) = response.data.into_json() else {
+                continue;
+            };
+            let event = &data["voiceEvents"];
+            let message = match event["__typename"].as_str() {
+                Some("VoiceCloneProgress") => json!({
+                    "type": "voice_clone_progress",
+                    "sample_count": event["sampleCount"],
+                    "ready_for_cloning": event["readyForCloning"],
+                }),
+                Some("VoiceCloneSuccess") => json!({
+                    "type": "voice_clone_success",
+                    "voice_id": event["voiceId"],
+                    "message": event["message"],
+                }),
+                Some("VoiceCloneFailure") => json!({
+                    "type": "error",
+                    "error_code": event["code"],
+                    "error_message": event["message"],
+                }),
+                _ => continue,
+            };
+            if out.send(Outbound::Json(message)).is_err() {
+                return;
             }
         }
     })

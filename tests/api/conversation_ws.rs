@@ -603,7 +603,139 @@ async fn without_a_cloning_provider_samples_are_kept(db: Db) {
     assert_eq!(recv(&mut ws).await["sample_count"], 3);
 }
 
+async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "안녕! 나는 모델이 쓴 쫑이야."}}]
+        })))
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/voices/add"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": "voice-abc"})))
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/text-to-speech/voice-abc"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_bytes(b"ID3\x04\x00cloned-voice".to_vec()),
+        )
+        .mount(&provider)
+        .await;
+    let llm = format!("{}/v1", provider.uri());
+    let app = spawn_app_with(
+        db,
+        &[
+            "--llm-base-url",
+            &llm,
+            "--voice-base-url",
+            &provider.uri(),
+            "--voice-clone-samples",
+            "1",
+        ],
+    )
+    .await;
+    let token = app.new_account("modern").await;
+    let mut ws = open(
+        &app,
+        &format!("/wss/v1/audio?token={token}&child_name=도윤&age=4"),
+        None,
+    )
+    .await;
+    ws.send(Message::binary(wav(1))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["type"], "voice_clone_progress");
+    assert_eq!(recv(&mut ws).await["type"], "voice_clone_success");
+
+    send(&mut ws, json!({"type": "start_conversation"})).await;
+    let started = recv(&mut ws).await;
+    assert_eq!(started["text"], "안녕! 나는 모델이 쓴 쫑이야.");
+    // Spoken in the cloned voice.
+    let url = started["audio_url"]
+        .as_str()
+        .expect("spoken greeting")
+        .replace("http://localhost:8000", &app.base);
+    let audio = app
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(audio.as_ref(), b"ID3\x04\x00cloned-voice");
+
+    send(
+        &mut ws,
+        json!({"type": "user_message", "text": "토끼가 좋아"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["user_text"], "토끼가 좋아");
+    let chats: Vec<_> = provider
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/chat/completions")
+        .collect();
+    assert_eq!(chats.len(), 2);
+    let second: Value = serde_json::from_slice(&chats[1].body).unwrap();
+    let messages = second["messages"].as_array().unwrap();
+    let system = messages[0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("도윤") && system.contains("4살") && system.contains("아주 어린 아이"),
+        "{system}"
+    );
+    // The history goes with the request: the greeting, then the child's words.
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": "안녕! 나는 모델이 쓴 쫑이야."})
+    );
+    assert_eq!(
+        messages[2],
+        json!({"role": "user", "content": "토끼가 좋아"})
+    );
+}
+
+async fn cloning_failures_are_reported_and_retried(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/voices/add"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(
+        db,
+        &[
+            "--voice-base-url",
+            &provider.uri(),
+            "--voice-clone-samples",
+            "2",
+        ],
+    )
+    .await;
+    let token = app.new_account("unlucky").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::binary(wav(1))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["ready_for_cloning"], false);
+    ws.send(Message::binary(wav(2))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["ready_for_cloning"], true);
+    let failed = recv(&mut ws).await;
+    assert_eq!(failed["error_code"], "VOICE_CLONE_FAILED", "{failed}");
+    // The samples are kept; the next one tries again.
+    ws.send(Message::binary(wav(3))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 3);
+    assert_eq!(recv(&mut ws).await["error_code"], "VOICE_CLONE_FAILED");
+    let calls = provider.received_requests().await.unwrap().len();
+    assert_eq!(calls, 2);
+    assert_eq!(app.user(&token).await.voice_id, None);
+}
+
 db_tests!(
+    the_guide_uses_the_llm_and_the_cloned_voice,
+    cloning_failures_are_reported_and_retried,
     a_full_conversation_becomes_a_story,
     bad_tokens_get_an_error_and_4401,
     protocol_errors_keep_the_socket_open,
