@@ -171,8 +171,16 @@ impl Domain {
     ) -> AppResult<(Conversation, Reply)> {
         let id = self.create_conversation(owner, child).await?;
         let conversation = self.conversation(owner, &id.to_string()).await?;
-        let reply = self.guide_turn(owner, &conversation, None).await?;
-        Ok((conversation, reply))
+        match self.guide_turn(owner, &conversation, None).await {
+            Ok(reply) => Ok((conversation, reply)),
+            Err(e) => {
+                // No greeting, no conversation: do not leave an empty one behind.
+                if let Err(cleanup) = self.delete_conversation(owner, &id.to_string()).await {
+                    tracing::warn!(error = ?cleanup, "removing a conversation that never started");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The child says `text`; the guide answers (also announced to subscribers).

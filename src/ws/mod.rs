@@ -73,6 +73,10 @@ pub async fn audio(
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        // Mostly small JSON: a small read buffer keeps thousands of idle sockets cheap
+        // (large voice samples still arrive whole; the buffer grows as needed).
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| session(socket, state, token, params))
 }
 

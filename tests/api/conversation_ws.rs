@@ -733,7 +733,49 @@ async fn cloning_failures_are_reported_and_retried(db: Db) {
     assert_eq!(app.user(&token).await.voice_id, None);
 }
 
+async fn an_unreachable_guide_is_ai_unavailable(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&provider)
+        .await;
+    let llm = format!("{}/v1", provider.uri());
+    let app = spawn_app_with(
+        db,
+        &[
+            "--llm-base-url",
+            &llm,
+            "--provider-max-attempts",
+            "2",
+            "--provider-backoff-ms",
+            "5",
+        ],
+    )
+    .await;
+    let token = app.new_account("offline-ai").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(&mut ws, json!({"type": "start_conversation"})).await;
+    let msg = recv(&mut ws).await;
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(msg["error_code"], "AI_UNAVAILABLE");
+    // Two attempts (the configured maximum), and the socket stays open.
+    assert_eq!(provider.received_requests().await.unwrap().len(), 2);
+    send(&mut ws, json!({"type": "user_message", "text": "안녕"})).await;
+    assert_eq!(
+        recv(&mut ws).await["error_code"],
+        "CONVERSATION_NOT_STARTED"
+    );
+    // No empty conversation was left behind.
+    let list = app
+        .get("/api/v1/conversations", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(list["results"], json!([]));
+}
+
 db_tests!(
+    an_unreachable_guide_is_ai_unavailable,
     the_guide_uses_the_llm_and_the_cloned_voice,
     cloning_failures_are_reported_and_retried,
     a_full_conversation_becomes_a_story,

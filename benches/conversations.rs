@@ -1,0 +1,231 @@
+//! Conversation benchmark (not a test): many concurrent conversations on one server
+//! process. Reports the server's memory per open conversation socket and the latency the
+//! service adds to `ai_response` on top of a fake LLM answering after a fixed latency L.
+//! Every answer is validated (type, echoed `user_text`, the model's text).
+//!
+//!     cargo bench --bench conversations                 # 1000 sockets, L = 200 ms
+//!     cargo bench --bench conversations -- 2000 100     # 2000 sockets, L = 100 ms
+//!
+//! The server runs as its own process (the release binary), so its memory is measured
+//! alone; the file-descriptor limit (`ulimit -n`) must allow the sockets.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ANSWER: &str = "우와, 멋진 생각이야! 그 다음엔 어떻게 될까?";
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrent conversation sockets.
+    #[arg(default_value_t = 1000)]
+    connections: usize,
+    /// Fake LLM latency L in milliseconds.
+    #[arg(default_value_t = 200)]
+    latency_ms: u64,
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn recv(ws: &mut Socket) -> Value {
+    loop {
+        match ws.next().await.expect("open").expect("frame") {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// One user message and its answer; returns the round trip.
+async fn exchange(ws: &mut Socket, text: &str) -> Duration {
+    let started = Instant::now();
+    ws.send(Message::text(
+        json!({"type": "user_message", "text": text}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let reply = recv(ws).await;
+    let elapsed = started.elapsed();
+    assert_eq!(reply["type"], "ai_response", "{reply}");
+    assert_eq!(reply["user_text"], text, "{reply}");
+    assert_eq!(reply["text"], ANSWER, "{reply}");
+    assert!(reply["audio_url"].is_string(), "{reply}");
+    elapsed
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    jjongal::providers::http::install_tls();
+    let latency = Duration::from_millis(args.latency_ms);
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_delay(latency).set_body_json(json!({
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ANSWER}}]
+        })))
+        .mount(&llm)
+        .await;
+    // Narration from a provider that answers at once, so the figures are the service's
+    // own cost (offline espeak-ng would add its CPU time per reply).
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/speech"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3\x04\x00bench".to_vec()))
+        .mount(&llm)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_jjongal"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JJONGAL_DATA_DIR", dir.path())
+        .env("JJONGAL_BIND", "127.0.0.1:0")
+        .env("JJONGAL_LLM_BASE_URL", format!("{}/v1", llm.uri()))
+        .env("JJONGAL_SPEECH_BASE_URL", format!("{}/v1", llm.uri()))
+        .env("JJONGAL_SPEECH_CONCURRENCY", "64")
+        .env("JJONGAL_LOG", "warn,jjongal=info")
+        .env("JJONGAL_LOG_FORMAT", "json")
+        .env("JJONGAL_WORKER", "false")
+        .env("JJONGAL_DATABASE_POOL_SIZE", "32")
+        .env("JJONGAL_WS_MESSAGES_PER_MINUTE", "100000")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the release binary");
+    let pid = server.id().unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("server log");
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["message"] == "listening" {
+            break v["address"].as_str().unwrap().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{base}/api/v1/users"))
+        .json(&json!({"user_id": "bench", "password": "password123", "name": "벤치", "age": 7, "guardian_consent": true}))
+        .send()
+        .await
+        .unwrap();
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({"user_id": "bench", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["access_token"].as_str().unwrap().to_string();
+    let url = format!("ws://{addr}/wss/v1/audio?token={token}");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_kib(pid);
+
+    // Open every socket and start a conversation on each (in waves of 100).
+    let started = Instant::now();
+    let mut sockets: Vec<Socket> = Vec::with_capacity(args.connections);
+    while sockets.len() < args.connections {
+        let wave = (args.connections - sockets.len()).min(100);
+        let opened = futures_util::future::join_all((0..wave).map(|_| {
+            let url = url.clone();
+            async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .expect("connect");
+                ws.send(Message::text(
+                    json!({"type": "start_conversation"}).to_string(),
+                ))
+                .await
+                .unwrap();
+                let hello = recv(&mut ws).await;
+                assert_eq!(hello["type"], "conversation_started", "{hello}");
+                assert_eq!(hello["text"], ANSWER);
+                ws
+            }
+        }))
+        .await;
+        sockets.extend(opened);
+    }
+    let open_time = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy_rss = rss_kib(pid);
+    let per_socket = (busy_rss.saturating_sub(idle_rss)) as f64 / args.connections as f64;
+
+    // Latency with the server otherwise idle: one socket, one message at a time.
+    let mut solo = Vec::new();
+    for i in 0..20 {
+        solo.push(exchange(&mut sockets[0], &format!("혼자 말하기 {i}")).await);
+    }
+    solo.sort();
+
+    // Everyone talks at once.
+    let wall = Instant::now();
+    let mut all: Vec<Duration> = futures_util::future::join_all(
+        sockets
+            .iter_mut()
+            .enumerate()
+            .map(|(i, ws)| async move { exchange(ws, &format!("동시에 {i}")).await }),
+    )
+    .await;
+    let wall = wall.elapsed();
+    all.sort();
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let over = |d: Duration| ms(d) - args.latency_ms as f64;
+    println!(
+        "fake LLM latency L = {} ms; {} conversation sockets on one server process",
+        args.latency_ms, args.connections
+    );
+    println!(
+        "memory: server RSS {:.1} MiB idle → {:.1} MiB with {} open conversations = {:.1} KiB per conversation socket (opened in {:.1} s)",
+        idle_rss as f64 / 1024.0,
+        busy_rss as f64 / 1024.0,
+        args.connections,
+        per_socket,
+        open_time.as_secs_f64()
+    );
+    println!(
+        "one conversation alone: ai_response in median {:.1} ms = L + {:.1} ms (p95 L + {:.1} ms)",
+        ms(percentile(&solo, 0.5)),
+        over(percentile(&solo, 0.5)),
+        over(percentile(&solo, 0.95))
+    );
+    println!(
+        "all {} at once: every answer validated in {:.2} s; per answer median L + {:.0} ms, p95 L + {:.0} ms, max L + {:.0} ms",
+        args.connections,
+        wall.as_secs_f64(),
+        over(percentile(&all, 0.5)),
+        over(percentile(&all, 0.95)),
+        over(percentile(&all, 1.0))
+    );
+    drop(sockets);
+    let _ = server.kill().await;
+}
