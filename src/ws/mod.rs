@@ -41,6 +41,12 @@ pub struct WsState {
     pub config: WsConfig,
 }
 
+const START: &str = "mutation($input: StartConversationInput) { startConversation(input: $input) { \
+    conversation { id } greeting { seq text audioUrl } } }";
+const SEND: &str =
+    "mutation($id: ID!, $text: String!) { sendMessage(conversationId: $id, text: $text) { seq } }";
+const END: &str = "mutation($id: ID!) { endConversation(conversationId: $id) { id } }";
+
 /// What the session's writer sends.
 enum Outbound {
     Json(Value),
@@ -52,6 +58,11 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Outbound {
     Outbound::Json(
         json!({"type": "error", "error_code": code.as_str(), "error_message": message.into()}),
     )
+}
+
+fn not_started() -> Outbound {
+    let code = ErrorCode::ConversationNotStarted;
+    error(code, code.default_message())
 }
 
 pub async fn audio(
@@ -225,16 +236,11 @@ async fn session(
                             // Starting again ends the current conversation (quietly: this
                             // socket goes on with the new one).
                             forwarder.abort();
-                            let _ = execute(&state.schema, &token, "mutation($id: ID!) { endConversation(conversationId: $id) { id } }", json!({"id": id})).await;
+                            let _ = execute(&state.schema, &token, END, json!({"id": id})).await;
                         }
                         let input = merge(&defaults, &payload);
-                        let response = execute(
-                            &state.schema,
-                            &token,
-                            "mutation($input: StartConversationInput) { startConversation(input: $input) { conversation { id } greeting { seq text audioUrl } } }",
-                            json!({"input": input}),
-                        )
-                        .await;
+                        let response =
+                            execute(&state.schema, &token, START, json!({"input": input})).await;
                         match response {
                             Ok(data) => {
                                 let started = &data["startConversation"];
@@ -266,40 +272,25 @@ async fn session(
                     }
                     ClientMessage::UserMessage(text) => {
                         let Some((id, _)) = &conversation else {
-                            send(error(
-                                ErrorCode::ConversationNotStarted,
-                                ErrorCode::ConversationNotStarted.default_message(),
-                            ));
+                            send(not_started());
                             continue;
                         };
                         // The answer arrives through the subscription as `ai_response`.
-                        if let Err((code, message)) = execute(
-                            &state.schema,
-                            &token,
-                            "mutation($id: ID!, $text: String!) { sendMessage(conversationId: $id, text: $text) { seq } }",
-                            json!({"id": id, "text": text}),
-                        )
-                        .await
+                        if let Err((code, message)) =
+                            execute(&state.schema, &token, SEND, json!({"id": id, "text": text}))
+                                .await
                         {
                             send(error(code, message));
                         }
                     }
                     ClientMessage::End => {
                         let Some((id, _)) = &conversation else {
-                            send(error(
-                                ErrorCode::ConversationNotStarted,
-                                ErrorCode::ConversationNotStarted.default_message(),
-                            ));
+                            send(not_started());
                             continue;
                         };
                         // `conversation_ended` and the close come from the subscription.
-                        if let Err((code, message)) = execute(
-                            &state.schema,
-                            &token,
-                            "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
-                            json!({"id": id}),
-                        )
-                        .await
+                        if let Err((code, message)) =
+                            execute(&state.schema, &token, END, json!({"id": id})).await
                         {
                             send(error(code, message));
                         }
@@ -372,29 +363,23 @@ async fn execute(
         .map_err(|e| (ErrorCode::ServerError, e.to_string()))
 }
 
-const EVENTS: &str = "subscription($id: ID!, $after: Int) { conversationEvents(conversationId: $id, afterSeq: $after) { \
-    __typename \
-    ... on AiResponse { text audioUrl userText } \
-    ... on ConversationEnded { conversationId } } }";
-
-/// Follows `conversationEvents` for the socket: answers become `ai_response`, the end
-/// becomes `conversation_ended` followed by a normal close. Returns once subscribed.
-async fn forward_events(
+/// Starts `request` as a subscription for the socket and forwards what `map` makes of
+/// each result until the stream or `map` ends it. The stream is polled once before
+/// returning: the resolvers subscribe to the event bus before their first await, so
+/// nothing published after this returns can be missed. When `map` ends the forwarding,
+/// `done` (if any) is told after the last message was queued.
+async fn forward<F>(
     schema: &AppSchema,
-    token: &str,
-    id: &str,
-    after_seq: i64,
+    request: Request,
     out: mpsc::UnboundedSender<Outbound>,
-    closing: mpsc::UnboundedSender<()>,
-) -> JoinHandle<()> {
-    let request = Request::new(EVENTS)
-        .variables(Variables::from_json(json!({"id": id, "after": after_seq})))
-        .data(RequestAuth::new(Some(token.to_string())));
+    done: Option<mpsc::UnboundedSender<()>>,
+    mut map: F,
+) -> JoinHandle<()>
+where
+    F: FnMut(&Value) -> Forward + Send + 'static,
+{
     let mut stream = schema.execute_stream(request);
-    // The first poll runs the resolver up to its first await, which is after it has
-    // subscribed to the event bus: no answer to a later message can be missed.
     let first = futures_util::poll!(stream.next());
-    let id = id.to_string();
     tokio::spawn(async move {
         let mut pending = match first {
             std::task::Poll::Ready(item) => Some(item),
@@ -414,28 +399,75 @@ async fn forward_events(
             let Ok(data) = response.data.into_json() else {
                 continue;
             };
-            let event = &data["conversationEvents"];
-            match event["__typename"].as_str() {
-                Some("AiResponse") => {
-                    let _ = out.send(Outbound::Json(json!({
-                        "type": "ai_response",
-                        "text": event["text"],
-                        "audio_url": event["audioUrl"],
-                        "user_text": event["userText"],
-                    })));
+            match map(&data) {
+                Forward::Skip => {}
+                Forward::Send(messages, last) => {
+                    for m in messages {
+                        if out.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    if last {
+                        if let Some(done) = &done {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
                 }
-                Some("ConversationEnded") => {
-                    let _ = out.send(Outbound::Json(
-                        json!({"type": "conversation_ended", "conversation_id": id}),
-                    ));
-                    let _ = out.send(Outbound::Close(1000, "conversation ended"));
-                    let _ = closing.send(());
-                    return;
-                }
-                _ => {}
             }
         }
     })
+}
+
+/// What to do with one subscription result.
+enum Forward {
+    Skip,
+    /// Send these; `true` ends the forwarding.
+    Send(Vec<Outbound>, bool),
+}
+
+const EVENTS: &str = "subscription($id: ID!, $after: Int) { conversationEvents(conversationId: $id, afterSeq: $after) { \
+    __typename \
+    ... on AiResponse { text audioUrl userText } \
+    ... on ConversationEnded { conversationId } } }";
+
+/// Follows `conversationEvents` for the socket: answers become `ai_response`, the end
+/// becomes `conversation_ended` followed by a normal close.
+async fn forward_events(
+    schema: &AppSchema,
+    token: &str,
+    id: &str,
+    after_seq: i64,
+    out: mpsc::UnboundedSender<Outbound>,
+    closing: mpsc::UnboundedSender<()>,
+) -> JoinHandle<()> {
+    let request = Request::new(EVENTS)
+        .variables(Variables::from_json(json!({"id": id, "after": after_seq})))
+        .data(RequestAuth::new(Some(token.to_string())));
+    let id = id.to_string();
+    forward(schema, request, out, Some(closing), move |data| {
+        let event = &data["conversationEvents"];
+        match event["__typename"].as_str() {
+            Some("AiResponse") => Forward::Send(
+                vec![Outbound::Json(json!({
+                    "type": "ai_response",
+                    "text": event["text"],
+                    "audio_url": event["audioUrl"],
+                    "user_text": event["userText"],
+                }))],
+                false,
+            ),
+            Some("ConversationEnded") => Forward::Send(
+                vec![
+                    Outbound::Json(json!({"type": "conversation_ended", "conversation_id": id})),
+                    Outbound::Close(1000, "conversation ended"),
+                ],
+                true,
+            ),
+            _ => Forward::Skip,
+        }
+    })
+    .await
 }
 
 const VOICE_EVENTS: &str = "subscription { voiceEvents { __typename \
@@ -443,55 +475,34 @@ const VOICE_EVENTS: &str = "subscription { voiceEvents { __typename \
     ... on VoiceCloneSuccess { voiceId message } \
     ... on VoiceCloneFailure { code message } } }";
 
-/// Follows the account's `voiceEvents` for the socket, as spec messages. Returns once
-/// subscribed.
+/// Follows the account's `voiceEvents` for the socket, as spec messages.
 async fn forward_voice_events(
     schema: &AppSchema,
     token: &str,
     out: mpsc::UnboundedSender<Outbound>,
 ) -> JoinHandle<()> {
     let request = Request::new(VOICE_EVENTS).data(RequestAuth::new(Some(token.to_string())));
-    let mut stream = schema.execute_stream(request);
-    let first = futures_util::poll!(stream.next());
-    tokio::spawn(async move {
-        let mut pending = match first {
-            std::task::Poll::Ready(item) => Some(item),
-            std::task::Poll::Pending => None,
+    forward(schema, request, out, None, |data| {
+        let event = &data["voiceEvents"];
+        let message = match event["__typename"].as_str() {
+            Some("VoiceCloneProgress") => json!({
+                "type": "voice_clone_progress",
+                "sample_count": event["sampleCount"],
+                "ready_for_cloning": event["readyForCloning"],
+            }),
+            Some("VoiceCloneSuccess") => json!({
+                "type": "voice_clone_success",
+                "voice_id": event["voiceId"],
+                "message": event["message"],
+            }),
+            Some("VoiceCloneFailure") => json!({
+                "type": "error",
+                "error_code": event["code"],
+                "error_message": event["message"],
+            }),
+            _ => return Forward::Skip,
         };
-        loop {
-            let item = match pending.take() {
-                Some(item) => item,
-                None => stream.next().await,
-            };
-            let Some(response) = item else { return };
-            if !response.errors.is_empty() {
-                return;
-            }
-            let Ok(data) = response.data.into_json() else {
-                continue;
-            };
-            let event = &data["voiceEvents"];
-            let message = match event["__typename"].as_str() {
-                Some("VoiceCloneProgress") => json!({
-                    "type": "voice_clone_progress",
-                    "sample_count": event["sampleCount"],
-                    "ready_for_cloning": event["readyForCloning"],
-                }),
-                Some("VoiceCloneSuccess") => json!({
-                    "type": "voice_clone_success",
-                    "voice_id": event["voiceId"],
-                    "message": event["message"],
-                }),
-                Some("VoiceCloneFailure") => json!({
-                    "type": "error",
-                    "error_code": event["code"],
-                    "error_message": event["message"],
-                }),
-                _ => continue,
-            };
-            if out.send(Outbound::Json(message)).is_err() {
-                return;
-            }
-        }
+        Forward::Send(vec![Outbound::Json(message)], false)
     })
+    .await
 }
