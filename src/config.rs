@@ -280,6 +280,9 @@ pub struct ConfigArgs {
     /// Voice samples needed before the voice is cloned (once).
     #[arg(long, env = "JJONGAL_VOICE_CLONE_SAMPLES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub voice_clone_samples: u32,
+    /// Whether operators' views of conversations include message texts.
+    #[arg(long, env = "JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub operator_can_read_transcripts: bool,
     /// Stories one account may request per quota window.
     #[arg(long, env = "JJONGAL_STORY_QUOTA", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub story_quota: u32,
@@ -333,6 +336,7 @@ pub struct Config {
     pub story_quota_window: Duration,
     pub ws: WsConfig,
     pub voice_clone_samples: u32,
+    pub operator_can_read_transcripts: bool,
 }
 
 /// The conversation WebSocket's limits.
@@ -501,6 +505,7 @@ impl Config {
                 messages_per_minute: args.ws_messages_per_minute,
             },
             voice_clone_samples: args.voice_clone_samples,
+            operator_can_read_transcripts: args.operator_can_read_transcripts,
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,

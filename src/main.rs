@@ -57,6 +57,12 @@ enum UsersCommand {
         #[arg(long, default_value = "member")]
         role: String,
     },
+    /// Grant or withdraw the operator role (takes effect at once).
+    SetRole {
+        login_id: String,
+        /// `member` or `operator`.
+        role: String,
+    },
 }
 
 #[tokio::main]
@@ -78,6 +84,20 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users {
+            command: UsersCommand::SetRole { login_id, role },
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                bail!("the role must be `member` or `operator`");
+            };
+            let domain = cli_domain(Config::resolve(cli.config)?).await?;
+            let user = domain
+                .set_role(&login_id, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
+            println!("{} is now {}", user.login_id, role.as_str());
+            Ok(())
+        }
+        Command::Users {
             command:
                 UsersCommand::Create {
                     login_id,
@@ -94,12 +114,7 @@ async fn main() -> anyhow::Result<()> {
                 .read_to_string(&mut password)
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']).to_string();
-            let config = Config::resolve(cli.config)?;
-            db::migrate(&config.database_url).await?;
-            let pool = Pool::connect(&config.database_url, 1).await?;
-            let events = Events::start(pool.clone(), &config.database_url).await?;
-            let providers = jjongal::providers::Providers::from_config(&config.providers);
-            let domain = Domain::new(config, pool, events, providers);
+            let domain = cli_domain(Config::resolve(cli.config)?).await?;
             let user = domain
                 .create_user(
                     SignUp {
@@ -117,6 +132,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The domain for one-off CLI commands (migrated database, one connection).
+async fn cli_domain(config: Config) -> anyhow::Result<Domain> {
+    db::migrate(&config.database_url).await?;
+    let pool = Pool::connect(&config.database_url, 1).await?;
+    let events = Events::start(pool.clone(), &config.database_url).await?;
+    let providers = jjongal::providers::Providers::from_config(&config.providers);
+    Ok(Domain::new(config, pool, events, providers))
 }
 
 fn describe(e: jjongal::error::AppError) -> String {

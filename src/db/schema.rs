@@ -141,6 +141,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ops_audit (id) {
+        id -> Text,
+        operator_id -> Text,
+        action -> Text,
+        detail -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(conversations -> users (owner_id));
 diesel::joinable!(stories -> users (owner_id));
@@ -155,5 +165,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     generation_steps,
     story_requests,
     conversation_messages,
-    voice_samples
+    voice_samples,
+    ops_audit
 );

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod conversations;
 pub mod cursor;
+pub mod ops;
 pub mod stories;
 pub mod tokens;
 pub mod voices;

@@ -180,6 +180,9 @@ struct Position {
 }
 
 pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// Creation-time bounds of a listing: from (inclusive), until (exclusive).
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 
 /// Parses a client-supplied UUID; anything else is a validation error naming `field`.
@@ -437,20 +440,41 @@ impl Domain {
 
     /// One page of the viewer's stories, keyset-paginated over (sort key, id).
     pub async fn list_stories(&self, viewer: &User, query: ListStories) -> AppResult<StoryPage> {
+        self.query_stories(Some(viewer.id), None, query).await
+    }
+
+    /// One page of stories of `owner` (every account's when `None`), optionally created
+    /// within `range`. Callers decide who may see what: members get only their own.
+    pub(crate) async fn query_stories(
+        &self,
+        owner: Option<Uuid>,
+        range: Option<TimeRange>,
+        query: ListStories,
+    ) -> AppResult<StoryPage> {
         if !(1..=MAX_PAGE_SIZE).contains(&query.first) {
             return Err(AppError::validation(format!(
                 "page_size(first)는 1~{MAX_PAGE_SIZE} 사이여야 합니다."
             )));
         }
+        let (created_after, created_before) = range.unwrap_or((None, None));
         let scope = format!(
-            "stories:{}:{}:{}",
+            "stories:{}:{}:{}:{}:{}:{}",
             query.sort.as_str(),
             match query.order {
                 SortOrder::Asc => "asc",
                 SortOrder::Desc => "desc",
             },
             query.status.map(StoryStatus::as_str).unwrap_or("*"),
+            owner.map(|o| o.to_string()).unwrap_or_else(|| "*".into()),
+            created_after
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(i64::MIN),
+            created_before
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(i64::MAX),
         );
+        let created_after = created_after.map(to_db);
+        let created_before = created_before.map(to_db);
         let after: Option<Position> = query
             .after
             .as_deref()
@@ -460,17 +484,23 @@ impl Domain {
             Some(us) => Some(from_micros(us)?),
             None => None,
         };
-        let owner = viewer.id.to_string();
+        let owner = owner.map(|o| o.to_string());
         let status = query.status.map(|s| s.as_str().to_string());
         let limit = i64::from(query.first) + 1;
         let mut conn = self.pool().get().await?;
         let mut rows: Vec<StoryRow> = with_conn!(&mut conn, |c| {
-            let mut q = stories::table
-                .filter(stories::owner_id.eq(&owner))
-                .select(StoryRow::as_select())
-                .into_boxed();
+            let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
+            if let Some(o) = &owner {
+                q = q.filter(stories::owner_id.eq(o));
+            }
             if let Some(s) = &status {
                 q = q.filter(stories::status.eq(s));
+            }
+            if let Some(t) = created_after {
+                q = q.filter(stories::created_at.ge(t));
+            }
+            if let Some(t) = created_before {
+                q = q.filter(stories::created_at.lt(t));
             }
             q = match (query.sort, query.order) {
                 (SortKey::CreatedAt, SortOrder::Asc) => {

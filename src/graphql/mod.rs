@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod conversations;
 pub mod errors;
 pub mod http;
+pub mod ops;
 pub mod scalars;
 pub mod stories;
 pub mod ws;
@@ -21,6 +22,7 @@ pub struct QueryRoot(
     accounts::AccountQuery,
     stories::StoryQuery,
     conversations::ConversationQuery,
+    ops::OpsRoot,
 );
 
 #[derive(MergedObject, Default)]

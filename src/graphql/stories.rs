@@ -193,6 +193,26 @@ pub struct StoryConnection {
     pub page_info: PageInfo,
 }
 
+impl From<model::StoryPage> for StoryConnection {
+    fn from(page: model::StoryPage) -> StoryConnection {
+        let end_cursor = page.end_cursor().map(str::to_string);
+        StoryConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_more,
+                end_cursor,
+            },
+            edges: page
+                .items
+                .into_iter()
+                .map(|(cursor, story)| StoryEdge {
+                    cursor,
+                    node: StoryObject(story),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct UserPreferencesInput {
     /// 1–200 characters.
@@ -252,21 +272,7 @@ impl StoryQuery {
                 },
             )
             .await?;
-        let end_cursor = page.end_cursor().map(str::to_string);
-        Ok(StoryConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_more,
-                end_cursor,
-            },
-            edges: page
-                .items
-                .into_iter()
-                .map(|(cursor, story)| StoryEdge {
-                    cursor,
-                    node: StoryObject(story),
-                })
-                .collect(),
-        })
+        Ok(StoryConnection::from(page))
     }
 }
 

@@ -270,7 +270,43 @@ async fn logs_never_contain_tokens_or_secrets(db: Db) {
     }
 }
 
+async fn only_the_cli_grants_the_operator_role(db: Db) {
+    let storage = TestStorage::new(db).await;
+    let app = spawn_app_on(storage, &[]).await;
+    let token = app.new_account("future.op").await;
+    let query = "{ ops { accounts { edges { node { loginId role } } } } }";
+    let body = app.graphql(query, json!({}), Some(&token)).await.json();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "INSUFFICIENT_PERMISSION"
+    );
+    let out = command(app.storage())
+        .args(["users", "set-role", "future.op", "operator"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same token, at once.
+    let body = app.graphql(query, json!({}), Some(&token)).await.json();
+    assert_eq!(
+        body["data"]["ops"]["accounts"]["edges"][0]["node"]["role"], "operator",
+        "{body}"
+    );
+    let out = command(app.storage())
+        .args(["users", "set-role", "nobody.here", "operator"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RESOURCE_NOT_FOUND"));
+}
+
 db_tests!(
+    only_the_cli_grants_the_operator_role,
     users_create_reads_the_password_from_stdin,
     two_servers_start_at_once_on_a_fresh_database,
     logs_never_contain_tokens_or_secrets,

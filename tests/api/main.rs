@@ -8,6 +8,7 @@ mod generation;
 mod graphql;
 mod helpers;
 mod media;
+mod ops;
 mod pagination;
 mod stories;
 mod subscriptions;

@@ -1,0 +1,2 @@
+DROP INDEX users_created;
+DROP TABLE ops_audit;

@@ -1,0 +1,344 @@
+//! The operators' read-only view across accounts (internal dashboards). Every call checks
+//! the role as the database has it now (a demotion takes effect at once) and leaves an
+//! audit row: who read what, when. Conversation texts are shown to operators only when
+//! `JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS` allows it.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Domain;
+use super::accounts::{Role, User};
+use super::stories::{ListStories, MAX_PAGE_SIZE, StoryPage, parse_id};
+use crate::db::models::{ConversationRow, GenerationStepRow, UserRow};
+use crate::db::schema::{conversation_messages, conversations, ops_audit, users};
+use crate::db::{self, from_db, to_db};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::with_conn;
+
+#[derive(Clone, Debug)]
+pub struct AuditEntry {
+    pub id: Uuid,
+    pub operator_id: Uuid,
+    pub action: String,
+    pub detail: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conversation as operators see it: metadata and counts.
+#[derive(Clone, Debug)]
+pub struct OpsConversation {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub child_name: Option<String>,
+    pub child_age: Option<i32>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub message_count: i64,
+}
+
+/// A message as operators see it: the text only where transcripts may be read.
+#[derive(Clone, Debug)]
+pub struct OpsMessage {
+    pub seq: i32,
+    pub role: String,
+    pub text: Option<String>,
+    pub flagged: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Position {
+    t: i64,
+    id: String,
+}
+
+fn page_size(first: i32) -> AppResult<i64> {
+    if !(1..=MAX_PAGE_SIZE).contains(&first) {
+        return Err(AppError::validation("first는 1~100 사이여야 합니다."));
+    }
+    Ok(i64::from(first))
+}
+
+fn uuid(s: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| AppError::Internal(anyhow::anyhow!("stored uuid: {e}")))
+}
+
+impl Domain {
+    /// The operator check: the role is read from the database on every call.
+    pub async fn require_operator(&self, viewer: &User) -> AppResult<User> {
+        let fresh = self
+            .find_user(viewer.id)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        if fresh.role != Role::Operator {
+            return Err(AppError::new(
+                ErrorCode::InsufficientPermission,
+                "운영자만 사용할 수 있습니다.",
+            ));
+        }
+        Ok(fresh)
+    }
+
+    async fn audit(&self, operator: &User, action: &str, detail: String) -> AppResult<()> {
+        let row = (
+            ops_audit::id.eq(Uuid::new_v4().to_string()),
+            ops_audit::operator_id.eq(operator.id.to_string()),
+            ops_audit::action.eq(action.to_string()),
+            ops_audit::detail.eq(detail),
+            ops_audit::created_at.eq(to_db(db::now())),
+        );
+        let mut conn = self.pool().get().await?;
+        with_conn!(&mut conn, |c| {
+            diesel::insert_into(ops_audit::table)
+                .values(row.clone())
+                .execute(c)
+                .await
+        })?;
+        tracing::info!(operator = %operator.id, action, "operator read");
+        Ok(())
+    }
+
+    /// Stories across accounts, with the member listing's filters plus owner and time.
+    pub async fn ops_stories(
+        &self,
+        viewer: &User,
+        owner: Option<&str>,
+        created_after: Option<DateTime<Utc>>,
+        created_before: Option<DateTime<Utc>>,
+        query: ListStories,
+    ) -> AppResult<StoryPage> {
+        let operator = self.require_operator(viewer).await?;
+        let owner = owner.map(|o| parse_id("owner_id", o)).transpose()?;
+        self.audit(
+            &operator,
+            "ops.stories",
+            format!(
+                "owner={} status={:?} after={created_after:?} before={created_before:?}",
+                owner.map(|o| o.to_string()).unwrap_or_else(|| "*".into()),
+                query.status.map(|s| s.as_str())
+            ),
+        )
+        .await?;
+        self.query_stories(owner, Some((created_after, created_before)), query)
+            .await
+    }
+
+    /// A story's recorded generation attempts.
+    pub async fn ops_generation_history(
+        &self,
+        viewer: &User,
+        story_id: &str,
+    ) -> AppResult<Vec<GenerationStepRow>> {
+        let operator = self.require_operator(viewer).await?;
+        let id = parse_id("story_id", story_id)?;
+        self.audit(&operator, "ops.generation_history", format!("story={id}"))
+            .await?;
+        self.generation_steps(id).await
+    }
+
+    /// Accounts, newest first (never password hashes: they are not part of `User`).
+    pub async fn ops_accounts(
+        &self,
+        viewer: &User,
+        first: i32,
+        after: Option<&str>,
+    ) -> AppResult<(Vec<(String, User)>, bool)> {
+        let operator = self.require_operator(viewer).await?;
+        let limit = page_size(first)? + 1;
+        self.audit(&operator, "ops.accounts", format!("first={first}"))
+            .await?;
+        let scope = "ops.accounts:created_at:desc";
+        let after: Option<Position> = after.map(|c| self.cursors().decode(scope, c)).transpose()?;
+        let after_time = match &after {
+            Some(p) => Some(
+                DateTime::<Utc>::from_timestamp_micros(p.t)
+                    .ok_or_else(|| AppError::validation("after가 올바르지 않습니다."))?
+                    .naive_utc(),
+            ),
+            None => None,
+        };
+        let mut conn = self.pool().get().await?;
+        let mut rows: Vec<UserRow> = with_conn!(&mut conn, |c| {
+            let mut q = users::table
+                .select(UserRow::as_select())
+                .order_by((users::created_at.desc(), users::id.desc()))
+                .into_boxed();
+            if let (Some(t), Some(p)) = (after_time, &after) {
+                q = q.filter(
+                    users::created_at
+                        .lt(t)
+                        .or(users::created_at.eq(t).and(users::id.lt(p.id.clone()))),
+                );
+            }
+            q.limit(limit).load(c).await
+        })?;
+        let has_more = rows.len() as i64 == limit;
+        rows.truncate((limit - 1) as usize);
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let cursor = self.cursors().encode(
+                    scope,
+                    &Position {
+                        t: row.created_at.and_utc().timestamp_micros(),
+                        id: row.id.clone(),
+                    },
+                );
+                Ok((cursor, User::try_from(row)?))
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok((items, has_more))
+    }
+
+    /// Conversations across accounts (metadata and counts), newest first.
+    pub async fn ops_conversations(
+        &self,
+        viewer: &User,
+        owner: Option<&str>,
+        first: i32,
+    ) -> AppResult<Vec<OpsConversation>> {
+        let operator = self.require_operator(viewer).await?;
+        let limit = page_size(first)?;
+        let owner = owner.map(|o| parse_id("owner_id", o)).transpose()?;
+        self.audit(
+            &operator,
+            "ops.conversations",
+            format!(
+                "owner={}",
+                owner.map(|o| o.to_string()).unwrap_or_else(|| "*".into())
+            ),
+        )
+        .await?;
+        let owner = owner.map(|o| o.to_string());
+        let mut conn = self.pool().get().await?;
+        let rows: Vec<ConversationRow> = with_conn!(&mut conn, |c| {
+            let mut q = conversations::table
+                .select(ConversationRow::as_select())
+                .order_by((conversations::created_at.desc(), conversations::id.desc()))
+                .into_boxed();
+            if let Some(o) = &owner {
+                q = q.filter(conversations::owner_id.eq(o));
+            }
+            q.limit(limit).load(c).await
+        })?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let counts: Vec<(String, i64)> = with_conn!(&mut conn, |c| {
+            conversation_messages::table
+                .filter(conversation_messages::conversation_id.eq_any(&ids))
+                .group_by(conversation_messages::conversation_id)
+                .select((
+                    conversation_messages::conversation_id,
+                    diesel::dsl::count_star(),
+                ))
+                .load(c)
+                .await
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(OpsConversation {
+                    message_count: counts
+                        .iter()
+                        .find(|(id, _)| *id == r.id)
+                        .map(|(_, n)| *n)
+                        .unwrap_or(0),
+                    id: uuid(&r.id)?,
+                    owner_id: uuid(&r.owner_id)?,
+                    child_name: r.child_name,
+                    child_age: r.child_age,
+                    active: r.status == "active",
+                    created_at: from_db(r.created_at),
+                    ended_at: r.ended_at.map(from_db),
+                })
+            })
+            .collect()
+    }
+
+    /// A conversation's messages for operators: texts only when transcripts may be read.
+    pub async fn ops_conversation_messages(
+        &self,
+        viewer: &User,
+        conversation: Uuid,
+    ) -> AppResult<Vec<OpsMessage>> {
+        let operator = self.require_operator(viewer).await?;
+        let readable = self.config().operator_can_read_transcripts;
+        self.audit(
+            &operator,
+            "ops.conversation_messages",
+            format!("conversation={conversation} texts={readable}"),
+        )
+        .await?;
+        Ok(self
+            .messages(conversation)
+            .await?
+            .into_iter()
+            .map(|m| OpsMessage {
+                seq: m.seq,
+                role: m.role,
+                text: readable.then_some(m.text),
+                flagged: m.flagged,
+                created_at: m.created_at,
+            })
+            .collect())
+    }
+
+    /// The audit log, newest first.
+    pub async fn ops_audit_log(&self, viewer: &User, first: i32) -> AppResult<Vec<AuditEntry>> {
+        self.require_operator(viewer).await?;
+        let limit = page_size(first)?;
+        let mut conn = self.pool().get().await?;
+        let rows: Vec<(String, String, String, String, chrono::NaiveDateTime)> =
+            with_conn!(&mut conn, |c| {
+                ops_audit::table
+                    .order_by((ops_audit::created_at.desc(), ops_audit::id.desc()))
+                    .select((
+                        ops_audit::id,
+                        ops_audit::operator_id,
+                        ops_audit::action,
+                        ops_audit::detail,
+                        ops_audit::created_at,
+                    ))
+                    .limit(limit)
+                    .load(c)
+                    .await
+            })?;
+        rows.into_iter()
+            .map(|(id, operator, action, detail, at)| {
+                Ok(AuditEntry {
+                    id: uuid(&id)?,
+                    operator_id: uuid(&operator)?,
+                    action,
+                    detail,
+                    created_at: from_db(at),
+                })
+            })
+            .collect()
+    }
+
+    /// Grants or withdraws a role (the CLI's `users set-role`).
+    pub async fn set_role(&self, login_id: &str, role: Role) -> AppResult<User> {
+        let key = login_id.to_ascii_lowercase();
+        let now = to_db(db::now());
+        let mut conn = self.pool().get().await?;
+        let n = with_conn!(&mut conn, |c| {
+            diesel::update(users::table.filter(users::login_key.eq(&key)))
+                .set((users::role.eq(role.as_str()), users::updated_at.eq(now)))
+                .execute(c)
+                .await
+        })?;
+        if n == 0 {
+            return Err(AppError::not_found());
+        }
+        let row: UserRow = with_conn!(&mut conn, |c| {
+            users::table
+                .filter(users::login_key.eq(&key))
+                .select(UserRow::as_select())
+                .first(c)
+                .await
+        })?;
+        User::try_from(row)
+    }
+}

@@ -1,0 +1,281 @@
+//! The operators' surface: one root field `ops`, protected by one guard, read-only.
+
+use async_graphql::{Context, Guard, ID, Object, SimpleObject};
+
+use super::scalars::Timestamp;
+use super::stories::{SortKey, SortOrder, StoryConnection, StoryStatus};
+use super::{domain, viewer};
+use crate::domain::accounts::{Role, User};
+use crate::domain::stories::{DEFAULT_PAGE_SIZE, ListStories, parse_id};
+
+/// Lets only operators through, reading the role from the database each time.
+pub struct OperatorGuard;
+
+impl Guard for OperatorGuard {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        let user = viewer(ctx).await?;
+        domain(ctx).require_operator(&user).await?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct OpsRoot;
+
+#[Object]
+impl OpsRoot {
+    /// Internal dashboards (operators only). Every read is audited.
+    #[graphql(guard = "OperatorGuard")]
+    async fn ops(&self) -> OpsQuery {
+        OpsQuery
+    }
+}
+
+pub struct OpsQuery;
+
+/// An account as operators see it (never a password hash).
+pub struct OpsAccount(pub User);
+
+#[Object]
+impl OpsAccount {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn login_id(&self) -> &str {
+        &self.0.login_id
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn age(&self) -> i32 {
+        self.0.age
+    }
+    /// `member` or `operator`.
+    async fn role(&self) -> &'static str {
+        match self.0.role {
+            Role::Member => "member",
+            Role::Operator => "operator",
+        }
+    }
+    async fn has_cloned_voice(&self) -> bool {
+        self.0.voice_id.is_some()
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct OpsAccountEdge {
+    pub cursor: String,
+    pub node: OpsAccount,
+}
+
+#[derive(SimpleObject)]
+pub struct OpsAccountConnection {
+    pub edges: Vec<OpsAccountEdge>,
+    pub page_info: super::stories::PageInfo,
+}
+
+/// One recorded provider attempt of a story's generation.
+#[derive(SimpleObject)]
+pub struct GenerationStep {
+    pub step: String,
+    pub chapter_number: Option<i32>,
+    pub provider: String,
+    pub attempt: i32,
+    pub started_at: Timestamp,
+    pub duration_ms: i64,
+    /// `ok`, `error` or `flagged`.
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct OpsConversation {
+    pub id: ID,
+    pub owner_id: ID,
+    pub child_name: Option<String>,
+    pub age: Option<i32>,
+    pub status: String,
+    pub created_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub message_count: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct OpsMessage {
+    pub seq: i32,
+    pub role: String,
+    /// `null` unless `JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS=true`.
+    pub text: Option<String>,
+    pub flagged: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    pub id: ID,
+    pub operator_id: ID,
+    pub action: String,
+    pub detail: String,
+    pub created_at: Timestamp,
+}
+
+#[Object]
+impl OpsQuery {
+    /// Stories across all accounts: the member listing's filters and sorting, plus owner
+    /// and creation time (`createdAfter` inclusive, `createdBefore` exclusive).
+    #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn stories(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<StoryStatus>,
+        #[graphql(default_with = "SortKey::CreatedAt")] sort_by: SortKey,
+        #[graphql(default_with = "SortOrder::Desc")] order: SortOrder,
+        owner_id: Option<ID>,
+        created_after: Option<Timestamp>,
+        created_before: Option<Timestamp>,
+    ) -> async_graphql::Result<StoryConnection> {
+        let user = viewer(ctx).await?;
+        let page = domain(ctx)
+            .ops_stories(
+                &user,
+                owner_id.as_ref().map(|i| i.as_str()),
+                created_after.map(|t| t.0),
+                created_before.map(|t| t.0),
+                ListStories {
+                    status: status.map(Into::into),
+                    sort: sort_by.into(),
+                    order: order.into(),
+                    first: first.unwrap_or(DEFAULT_PAGE_SIZE),
+                    after,
+                },
+            )
+            .await?;
+        Ok(StoryConnection::from(page))
+    }
+
+    /// A story's generation history: every provider attempt, oldest first.
+    async fn generation_history(
+        &self,
+        ctx: &Context<'_>,
+        story_id: ID,
+    ) -> async_graphql::Result<Vec<GenerationStep>> {
+        let user = viewer(ctx).await?;
+        let rows = domain(ctx).ops_generation_history(&user, &story_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GenerationStep {
+                step: r.step,
+                chapter_number: r.chapter_number,
+                provider: r.provider,
+                attempt: r.attempt,
+                started_at: Timestamp(r.started_at.and_utc()),
+                duration_ms: r.duration_ms,
+                outcome: r.outcome,
+                error_kind: r.error_kind,
+                error_message: r.error_message,
+            })
+            .collect())
+    }
+
+    /// Accounts, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn accounts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<OpsAccountConnection> {
+        let user = viewer(ctx).await?;
+        let (items, has_more) = domain(ctx)
+            .ops_accounts(&user, first.unwrap_or(20), after.as_deref())
+            .await?;
+        let end_cursor = items.last().map(|(c, _)| c.clone());
+        Ok(OpsAccountConnection {
+            edges: items
+                .into_iter()
+                .map(|(cursor, u)| OpsAccountEdge {
+                    cursor,
+                    node: OpsAccount(u),
+                })
+                .collect(),
+            page_info: super::stories::PageInfo {
+                has_next_page: has_more,
+                end_cursor,
+            },
+        })
+    }
+
+    /// Conversations across accounts (metadata and counts), newest first.
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        owner_id: Option<ID>,
+        #[graphql(default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<OpsConversation>> {
+        let user = viewer(ctx).await?;
+        let list = domain(ctx)
+            .ops_conversations(&user, owner_id.as_ref().map(|i| i.as_str()), first)
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|c| OpsConversation {
+                id: ID(c.id.to_string()),
+                owner_id: ID(c.owner_id.to_string()),
+                child_name: c.child_name,
+                age: c.child_age,
+                status: if c.active { "active" } else { "ended" }.into(),
+                created_at: Timestamp(c.created_at),
+                ended_at: c.ended_at.map(Timestamp),
+                message_count: c.message_count,
+            })
+            .collect())
+    }
+
+    /// A conversation's messages; texts only where transcripts may be read.
+    async fn conversation_messages(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: ID,
+    ) -> async_graphql::Result<Vec<OpsMessage>> {
+        let user = viewer(ctx).await?;
+        let id = parse_id("conversation_id", &conversation_id)?;
+        let list = domain(ctx).ops_conversation_messages(&user, id).await?;
+        Ok(list
+            .into_iter()
+            .map(|m| OpsMessage {
+                seq: m.seq,
+                role: m.role,
+                text: m.text,
+                flagged: m.flagged,
+                created_at: Timestamp(m.created_at),
+            })
+            .collect())
+    }
+
+    /// The audit log of operator reads, newest first.
+    async fn audit(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> async_graphql::Result<Vec<AuditEntry>> {
+        let user = viewer(ctx).await?;
+        let list = domain(ctx).ops_audit_log(&user, first).await?;
+        Ok(list
+            .into_iter()
+            .map(|a| AuditEntry {
+                id: ID(a.id.to_string()),
+                operator_id: ID(a.operator_id.to_string()),
+                action: a.action,
+                detail: a.detail,
+                created_at: Timestamp(a.created_at),
+            })
+            .collect())
+    }
+}

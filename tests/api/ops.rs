@@ -1,0 +1,267 @@
+//! The operators' `ops` surface: members reach none of it; operators see across accounts,
+//! every read is audited, transcripts stay private unless allowed, demotion is immediate.
+
+use std::time::Duration;
+
+use jjongal::domain::accounts::{Role, SignUp};
+use jjongal::domain::conversations::ConversationChild;
+use serde_json::{Value, json};
+
+use crate::db_tests;
+use crate::helpers::{Db, TestApp, gql_code, spawn_app_with};
+
+async fn operator(app: &TestApp, login: &str) -> String {
+    app.domain
+        .create_user(
+            SignUp {
+                login_id: login.into(),
+                password: "password123".into(),
+                name: "운영자".into(),
+                age: 19,
+                guardian_consent: true,
+            },
+            Role::Operator,
+        )
+        .await
+        .unwrap();
+    app.login(login).await.0
+}
+
+const QUERIES: [&str; 6] = [
+    "{ ops { accounts { edges { node { id } } } } }",
+    "{ ops { stories { edges { node { id } } } } }",
+    "{ ops { conversations { id } } }",
+    "{ ops { audit { id } } }",
+    "{ ops { generationHistory(storyId: \"00000000-0000-0000-0000-000000000000\") { step } } }",
+    "{ ops { conversationMessages(conversationId: \"00000000-0000-0000-0000-000000000000\") { seq } } }",
+];
+
+async fn members_reach_none_of_it(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let member = app.new_account("member").await;
+    for query in QUERIES {
+        let body = app.graphql(query, json!({}), Some(&member)).await.json();
+        assert_eq!(gql_code(&body), "INSUFFICIENT_PERMISSION", "{query}");
+        assert_eq!(body["data"], Value::Null, "{query}: {body}");
+        let body = app.graphql(query, json!({}), None).await.json();
+        assert_eq!(gql_code(&body), "INVALID_TOKEN", "{query}");
+    }
+    // Nothing was audited: nothing was read.
+    let op = operator(&app, "auditor").await;
+    let body = app
+        .graphql("{ ops { audit { action } } }", json!({}), Some(&op))
+        .await
+        .json();
+    assert_eq!(body["data"]["ops"]["audit"], json!([]));
+    // The operator surface has no REST route.
+    app.get("/api/v1/ops", Some(&op))
+        .await
+        .assert_error(404, "RESOURCE_NOT_FOUND");
+    // No password hash anywhere in the schema.
+    assert!(
+        !jjongal::graphql::sdl()
+            .to_lowercase()
+            .contains("password_hash")
+    );
+    assert!(!jjongal::graphql::sdl().contains("passwordHash"));
+}
+
+async fn operators_see_across_accounts_and_every_read_is_audited(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let alice = app.new_account("alice").await;
+    let bob = app.new_account("bob").await;
+    let op = operator(&app, "ops.team").await;
+    let alice_user = app.user(&alice).await;
+    let bob_user = app.user(&bob).await;
+    // Alice has a generated story; Bob a failed one.
+    let generated = app.create_story(&alice, "숲").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..400 {
+        let s = app
+            .get(&format!("/api/v1/stories/{generated}"), Some(&alice))
+            .await
+            .assert_ok(200);
+        if s["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let conversation = app
+        .domain
+        .start_conversation(&bob_user, ConversationChild::default())
+        .await
+        .unwrap()
+        .0;
+    app.domain
+        .send_message(&bob_user, &conversation.id.to_string(), "토끼가 좋아")
+        .await
+        .unwrap();
+
+    let body = app
+        .graphql("{ ops { accounts(first: 10) { edges { node { loginId role hasClonedVoice createdAt } } } } }", json!({}), Some(&op))
+        .await
+        .json();
+    let logins: Vec<&str> = body["data"]["ops"]["accounts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["loginId"].as_str().unwrap())
+        .collect();
+    assert_eq!(logins, ["ops.team", "bob", "alice"], "{body}");
+
+    let stories = |vars: Value| {
+        let app = &app;
+        let op = op.clone();
+        async move {
+            let body = app
+                .graphql(
+                    "query($owner: ID, $after: DateTime, $before: DateTime) { ops { stories(ownerId: $owner, createdAfter: $after, createdBefore: $before) { edges { node { id ownerId status } } } } }",
+                    vars,
+                    Some(&op),
+                )
+                .await
+                .json();
+            body["data"]["ops"]["stories"]["edges"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| panic!("{body}"))
+        }
+    };
+    assert_eq!(stories(json!({})).await.len(), 1);
+    assert_eq!(stories(json!({"owner": alice_user.id})).await.len(), 1);
+    assert_eq!(stories(json!({"owner": bob_user.id})).await.len(), 0);
+    assert_eq!(
+        stories(json!({"after": "2099-01-01T00:00:00.000Z"}))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        stories(json!({"before": "2099-01-01T00:00:00.000Z"}))
+            .await
+            .len(),
+        1
+    );
+
+    let body = app
+        .graphql("query($id: ID!) { ops { generationHistory(storyId: $id) { step provider outcome durationMs } } }", json!({"id": generated}), Some(&op))
+        .await
+        .json();
+    let steps = body["data"]["ops"]["generationHistory"].as_array().unwrap();
+    assert!(
+        steps.iter().any(|s| s["step"] == "write_text"
+            && s["provider"] == "offline-template"
+            && s["outcome"] == "ok"),
+        "{body}"
+    );
+
+    let body = app
+        .graphql(
+            "{ ops { conversations { id ownerId messageCount status } } }",
+            json!({}),
+            Some(&op),
+        )
+        .await
+        .json();
+    let list = body["data"]["ops"]["conversations"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["messageCount"], 3);
+    assert_eq!(list[0]["ownerId"], bob_user.id.to_string());
+    // Privacy by default: metadata, no texts.
+    let body = app
+        .graphql("query($id: ID!) { ops { conversationMessages(conversationId: $id) { seq role text } } }", json!({"id": conversation.id}), Some(&op))
+        .await
+        .json();
+    let messages = body["data"]["ops"]["conversationMessages"]
+        .as_array()
+        .unwrap();
+    assert_eq!(messages.len(), 3);
+    assert!(messages.iter().all(|m| m["text"].is_null()), "{body}");
+
+    // Every read above left an audit row, newest first.
+    let body = app
+        .graphql(
+            "{ ops { audit { action operatorId detail createdAt } } }",
+            json!({}),
+            Some(&op),
+        )
+        .await
+        .json();
+    let actions: Vec<&str> = body["data"]["ops"]["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ops.conversation_messages",
+            "ops.conversations",
+            "ops.generation_history",
+            "ops.stories",
+            "ops.stories",
+            "ops.stories",
+            "ops.stories",
+            "ops.stories",
+            "ops.accounts"
+        ]
+    );
+    let op_user = app.user(&op).await;
+    assert!(
+        body["data"]["ops"]["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["operatorId"] == op_user.id.to_string())
+    );
+
+    // A demotion takes effect at once, on the same token.
+    app.domain.set_role("ops.team", Role::Member).await.unwrap();
+    let body = app
+        .graphql("{ ops { audit { action } } }", json!({}), Some(&op))
+        .await
+        .json();
+    assert_eq!(gql_code(&body), "INSUFFICIENT_PERMISSION");
+}
+
+async fn transcripts_are_readable_only_when_allowed(db: Db) {
+    let app = spawn_app_with(db, &["--operator-can-read-transcripts", "true"]).await;
+    let member = app.new_account("talkative").await;
+    let op = operator(&app, "reader").await;
+    let user = app.user(&member).await;
+    let (conversation, _) = app
+        .domain
+        .start_conversation(&user, ConversationChild::default())
+        .await
+        .unwrap();
+    app.domain
+        .send_message(&user, &conversation.id.to_string(), "공룡 이야기")
+        .await
+        .unwrap();
+    let body = app
+        .graphql(
+            "query($id: ID!) { ops { conversationMessages(conversationId: $id) { role text } } }",
+            json!({"id": conversation.id}),
+            Some(&op),
+        )
+        .await
+        .json();
+    let messages = body["data"]["ops"]["conversationMessages"]
+        .as_array()
+        .unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["role"] == "child" && m["text"] == "공룡 이야기"),
+        "{body}"
+    );
+}
+
+db_tests!(
+    members_reach_none_of_it,
+    operators_see_across_accounts_and_every_read_is_audited,
+    transcripts_are_readable_only_when_allowed,
+);
