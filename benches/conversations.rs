@@ -104,6 +104,7 @@ async fn main() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("JJONGAL_DATA_DIR", dir.path())
         .env("JJONGAL_BIND", "127.0.0.1:0")
+        .env("JJONGAL_METRICS_BIND", "127.0.0.1:0")
         .env("JJONGAL_LLM_BASE_URL", format!("{}/v1", llm.uri()))
         .env("JJONGAL_SPEECH_BASE_URL", format!("{}/v1", llm.uri()))
         .env("JJONGAL_SPEECH_CONCURRENCY", "64")

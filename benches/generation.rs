@@ -155,6 +155,8 @@ async fn main() {
         "jjongal",
         "--bind",
         "127.0.0.1:0",
+        "--metrics-bind",
+        "127.0.0.1:0",
         "--data-dir",
         &data_dir,
         "--database-url",

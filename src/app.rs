@@ -37,6 +37,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A bound, ready-to-serve application.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     router: Router,
     domain: Domain,
     worker: Option<StoryWorker>,
@@ -58,6 +59,14 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
+        let metrics_listener = TcpListener::bind(config.metrics_bind)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the metrics listener {} (JJONGAL_METRICS_BIND)",
+                    config.metrics_bind
+                )
+            })?;
         let providers = Providers::from_config(&config.providers);
         let worker_config = config.worker.clone();
         let domain = Domain::new(config, pool, events, providers);
@@ -67,6 +76,7 @@ impl Application {
         let router = router(domain.clone());
         Ok(Application {
             listener,
+            metrics_listener,
             router,
             domain,
             worker,
@@ -75,6 +85,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served (its own listener, never the public port).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -92,6 +109,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let mut metrics_stop = stop_rx.clone();
+        let metrics = axum::serve(
+            self.metrics_listener,
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(self.domain.clone()),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = metrics_stop.changed().await;
+        });
         let serve = axum::serve(
             self.listener,
             self.router
@@ -106,7 +133,9 @@ impl Application {
                 worker.run(stop_rx).await;
             }
         };
-        let (served, ()) = tokio::join!(serve.into_future(), worker);
+        let (served, metrics_served, ()) =
+            tokio::join!(serve.into_future(), metrics.into_future(), worker);
+        metrics_served.context("serving metrics")?;
         served.context("serving HTTP")
     }
 }
@@ -179,6 +208,24 @@ async fn schema_sdl(State(schema): State<AppSchema>) -> Response {
         schema.sdl(),
     )
         .into_response()
+}
+
+/// Prometheus text exposition of the operations figures.
+async fn metrics(State(domain): State<Domain>) -> Response {
+    match domain.db_figures().await {
+        Ok(figures) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            domain.metrics().render(&figures),
+        )
+            .into_response(),
+        Err(e) => {
+            let _ = e.public_message();
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
 }
 
 async fn healthz() -> Response {

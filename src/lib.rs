@@ -13,6 +13,7 @@ pub mod events;
 pub mod graphql;
 pub mod jobs;
 pub mod media;
+pub mod metrics;
 pub mod providers;
 pub mod rest;
 pub mod telemetry;

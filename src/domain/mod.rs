@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::db::Pool;
 use crate::events::{Event, Events};
 use crate::media::MediaStore;
+use crate::metrics::Metrics;
 use crate::providers::Providers;
 use cursor::CursorCodec;
 use tokens::TokenKeys;
@@ -34,6 +35,7 @@ struct Inner {
     media: MediaStore,
     events: Events,
     providers: Providers,
+    metrics: Metrics,
     /// Woken when a story becomes pending, so the local worker starts at once.
     work: Notify,
     config: Config,
@@ -54,6 +56,7 @@ impl Domain {
                 pool,
                 events,
                 providers,
+                metrics: Metrics::default(),
                 work: Notify::new(),
                 config,
             }),
@@ -78,6 +81,10 @@ impl Domain {
 
     pub fn media(&self) -> &MediaStore {
         &self.inner.media
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub fn providers(&self) -> &Providers {

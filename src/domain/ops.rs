@@ -342,3 +342,168 @@ impl Domain {
         User::try_from(row)
     }
 }
+
+/// Duration percentiles of one generation step over a window.
+#[derive(Clone, Debug)]
+pub struct StepFigures {
+    pub step: String,
+    pub attempts: i64,
+    pub p50_ms: i64,
+    pub p95_ms: i64,
+    pub p99_ms: i64,
+}
+
+/// Attempts and failures of one provider over a window, by error kind.
+#[derive(Clone, Debug)]
+pub struct ProviderFigures {
+    pub provider: String,
+    pub attempts: i64,
+    pub errors: i64,
+    /// (kind, count), most frequent first.
+    pub errors_by_kind: Vec<(String, i64)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Figures {
+    pub stories_by_status: Vec<(String, i64)>,
+    pub queue_depth: i64,
+    pub oldest_pending_seconds: f64,
+    pub open_conversations: i64,
+    pub open_sockets: i64,
+    pub steps: Vec<StepFigures>,
+    pub providers: Vec<ProviderFigures>,
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+impl Domain {
+    /// Figures kept in the database (also exported on `/metrics`).
+    pub async fn db_figures(&self) -> AppResult<crate::metrics::DbFigures> {
+        use crate::db::schema::stories;
+        let mut conn = self.pool().get().await?;
+        let by_status: Vec<(String, i64)> = with_conn!(&mut conn, |c| {
+            stories::table
+                .group_by(stories::status)
+                .select((stories::status, diesel::dsl::count_star()))
+                .load(c)
+                .await
+        })?;
+        let oldest: Option<chrono::NaiveDateTime> = with_conn!(&mut conn, |c| {
+            stories::table
+                .filter(stories::status.eq("pending"))
+                .select(diesel::dsl::min(stories::created_at))
+                .first(c)
+                .await
+        })?;
+        let open: i64 = with_conn!(&mut conn, |c| {
+            conversations::table
+                .filter(conversations::status.eq("active"))
+                .count()
+                .get_result(c)
+                .await
+        })?;
+        let mut stories_by_status: Vec<(String, i64)> =
+            ["pending", "in_progress", "completed", "failed"]
+                .iter()
+                .map(|s| {
+                    let n = by_status
+                        .iter()
+                        .find(|(st, _)| st == s)
+                        .map(|(_, n)| *n)
+                        .unwrap_or(0);
+                    (s.to_string(), n)
+                })
+                .collect();
+        stories_by_status.sort_by_key(|(s, _)| s.clone());
+        let queue_depth = by_status
+            .iter()
+            .find(|(s, _)| s == "pending")
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        Ok(crate::metrics::DbFigures {
+            stories_by_status,
+            queue_depth,
+            oldest_pending_seconds: oldest
+                .map(|t| (db::now() - from_db(t)).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0),
+            open_conversations: open,
+        })
+    }
+
+    /// The operations figures for dashboards, over the last `window_minutes`.
+    pub async fn ops_figures(&self, viewer: &User, window_minutes: i32) -> AppResult<Figures> {
+        use crate::db::schema::generation_steps as steps;
+        self.require_operator(viewer).await?;
+        if !(1..=10_080).contains(&window_minutes) {
+            return Err(AppError::validation(
+                "windowMinutes는 1~10080 사이여야 합니다.",
+            ));
+        }
+        let db_figures = self.db_figures().await?;
+        let since = to_db(db::now() - chrono::Duration::minutes(i64::from(window_minutes)));
+        let mut conn = self.pool().get().await?;
+        let rows: Vec<(String, String, i64, Option<String>)> = with_conn!(&mut conn, |c| {
+            steps::table
+                .filter(steps::started_at.ge(since))
+                .select((
+                    steps::step,
+                    steps::provider,
+                    steps::duration_ms,
+                    steps::error_kind,
+                ))
+                .load(c)
+                .await
+        })?;
+        let mut by_step: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        let mut by_provider: std::collections::BTreeMap<
+            String,
+            (i64, std::collections::BTreeMap<String, i64>),
+        > = Default::default();
+        for (step, provider, ms, kind) in rows {
+            by_step.entry(step).or_default().push(ms);
+            let entry = by_provider.entry(provider).or_default();
+            entry.0 += 1;
+            if let Some(kind) = kind {
+                *entry.1.entry(kind).or_default() += 1;
+            }
+        }
+        Ok(Figures {
+            stories_by_status: db_figures.stories_by_status,
+            queue_depth: db_figures.queue_depth,
+            oldest_pending_seconds: db_figures.oldest_pending_seconds,
+            open_conversations: db_figures.open_conversations,
+            open_sockets: self.metrics().open_sockets(),
+            steps: by_step
+                .into_iter()
+                .map(|(step, mut ms)| {
+                    ms.sort_unstable();
+                    StepFigures {
+                        attempts: ms.len() as i64,
+                        p50_ms: percentile(&ms, 0.5),
+                        p95_ms: percentile(&ms, 0.95),
+                        p99_ms: percentile(&ms, 0.99),
+                        step,
+                    }
+                })
+                .collect(),
+            providers: by_provider
+                .into_iter()
+                .map(|(provider, (attempts, kinds))| {
+                    let mut errors_by_kind: Vec<(String, i64)> = kinds.into_iter().collect();
+                    errors_by_kind.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    ProviderFigures {
+                        errors: errors_by_kind.iter().map(|(_, n)| n).sum(),
+                        attempts,
+                        errors_by_kind,
+                        provider,
+                    }
+                })
+                .collect(),
+        })
+    }
+}

@@ -27,11 +27,16 @@ impl OpsRoot {
     /// Internal dashboards (operators only). Every read is audited.
     #[graphql(guard = "OperatorGuard")]
     async fn ops(&self) -> OpsQuery {
-        OpsQuery
+        OpsQuery(OpsReads, OpsFigures)
     }
 }
 
-pub struct OpsQuery;
+#[derive(async_graphql::MergedObject)]
+#[graphql(name = "Ops")]
+pub struct OpsQuery(OpsReads, OpsFigures);
+
+pub struct OpsReads;
+pub struct OpsFigures;
 
 /// An account as operators see it (never a password hash).
 pub struct OpsAccount(pub User);
@@ -124,7 +129,7 @@ pub struct AuditEntry {
 }
 
 #[Object]
-impl OpsQuery {
+impl OpsReads {
     /// Stories across all accounts: the member listing's filters and sorting, plus owner
     /// and creation time (`createdAfter` inclusive, `createdBefore` exclusive).
     #[allow(clippy::too_many_arguments)]
@@ -277,5 +282,107 @@ impl OpsQuery {
                 created_at: Timestamp(a.created_at),
             })
             .collect())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct StepFigures {
+    pub step: String,
+    pub attempts: i64,
+    pub p50_ms: i64,
+    pub p95_ms: i64,
+    pub p99_ms: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct KindCount {
+    pub kind: String,
+    pub count: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct ProviderFigures {
+    pub provider: String,
+    pub attempts: i64,
+    pub errors: i64,
+    /// errors ÷ attempts (0 when there were none).
+    pub error_rate: f64,
+    pub errors_by_kind: Vec<KindCount>,
+}
+
+/// The operations figures of a live board.
+#[derive(SimpleObject)]
+pub struct Figures {
+    pub stories_by_status: Vec<StatusCount>,
+    /// Stories waiting to be generated.
+    pub queue_depth: i64,
+    /// Age of the oldest pending story, seconds (0 when none waits).
+    pub oldest_pending_seconds: f64,
+    pub open_conversations: i64,
+    /// Conversation sockets open on the process that answered.
+    pub open_sockets: i64,
+    /// Generation step durations over the window.
+    pub steps: Vec<StepFigures>,
+    /// Provider error rates over the window.
+    pub providers: Vec<ProviderFigures>,
+}
+
+#[Object]
+impl OpsFigures {
+    /// Figures over the last `windowMinutes` (1–10080, default 60).
+    async fn figures(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 60)] window_minutes: i32,
+    ) -> async_graphql::Result<Figures> {
+        let user = viewer(ctx).await?;
+        let f = domain(ctx).ops_figures(&user, window_minutes).await?;
+        Ok(Figures {
+            stories_by_status: f
+                .stories_by_status
+                .into_iter()
+                .map(|(status, count)| StatusCount { status, count })
+                .collect(),
+            queue_depth: f.queue_depth,
+            oldest_pending_seconds: f.oldest_pending_seconds,
+            open_conversations: f.open_conversations,
+            open_sockets: f.open_sockets,
+            steps: f
+                .steps
+                .into_iter()
+                .map(|s| StepFigures {
+                    step: s.step,
+                    attempts: s.attempts,
+                    p50_ms: s.p50_ms,
+                    p95_ms: s.p95_ms,
+                    p99_ms: s.p99_ms,
+                })
+                .collect(),
+            providers: f
+                .providers
+                .into_iter()
+                .map(|p| ProviderFigures {
+                    error_rate: if p.attempts == 0 {
+                        0.0
+                    } else {
+                        p.errors as f64 / p.attempts as f64
+                    },
+                    provider: p.provider,
+                    attempts: p.attempts,
+                    errors: p.errors,
+                    errors_by_kind: p
+                        .errors_by_kind
+                        .into_iter()
+                        .map(|(kind, count)| KindCount { kind, count })
+                        .collect(),
+                })
+                .collect(),
+        })
     }
 }

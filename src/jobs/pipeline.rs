@@ -30,12 +30,19 @@ struct Steps(Mutex<Vec<GenerationStepRow>>);
 impl Steps {
     fn observer<'a>(
         &'a self,
+        metrics: &'a crate::metrics::Metrics,
         story: Uuid,
         step: &'a str,
         chapter: Option<i32>,
         provider: &'a str,
     ) -> impl FnMut(Attempt<'_>) + 'a {
         move |a: Attempt<'_>| {
+            metrics.record_attempt(
+                step,
+                provider,
+                a.duration.as_secs_f64(),
+                a.error.map(|e| e.kind.as_str()),
+            );
             let row = GenerationStepRow {
                 id: Uuid::new_v4().to_string(),
                 story_id: story.to_string(),
@@ -153,7 +160,15 @@ async fn generate(
                 .filter(|(r, _)| r == "child")
                 .map(|(_, t)| t.clone()),
         );
-        if let Some(reason) = moderate(providers, steps, story.id, "moderate_input", &inputs).await
+        if let Some(reason) = moderate(
+            domain,
+            providers,
+            steps,
+            story.id,
+            "moderate_input",
+            &inputs,
+        )
+        .await
         {
             return Ok(Err(reason));
         }
@@ -167,7 +182,13 @@ async fn generate(
             with_retry(
                 providers.retry,
                 || providers.writer.write(&request),
-                steps.observer(story.id, "write_text", None, providers.writer.name()),
+                steps.observer(
+                    domain.metrics(),
+                    story.id,
+                    "write_text",
+                    None,
+                    providers.writer.name(),
+                ),
             )
             .await
         };
@@ -187,7 +208,9 @@ async fn generate(
             texts.push(c.title.clone());
             texts.push(c.content.clone());
         }
-        if let Some(reason) = moderate(providers, steps, story.id, "moderate_text", &texts).await {
+        if let Some(reason) =
+            moderate(domain, providers, steps, story.id, "moderate_text", &texts).await
+        {
             return Ok(Err(reason));
         }
         if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
@@ -306,7 +329,13 @@ where
         with_retry(
             retry,
             call,
-            steps.observer(story_id, step, Some(chapter_number), provider),
+            steps.observer(
+                domain.metrics(),
+                story_id,
+                step,
+                Some(chapter_number),
+                provider,
+            ),
         )
         .await
     };
@@ -335,6 +364,7 @@ where
 
 /// `Some(reason)` when the texts are not fit for a child, or cannot be checked.
 async fn moderate(
+    domain: &Domain,
     providers: &Providers,
     steps: &Steps,
     story: Uuid,
@@ -344,7 +374,13 @@ async fn moderate(
     let verdict = with_retry(
         providers.retry,
         || providers.moderator.check(texts),
-        steps.observer(story, step, None, providers.moderator.name()),
+        steps.observer(
+            domain.metrics(),
+            story,
+            step,
+            None,
+            providers.moderator.name(),
+        ),
     )
     .await;
     match verdict {

@@ -160,6 +160,7 @@ async fn session(
     };
     let token = token.unwrap_or_default();
     tracing::info!(user_id = %user.id, "conversation socket opened");
+    let _gauge = SocketGauge::open(state.domain.clone());
     let defaults = prefill(&params);
     let limiter = RateLimiter::direct(Quota::per_minute(
         NonZeroU32::new(state.config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
@@ -321,6 +322,22 @@ async fn session(
     drop(out_tx);
     let _ = writer.await;
     tracing::info!(user_id = %user.id, "conversation socket closed");
+}
+
+/// Counts an open conversation socket for `/metrics` until dropped.
+struct SocketGauge(Domain);
+
+impl SocketGauge {
+    fn open(domain: Domain) -> SocketGauge {
+        domain.metrics().socket_opened();
+        SocketGauge(domain)
+    }
+}
+
+impl Drop for SocketGauge {
+    fn drop(&mut self) {
+        self.0.metrics().socket_closed();
+    }
 }
 
 /// `payload` over `defaults`, as GraphQL input (camelCase).

@@ -21,6 +21,7 @@ fn command(storage: &TestStorage) -> Command {
         .env("JJONGAL_DATA_DIR", storage.dir.path())
         .env("JJONGAL_DATABASE_URL", &storage.database_url)
         .env("JJONGAL_BIND", "127.0.0.1:0")
+        .env("JJONGAL_METRICS_BIND", "127.0.0.1:0")
         .env("JJONGAL_LOG_FORMAT", "json")
         .kill_on_drop(true);
     cmd

@@ -169,7 +169,14 @@ impl TestStorage {
         ];
         // Stories stay as tests seed them unless a test asks for the worker; tests create
         // many stories, and the quota has its own test.
-        argv.extend_from_slice(&["--worker", "false", "--story-quota", "10000"]);
+        argv.extend_from_slice(&[
+            "--worker",
+            "false",
+            "--story-quota",
+            "10000",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ]);
         // Later flags override earlier ones: `extra` wins over these defaults.
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv).expect("test config").config
@@ -178,6 +185,8 @@ impl TestStorage {
 
 pub struct TestApp {
     pub base: String,
+    /// `http://` address of the metrics listener.
+    pub metrics: String,
     pub client: reqwest::Client,
     pub domain: Domain,
     storage: Option<TestStorage>,
@@ -249,12 +258,14 @@ async fn start(storage: &TestStorage, extra: &[&str]) -> TestApp {
     let config = Config::resolve(storage.args(extra)).expect("config");
     let app = Application::build(config).await.expect("build app");
     let addr = app.local_addr();
+    let metrics = format!("http://{}", app.metrics_addr());
     let domain = app.domain().clone();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
     TestApp {
+        metrics,
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

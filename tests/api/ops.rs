@@ -260,7 +260,166 @@ async fn transcripts_are_readable_only_when_allowed(db: Db) {
     );
 }
 
+/// The value of a sample line `name{labels} value` in a Prometheus exposition.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn figures_and_metrics_follow_the_database(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let member = app.new_account("busy.family").await;
+    let op = operator(&app, "board").await;
+    // /metrics is on its own listener, not the public port.
+    app.get("/metrics", None)
+        .await
+        .assert_error(404, "RESOURCE_NOT_FOUND");
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", app.metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(
+        sample(&before, "jjongal_stories{status=\"completed\"}"),
+        0.0
+    );
+    assert!(before.contains("# TYPE jjongal_generation_step_duration_seconds histogram"));
+
+    let mut ids = Vec::new();
+    for theme in ["하나", "둘"] {
+        ids.push(
+            app.create_story(&member, theme).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for id in &ids {
+        for _ in 0..400 {
+            let s = app
+                .get(&format!("/api/v1/stories/{id}"), Some(&member))
+                .await
+                .assert_ok(200);
+            if s["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    // One conversation socket open.
+    let url = app.base.replace("http://", "ws://") + &format!("/wss/v1/audio?token={member}");
+    let (_socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let after = scrape().await;
+    assert_eq!(
+        sample(&after, "jjongal_stories{status=\"completed\"}"),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, "jjongal_story_queue_depth"), 0.0);
+    assert_eq!(sample(&after, "jjongal_open_sockets"), 1.0);
+    assert_eq!(
+        sample(
+            &after,
+            "jjongal_generation_step_duration_seconds_count{step=\"write_text\"}"
+        ),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "jjongal_provider_attempts_total{step=\"illustrate\",provider=\"offline-svg\",outcome=\"ok\"}"
+        ),
+        6.0,
+        "{after}"
+    );
+    assert!(
+        !after.contains(&app.user(&member).await.id.to_string()),
+        "no per-user labels"
+    );
+
+    // The figures query matches the database.
+    let body = app
+        .graphql(
+            "{ ops { figures(windowMinutes: 60) { storiesByStatus { status count } queueDepth oldestPendingSeconds openConversations openSockets steps { step attempts p50Ms p95Ms } providers { provider attempts errors errorRate } } } }",
+            json!({}),
+            Some(&op),
+        )
+        .await
+        .json();
+    let figures = &body["data"]["ops"]["figures"];
+    let completed = figures["storiesByStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"] == "completed")
+        .unwrap();
+    let listed = app
+        .get("/api/v1/stories?status=completed", Some(&member))
+        .await
+        .assert_ok(200);
+    assert_eq!(
+        completed["count"].as_i64().unwrap() as usize,
+        listed["results"].as_array().unwrap().len()
+    );
+    assert_eq!(figures["queueDepth"], 0);
+    assert_eq!(figures["openSockets"], 1);
+    let write = figures["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "write_text")
+        .unwrap();
+    assert_eq!(write["attempts"], 2);
+    let history_total: usize = {
+        let mut n = 0;
+        for id in &ids {
+            n += app
+                .domain
+                .generation_steps(uuid::Uuid::parse_str(id).unwrap())
+                .await
+                .unwrap()
+                .len();
+        }
+        n
+    };
+    let attempts: i64 = figures["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["attempts"].as_i64().unwrap())
+        .sum();
+    assert_eq!(attempts as usize, history_total);
+    assert!(
+        figures["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["errors"] == 0 && p["errorRate"] == 0.0)
+    );
+    // Members cannot read figures either.
+    let body = app
+        .graphql(
+            "{ ops { figures { queueDepth } } }",
+            json!({}),
+            Some(&member),
+        )
+        .await
+        .json();
+    assert_eq!(gql_code(&body), "INSUFFICIENT_PERMISSION");
+}
+
 db_tests!(
+    figures_and_metrics_follow_the_database,
     members_reach_none_of_it,
     operators_see_across_accounts_and_every_read_is_audited,
     transcripts_are_readable_only_when_allowed,

@@ -1,0 +1,182 @@
+//! In-process operations counters, and the Prometheus text exposition served on its own
+//! listener (`JJONGAL_METRICS_BIND`, never the public port). Figures that live in the
+//! database (stories by status, queue depth) are read from it at scrape time. Label sets
+//! are small and fixed: step, provider, kind, outcome — never anything per user.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Upper bounds (seconds) of the step-duration histogram buckets.
+pub const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (step, provider, outcome) → attempts.
+    attempts: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// (provider, kind) → failed attempts.
+    errors: Mutex<BTreeMap<(String, String), u64>>,
+    /// step → durations.
+    durations: Mutex<BTreeMap<String, Histogram>>,
+    open_sockets: AtomicI64,
+}
+
+/// Database figures included in a scrape.
+pub struct DbFigures {
+    pub stories_by_status: Vec<(String, i64)>,
+    pub queue_depth: i64,
+    pub oldest_pending_seconds: f64,
+    pub open_conversations: i64,
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Records one provider attempt of a generation step.
+    pub fn record_attempt(
+        &self,
+        step: &str,
+        provider: &str,
+        seconds: f64,
+        error_kind: Option<&str>,
+    ) {
+        let outcome = if error_kind.is_some() { "error" } else { "ok" };
+        *self
+            .attempts
+            .lock()
+            .expect("metrics lock")
+            .entry((step.into(), provider.into(), outcome.into()))
+            .or_default() += 1;
+        if let Some(kind) = error_kind {
+            *self
+                .errors
+                .lock()
+                .expect("metrics lock")
+                .entry((provider.into(), kind.into()))
+                .or_default() += 1;
+        }
+        let mut durations = self.durations.lock().expect("metrics lock");
+        let h = durations.entry(step.into()).or_default();
+        h.count += 1;
+        h.sum += seconds;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+    }
+
+    pub fn socket_opened(&self) {
+        self.open_sockets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn socket_closed(&self) {
+        self.open_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn open_sockets(&self) -> i64 {
+        self.open_sockets.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition (version 0.0.4).
+    pub fn render(&self, db: &DbFigures) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_stories Stories by status.\n# TYPE jjongal_stories gauge"
+        );
+        for (status, n) in &db.stories_by_status {
+            let _ = writeln!(out, "jjongal_stories{{status=\"{}\"}} {n}", escape(status));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_story_queue_depth Stories waiting to be generated.\n# TYPE jjongal_story_queue_depth gauge\njjongal_story_queue_depth {}",
+            db.queue_depth
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_story_queue_oldest_seconds Age of the oldest pending story.\n# TYPE jjongal_story_queue_oldest_seconds gauge\njjongal_story_queue_oldest_seconds {:.3}",
+            db.oldest_pending_seconds
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_open_conversations Conversations not yet ended.\n# TYPE jjongal_open_conversations gauge\njjongal_open_conversations {}",
+            db.open_conversations
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_open_sockets Conversation sockets open on this process.\n# TYPE jjongal_open_sockets gauge\njjongal_open_sockets {}",
+            self.open_sockets()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_provider_attempts_total Provider calls made by generation.\n# TYPE jjongal_provider_attempts_total counter"
+        );
+        for ((step, provider, outcome), n) in self.attempts.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jjongal_provider_attempts_total{{step=\"{}\",provider=\"{}\",outcome=\"{}\"}} {n}",
+                escape(step),
+                escape(provider),
+                escape(outcome)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_provider_errors_total Failed provider calls by kind.\n# TYPE jjongal_provider_errors_total counter"
+        );
+        for ((provider, kind), n) in self.errors.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jjongal_provider_errors_total{{provider=\"{}\",kind=\"{}\"}} {n}",
+                escape(provider),
+                escape(kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_generation_step_duration_seconds Duration of generation step attempts.\n# TYPE jjongal_generation_step_duration_seconds histogram"
+        );
+        for (step, h) in self.durations.lock().expect("metrics lock").iter() {
+            let step = escape(step);
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "jjongal_generation_step_duration_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "jjongal_generation_step_duration_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "jjongal_generation_step_duration_seconds_sum{{step=\"{step}\"}} {:.6}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "jjongal_generation_step_duration_seconds_count{{step=\"{step}\"}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
