@@ -151,6 +151,7 @@ pub fn router(domain: Domain) -> Router {
         )
         .route("/graphql/schema.graphql", get(schema_sdl))
         .route("/graphql/ws", get(graphql::ws::upgrade))
+        .layer(axum::Extension(domain.clone()))
         .with_state(schema.clone());
     let ws_state = crate::ws::WsState {
         schema: schema.clone(),

@@ -83,6 +83,17 @@ impl Domain {
         Ok(fresh)
     }
 
+    /// Audits an operator read made outside this module (live subscriptions).
+    pub async fn record_ops_read(
+        &self,
+        operator: &User,
+        action: &str,
+        detail: String,
+    ) -> AppResult<()> {
+        let operator = self.require_operator(operator).await?;
+        self.audit(&operator, action, detail).await
+    }
+
     async fn audit(&self, operator: &User, action: &str, detail: String) -> AppResult<()> {
         let row = (
             ops_audit::id.eq(Uuid::new_v4().to_string()),

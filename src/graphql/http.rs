@@ -5,6 +5,7 @@
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response, ServerError};
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -13,6 +14,7 @@ use axum::response::{Html, IntoResponse};
 use serde::Deserialize;
 
 use super::{AppSchema, RequestAuth};
+use crate::domain::Domain;
 use crate::error::ErrorCode;
 
 fn auth_of(headers: &HeaderMap) -> RequestAuth {
@@ -39,8 +41,17 @@ fn respond(response: Response) -> axum::response::Response {
     (status, axum::Json(response)).into_response()
 }
 
+/// The request's auth, with the viewer resolved up front so operator-only fields are
+/// visible to operators in introspection.
+async fn prepared_auth(domain: &Domain, headers: &HeaderMap) -> RequestAuth {
+    let auth = auth_of(headers);
+    auth.preload(domain).await;
+    auth
+}
+
 pub async fn post(
     State(schema): State<AppSchema>,
+    Extension(domain): Extension<Domain>,
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
@@ -70,7 +81,8 @@ pub async fn post(
             );
         }
     };
-    respond(schema.execute(request.data(auth_of(&headers))).await)
+    let auth = prepared_auth(&domain, &headers).await;
+    respond(schema.execute(request.data(auth)).await)
 }
 
 #[derive(Deserialize)]
@@ -83,6 +95,7 @@ pub struct GetParams {
 
 pub async fn get(
     State(schema): State<AppSchema>,
+    Extension(domain): Extension<Domain>,
     headers: HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,
 ) -> axum::response::Response {
@@ -151,7 +164,8 @@ pub async fn get(
             return respond(response);
         }
     }
-    respond(schema.execute(request.data(auth_of(&headers))).await)
+    let auth = prepared_auth(&domain, &headers).await;
+    respond(schema.execute(request.data(auth)).await)
 }
 
 /// Whether the operation the request selects is a query.

@@ -37,6 +37,7 @@ pub struct SubscriptionRoot(
     stories::StorySubscription,
     conversations::ConversationSubscription,
     conversations::VoiceSubscription,
+    ops::OpsSubscription,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -60,6 +61,22 @@ impl RequestAuth {
     /// From an `Authorization` header value: only the `Bearer` scheme counts.
     pub fn from_header(value: Option<&str>) -> RequestAuth {
         RequestAuth::new(value.and_then(RequestAuth::bearer_of))
+    }
+
+    /// The account, if it was already resolved for this request.
+    pub fn resolved(&self) -> Option<&User> {
+        self.user.get()
+    }
+
+    /// Resolves the account now (failures are left for the resolvers to report), so
+    /// schema visibility can depend on the viewer's role.
+    pub async fn preload(&self, domain: &Domain) {
+        if self.bearer.is_some() {
+            let _ = self
+                .user
+                .get_or_try_init(|| domain.authenticate(self.bearer.as_deref()))
+                .await;
+        }
     }
 
     /// The token of a `Bearer <token>` value.

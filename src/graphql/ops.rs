@@ -25,7 +25,7 @@ pub struct OpsRoot;
 #[Object]
 impl OpsRoot {
     /// Internal dashboards (operators only). Every read is audited.
-    #[graphql(guard = "OperatorGuard")]
+    #[graphql(guard = "OperatorGuard", visible = "operator_visible")]
     async fn ops(&self) -> OpsQuery {
         OpsQuery(OpsReads, OpsFigures)
     }
@@ -385,4 +385,152 @@ impl OpsFigures {
                 .collect(),
         })
     }
+}
+
+/// A story change as operators see it live.
+#[derive(SimpleObject)]
+pub struct OpsStoryUpdate {
+    pub story_id: ID,
+    pub owner_id: ID,
+    pub status: StoryStatus,
+    pub title: Option<String>,
+    pub chapters: i32,
+    pub failure_reason: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// A conversation event as operators see it live: texts only where transcripts may be
+/// read (`JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS`).
+#[derive(SimpleObject)]
+pub struct OpsConversationEvent {
+    pub conversation_id: ID,
+    /// `ai_response`, `error` or `ended`.
+    pub kind: String,
+    pub seq: Option<i32>,
+    pub text: Option<String>,
+    pub user_text: Option<String>,
+    pub code: Option<String>,
+}
+
+#[derive(Default)]
+pub struct OpsSubscription;
+
+#[async_graphql::Subscription]
+impl OpsSubscription {
+    /// Every story's changes, across accounts (operators only).
+    #[graphql(guard = "OperatorGuard", visible = "operator_visible")]
+    async fn ops_story_updates(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl futures_util::Stream<Item = OpsStoryUpdate> + use<>> {
+        let domain = domain(ctx).clone();
+        let events = domain.events().subscribe();
+        let operator = viewer(ctx).await?;
+        domain
+            .record_ops_read(&operator, "ops.story_updates", String::new())
+            .await?;
+        Ok(futures_util::stream::unfold(
+            (domain, events),
+            |(domain, mut events)| async move {
+                loop {
+                    let id = match events.recv().await {
+                        Ok(crate::events::Event::Story { id }) => id,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
+                    };
+                    let Ok(story) = domain.story_for_job(id).await else {
+                        continue;
+                    };
+                    let update = OpsStoryUpdate {
+                        story_id: ID(story.id.to_string()),
+                        owner_id: ID(story.owner_id.to_string()),
+                        status: story.status.into(),
+                        title: story.title.clone(),
+                        chapters: story.chapters.len() as i32,
+                        failure_reason: story.failure_reason.clone(),
+                        updated_at: Timestamp(story.updated_at),
+                    };
+                    return Some((update, (domain, events)));
+                }
+            },
+        ))
+    }
+
+    /// Any conversation's events (operators only; audited).
+    #[graphql(guard = "OperatorGuard", visible = "operator_visible")]
+    async fn ops_conversation_events(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: ID,
+    ) -> async_graphql::Result<impl futures_util::Stream<Item = OpsConversationEvent> + use<>> {
+        let domain = domain(ctx).clone();
+        let events = domain.events().subscribe();
+        let operator = viewer(ctx).await?;
+        let id = parse_id("conversation_id", &conversation_id)?;
+        let readable = domain.config().operator_can_read_transcripts;
+        domain
+            .record_ops_read(
+                &operator,
+                "ops.conversation_events",
+                format!("conversation={id} texts={readable}"),
+            )
+            .await?;
+        Ok(futures_util::stream::unfold(
+            (domain, events),
+            move |(domain, mut events)| async move {
+                use crate::events::Event;
+                loop {
+                    let event = match events.recv().await {
+                        Ok(e) => e,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
+                    };
+                    let item = match event {
+                        Event::ConversationReply { id: cid, seq } if cid == id => {
+                            let Ok(reply) = domain.reply_at(id, seq).await else {
+                                continue;
+                            };
+                            OpsConversationEvent {
+                                conversation_id: ID(id.to_string()),
+                                kind: "ai_response".into(),
+                                seq: Some(seq),
+                                text: readable.then_some(reply.text),
+                                user_text: if readable { reply.user_text } else { None },
+                                code: None,
+                            }
+                        }
+                        Event::ConversationError { id: cid, code } if cid == id => {
+                            OpsConversationEvent {
+                                conversation_id: ID(id.to_string()),
+                                kind: "error".into(),
+                                seq: None,
+                                text: None,
+                                user_text: None,
+                                code: Some(code),
+                            }
+                        }
+                        Event::ConversationEnded { id: cid } if cid == id => OpsConversationEvent {
+                            conversation_id: ID(id.to_string()),
+                            kind: "ended".into(),
+                            seq: None,
+                            text: None,
+                            user_text: None,
+                            code: None,
+                        },
+                        _ => continue,
+                    };
+                    return Some((item, (domain, events)));
+                }
+            },
+        ))
+    }
+}
+
+/// Operator-only fields are listed in introspection only for operators (the request's
+/// viewer is resolved up front by the HTTP and WebSocket handlers).
+pub fn operator_visible(ctx: &Context<'_>) -> bool {
+    ctx.data_opt::<super::RequestAuth>()
+        .and_then(|auth| auth.resolved())
+        .is_some_and(|user| user.role == Role::Operator)
 }

@@ -6,12 +6,14 @@
 use async_graphql::Data;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Extension;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde_json::Value;
 
 use super::{AppSchema, RequestAuth};
+use crate::domain::Domain;
 
 fn token_from_payload(payload: &Value) -> Option<String> {
     let header = payload
@@ -30,6 +32,7 @@ fn token_from_payload(payload: &Value) -> Option<String> {
 
 pub async fn upgrade(
     State(schema): State<AppSchema>,
+    Extension(domain): Extension<Domain>,
     protocol: GraphQLProtocol,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -45,8 +48,10 @@ pub async fn upgrade(
             GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let token = token_from_payload(&payload).or(header_token);
+                    let auth = RequestAuth::new(token);
+                    auth.preload(&domain).await;
                     let mut data = Data::default();
-                    data.insert(RequestAuth::new(token));
+                    data.insert(auth);
                     Ok(data)
                 })
                 .serve()
