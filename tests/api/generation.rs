@@ -162,6 +162,26 @@ async fn wait_done(app: &TestApp, token: &str, id: &str) -> Value {
     panic!("story {id} did not finish: {story:?}\nsteps: {steps:#?}");
 }
 
+/// Waits until the story's text is stored (3 chapters) and its illustrations have been
+/// asked for — the point where a server can be stopped mid-generation.
+async fn wait_until_illustrating(app: &TestApp, token: &str, id: &str, server: &MockServer) {
+    for _ in 0..400 {
+        let story = app
+            .get(&format!("/api/v1/stories/{id}"), Some(token))
+            .await
+            .assert_ok(200);
+        if story["chapters"].as_array().unwrap().len() == 3
+            && !requests_to(server, "/v1/images/generations")
+                .await
+                .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("story {id} never reached its illustrations");
+}
+
 async fn new_story(app: &TestApp, token: &str, theme: &str, length: &str) -> String {
     app.post_json(
         "/api/v1/stories",
@@ -561,20 +581,7 @@ async fn a_crash_mid_generation_resumes_without_duplicates(db: Db) {
     let token = first.new_account("resilient").await;
     let id = new_story(&first, &token, "기차 여행", "short").await;
     // Wait until the text is stored (the chapters exist) and illustrations are underway.
-    for _ in 0..400 {
-        let story = first
-            .get(&format!("/api/v1/stories/{id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        if story["chapters"].as_array().unwrap().len() == 3
-            && !requests_to(&server, "/v1/images/generations")
-                .await
-                .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until_illustrating(&first, &token, &id, &server).await;
     let storage = first.crash().await;
     // A new server on the same database takes the story over once the lease expires.
     let second = spawn_app_on(
@@ -648,20 +655,7 @@ async fn graceful_shutdown_hands_unfinished_stories_over(db: Db) {
     .await;
     let token = first.new_account("handover").await;
     let id = new_story(&first, &token, "등대", "short").await;
-    for _ in 0..400 {
-        let story = first
-            .get(&format!("/api/v1/stories/{id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        if story["chapters"].as_array().unwrap().len() == 3
-            && !requests_to(&server, "/v1/images/generations")
-                .await
-                .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until_illustrating(&first, &token, &id, &server).await;
     let storage = first.stop().await;
     let flags: Vec<String> = provider_flags(&server)
         .into_iter()
