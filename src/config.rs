@@ -283,6 +283,9 @@ pub struct ConfigArgs {
     /// Whether operators' views of conversations include message texts.
     #[arg(long, env = "JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub operator_can_read_transcripts: bool,
+    /// Origins allowed to call the API from browsers (CORS), comma separated; empty: none.
+    #[arg(long, env = "JJONGAL_CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
     /// Stories one account may request per quota window.
     #[arg(long, env = "JJONGAL_STORY_QUOTA", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub story_quota: u32,
@@ -337,6 +340,7 @@ pub struct Config {
     pub ws: WsConfig,
     pub voice_clone_samples: u32,
     pub operator_can_read_transcripts: bool,
+    pub cors_origins: Vec<String>,
 }
 
 /// The conversation WebSocket's limits.
@@ -506,6 +510,7 @@ impl Config {
             },
             voice_clone_samples: args.voice_clone_samples,
             operator_can_read_transcripts: args.operator_can_read_transcripts,
+            cors_origins: parse_origins(&args.cors_origins)?,
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,
@@ -527,6 +532,25 @@ impl Config {
             database_pool_size: args.database_pool_size as usize,
         })
     }
+}
+
+/// `https://a.example, http://localhost:3000` → exact origins; `*` is refused (the API
+/// takes credentials in headers, and a wildcard would let any site use them).
+fn parse_origins(list: &str) -> anyhow::Result<Vec<String>> {
+    let mut origins = Vec::new();
+    for origin in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if origin == "*" {
+            bail!("JJONGAL_CORS_ORIGINS cannot be `*`: list the allowed origins");
+        }
+        let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && !origin.trim_end_matches('/').contains(['?', '#'])
+            && origin.matches('/').count() == 2;
+        if !valid {
+            bail!("JJONGAL_CORS_ORIGINS: `{origin}` is not an origin like https://app.example.com");
+        }
+        origins.push(origin.to_string());
+    }
+    Ok(origins)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

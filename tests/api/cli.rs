@@ -353,6 +353,24 @@ async fn production_mode_refuses_missing_or_weak_secrets() {
 }
 
 #[tokio::test]
+async fn a_wildcard_cors_origin_is_refused() {
+    let storage = TestStorage::new(Db::Sqlite).await;
+    for (origins, expected) in [("*", "cannot be `*`"), ("app.example", "is not an origin")] {
+        let out = command(&storage)
+            .env("JJONGAL_CORS_ORIGINS", origins)
+            .arg("serve")
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{origins}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn help_never_shows_secret_values() {
     let storage = TestStorage::new(Db::Sqlite).await;
     let out = command(&storage)

@@ -444,7 +444,8 @@ async fn a_graphql_subscriber_sees_what_the_socket_sees(db: Db) {
     .await;
     assert_eq!(recv(&mut dash).await["type"], "connection_ack");
     send(&mut dash, json!({"id": "1", "type": "subscribe", "payload": {
-        "query": "subscription($id: ID!) { conversationEvents(conversationId: $id) { __typename ... on AiResponse { text userText } } }",
+        // After the greeting (seq 1): on PostgreSQL its NOTIFY may still be in flight.
+        "query": "subscription($id: ID!) { conversationEvents(conversationId: $id, afterSeq: 1) { __typename ... on AiResponse { text userText } } }",
         "variables": {"id": id}}})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     send(

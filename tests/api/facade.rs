@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::db_tests;
-use crate::helpers::{Db, spawn_app};
+use crate::helpers::{Db, spawn_app, spawn_app_with};
 
 async fn unknown_routes_and_wrong_methods_answer_in_the_envelope(db: Db) {
     let app = spawn_app(db).await;
@@ -124,7 +124,103 @@ async fn health_and_readiness(db: Db) {
     assert_eq!(data["database"], "ok");
 }
 
+async fn security_headers_on_every_answer(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("headers").await;
+    let replies = [
+        app.get("/api/v1/users/me", Some(&token)).await,
+        app.get("/api/v1/nothing", None).await,
+        app.get("/healthz", None).await,
+        app.graphql("{ me { id } }", json!({}), Some(&token)).await,
+        app.send(
+            app.client
+                .get(app.url("/graphql"))
+                .header("accept", "text/html"),
+        )
+        .await,
+    ];
+    for reply in &replies {
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+        let csp = reply.header("content-security-policy").expect("a CSP");
+        assert!(csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+        // Served over plain HTTP: no HSTS.
+        assert_eq!(reply.header("strict-transport-security"), None);
+        // No CORS unless origins are configured.
+        assert_eq!(reply.header("access-control-allow-origin"), None);
+    }
+    let https = spawn_app_with(db, &["--public-url", "https://stories.example"]).await;
+    let reply = https.get("/healthz", None).await;
+    assert_eq!(
+        reply.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
+}
+
+async fn cors_only_for_configured_origins(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--cors-origins",
+            "https://app.example, http://localhost:3000",
+        ],
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/stories"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+    };
+    let reply = app.send(preflight("https://app.example")).await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let methods = reply
+        .header("access-control-allow-methods")
+        .unwrap()
+        .to_string();
+    assert!(
+        methods.contains("POST") && methods.contains("PATCH"),
+        "{methods}"
+    );
+    assert_eq!(reply.header("access-control-allow-credentials"), None);
+    let reply = app.send(preflight("http://localhost:3000")).await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    let reply = app.send(preflight("https://evil.example")).await;
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    // Simple requests too, and the request id is readable by the page.
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/healthz"))
+                .header("origin", "https://app.example"),
+        )
+        .await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        reply
+            .header("access-control-expose-headers")
+            .unwrap()
+            .contains("x-request-id")
+    );
+}
+
 db_tests!(
+    security_headers_on_every_answer,
+    cors_only_for_configured_origins,
     unknown_routes_and_wrong_methods_answer_in_the_envelope,
     bad_bodies_are_validation_errors,
     size_limits_answer_413_and_400,
