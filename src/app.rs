@@ -146,6 +146,7 @@ impl Application {
 /// The whole public router: REST facade, GraphQL, health, with request ids, tracing,
 /// body limits and panic catching around it.
 pub fn router(domain: Domain) -> Router {
+    let domain_timeout = domain.config().request_timeout;
     let https = domain.config().public_url.starts_with("https://");
     let cors = cors_layer(&domain.config().cors_origins);
     let schema = graphql::build_schema(domain.clone());
@@ -180,6 +181,10 @@ pub fn router(domain: Domain) -> Router {
         .merge(media)
         .merge(health)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            domain_timeout,
+            request_timeout,
+        ))
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -232,6 +237,31 @@ pub fn router(domain: Domain) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+}
+
+/// Answers `503 SERVICE_UNAVAILABLE` when a request takes longer than configured, instead
+/// of letting work queue without bound. (An upgraded WebSocket is not a request any more:
+/// its handler returns at once.)
+async fn request_timeout(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let graphql = request.uri().path().starts_with("/graphql");
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit_secs = limit.as_secs(), "request timed out");
+            let message = "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요.";
+            let code = ErrorCode::ServiceUnavailable;
+            if graphql {
+                // In the shape GraphQL clients read, with the same code.
+                let body = json!({"errors": [{"message": message, "extensions": {"code": code.as_str()}}]});
+                return envelope::json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+            RestError::new(code, message).into_response()
+        }
+    }
 }
 
 /// CORS for the configured origins only (none by default); credentials travel in the

@@ -283,6 +283,9 @@ pub struct ConfigArgs {
     /// Whether operators' views of conversations include message texts.
     #[arg(long, env = "JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub operator_can_read_transcripts: bool,
+    /// Longest time one HTTP request may take before it is answered with 503, seconds.
+    #[arg(long, env = "JJONGAL_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub request_timeout_secs: u64,
     /// Origins allowed to call the API from browsers (CORS), comma separated; empty: none.
     #[arg(long, env = "JJONGAL_CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
@@ -341,6 +344,7 @@ pub struct Config {
     pub voice_clone_samples: u32,
     pub operator_can_read_transcripts: bool,
     pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
 }
 
 /// The conversation WebSocket's limits.
@@ -511,6 +515,7 @@ impl Config {
             voice_clone_samples: args.voice_clone_samples,
             operator_can_read_transcripts: args.operator_can_read_transcripts,
             cors_origins: parse_origins(&args.cors_origins)?,
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,

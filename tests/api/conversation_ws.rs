@@ -775,7 +775,40 @@ async fn an_unreachable_guide_is_ai_unavailable(db: Db) {
     assert_eq!(list["results"], json!([]));
 }
 
+async fn slow_requests_are_cut_off_with_503(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(5))
+                .set_body_json(
+                    json!({"choices": [{"message": {"role": "assistant", "content": "늦었지?"}}]}),
+                ),
+        )
+        .mount(&provider)
+        .await;
+    let llm = format!("{}/v1", provider.uri());
+    let app = spawn_app_with(db, &["--llm-base-url", &llm, "--request-timeout-secs", "1"]).await;
+    let token = app.new_account("impatient").await;
+    let reply = app
+        .graphql(
+            "mutation { startConversation { conversation { id } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    // In GraphQL's error shape, with the same code.
+    assert_eq!(reply.status, 503);
+    assert_eq!(gql_code(&reply.json()), "SERVICE_UNAVAILABLE");
+    // Quick requests are unaffected.
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_ok(200);
+}
+
 db_tests!(
+    slow_requests_are_cut_off_with_503,
     an_unreachable_guide_is_ai_unavailable,
     the_guide_uses_the_llm_and_the_cloned_voice,
     cloning_failures_are_reported_and_retried,

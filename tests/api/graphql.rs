@@ -123,6 +123,20 @@ async fn every_graphql_error_carries_a_code(db: Db) {
         .await;
     assert_eq!(reply.status, 400);
     assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    // Over 1 MiB: 413 with the code, in GraphQL's error shape.
+    let reply = app
+        .send(
+            app.client
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"query": "{{ me {{ id }} }}", "variables": {{"x": "{}"}}}}"#,
+                    "a".repeat(1024 * 1024)
+                )),
+        )
+        .await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(gql_code(&reply.json()), "PAYLOAD_TOO_LARGE");
     // Not a GraphQL request at all.
     let reply = app
         .send(
