@@ -12,7 +12,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::tokens::{hash_refresh_token, new_refresh_token};
-use super::{Domain, char_len};
+use super::{Domain, char_len, stored_uuid};
 use crate::db::models::{RefreshTokenRow, UserRow};
 use crate::db::schema::{refresh_tokens, users};
 use crate::db::{self, from_db, to_db};
@@ -59,7 +59,7 @@ impl TryFrom<UserRow> for User {
     type Error = AppError;
     fn try_from(row: UserRow) -> AppResult<User> {
         Ok(User {
-            id: parse_uuid(&row.id)?,
+            id: stored_uuid(&row.id)?,
             role: Role::parse(&row.role)
                 .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad role {:?}", row.role)))?,
             login_id: row.login_id,
@@ -69,10 +69,6 @@ impl TryFrom<UserRow> for User {
             voice_id: row.voice_id,
         })
     }
-}
-
-fn parse_uuid(s: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(s).map_err(|e| AppError::Internal(anyhow::anyhow!("bad uuid {s:?}: {e}")))
 }
 
 /// An access/refresh token pair (spec §6.1).
@@ -263,7 +259,7 @@ impl Domain {
         let ok = verify_password(password.to_string(), hash).await?;
         match found {
             Some(row) if ok => {
-                let user_id = parse_uuid(&row.id)?;
+                let user_id = stored_uuid(&row.id)?;
                 self.new_pair(user_id, Uuid::new_v4()).await
             }
             _ => Err(AppError::code_only(ErrorCode::AuthenticationFailed)),
@@ -329,7 +325,7 @@ impl Domain {
             });
         let rotation = match outcome? {
             Some((user_id, family)) => {
-                Rotation::Rotated(parse_uuid(&user_id)?, parse_uuid(&family)?)
+                Rotation::Rotated(stored_uuid(&user_id)?, stored_uuid(&family)?)
             }
             None => {
                 // Unknown, expired, revoked or already used. A used token coming back

@@ -3,15 +3,15 @@
 //! available, stored, and announced as an event — the conversation WebSocket and the
 //! GraphQL subscription both follow those events.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::accounts::{User, validate_age, validate_name};
+use super::cursor::TimePosition;
 use super::stories::parse_id;
-use super::{Domain, char_len};
+use super::{Domain, char_len, internal, page_limit, stored_uuid};
 use crate::db::models::{ConversationRow, MessageRow};
 use crate::db::schema::{conversation_messages as messages, conversations};
 use crate::db::{self, from_db, to_db};
@@ -71,22 +71,12 @@ pub struct ConversationPage {
     pub has_more: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Position {
-    t: i64,
-    id: String,
-}
-
 pub const MAX_INTERESTS: usize = 10;
-
-fn internal(what: &str, e: impl std::fmt::Display) -> AppError {
-    AppError::Internal(anyhow::anyhow!("{what}: {e}"))
-}
 
 fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conversation> {
     Ok(Conversation {
-        id: Uuid::parse_str(&row.id).map_err(|e| internal("stored id", e))?,
-        owner_id: Uuid::parse_str(&row.owner_id).map_err(|e| internal("stored id", e))?,
+        id: stored_uuid(&row.id)?,
+        owner_id: stored_uuid(&row.owner_id)?,
         child_name: row.child_name.unwrap_or_else(|| owner.name.clone()),
         child_age: row.child_age.unwrap_or(owner.age),
         interests: serde_json::from_str(&row.interests).map_err(|e| internal("interests", e))?,
@@ -512,23 +502,12 @@ impl Domain {
         first: i32,
         after: Option<&str>,
     ) -> AppResult<ConversationPage> {
-        if !(1..=super::stories::MAX_PAGE_SIZE).contains(&first) {
-            return Err(AppError::validation(
-                "page_size(first)는 1~100 사이여야 합니다.",
-            ));
-        }
+        let limit = page_limit(first)? + 1;
         let scope = "conversations:created_at:desc";
-        let after: Option<Position> = after.map(|c| self.cursors().decode(scope, c)).transpose()?;
-        let after_time: Option<NaiveDateTime> = match &after {
-            Some(p) => Some(
-                DateTime::<Utc>::from_timestamp_micros(p.t)
-                    .ok_or_else(|| AppError::validation("start_cursor가 올바르지 않습니다."))?
-                    .naive_utc(),
-            ),
-            None => None,
-        };
+        let after: Option<TimePosition> =
+            after.map(|c| self.cursors().decode(scope, c)).transpose()?;
+        let after_time = after.as_ref().map(TimePosition::time).transpose()?;
         let oid = owner.id.to_string();
-        let limit = i64::from(first) + 1;
         let mut conn = self.pool().get().await?;
         let mut rows: Vec<ConversationRow> = with_conn!(&mut conn, |c| {
             let mut q = conversations::table
@@ -550,13 +529,9 @@ impl Domain {
         let items = rows
             .into_iter()
             .map(|row| {
-                let cursor = self.cursors().encode(
-                    scope,
-                    &Position {
-                        t: row.created_at.and_utc().timestamp_micros(),
-                        id: row.id.clone(),
-                    },
-                );
+                let cursor = self
+                    .cursors()
+                    .encode(scope, &TimePosition::of(row.created_at, &row.id));
                 Ok((cursor, conversation_from_row(row, owner)?))
             })
             .collect::<AppResult<Vec<_>>>()?;

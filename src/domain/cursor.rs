@@ -79,6 +79,35 @@ impl CursorCodec {
     }
 }
 
+/// Where a newest-first listing ordered by (created_at, id) stopped.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TimePosition {
+    /// Microseconds since the epoch (both backends keep microseconds).
+    pub t: i64,
+    pub id: String,
+}
+
+impl TimePosition {
+    pub fn of(t: chrono::NaiveDateTime, id: &str) -> TimePosition {
+        TimePosition {
+            t: t.and_utc().timestamp_micros(),
+            id: id.to_string(),
+        }
+    }
+
+    /// The stored timestamp; a cursor that does not give one is invalid.
+    pub fn time(&self) -> AppResult<chrono::NaiveDateTime> {
+        micros_to_db(self.t)
+    }
+}
+
+/// Microseconds from a cursor back to a stored timestamp.
+pub(crate) fn micros_to_db(us: i64) -> AppResult<chrono::NaiveDateTime> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| AppError::validation("start_cursor가 올바르지 않습니다."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,26 @@ impl Domain {
 pub fn char_len(s: &str) -> usize {
     s.chars().count()
 }
+
+/// Largest page any listing serves.
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// Checks a requested page size (1–100); returns it as a query limit.
+pub(crate) fn page_limit(first: i32) -> crate::error::AppResult<i64> {
+    if !(1..=MAX_PAGE_SIZE).contains(&first) {
+        return Err(crate::error::AppError::validation(format!(
+            "page_size(first)는 1~{MAX_PAGE_SIZE} 사이여야 합니다."
+        )));
+    }
+    Ok(i64::from(first))
+}
+
+/// An internal failure with what was being done; its text goes only to the log.
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> crate::error::AppError {
+    crate::error::AppError::Internal(anyhow::anyhow!("{what}: {e}"))
+}
+
+/// A UUID read back from the database (unreadable means corrupt data: internal).
+pub(crate) fn stored_uuid(s: &str) -> crate::error::AppResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|e| internal("stored uuid", e))
+}

@@ -6,12 +6,13 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Domain;
 use super::accounts::{Role, User};
-use super::stories::{ListStories, MAX_PAGE_SIZE, StoryPage, parse_id};
+use super::cursor::TimePosition;
+use super::stories::{ListStories, StoryPage, parse_id};
+use super::{page_limit, stored_uuid};
 use crate::db::models::{ConversationRow, GenerationStepRow, UserRow};
 use crate::db::schema::{conversation_messages, conversations, ops_audit, users};
 use crate::db::{self, from_db, to_db};
@@ -48,23 +49,6 @@ pub struct OpsMessage {
     pub text: Option<String>,
     pub flagged: bool,
     pub created_at: DateTime<Utc>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Position {
-    t: i64,
-    id: String,
-}
-
-fn page_size(first: i32) -> AppResult<i64> {
-    if !(1..=MAX_PAGE_SIZE).contains(&first) {
-        return Err(AppError::validation("first는 1~100 사이여야 합니다."));
-    }
-    Ok(i64::from(first))
-}
-
-fn uuid(s: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(s).map_err(|e| AppError::Internal(anyhow::anyhow!("stored uuid: {e}")))
 }
 
 impl Domain {
@@ -159,19 +143,13 @@ impl Domain {
         after: Option<&str>,
     ) -> AppResult<(Vec<(String, User)>, bool)> {
         let operator = self.require_operator(viewer).await?;
-        let limit = page_size(first)? + 1;
+        let limit = page_limit(first)? + 1;
         self.audit(&operator, "ops.accounts", format!("first={first}"))
             .await?;
         let scope = "ops.accounts:created_at:desc";
-        let after: Option<Position> = after.map(|c| self.cursors().decode(scope, c)).transpose()?;
-        let after_time = match &after {
-            Some(p) => Some(
-                DateTime::<Utc>::from_timestamp_micros(p.t)
-                    .ok_or_else(|| AppError::validation("after가 올바르지 않습니다."))?
-                    .naive_utc(),
-            ),
-            None => None,
-        };
+        let after: Option<TimePosition> =
+            after.map(|c| self.cursors().decode(scope, c)).transpose()?;
+        let after_time = after.as_ref().map(TimePosition::time).transpose()?;
         let mut conn = self.pool().get().await?;
         let mut rows: Vec<UserRow> = with_conn!(&mut conn, |c| {
             let mut q = users::table
@@ -192,13 +170,9 @@ impl Domain {
         let items = rows
             .into_iter()
             .map(|row| {
-                let cursor = self.cursors().encode(
-                    scope,
-                    &Position {
-                        t: row.created_at.and_utc().timestamp_micros(),
-                        id: row.id.clone(),
-                    },
-                );
+                let cursor = self
+                    .cursors()
+                    .encode(scope, &TimePosition::of(row.created_at, &row.id));
                 Ok((cursor, User::try_from(row)?))
             })
             .collect::<AppResult<Vec<_>>>()?;
@@ -213,7 +187,7 @@ impl Domain {
         first: i32,
     ) -> AppResult<Vec<OpsConversation>> {
         let operator = self.require_operator(viewer).await?;
-        let limit = page_size(first)?;
+        let limit = page_limit(first)?;
         let owner = owner.map(|o| parse_id("owner_id", o)).transpose()?;
         self.audit(
             &operator,
@@ -256,8 +230,8 @@ impl Domain {
                         .find(|(id, _)| *id == r.id)
                         .map(|(_, n)| *n)
                         .unwrap_or(0),
-                    id: uuid(&r.id)?,
-                    owner_id: uuid(&r.owner_id)?,
+                    id: stored_uuid(&r.id)?,
+                    owner_id: stored_uuid(&r.owner_id)?,
                     child_name: r.child_name,
                     child_age: r.child_age,
                     active: r.status == "active",
@@ -299,7 +273,7 @@ impl Domain {
     /// The audit log, newest first.
     pub async fn ops_audit_log(&self, viewer: &User, first: i32) -> AppResult<Vec<AuditEntry>> {
         self.require_operator(viewer).await?;
-        let limit = page_size(first)?;
+        let limit = page_limit(first)?;
         let mut conn = self.pool().get().await?;
         let rows: Vec<(String, String, String, String, chrono::NaiveDateTime)> =
             with_conn!(&mut conn, |c| {
@@ -319,8 +293,8 @@ impl Domain {
         rows.into_iter()
             .map(|(id, operator, action, detail, at)| {
                 Ok(AuditEntry {
-                    id: uuid(&id)?,
-                    operator_id: uuid(&operator)?,
+                    id: stored_uuid(&id)?,
+                    operator_id: stored_uuid(&operator)?,
                     action,
                     detail,
                     created_at: from_db(at),

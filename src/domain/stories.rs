@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::accounts::User;
-use super::{Domain, char_len};
+use super::cursor::micros_to_db;
+use super::{Domain, char_len, internal, page_limit, stored_uuid};
 use crate::db::models::{ChapterRow, ConversationRow, MediaFileRow, StoryRow};
 use crate::db::schema::{chapters, conversations, media_files, stories, story_requests};
 use crate::db::{self, from_db, to_db};
@@ -179,7 +180,7 @@ struct Position {
     id: String,
 }
 
-pub const MAX_PAGE_SIZE: i32 = 100;
+pub use super::MAX_PAGE_SIZE;
 
 /// Creation-time bounds of a listing: from (inclusive), until (exclusive).
 pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
@@ -189,10 +190,6 @@ pub const DEFAULT_PAGE_SIZE: i32 = 20;
 pub fn parse_id(field: &str, value: &str) -> AppResult<Uuid> {
     Uuid::parse_str(value)
         .map_err(|_| AppError::validation(format!("`{field}`은(는) UUID여야 합니다.")))
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> AppError {
-    AppError::Internal(anyhow::anyhow!("{what}: {e}"))
 }
 
 fn validate_text(field: &str, value: &str, max: usize) -> AppResult<()> {
@@ -206,12 +203,6 @@ fn validate_text(field: &str, value: &str, max: usize) -> AppResult<()> {
 
 fn micros(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp_micros()
-}
-
-fn from_micros(us: i64) -> AppResult<NaiveDateTime> {
-    DateTime::<Utc>::from_timestamp_micros(us)
-        .map(|t| t.naive_utc())
-        .ok_or_else(|| AppError::validation("start_cursor가 올바르지 않습니다."))
 }
 
 impl Domain {
@@ -451,11 +442,7 @@ impl Domain {
         range: Option<TimeRange>,
         query: ListStories,
     ) -> AppResult<StoryPage> {
-        if !(1..=MAX_PAGE_SIZE).contains(&query.first) {
-            return Err(AppError::validation(format!(
-                "page_size(first)는 1~{MAX_PAGE_SIZE} 사이여야 합니다."
-            )));
-        }
+        let limit = page_limit(query.first)? + 1;
         let (created_after, created_before) = range.unwrap_or((None, None));
         let scope = format!(
             "stories:{}:{}:{}:{}:{}:{}",
@@ -481,12 +468,11 @@ impl Domain {
             .map(|c| self.cursors().decode(&scope, c))
             .transpose()?;
         let after_time = match after.as_ref().and_then(|p| p.t) {
-            Some(us) => Some(from_micros(us)?),
+            Some(us) => Some(micros_to_db(us)?),
             None => None,
         };
         let owner = owner.map(|o| o.to_string());
         let status = query.status.map(|s| s.as_str().to_string());
-        let limit = i64::from(query.first) + 1;
         let mut conn = self.pool().get().await?;
         let mut rows: Vec<StoryRow> = with_conn!(&mut conn, |c| {
             let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
@@ -960,7 +946,7 @@ fn story_from_rows(
     chapters: Vec<ChapterRow>,
     files: &HashMap<String, MediaFileRow>,
 ) -> AppResult<Story> {
-    let uuid = |s: &str| Uuid::parse_str(s).map_err(|e| internal("stored uuid", e));
+    let uuid = stored_uuid;
     let file = |id: &Option<String>| -> AppResult<Option<MediaFile>> {
         id.as_ref()
             .and_then(|id| files.get(id))
