@@ -27,6 +27,7 @@ use crate::db::{self, Pool};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
 use crate::events::Events;
+use crate::gateway::Gateway;
 use crate::graphql::{self, AppSchema};
 use crate::jobs::StoryWorker;
 use crate::providers::Providers;
@@ -55,7 +56,12 @@ impl Application {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
-        let pool = Pool::connect(&config.database_url, config.database_pool_size).await?;
+        let pool = Pool::connect_waiting(
+            &config.database_url,
+            config.database_pool_size,
+            config.database_acquire_timeout,
+        )
+        .await?;
         let events = Events::start(pool.clone(), &config.database_url).await?;
         std::fs::create_dir_all(&config.media_dir)
             .with_context(|| format!("creating {}", config.media_dir.display()))?;
@@ -150,19 +156,25 @@ pub fn router(domain: Domain) -> Router {
     let https = domain.config().public_url.starts_with("https://");
     let cors = cors_layer(&domain.config().cors_origins);
     let schema = graphql::build_schema(domain.clone());
-    let api = facade::router(&schema)
-        .route(
-            "/graphql",
-            get(graphql::http::get).post(graphql::http::post),
-        )
-        .route("/graphql/schema.graphql", get(schema_sdl))
+    let gateway = Gateway::new(&domain.config().gateway);
+    let mut api = facade::router(&schema).route(
+        "/graphql",
+        get(graphql::http::get).post(graphql::http::post),
+    );
+    // The SDL is introspection by other means: not served when introspection is off.
+    if domain.config().graphql.introspection {
+        api = api.route("/graphql/schema.graphql", get(schema_sdl));
+    }
+    let api = api
         .route("/graphql/ws", get(graphql::ws::upgrade))
         .layer(axum::Extension(domain.clone()))
+        .layer(axum::Extension(gateway.clone()))
         .with_state(schema.clone());
     let ws_state = crate::ws::WsState {
         schema: schema.clone(),
         domain: domain.clone(),
         config: domain.config().ws.clone(),
+        gateway: gateway.clone(),
     };
     let conversation_ws = Router::new()
         .route("/wss/v1/audio", get(crate::ws::audio))
@@ -176,11 +188,15 @@ pub fn router(domain: Domain) -> Router {
     let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(domain);
-    api.merge(conversation_ws)
-        .merge(media)
+        .with_state(domain.clone());
+    // Everything but the health checks passes the gateway (rate limits, load shedding):
+    // a load balancer's probes must not be refused for the traffic they measure.
+    let gated = gateway.layer(
+        api.merge(conversation_ws).merge(media).fallback(not_found),
+        domain,
+    );
+    gated
         .merge(health)
-        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             domain_timeout,
             request_timeout,

@@ -1,7 +1,7 @@
 //! One typed configuration, from flags and `JJONGAL_*` environment variables.
 //! Secrets are wrapped in [`Secret`] so they never reach logs, `Debug` or `--help`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -298,6 +298,80 @@ pub struct ConfigArgs {
     /// Maximum number of pooled database connections.
     #[arg(long, env = "JJONGAL_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub database_pool_size: u32,
+    /// How long a request waits for a pooled database connection before it is answered
+    /// with 503, milliseconds.
+    #[arg(long, env = "JJONGAL_DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=600_000), global = true)]
+    pub database_acquire_timeout_ms: u64,
+    /// Requests one client IP may make per minute (REST, GraphQL, WebSocket upgrades and
+    /// socket messages); 0 switches the per-IP limit off.
+    #[arg(
+        long,
+        env = "JJONGAL_RATE_LIMIT_IP_PER_MINUTE",
+        default_value_t = 600,
+        global = true
+    )]
+    pub rate_limit_ip_per_minute: u32,
+    /// Requests one client IP may make at once before the per-minute rate applies.
+    #[arg(long, env = "JJONGAL_RATE_LIMIT_IP_BURST", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_ip_burst: u32,
+    /// Requests one account may make per minute (by its access token, across REST,
+    /// GraphQL and sockets); 0 switches the per-account limit off.
+    #[arg(
+        long,
+        env = "JJONGAL_RATE_LIMIT_ACCOUNT_PER_MINUTE",
+        default_value_t = 300,
+        global = true
+    )]
+    pub rate_limit_account_per_minute: u32,
+    /// Requests one account may make at once before the per-minute rate applies.
+    #[arg(long, env = "JJONGAL_RATE_LIMIT_ACCOUNT_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_account_burst: u32,
+    /// Proxy addresses (IPs or CIDR ranges, comma separated) whose `X-Forwarded-For` /
+    /// `X-Real-IP` name the client; from anyone else those headers are ignored.
+    #[arg(
+        long,
+        env = "JJONGAL_TRUSTED_PROXIES",
+        default_value = "",
+        global = true
+    )]
+    pub trusted_proxies: String,
+    /// Requests served at once; beyond it the service answers 503 at once instead of
+    /// queueing without bound.
+    #[arg(long, env = "JJONGAL_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_concurrent_requests: u32,
+    /// Whether GraphQL introspection (and field suggestions, and `/graphql/schema.graphql`)
+    /// is on. Default: on in development, off in production.
+    #[arg(long, env = "JJONGAL_GRAPHQL_INTROSPECTION", action = clap::ArgAction::Set, global = true)]
+    pub graphql_introspection: Option<bool>,
+    /// Deepest selection nesting a GraphQL operation may have.
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub graphql_max_depth: u32,
+    /// Highest complexity of an operation (each field 1; lists and connections multiply
+    /// their selection by the page size asked for). A full REST page of 100 stories with
+    /// all their chapters is about 11,300.
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_COMPLEXITY", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub graphql_max_complexity: u32,
+    /// Aliases one GraphQL document may use.
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_ALIASES", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100_000), global = true)]
+    pub graphql_max_aliases: u32,
+    /// Root fields one GraphQL operation may select.
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_ROOT_FIELDS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub graphql_max_root_fields: u32,
+    /// Directives one field may carry.
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_DIRECTIVES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub graphql_max_directives: u32,
+    /// Deepest recursion while validating a document (nested lists, objects, fragments).
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_RECURSION", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub graphql_max_recursion: u32,
+    /// Lexical tokens a GraphQL document may have (checked before it is parsed).
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_TOKENS", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub graphql_max_tokens: u32,
+    /// Seconds a `/graphql/ws` client has to send `connection_init` (then close 4408).
+    #[arg(long, env = "JJONGAL_GRAPHQL_WS_INIT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub graphql_ws_init_timeout_secs: u64,
+    /// Operations one `/graphql/ws` connection may run at once.
+    #[arg(long, env = "JJONGAL_GRAPHQL_WS_MAX_SUBSCRIPTIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub graphql_ws_max_subscriptions: u32,
 }
 
 /// A secret value: never printed.
@@ -345,6 +419,93 @@ pub struct Config {
     pub operator_can_read_transcripts: bool,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
+    pub database_acquire_timeout: Duration,
+    pub gateway: GatewayConfig,
+    pub graphql: GraphqlConfig,
+}
+
+/// What the gateway enforces before a request reaches a resolver.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Per client IP; `None` when switched off.
+    pub ip_rate: Option<RateConfig>,
+    /// Per account; `None` when switched off.
+    pub account_rate: Option<RateConfig>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_concurrent_requests: usize,
+}
+
+/// A token bucket: `per_minute` refill, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateConfig {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// GraphQL's abuse limits (every door: HTTP, WebSocket, the facade's own documents).
+#[derive(Clone, Debug)]
+pub struct GraphqlConfig {
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+    pub max_directives: usize,
+    pub max_recursion: usize,
+    pub max_tokens: usize,
+    pub ws_init_timeout: Duration,
+    pub ws_max_subscriptions: usize,
+}
+
+/// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// `a.b.c.d`, `a.b.c.d/n`, `v6` or `v6/n`.
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, what a dual-stack listener reports) as
+/// the IPv4 address they are.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
 }
 
 /// The conversation WebSocket's limits.
@@ -516,6 +677,33 @@ impl Config {
             operator_can_read_transcripts: args.operator_can_read_transcripts,
             cors_origins: parse_origins(&args.cors_origins)?,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
+            database_acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
+            gateway: GatewayConfig {
+                ip_rate: (args.rate_limit_ip_per_minute > 0).then_some(RateConfig {
+                    per_minute: args.rate_limit_ip_per_minute,
+                    burst: args.rate_limit_ip_burst,
+                }),
+                account_rate: (args.rate_limit_account_per_minute > 0).then_some(RateConfig {
+                    per_minute: args.rate_limit_account_per_minute,
+                    burst: args.rate_limit_account_burst,
+                }),
+                trusted_proxies: parse_proxies(&args.trusted_proxies)?,
+                max_concurrent_requests: args.max_concurrent_requests as usize,
+            },
+            graphql: GraphqlConfig {
+                introspection: args
+                    .graphql_introspection
+                    .unwrap_or(args.environment == Environment::Development),
+                max_depth: args.graphql_max_depth as usize,
+                max_complexity: args.graphql_max_complexity as usize,
+                max_aliases: args.graphql_max_aliases as usize,
+                max_root_fields: args.graphql_max_root_fields as usize,
+                max_directives: args.graphql_max_directives as usize,
+                max_recursion: args.graphql_max_recursion as usize,
+                max_tokens: args.graphql_max_tokens as usize,
+                ws_init_timeout: Duration::from_secs(args.graphql_ws_init_timeout_secs),
+                ws_max_subscriptions: args.graphql_ws_max_subscriptions as usize,
+            },
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,
@@ -556,6 +744,19 @@ fn parse_origins(list: &str) -> anyhow::Result<Vec<String>> {
         origins.push(origin.to_string());
     }
     Ok(origins)
+}
+
+/// `10.0.0.1, 192.168.0.0/16, ::1` → networks; anything unparsable stops start-up.
+fn parse_proxies(list: &str) -> anyhow::Result<Vec<IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            IpNet::parse(p).with_context(|| {
+                format!("JJONGAL_TRUSTED_PROXIES: `{p}` is not an IP address or CIDR range")
+            })
+        })
+        .collect()
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

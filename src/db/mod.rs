@@ -118,17 +118,17 @@ macro_rules! with_tx {
     };
 }
 
-/// How long a request waits for a pooled connection before the database counts as
-/// unavailable (503).
+/// How long a command-line or migration connection waits for the pool (the server's own
+/// pool takes `JJONGAL_DATABASE_ACQUIRE_TIMEOUT_MS`).
 const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// Builds a pool for a manager of either backend (a macro: a generic function would
 /// need diesel-internal bounds).
 macro_rules! build_pool {
-    ($manager:expr, $max_size:expr) => {
+    ($manager:expr, $max_size:expr, $wait:expr) => {
         DeadPool::builder($manager)
             .max_size($max_size)
-            .wait_timeout(Some(POOL_WAIT))
+            .wait_timeout(Some($wait))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Pool(e.to_string()))
@@ -138,10 +138,20 @@ macro_rules! build_pool {
 impl Pool {
     /// Connects to `url` (a `postgres://` URL, else a SQLite file path) without migrating.
     pub async fn connect(url: &str, max_size: usize) -> Result<Pool, DbError> {
+        Pool::connect_waiting(url, max_size, POOL_WAIT).await
+    }
+
+    /// As [`Pool::connect`]; a caller waits at most `wait` for a free connection, then
+    /// gets [`DbError::Pool`] (which the service answers with 503).
+    pub async fn connect_waiting(
+        url: &str,
+        max_size: usize,
+        wait: Duration,
+    ) -> Result<Pool, DbError> {
         match Backend::of_url(url) {
             Backend::Postgres => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-                Ok(Pool::Pg(build_pool!(manager, max_size)?))
+                Ok(Pool::Pg(build_pool!(manager, max_size, wait)?))
             }
             Backend::Sqlite => {
                 let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -167,7 +177,7 @@ impl Pool {
                 });
                 let manager =
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-                Ok(Pool::Sqlite(build_pool!(manager, max_size)?))
+                Ok(Pool::Sqlite(build_pool!(manager, max_size, wait)?))
             }
         }
     }

@@ -75,6 +75,12 @@ impl Domain {
         &self.inner.keys
     }
 
+    /// The account an access token names, checked by signature and expiry only (no
+    /// database): what per-account rate limits key on.
+    pub fn account_of_token(&self, token: &str) -> Option<uuid::Uuid> {
+        self.inner.keys.verify(token).ok()
+    }
+
     pub(crate) fn cursors(&self) -> &CursorCodec {
         &self.inner.cursors
     }

@@ -59,7 +59,8 @@ impl ConversationObject {
     async fn ended_at(&self) -> Option<Timestamp> {
         self.conversation.ended_at.map(Timestamp)
     }
-    /// The messages, oldest first.
+    /// The messages, oldest first (complexity counts the selection 50 times).
+    #[graphql(complexity = "50 * child_complexity")]
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MessageObject>> {
         let list = match &self.messages {
             Some(m) => m.clone(),

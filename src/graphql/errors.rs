@@ -56,14 +56,20 @@ struct ErrorCodesExtension;
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        for err in &mut response.errors {
-            if code_of(err).is_none() {
-                err.extensions
-                    .get_or_insert_with(ErrorExtensionValues::default)
-                    .set("code", ErrorCode::ValidationError.as_str());
-            }
-        }
+        ensure_codes(&mut response.errors);
         response
+    }
+}
+
+/// Gives every error without a code `VALIDATION_ERROR` (the `request` hook does this for
+/// single responses; streams, which that hook does not see, call it themselves).
+pub fn ensure_codes(errors: &mut [async_graphql::ServerError]) {
+    for err in errors {
+        if code_of(err).is_none() {
+            err.extensions
+                .get_or_insert_with(ErrorExtensionValues::default)
+                .set("code", ErrorCode::ValidationError.as_str());
+        }
     }
 }
 

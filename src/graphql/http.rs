@@ -142,6 +142,14 @@ pub async fn get(
             "GET /graphql needs a `query` parameter",
         );
     };
+    if !preflighted(&headers) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationError,
+            "GET /graphql needs a `GraphQL-Require-Preflight: 1` header (or a JSON Content-Type), \
+             so that no other site can send it from a browser; or use POST",
+        );
+    }
     let mut request = Request::new(query);
     if let Some(name) = operation_name {
         request = request.operation_name(name);
@@ -183,6 +191,31 @@ pub async fn get(
     }
     let auth = prepared_auth(&domain, &headers).await;
     respond(schema.execute(request.data(auth)).await)
+}
+
+/// CSRF protection for GET: a browser sends a cross-site GET without asking first only
+/// with "simple" headers, so a custom header (or a non-simple `Content-Type`) proves the
+/// request passed CORS. (POST already insists on a JSON body.)
+fn preflighted(headers: &HeaderMap) -> bool {
+    let custom = [
+        "graphql-require-preflight",
+        "apollo-require-preflight",
+        "x-apollo-operation-name",
+    ]
+    .iter()
+    .any(|name| headers.get(*name).is_some_and(|v| !v.is_empty()));
+    let non_simple_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            !matches!(
+                m.as_str(),
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+            )
+        });
+    custom || non_simple_type
 }
 
 /// Whether the operation the request selects is a query.

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod conversations;
 pub mod errors;
 pub mod http;
+pub mod limits;
 pub mod ops;
 pub mod scalars;
 pub mod stories;
@@ -58,6 +59,18 @@ impl RequestAuth {
         }
     }
 
+    /// For a connection that authenticated once (the GraphQL socket's `connection_init`).
+    pub fn for_user(bearer: Option<String>, user: Option<User>) -> RequestAuth {
+        let resolved = OnceCell::new();
+        if let Some(user) = user {
+            let _ = resolved.set(user);
+        }
+        RequestAuth {
+            bearer,
+            user: resolved,
+        }
+    }
+
     /// From an `Authorization` header value: only the `Bearer` scheme counts.
     pub fn from_header(value: Option<&str>) -> RequestAuth {
         RequestAuth::new(value.and_then(RequestAuth::bearer_of))
@@ -90,18 +103,24 @@ impl RequestAuth {
 }
 
 pub fn build_schema(domain: Domain) -> AppSchema {
-    Schema::build(
+    let limits = domain.config().graphql.clone();
+    let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
     .data(domain)
     .extension(errors::ErrorCodes)
-    .limit_depth(16)
-    .limit_complexity(10_000)
-    .limit_recursive_depth(32)
-    .limit_directives(8)
-    .finish()
+    .extension(limits::DocumentLimits::from_config(&limits))
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_recursive_depth(limits.max_recursion)
+    .limit_directives(limits.max_directives);
+    if !limits.introspection {
+        // Neither the schema nor hints at it ("did you mean …?").
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
 }
 
 /// The schema's SDL (what `jjongal print-schema` prints and `schema.graphql` holds).

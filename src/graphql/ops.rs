@@ -166,6 +166,7 @@ impl OpsReads {
     }
 
     /// A story's generation history: every provider attempt, oldest first.
+    #[graphql(complexity = "50 * child_complexity")]
     async fn generation_history(
         &self,
         ctx: &Context<'_>,
@@ -218,6 +219,7 @@ impl OpsReads {
     }
 
     /// Conversations across accounts (metadata and counts), newest first.
+    #[graphql(complexity = "first.clamp(1, 100) as usize * child_complexity")]
     async fn conversations(
         &self,
         ctx: &Context<'_>,
@@ -244,6 +246,7 @@ impl OpsReads {
     }
 
     /// A conversation's messages; texts only where transcripts may be read.
+    #[graphql(complexity = "50 * child_complexity")]
     async fn conversation_messages(
         &self,
         ctx: &Context<'_>,
@@ -265,6 +268,7 @@ impl OpsReads {
     }
 
     /// The audit log of operator reads, newest first.
+    #[graphql(complexity = "first.clamp(1, 100) as usize * child_complexity")]
     async fn audit(
         &self,
         ctx: &Context<'_>,

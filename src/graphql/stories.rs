@@ -142,6 +142,8 @@ impl StoryObject {
     async fn status(&self) -> StoryStatus {
         self.0.status.into()
     }
+    /// The chapters in order (at most 7: complexity counts the selection 7 times).
+    #[graphql(complexity = "7 * child_complexity")]
     async fn chapters(&self) -> Vec<ChapterObject> {
         self.0.chapters.iter().cloned().map(ChapterObject).collect()
     }

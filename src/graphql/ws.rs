@@ -1,19 +1,161 @@
-//! GraphQL subscriptions over WebSocket at `/graphql/ws`, speaking `graphql-transport-ws`
-//! and the legacy `graphql-ws`. Browsers cannot set headers on a WebSocket, so the token
-//! comes in the `connection_init` payload (`{"Authorization": "Bearer …"}` or
-//! `{"token": "…"}`); an `Authorization` header on the upgrade works too.
+//! GraphQL over WebSocket at `/graphql/ws`: `graphql-transport-ws` (the protocol of the
+//! `graphql-ws` library) and the legacy `graphql-ws` (subscriptions-transport-ws), served
+//! by our own loop so the protocol's rules hold — async-graphql's handler enforces
+//! neither the init timeout nor duplicate ids, and uses other close codes:
+//!
+//! - no `connection_init` within `JJONGAL_GRAPHQL_WS_INIT_TIMEOUT_SECS`: close 4408;
+//!   a second one: 4429; a token that does not authenticate: 4403;
+//! - `subscribe` before the acknowledgement: 4401; an id already running: 4409;
+//!   a malformed message: 4400; a frame over 64 KiB: 1009;
+//! - more than `JJONGAL_GRAPHQL_WS_MAX_SUBSCRIPTIONS` operations at once, or over the
+//!   client's or account's rate limit: an `error` for that operation (the connection
+//!   stays open), with `RATE_LIMIT_EXCEEDED`.
+//!
+//! Browsers cannot set headers on a WebSocket, so the token comes in the
+//! `connection_init` payload (`{"Authorization": "Bearer …"}` or `{"token": "…"}`); an
+//! `Authorization` header on the upgrade works too. Without any token the connection is
+//! anonymous and operations that need an account answer `INVALID_TOKEN`.
 
-use async_graphql::Data;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_graphql::{Request, ServerError};
 use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
-use axum::response::Response;
-use serde_json::Value;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
+use super::errors::{ensure_codes, is_request_error};
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
+use crate::domain::accounts::User;
+use crate::error::ErrorCode;
+use crate::gateway::{ClientAddr, Gateway};
+
+/// Largest message (and frame) a client may send: a GraphQL document with its variables.
+/// Far below the library defaults (64 MiB / 16 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How often the legacy protocol's keep-alive (`ka`) goes out.
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws`
+    Transport,
+    /// `graphql-ws` (legacy subscriptions-transport-ws)
+    Legacy,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Transport => "graphql-transport-ws",
+            Protocol::Legacy => "graphql-ws",
+        }
+    }
+
+    /// The sub-protocol to speak: `graphql-transport-ws` when offered (or when nothing
+    /// is offered), else `graphql-ws`; `None` when only others are offered.
+    fn choose(headers: &HeaderMap) -> Option<Protocol> {
+        let offered: Vec<String> = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if offered.is_empty() || offered.iter().any(|p| p == "graphql-transport-ws") {
+            Some(Protocol::Transport)
+        } else if offered.iter().any(|p| p == "graphql-ws") {
+            Some(Protocol::Legacy)
+        } else {
+            None
+        }
+    }
+}
+
+pub async fn upgrade(
+    State(schema): State<AppSchema>,
+    Extension(domain): Extension<Domain>,
+    Extension(gateway): Extension<Gateway>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(protocol) = Protocol::choose(&headers) else {
+        let body = json!({"errors": [{
+            "message": "Sec-WebSocket-Protocol must offer graphql-transport-ws or graphql-ws",
+            "extensions": {"code": ErrorCode::ValidationError.as_str()},
+        }]});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    };
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RequestAuth::bearer_of);
+    let connection = Connection {
+        schema,
+        domain,
+        gateway,
+        client,
+        protocol,
+        header_token,
+    };
+    upgrade
+        .protocols([protocol.name()])
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| connection.serve(socket))
+}
+
+/// What the writer task sends.
+enum Outbound {
+    Json(Value),
+    Close(u16, String),
+}
+
+struct Connection {
+    schema: AppSchema,
+    domain: Domain,
+    gateway: Gateway,
+    client: IpAddr,
+    protocol: Protocol,
+    header_token: Option<String>,
+}
+
+/// Who the connection is, once `connection_init` was accepted.
+#[derive(Clone)]
+struct Principal {
+    token: Option<String>,
+    user: Option<User>,
+}
+
+/// The outcome of one client message.
+enum Step {
+    Continue,
+    Close(u16, String),
+}
+
+fn close(code: u16, reason: impl Into<String>) -> Step {
+    Step::Close(code, reason.into())
+}
+
+fn coded_error(code: ErrorCode, message: &str, retry_after: Option<u64>) -> Value {
+    let mut extensions = json!({"code": code.as_str()});
+    if let Some(secs) = retry_after {
+        extensions["retryAfter"] = json!(secs);
+    }
+    json!({"message": message, "extensions": extensions})
+}
 
 fn token_from_payload(payload: &Value) -> Option<String> {
     let header = payload
@@ -30,30 +172,308 @@ fn token_from_payload(payload: &Value) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-pub async fn upgrade(
-    State(schema): State<AppSchema>,
-    Extension(domain): Extension<Domain>,
-    protocol: GraphQLProtocol,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(RequestAuth::bearer_of);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = token_from_payload(&payload).or(header_token);
-                    let auth = RequestAuth::new(token);
-                    auth.preload(&domain).await;
-                    let mut data = Data::default();
-                    data.insert(auth);
-                    Ok(data)
-                })
-                .serve()
-        })
+impl Connection {
+    async fn serve(self, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        // Bounded: a client that does not read slows its own subscriptions down instead
+        // of growing the server's memory.
+        let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
+        let writer = tokio::spawn(async move {
+            while let Some(item) = out_rx.recv().await {
+                let result = match item {
+                    Outbound::Json(v) => sink.send(Message::Text(v.to_string().into())).await,
+                    Outbound::Close(code, reason) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        break;
+                    }
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+        });
+        let config = self.domain.config().graphql.clone();
+        let mut principal: Option<Principal> = None;
+        let mut active: HashMap<String, AbortHandle> = HashMap::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, tokio::task::Id)>();
+        let init_deadline = tokio::time::sleep(config.ws_init_timeout);
+        tokio::pin!(init_deadline);
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.reset();
+
+        let outcome = loop {
+            let frame = tokio::select! {
+                // Finished operations first: their slots are free before the next message.
+                biased;
+                Some((id, task)) = done_rx.recv() => {
+                    // Only if that id still names the finished task (not a new one).
+                    if active.get(&id).is_some_and(|h| h.id() == task) {
+                        active.remove(&id);
+                    }
+                    continue;
+                }
+                () = &mut init_deadline, if principal.is_none() => {
+                    break close(4408, "Connection initialisation timeout");
+                }
+                frame = stream.next() => frame,
+                _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && principal.is_some() => {
+                    let _ = out_tx.send(Outbound::Json(json!({"type": "ka"}))).await;
+                    continue;
+                }
+            };
+            let step = match frame {
+                None | Some(Ok(Message::Close(_))) => break Step::Continue,
+                // Most often a message over the size cap.
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "graphql socket read failed");
+                    break close(1009, "Message too big");
+                }
+                // (The close for an oversized message is sent below; the client may still
+                // be writing, so the connection lingers a moment for it to read it.)
+                Some(Ok(Message::Text(text))) => {
+                    self.on_text(
+                        &text,
+                        &mut principal,
+                        &mut active,
+                        &out_tx,
+                        &done_tx,
+                        config.ws_max_subscriptions,
+                    )
+                    .await
+                }
+                Some(Ok(Message::Binary(_))) => close(4400, "Binary messages are not supported"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
+            };
+            if let Step::Close(code, reason) = step {
+                break Step::Close(code, reason);
+            }
+        };
+        for (_, task) in active.drain() {
+            task.abort();
+        }
+        let linger = matches!(outcome, Step::Close(1009, _));
+        if let Step::Close(code, reason) = outcome {
+            let _ = out_tx.send(Outbound::Close(code, reason)).await;
+        }
+        drop(out_tx);
+        let _ = writer.await;
+        if linger {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn on_text(
+        &self,
+        text: &str,
+        principal: &mut Option<Principal>,
+        active: &mut HashMap<String, AbortHandle>,
+        out: &mpsc::Sender<Outbound>,
+        done: &mpsc::UnboundedSender<(String, tokio::task::Id)>,
+        max_subscriptions: usize,
+    ) -> Step {
+        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
+            return close(4400, "Invalid message received");
+        };
+        let Some(kind) = message.get("type").and_then(Value::as_str) else {
+            return close(4400, "Invalid message received: no type");
+        };
+        let legacy = self.protocol == Protocol::Legacy;
+        match kind {
+            "connection_init" => {
+                if principal.is_some() {
+                    return close(4429, "Too many initialisation requests");
+                }
+                let payload = message.get("payload").cloned().unwrap_or(Value::Null);
+                let token = token_from_payload(&payload).or_else(|| self.header_token.clone());
+                let user = match &token {
+                    None => None,
+                    Some(t) => match self.domain.authenticate(Some(t)).await {
+                        Ok(user) => Some(user),
+                        Err(_) => {
+                            if legacy {
+                                let _ = out
+                                    .send(Outbound::Json(json!({
+                                        "type": "connection_error",
+                                        "payload": coded_error(ErrorCode::InvalidToken, ErrorCode::InvalidToken.default_message(), None),
+                                    })))
+                                    .await;
+                            }
+                            return close(4403, "Forbidden");
+                        }
+                    },
+                };
+                *principal = Some(Principal { token, user });
+                let _ = out
+                    .send(Outbound::Json(json!({"type": "connection_ack"})))
+                    .await;
+                if legacy {
+                    let _ = out.send(Outbound::Json(json!({"type": "ka"}))).await;
+                }
+                Step::Continue
+            }
+            "ping" if !legacy => {
+                let mut pong = json!({"type": "pong"});
+                if let Some(p) = message.get("payload") {
+                    pong["payload"] = p.clone();
+                }
+                let _ = out.send(Outbound::Json(pong)).await;
+                Step::Continue
+            }
+            "pong" if !legacy => Step::Continue,
+            "subscribe" | "start" if (kind == "start") == legacy => {
+                let Some(who) = principal.as_ref() else {
+                    return close(4401, "Unauthorized");
+                };
+                let Some(id) = message
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                else {
+                    return close(4400, "Invalid message received: no id");
+                };
+                if active.contains_key(id) {
+                    return close(4409, format!("Subscriber for {id} already exists"));
+                }
+                let request = match message
+                    .get("payload")
+                    .map(|p| serde_json::from_value::<Request>(p.clone()))
+                {
+                    Some(Ok(r)) => r,
+                    _ => return close(4400, "Invalid message received: bad payload"),
+                };
+                let refusal = if active.len() >= max_subscriptions {
+                    Some(coded_error(
+                        ErrorCode::RateLimitExceeded,
+                        &format!(
+                            "이 연결에서는 동시에 {max_subscriptions}개까지만 구독할 수 있습니다."
+                        ),
+                        None,
+                    ))
+                } else {
+                    let account = who.user.as_ref().map(|u| u.id);
+                    self.gateway
+                        .check_message(self.client, account)
+                        .err()
+                        .map(|secs| {
+                            coded_error(
+                                ErrorCode::RateLimitExceeded,
+                                ErrorCode::RateLimitExceeded.default_message(),
+                                Some(secs),
+                            )
+                        })
+                };
+                if let Some(error) = refusal {
+                    let _ = out
+                        .send(Outbound::Json(error_message(
+                            self.protocol,
+                            id,
+                            vec![error],
+                        )))
+                        .await;
+                    return Step::Continue;
+                }
+                let task = tokio::spawn(run_operation(
+                    self.schema.clone(),
+                    self.protocol,
+                    id.to_string(),
+                    request.data(RequestAuth::for_user(who.token.clone(), who.user.clone())),
+                    out.clone(),
+                    done.clone(),
+                ));
+                active.insert(id.to_string(), task.abort_handle());
+                Step::Continue
+            }
+            "complete" | "stop" if (kind == "stop") == legacy => {
+                if let Some(id) = message.get("id").and_then(Value::as_str)
+                    && let Some(task) = active.remove(id)
+                {
+                    task.abort();
+                    if legacy {
+                        let _ = out
+                            .send(Outbound::Json(json!({"type": "complete", "id": id})))
+                            .await;
+                    }
+                }
+                Step::Continue
+            }
+            "connection_terminate" if legacy => close(1000, "Normal closure"),
+            other => close(
+                4400,
+                format!("Invalid message received: unknown type `{other}`"),
+            ),
+        }
+    }
+}
+
+/// An operation's refusal before execution: `error` with a list of errors
+/// (`graphql-transport-ws`), or with one error (legacy).
+fn error_message(protocol: Protocol, id: &str, errors: Vec<Value>) -> Value {
+    match protocol {
+        Protocol::Transport => json!({"type": "error", "id": id, "payload": errors}),
+        Protocol::Legacy => json!({
+            "type": "error",
+            "id": id,
+            "payload": errors.into_iter().next().unwrap_or(Value::Null),
+        }),
+    }
+}
+
+fn server_errors(errors: &[ServerError]) -> Vec<Value> {
+    errors
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Runs one operation and forwards its results; an operation that cannot start (parse,
+/// validation or limit errors) is one `error` message, anything else `next`/`data`
+/// messages and then `complete`.
+async fn run_operation(
+    schema: AppSchema,
+    protocol: Protocol,
+    id: String,
+    request: Request,
+    out: mpsc::Sender<Outbound>,
+    done: mpsc::UnboundedSender<(String, tokio::task::Id)>,
+) {
+    let next = match protocol {
+        Protocol::Transport => "next",
+        Protocol::Legacy => "data",
+    };
+    let mut results = schema.execute_stream(request);
+    let mut first = true;
+    let mut refused = false;
+    while let Some(mut response) = results.next().await {
+        ensure_codes(&mut response.errors);
+        if first && is_request_error(&response) {
+            let errors = server_errors(&response.errors);
+            let _ = out
+                .send(Outbound::Json(error_message(protocol, &id, errors)))
+                .await;
+            refused = true;
+            break;
+        }
+        first = false;
+        let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
+        if out
+            .send(Outbound::Json(
+                json!({"type": next, "id": id, "payload": payload}),
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    if !refused || protocol == Protocol::Legacy {
+        let _ = out
+            .send(Outbound::Json(json!({"type": "complete", "id": id})))
+            .await;
+    }
+    let _ = done.send((id, tokio::task::id()));
 }

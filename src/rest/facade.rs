@@ -21,6 +21,7 @@ use super::routes::{Body, Param, ParamKind, Route, Shape};
 use super::shapes::InputShapes;
 use crate::error::ErrorCode;
 use crate::graphql::errors::{code_of, retry_after_of};
+use crate::graphql::limits::TrustedDocument;
 use crate::graphql::{AppSchema, RequestAuth};
 
 /// Longest text field, in Unicode scalar values (contract §2).
@@ -130,7 +131,8 @@ async fn handle(
     );
     let mut request = Request::new(route.document.clone())
         .variables(Variables::from_json(Value::Object(variables)))
-        .data(auth);
+        .data(auth)
+        .data(TrustedDocument);
     request.set_parsed_query(compiled.document.clone());
     let response = schema.execute(request).await;
     if let Some(err) = response.errors.first() {

@@ -6,10 +6,12 @@
 mod protocol;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_graphql::{Request, Variables};
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
@@ -23,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::config::WsConfig;
 use crate::domain::Domain;
 use crate::error::ErrorCode;
+use crate::gateway::{ClientAddr, Gateway};
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
 use protocol::{ClientMessage, parse_client_message};
@@ -39,6 +42,7 @@ pub struct WsState {
     pub schema: AppSchema,
     pub domain: Domain,
     pub config: WsConfig,
+    pub gateway: Gateway,
 }
 
 const START: &str = "mutation($input: StartConversationInput) { startConversation(input: $input) { \
@@ -60,6 +64,19 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Outbound {
     )
 }
 
+/// `RATE_LIMIT_EXCEEDED`, with `retry_after` (seconds) when the gateway knows it.
+fn rate_limited(retry_after: Option<u64>) -> Outbound {
+    let mut message = json!({
+        "type": "error",
+        "error_code": ErrorCode::RateLimitExceeded.as_str(),
+        "error_message": "메시지를 너무 빨리 보내고 있어요. 잠시 후 다시 보내 주세요.",
+    });
+    if let Some(secs) = retry_after {
+        message["retry_after"] = json!(secs);
+    }
+    Outbound::Json(message)
+}
+
 fn not_started() -> Outbound {
     let code = ErrorCode::ConversationNotStarted;
     error(code, code.default_message())
@@ -67,6 +84,7 @@ fn not_started() -> Outbound {
 
 pub async fn audio(
     State(state): State<WsState>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -88,7 +106,7 @@ pub async fn audio(
         // (large voice samples still arrive whole; the buffer grows as needed).
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| session(socket, state, token, params))
+        .on_upgrade(move |socket| session(socket, state, token, params, client))
 }
 
 /// The child's details from the query string (`start_conversation` overrides them).
@@ -116,6 +134,7 @@ async fn session(
     state: WsState,
     token: Option<String>,
     params: HashMap<String, String>,
+    client: IpAddr,
 ) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
@@ -205,11 +224,18 @@ async fn session(
             Message::Text(_) | Message::Binary(_) => {
                 idle.as_mut()
                     .reset(tokio::time::Instant::now() + state.config.idle_timeout);
-                if limiter.check().is_err() {
-                    send(error(
-                        ErrorCode::RateLimitExceeded,
-                        "메시지를 너무 빨리 보내고 있어요. 잠시 후 다시 보내 주세요.",
-                    ));
+                // This socket's own pace, then the client's and the account's budgets
+                // (shared with every other door of this process).
+                let over = match limiter.check() {
+                    Err(_) => Some(None),
+                    Ok(()) => state
+                        .gateway
+                        .check_message(client, Some(user.id))
+                        .err()
+                        .map(Some),
+                };
+                if let Some(retry_after) = over {
+                    send(rate_limited(retry_after));
                     continue;
                 }
             }

@@ -157,6 +157,7 @@ async fn get_is_for_queries_only(db: Db) {
         .send(
             app.client
                 .get(app.url("/graphql"))
+                .header("graphql-require-preflight", "1")
                 .query(&[("query", "{ me { name } }")])
                 .bearer_auth(&token),
         )
@@ -167,6 +168,7 @@ async fn get_is_for_queries_only(db: Db) {
         .send(
             app.client
                 .get(app.url("/graphql"))
+                .header("graphql-require-preflight", "1")
                 .query(&[("query", "mutation { deleteAccount }")])
                 .bearer_auth(&token),
         )
@@ -182,6 +184,7 @@ async fn get_is_for_queries_only(db: Db) {
         .send(
             app.client
                 .get(app.url("/graphql"))
+                .header("graphql-require-preflight", "1")
                 .header("accept", "text/html"),
         )
         .await;

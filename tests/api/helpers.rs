@@ -176,6 +176,15 @@ impl TestStorage {
             "10000",
             "--metrics-bind",
             "127.0.0.1:0",
+            // All test traffic comes from 127.0.0.1; the limits have their own tests.
+            "--rate-limit-ip-per-minute",
+            "1000000",
+            "--rate-limit-ip-burst",
+            "1000000",
+            "--rate-limit-account-per-minute",
+            "1000000",
+            "--rate-limit-account-burst",
+            "1000000",
         ]);
         // Later flags override earlier ones: `extra` wins over these defaults.
         argv.extend_from_slice(extra);

@@ -1,0 +1,387 @@
+//! The document limits async-graphql does not have: a token budget and a nesting cap
+//! checked on the raw text *before* it is parsed (so a bomb never reaches the parser),
+//! then aliases, root fields and text sizes on the parsed document and its variables.
+//! Depth, complexity, directives per field and recursion are the schema builder's own
+//! limits (`build_schema`). Every refusal is `VALIDATION_ERROR`, answered before anything
+//! executes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{
+    ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
+};
+use async_graphql::{
+    ErrorExtensionValues, Name, Positioned, ServerError, ServerResult, Value, Variables,
+};
+
+use crate::config::GraphqlConfig;
+use crate::domain::char_len;
+use crate::error::ErrorCode;
+
+/// Longest text in a literal or a variable, in Unicode scalar values (contract §2).
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+/// Marks a request whose document is the server's own (the REST facade's route table):
+/// it was checked when the table was built, so the text limits are not run again.
+pub struct TrustedDocument;
+
+/// The limits, as a schema extension (every door goes through it).
+pub struct DocumentLimits {
+    pub max_tokens: usize,
+    pub max_nesting: usize,
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+    pub introspection: bool,
+}
+
+impl DocumentLimits {
+    pub fn from_config(config: &GraphqlConfig) -> DocumentLimits {
+        DocumentLimits {
+            max_tokens: config.max_tokens,
+            // Brackets of every kind: selection sets, arguments, lists, objects.
+            max_nesting: config.max_depth.max(config.max_recursion) + 8,
+            max_aliases: config.max_aliases,
+            max_root_fields: config.max_root_fields,
+            introspection: config.introspection,
+        }
+    }
+}
+
+impl ExtensionFactory for DocumentLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentLimitsExtension {
+            max_tokens: self.max_tokens,
+            max_nesting: self.max_nesting,
+            limits: DocumentRules {
+                max_aliases: self.max_aliases,
+                max_root_fields: self.max_root_fields,
+                introspection: self.introspection,
+            },
+        })
+    }
+}
+
+struct DocumentLimitsExtension {
+    max_tokens: usize,
+    max_nesting: usize,
+    limits: DocumentRules,
+}
+
+/// What [`check_document`] enforces on a parsed document.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentRules {
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+    /// When false, `__schema` and `__type` are refused outright (async-graphql would
+    /// answer them with a silent `null`); `__typename` stays.
+    pub introspection: bool,
+}
+
+fn refuse(message: impl Into<String>) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    err.extensions
+        .get_or_insert_with(ErrorExtensionValues::default)
+        .set("code", ErrorCode::ValidationError.as_str());
+    err
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentLimitsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let trusted = ctx.data_opt::<TrustedDocument>().is_some();
+        if !trusted {
+            scan(query, self.max_tokens, self.max_nesting).map_err(refuse)?;
+        }
+        let document = next.run(ctx, query, variables).await?;
+        if !trusted {
+            check_document(&document, self.limits).map_err(refuse)?;
+            check_variables(variables).map_err(refuse)?;
+        }
+        Ok(document)
+    }
+}
+
+/// Counts lexical tokens (GraphQL's punctuators, names, numbers, strings; commas and
+/// comments are ignored) and bracket nesting, stopping at the first limit crossed.
+/// Unterminated strings and stray characters are left for the parser to report.
+pub fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result<(), String> {
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    let mut tokens = 0usize;
+    let mut depth = 0usize;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' => {
+                if bytes[i..].starts_with(b"\"\"\"") {
+                    i += 3;
+                    while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                        i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                            4
+                        } else {
+                            1
+                        };
+                    }
+                    i = (i + 3).min(bytes.len());
+                } else {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i = (i + 1).min(bytes.len());
+                }
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                if depth > max_nesting {
+                    return Err(format!(
+                        "the document nests deeper than {max_nesting} levels"
+                    ));
+                }
+                i += 1;
+            }
+            b'}' | b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'.' if bytes[i..].starts_with(b"...") => i += 3,
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                i += 1;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'.' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+            }
+            _ => {
+                // Punctuators (`! $ & : = @ |`), a byte-order mark, or a stray character
+                // (one token either way).
+                i += std::str::from_utf8(&bytes[i..])
+                    .ok()
+                    .and_then(|s| s.chars().next())
+                    .map_or(1, char::len_utf8);
+            }
+        }
+        tokens += 1;
+        if tokens > max_tokens {
+            return Err(format!("the document has more than {max_tokens} tokens"));
+        }
+    }
+    Ok(())
+}
+
+/// Aliases in the whole document, root fields per operation (fragments at the root
+/// expanded, each once), and the length of every string literal.
+pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Result<(), String> {
+    let DocumentRules {
+        max_aliases,
+        max_root_fields,
+        introspection,
+    } = rules;
+    let mut aliases = 0usize;
+    let mut sets: Vec<&SelectionSet> = document
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .collect();
+    sets.extend(
+        document
+            .fragments
+            .values()
+            .map(|f| &f.node.selection_set.node),
+    );
+    // Every selection set of the document, walked iteratively (no recursion to exhaust).
+    while let Some(set) = sets.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    if !introspection && matches!(field.name.node.as_str(), "__schema" | "__type") {
+                        return Err("introspection is disabled on this server".into());
+                    }
+                    if field.alias.is_some() {
+                        aliases += 1;
+                        if aliases > max_aliases {
+                            return Err(format!(
+                                "the document uses more than {max_aliases} aliases"
+                            ));
+                        }
+                    }
+                    for (name, value) in &field.arguments {
+                        check_value(&value.node, &name.node)?;
+                    }
+                    for directive in &field.directives {
+                        for (name, value) in &directive.node.arguments {
+                            check_value(&value.node, &name.node)?;
+                        }
+                    }
+                    sets.push(&field.selection_set.node);
+                }
+                Selection::InlineFragment(fragment) => sets.push(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    for (_, operation) in document.operations.iter() {
+        for variable in &operation.node.variable_definitions {
+            if let Some(default) = &variable.node.default_value {
+                check_const(&default.node, &format!("${}", variable.node.name.node))?;
+            }
+        }
+        let roots = root_fields(&operation.node.selection_set.node, &document.fragments);
+        if roots > max_root_fields {
+            return Err(format!(
+                "an operation may select at most {max_root_fields} root fields"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Root fields of one operation; a fragment spread counts its fields once however
+/// often (or cyclically) it is spread.
+fn root_fields(
+    set: &SelectionSet,
+    fragments: &std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+) -> usize {
+    let mut count = 0;
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut pending: Vec<&SelectionSet> = vec![set];
+    while let Some(set) = pending.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(_) => count += 1,
+                Selection::InlineFragment(f) => pending.push(&f.node.selection_set.node),
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    if seen.insert(name)
+                        && let Some(fragment) = fragments.get(name)
+                    {
+                        pending.push(&fragment.node.selection_set.node);
+                    }
+                }
+            }
+        }
+    }
+    count
+}
+
+fn too_long(field: &str) -> String {
+    format!("`{field}` is longer than {MAX_TEXT_CHARS} characters")
+}
+
+/// A literal argument; variables inside it count as null (they are checked on their own).
+fn check_value(value: &async_graphql_value::Value, field: &str) -> Result<(), String> {
+    let literal = value
+        .clone()
+        .into_const_with(|_| Ok::<_, std::convert::Infallible>(Value::Null));
+    match literal {
+        Ok(v) => check_const(&v, field),
+        Err(never) => match never {},
+    }
+}
+
+fn check_const(value: &Value, field: &str) -> Result<(), String> {
+    use Value as ConstValue;
+    let mut pending = vec![(value, field.to_string())];
+    while let Some((value, path)) = pending.pop() {
+        match value {
+            ConstValue::String(s) if char_len(s) > MAX_TEXT_CHARS => return Err(too_long(&path)),
+            ConstValue::List(items) => pending.extend(items.iter().map(|v| (v, path.clone()))),
+            ConstValue::Object(fields) => {
+                pending.extend(fields.iter().map(|(k, v)| (v, format!("{path}.{k}"))))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every string inside the variables, however deeply nested, names its path
+/// (`$input.theme`).
+pub fn check_variables(variables: &Variables) -> Result<(), String> {
+    for (name, value) in variables.iter() {
+        check_const(value, &format!("${name}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_counted_like_graphql_does() {
+        let q = "query Q($id: ID!) { story(id: $id) { ...F title @include(if: true) } } \
+                 fragment F on Story { id } # a comment { { {";
+        // query Q ( $ id : ID ! ) { story ( id : $ id ) { ... F title @ include ( if : true ) } }
+        // fragment F on Story { id }
+        assert!(scan(q, 37, 10).is_ok());
+        assert!(scan(q, 36, 10).is_err());
+        // Strings are one token, whatever they hold.
+        let strings = r#"{ a(s: "{ { \" { [") b(t: """ { " \""" """) }"#;
+        assert!(scan(strings, 14, 2).is_ok());
+        assert!(scan(strings, 13, 2).is_err());
+        assert!(scan("{a{a{a{a}}}}", 100, 3).is_err());
+        assert!(scan("{a{a{a}}}", 100, 3).is_ok());
+    }
+
+    fn rules(max_aliases: usize, max_root_fields: usize) -> DocumentRules {
+        DocumentRules {
+            max_aliases,
+            max_root_fields,
+            introspection: true,
+        }
+    }
+
+    #[test]
+    fn aliases_root_fields_and_literals_are_limited() {
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        let aliased = doc("{ a: me { id } b: me { id } c: me { n: name } }");
+        assert!(check_document(&aliased, rules(4, 10)).is_ok());
+        assert!(check_document(&aliased, rules(3, 10)).is_err());
+        let roots =
+            doc("{ ...R ...R me { id } } fragment R on Query { a: me { id } b: me { id } }");
+        assert!(check_document(&roots, rules(10, 3)).is_ok());
+        assert!(check_document(&roots, rules(10, 2)).is_err());
+        let long = "가".repeat(MAX_TEXT_CHARS + 1);
+        let literal = doc(&format!(
+            r#"mutation {{ createStory(input: {{userPreferences: {{theme: "{long}"}}}}) {{ id }} }}"#
+        ));
+        let err = check_document(&literal, rules(10, 10)).unwrap_err();
+        assert!(err.contains("input.userPreferences.theme"), "{err}");
+        let closed = DocumentRules {
+            introspection: false,
+            ..rules(10, 10)
+        };
+        assert!(check_document(&doc("{ __schema { types { name } } }"), closed).is_err());
+        assert!(check_document(&doc("{ me { __type: id } }"), closed).is_ok());
+        assert!(check_document(&doc("{ __typename }"), closed).is_ok());
+        let ok = "가".repeat(MAX_TEXT_CHARS);
+        let literal = doc(&format!(r#"{{ a(s: ["{ok}"]) }}"#));
+        assert!(check_document(&literal, rules(10, 10)).is_ok());
+    }
+}

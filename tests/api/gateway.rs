@@ -1,0 +1,336 @@
+//! The gateway: per-IP and per-account rate limits with the same 429 on every door, the
+//! client address behind trusted proxies, load shedding and database-acquisition
+//! timeouts answered with 503.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::db_tests;
+use crate::helpers::{Db, Reply, TestApp, gql_code, spawn_app_with};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn socket(app: &TestApp, path: &str, protocol: Option<&str>) -> Socket {
+    let url = app.base.replace("http://", "ws://") + path;
+    let mut request = url.into_client_request().unwrap();
+    if let Some(p) = protocol {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("valid frame");
+        match frame {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, v: Value) {
+    socket.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// A REST 429: the envelope, `RATE_LIMIT_EXCEEDED`, a positive `Retry-After`.
+#[track_caller]
+fn assert_rest_429(reply: &Reply) -> u64 {
+    reply.assert_error(429, "RATE_LIMIT_EXCEEDED");
+    let secs: u64 = reply
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(secs >= 1, "Retry-After {secs}");
+    secs
+}
+
+/// A GraphQL 429: `errors[0].extensions` with the code and `retryAfter`, and the header.
+#[track_caller]
+fn assert_graphql_429(reply: &Reply) {
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(gql_code(&body), "RATE_LIMIT_EXCEEDED", "{body}");
+    assert!(
+        body["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(reply.header("retry-after").is_some());
+    assert!(body.get("data").is_none(), "{body}");
+}
+
+async fn the_per_ip_limit_answers_429_on_rest_and_graphql(db: Db) {
+    // 5 at once, then one per 10 s: the first five pass, the rest are refused.
+    let app = spawn_app_with(
+        db,
+        &[
+            "--rate-limit-ip-per-minute",
+            "6",
+            "--rate-limit-ip-burst",
+            "5",
+        ],
+    )
+    .await;
+    let token = app.new_account("ip-limited").await; // 2 requests
+    for _ in 0..3 {
+        app.get("/api/v1/users/me", Some(&token))
+            .await
+            .assert_ok(200);
+    }
+    assert_rest_429(&app.get("/api/v1/users/me", Some(&token)).await);
+    // Unknown routes and the GraphQL door are counted too, each answering in its shape.
+    assert_rest_429(&app.get("/api/v1/nothing", None).await);
+    assert_graphql_429(&app.graphql("{ me { id } }", json!({}), Some(&token)).await);
+    let get = app
+        .send(
+            app.client
+                .get(app.url("/graphql?query=%7B__typename%7D"))
+                .header("graphql-require-preflight", "1"),
+        )
+        .await;
+    assert_graphql_429(&get);
+    // Health checks are never limited (a load balancer must see the truth).
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    // CORS preflights are answered before the limit... and the socket upgrade is limited.
+    let url = app.base.replace("http://", "ws://") + "/wss/v1/audio";
+    let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status().as_u16(), 429)
+        }
+        other => panic!("expected an HTTP 429, got {other:?}"),
+    }
+}
+
+async fn the_per_account_limit_is_shared_by_every_door(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--rate-limit-account-per-minute",
+            "1",
+            "--rate-limit-account-burst",
+            "4",
+        ],
+    )
+    .await;
+    let token = app.new_account("busy").await;
+    let other = app.new_account("calm").await;
+    // Open both sockets first (the conversation upgrade carries its token in the query,
+    // so only its messages count), then spend the budget: 2 REST + 1 GraphQL + 1 socket.
+    let mut talk = socket(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    let mut gql = socket(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    send(
+        &mut gql,
+        json!({"type": "connection_init", "payload": {"token": token}}),
+    )
+    .await;
+    assert_eq!(recv(&mut gql).await["type"], "connection_ack");
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_ok(200);
+    app.get("/api/v1/stories", Some(&token))
+        .await
+        .assert_ok(200);
+    let ok = app.graphql("{ me { id } }", json!({}), Some(&token)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    send(&mut talk, json!({"type": "start_conversation"})).await;
+    assert_eq!(recv(&mut talk).await["type"], "conversation_started");
+
+    // Now every door refuses this account, each in its own shape...
+    assert_rest_429(&app.get("/api/v1/users/me", Some(&token)).await);
+    assert_graphql_429(&app.graphql("{ me { id } }", json!({}), Some(&token)).await);
+    send(&mut talk, json!({"type": "user_message", "text": "안녕"})).await;
+    let error = recv(&mut talk).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error_code"], "RATE_LIMIT_EXCEEDED", "{error}");
+    assert!(error["retry_after"].as_u64().unwrap() >= 1, "{error}");
+    send(
+        &mut gql,
+        json!({"id": "a", "type": "subscribe", "payload": {"query": "{ me { id } }"}}),
+    )
+    .await;
+    let error = recv(&mut gql).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["id"], "a");
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"],
+        "RATE_LIMIT_EXCEEDED"
+    );
+    assert!(
+        error["payload"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    // ...and both sockets stay open.
+    send(&mut talk, json!({"type": "nonsense"})).await;
+    assert_eq!(recv(&mut talk).await["error_code"], "RATE_LIMIT_EXCEEDED");
+    send(&mut gql, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut gql).await["type"], "pong");
+
+    // Another account, and requests without a token, are not affected.
+    app.get("/api/v1/users/me", Some(&other))
+        .await
+        .assert_ok(200);
+    app.get("/api/v1/users/me", None)
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+}
+
+async fn forwarded_addresses_count_only_from_trusted_proxies(db: Db) {
+    let limited = [
+        "--rate-limit-ip-per-minute",
+        "1",
+        "--rate-limit-ip-burst",
+        "1",
+    ];
+    let me = |app: &TestApp, forwarded: &str| {
+        app.client
+            .get(app.url("/api/v1/users/me"))
+            .header("x-forwarded-for", forwarded.to_string())
+    };
+    // Not trusted: the header is ignored, so "different clients" share the peer's bucket.
+    let app = spawn_app_with(db, &limited).await;
+    app.send(me(&app, "198.51.100.1"))
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+    assert_rest_429(&app.send(me(&app, "198.51.100.2")).await);
+
+    // Trusted: each forwarded client has its own bucket; a spoofed hop in front of the
+    // proxy's own entry does not help (the nearest untrusted address counts).
+    let mut args = limited.to_vec();
+    args.extend(["--trusted-proxies", "127.0.0.1/32, ::1"]);
+    let app = spawn_app_with(db, &args).await;
+    app.send(me(&app, "198.51.100.1"))
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+    app.send(me(&app, "198.51.100.2"))
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+    assert_rest_429(&app.send(me(&app, "198.51.100.1")).await);
+    assert_rest_429(&app.send(me(&app, "203.0.113.50, 198.51.100.2")).await);
+    let real_ip = app
+        .client
+        .get(app.url("/api/v1/users/me"))
+        .header("x-real-ip", "198.51.100.3");
+    app.send(real_ip).await.assert_error(401, "INVALID_TOKEN");
+}
+
+async fn overload_is_answered_with_503_not_a_queue(db: Db) {
+    let app = spawn_app_with(db, &["--max-concurrent-requests", "1"]).await;
+    // Hold the one slot: a request whose body never finishes arriving.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    held.write_all(
+        b"POST /api/v1/auth/token HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    // The server takes the slot when it reads the head; wait until it refuses others.
+    let started = Instant::now();
+    let reply = loop {
+        let reply = app.get("/api/v1/users/me", None).await;
+        if reply.status == 503 || started.elapsed() > Duration::from_secs(20) {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    reply.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let gql = app.graphql("{ __typename }", json!({}), None).await;
+    assert_eq!(gql.status, 503);
+    assert_eq!(gql_code(&gql.json()), "SERVICE_UNAVAILABLE");
+    // Health checks bypass the gateway.
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    // Once the slow request ends, service resumes.
+    drop(held);
+    let started = Instant::now();
+    loop {
+        let reply = app.get("/api/v1/users/me", None).await;
+        if reply.status == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_busy_database_pool_is_503_after_the_acquire_timeout(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--database-pool-size",
+            "1",
+            "--database-acquire-timeout-ms",
+            "200",
+        ],
+    )
+    .await;
+    let token = app.new_account("waiting").await;
+    let held = app.domain.pool().get().await.unwrap();
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(app.get("/readyz", None).await.status, 503);
+    drop(held);
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_ok(200);
+}
+
+async fn a_raw_client_cannot_make_the_server_fail(db: Db) {
+    // Garbage on the wire, absurd headers, a lying content length: 4xx or a closed
+    // connection, never a 5xx, and the server goes on answering.
+    let app = spawn_app_with(db, &[]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let cases: [&[u8]; 5] = [
+        b"\x00\x01\x02 garbage\r\n\r\n",
+        b"GET /api/v1/stories?%zz=%%% HTTP/1.1\r\nhost: x\r\nauthorization: Bearer \xff\xfe\r\n\r\n",
+        b"POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 3\r\n\r\n{\"q",
+        b"PATCH /api/v1/stories/..%2f..%2fetc HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+        b"GET /media/../../secrets/jwt.secret HTTP/1.1\r\nhost: x\r\n\r\n",
+    ];
+    for case in cases {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(case).await.unwrap();
+        let _ = stream.shutdown().await;
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        let head = String::from_utf8_lossy(&answer);
+        if let Some(status) = head.split_whitespace().nth(1) {
+            assert!(!status.starts_with('5'), "{head}");
+        }
+    }
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+}
+
+db_tests!(
+    the_per_ip_limit_answers_429_on_rest_and_graphql,
+    the_per_account_limit_is_shared_by_every_door,
+    forwarded_addresses_count_only_from_trusted_proxies,
+    overload_is_answered_with_503_not_a_queue,
+    a_busy_database_pool_is_503_after_the_acquire_timeout,
+    a_raw_client_cannot_make_the_server_fail,
+);

@@ -1,0 +1,545 @@
+//! GraphQL's abuse limits (depth, complexity, aliases, root fields, tokens, text sizes,
+//! introspection, CSRF) and the `/graphql/ws` protocol rules (4400/4401/4403/4408/4409/
+//! 4429, subscription caps, frame sizes).
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::db_tests;
+use crate::helpers::{Db, Reply, TestApp, gql_code, spawn_app, spawn_app_with};
+
+/// graphql-js's `getIntrospectionQuery()` with every option on — what GraphiQL sends —
+/// and a type reference nine levels deep.
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    description
+    queryType { name kind }
+    mutationType { name kind }
+    subscriptionType { name kind }
+    types { ...FullType }
+    directives { name description isRepeatable locations args(includeDeprecated: true) { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description specifiedByURL isOneOf
+  fields(includeDeprecated: true) {
+    name description args(includeDeprecated: true) { ...InputValue }
+    type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields(includeDeprecated: true) { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue {
+  name description type { ...TypeRef } defaultValue isDeprecated deprecationReason
+}
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+      ofType { kind name } } } } } } } } }
+}
+"#;
+
+/// A 400 refusal before execution, with `VALIDATION_ERROR` and a message containing
+/// `needle`; returns how long it took.
+#[track_caller]
+fn assert_refused(reply: &Reply, needle: &str) {
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(gql_code(&body), "VALIDATION_ERROR", "{body}");
+    assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.to_lowercase().contains(&needle.to_lowercase()),
+        "{message:?} should mention {needle:?}"
+    );
+}
+
+async fn bombs_are_refused_quickly_and_the_server_stays_healthy(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("bomber").await;
+    let started = Instant::now();
+
+    // A depth bomb, within the token budget, is refused before it reaches the parser.
+    let deep = format!("{{{}}}", "me { id ".repeat(400) + &"}".repeat(400));
+    assert_refused(
+        &app.graphql(&deep, json!({}), Some(&token)).await,
+        "nests deeper",
+    );
+    // Shallow enough to parse, deeper than the depth limit (16).
+    let depth17 = format!(
+        "{{ {} }}",
+        "__schema { types { fields { type { ".to_string()
+            + &"ofType { ".repeat(13)
+            + "name"
+            + &" }".repeat(13)
+            + " } } } }"
+    );
+    assert_refused(
+        &app.graphql(&depth17, json!({}), Some(&token)).await,
+        "deep",
+    );
+
+    // An alias bomb.
+    let aliases: String = (0..2000).map(|i| format!("a{i}: me {{ id }} ")).collect();
+    assert_refused(
+        &app.graphql(&format!("{{ {aliases} }}"), json!({}), Some(&token))
+            .await,
+        "tokens",
+    );
+    let aliases: String = (0..51).map(|i| format!("a{i}: __typename ")).collect();
+    assert_refused(
+        &app.graphql(&format!("{{ {aliases} }}"), json!({}), Some(&token))
+            .await,
+        "aliases",
+    );
+    // Too many root fields (fragments count what they select).
+    let roots =
+        "{ ...R ...R } fragment R on QueryRoot { me { id } stories { pageInfo { hasNextPage } } \
+                 conversations { pageInfo { hasNextPage } } } "
+            .to_string();
+    assert_eq!(
+        app.graphql(&roots, json!({}), Some(&token)).await.status,
+        200
+    );
+    let many: String = (0..21).map(|_| "__typename ").collect();
+    assert_refused(
+        &app.graphql(&format!("{{ {many} }}"), json!({}), Some(&token))
+            .await,
+        "root fields",
+    );
+    // A fragment cycle.
+    let cycle = "{ me { ...A } } fragment A on User { id ...B } fragment B on User { name ...A }";
+    let reply = app.graphql(cycle, json!({}), Some(&token)).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    // Complexity: a connection multiplies its selection by the page size asked for.
+    let page = "stories(first: 100) { edges { node { id title status createdAt updatedAt \
+                chapters { id title content chapterNumber image { url expiryTime } audio { url expiryTime } } } } }";
+    // 100 × (7 chapters × 10 + 7) ≈ 7,700 each: three pages are over 20,000.
+    let wide = format!("{{ a: {page} b: {page} c: {page} }}");
+    assert_refused(
+        &app.graphql(&wide, json!({}), Some(&token)).await,
+        "complex",
+    );
+    let narrow = wide.replace("first: 100", "first: 5");
+    assert_eq!(
+        app.graphql(&narrow, json!({}), Some(&token)).await.status,
+        200
+    );
+    // Page sizes stay capped at 100.
+    let big_page = app
+        .graphql(
+            "{ stories(first: 1000) { edges { cursor } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        gql_code(&big_page.json()),
+        "VALIDATION_ERROR",
+        "{}",
+        big_page.text
+    );
+    // Directives per field.
+    let directives = format!("{{ __typename {} }}", "@include(if: true) ".repeat(9));
+    let reply = app.graphql(&directives, json!({}), Some(&token)).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+
+    // All of it was refused before execution, and the server is healthy.
+    println!("every bomb refused in {:?}", started.elapsed());
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    let me = app.graphql("{ me { id } }", json!({}), Some(&token)).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert!(me.json()["data"]["me"]["id"].is_string());
+}
+
+async fn text_limits_hold_inside_variables_and_literals(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("writer").await;
+    let create = "mutation($input: CreateStoryInput!) { createStory(input: $input) { id } }";
+    let long = "가".repeat(10_001);
+    let reply = app
+        .graphql(
+            create,
+            json!({"input": {"userPreferences": {"theme": long, "characters": []}}}),
+            Some(&token),
+        )
+        .await;
+    assert_refused(&reply, "$input.userPreferences.theme");
+    // Deep inside a list.
+    let reply = app
+        .graphql(
+            create,
+            json!({"input": {"userPreferences": {"theme": "숲", "characters": ["토끼", long]}}}),
+            Some(&token),
+        )
+        .await;
+    assert_refused(&reply, "$input.userPreferences.characters");
+    // An inline literal.
+    let inline = format!(
+        r#"mutation {{ createStory(input: {{userPreferences: {{theme: "{long}"}}}}) {{ id }} }}"#
+    );
+    assert_refused(
+        &app.graphql(&inline, json!({}), Some(&token)).await,
+        "theme",
+    );
+    // Exactly 10,000 passes the gateway (and the domain's own 200-character rule answers).
+    let reply = app
+        .graphql(
+            create,
+            json!({"input": {"userPreferences": {"theme": "가".repeat(10_000), "characters": []}}}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    // Batches are not accepted.
+    let batch = app
+        .send(
+            app.client
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body(r#"[{"query": "{ __typename }"}, {"query": "{ __typename }"}]"#),
+        )
+        .await;
+    assert_eq!(batch.status, 400, "{}", batch.text);
+    assert_eq!(gql_code(&batch.json()), "VALIDATION_ERROR");
+}
+
+async fn browsers_cannot_send_graphql_cross_site_without_a_preflight(db: Db) {
+    let app = spawn_app(db).await;
+    let get = |extra: Option<(&str, &str)>| {
+        let mut rb = app.client.get(app.url("/graphql?query=%7B__typename%7D"));
+        if let Some((k, v)) = extra {
+            rb = rb.header(k, v);
+        }
+        rb
+    };
+    // A plain GET (what an <img> or a link sends) and one with a "simple" content type.
+    for extra in [None, Some(("content-type", "text/plain"))] {
+        let reply = app.send(get(extra)).await;
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    }
+    for extra in [
+        Some(("graphql-require-preflight", "1")),
+        Some(("content-type", "application/json")),
+    ] {
+        let reply = app.send(get(extra)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json()["data"]["__typename"], "QueryRoot");
+    }
+    // Mutations never ride on GET.
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/graphql?query=mutation%7BdeleteAccount%7D"))
+                .header("graphql-require-preflight", "1"),
+        )
+        .await;
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    // Form posts and multipart are refused.
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+    ] {
+        let reply = app
+            .send(
+                app.client
+                    .post(app.url("/graphql"))
+                    .header("content-type", content_type)
+                    .body(r#"{"query": "mutation { deleteAccount }"}"#),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{content_type}: {}", reply.text);
+        assert_eq!(gql_code(&reply.json()), "VALIDATION_ERROR");
+    }
+}
+
+async fn introspection_is_on_in_development_and_off_in_production(db: Db) {
+    // Development: GraphiQL's own introspection query passes every limit.
+    let app = spawn_app(db).await;
+    let reply = app.graphql(INTROSPECTION, json!({}), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body = reply.json();
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(body["data"]["__schema"]["types"].as_array().unwrap().len() > 20);
+    assert_eq!(app.get("/graphql/schema.graphql", None).await.status, 200);
+    // Suggestions help developers.
+    let typo = app
+        .graphql("{ storis { edges { cursor } } }", json!({}), None)
+        .await;
+    assert!(typo.text.contains("Did you mean"), "{}", typo.text);
+    drop(app);
+
+    // Production: no introspection, no suggestions, no SDL.
+    let secrets = [
+        "--env",
+        "production",
+        "--jwt-secret",
+        "0123456789abcdef0123456789abcdef-jwt",
+        "--media-secret",
+        "0123456789abcdef0123456789abcdef-media",
+    ];
+    let app = spawn_app_with(db, &secrets).await;
+    let reply = app.graphql(INTROSPECTION, json!({}), None).await;
+    let body = reply.json();
+    assert!(body["data"]["__schema"].is_null(), "{body}");
+    assert!(!body["errors"].as_array().unwrap().is_empty(), "{body}");
+    let typename = app
+        .graphql("{ __type(name: \"QueryRoot\") { name } }", json!({}), None)
+        .await;
+    assert!(
+        typename.json()["data"]["__type"].is_null(),
+        "{}",
+        typename.text
+    );
+    let typo = app
+        .graphql("{ storis { edges { cursor } } }", json!({}), None)
+        .await;
+    assert_eq!(typo.status, 400);
+    assert!(!typo.text.contains("Did you mean"), "{}", typo.text);
+    app.get("/graphql/schema.graphql", None)
+        .await
+        .assert_error(404, "RESOURCE_NOT_FOUND");
+    drop(app);
+
+    // ...unless switched on explicitly.
+    let mut args = secrets.to_vec();
+    args.extend(["--graphql-introspection", "true"]);
+    let app = spawn_app_with(db, &args).await;
+    let reply = app.graphql(INTROSPECTION, json!({}), None).await;
+    assert!(
+        reply.json()["data"]["__schema"].is_object(),
+        "{}",
+        reply.text
+    );
+    assert_eq!(app.get("/graphql/schema.graphql", None).await.status, 200);
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(app: &TestApp, protocol: &str) -> Socket {
+    let url = app.base.replace("http://", "ws://") + "/graphql/ws";
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+    socket
+}
+
+async fn send(socket: &mut Socket, v: Value) {
+    socket.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("valid frame");
+        match frame {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "ka" {
+                    continue;
+                }
+                return v;
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for the close frame; returns its code.
+async fn closed(socket: &mut Socket) -> u16 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("closes in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket error before close: {e}"),
+            None => panic!("socket ended without a close frame"),
+        }
+    }
+}
+
+async fn init(socket: &mut Socket, token: &str) {
+    send(
+        socket,
+        json!({"type": "connection_init", "payload": {"token": token}}),
+    )
+    .await;
+    assert_eq!(recv(socket).await["type"], "connection_ack");
+}
+
+const WATCH: &str = "subscription($id: ID!) { storyUpdated(id: $id) { status } }";
+
+async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--graphql-ws-init-timeout-secs",
+            "1",
+            "--graphql-ws-max-subscriptions",
+            "2",
+        ],
+    )
+    .await;
+    let token = app.new_account("protocol").await;
+    let story = app.create_story(&token, "바다").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // No connection_init in time: 4408.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    assert_eq!(closed(&mut s).await, 4408);
+    // A token that does not authenticate: 4403.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    send(
+        &mut s,
+        json!({"type": "connection_init", "payload": {"token": "forged"}}),
+    )
+    .await;
+    assert_eq!(closed(&mut s).await, 4403);
+    // Subscribing before the acknowledgement: 4401.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    send(
+        &mut s,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "{ __typename }"}}),
+    )
+    .await;
+    assert_eq!(closed(&mut s).await, 4401);
+    // A second connection_init: 4429.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &token).await;
+    send(&mut s, json!({"type": "connection_init"})).await;
+    assert_eq!(closed(&mut s).await, 4429);
+    // Not a protocol message: 4400.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &token).await;
+    send(&mut s, json!({"type": "start", "id": "1"})).await;
+    assert_eq!(closed(&mut s).await, 4400);
+    let mut s = open(&app, "graphql-transport-ws").await;
+    s.send(Message::text("not json")).await.unwrap();
+    assert_eq!(closed(&mut s).await, 4400);
+
+    // A working connection: ping/pong, a query answered with next + complete, a
+    // validation failure answered with error (no complete), the cap on operations, and
+    // a duplicate id closing with 4409.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &token).await;
+    send(&mut s, json!({"type": "ping", "payload": {"n": 1}})).await;
+    assert_eq!(
+        recv(&mut s).await,
+        json!({"type": "pong", "payload": {"n": 1}})
+    );
+    send(
+        &mut s,
+        json!({"id": "q", "type": "subscribe", "payload": {"query": "{ me { name } }"}}),
+    )
+    .await;
+    let next = recv(&mut s).await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["payload"]["data"]["me"]["name"], "민준");
+    assert_eq!(recv(&mut s).await, json!({"type": "complete", "id": "q"}));
+    send(
+        &mut s,
+        json!({"id": "v", "type": "subscribe", "payload": {"query": "{ nope }"}}),
+    )
+    .await;
+    let error = recv(&mut s).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"],
+        "VALIDATION_ERROR"
+    );
+    // A long-lived subscription holds its id (the story stays pending: no worker).
+    for id in ["s1", "s2"] {
+        send(&mut s, json!({"id": id, "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
+        let first = recv(&mut s).await;
+        assert_eq!(
+            first["payload"]["data"]["storyUpdated"]["status"], "pending",
+            "{first}"
+        );
+    }
+    send(&mut s, json!({"id": "s3", "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
+    let refused = recv(&mut s).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "s3");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "RATE_LIMIT_EXCEEDED"
+    );
+    // Completing one frees its slot; the id can then be used again.
+    send(&mut s, json!({"id": "s1", "type": "complete"})).await;
+    send(&mut s, json!({"id": "s1", "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
+    assert_eq!(recv(&mut s).await["id"], "s1");
+    send(&mut s, json!({"id": "s2", "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
+    assert_eq!(closed(&mut s).await, 4409);
+
+    // A frame over 64 KiB: 1009.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &token).await;
+    let huge = json!({"id": "h", "type": "subscribe", "payload": {"query": "{ __typename }", "variables": {"x": "a".repeat(70_000)}}});
+    let _ = s.send(Message::text(huge.to_string())).await;
+    assert_eq!(closed(&mut s).await, 1009);
+
+    // The legacy protocol has the same rules.
+    let mut s = open(&app, "graphql-ws").await;
+    init(&mut s, &token).await;
+    send(
+        &mut s,
+        json!({"id": "1", "type": "start", "payload": {"query": "{ me { name } }"}}),
+    )
+    .await;
+    let data = recv(&mut s).await;
+    assert_eq!(data["type"], "data", "{data}");
+    assert_eq!(data["payload"]["data"]["me"]["name"], "민준");
+    assert_eq!(recv(&mut s).await["type"], "complete");
+    send(&mut s, json!({"type": "connection_terminate"})).await;
+    assert_eq!(closed(&mut s).await, 1000);
+    let mut s = open(&app, "graphql-ws").await;
+    send(
+        &mut s,
+        json!({"type": "connection_init", "payload": {"token": "forged"}}),
+    )
+    .await;
+    assert_eq!(recv(&mut s).await["type"], "connection_error");
+    assert_eq!(closed(&mut s).await, 4403);
+
+    // An unsupported sub-protocol is refused before the upgrade.
+    let url = app.base.replace("http://", "ws://") + "/graphql/ws";
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+}
+
+db_tests!(
+    bombs_are_refused_quickly_and_the_server_stays_healthy,
+    text_limits_hold_inside_variables_and_literals,
+    browsers_cannot_send_graphql_cross_site_without_a_preflight,
+    introspection_is_on_in_development_and_off_in_production,
+    the_graphql_socket_follows_graphql_transport_ws,
+);
