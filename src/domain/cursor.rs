@@ -148,4 +148,54 @@ mod tests {
                 .is_err()
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn codec() -> CursorCodec {
+            CursorCodec::new(&Secret::new(b"0123456789abcdef0123456789abcdef".to_vec()))
+        }
+
+        proptest! {
+            /// Whatever a client sends as a cursor, decoding answers (never panics), and
+            /// only cursors this codec issued are accepted.
+            #[test]
+            fn arbitrary_cursors_are_refused_without_panicking(cursor in any::<String>()) {
+                prop_assert!(codec().decode::<TimePosition>("stories", &cursor).is_err());
+            }
+
+            #[test]
+            fn base64_shaped_garbage_is_refused(a in "[A-Za-z0-9_-]{0,80}", b in "[A-Za-z0-9_-]{0,40}") {
+                let cursor = format!("{a}.{b}");
+                prop_assert!(codec().decode::<TimePosition>("stories", &cursor).is_err());
+            }
+
+            /// Issued cursors round-trip; any one-character change, or another scope,
+            /// is refused.
+            #[test]
+            fn issued_cursors_round_trip_and_resist_tampering(
+                t in any::<i64>(),
+                id in any::<String>(),
+                scope in "[a-z_|]{1,30}",
+                at in any::<prop::sample::Index>(),
+                with in prop::char::range('!', '~'),
+            ) {
+                let codec = codec();
+                let cursor = codec.encode(&scope, &TimePosition { t, id: id.clone() });
+                let back: TimePosition = codec.decode(&scope, &cursor).unwrap();
+                prop_assert_eq!(back.t, t);
+                prop_assert_eq!(back.id, id);
+                let other_scope = format!("{scope}x");
+                prop_assert!(codec.decode::<TimePosition>(&other_scope, &cursor).is_err());
+                let mut chars: Vec<char> = cursor.chars().collect();
+                let i = at.index(chars.len());
+                if chars[i] != with {
+                    chars[i] = with;
+                    let tampered: String = chars.into_iter().collect();
+                    prop_assert!(codec.decode::<TimePosition>(&scope, &tampered).is_err());
+                }
+            }
+        }
+    }
 }

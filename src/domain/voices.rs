@@ -250,3 +250,38 @@ mod tests {
         assert!(sniff_audio(b"").is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::sniff_audio;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes: a known format or none, never a panic (short inputs included).
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = sniff_audio(&bytes);
+        }
+
+        /// Each container's magic decides, whatever follows it.
+        #[test]
+        fn magic_numbers_decide(size in any::<[u8; 4]>(), rest in prop::collection::vec(any::<u8>(), 0..64)) {
+            let with = |head: &[u8]| [head, &rest].concat();
+            let wav = [b"RIFF".as_slice(), &size, b"WAVE"].concat();
+            prop_assert_eq!(sniff_audio(&with(&wav)).map(|f| f.0), Some("wav"));
+            prop_assert_eq!(sniff_audio(&with(b"OggS")).map(|f| f.0), Some("ogg"));
+            prop_assert_eq!(sniff_audio(&with(&[0x1A, 0x45, 0xDF, 0xA3])).map(|f| f.0), Some("webm"));
+            let m4a = [size.as_slice(), b"ftypM4A "].concat();
+            prop_assert_eq!(sniff_audio(&with(&m4a)).map(|f| f.0), Some("m4a"));
+            prop_assert_eq!(sniff_audio(&with(b"ID3")).map(|f| f.0), Some("mp3"));
+        }
+
+        /// JSON or SVG text is never taken for audio (unless it spells an MP4 box
+        /// header, which is how MP4 is recognised).
+        #[test]
+        fn text_is_not_audio(text in "[{<][ -~]{0,63}") {
+            prop_assume!(!text.contains("ftyp"));
+            prop_assert_eq!(sniff_audio(text.as_bytes()), None);
+        }
+    }
+}

@@ -384,4 +384,36 @@ mod tests {
         let literal = doc(&format!(r#"{{ a(s: ["{ok}"]) }}"#));
         assert!(check_document(&literal, rules(10, 10)).is_ok());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text: the scanner answers without panicking, and a budget that passes
+            /// keeps passing when raised.
+            #[test]
+            fn scanning_never_panics_and_is_monotonic(query in any::<String>(), budget in 0usize..64) {
+                if scan(&query, budget, 64).is_ok() {
+                    prop_assert!(scan(&query, budget + 1, 64).is_ok());
+                }
+            }
+
+            /// `{ f f … f }` is n + 2 tokens and nests once.
+            #[test]
+            fn tokens_are_counted_exactly(n in 0usize..200) {
+                let query = format!("{{{}}}", " f,".repeat(n));
+                prop_assert!(scan(&query, n + 2, 1).is_ok());
+                prop_assert!(scan(&query, n + 1, 1).is_err());
+            }
+
+            /// Whatever parses, the document checks answer without panicking.
+            #[test]
+            fn parsed_documents_are_checked_without_panicking(query in "[{}()a-c:.$@ \"!]{0,40}") {
+                if let Ok(document) = async_graphql::parser::parse_query(&query) {
+                    let _ = check_document(&document, super::rules(2, 2));
+                }
+            }
+        }
+    }
 }

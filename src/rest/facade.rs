@@ -430,3 +430,106 @@ mod tests {
         assert!(camel_case_keys(obj).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn list_params() -> &'static [Param] {
+        super::super::routes::table()
+            .into_iter()
+            .find(|r| r.method == Method::GET && r.path == "/api/v1/stories")
+            .expect("the stories list route")
+            .query
+    }
+
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        h
+    }
+
+    proptest! {
+        /// Any query string becomes variables or a 400, never a panic; what it builds
+        /// only ever names the route's declared variables.
+        #[test]
+        fn arbitrary_query_strings_build_variables_or_400(query in any::<String>()) {
+            let params = list_params();
+            let mut variables = Map::new();
+            match query_variables(params, Some(&query), &mut variables) {
+                Ok(()) => {
+                    for name in variables.keys() {
+                        prop_assert!(params.iter().any(|p| p.variable == name));
+                    }
+                }
+                Err(e) => prop_assert_eq!(e.code, ErrorCode::ValidationError),
+            }
+        }
+
+        /// Well-formed parameters arrive as typed variables; repeating one is a 400.
+        #[test]
+        fn declared_parameters_become_typed_variables(size in 1i32..=100, status in "[a-z_]{1,12}", cursor in "[A-Za-z0-9_.-]{1,40}") {
+            let params = list_params();
+            let mut variables = Map::new();
+            let query = format!("page_size={size}&status={status}&start_cursor={cursor}");
+            query_variables(params, Some(&query), &mut variables).unwrap();
+            prop_assert_eq!(&variables["first"], &Value::from(size));
+            prop_assert_eq!(&variables["status"], &Value::String(status.clone()));
+            prop_assert_eq!(&variables["after"], &Value::String(cursor));
+            let mut again = Map::new();
+            let repeated = format!("status={status}&status={status}");
+            prop_assert!(query_variables(params, Some(&repeated), &mut again).is_err());
+        }
+
+        /// Percent-encoding round-trips through the decoder, even for non-ASCII values.
+        #[test]
+        fn percent_encoded_values_decode(value in "\\PC{1,20}") {
+            let encoded: String = value
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            let mut variables = Map::new();
+            query_variables(list_params(), Some(&format!("status={encoded}")), &mut variables).unwrap();
+            prop_assert_eq!(&variables["status"], &Value::String(value));
+        }
+
+        /// Any body bytes: an object, a 400 or a 413 — never a panic.
+        #[test]
+        fn arbitrary_bodies_are_objects_or_400(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            match read_json_object(&json_headers(), Ok(Bytes::from(bytes.clone()))) {
+                Ok(object) => {
+                    prop_assert_eq!(serde_json::from_slice::<Value>(&bytes).ok(), Some(Value::Object(object)))
+                }
+                Err(e) => prop_assert_eq!(e.code, ErrorCode::ValidationError),
+            }
+        }
+
+        /// Text limits hold at any depth, naming the path; keys map to camelCase or are
+        /// unknown fields.
+        #[test]
+        fn text_limits_and_key_mapping(key in "[a-z][a-z0-9_]{0,12}", depth in 0usize..6, long in any::<bool>()) {
+            let text = "가".repeat(if long { MAX_TEXT_CHARS + 1 } else { MAX_TEXT_CHARS });
+            let mut value = Value::String(text);
+            for _ in 0..depth {
+                value = serde_json::json!({ key.clone(): [value] });
+            }
+            let body = serde_json::json!({ key.clone(): value });
+            let checked = read_json_object(&json_headers(), Ok(Bytes::from(body.to_string())));
+            match checked {
+                Ok(object) => {
+                    prop_assert!(!long);
+                    let Ok(Value::Object(mapped)) = camel_case_keys(object) else {
+                        panic!("`{key}` is snake_case");
+                    };
+                    let k = mapped.keys().next().unwrap();
+                    prop_assert!(!k.contains('_') && k.starts_with(&key[..1]), "{}", k);
+                }
+                Err(e) => {
+                    prop_assert!(long);
+                    prop_assert!(e.message.contains(&key), "{}", e.message);
+                }
+            }
+        }
+    }
+}

@@ -83,4 +83,72 @@ mod tests {
             assert!(parse_client_message(bad).is_err(), "{bad}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        proptest! {
+            /// Any text frame parses or is a validation message; nothing panics.
+            #[test]
+            fn arbitrary_frames_never_panic(text in any::<String>()) {
+                let _ = parse_client_message(&text);
+            }
+
+            /// Arbitrary JSON values: objects with a known type parse, the rest is refused
+            /// with a message.
+            #[test]
+            fn arbitrary_json_is_parsed_or_refused(value in json_value()) {
+                match parse_client_message(&value.to_string()) {
+                    Ok(_) => prop_assert!(value.get("type").or_else(|| value.get("event")).is_some()),
+                    Err(reason) => prop_assert!(!reason.is_empty()),
+                }
+            }
+
+            /// `user_message` keeps the text exactly; `event` means the same as `type`.
+            #[test]
+            fn user_messages_keep_their_text(text in any::<String>()) {
+                let by_type = parse_client_message(&json!({"type": "user_message", "text": text}).to_string());
+                let by_event = parse_client_message(&json!({"event": "user_message", "text": text}).to_string());
+                prop_assert_eq!(&by_type, &by_event);
+                if text.trim().is_empty() {
+                    prop_assert!(by_type.is_err());
+                } else {
+                    prop_assert_eq!(by_type, Ok(ClientMessage::UserMessage(text)));
+                }
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                prop_oneof![
+                    Just("start_conversation".to_string()),
+                    Just("user_message".to_string()),
+                    Just("end_conversation".to_string()),
+                    any::<String>(),
+                ]
+                .prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                let keys = prop_oneof![
+                    Just("type".to_string()),
+                    Just("event".to_string()),
+                    Just("text".to_string()),
+                    Just("payload".to_string()),
+                    Just("child_name".to_string()),
+                    Just("age".to_string()),
+                    any::<String>(),
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(keys, inner, 0..5)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+    }
 }

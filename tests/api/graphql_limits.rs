@@ -115,6 +115,33 @@ async fn bombs_are_refused_quickly_and_the_server_stays_healthy(db: Db) {
             .await,
         "root fields",
     );
+    // Nested list literals: beyond the nesting cap (max(depth, recursion) + 8 = 40) they
+    // never reach the parser; below it they are an ordinary validation error.
+    let lists = |n: usize| {
+        format!(
+            "{{ stories(first: {}1{}) {{ pageInfo {{ hasNextPage }} }} }}",
+            "[".repeat(n),
+            "]".repeat(n)
+        )
+    };
+    assert_refused(
+        &app.graphql(&lists(50), json!({}), Some(&token)).await,
+        "nests deeper",
+    );
+    assert_refused(
+        &app.graphql(&lists(30), json!({}), Some(&token)).await,
+        "first",
+    );
+    // Fragments spreading fragments deeper than the recursion limit (32).
+    let mut chain = String::from("{ ...F0 } ");
+    for i in 0..34 {
+        chain.push_str(&format!("fragment F{i} on QueryRoot {{ ...F{} }} ", i + 1));
+    }
+    chain.push_str("fragment F34 on QueryRoot { __typename }");
+    assert_refused(
+        &app.graphql(&chain, json!({}), Some(&token)).await,
+        "recursion",
+    );
     // A fragment cycle.
     let cycle = "{ me { ...A } } fragment A on User { id ...B } fragment B on User { name ...A }";
     let reply = app.graphql(cycle, json!({}), Some(&token)).await;

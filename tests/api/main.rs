@@ -4,6 +4,7 @@ mod accounts;
 mod cli;
 mod conversation_ws;
 mod facade;
+mod fuzz;
 mod gateway;
 mod generation;
 mod graphql;
