@@ -8,6 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -104,7 +105,19 @@ impl KeyExtractor for ClientIp {
     type Key = IpAddr;
 
     fn extract<T>(&self, req: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
-        Ok(self.of_request(req))
+        Ok(rate_key(self.of_request(req)))
+    }
+}
+
+/// What a per-IP budget belongs to: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// network — a single host can use any address in it).
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(net.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -157,12 +170,46 @@ impl Gateway {
         let account = config
             .account_rate
             .map(|rate| Arc::new(RateLimiter::keyed(quota(rate))));
-        Gateway {
+        let gateway = Gateway {
             client_ip,
             ip,
             account,
             in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
-        }
+        };
+        gateway.forget_idle_clients();
+        gateway
+    }
+
+    /// Keyed limiters keep a cell per client ever seen; once a minute, drop the ones
+    /// whose bucket has refilled (they hold nothing), so memory follows active clients
+    /// rather than every address that ever knocked. Stops when the gateway is dropped.
+    fn forget_idle_clients(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let ip = self.ip.as_ref().map(|c| Arc::downgrade(c.limiter()));
+        let account = self.account.as_ref().map(Arc::downgrade);
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let mut alive = false;
+                if let Some(limiter) = ip.as_ref().and_then(|w| w.upgrade()) {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                    alive = true;
+                }
+                if let Some(limiter) = account.as_ref().and_then(|w| w.upgrade()) {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                    alive = true;
+                }
+                if !alive {
+                    break;
+                }
+            }
+        });
     }
 
     pub fn client_ip(&self) -> &ClientIp {
@@ -174,7 +221,7 @@ impl Gateway {
         match &self.ip {
             Some(config) => config
                 .limiter()
-                .check_key(&ip)
+                .check_key(&rate_key(ip))
                 .map_err(|n| seconds_until(&n)),
             None => Ok(()),
         }
@@ -367,6 +414,21 @@ mod tests {
         );
         // An untrusted peer's headers are ignored even if they name a proxy.
         assert_eq!(proxies.resolve(ip("192.0.2.1"), &chain), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2:aaaa::1")),
+            rate_key(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(rate_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(rate_key(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 
     #[test]
