@@ -192,7 +192,10 @@ pub fn router(domain: Domain) -> Router {
     // Everything but the health checks passes the gateway (rate limits, load shedding):
     // a load balancer's probes must not be refused for the traffic they measure.
     let gated = gateway.layer(
-        api.merge(conversation_ws).merge(media).fallback(not_found),
+        api.merge(conversation_ws)
+            .merge(media)
+            .merge(crate::docs::router(&domain.config().public_url))
+            .fallback(not_found),
         domain,
     );
     gated
@@ -214,13 +217,12 @@ pub fn router(domain: Domain) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-        // A CSP for every answer: JSON needs none of it; the one HTML page (the GraphQL
-        // page) runs its own inline script and talks only to this origin.
+        // A CSP for every answer: JSON needs none of it. The HTML pages (docs, GraphiQL)
+        // set their own (`docs::PAGE_CSP`): only this origin's scripts.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
             ),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod docs;
 pub mod domain;
 pub mod error;
 pub mod events;

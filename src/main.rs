@@ -1,4 +1,5 @@
-//! The `jjongal` command: `serve` (default), `migrate`, `users create`, `print-schema`.
+//! The `jjongal` command: `serve` (default), `migrate`, `users create`, `print-schema`,
+//! `print-openapi`.
 
 use std::io::Read;
 
@@ -39,6 +40,8 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     PrintSchema,
+    /// Print the REST facade's OpenAPI 3.1 document (JSON), as served at `/openapi.json`.
+    PrintOpenapi,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +77,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::PrintSchema => {
             print!("{}", jjongal::graphql::sdl());
+            Ok(())
+        }
+        Command::PrintOpenapi => {
+            let public_url = cli.config.public_url.trim_end_matches('/');
+            let document = jjongal::rest::openapi::document_json(public_url);
+            println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
         }
         Command::Serve => serve(Config::resolve(cli.config)?).await,

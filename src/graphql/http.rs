@@ -134,7 +134,11 @@ pub async fn get(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
         if wants_html {
-            return Html(GRAPHIQL_PAGE).into_response();
+            return (
+                [(header::CONTENT_SECURITY_POLICY, crate::docs::PAGE_CSP)],
+                Html(crate::docs::GRAPHIQL_PAGE),
+            )
+                .into_response();
         }
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -232,7 +236,3 @@ fn only_queries(request: &mut Request) -> Result<bool, ServerError> {
     };
     Ok(ty.is_none_or(|t| t == OperationType::Query))
 }
-
-/// A minimal GraphiQL-like page that needs nothing from the internet: a query box that
-/// POSTs to `/graphql`. (The developer-experience issue replaces it with GraphiQL.)
-const GRAPHIQL_PAGE: &str = include_str!("graphiql.html");

@@ -306,11 +306,24 @@ fn camel_case_keys(object: Map<String, Value>) -> Result<Value, RestError> {
         }
         let value = match value {
             Value::Object(inner) => camel_case_keys(inner)?,
-            other => other,
+            other => integral(other),
         };
         out.insert(to_camel(&key), value);
     }
     Ok(Value::Object(out))
+}
+
+/// JSON does not tell `7` from `7.0` (JSON Schema calls both integers); GraphQL's `Int`
+/// does. A number with no fraction becomes an integer, in lists too.
+fn integral(value: Value) -> Value {
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral).collect()),
+        other => other,
+    }
 }
 
 fn to_camel(key: &str) -> String {
@@ -396,6 +409,20 @@ mod tests {
             assert_eq!(to_snake(&to_camel(key)), key);
         }
         assert_eq!(to_camel("refresh_token"), "refreshToken");
+    }
+
+    #[test]
+    fn integral_numbers_become_integers() {
+        let body = serde_json::json!({"age": 19.0, "ratio": 1.5, "list": [2.0, 3], "big": 1e300});
+        let Value::Object(map) = body else {
+            unreachable!()
+        };
+        let out = camel_case_keys(map).unwrap();
+        assert_eq!(out["age"], serde_json::json!(19));
+        assert!(out["age"].is_i64());
+        assert_eq!(out["ratio"], serde_json::json!(1.5));
+        assert_eq!(out["list"], serde_json::json!([2, 3]));
+        assert!(out["big"].is_f64());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 pub mod envelope;
 pub mod facade;
+pub mod openapi;
 pub mod routes;
+pub mod schemas;
 pub mod shapes;
 
 pub use envelope::RestError;

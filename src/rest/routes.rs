@@ -39,6 +39,25 @@ pub struct Param {
     pub name: &'static str,
     pub variable: &'static str,
     pub kind: ParamKind,
+    /// The values it takes, when it is one of a list (documented; GraphQL checks them).
+    pub values: &'static [&'static str],
+    /// What the OpenAPI document says of it.
+    pub description: &'static str,
+}
+
+/// What the OpenAPI document says of a route (the rest it reads from the route itself).
+#[derive(Clone, Copy, Debug)]
+pub struct Doc {
+    pub operation_id: &'static str,
+    /// The group it is listed under.
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Whether it needs `Authorization: Bearer`.
+    pub auth: bool,
+    /// The request body's schema (a component in `rest::schemas`).
+    pub request: Option<&'static str>,
+    /// The schema of the envelope's `data`.
+    pub response: Option<&'static str>,
 }
 
 pub struct Route {
@@ -51,6 +70,7 @@ pub struct Route {
     pub shape: Shape,
     pub status: StatusCode,
     pub message: &'static str,
+    pub doc: Doc,
 }
 
 /// `GET /stories`: cursor pagination (spec §3.5) plus filter and sort.
@@ -59,26 +79,36 @@ const STORY_LIST_PARAMS: [Param; 5] = [
         name: "page_size",
         variable: "first",
         kind: ParamKind::Int,
+        values: &[],
+        description: "Page size, 1–100 (default 20).",
     },
     Param {
         name: "start_cursor",
         variable: "after",
         kind: ParamKind::String,
+        values: &[],
+        description: "The previous page's `next_cursor` (opaque; only with the same filters).",
     },
     Param {
         name: "status",
         variable: "status",
         kind: ParamKind::String,
+        values: &["pending", "in_progress", "completed", "failed"],
+        description: "Only stories in this status.",
     },
     Param {
         name: "sort_by",
         variable: "sortBy",
         kind: ParamKind::String,
+        values: &["created_at", "updated_at", "title"],
+        description: "Sort key (default `created_at`; titles by code point, untitled last).",
     },
     Param {
         name: "order",
         variable: "order",
         kind: ParamKind::String,
+        values: &["asc", "desc"],
+        description: "Sort order (default `desc`).",
     },
 ];
 
@@ -88,11 +118,15 @@ const CONVERSATION_LIST_PARAMS: [Param; 2] = [
         name: "page_size",
         variable: "first",
         kind: ParamKind::Int,
+        values: &[],
+        description: "Page size, 1–100 (default 20).",
     },
     Param {
         name: "start_cursor",
         variable: "after",
         kind: ParamKind::String,
+        values: &[],
+        description: "The previous page's `next_cursor` (opaque; only with the same filters).",
     },
 ];
 
@@ -129,6 +163,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::CREATED,
             message: "회원가입이 완료되었습니다.",
+            doc: Doc {
+                operation_id: "signUp",
+                tag: "accounts",
+                summary: "Sign up a family account (extension: contract §3)",
+                auth: false,
+                request: Some("SignUpRequest"),
+                response: Some("User"),
+            },
         },
         Route {
             method: Method::GET,
@@ -139,6 +181,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "사용자 정보를 조회했습니다.",
+            doc: Doc {
+                operation_id: "getMe",
+                tag: "accounts",
+                summary: "The current account (spec §6.2)",
+                auth: true,
+                request: None,
+                response: Some("User"),
+            },
         },
         Route {
             method: Method::DELETE,
@@ -149,6 +199,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "계정이 삭제되었습니다.",
+            doc: Doc {
+                operation_id: "deleteMe",
+                tag: "accounts",
+                summary: "Delete the account and everything it owns",
+                auth: true,
+                request: None,
+                response: None,
+            },
         },
         Route {
             method: Method::POST,
@@ -161,6 +219,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "토큰이 발급되었습니다.",
+            doc: Doc {
+                operation_id: "issueToken",
+                tag: "auth",
+                summary: "Log in: an access and a refresh token (spec §6.1)",
+                auth: false,
+                request: Some("TokenRequest"),
+                response: Some("TokenPair"),
+            },
         },
         Route {
             method: Method::POST,
@@ -173,6 +239,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "토큰이 갱신되었습니다.",
+            doc: Doc {
+                operation_id: "refreshToken",
+                tag: "auth",
+                summary: "Rotate a refresh token (single use; reuse revokes its family)",
+                auth: false,
+                request: Some("RefreshRequest"),
+                response: Some("TokenPair"),
+            },
         },
         Route {
             method: Method::POST,
@@ -183,6 +257,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "로그아웃되었습니다.",
+            doc: Doc {
+                operation_id: "logout",
+                tag: "auth",
+                summary: "Revoke a refresh token's family",
+                auth: false,
+                request: Some("RefreshRequest"),
+                response: None,
+            },
         },
         Route {
             method: Method::POST,
@@ -195,6 +277,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::ACCEPTED,
             message: "이야기 생성 요청이 접수되었습니다.",
+            doc: Doc {
+                operation_id: "createStory",
+                tag: "stories",
+                summary: "Ask for a story, written in the background (spec §6.3)",
+                auth: true,
+                request: Some("CreateStoryRequest"),
+                response: Some("Story"),
+            },
         },
         Route {
             method: Method::GET,
@@ -210,6 +300,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::List,
             status: StatusCode::OK,
             message: "이야기 목록을 조회했습니다.",
+            doc: Doc {
+                operation_id: "listStories",
+                tag: "stories",
+                summary: "The account's stories: filter, sort, cursor pages",
+                auth: true,
+                request: None,
+                response: Some("StoryList"),
+            },
         },
         Route {
             method: Method::GET,
@@ -220,6 +318,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "이야기를 조회했습니다.",
+            doc: Doc {
+                operation_id: "getStory",
+                tag: "stories",
+                summary: "One story with its chapters",
+                auth: true,
+                request: None,
+                response: Some("Story"),
+            },
         },
         Route {
             method: Method::PATCH,
@@ -232,6 +338,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "이야기가 수정되었습니다.",
+            doc: Doc {
+                operation_id: "updateStory",
+                tag: "stories",
+                summary: "Rename a story",
+                auth: true,
+                request: Some("UpdateStoryRequest"),
+                response: Some("Story"),
+            },
         },
         Route {
             method: Method::DELETE,
@@ -242,6 +356,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "이야기가 삭제되었습니다.",
+            doc: Doc {
+                operation_id: "deleteStory",
+                tag: "stories",
+                summary: "Delete a story with its chapters and media",
+                auth: true,
+                request: None,
+                response: None,
+            },
         },
         Route {
             method: Method::GET,
@@ -255,6 +377,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::List,
             status: StatusCode::OK,
             message: "대화 목록을 조회했습니다.",
+            doc: Doc {
+                operation_id: "listConversations",
+                tag: "conversations",
+                summary: "The account's conversations, newest first",
+                auth: true,
+                request: None,
+                response: Some("ConversationList"),
+            },
         },
         Route {
             method: Method::GET,
@@ -268,6 +398,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::Single,
             status: StatusCode::OK,
             message: "대화를 조회했습니다.",
+            doc: Doc {
+                operation_id: "getConversation",
+                tag: "conversations",
+                summary: "One conversation with its messages",
+                auth: true,
+                request: None,
+                response: Some("ConversationDetail"),
+            },
         },
         Route {
             method: Method::DELETE,
@@ -278,6 +416,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "대화가 삭제되었습니다.",
+            doc: Doc {
+                operation_id: "deleteConversation",
+                tag: "conversations",
+                summary: "Delete a conversation with its messages",
+                auth: true,
+                request: None,
+                response: None,
+            },
         },
         Route {
             method: Method::DELETE,
@@ -288,6 +434,14 @@ pub fn table() -> Vec<Route> {
             shape: Shape::NoContent,
             status: StatusCode::NO_CONTENT,
             message: "목소리가 삭제되었습니다.",
+            doc: Doc {
+                operation_id: "deleteVoice",
+                tag: "conversations",
+                summary: "Delete the voice samples and the cloned voice",
+                auth: true,
+                request: None,
+                response: None,
+            },
         },
     ]
 }

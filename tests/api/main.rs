@@ -3,6 +3,7 @@
 mod accounts;
 mod cli;
 mod conversation_ws;
+mod docs;
 mod facade;
 mod fuzz;
 mod gateway;

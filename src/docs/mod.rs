@@ -1,0 +1,202 @@
+//! The developer pages, all served by the binary itself (nothing from a CDN): the
+//! OpenAPI document at `/openapi.json`, Swagger UI at `/docs` (utoipa-swagger-ui,
+//! vendored), ReDoc at `/redoc` and GraphiQL at `/graphql` (browser `GET`), with their
+//! pinned JavaScript under `/assets/` (see `assets/vendor/README.md` for versions,
+//! checksums and licences).
+
+use std::io::Read;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ErrorCode;
+use crate::rest::RestError;
+
+/// The policy of the HTML pages: their own scripts and styles (plus the inline styles
+/// these libraries set), workers from blobs (ReDoc), API calls and sockets to this origin.
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; \
+    worker-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'self'";
+
+/// GraphiQL's page (served by `GET /graphql` to browsers).
+pub const GRAPHIQL_PAGE: &str = include_str!("graphiql.html");
+const REDOC_PAGE: &str = include_str!("redoc.html");
+
+/// One embedded file: its bytes (gzip-compressed when `gzipped`) and type.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+    gzipped: bool,
+}
+
+macro_rules! vendored {
+    ($path:literal, $file:literal, $type:literal) => {
+        Asset {
+            path: $path,
+            content_type: $type,
+            bytes: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/assets/vendor/",
+                $file
+            )),
+            gzipped: true,
+        }
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+const ASSETS: &[Asset] = &[
+    vendored!(
+        "graphiql-4.1.2/graphiql.min.js",
+        "graphiql-4.1.2.min.js.gz",
+        "text/javascript; charset=utf-8"
+    ),
+    vendored!(
+        "graphiql-4.1.2/graphiql.min.css",
+        "graphiql-4.1.2.min.css.gz",
+        "text/css; charset=utf-8"
+    ),
+    vendored!(
+        "react-18.3.1/react.production.min.js",
+        "react-18.3.1.production.min.js.gz",
+        "text/javascript; charset=utf-8"
+    ),
+    vendored!(
+        "react-dom-18.3.1/react-dom.production.min.js",
+        "react-dom-18.3.1.production.min.js.gz",
+        "text/javascript; charset=utf-8"
+    ),
+    vendored!(
+        "graphql-ws-5.16.2/graphql-ws.min.js",
+        "graphql-ws-5.16.2.min.js.gz",
+        "text/javascript; charset=utf-8"
+    ),
+    vendored!(
+        "redoc-2.5.4/redoc.standalone.js",
+        "redoc-2.5.4.standalone.js.gz",
+        "text/javascript; charset=utf-8"
+    ),
+    Asset {
+        path: "jjongal/graphiql-init.js",
+        content_type: JS,
+        bytes: include_bytes!("graphiql-init.js"),
+        gzipped: false,
+    },
+    Asset {
+        path: "jjongal/redoc-init.js",
+        content_type: JS,
+        bytes: include_bytes!("redoc-init.js"),
+        gzipped: false,
+    },
+];
+
+/// `/docs`, `/redoc`, `/openapi.json` and `/assets/…`.
+pub fn router(public_url: &str) -> Router {
+    // Served as generated (utoipa's typed model would drop keywords such as `const`).
+    let document = crate::rest::openapi::document_json(public_url);
+    let swagger: Router = SwaggerUi::new("/docs")
+        .external_url_unchecked("/openapi.json", document)
+        .into();
+    let pages = Router::new()
+        .route("/redoc", get(redoc))
+        .route("/redoc/", get(redoc))
+        .route("/assets/{*path}", get(asset));
+    swagger
+        .merge(pages)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        ))
+}
+
+async fn redoc() -> Response {
+    Html(REDOC_PAGE).into_response()
+}
+
+/// Serves an embedded file: compressed to clients that take gzip, else inflated.
+/// Versioned paths never change, so they may be cached for a year.
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
+        return RestError::code(ErrorCode::ResourceNotFound).into_response();
+    };
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.trim().split(';').next() == Some("gzip"))
+        });
+    let cache = if path.starts_with("jjongal/") {
+        "no-cache"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    let mut response = if asset.gzipped && accepts_gzip {
+        let mut r = asset.bytes.into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else if asset.gzipped {
+        let mut inflated = Vec::new();
+        if flate2::read::GzDecoder::new(asset.bytes)
+            .read_to_end(&mut inflated)
+            .is_err()
+        {
+            tracing::error!(path, "an embedded asset does not inflate");
+            return RestError::code(ErrorCode::ServerError).into_response();
+        }
+        inflated.into_response()
+    } else {
+        asset.bytes.into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    (StatusCode::OK, response).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_asset_inflates() {
+        for asset in ASSETS.iter().filter(|a| a.gzipped) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(asset.bytes)
+                .read_to_end(&mut out)
+                .unwrap_or_else(|e| panic!("{}: {e}", asset.path));
+            assert!(out.len() > asset.bytes.len(), "{}", asset.path);
+        }
+    }
+
+    #[test]
+    fn pages_load_only_local_assets() {
+        for page in [GRAPHIQL_PAGE, REDOC_PAGE] {
+            for src in page
+                .split("src=\"")
+                .skip(1)
+                .chain(page.split("href=\"").skip(1))
+            {
+                let url = src.split('"').next().unwrap();
+                let path = url.strip_prefix("/assets/").expect("a local asset");
+                assert!(
+                    ASSETS.iter().any(|a| a.path == path),
+                    "{url} is not embedded"
+                );
+            }
+        }
+    }
+}

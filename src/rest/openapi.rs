@@ -1,0 +1,503 @@
+//! The OpenAPI 3.1 document of the REST facade, generated from the route table (every
+//! route, its path and query parameters, body, success status and shape) and the utoipa
+//! schemas in [`super::schemas`], so it cannot drift from what is served. Every operation
+//! documents the failures any request can meet (400, 401, 403, 404, 405, 413, 429, 500,
+//! 503) in the spec's envelope.
+
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa::openapi::OpenApi;
+
+use super::routes::{Body, ParamKind, Route, Shape, table};
+use super::schemas;
+use crate::error::ErrorCode;
+
+/// Every component schema: (name, JSON schema), nested ones included.
+fn component_schemas() -> Map<String, Value> {
+    let mut found: Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )> = Vec::new();
+    fn add<T: ToSchema>(
+        found: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        found.push((T::name().into_owned(), T::schema()));
+        T::schemas(found);
+    }
+    add::<schemas::User>(&mut found);
+    add::<schemas::TokenPair>(&mut found);
+    add::<schemas::File>(&mut found);
+    add::<schemas::Chapter>(&mut found);
+    add::<schemas::StoryStatus>(&mut found);
+    add::<schemas::Story>(&mut found);
+    add::<schemas::StoryList>(&mut found);
+    add::<schemas::ConversationStatus>(&mut found);
+    add::<schemas::Conversation>(&mut found);
+    add::<schemas::Message>(&mut found);
+    add::<schemas::ConversationDetail>(&mut found);
+    add::<schemas::ConversationList>(&mut found);
+    add::<schemas::SignUpRequest>(&mut found);
+    add::<schemas::TokenRequest>(&mut found);
+    add::<schemas::RefreshRequest>(&mut found);
+    add::<schemas::StoryLength>(&mut found);
+    add::<schemas::CharacterName>(&mut found);
+    add::<schemas::UserPreferences>(&mut found);
+    add::<schemas::CreateStoryRequest>(&mut found);
+    add::<schemas::UpdateStoryRequest>(&mut found);
+    add::<schemas::HealthStatus>(&mut found);
+    let mut out = Map::new();
+    for (name, schema) in found {
+        out.insert(
+            name,
+            serde_json::to_value(schema).expect("schemas serialise"),
+        );
+    }
+    // The failure envelope, with the codes of the one catalogue the service maps from.
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    out.insert(
+        "ErrorEnvelope".into(),
+        json!({
+            "type": "object",
+            "description": "The spec §4.1 failure envelope.",
+            "required": ["success", "error"],
+            "additionalProperties": false,
+            "properties": {
+                "success": {"type": "boolean", "const": false},
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "code": {"type": "string", "enum": codes},
+                        "message": {"type": "string", "description": "Human readable (Korean)."},
+                    },
+                },
+            },
+        }),
+    );
+    out
+}
+
+/// `{success: true, message, data: <schema>}`.
+fn success_envelope(data: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["success", "message", "data"],
+        "additionalProperties": false,
+        "properties": {
+            "success": {"type": "boolean", "const": true},
+            "message": {"type": "string"},
+            "data": data,
+        },
+    })
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// One documented failure: the envelope, an example code, and the headers it carries.
+fn failure(description: &str, codes: &[ErrorCode]) -> Value {
+    let mut headers = Map::new();
+    if codes.contains(&ErrorCode::RateLimitExceeded)
+        || codes.contains(&ErrorCode::ServiceUnavailable)
+    {
+        headers.insert(
+            "Retry-After".into(),
+            json!({"description": "Seconds until trying again can work.", "schema": {"type": "integer", "minimum": 1}}),
+        );
+    }
+    if codes.contains(&ErrorCode::InvalidToken) {
+        headers.insert(
+            "WWW-Authenticate".into(),
+            json!({"description": "`Bearer`", "schema": {"type": "string"}}),
+        );
+    }
+    if codes.contains(&ErrorCode::MethodNotAllowed) {
+        headers.insert(
+            "Allow".into(),
+            json!({"description": "The methods the path supports.", "schema": {"type": "string"}}),
+        );
+    }
+    let examples: Map<String, Value> = codes
+        .iter()
+        .map(|c| {
+            (
+                c.as_str().to_string(),
+                json!({"value": {"success": false, "error": {"code": c.as_str(), "message": c.default_message()}}}),
+            )
+        })
+        .collect();
+    let mut response = json!({
+        "description": description,
+        "content": {"application/json": {"schema": reference("ErrorEnvelope"), "examples": examples}},
+    });
+    if !headers.is_empty() {
+        response["headers"] = Value::Object(headers);
+    }
+    response
+}
+
+/// The failures every operation can meet (contract §2: any operation may answer 429 or
+/// 503), plus those of its own kind.
+fn failures(route_auth: bool, has_body: bool, has_id: bool) -> Map<String, Value> {
+    use ErrorCode::*;
+    let mut out = Map::new();
+    let _ = has_body;
+    out.insert(
+        "400".into(),
+        failure(
+            "The request is malformed: bad JSON or `Content-Type`, unknown or missing fields, \
+             values out of range, text over 10,000 characters, a malformed id.",
+            &[ValidationError],
+        ),
+    );
+    out.insert(
+        "401".into(),
+        failure(
+            if route_auth {
+                "No valid access token (missing, malformed, expired, revoked, or its account deleted)."
+            } else {
+                "Wrong credentials, or a refresh token that is not valid."
+            },
+            if route_auth {
+                &[InvalidToken]
+            } else {
+                &[AuthenticationFailed, InvalidToken]
+            },
+        ),
+    );
+    out.insert(
+        "403".into(),
+        failure(
+            "The object belongs to another account, or the action is not allowed.",
+            &[InsufficientPermission],
+        ),
+    );
+    out.insert(
+        "404".into(),
+        failure(
+            if has_id {
+                "No such object."
+            } else {
+                "No such object (or route)."
+            },
+            &[ResourceNotFound],
+        ),
+    );
+    out.insert(
+        "405".into(),
+        failure(
+            "The path does not support this method.",
+            &[MethodNotAllowed],
+        ),
+    );
+    out.insert(
+        "409".into(),
+        failure(
+            "The request conflicts with the current state (a taken login id, a story not in `failed`).",
+            &[Conflict],
+        ),
+    );
+    out.insert(
+        "413".into(),
+        failure("The body is over 1 MiB.", &[PayloadTooLarge]),
+    );
+    out.insert(
+        "429".into(),
+        failure(
+            "Over a rate limit (per client address, per account, or the story quota).",
+            &[RateLimitExceeded],
+        ),
+    );
+    out.insert(
+        "500".into(),
+        failure(
+            "An unexpected failure (its details are logged, not shown).",
+            &[ServerError],
+        ),
+    );
+    out.insert(
+        "503".into(),
+        failure(
+            "The database is unavailable or busy, the request took too long, or the service \
+             is overloaded.",
+            &[ServiceUnavailable],
+        ),
+    );
+    out
+}
+
+fn parameters(route: &Route) -> Vec<Value> {
+    let mut params: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "description": "The object's id (a UUID; anything else is 400).",
+                "schema": {"type": "string", "format": "uuid"},
+            })
+        })
+        .collect();
+    for param in route.query {
+        let schema = match param.kind {
+            ParamKind::Int => json!({"type": "integer", "minimum": 1, "maximum": 100}),
+            ParamKind::String if !param.values.is_empty() => {
+                json!({"type": "string", "enum": param.values})
+            }
+            ParamKind::String if param.name == "start_cursor" => {
+                json!({"type": "string", "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"})
+            }
+            ParamKind::String => json!({"type": "string", "minLength": 1}),
+        };
+        params.push(json!({
+            "name": param.name,
+            "in": "query",
+            "required": false,
+            "description": param.description,
+            "schema": schema,
+        }));
+    }
+    params
+}
+
+fn operation(route: &Route) -> Value {
+    let doc = route.doc;
+    let has_id = route.path.contains('{');
+    let mut responses = failures(doc.auth, matches!(route.body, Body::Input), has_id);
+    let success = match (route.shape, doc.response) {
+        (Shape::NoContent, _) => json!({"description": route.message}),
+        (_, Some(data)) => json!({
+            "description": route.message,
+            "content": {"application/json": {"schema": success_envelope(reference(data))}},
+        }),
+        (_, None) => panic!(
+            "route {} {} documents no response",
+            route.method, route.path
+        ),
+    };
+    responses.insert(route.status.as_u16().to_string(), success);
+    let mut op = json!({
+        "operationId": doc.operation_id,
+        "tags": [doc.tag],
+        "summary": doc.summary,
+        "parameters": parameters(route),
+        "responses": responses,
+    });
+    if doc.auth {
+        op["security"] = json!([{"bearer": []}]);
+    } else {
+        op["security"] = json!([]);
+    }
+    if let (Body::Input, Some(request)) = (route.body, doc.request) {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": reference(request)}},
+        });
+    }
+    op
+}
+
+/// Operations outside the route table: health checks and signed media.
+fn extra_paths(paths: &mut Map<String, Value>) {
+    let health = |summary: &str, ok: &str| {
+        json!({"get": {
+            "operationId": if summary.starts_with("Liveness") { "healthz" } else { "readyz" },
+            "tags": ["health"],
+            "summary": summary,
+            "security": [],
+            "responses": {
+                "200": {"description": ok, "content": {"application/json": {"schema": success_envelope(reference("HealthStatus"))}}},
+                "503": failure("The database is not reachable.", &[ErrorCode::ServiceUnavailable]),
+            },
+        }})
+    };
+    paths.insert(
+        "/healthz".into(),
+        health("Liveness: the process answers", "Alive."),
+    );
+    paths.insert(
+        "/readyz".into(),
+        health("Readiness: the database answers", "Ready."),
+    );
+    let mut media_failures = Map::new();
+    media_failures.insert(
+        "400".into(),
+        failure(
+            "Malformed signature parameters.",
+            &[ErrorCode::ValidationError],
+        ),
+    );
+    media_failures.insert(
+        "403".into(),
+        failure(
+            "Missing or wrong signature.",
+            &[ErrorCode::InsufficientPermission],
+        ),
+    );
+    media_failures.insert(
+        "404".into(),
+        failure(
+            "No such file (or its story was deleted).",
+            &[ErrorCode::ResourceNotFound],
+        ),
+    );
+    media_failures.insert(
+        "410".into(),
+        failure("The signed URL has expired.", &[ErrorCode::UrlExpired]),
+    );
+    media_failures.insert(
+        "429".into(),
+        failure(
+            "Over the per-client rate limit.",
+            &[ErrorCode::RateLimitExceeded],
+        ),
+    );
+    media_failures.insert(
+        "503".into(),
+        failure("Overloaded.", &[ErrorCode::ServiceUnavailable]),
+    );
+    media_failures.insert(
+        "200".into(),
+        json!({"description": "The file (images: SVG or PNG/JPEG/WebP; narration: WAV/MP3/…).",
+               "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}),
+    );
+    media_failures.insert(
+        "206".into(),
+        json!({"description": "A byte range of the file (`Range`).",
+               "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}),
+    );
+    paths.insert(
+        "/media/{path}".into(),
+        json!({"get": {
+            "operationId": "getMedia",
+            "tags": ["media"],
+            "summary": "A media file behind a signed URL (`File.url`); Nginx serves the same links",
+            "security": [],
+            "parameters": [
+                {"name": "path", "in": "path", "required": true, "schema": {"type": "string"},
+                 "description": "`<account>/<story>/<file>` as in `File.url`."},
+                {"name": "md5", "in": "query", "required": true, "schema": {"type": "string"},
+                 "description": "base64url(md5(\"{expires}{uri} {secret}\"))"},
+                {"name": "expires", "in": "query", "required": true, "schema": {"type": "integer"},
+                 "description": "Unix time the link expires."},
+            ],
+            "responses": media_failures,
+        }}),
+    );
+}
+
+/// The whole document as JSON.
+pub fn document_json(public_url: &str) -> Value {
+    let mut paths = Map::new();
+    for route in table() {
+        let op = operation(&route);
+        let item = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[route.method.as_str().to_ascii_lowercase()] = op;
+    }
+    extra_paths(&mut paths);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Jjongal (쫑알쫑알) REST API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The REST facade of Jjongal: interactive, AI-written children's \
+                stories (spec v1.0 with the contract's decisions). Every answer but `204` \
+                is the spec's envelope; failures carry a code from one catalogue. \
+                The conversation WebSocket is `/wss/v1/audio`; GraphQL is at `/graphql`.",
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "servers": [
+            {"url": "/", "description": "this server"},
+            {"url": public_url, "description": "the configured public URL"},
+        ],
+        "tags": [
+            {"name": "accounts", "description": "Family accounts (the guardian logs in; the child is who stories are for)."},
+            {"name": "auth", "description": "Access and refresh tokens."},
+            {"name": "stories", "description": "Stories and their generation."},
+            {"name": "conversations", "description": "Conversations with the guide and voice samples."},
+            {"name": "media", "description": "Signed media files."},
+            {"name": "health", "description": "Liveness and readiness."},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "An access token from `POST /api/v1/auth/token`."},
+            },
+        },
+    })
+}
+
+/// The document as utoipa's typed model (which is also how it is checked to be one).
+pub fn document(public_url: &str) -> OpenApi {
+    serde_json::from_value(document_json(public_url))
+        .expect("the generated document is an OpenAPI document")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in the document points at a component that exists.
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_reference_resolves() {
+        let doc = document_json("http://localhost:8000");
+        for route in table() {
+            let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "{} {} is not documented",
+                route.method,
+                route.path
+            );
+            for status in ["400", "401", "403", "404", "413", "429", "503"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{} {} lacks {status}",
+                    route.method,
+                    route.path
+                );
+            }
+            assert!(op["responses"][route.status.as_u16().to_string()].is_object());
+        }
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a schema ref");
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "unresolved {r}"
+            );
+        }
+        // utoipa accepts it as an OpenAPI document.
+        let typed = document("http://localhost:8000");
+        assert!(typed.paths.paths.len() >= 10);
+    }
+}

@@ -1,0 +1,139 @@
+//! The developer pages and the OpenAPI document: served by the binary itself (no CDN),
+//! the document listing every REST route with its failures, and the command printing
+//! what the server serves.
+
+use serde_json::Value;
+
+use crate::db_tests;
+use crate::helpers::{Db, spawn_app};
+
+async fn the_openapi_document_describes_every_route(db: Db) {
+    let app = spawn_app(db).await;
+    let reply = app.get("/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    let doc = reply.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for route in jjongal::rest::routes::table() {
+        let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
+        assert!(op.is_object(), "{} {}", route.method, route.path);
+        for status in ["400", "401", "403", "404", "413", "429", "503"] {
+            let failure = &op["responses"][status]["content"]["application/json"]["schema"];
+            assert_eq!(
+                failure["$ref"], "#/components/schemas/ErrorEnvelope",
+                "{status}"
+            );
+        }
+        assert_eq!(
+            op["security"].as_array().unwrap().is_empty(),
+            !route.doc.auth,
+            "{} {}",
+            route.method,
+            route.path
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // The error codes are the service's whole catalogue.
+    let codes = &doc["components"]["schemas"]["ErrorEnvelope"]["properties"]["error"]["properties"]
+        ["code"]["enum"];
+    assert_eq!(
+        codes.as_array().unwrap().len(),
+        jjongal::error::ErrorCode::ALL.len()
+    );
+    // The spec's example request is the documented example.
+    assert_eq!(
+        doc["components"]["schemas"]["CreateStoryRequest"]["example"]["user_preferences"]["theme"],
+        "모험"
+    );
+    // What `jjongal print-openapi` prints is what is served.
+    let printed = tokio::process::Command::new(env!("CARGO_BIN_EXE_jjongal"))
+        .args(["print-openapi", "--public-url", "http://localhost:8000"])
+        .output()
+        .await
+        .unwrap();
+    assert!(printed.status.success());
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert!(
+        printed["paths"] == doc["paths"],
+        "print-openapi paths differ from /openapi.json"
+    );
+    assert!(
+        printed["components"] == doc["components"],
+        "components differ"
+    );
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["properties"]["success"]["const"],
+        true
+    );
+}
+
+async fn the_pages_and_their_assets_come_from_the_binary(db: Db) {
+    let app = spawn_app(db).await;
+    let page = |path: &str| app.client.get(app.url(path)).header("accept", "text/html");
+    // Swagger UI (vendored), ReDoc and GraphiQL: HTML pages whose scripts are all local.
+    for path in ["/docs/", "/redoc", "/graphql"] {
+        let reply = app.send(page(path)).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(
+            reply
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        let csp = reply.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("http"),
+            "{path}: {csp}"
+        );
+        for src in reply.text.split("src=\"").skip(1) {
+            let url = src.split('"').next().unwrap();
+            assert!(
+                !url.contains("://") && !url.starts_with("//"),
+                "{path} loads {url}"
+            );
+            let asset = app
+                .send(app.client.get(app.url(&url.replace("./", "/docs/"))))
+                .await;
+            assert_eq!(asset.status, 200, "{path}: {url}");
+        }
+    }
+    // Vendored files: gzip for clients that take it, plain for the rest; versioned paths
+    // are immutable.
+    let gz = app
+        .send(
+            app.client
+                .get(app.url("/assets/graphiql-4.1.2/graphiql.min.js"))
+                .header("accept-encoding", "gzip"),
+        )
+        .await;
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert!(gz.header("cache-control").unwrap().contains("immutable"));
+    let plain = app
+        .send(
+            app.client
+                .get(app.url("/assets/redoc-2.5.4/redoc.standalone.js")),
+        )
+        .await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert!(plain.text.len() > 1_000_000, "{}", plain.text.len());
+    assert!(
+        plain
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    app.get("/assets/nothing.js", None)
+        .await
+        .assert_error(404, "RESOURCE_NOT_FOUND");
+}
+
+db_tests!(
+    the_openapi_document_describes_every_route,
+    the_pages_and_their_assets_come_from_the_binary,
+);
