@@ -48,6 +48,9 @@
     };
   }
 
+  // For the browser check in CI (and the curious): the fetcher GraphiQL uses.
+  window.jjongalGraphiQL = { fetcher: fetcher };
+
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
   root.render(
     React.createElement(GraphiQL, {
