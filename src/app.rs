@@ -33,9 +33,6 @@ use crate::jobs::StoryWorker;
 use crate::providers::Providers;
 use crate::rest::{RestError, envelope, facade};
 
-/// Request bodies over this are `413 PAYLOAD_TOO_LARGE` (contract §2).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A bound, ready-to-serve application.
@@ -153,11 +150,12 @@ impl Application {
 /// body limits and panic catching around it.
 pub fn router(domain: Domain) -> Router {
     let domain_timeout = domain.config().request_timeout;
+    let body_limit = domain.config().max_body_bytes;
     let https = domain.config().public_url.starts_with("https://");
     let cors = cors_layer(&domain.config().cors_origins);
     let schema = graphql::build_schema(domain.clone());
     let gateway = Gateway::new(&domain.config().gateway);
-    let mut api = facade::router(&schema).route(
+    let mut api = facade::router(&schema, domain.config().max_text_chars).route(
         "/graphql",
         get(graphql::http::get).post(graphql::http::post),
     );
@@ -229,7 +227,7 @@ pub fn router(domain: Domain) -> Router {
             header::STRICT_TRANSPORT_SECURITY,
             https.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains")),
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(

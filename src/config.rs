@@ -369,6 +369,16 @@ pub struct ConfigArgs {
     /// Seconds a `/graphql/ws` client has to send `connection_init` (then close 4408).
     #[arg(long, env = "JJONGAL_GRAPHQL_WS_INIT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub graphql_ws_init_timeout_secs: u64,
+    /// Largest request body, bytes (then 413 `PAYLOAD_TOO_LARGE`; contract: 1 MiB).
+    #[arg(long, env = "JJONGAL_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824), global = true)]
+    pub max_body_bytes: u64,
+    /// Longest text field, in characters (then 400 `VALIDATION_ERROR`; contract: 10,000):
+    /// REST bodies, GraphQL variables and literals, conversation socket frames.
+    #[arg(long, env = "JJONGAL_MAX_TEXT_CHARS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub max_text_chars: u64,
+    /// Largest message (and frame) on `/graphql/ws`, bytes (then close 1009).
+    #[arg(long, env = "JJONGAL_GRAPHQL_WS_MAX_MESSAGE_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216), global = true)]
+    pub graphql_ws_max_message_bytes: u64,
     /// Operations one `/graphql/ws` connection may run at once.
     #[arg(long, env = "JJONGAL_GRAPHQL_WS_MAX_SUBSCRIPTIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub graphql_ws_max_subscriptions: u32,
@@ -420,6 +430,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
     pub database_acquire_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_text_chars: usize,
     pub gateway: GatewayConfig,
     pub graphql: GraphqlConfig,
 }
@@ -455,6 +467,8 @@ pub struct GraphqlConfig {
     pub max_tokens: usize,
     pub ws_init_timeout: Duration,
     pub ws_max_subscriptions: usize,
+    pub ws_max_message_bytes: usize,
+    pub max_text_chars: usize,
 }
 
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
@@ -514,6 +528,7 @@ pub struct WsConfig {
     pub idle_timeout: Duration,
     pub ping_interval: Duration,
     pub messages_per_minute: u32,
+    pub max_text_chars: usize,
 }
 
 /// One provider capability: HTTP when `base_url` is set, else the offline built-in.
@@ -672,12 +687,15 @@ impl Config {
                 idle_timeout: Duration::from_secs(args.ws_idle_timeout_secs),
                 ping_interval: Duration::from_secs(args.ws_ping_secs),
                 messages_per_minute: args.ws_messages_per_minute,
+                max_text_chars: args.max_text_chars as usize,
             },
             voice_clone_samples: args.voice_clone_samples,
             operator_can_read_transcripts: args.operator_can_read_transcripts,
             cors_origins: parse_origins(&args.cors_origins)?,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             database_acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
+            max_body_bytes: args.max_body_bytes as usize,
+            max_text_chars: args.max_text_chars as usize,
             gateway: GatewayConfig {
                 ip_rate: (args.rate_limit_ip_per_minute > 0).then_some(RateConfig {
                     per_minute: args.rate_limit_ip_per_minute,
@@ -703,6 +721,8 @@ impl Config {
                 max_tokens: args.graphql_max_tokens as usize,
                 ws_init_timeout: Duration::from_secs(args.graphql_ws_init_timeout_secs),
                 ws_max_subscriptions: args.graphql_ws_max_subscriptions as usize,
+                ws_max_message_bytes: args.graphql_ws_max_message_bytes as usize,
+                max_text_chars: args.max_text_chars as usize,
             },
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),

@@ -20,7 +20,8 @@ use crate::config::GraphqlConfig;
 use crate::domain::char_len;
 use crate::error::ErrorCode;
 
-/// Longest text in a literal or a variable, in Unicode scalar values (contract §2).
+/// Longest text in a literal or a variable by default, in Unicode scalar values
+/// (contract §2; `JJONGAL_MAX_TEXT_CHARS`).
 pub const MAX_TEXT_CHARS: usize = 10_000;
 
 /// Marks a request whose document is the server's own (the REST facade's route table):
@@ -34,6 +35,7 @@ pub struct DocumentLimits {
     pub max_aliases: usize,
     pub max_root_fields: usize,
     pub introspection: bool,
+    pub max_text: usize,
 }
 
 impl DocumentLimits {
@@ -45,6 +47,7 @@ impl DocumentLimits {
             max_aliases: config.max_aliases,
             max_root_fields: config.max_root_fields,
             introspection: config.introspection,
+            max_text: config.max_text_chars,
         }
     }
 }
@@ -58,6 +61,7 @@ impl ExtensionFactory for DocumentLimits {
                 max_aliases: self.max_aliases,
                 max_root_fields: self.max_root_fields,
                 introspection: self.introspection,
+                max_text: self.max_text,
             },
         })
     }
@@ -77,6 +81,8 @@ pub struct DocumentRules {
     /// When false, `__schema` and `__type` are refused outright (async-graphql would
     /// answer them with a silent `null`); `__typename` stays.
     pub introspection: bool,
+    /// Longest string literal, in characters.
+    pub max_text: usize,
 }
 
 fn refuse(message: impl Into<String>) -> ServerError {
@@ -103,7 +109,7 @@ impl Extension for DocumentLimitsExtension {
         let document = next.run(ctx, query, variables).await?;
         if !trusted {
             check_document(&document, self.limits).map_err(refuse)?;
-            check_variables(variables).map_err(refuse)?;
+            check_variables(variables, self.limits.max_text).map_err(refuse)?;
         }
         Ok(document)
     }
@@ -169,20 +175,37 @@ pub fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result<(), St
                 }
             }
             b'-' | b'0'..=b'9' => {
-                i += 1;
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'.' | b'+' | b'-'))
-                {
-                    i += 1;
+                // GraphQL's number: -?digits(.digits)?([eE][+-]?digits)? and no more, as
+                // the parser reads it (`0-0-0` is three numbers, not one).
+                let digits = |mut i: usize| {
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    i
+                };
+                i = digits(i + 1);
+                if i + 1 < bytes.len() && bytes[i] == b'.' && bytes[i + 1].is_ascii_digit() {
+                    i = digits(i + 1);
+                }
+                if i < bytes.len() && matches!(bytes[i], b'e' | b'E') {
+                    let mut j = i + 1;
+                    if j < bytes.len() && matches!(bytes[j], b'+' | b'-') {
+                        j += 1;
+                    }
+                    if j < bytes.len() && bytes[j].is_ascii_digit() {
+                        i = digits(j);
+                    }
                 }
             }
-            _ => {
+            lead => {
                 // Punctuators (`! $ & : = @ |`), a byte-order mark, or a stray character
-                // (one token either way).
-                i += std::str::from_utf8(&bytes[i..])
-                    .ok()
-                    .and_then(|s| s.chars().next())
-                    .map_or(1, char::len_utf8);
+                // (one token either way): skip one UTF-8 sequence, judged by its lead byte.
+                i += match lead {
+                    0xF0..=0xFF => 4,
+                    0xE0..=0xEF => 3,
+                    0xC0..=0xDF => 2,
+                    _ => 1,
+                };
             }
         }
         tokens += 1;
@@ -200,6 +223,7 @@ pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Re
         max_aliases,
         max_root_fields,
         introspection,
+        max_text,
     } = rules;
     let mut aliases = 0usize;
     let mut sets: Vec<&SelectionSet> = document
@@ -231,24 +255,56 @@ pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Re
                         }
                     }
                     for (name, value) in &field.arguments {
-                        check_value(&value.node, &name.node)?;
+                        check_value(&value.node, &name.node, max_text)?;
                     }
                     for directive in &field.directives {
                         for (name, value) in &directive.node.arguments {
-                            check_value(&value.node, &name.node)?;
+                            check_value(&value.node, &name.node, max_text)?;
                         }
                     }
                     sets.push(&field.selection_set.node);
                 }
-                Selection::InlineFragment(fragment) => sets.push(&fragment.node.selection_set.node),
-                Selection::FragmentSpread(_) => {}
+                Selection::InlineFragment(fragment) => {
+                    for directive in &fragment.node.directives {
+                        for (name, value) in &directive.node.arguments {
+                            check_value(&value.node, &name.node, max_text)?;
+                        }
+                    }
+                    sets.push(&fragment.node.selection_set.node)
+                }
+                Selection::FragmentSpread(spread) => {
+                    for directive in &spread.node.directives {
+                        for (name, value) in &directive.node.arguments {
+                            check_value(&value.node, &name.node, max_text)?;
+                        }
+                    }
+                }
             }
+        }
+    }
+    let definition_directives = document
+        .operations
+        .iter()
+        .flat_map(|(_, op)| op.node.directives.iter())
+        .chain(
+            document
+                .fragments
+                .values()
+                .flat_map(|f| f.node.directives.iter()),
+        );
+    for directive in definition_directives {
+        for (name, value) in &directive.node.arguments {
+            check_value(&value.node, &name.node, max_text)?;
         }
     }
     for (_, operation) in document.operations.iter() {
         for variable in &operation.node.variable_definitions {
             if let Some(default) = &variable.node.default_value {
-                check_const(&default.node, &format!("${}", variable.node.name.node))?;
+                check_const(
+                    &default.node,
+                    &format!("${}", variable.node.name.node),
+                    max_text,
+                )?;
             }
         }
         let roots = root_fields(&operation.node.selection_set.node, &document.fragments);
@@ -289,27 +345,27 @@ fn root_fields(
     count
 }
 
-fn too_long(field: &str) -> String {
-    format!("`{field}` is longer than {MAX_TEXT_CHARS} characters")
+fn too_long(field: &str, max: usize) -> String {
+    format!("`{field}` is longer than {max} characters")
 }
 
 /// A literal argument; variables inside it count as null (they are checked on their own).
-fn check_value(value: &async_graphql_value::Value, field: &str) -> Result<(), String> {
+fn check_value(value: &async_graphql_value::Value, field: &str, max: usize) -> Result<(), String> {
     let literal = value
         .clone()
         .into_const_with(|_| Ok::<_, std::convert::Infallible>(Value::Null));
     match literal {
-        Ok(v) => check_const(&v, field),
+        Ok(v) => check_const(&v, field, max),
         Err(never) => match never {},
     }
 }
 
-fn check_const(value: &Value, field: &str) -> Result<(), String> {
+fn check_const(value: &Value, field: &str, max: usize) -> Result<(), String> {
     use Value as ConstValue;
     let mut pending = vec![(value, field.to_string())];
     while let Some((value, path)) = pending.pop() {
         match value {
-            ConstValue::String(s) if char_len(s) > MAX_TEXT_CHARS => return Err(too_long(&path)),
+            ConstValue::String(s) if char_len(s) > max => return Err(too_long(&path, max)),
             ConstValue::List(items) => pending.extend(items.iter().map(|v| (v, path.clone()))),
             ConstValue::Object(fields) => {
                 pending.extend(fields.iter().map(|(k, v)| (v, format!("{path}.{k}"))))
@@ -322,9 +378,9 @@ fn check_const(value: &Value, field: &str) -> Result<(), String> {
 
 /// Every string inside the variables, however deeply nested, names its path
 /// (`$input.theme`).
-pub fn check_variables(variables: &Variables) -> Result<(), String> {
+pub fn check_variables(variables: &Variables, max: usize) -> Result<(), String> {
     for (name, value) in variables.iter() {
-        check_const(value, &format!("${name}"))?;
+        check_const(value, &format!("${name}"), max)?;
     }
     Ok(())
 }
@@ -346,6 +402,13 @@ mod tests {
         assert!(scan(strings, 14, 2).is_ok());
         assert!(scan(strings, 13, 2).is_err());
         assert!(scan("{a{a{a{a}}}}", 100, 3).is_err());
+        // Numbers as GraphQL reads them: `[0-0-0]` is five tokens, `-1.5e+3` one.
+        assert!(scan("[0-0-0]", 5, 3).is_ok());
+        assert!(scan("[0-0-0]", 4, 3).is_err());
+        assert!(scan("-1.5e+3", 1, 3).is_ok());
+        // Multi-byte stray characters and a BOM are one token each.
+        assert!(scan("\u{feff}{ 가 }", 4, 3).is_ok());
+        assert!(scan("\u{feff}{ 가 }", 3, 3).is_err());
         assert!(scan("{a{a{a}}}", 100, 3).is_ok());
     }
 
@@ -354,6 +417,7 @@ mod tests {
             max_aliases,
             max_root_fields,
             introspection: true,
+            max_text: MAX_TEXT_CHARS,
         }
     }
 

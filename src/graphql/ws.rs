@@ -6,7 +6,8 @@
 //! - no `connection_init` within `JJONGAL_GRAPHQL_WS_INIT_TIMEOUT_SECS`: close 4408;
 //!   a second one: 4429; a token that does not authenticate: 4403;
 //! - `subscribe` before the acknowledgement: 4401; an id already running: 4409;
-//!   a malformed message: 4400; a frame over 64 KiB: 1009;
+//!   a malformed message: 4400; a frame over `JJONGAL_GRAPHQL_WS_MAX_MESSAGE_BYTES`
+//!   (64 KiB): 1009;
 //! - more than `JJONGAL_GRAPHQL_WS_MAX_SUBSCRIPTIONS` operations at once, or over the
 //!   client's or account's rate limit: an `error` for that operation (the connection
 //!   stays open), with `RATE_LIMIT_EXCEEDED`.
@@ -34,13 +35,9 @@ use tokio::task::AbortHandle;
 use super::errors::{ensure_codes, is_request_error};
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
-use crate::domain::accounts::User;
 use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
 
-/// Largest message (and frame) a client may send: a GraphQL document with its variables.
-/// Far below the library defaults (64 MiB / 16 MiB).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// How often the legacy protocol's keep-alive (`ka`) goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
@@ -100,6 +97,7 @@ pub async fn upgrade(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(RequestAuth::bearer_of);
+    let max_message = domain.config().graphql.ws_max_message_bytes;
     let connection = Connection {
         schema,
         domain,
@@ -110,8 +108,9 @@ pub async fn upgrade(
     };
     upgrade
         .protocols([protocol.name()])
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+        // A document with its variables: far below the library defaults (64/16 MiB).
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| connection.serve(socket))
@@ -136,7 +135,6 @@ struct Connection {
 #[derive(Clone)]
 struct Principal {
     token: Option<String>,
-    user: Option<User>,
 }
 
 /// The outcome of one client message.
@@ -145,9 +143,22 @@ enum Step {
     Close(u16, String),
 }
 
+/// A close frame's reason is at most 123 bytes (a control frame carries 125, the code
+/// takes two); longer ones, which may echo client text, are cut at a character boundary.
 fn close(code: u16, reason: impl Into<String>) -> Step {
-    Step::Close(code, reason.into())
+    let mut reason = reason.into();
+    if reason.len() > 123 {
+        let mut end = 123;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    Step::Close(code, reason)
 }
+
+/// How long one write to the client may take; a client that stops reading is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn coded_error(code: ErrorCode, message: &str, retry_after: Option<u64>) -> Value {
     let mut extensions = json!({"code": code.as_str()});
@@ -181,18 +192,20 @@ impl Connection {
         let writer = tokio::spawn(async move {
             while let Some(item) = out_rx.recv().await {
                 let result = match item {
-                    Outbound::Json(v) => sink.send(Message::Text(v.to_string().into())).await,
+                    Outbound::Json(v) => {
+                        let text = Message::Text(v.to_string().into());
+                        tokio::time::timeout(WRITE_TIMEOUT, sink.send(text)).await
+                    }
                     Outbound::Close(code, reason) => {
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: reason.into(),
-                            })))
-                            .await;
+                        let frame = Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        }));
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await;
                         break;
                     }
                 };
-                if result.is_err() {
+                if !matches!(result, Ok(Ok(()))) {
                     break;
                 }
             }
@@ -231,7 +244,14 @@ impl Connection {
                 // Most often a message over the size cap.
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "graphql socket read failed");
-                    break close(1009, "Message too big");
+                    let reason = e.to_string().to_ascii_lowercase();
+                    break if reason.contains("space limit") || reason.contains("too long") {
+                        close(1009, "Message too big")
+                    } else if reason.contains("utf-8") || reason.contains("utf8") {
+                        close(1007, "Invalid UTF-8")
+                    } else {
+                        close(1002, "Protocol error")
+                    };
                 }
                 // (The close for an oversized message is sent below; the client may still
                 // be writing, so the connection lingers a moment for it to read it.)
@@ -258,7 +278,8 @@ impl Connection {
         }
         let linger = matches!(outcome, Step::Close(1009, _));
         if let Step::Close(code, reason) = outcome {
-            let _ = out_tx.send(Outbound::Close(code, reason)).await;
+            let closing = out_tx.send(Outbound::Close(code, reason));
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, closing).await;
         }
         drop(out_tx);
         let _ = writer.await;
@@ -290,10 +311,15 @@ impl Connection {
                 }
                 let payload = message.get("payload").cloned().unwrap_or(Value::Null);
                 let token = token_from_payload(&payload).or_else(|| self.header_token.clone());
-                let user = match &token {
-                    None => None,
+                match &token {
+                    None => {}
                     Some(t) => match self.domain.authenticate(Some(t)).await {
-                        Ok(user) => Some(user),
+                        Ok(_) => {}
+                        // The database, not the token: tell the client to come back.
+                        Err(e) if e.code() != ErrorCode::InvalidToken => {
+                            let _ = e.public_message();
+                            return close(1011, "Internal error; try again");
+                        }
                         Err(_) => {
                             if legacy {
                                 let _ = out
@@ -307,7 +333,7 @@ impl Connection {
                         }
                     },
                 };
-                *principal = Some(Principal { token, user });
+                *principal = Some(Principal { token });
                 let _ = out
                     .send(Outbound::Json(json!({"type": "connection_ack"})))
                     .await;
@@ -328,6 +354,21 @@ impl Connection {
             "subscribe" | "start" if (kind == "start") == legacy => {
                 let Some(who) = principal.as_ref() else {
                     return close(4401, "Unauthorized");
+                };
+                // The login is checked again for each operation: a token that expired, or
+                // an account deleted, since connection_init ends the connection.
+                let user = match &who.token {
+                    None => None,
+                    Some(t) => match self.domain.authenticate(Some(t)).await {
+                        Ok(user) => Some(user),
+                        Err(e) if e.code() == ErrorCode::InvalidToken => {
+                            return close(4403, "Forbidden: the token is no longer valid");
+                        }
+                        Err(e) => {
+                            let _ = e.public_message();
+                            return close(1011, "Internal error; try again");
+                        }
+                    },
                 };
                 let Some(id) = message
                     .get("id")
@@ -355,7 +396,7 @@ impl Connection {
                         None,
                     ))
                 } else {
-                    let account = who.user.as_ref().map(|u| u.id);
+                    let account = user.as_ref().map(|u| u.id);
                     self.gateway
                         .check_message(self.client, account)
                         .err()
@@ -375,13 +416,17 @@ impl Connection {
                             vec![error],
                         )))
                         .await;
+                    if legacy {
+                        let complete = json!({"type": "complete", "id": id});
+                        let _ = out.send(Outbound::Json(complete)).await;
+                    }
                     return Step::Continue;
                 }
                 let task = tokio::spawn(run_operation(
                     self.schema.clone(),
                     self.protocol,
                     id.to_string(),
-                    request.data(RequestAuth::for_user(who.token.clone(), who.user.clone())),
+                    request.data(RequestAuth::for_user(who.token.clone(), user)),
                     out.clone(),
                     done.clone(),
                 ));
@@ -445,6 +490,12 @@ async fn run_operation(
         Protocol::Transport => "next",
         Protocol::Legacy => "data",
     };
+    // Frees the id's slot however the task ends (finished, failed, panicked, aborted).
+    let mut slot = SlotGuard {
+        id: Some(id.clone()),
+        task: tokio::task::id(),
+        done,
+    };
     let mut results = schema.execute_stream(request);
     let mut first = true;
     let mut refused = false;
@@ -470,10 +521,32 @@ async fn run_operation(
             return;
         }
     }
+    // The slot is free before the client can see `complete` and reuse the id.
+    slot.release();
     if !refused || protocol == Protocol::Legacy {
         let _ = out
             .send(Outbound::Json(json!({"type": "complete", "id": id})))
             .await;
     }
-    let _ = done.send((id, tokio::task::id()));
+}
+
+/// Tells the connection loop an operation's id is free again, once.
+struct SlotGuard {
+    id: Option<String>,
+    task: tokio::task::Id,
+    done: mpsc::UnboundedSender<(String, tokio::task::Id)>,
+}
+
+impl SlotGuard {
+    fn release(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.done.send((id, self.task));
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.release();
+    }
 }

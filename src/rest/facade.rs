@@ -24,7 +24,8 @@ use crate::graphql::errors::{code_of, retry_after_of};
 use crate::graphql::limits::TrustedDocument;
 use crate::graphql::{AppSchema, RequestAuth};
 
-/// Longest text field, in Unicode scalar values (contract §2).
+/// Longest text field by default, in Unicode scalar values (contract §2;
+/// `JJONGAL_MAX_TEXT_CHARS`).
 pub const MAX_TEXT_CHARS: usize = 10_000;
 
 struct CompiledRoute {
@@ -33,11 +34,12 @@ struct CompiledRoute {
     /// The GraphQL input type of `$input`, for routes that take a body.
     input_type: Option<String>,
     shapes: Arc<InputShapes>,
+    max_text: usize,
 }
 
 /// Builds the `/api/v1` router from the table. Panics at start-up if a route's document
 /// does not parse (a programming error, caught by every test).
-pub fn router(schema: &AppSchema) -> Router<AppSchema> {
+pub fn router(schema: &AppSchema, max_text: usize) -> Router<AppSchema> {
     let shapes = Arc::new(InputShapes::from_sdl(&schema.sdl()));
     let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
     for route in super::routes::table() {
@@ -71,6 +73,7 @@ pub fn router(schema: &AppSchema) -> Router<AppSchema> {
                 document,
                 input_type,
                 shapes: shapes.clone(),
+                max_text,
             });
             methods = methods.merge(on(
                 filter,
@@ -118,7 +121,7 @@ async fn handle(
     }
     query_variables(route.query, query.as_deref(), &mut variables)?;
     if let Body::Input = route.body {
-        let input = camel_case_keys(read_json_object(&headers, body)?)?;
+        let input = camel_case_keys(read_json_object(&headers, body, compiled.max_text)?)?;
         if let Some(type_name) = &compiled.input_type {
             compiled.shapes.check(type_name, &input, "")?;
         }
@@ -233,6 +236,7 @@ fn query_variables(
 fn read_json_object(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    max_text: usize,
 ) -> Result<Map<String, Value>, RestError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -259,22 +263,26 @@ fn read_json_object(
     let Value::Object(object) = value else {
         return Err(RestError::validation("요청 본문은 JSON 객체여야 합니다."));
     };
-    check_text_lengths(&object, "")?;
+    check_text_lengths(&object, "", max_text)?;
     Ok(object)
 }
 
 /// Any string over [`MAX_TEXT_CHARS`] is a validation error naming its field.
-fn check_text_lengths(object: &Map<String, Value>, prefix: &str) -> Result<(), RestError> {
-    fn walk(value: &Value, path: &str) -> Result<(), RestError> {
+fn check_text_lengths(
+    object: &Map<String, Value>,
+    prefix: &str,
+    max: usize,
+) -> Result<(), RestError> {
+    fn walk(value: &Value, path: &str, max: usize) -> Result<(), RestError> {
         match value {
-            Value::String(s) if s.chars().count() > MAX_TEXT_CHARS => Err(RestError::validation(
-                format!("`{path}` 필드는 {MAX_TEXT_CHARS}자를 넘을 수 없습니다."),
-            )),
+            Value::String(s) if s.chars().count() > max => Err(RestError::validation(format!(
+                "`{path}` 필드는 {max}자를 넘을 수 없습니다."
+            ))),
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, v)| walk(v, &format!("{path}[{i}]"))),
-            Value::Object(map) => check_text_lengths(map, path),
+                .try_for_each(|(i, v)| walk(v, &format!("{path}[{i}]"), max)),
+            Value::Object(map) => check_text_lengths(map, path, max),
             _ => Ok(()),
         }
     }
@@ -284,7 +292,7 @@ fn check_text_lengths(object: &Map<String, Value>, prefix: &str) -> Result<(), R
         } else {
             format!("{prefix}.{key}")
         };
-        walk(value, &path)?;
+        walk(value, &path, max)?;
     }
     Ok(())
 }
@@ -524,7 +532,7 @@ mod properties {
         /// Any body bytes: an object, a 400 or a 413 — never a panic.
         #[test]
         fn arbitrary_bodies_are_objects_or_400(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-            match read_json_object(&json_headers(), Ok(Bytes::from(bytes.clone()))) {
+            match read_json_object(&json_headers(), Ok(Bytes::from(bytes.clone())), MAX_TEXT_CHARS) {
                 Ok(object) => {
                     prop_assert_eq!(serde_json::from_slice::<Value>(&bytes).ok(), Some(Value::Object(object)))
                 }
@@ -542,7 +550,7 @@ mod properties {
                 value = serde_json::json!({ key.clone(): [value] });
             }
             let body = serde_json::json!({ key.clone(): value });
-            let checked = read_json_object(&json_headers(), Ok(Bytes::from(body.to_string())));
+            let checked = read_json_object(&json_headers(), Ok(Bytes::from(body.to_string())), MAX_TEXT_CHARS);
             match checked {
                 Ok(object) => {
                     prop_assert!(!long);

@@ -30,8 +30,6 @@ use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
 use protocol::{ClientMessage, parse_client_message};
 
-/// Text frames longer than this are refused (the socket stays open).
-pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
 pub const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
 /// Frames longer than this close the socket with 1009.
@@ -243,10 +241,13 @@ async fn session(
         }
         match frame {
             Message::Text(text) => {
-                if text.chars().count() > MAX_TEXT_CHARS {
+                if text.chars().count() > state.config.max_text_chars {
                     send(error(
                         ErrorCode::ValidationError,
-                        "메시지는 10,000자를 넘을 수 없습니다.",
+                        format!(
+                            "메시지는 {}자를 넘을 수 없습니다.",
+                            state.config.max_text_chars
+                        ),
                     ));
                     continue;
                 }

@@ -87,6 +87,27 @@ async fn bombs_are_refused_quickly_and_the_server_stays_healthy(db: Db) {
         "deep",
     );
 
+    // The same bomb by GET: refused before anything parses it (deciding "query or not"
+    // parses the text; a deep enough document would exhaust the parser's stack).
+    let deep_get = "{a".repeat(3_000) + &"}".repeat(3_000);
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/graphql"))
+                .query(&[("query", deep_get.as_str())])
+                .header("graphql-require-preflight", "1"),
+        )
+        .await;
+    assert_refused(&reply, "nests deeper");
+    // Numbers count as GraphQL reads them: `0-0-0-…` is many tokens, not one.
+    let numbers = format!(
+        "{{ stories(first: [{}]) {{ pageInfo {{ hasNextPage }} }} }}",
+        "0".to_string() + &"-0".repeat(6000)
+    );
+    assert_refused(
+        &app.graphql(&numbers, json!({}), Some(&token)).await,
+        "tokens",
+    );
     // An alias bomb.
     let aliases: String = (0..2000).map(|i| format!("a{i}: me {{ id }} ")).collect();
     assert_refused(
@@ -522,6 +543,27 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
     assert_eq!(recv(&mut s).await["id"], "s1");
     send(&mut s, json!({"id": "s2", "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
     assert_eq!(closed(&mut s).await, 4409);
+    // A close reason that would echo a long id is cut to fit a control frame (≤ 123 bytes).
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &token).await;
+    let long_id = "가".repeat(100);
+    for _ in 0..2 {
+        send(&mut s, json!({"id": long_id, "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
+    }
+    assert_eq!(recv(&mut s).await["id"], long_id.as_str());
+    assert_eq!(closed(&mut s).await, 4409);
+    // The login is checked for every operation: after the account is deleted, the next
+    // subscribe ends the connection with 4403.
+    let doomed = app.new_account("doomed").await;
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &doomed).await;
+    app.delete("/api/v1/users/me", Some(&doomed)).await;
+    send(
+        &mut s,
+        json!({"id": "late", "type": "subscribe", "payload": {"query": "{ me { id } }"}}),
+    )
+    .await;
+    assert_eq!(closed(&mut s).await, 4403);
 
     // A frame over 64 KiB: 1009.
     let mut s = open(&app, "graphql-transport-ws").await;
@@ -563,7 +605,75 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
     assert_eq!(app.get("/healthz", None).await.status, 200);
 }
 
+async fn size_limits_follow_their_configuration(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--max-body-bytes",
+            "2048",
+            "--max-text-chars",
+            "20",
+            "--graphql-ws-max-message-bytes",
+            "2048",
+        ],
+    )
+    .await;
+    let token = app.new_account("small").await;
+    // Bodies: 413 past the configured size, on REST and GraphQL alike.
+    let padded = json!({"title": "가".repeat(1000)});
+    let story = app.create_story(&token, "숲").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/v1/stories/{story}");
+    app.patch_json(&path, &padded, Some(&token))
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
+    let big = app
+        .graphql(
+            "{ __typename }",
+            json!({"x": "a".repeat(3000)}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(big.status, 413, "{}", big.text);
+    // Text: 400 past the configured length, naming the field, in both doors...
+    let msg = app
+        .patch_json(&path, &json!({"title": "가".repeat(21)}), Some(&token))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    assert!(msg.contains("title"), "{msg}");
+    let reply = app
+        .graphql(
+            "mutation($id: ID!, $t: String!) { updateStory(id: $id, input: {title: $t}) { id } }",
+            json!({"id": story, "t": "가".repeat(21)}),
+            Some(&token),
+        )
+        .await;
+    assert_refused(&reply, "longer than 20");
+    app.patch_json(&path, &json!({"title": "가".repeat(20)}), Some(&token))
+        .await
+        .assert_ok(200);
+    // ...and on the conversation socket.
+    let url = app.base.replace("http://", "ws://") + &format!("/wss/v1/audio?token={token}");
+    let (mut talk, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    send(
+        &mut talk,
+        json!({"type": "user_message", "text": "가".repeat(21)}),
+    )
+    .await;
+    let error = recv(&mut talk).await;
+    assert_eq!(error["error_code"], "VALIDATION_ERROR", "{error}");
+    // /graphql/ws: a message over the configured size closes with 1009.
+    let mut s = open(&app, "graphql-transport-ws").await;
+    init(&mut s, &token).await;
+    let huge = json!({"id": "h", "type": "subscribe", "payload": {"query": "{ __typename }", "variables": {"x": "a".repeat(3000)}}});
+    let _ = s.send(Message::text(huge.to_string())).await;
+    assert_eq!(closed(&mut s).await, 1009);
+}
+
 db_tests!(
+    size_limits_follow_their_configuration,
     bombs_are_refused_quickly_and_the_server_stays_healthy,
     text_limits_hold_inside_variables_and_literals,
     browsers_cannot_send_graphql_cross_site_without_a_preflight,
