@@ -4,47 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::db_tests;
+use crate::helpers::ws::{self, recv, send};
 use crate::helpers::{Db, Reply, TestApp, gql_code, spawn_app_with};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn socket(app: &TestApp, path: &str, protocol: Option<&str>) -> Socket {
-    let url = app.base.replace("http://", "ws://") + path;
-    let mut request = url.into_client_request().unwrap();
-    if let Some(p) = protocol {
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", p.parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
-async fn recv(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("valid frame");
-        match frame {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected JSON, got {other:?}"),
-        }
-    }
-}
-
-async fn send(socket: &mut Socket, v: Value) {
-    socket.send(Message::text(v.to_string())).await.unwrap();
-}
 
 /// A REST 429: the envelope, `RATE_LIMIT_EXCEEDED`, a positive `Retry-After`.
 #[track_caller]
@@ -134,8 +99,8 @@ async fn the_per_account_limit_is_shared_by_every_door(db: Db) {
     let other = app.new_account("calm").await;
     // Open both sockets first (the conversation upgrade carries its token in the query,
     // so only its messages count), then spend the budget: 2 REST + 1 GraphQL + 1 socket.
-    let mut talk = socket(&app, &format!("/wss/v1/audio?token={token}"), None).await;
-    let mut gql = socket(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    let mut talk = ws::open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    let mut gql = ws::open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
     send(
         &mut gql,
         json!({"type": "connection_init", "payload": {"token": token}}),
@@ -234,19 +199,33 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(db: Db) {
 }
 
 async fn overload_is_answered_with_503_not_a_queue(db: Db) {
-    let app = spawn_app_with(db, &["--max-concurrent-requests", "1"]).await;
-    // Hold the one slot: a request whose body never finishes arriving.
-    let addr = app.base.trim_start_matches("http://").to_string();
-    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    held.write_all(
-        b"POST /api/v1/auth/token HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    let app = spawn_app_with(
+        db,
+        &[
+            "--max-concurrent-requests",
+            "1",
+            "--database-pool-size",
+            "1",
+            "--database-acquire-timeout-ms",
+            "30000",
+        ],
     )
-    .await
-    .unwrap();
-    // The server takes the slot when it reads the head; wait until it refuses others.
+    .await;
+    let token = app.new_account("slow").await;
+    // Hold the one slot: a request that waits for the only database connection, which
+    // the test holds.
+    let held = app.domain.pool().get().await.unwrap();
+    let slow = {
+        let request = app
+            .client
+            .get(app.url("/api/v1/users/me"))
+            .bearer_auth(&token);
+        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+    };
+    // Once it is in flight, every other request is refused at once.
     let started = Instant::now();
     let reply = loop {
-        let reply = app.get("/api/v1/users/me", None).await;
+        let reply = app.get("/api/v1/nothing", None).await;
         if reply.status == 503 || started.elapsed() > Duration::from_secs(20) {
             break reply;
         }
@@ -259,21 +238,12 @@ async fn overload_is_answered_with_503_not_a_queue(db: Db) {
     assert_eq!(gql_code(&gql.json()), "SERVICE_UNAVAILABLE");
     // Health checks bypass the gateway.
     assert_eq!(app.get("/healthz", None).await.status, 200);
-    // Once the slow request ends, service resumes.
+    // Once the database is free, the slow request finishes and service resumes.
     drop(held);
-    let started = Instant::now();
-    loop {
-        let reply = app.get("/api/v1/users/me", None).await;
-        if reply.status == 401 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{}",
-            reply.text
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_ok(200);
 }
 
 async fn a_busy_database_pool_is_503_after_the_acquire_timeout(db: Db) {

@@ -2,14 +2,15 @@
 //! introspection, CSRF) and the `/graphql/ws` protocol rules (4400/4401/4403/4408/4409/
 //! 4429, subscription caps, frame sizes).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::db_tests;
+use crate::helpers::ws::{self, Socket, closed, recv, send};
 use crate::helpers::{Db, Reply, TestApp, gql_code, spawn_app, spawn_app_with};
 
 /// graphql-js's `getIntrospectionQuery()` with every option on — what GraphiQL sends —
@@ -374,59 +375,9 @@ async fn introspection_is_on_in_development_and_off_in_production(db: Db) {
     assert_eq!(app.get("/graphql/schema.graphql", None).await.status, 200);
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
+/// `/graphql/ws` with `protocol`.
 async fn open(app: &TestApp, protocol: &str) -> Socket {
-    let url = app.base.replace("http://", "ws://") + "/graphql/ws";
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().unwrap());
-    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-    socket
-}
-
-async fn send(socket: &mut Socket, v: Value) {
-    socket.send(Message::text(v.to_string())).await.unwrap();
-}
-
-async fn recv(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("valid frame");
-        match frame {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "ka" {
-                    continue;
-                }
-                return v;
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected JSON, got {other:?}"),
-        }
-    }
-}
-
-/// Waits for the close frame; returns its code.
-async fn closed(socket: &mut Socket) -> u16 {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .expect("closes in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
-            Some(Ok(Message::Close(None))) => return 1005,
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("socket error before close: {e}"),
-            None => panic!("socket ended without a close frame"),
-        }
-    }
+    ws::open(app, "/graphql/ws", Some(protocol)).await
 }
 
 async fn init(socket: &mut Socket, token: &str) {

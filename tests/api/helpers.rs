@@ -596,3 +596,79 @@ pub fn init_test_logging() {
             .try_init();
     }
 }
+
+/// WebSocket clients for the tests: open, send JSON, receive JSON (skipping pings and
+/// the legacy protocol's keep-alives), wait for the close code.
+pub mod ws {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    use super::TestApp;
+
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Opens `path` (with its query), offering `protocol` when given; when it is, the
+    /// server must have chosen it.
+    pub async fn open(app: &TestApp, path: &str, protocol: Option<&str>) -> Socket {
+        let url = app.base.replace("http://", "ws://") + path;
+        let mut request = url.into_client_request().unwrap();
+        if let Some(p) = protocol {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", p.parse().unwrap());
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        if let Some(p) = protocol {
+            assert_eq!(response.headers()["sec-websocket-protocol"], p);
+        }
+        socket
+    }
+
+    pub async fn send(socket: &mut Socket, v: Value) {
+        socket.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next JSON message (pings, pongs and `ka` keep-alives skipped).
+    pub async fn recv(socket: &mut Socket) -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
+                .await
+                .expect("a message in time")
+                .expect("socket open")
+                .expect("valid frame");
+            match frame {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ka" {
+                        continue;
+                    }
+                    return v;
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected JSON, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the close frame; returns its code.
+    pub async fn closed(socket: &mut Socket) -> u16 {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), socket.next())
+                .await
+                .expect("closes in time")
+            {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) => return 1005,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error before close: {e}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+}
