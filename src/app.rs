@@ -263,19 +263,16 @@ async fn request_timeout(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let graphql = request.uri().path().starts_with("/graphql");
+    let path = request.uri().path().to_string();
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(limit_secs = limit.as_secs(), "request timed out");
-            let message = "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요.";
-            let code = ErrorCode::ServiceUnavailable;
-            if graphql {
-                // In the shape GraphQL clients read, with the same code.
-                let body = json!({"errors": [{"message": message, "extensions": {"code": code.as_str()}}]});
-                return envelope::json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
-            }
-            RestError::new(code, message).into_response()
+            let timed_out = RestError::new(
+                ErrorCode::ServiceUnavailable,
+                "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요.",
+            );
+            crate::gateway::refusal(&path, timed_out)
         }
     }
 }

@@ -311,15 +311,14 @@ async fn shed_load(
 ) -> Response {
     let Ok(_permit) = in_flight.clone().try_acquire_owned() else {
         tracing::warn!("overloaded: request shed");
-        let mut response = RestError::new(
-            ErrorCode::ServiceUnavailable,
-            "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return refusal_for(request.uri().path(), response);
+        let overloaded = RestError {
+            retry_after: Some(1),
+            ..RestError::new(
+                ErrorCode::ServiceUnavailable,
+                "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+            )
+        };
+        return refusal(request.uri().path(), overloaded);
     };
     next.run(request).await
 }
@@ -335,37 +334,29 @@ async fn shape_refusals(request: Request, next: Next) -> Response {
     let limited = RestError {
         retry_after: Some(retry_after),
         ..RestError::code(ErrorCode::RateLimitExceeded)
-    }
-    .into_response();
-    refusal_for(&path, limited)
+    };
+    refusal(&path, limited)
 }
 
-/// `response` (a REST envelope refusal) as GraphQL's shape for `/graphql` paths.
-fn refusal_for(path: &str, response: Response) -> Response {
+/// A refusal made before any door answered (rate limit, overload, timeout), in the shape
+/// of the door the path belongs to: GraphQL's `errors[].extensions` for `/graphql…`, the
+/// REST envelope for everything else. Both carry `Retry-After` when it is known.
+pub fn refusal(path: &str, error: RestError) -> Response {
     if !path.starts_with("/graphql") {
-        return response;
+        return error.into_response();
     }
-    let status = response.status();
-    let code = if status == StatusCode::TOO_MANY_REQUESTS {
-        ErrorCode::RateLimitExceeded
-    } else {
-        ErrorCode::ServiceUnavailable
-    };
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut extensions = json!({"code": code.as_str()});
-    if let Some(secs) = retry_after {
+    let mut extensions = json!({"code": error.code.as_str()});
+    if let Some(secs) = error.retry_after {
         extensions["retryAfter"] = json!(secs);
     }
-    let body = json!({"errors": [{"message": code.default_message(), "extensions": extensions}]});
-    let mut shaped = envelope::json_response(status, &body);
-    if let Some(v) = response.headers().get(header::RETRY_AFTER) {
-        shaped.headers_mut().insert(header::RETRY_AFTER, v.clone());
+    let body = json!({"errors": [{"message": error.message, "extensions": extensions}]});
+    let mut response = envelope::json_response(error.code.status(), &body);
+    if let Some(secs) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    shaped
+    response
 }
 
 #[cfg(test)]

@@ -173,8 +173,7 @@ pub async fn get(
     // The document limits run before anything parses the text (the schema runs them
     // again in execute; here, deciding "query or not" parses it first).
     let limits = super::limits::DocumentLimits::from_config(&domain.config().graphql);
-    if let Err(reason) = super::limits::scan(&request.query, limits.max_tokens, limits.max_nesting)
-    {
+    if let Err(reason) = limits.scan(&request.query) {
         return error_response(StatusCode::BAD_REQUEST, ErrorCode::ValidationError, &reason);
     }
     // GET is for queries only: a mutation must not ride on a link or an <img>.

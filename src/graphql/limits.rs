@@ -29,13 +29,13 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 pub struct TrustedDocument;
 
 /// The limits, as a schema extension (every door goes through it).
+#[derive(Clone, Copy, Debug)]
 pub struct DocumentLimits {
+    /// Checked on the raw text, before parsing.
     pub max_tokens: usize,
     pub max_nesting: usize,
-    pub max_aliases: usize,
-    pub max_root_fields: usize,
-    pub introspection: bool,
-    pub max_text: usize,
+    /// Checked on the parsed document and its variables.
+    pub rules: DocumentRules,
 }
 
 impl DocumentLimits {
@@ -44,34 +44,28 @@ impl DocumentLimits {
             max_tokens: config.max_tokens,
             // Brackets of every kind: selection sets, arguments, lists, objects.
             max_nesting: config.max_depth.max(config.max_recursion) + 8,
-            max_aliases: config.max_aliases,
-            max_root_fields: config.max_root_fields,
-            introspection: config.introspection,
-            max_text: config.max_text_chars,
+            rules: DocumentRules {
+                max_aliases: config.max_aliases,
+                max_root_fields: config.max_root_fields,
+                introspection: config.introspection,
+                max_text: config.max_text_chars,
+            },
         }
+    }
+
+    /// The checks on raw text (what must hold before anything parses it).
+    pub fn scan(&self, query: &str) -> Result<(), String> {
+        scan(query, self.max_tokens, self.max_nesting)
     }
 }
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension {
-            max_tokens: self.max_tokens,
-            max_nesting: self.max_nesting,
-            limits: DocumentRules {
-                max_aliases: self.max_aliases,
-                max_root_fields: self.max_root_fields,
-                introspection: self.introspection,
-                max_text: self.max_text,
-            },
-        })
+        Arc::new(DocumentLimitsExtension(*self))
     }
 }
 
-struct DocumentLimitsExtension {
-    max_tokens: usize,
-    max_nesting: usize,
-    limits: DocumentRules,
-}
+struct DocumentLimitsExtension(DocumentLimits);
 
 /// What [`check_document`] enforces on a parsed document.
 #[derive(Clone, Copy, Debug)]
@@ -103,13 +97,14 @@ impl Extension for DocumentLimitsExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let trusted = ctx.data_opt::<TrustedDocument>().is_some();
+        let limits = &self.0;
         if !trusted {
-            scan(query, self.max_tokens, self.max_nesting).map_err(refuse)?;
+            limits.scan(query).map_err(refuse)?;
         }
         let document = next.run(ctx, query, variables).await?;
         if !trusted {
-            check_document(&document, self.limits).map_err(refuse)?;
-            check_variables(variables, self.limits.max_text).map_err(refuse)?;
+            check_document(&document, limits.rules).map_err(refuse)?;
+            check_variables(variables, limits.rules.max_text).map_err(refuse)?;
         }
         Ok(document)
     }

@@ -143,10 +143,9 @@ fn failure(description: &str, codes: &[ErrorCode]) -> Value {
 
 /// The failures every operation can meet (contract §2: any operation may answer 429 or
 /// 503), plus those of its own kind.
-fn failures(route_auth: bool, has_body: bool, has_id: bool) -> Map<String, Value> {
+fn failures(route_auth: bool, has_id: bool) -> Map<String, Value> {
     use ErrorCode::*;
     let mut out = Map::new();
-    let _ = has_body;
     out.insert(
         "400".into(),
         failure(
@@ -271,7 +270,7 @@ fn parameters(route: &Route) -> Vec<Value> {
 fn operation(route: &Route) -> Value {
     let doc = route.doc;
     let has_id = route.path.contains('{');
-    let mut responses = failures(doc.auth, matches!(route.body, Body::Input), has_id);
+    let mut responses = failures(doc.auth, has_id);
     let success = match (route.shape, doc.response) {
         (Shape::NoContent, _) => json!({"description": route.message}),
         (_, Some(data)) => json!({
@@ -327,43 +326,33 @@ fn extra_paths(paths: &mut Map<String, Value>) {
         "/readyz".into(),
         health("Readiness: the database answers", "Ready."),
     );
-    let mut media_failures = Map::new();
-    media_failures.insert(
-        "400".into(),
-        failure(
+    let mut media_failures: Map<String, Value> = [
+        (
+            "400",
             "Malformed signature parameters.",
-            &[ErrorCode::ValidationError],
+            ErrorCode::ValidationError,
         ),
-    );
-    media_failures.insert(
-        "403".into(),
-        failure(
+        (
+            "403",
             "Missing or wrong signature.",
-            &[ErrorCode::InsufficientPermission],
+            ErrorCode::InsufficientPermission,
         ),
-    );
-    media_failures.insert(
-        "404".into(),
-        failure(
+        (
+            "404",
             "No such file (or its story was deleted).",
-            &[ErrorCode::ResourceNotFound],
+            ErrorCode::ResourceNotFound,
         ),
-    );
-    media_failures.insert(
-        "410".into(),
-        failure("The signed URL has expired.", &[ErrorCode::UrlExpired]),
-    );
-    media_failures.insert(
-        "429".into(),
-        failure(
+        ("410", "The signed URL has expired.", ErrorCode::UrlExpired),
+        (
+            "429",
             "Over the per-client rate limit.",
-            &[ErrorCode::RateLimitExceeded],
+            ErrorCode::RateLimitExceeded,
         ),
-    );
-    media_failures.insert(
-        "503".into(),
-        failure("Overloaded.", &[ErrorCode::ServiceUnavailable]),
-    );
+        ("503", "Overloaded.", ErrorCode::ServiceUnavailable),
+    ]
+    .into_iter()
+    .map(|(status, description, code)| (status.to_string(), failure(description, &[code])))
+    .collect();
     media_failures.insert(
         "200".into(),
         json!({"description": "The file (images: SVG or PNG/JPEG/WebP; narration: WAV/MP3/…).",

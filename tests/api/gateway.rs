@@ -73,7 +73,7 @@ async fn the_per_ip_limit_answers_429_on_rest_and_graphql(db: Db) {
     // Health checks are never limited (a load balancer must see the truth).
     assert_eq!(app.get("/healthz", None).await.status, 200);
     assert_eq!(app.get("/readyz", None).await.status, 200);
-    // CORS preflights are answered before the limit... and the socket upgrade is limited.
+    // The conversation socket's upgrade is limited too (a plain HTTP 429 before upgrading).
     let url = app.base.replace("http://", "ws://") + "/wss/v1/audio";
     let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
     match refused {
