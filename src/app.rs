@@ -163,7 +163,7 @@ pub fn router(domain: Domain) -> Router {
     if domain.config().graphql.introspection {
         api = api.route("/graphql/schema.graphql", get(schema_sdl));
     }
-    let api = api
+    let mut api = api
         .route("/graphql/ws", get(graphql::ws::upgrade))
         .layer(axum::Extension(domain.clone()))
         .layer(axum::Extension(gateway.clone()))
@@ -189,6 +189,9 @@ pub fn router(domain: Domain) -> Router {
         .with_state(domain.clone());
     // Everything but the health checks passes the gateway (rate limits, load shedding):
     // a load balancer's probes must not be refused for the traffic they measure.
+    if domain.config().bench_routes {
+        api = api.merge(crate::stack_limit::router(domain.clone()));
+    }
     let gated = gateway.layer(
         api.merge(conversation_ws)
             .merge(media)

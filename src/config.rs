@@ -119,6 +119,16 @@ pub struct ConfigArgs {
         global = true
     )]
     pub allow_signup: bool,
+    /// Serves `/api/v1/_bench/limit` for the load benchmark's stack-limit measurement
+    /// (`cargo bench --bench load`). Development mode only.
+    #[arg(
+        long,
+        env = "JJONGAL_BENCH_ROUTES",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub bench_routes: bool,
     /// Lifetime of access tokens, in seconds (`expires_in`).
     #[arg(long, env = "JJONGAL_ACCESS_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
     pub access_token_ttl: u64,
@@ -416,6 +426,8 @@ pub struct Config {
     pub metrics_bind: SocketAddr,
     pub environment: Environment,
     pub allow_signup: bool,
+    /// The load benchmark's stack-limit routes (never in production).
+    pub bench_routes: bool,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub media_url_ttl: Duration,
@@ -615,6 +627,9 @@ impl Config {
                 (jwt, media)
             }
         };
+        if args.bench_routes && args.environment == Environment::Production {
+            bail!("JJONGAL_BENCH_ROUTES is for the load benchmark and refused in production mode");
+        }
         let providers = ProvidersConfig {
             llm: ProviderConfig {
                 base_url: non_empty(args.llm_base_url.clone()),
@@ -739,6 +754,7 @@ impl Config {
             metrics_bind: args.metrics_bind,
             environment: args.environment,
             allow_signup: args.allow_signup,
+            bench_routes: args.bench_routes,
             access_token_ttl: Duration::from_secs(args.access_token_ttl),
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl),
             media_url_ttl: Duration::from_secs(args.media_url_ttl),

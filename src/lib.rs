@@ -18,5 +18,6 @@ pub mod media;
 pub mod metrics;
 pub mod providers;
 pub mod rest;
+pub mod stack_limit;
 pub mod telemetry;
 pub mod ws;

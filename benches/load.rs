@@ -1,0 +1,1365 @@
+//! Load benchmark (not a test): the release server under many concurrent authenticated
+//! clients, on SQLite and on PostgreSQL, with a seeded data set (many accounts, each with
+//! many completed stories). Every response body is validated, not only its status.
+//!
+//!     cargo bench --bench load                                  # the full run (≈ 30 min)
+//!     cargo bench --bench load -- --duration 6 --soak 0         # a quick look
+//!
+//! Per backend it measures, interleaved in rounds so drift on a noisy machine hits every
+//! scenario alike:
+//! - the stack's limit: a handler answering bytes held in memory (a stored facade page)
+//!   through the same middleware, without and with the token check;
+//! - `GET /api/v1/stories?page_size=20` (REST facade) and the same page by `POST /graphql`;
+//! - `GET /api/v1/stories/{id}`, `GET /api/v1/users/me`;
+//!
+//! then a soak at 80 % of the facade page's measured throughput (server memory sampled
+//! throughout), then `POST /api/v1/stories` with the offline providers generating behind it.
+//! Rate limits are switched off and the story quota raised for the run: all load comes from
+//! one loopback address. PostgreSQL runs when `JJONGAL_BENCH_DATABASE_URL` (or
+//! `JJONGAL_TEST_DATABASE_URL`) points at a server; the benchmark creates and drops its own
+//! database there.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode, header};
+use jjongal::db::models::{ChapterRow, MediaFileRow, StoryRow};
+use jjongal::db::schema::{chapters, media_files, stories};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Seconds each read scenario is measured, split over the rounds (after a warm-up).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Rounds the read scenarios are interleaved in.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Concurrent clients (one keep-alive connection each).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seeded accounts.
+    #[arg(long, default_value_t = 200)]
+    accounts: usize,
+    /// Completed stories per account (5 chapters each, illustrated and narrated).
+    #[arg(long, default_value_t = 50)]
+    stories: usize,
+    /// Seconds of the memory soak at 80 % of the facade page's throughput; 0 skips it.
+    #[arg(long, default_value_t = 600)]
+    soak: u64,
+    /// Seconds `POST /api/v1/stories` is measured.
+    #[arg(long, default_value_t = 10)]
+    create_duration: u64,
+    /// Backends, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    databases: Vec<String>,
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const PASSWORD: &str = "bench-password-123";
+const PAGE: usize = 20;
+const CHAPTERS: usize = 5;
+/// A chapter's body, about the length a medium story's chapter has (≈ 400 characters).
+const BODY: &str = "옛날 옛적, 푸른 숲속 작은 마을에 용감한 토끼 토토가 살았어요. 토토는 아침마다 \
+    지혜로운 거북이 할아버지를 찾아가 인사를 했지요. 어느 날 할아버지가 말했어요. \
+    \"토토야, 저 산 너머에는 별빛이 잠드는 호수가 있단다. 그 호수의 물을 마시면 누구든 \
+    친구의 마음을 들을 수 있다고 하지.\" 토토의 두 귀가 쫑긋 섰어요. 토토는 작은 가방에 \
+    당근 세 개와 따뜻한 목도리를 챙겨 길을 나섰어요. 숲길은 생각보다 길고 구불구불했지만, \
+    토토는 노래를 부르며 씩씩하게 걸었어요. 해가 질 무렵, 토토는 길을 잃고 울고 있는 아기 \
+    다람쥐를 만났어요. \"울지 마, 내가 집까지 데려다 줄게.\" 토토는 다람쥐의 손을 꼭 잡고 \
+    별을 따라 걸었어요. 별빛이 반짝일 때마다 둘의 발걸음도 가벼워졌답니다. 그날 밤, \
+    토토는 호수보다 더 소중한 것을 찾았다는 걸 알게 되었어요. 바로 친구를 돕는 마음이었지요.";
+
+// ---------------------------------------------------------------- server process
+
+struct Server {
+    child: tokio::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    async fn start(dir: &Path, database_url: &str) -> anyhow::Result<Server> {
+        let log = dir.join("server.log");
+        let stderr = std::fs::File::create(&log)?;
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jjongal"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JJONGAL_DATA_DIR", dir)
+            .env("JJONGAL_DATABASE_URL", database_url)
+            .env("JJONGAL_BIND", "127.0.0.1:0")
+            .env("JJONGAL_METRICS_BIND", "127.0.0.1:0")
+            .env("JJONGAL_LOG_FORMAT", "json")
+            // The benchmark's own allowances: one loopback address carries all the load.
+            .env("JJONGAL_RATE_LIMIT_IP_PER_MINUTE", "0")
+            .env("JJONGAL_RATE_LIMIT_ACCOUNT_PER_MINUTE", "0")
+            .env("JJONGAL_STORY_QUOTA", "100000000")
+            .env("JJONGAL_ACCESS_TOKEN_TTL", "86400")
+            .env("JJONGAL_BENCH_ROUTES", "true")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the release binary")?;
+        let pid = child.id().context("server pid")?;
+        let started = Instant::now();
+        let addr = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let listening = text.lines().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                (v["message"] == "listening")
+                    .then(|| v["address"].as_str().map(str::to_string))
+                    .flatten()
+            });
+            if let Some(a) = listening {
+                break a.parse()?;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the server did not start; its log:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Ok(Server {
+            child,
+            pid,
+            addr,
+            log,
+        })
+    }
+
+    fn memory(&self) -> Memory {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss_kib: field("VmRSS:"),
+            peak_kib: field("VmHWM:"),
+        }
+    }
+
+    async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // Errors the server logged (warnings and above), for the report.
+        log.lines()
+            .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("\"level\":\"WARN\""))
+            .filter(|l| !l.contains("development mode"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Memory {
+    rss_kib: u64,
+    peak_kib: u64,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+/// One keep-alive HTTP/1.1 connection (hyper's client: the load generator shares the two
+/// cores with the server, so it should cost as little as possible).
+struct Connection {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(addr: SocketAddr) -> Connection {
+        Connection { addr, sender: None }
+    }
+
+    async fn send(&mut self, request: &Call) -> anyhow::Result<(StatusCode, Bytes)> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected");
+        sender.ready().await?;
+        let mut builder = Request::builder()
+            .method(request.method.clone())
+            .uri(&request.path)
+            .header(header::HOST, "localhost");
+        if let Some(token) = &request.token {
+            builder = builder.header(header::AUTHORIZATION, &**token);
+        }
+        let body = match &request.body {
+            Some(b) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Full::new(b.clone())
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let response = sender.send_request(builder.body(body)?).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// One request of a scenario, with what its answer must be.
+struct Call {
+    method: Method,
+    path: String,
+    token: Option<Arc<str>>,
+    body: Option<Bytes>,
+    expect: Expect,
+}
+
+#[derive(Clone)]
+enum Expect {
+    /// The facade page (or the same bytes from the stack-limit handler).
+    FacadePage(Arc<Account>),
+    GraphqlPage(Arc<Account>),
+    Story(Arc<Account>, usize),
+    Me(Arc<Account>),
+    Created(Arc<Account>),
+}
+
+// ---------------------------------------------------------------- what answers must be
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<T> {
+    success: bool,
+    message: String,
+    data: T,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListOut {
+    object: String,
+    results: Vec<StoryOut>,
+    has_more: bool,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoryOut {
+    id: String,
+    object: String,
+    owner_id: String,
+    title: Option<String>,
+    status: String,
+    chapters: Vec<ChapterOut>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChapterOut {
+    id: String,
+    object: String,
+    chapter_number: usize,
+    title: String,
+    content: String,
+    image: Option<FileOut>,
+    audio: Option<FileOut>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOut {
+    object: String,
+    r#type: String,
+    url: String,
+    expiry_time: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserOut {
+    id: String,
+    object: String,
+    name: String,
+    age: i32,
+    created_at: String,
+}
+
+#[derive(Deserialize)]
+struct GraphqlOut {
+    data: Option<GraphqlData>,
+    errors: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphqlData {
+    data: PageConnection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageConnection {
+    edges: Vec<Edge>,
+    #[serde(rename = "pageInfo")]
+    page_info: PageInfoOut,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Edge {
+    node: StoryOut,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageInfoOut {
+    #[serde(rename = "hasNextPage")]
+    has_next_page: bool,
+    #[serde(rename = "endCursor")]
+    end_cursor: Option<String>,
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
+fn check_file(file: &Option<FileOut>, kind: &str) -> Result<(), String> {
+    let file = file
+        .as_ref()
+        .ok_or_else(|| format!("chapter without {kind}"))?;
+    ensure(
+        file.object == "file"
+            && file.r#type == "internal"
+            && file.url.contains("/media/")
+            && file.url.contains("?md5=")
+            && file.url.contains("&expires=")
+            && file.expiry_time.ends_with('Z'),
+        || format!("bad {kind} file {}", file.url),
+    )
+}
+
+/// A seeded, completed story as every read must show it.
+fn check_story(story: &StoryOut, account: &Account, index: usize) -> Result<(), String> {
+    let seeded = &account.stories[index];
+    ensure(story.id == seeded.id, || {
+        format!("story {} where {} was expected", story.id, seeded.id)
+    })?;
+    ensure(
+        story.object == "story"
+            && story.owner_id == account.id
+            && story.status == "completed"
+            && story.title.as_deref() == Some(seeded.title.as_str())
+            && story.created_at == seeded.created_at
+            && story.updated_at == seeded.created_at,
+        || format!("story {} has the wrong fields", story.id),
+    )?;
+    ensure(story.chapters.len() == CHAPTERS, || {
+        format!("story {} has {} chapters", story.id, story.chapters.len())
+    })?;
+    for (n, chapter) in story.chapters.iter().enumerate() {
+        let number = n + 1;
+        ensure(
+            chapter.object == "chapter"
+                && chapter.chapter_number == number
+                && chapter.id.len() == 36
+                && chapter.title == format!("{number}장")
+                && chapter
+                    .content
+                    .strip_prefix(&format!("{number}. "))
+                    .is_some_and(|rest| rest == BODY),
+            || format!("story {} chapter {number} is wrong", story.id),
+        )?;
+        check_file(&chapter.image, "image")?;
+        check_file(&chapter.audio, "audio")?;
+    }
+    Ok(())
+}
+
+/// The first page: the account's newest `PAGE` stories, newest first.
+fn check_page(stories: &[StoryOut], account: &Account) -> Result<(), String> {
+    ensure(stories.len() == PAGE, || {
+        format!("{} stories on the page", stories.len())
+    })?;
+    let newest = account.stories.len() - 1;
+    for (i, story) in stories.iter().enumerate() {
+        check_story(story, account, newest - i)?;
+    }
+    Ok(())
+}
+
+fn validate(expect: &Expect, status: StatusCode, body: &[u8]) -> Result<(), String> {
+    let wanted = match expect {
+        Expect::Created(_) => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    if status != wanted {
+        return Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ));
+    }
+    let parse_error = |e: serde_json::Error| {
+        format!(
+            "body does not parse ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        )
+    };
+    match expect {
+        Expect::FacadePage(account) => {
+            let page: Envelope<ListOut> = serde_json::from_slice(body).map_err(parse_error)?;
+            ensure(page.success && !page.message.is_empty(), || {
+                "envelope".into()
+            })?;
+            ensure(
+                page.data.object == "list" && page.data.has_more && page.data.next_cursor.is_some(),
+                || "list fields".into(),
+            )?;
+            check_page(&page.data.results, account)
+        }
+        Expect::GraphqlPage(account) => {
+            let out: GraphqlOut = serde_json::from_slice(body).map_err(parse_error)?;
+            ensure(out.errors.is_none(), || format!("errors: {:?}", out.errors))?;
+            let connection = out.data.ok_or("no data")?.data;
+            ensure(
+                connection.page_info.has_next_page && connection.page_info.end_cursor.is_some(),
+                || "pageInfo".into(),
+            )?;
+            let stories: Vec<StoryOut> = connection.edges.into_iter().map(|e| e.node).collect();
+            check_page(&stories, account)
+        }
+        Expect::Story(account, index) => {
+            let out: Envelope<StoryOut> = serde_json::from_slice(body).map_err(parse_error)?;
+            ensure(out.success, || "envelope".into())?;
+            check_story(&out.data, account, *index)
+        }
+        Expect::Me(account) => {
+            let out: Envelope<UserOut> = serde_json::from_slice(body).map_err(parse_error)?;
+            ensure(
+                out.success
+                    && out.data.id == account.id
+                    && out.data.object == "user"
+                    && out.data.name == account.name
+                    && out.data.age == 7
+                    && out.data.created_at.ends_with('Z'),
+                || format!("user {} is wrong", out.data.id),
+            )
+        }
+        Expect::Created(account) => {
+            let out: Envelope<StoryOut> = serde_json::from_slice(body).map_err(parse_error)?;
+            ensure(
+                out.success
+                    && out.data.owner_id == account.id
+                    && out.data.status == "pending"
+                    && out.data.title.is_none()
+                    && out.data.chapters.is_empty()
+                    && out.data.id.len() == 36,
+                || format!("created story {} is wrong", out.data.id),
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- seeding
+
+struct SeededStory {
+    id: String,
+    title: String,
+    created_at: String,
+}
+
+struct Account {
+    id: String,
+    name: String,
+    bearer: Arc<str>,
+    stories: Vec<SeededStory>,
+}
+
+async fn call_json(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut conn = Connection::new(addr);
+    let call = Call {
+        method,
+        path: path.to_string(),
+        token: None,
+        body: Some(Bytes::from(body.to_string())),
+        expect: Expect::Me(Arc::new(Account {
+            id: String::new(),
+            name: String::new(),
+            bearer: Arc::from(""),
+            stories: Vec::new(),
+        })),
+    };
+    let (status, bytes) = conn.send(&call).await?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+    if !status.is_success() {
+        bail!("{path}: {status} {value}");
+    }
+    Ok(value)
+}
+
+/// Signs up and logs in the accounts over the API (passwords hashed the real way), then
+/// writes their completed stories straight into the database (generation would take hours).
+async fn seed(
+    args: &Args,
+    addr: SocketAddr,
+    database_url: &str,
+) -> anyhow::Result<Vec<Arc<Account>>> {
+    use futures_util::StreamExt;
+    let started = Instant::now();
+    let people: Vec<(String, String)> = futures_util::stream::iter(0..args.accounts)
+        .map(|i| async move {
+            let login = format!("bench{i:05}");
+            let name = format!("벤치 가족 {i}");
+            let user = call_json(
+                addr,
+                Method::POST,
+                "/api/v1/users",
+                json!({"user_id": login, "password": PASSWORD, "name": name, "age": 7, "guardian_consent": true}),
+            )
+            .await?;
+            let token = call_json(
+                addr,
+                Method::POST,
+                "/api/v1/auth/token",
+                json!({"user_id": login, "password": PASSWORD}),
+            )
+            .await?;
+            let id = user["data"]["id"].as_str().context("user id")?.to_string();
+            let access = token["data"]["access_token"]
+                .as_str()
+                .context("access token")?
+                .to_string();
+            anyhow::Ok((id, access))
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+
+    let pool = jjongal::db::Pool::connect_waiting(database_url, 2, Duration::from_secs(30)).await?;
+    let base = chrono::Utc::now() - chrono::Duration::days(30);
+    let mut accounts = Vec::with_capacity(people.len());
+    for (a, (id, access)) in people.into_iter().enumerate() {
+        let mut story_rows = Vec::new();
+        let mut chapter_rows = Vec::new();
+        let mut file_rows = Vec::new();
+        let mut seeded = Vec::new();
+        for s in 0..args.stories {
+            let story_id = uuid::Uuid::new_v4().to_string();
+            let created = base + chrono::Duration::seconds((s * args.accounts + a) as i64 * 7);
+            let created = jjongal::db::to_db(created);
+            let title = format!("별빛 호수의 토토 {s}");
+            story_rows.push(StoryRow {
+                id: story_id.clone(),
+                owner_id: id.clone(),
+                conversation_id: None,
+                title: Some(title.clone()),
+                title_from_guardian: false,
+                status: "completed".into(),
+                theme: "우정".into(),
+                characters: r#"["용감한 토끼","지혜로운 거북이"]"#.into(),
+                length: "medium".into(),
+                chapter_count: CHAPTERS as i32,
+                child_name: "벤치".into(),
+                child_age: 7,
+                failure_reason: None,
+                created_at: created,
+                updated_at: created,
+                lease_owner: None,
+                lease_expires_at: None,
+                attempts: 1,
+            });
+            for n in 1..=CHAPTERS {
+                let image = uuid::Uuid::new_v4().to_string();
+                let audio = uuid::Uuid::new_v4().to_string();
+                for (file, ext, content_type) in [
+                    (&image, "svg", "image/svg+xml"),
+                    (&audio, "wav", "audio/wav"),
+                ] {
+                    file_rows.push(MediaFileRow {
+                        id: file.clone(),
+                        owner_id: id.clone(),
+                        story_id: Some(story_id.clone()),
+                        path: format!("{id}/{story_id}/chapter-{n}.{ext}"),
+                        content_type: content_type.into(),
+                        size_bytes: 40_000,
+                        created_at: created,
+                    });
+                }
+                chapter_rows.push(ChapterRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    story_id: story_id.clone(),
+                    chapter_number: n as i32,
+                    title: format!("{n}장"),
+                    content: format!("{n}. {BODY}"),
+                    image_file_id: Some(image),
+                    audio_file_id: Some(audio),
+                    created_at: created,
+                });
+            }
+            seeded.push(SeededStory {
+                id: story_id,
+                title,
+                created_at: created
+                    .and_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            });
+        }
+        insert_rows(&pool, &story_rows, &file_rows, &chapter_rows).await?;
+        accounts.push(Arc::new(Account {
+            id,
+            name: format!("벤치 가족 {a}"),
+            bearer: Arc::from(format!("Bearer {access}")),
+            stories: seeded,
+        }));
+    }
+    println!(
+        "  seeded {} accounts × {} completed stories × {CHAPTERS} chapters (each with an image and a narration) in {:.1} s",
+        args.accounts,
+        args.stories,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(accounts)
+}
+
+/// One account's rows in one transaction: batched on PostgreSQL; row by row on SQLite
+/// (diesel-async's SQLite wrapper has no batch insert), which is fast there anyway.
+async fn insert_rows(
+    pool: &jjongal::db::Pool,
+    story_rows: &[StoryRow],
+    file_rows: &[MediaFileRow],
+    chapter_rows: &[ChapterRow],
+) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    match &mut pool.get().await? {
+        jjongal::db::Conn::Pg(c) => {
+            let c: &mut AsyncPgConnection = c;
+            c.transaction(async |c| {
+                for chunk in story_rows.chunks(200) {
+                    diesel::insert_into(stories::table)
+                        .values(chunk)
+                        .execute(c)
+                        .await?;
+                }
+                for chunk in file_rows.chunks(500) {
+                    diesel::insert_into(media_files::table)
+                        .values(chunk)
+                        .execute(c)
+                        .await?;
+                }
+                for chunk in chapter_rows.chunks(500) {
+                    diesel::insert_into(chapters::table)
+                        .values(chunk)
+                        .execute(c)
+                        .await?;
+                }
+                diesel::QueryResult::Ok(())
+            })
+            .await?;
+        }
+        jjongal::db::Conn::Sqlite(c) => {
+            let c: &mut jjongal::db::SqliteConn = c;
+            c.transaction(async |c| {
+                for row in story_rows {
+                    diesel::insert_into(stories::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+                for row in file_rows {
+                    diesel::insert_into(media_files::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+                for row in chapter_rows {
+                    diesel::insert_into(chapters::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+                diesel::QueryResult::Ok(())
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- load
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Scenario {
+    Limit,
+    LimitAuth,
+    Facade,
+    Graphql,
+    Story,
+    Me,
+    Create,
+}
+
+impl Scenario {
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::Limit => "limit: bytes from memory, same middleware",
+            Scenario::LimitAuth => "limit + token check (JWT, account row)",
+            Scenario::Facade => "GET /api/v1/stories?page_size=20",
+            Scenario::Graphql => "POST /graphql (the same page)",
+            Scenario::Story => "GET /api/v1/stories/{id}",
+            Scenario::Me => "GET /api/v1/users/me",
+            Scenario::Create => "POST /api/v1/stories (offline)",
+        }
+    }
+}
+
+/// The facade's own document for the page, sent as any GraphQL client would.
+fn page_document() -> String {
+    jjongal::rest::routes::table()
+        .into_iter()
+        .find(|r| r.method == Method::GET && r.path == "/api/v1/stories")
+        .expect("the stories list route")
+        .document
+}
+
+struct Plan {
+    accounts: Vec<Arc<Account>>,
+    graphql_body: Bytes,
+    create_body: Bytes,
+}
+
+impl Plan {
+    /// The `i`-th request a client sends in a scenario: clients walk the accounts (and
+    /// stories) so the whole data set is read, not one cached row.
+    fn call(&self, scenario: Scenario, client: usize, i: usize) -> Call {
+        let n = self.accounts.len();
+        let account = self.accounts[(client + i * 7919) % n].clone();
+        let bearer = Some(account.bearer.clone());
+        let get = |path: String, expect: Expect| Call {
+            method: Method::GET,
+            path,
+            token: bearer.clone(),
+            body: None,
+            expect,
+        };
+        match scenario {
+            // The stored page is account 0's.
+            Scenario::Limit => Call {
+                token: None,
+                ..get(
+                    "/api/v1/_bench/limit".into(),
+                    Expect::FacadePage(self.accounts[0].clone()),
+                )
+            },
+            Scenario::LimitAuth => get(
+                "/api/v1/_bench/limit/auth".into(),
+                Expect::FacadePage(self.accounts[0].clone()),
+            ),
+            Scenario::Facade => get(
+                format!("/api/v1/stories?page_size={PAGE}"),
+                Expect::FacadePage(account),
+            ),
+            Scenario::Graphql => Call {
+                method: Method::POST,
+                body: Some(self.graphql_body.clone()),
+                ..get("/graphql".into(), Expect::GraphqlPage(account))
+            },
+            Scenario::Story => {
+                let index = (client * 31 + i) % account.stories.len();
+                let path = format!("/api/v1/stories/{}", account.stories[index].id);
+                get(path, Expect::Story(account, index))
+            }
+            Scenario::Me => get("/api/v1/users/me".into(), Expect::Me(account)),
+            Scenario::Create => Call {
+                method: Method::POST,
+                body: Some(self.create_body.clone()),
+                ..get("/api/v1/stories".into(), Expect::Created(account))
+            },
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sample {
+    /// Latencies in microseconds.
+    latencies: Vec<u32>,
+    errors: u64,
+    first_errors: Vec<String>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        for e in other.first_errors {
+            if self.first_errors.len() < 3 {
+                self.first_errors.push(e);
+            }
+        }
+        self.elapsed += other.elapsed;
+    }
+    fn throughput(&self) -> f64 {
+        (self.latencies.len() as u64 + self.errors) as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.latencies.sort_unstable();
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i] as f64 / 1000.0
+    }
+}
+
+/// Runs `scenario` on `concurrency` clients for `duration`; with `rate` set, the clients
+/// together send at most that many requests per second (open loop).
+async fn load(
+    addr: SocketAddr,
+    plan: &Arc<Plan>,
+    scenario: Scenario,
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Sample {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|client| {
+            let plan = plan.clone();
+            let stop = stop.clone();
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let mut conn = Connection::new(addr);
+                let mut sample = Sample::default();
+                let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r));
+                let mut next = Instant::now()
+                    + interval.map_or(Duration::ZERO, |iv| {
+                        iv.mul_f64(client as f64 / concurrency as f64)
+                    });
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(iv) = interval {
+                        tokio::time::sleep_until(next.into()).await;
+                        next += iv;
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    let call = plan.call(scenario, client, i);
+                    i += 1;
+                    let t = Instant::now();
+                    let outcome = conn.send(&call).await;
+                    let latency = t.elapsed();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let verdict = match outcome {
+                        Ok((status, body)) => validate(&call.expect, status, &body),
+                        Err(e) => {
+                            conn.sender = None;
+                            Err(format!("transport: {e:#}"))
+                        }
+                    };
+                    match verdict {
+                        Ok(()) => sample.latencies.push(latency.as_micros() as u32),
+                        Err(e) => {
+                            sample.errors += 1;
+                            if sample.first_errors.len() < 3 {
+                                sample.first_errors.push(e);
+                            }
+                        }
+                    }
+                }
+                sample
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Sample::default();
+    for task in tasks {
+        total.merge(task.await.expect("client task"));
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// Samples the server's RSS every `every` until stopped.
+fn sample_memory(
+    server_pid: u32,
+    every: Duration,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<(f64, u64)>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut points = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            let status =
+                std::fs::read_to_string(format!("/proc/{server_pid}/status")).unwrap_or_default();
+            let rss = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            points.push((started.elapsed().as_secs_f64(), rss));
+            tokio::time::sleep(every).await;
+        }
+        points
+    });
+    (stop, handle)
+}
+
+struct Row {
+    scenario: Scenario,
+    throughput: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    errors: u64,
+    first_errors: Vec<String>,
+}
+
+impl Row {
+    fn of(scenario: Scenario, mut sample: Sample) -> Row {
+        Row {
+            scenario,
+            throughput: sample.throughput(),
+            p50: sample.percentile(0.50),
+            p99: sample.percentile(0.99),
+            p999: sample.percentile(0.999),
+            errors: sample.errors,
+            first_errors: std::mem::take(&mut sample.first_errors),
+        }
+    }
+}
+
+struct Soak {
+    rate: f64,
+    achieved: f64,
+    seconds: f64,
+    errors: u64,
+    first_errors: Vec<String>,
+    /// Mean RSS (MiB) over the soak's second minute and over its last minute.
+    early_mib: f64,
+    late_mib: f64,
+    max_mib: f64,
+}
+
+struct Report {
+    backend: &'static str,
+    rows: Vec<Row>,
+    soak: Option<Soak>,
+    idle_mib: f64,
+    peak_mib: f64,
+    page_bytes: usize,
+    server_warnings: String,
+}
+
+impl Report {
+    fn row(&self, s: Scenario) -> Option<&Row> {
+        self.rows.iter().find(|r| r.scenario == s)
+    }
+}
+
+async fn run_backend(
+    args: &Args,
+    backend: &'static str,
+    database_url: &str,
+    dir: &Path,
+) -> anyhow::Result<Report> {
+    println!("\n== {backend}: starting the release server");
+    let server = Server::start(dir, database_url).await?;
+    let addr = server.addr;
+    let accounts = seed(args, addr, database_url).await?;
+    let idle = server.memory();
+    let plan = Arc::new(Plan {
+        accounts,
+        graphql_body: Bytes::from(
+            json!({"query": page_document(), "variables": {"first": PAGE}}).to_string(),
+        ),
+        create_body: Bytes::from(
+            json!({"user_preferences": {"theme": "우주 모험", "characters": ["용감한 토끼"], "length": "short"}})
+                .to_string(),
+        ),
+    });
+
+    // The stack-limit handler answers account 0's facade page, byte for byte.
+    let mut conn = Connection::new(addr);
+    let first = plan.call(Scenario::Facade, 0, 0);
+    let first = Call {
+        token: Some(plan.accounts[0].bearer.clone()),
+        ..first
+    };
+    let (status, page) = conn
+        .send(&Call {
+            expect: Expect::FacadePage(plan.accounts[0].clone()),
+            ..first
+        })
+        .await?;
+    validate(&Expect::FacadePage(plan.accounts[0].clone()), status, &page)
+        .map_err(anyhow::Error::msg)?;
+    let store = Call {
+        method: Method::PUT,
+        path: "/api/v1/_bench/limit".into(),
+        token: None,
+        body: Some(page.clone()),
+        expect: Expect::Me(plan.accounts[0].clone()),
+    };
+    let (status, _) = conn.send(&store).await?;
+    if status != StatusCode::NO_CONTENT {
+        bail!("storing the limit page: {status}");
+    }
+
+    let reads = [
+        Scenario::Limit,
+        Scenario::LimitAuth,
+        Scenario::Facade,
+        Scenario::Graphql,
+        Scenario::Story,
+        Scenario::Me,
+    ];
+    // Warm-up: every scenario once, briefly (connections, caches, the allocator).
+    for s in reads {
+        let warm = load(
+            addr,
+            &plan,
+            s,
+            args.concurrency,
+            Duration::from_secs(2),
+            None,
+        )
+        .await;
+        if warm.errors > 0 {
+            bail!(
+                "{backend} {s:?} fails already in the warm-up: {:?}",
+                warm.first_errors
+            );
+        }
+    }
+    let slice = Duration::from_secs_f64(args.duration as f64 / args.rounds as f64);
+    let mut samples: HashMap<Scenario, Sample> = HashMap::new();
+    for round in 1..=args.rounds {
+        print!("  round {round}/{}:", args.rounds);
+        for s in reads {
+            let sample = load(addr, &plan, s, args.concurrency, slice, None).await;
+            print!(" {:?} {:.0}/s", s, sample.throughput());
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            samples.entry(s).or_default().merge(sample);
+        }
+        println!();
+    }
+    let mut rows: Vec<Row> = reads
+        .iter()
+        .map(|s| Row::of(*s, samples.remove(s).unwrap_or_default()))
+        .collect();
+
+    let soak = if args.soak > 0 {
+        let max = rows
+            .iter()
+            .find(|r| r.scenario == Scenario::Facade)
+            .map(|r| r.throughput)
+            .unwrap_or(0.0);
+        let rate = max * 0.8;
+        println!(
+            "  soak: {} s of GET /api/v1/stories at {rate:.0} req/s (80 % of {max:.0})",
+            args.soak
+        );
+        let (stop, memory) = sample_memory(server.pid, Duration::from_secs(5));
+        let mut sample = load(
+            addr,
+            &plan,
+            Scenario::Facade,
+            args.concurrency,
+            Duration::from_secs(args.soak),
+            Some(rate),
+        )
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        let points = memory.await?;
+        let seconds = sample.elapsed.as_secs_f64();
+        let mean = |from: f64, to: f64| {
+            let window: Vec<u64> = points
+                .iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .map(|(_, r)| *r)
+                .collect();
+            mib(window.iter().sum::<u64>() / window.len().max(1) as u64)
+        };
+        let achieved = sample.throughput();
+        Some(Soak {
+            rate,
+            achieved,
+            seconds,
+            errors: sample.errors,
+            first_errors: std::mem::take(&mut sample.first_errors),
+            early_mib: mean(60.0_f64.min(seconds / 2.0), 120.0_f64.min(seconds)),
+            late_mib: mean((seconds - 60.0).max(seconds / 2.0), seconds + 10.0),
+            max_mib: mib(points.iter().map(|(_, r)| *r).max().unwrap_or(0)),
+        })
+    } else {
+        None
+    };
+
+    // Writes last: the worker goes on generating what they asked for.
+    let create = load(
+        addr,
+        &plan,
+        Scenario::Create,
+        args.concurrency,
+        Duration::from_secs(args.create_duration),
+        None,
+    )
+    .await;
+    rows.push(Row::of(Scenario::Create, create));
+    let memory = server.memory();
+    let server_warnings = server.stop().await;
+    Ok(Report {
+        backend,
+        rows,
+        soak,
+        idle_mib: mib(idle.rss_kib),
+        peak_mib: mib(memory.peak_kib),
+        page_bytes: page.len(),
+        server_warnings,
+    })
+}
+
+/// A fresh PostgreSQL database on the benchmark's server; dropped afterwards.
+async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("jjongal_bench_{}", std::process::id());
+    let mut admin = AsyncPgConnection::establish(admin_url).await?;
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+        ))
+        .await?;
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    let url = match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    };
+    Ok((url, name))
+}
+
+async fn drop_pg_database(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = AsyncPgConnection::establish(admin_url).await {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or(0.0, |k| k as f64 / 1024.0 / 1024.0);
+    format!("{cores} cores ({cpu}), {mem:.0} GiB")
+}
+
+fn print_report(args: &Args, reports: &[Report]) -> bool {
+    println!(
+        "\n=== load benchmark: {} concurrent clients on one loopback address; {} s per read scenario in {} interleaved rounds",
+        args.concurrency, args.duration, args.rounds
+    );
+    println!(
+        "machine: {}; the load generator runs on the same cores as the server",
+        machine()
+    );
+    println!(
+        "rate limits switched off and the story quota raised for the run (all load comes from 127.0.0.1)"
+    );
+    println!(
+        "data: {} accounts × {} completed stories × {CHAPTERS} chapters; every answer validated (fields, ids, order, chapters, signed URLs)",
+        args.accounts, args.stories
+    );
+    let scenarios = [
+        Scenario::Limit,
+        Scenario::LimitAuth,
+        Scenario::Facade,
+        Scenario::Graphql,
+        Scenario::Story,
+        Scenario::Me,
+        Scenario::Create,
+    ];
+    let mut header = format!("{:<44}", "scenario");
+    for r in reports {
+        header.push_str(&format!(
+            " | {:>8} {:>7} {:>7} {:>8} {:>4}",
+            format!("{} r/s", r.backend),
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "err"
+        ));
+    }
+    println!("\n{header}");
+    println!("{}", "-".repeat(header.chars().count()));
+    for s in scenarios {
+        let mut line = format!("{:<44}", s.label());
+        for r in reports {
+            match r.row(s) {
+                Some(row) => line.push_str(&format!(
+                    " | {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>4}",
+                    row.throughput, row.p50, row.p99, row.p999, row.errors
+                )),
+                None => line.push_str(&format!(" | {:>40}", "-")),
+            }
+        }
+        println!("{line}");
+    }
+    let mut all_met = true;
+    println!();
+    for r in reports {
+        let (Some(facade), Some(graphql), Some(limit), Some(limit_auth)) = (
+            r.row(Scenario::Facade),
+            r.row(Scenario::Graphql),
+            r.row(Scenario::Limit),
+            r.row(Scenario::LimitAuth),
+        ) else {
+            continue;
+        };
+        let through = facade.throughput / graphql.throughput;
+        let p99 = facade.p99 / graphql.p99;
+        let of_limit = facade.throughput / limit.throughput;
+        let of_limit_auth = facade.throughput / limit_auth.throughput;
+        let errors: u64 = r.rows.iter().map(|row| row.errors).sum::<u64>()
+            + r.soak.as_ref().map_or(0, |s| s.errors);
+        let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
+        all_met &= through >= 0.9 && p99 <= 1.1 && of_limit >= 0.5 && errors == 0;
+        println!("{}: page of {} bytes", r.backend, r.page_bytes);
+        println!(
+            "  facade/GraphQL: throughput {through:.2} (target ≥ 0.90: {}), p99 {p99:.2} (target ≤ 1.10: {})",
+            verdict(through >= 0.9),
+            verdict(p99 <= 1.1)
+        );
+        println!(
+            "  facade/limit: throughput {of_limit:.2} (target ≥ 0.50: {}); against limit + token check {of_limit_auth:.2}",
+            verdict(of_limit >= 0.5)
+        );
+        println!("  errors under load: {errors} ({})", verdict(errors == 0));
+        for row in &r.rows {
+            for e in &row.first_errors {
+                println!("    {:?}: {e}", row.scenario);
+            }
+        }
+        if let Some(s) = &r.soak {
+            let growth = s.late_mib - s.early_mib;
+            let flat = growth <= (s.early_mib * 0.05).max(4.0);
+            all_met &= flat;
+            println!(
+                "  soak {:.0} s at {:.0} req/s (asked {:.0}): RSS {:.1} MiB in minute 2, {:.1} MiB in the last minute ({growth:+.1} MiB: {}), max {:.1} MiB, {} errors",
+                s.seconds,
+                s.achieved,
+                s.rate,
+                s.early_mib,
+                s.late_mib,
+                if flat { "flat" } else { "GROWING" },
+                s.max_mib,
+                s.errors
+            );
+            for e in &s.first_errors {
+                println!("    soak: {e}");
+            }
+        }
+        println!(
+            "  memory: {:.1} MiB RSS idle after seeding, peak (VmHWM) {:.1} MiB",
+            r.idle_mib, r.peak_mib
+        );
+        if !r.server_warnings.is_empty() {
+            println!(
+                "  server warnings/errors (first lines):\n{}",
+                r.server_warnings
+            );
+        }
+    }
+    all_met
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    jjongal::providers::http::install_tls();
+    let mut reports = Vec::new();
+    for backend in &args.databases {
+        let dir = tempfile::tempdir()?;
+        match backend.as_str() {
+            "sqlite" => {
+                let url = dir.path().join("jjongal.db").to_string_lossy().into_owned();
+                reports.push(run_backend(&args, "sqlite", &url, dir.path()).await?);
+            }
+            "postgres" => {
+                let admin = std::env::var("JJONGAL_BENCH_DATABASE_URL")
+                    .or_else(|_| std::env::var("JJONGAL_TEST_DATABASE_URL"))
+                    .ok()
+                    .filter(|u| !u.is_empty());
+                let Some(admin) = admin else {
+                    println!(
+                        "\n== postgres: SKIPPED — set JJONGAL_BENCH_DATABASE_URL (or JJONGAL_TEST_DATABASE_URL) to a server"
+                    );
+                    continue;
+                };
+                let (url, name) = create_pg_database(&admin).await?;
+                let report = run_backend(&args, "postgres", &url, dir.path()).await;
+                drop_pg_database(&admin, &name).await;
+                reports.push(report?);
+            }
+            other => bail!("unknown backend `{other}` (sqlite, postgres)"),
+        }
+    }
+    if !print_report(&args, &reports) {
+        println!("\nsome targets were not met (see above)");
+    }
+    Ok(())
+}
