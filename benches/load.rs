@@ -64,6 +64,9 @@ struct Args {
     /// Backends, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
     databases: Vec<String>,
+    /// Only these read scenarios (for profiling one of them); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Scenario>,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -717,7 +720,7 @@ async fn insert_rows(
 
 // ---------------------------------------------------------------- load
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, clap::ValueEnum)]
 enum Scenario {
     Limit,
     LimitAuth,
@@ -1048,9 +1051,12 @@ async fn run_backend(
         Scenario::Graphql,
         Scenario::Story,
         Scenario::Me,
-    ];
+    ]
+    .into_iter()
+    .filter(|s| args.only.is_empty() || args.only.contains(s))
+    .collect::<Vec<_>>();
     // Warm-up: every scenario once, briefly (connections, caches, the allocator).
-    for s in reads {
+    for &s in &reads {
         let warm = load(
             addr,
             &plan,
@@ -1071,7 +1077,7 @@ async fn run_backend(
     let mut samples: HashMap<Scenario, Sample> = HashMap::new();
     for round in 1..=args.rounds {
         print!("  round {round}/{}:", args.rounds);
-        for s in reads {
+        for &s in &reads {
             let sample = load(addr, &plan, s, args.concurrency, slice, None).await;
             print!(" {:?} {:.0}/s", s, sample.throughput());
             use std::io::Write;
@@ -1085,7 +1091,7 @@ async fn run_backend(
         .map(|s| Row::of(*s, samples.remove(s).unwrap_or_default()))
         .collect();
 
-    let soak = if args.soak > 0 {
+    let soak = if args.soak > 0 && reads.contains(&Scenario::Facade) {
         let max = rows
             .iter()
             .find(|r| r.scenario == Scenario::Facade)

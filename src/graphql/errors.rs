@@ -1,9 +1,6 @@
-//! Domain errors → GraphQL errors with `extensions.code`, and an extension that gives
-//! every other error (parse, validation, input coercion) a code too.
+//! Domain errors → GraphQL errors with `extensions.code`, and every other error (parse,
+//! validation, input coercion) given a code too.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
 use async_graphql::{ErrorExtensionValues, Response, Value};
 
 use crate::error::{AppError, ErrorCode};
@@ -40,29 +37,9 @@ pub fn retry_after_of(err: &async_graphql::ServerError) -> Option<u64> {
     }
 }
 
-/// Errors the resolvers did not raise (the document failed to parse or validate, or an
-/// argument could not be coerced) are the client's: `VALIDATION_ERROR`.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-struct ErrorCodesExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        ensure_codes(&mut response.errors);
-        response
-    }
-}
-
-/// Gives every error without a code `VALIDATION_ERROR` (the `request` hook does this for
-/// single responses; streams, which that hook does not see, call it themselves).
+/// Gives every error without a code `VALIDATION_ERROR`: errors the resolvers did not raise
+/// (the document failed to parse or validate, or an argument could not be coerced) are the
+/// client's. [`super::execute`] and [`super::execute_stream`] apply it to every response.
 pub fn ensure_codes(errors: &mut [async_graphql::ServerError]) {
     for err in errors {
         if code_of(err).is_none() {

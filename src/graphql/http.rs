@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use serde::Deserialize;
 
+use super::limits::DocumentLimits;
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
@@ -99,7 +100,8 @@ pub async fn post(
         }
     };
     let auth = prepared_auth(&domain, &headers).await;
-    respond(schema.execute(request.data(auth)).await)
+    let limits = DocumentLimits::from_config(&domain.config().graphql);
+    respond(super::execute(&schema, Some(&limits), request.data(auth)).await)
 }
 
 #[derive(Deserialize)]
@@ -170,11 +172,12 @@ pub async fn get(
             }
         }
     }
-    // The document limits run before anything parses the text (the schema runs them
-    // again in execute; here, deciding "query or not" parses it first).
-    let limits = super::limits::DocumentLimits::from_config(&domain.config().graphql);
-    if let Err(reason) = limits.scan(&request.query) {
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::ValidationError, &reason);
+    // Admitted here (scanned, parsed, checked): deciding "query or not" needs the document.
+    let limits = DocumentLimits::from_config(&domain.config().graphql);
+    if let Err(refused) = limits.admit(&mut request) {
+        let mut response = Response::from_errors(vec![refused]);
+        super::errors::ensure_codes(&mut response.errors);
+        return respond(response);
     }
     // GET is for queries only: a mutation must not ride on a link or an <img>.
     match only_queries(&mut request) {
@@ -200,7 +203,8 @@ pub async fn get(
         }
     }
     let auth = prepared_auth(&domain, &headers).await;
-    respond(schema.execute(request.data(auth)).await)
+    // Admitted above.
+    respond(super::execute(&schema, None, request.data(auth)).await)
 }
 
 /// CSRF protection for GET: a browser sends a cross-site GET without asking first only

@@ -3,17 +3,18 @@
 //! then aliases, root fields and text sizes on the parsed document and its variables.
 //! Depth, complexity, directives per field and recursion are the schema builder's own
 //! limits (`build_schema`). Every refusal is `VALIDATION_ERROR`, answered before anything
-//! executes.
+//! executes. Every door runs a client's request through [`DocumentLimits::admit`] (by way of
+//! [`super::execute`]); they are not a schema extension, because any extension makes
+//! async-graphql route every field's resolution through the extension chain (boxed futures
+//! and registry look-ups per field: a third of a story page's cost).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{
     ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
 };
 use async_graphql::{
-    ErrorExtensionValues, Name, Positioned, ServerError, ServerResult, Value, Variables,
+    ErrorExtensionValues, Name, Positioned, Request, ServerError, Value, Variables,
 };
 
 use crate::config::GraphqlConfig;
@@ -24,11 +25,7 @@ use crate::error::ErrorCode;
 /// (contract §2; `JJONGAL_MAX_TEXT_CHARS`).
 pub const MAX_TEXT_CHARS: usize = 10_000;
 
-/// Marks a request whose document is the server's own (the REST facade's route table):
-/// it was checked when the table was built, so the text limits are not run again.
-pub struct TrustedDocument;
-
-/// The limits, as a schema extension (every door goes through it).
+/// The limits a client's document must keep.
 #[derive(Clone, Copy, Debug)]
 pub struct DocumentLimits {
     /// Checked on the raw text, before parsing.
@@ -57,15 +54,17 @@ impl DocumentLimits {
     pub fn scan(&self, query: &str) -> Result<(), String> {
         scan(query, self.max_tokens, self.max_nesting)
     }
-}
 
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension(*self))
+    /// Admits a client's request: the text is scanned, then parsed (the document stays in
+    /// the request, so execution does not parse it again), then the document and its
+    /// variables are checked.
+    pub fn admit(&self, request: &mut Request) -> Result<(), ServerError> {
+        self.scan(&request.query).map_err(refuse)?;
+        let document = request.parsed_query()?;
+        check_document(document, self.rules).map_err(refuse)?;
+        check_variables(&request.variables, self.rules.max_text).map_err(refuse)
     }
 }
-
-struct DocumentLimitsExtension(DocumentLimits);
 
 /// What [`check_document`] enforces on a parsed document.
 #[derive(Clone, Copy, Debug)]
@@ -85,29 +84,6 @@ fn refuse(message: impl Into<String>) -> ServerError {
         .get_or_insert_with(ErrorExtensionValues::default)
         .set("code", ErrorCode::ValidationError.as_str());
     err
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentLimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let trusted = ctx.data_opt::<TrustedDocument>().is_some();
-        let limits = &self.0;
-        if !trusted {
-            limits.scan(query).map_err(refuse)?;
-        }
-        let document = next.run(ctx, query, variables).await?;
-        if !trusted {
-            check_document(&document, limits.rules).map_err(refuse)?;
-            check_variables(variables, limits.rules.max_text).map_err(refuse)?;
-        }
-        Ok(document)
-    }
 }
 
 /// Counts lexical tokens (GraphQL's punctuators, names, numbers, strings; commas and

@@ -11,7 +11,9 @@ pub mod scalars;
 pub mod stories;
 pub mod ws;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Request, Response, Schema};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::sync::OnceCell;
 
 use crate::domain::Domain;
@@ -110,8 +112,6 @@ pub fn build_schema(domain: Domain) -> AppSchema {
         SubscriptionRoot::default(),
     )
     .data(domain)
-    .extension(errors::ErrorCodes)
-    .extension(limits::DocumentLimits::from_config(&limits))
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
     .limit_recursive_depth(limits.max_recursion)
@@ -121,6 +121,52 @@ pub fn build_schema(domain: Domain) -> AppSchema {
         builder = builder.disable_introspection().disable_suggestions();
     }
     builder.finish()
+}
+
+/// The one way into the schema: a client's document passes `limits` first (`None` for the
+/// server's own documents, the REST facade's route table), and every error leaves with a
+/// code.
+pub async fn execute(
+    schema: &AppSchema,
+    limits: Option<&limits::DocumentLimits>,
+    mut request: Request,
+) -> Response {
+    if let Some(limits) = limits
+        && let Err(refused) = limits.admit(&mut request)
+    {
+        return refusal(refused);
+    }
+    let mut response = schema.execute(request).await;
+    errors::ensure_codes(&mut response.errors);
+    response
+}
+
+/// [`execute`] for subscriptions: the same admission, a code on every error of every
+/// response.
+pub fn execute_stream(
+    schema: &AppSchema,
+    limits: Option<&limits::DocumentLimits>,
+    mut request: Request,
+) -> BoxStream<'static, Response> {
+    if let Some(limits) = limits
+        && let Err(refused) = limits.admit(&mut request)
+    {
+        let response = refusal(refused);
+        return futures_util::stream::once(async move { response }).boxed();
+    }
+    schema
+        .execute_stream(request)
+        .map(|mut response| {
+            errors::ensure_codes(&mut response.errors);
+            response
+        })
+        .boxed()
+}
+
+fn refusal(error: async_graphql::ServerError) -> Response {
+    let mut response = Response::from_errors(vec![error]);
+    errors::ensure_codes(&mut response.errors);
+    response
 }
 
 /// The schema's SDL (what `jjongal print-schema` prints and `schema.graphql` holds).

@@ -11,6 +11,7 @@ use crate::domain::stories::{
     self as model, DEFAULT_PAGE_SIZE, ListStories, MediaFile, NewStory, Story,
 };
 use crate::events::Event;
+use crate::media::SignedUrl;
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(
@@ -57,8 +58,21 @@ pub enum SortOrder {
     Desc,
 }
 
-/// A media file behind a signed, expiring URL (spec §5.1).
-pub struct FileObject(pub MediaFile);
+/// A media file behind a signed, expiring URL (spec §5.1). Signed once, so `url` and
+/// `expiryTime` always agree (and a page of 200 files signs 200 times, not 400).
+pub struct FileObject {
+    signed: SignedUrl,
+    content_type: String,
+}
+
+impl FileObject {
+    fn signed(ctx: &Context<'_>, file: &MediaFile) -> FileObject {
+        FileObject {
+            signed: domain(ctx).media().sign(&file.path, chrono::Utc::now()),
+            content_type: file.content_type.clone(),
+        }
+    }
+}
 
 #[Object(name = "File")]
 impl FileObject {
@@ -71,23 +85,15 @@ impl FileObject {
         "internal"
     }
     /// Signed URL, valid until `expiryTime`.
-    async fn url(&self, ctx: &Context<'_>) -> String {
-        domain(ctx)
-            .media()
-            .sign(&self.0.path, chrono::Utc::now())
-            .url
+    async fn url(&self) -> &str {
+        &self.signed.url
     }
-    async fn expiry_time(&self, ctx: &Context<'_>) -> Timestamp {
-        Timestamp(
-            domain(ctx)
-                .media()
-                .sign(&self.0.path, chrono::Utc::now())
-                .expires,
-        )
+    async fn expiry_time(&self) -> Timestamp {
+        Timestamp(self.signed.expires)
     }
     /// MIME type of the file.
     async fn content_type(&self) -> &str {
-        &self.0.content_type
+        &self.content_type
     }
 }
 
@@ -112,12 +118,12 @@ impl ChapterObject {
         &self.0.content
     }
     /// The illustration, `null` when none could be made.
-    async fn image(&self) -> Option<FileObject> {
-        self.0.image.clone().map(FileObject)
+    async fn image(&self, ctx: &Context<'_>) -> Option<FileObject> {
+        self.0.image.as_ref().map(|f| FileObject::signed(ctx, f))
     }
     /// The narration, `null` when none could be made.
-    async fn audio(&self) -> Option<FileObject> {
-        self.0.audio.clone().map(FileObject)
+    async fn audio(&self, ctx: &Context<'_>) -> Option<FileObject> {
+        self.0.audio.as_ref().map(|f| FileObject::signed(ctx, f))
     }
 }
 

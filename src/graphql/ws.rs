@@ -32,7 +32,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::errors::{ensure_codes, is_request_error};
+use super::errors::is_request_error;
+use super::limits::DocumentLimits;
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
@@ -424,6 +425,7 @@ impl Connection {
                 }
                 let task = tokio::spawn(run_operation(
                     self.schema.clone(),
+                    DocumentLimits::from_config(&self.domain.config().graphql),
                     self.protocol,
                     id.to_string(),
                     request.data(RequestAuth::for_user(who.token.clone(), user)),
@@ -480,6 +482,7 @@ fn server_errors(errors: &[ServerError]) -> Vec<Value> {
 /// messages and then `complete`.
 async fn run_operation(
     schema: AppSchema,
+    limits: DocumentLimits,
     protocol: Protocol,
     id: String,
     request: Request,
@@ -496,11 +499,10 @@ async fn run_operation(
         task: tokio::task::id(),
         done,
     };
-    let mut results = schema.execute_stream(request);
+    let mut results = super::execute_stream(&schema, Some(&limits), request);
     let mut first = true;
     let mut refused = false;
-    while let Some(mut response) = results.next().await {
-        ensure_codes(&mut response.errors);
+    while let Some(response) = results.next().await {
         if first && is_request_error(&response) {
             let errors = server_errors(&response.errors);
             let _ = out

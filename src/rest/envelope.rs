@@ -2,19 +2,39 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::ErrorCode;
 
 /// `{"success": true, "message": ..., "data": ...}`.
-pub fn success(status: StatusCode, message: &str, data: Value) -> Response {
+pub fn success(status: StatusCode, message: &str, data: impl Serialize) -> Response {
     if status == StatusCode::NO_CONTENT {
         return status.into_response();
     }
-    json_response(
-        status,
-        &json!({"success": true, "message": message, "data": data}),
-    )
+    #[derive(Serialize)]
+    struct Success<'a, T> {
+        success: bool,
+        message: &'a str,
+        data: T,
+    }
+    // Serialised once, straight from what the caller holds (no intermediate `Value`).
+    match serde_json::to_vec(&Success {
+        success: true,
+        message,
+        data,
+    }) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a success body could not be serialised");
+            RestError::code(ErrorCode::ServerError).into_response()
+        }
+    }
 }
 
 /// A JSON response with the contract's content type (`application/json; charset=utf-8`).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_graphql::parser::types::{BaseType, ExecutableDocument};
-use async_graphql::{Request, Variables};
+use async_graphql::{Request, Value as ConstValue, Variables};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -21,7 +21,6 @@ use super::routes::{Body, Param, ParamKind, Route, Shape};
 use super::shapes::InputShapes;
 use crate::error::ErrorCode;
 use crate::graphql::errors::{code_of, retry_after_of};
-use crate::graphql::limits::TrustedDocument;
 use crate::graphql::{AppSchema, RequestAuth};
 
 /// Longest text field by default, in Unicode scalar values (contract §2;
@@ -134,10 +133,10 @@ async fn handle(
     );
     let mut request = Request::new(route.document.clone())
         .variables(Variables::from_json(Value::Object(variables)))
-        .data(auth)
-        .data(TrustedDocument);
+        .data(auth);
     request.set_parsed_query(compiled.document.clone());
-    let response = schema.execute(request).await;
+    // The route table's own documents: checked when the table was built.
+    let response = crate::graphql::execute(&schema, None, request).await;
     if let Some(err) = response.errors.first() {
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
         let message = if code == ErrorCode::ValidationError {
@@ -150,11 +149,11 @@ async fn handle(
             ..RestError::new(code, message)
         });
     }
-    let data = response
-        .data
-        .into_json()
-        .map_err(|e| RestError::new(ErrorCode::ServerError, e.to_string()))?;
-    let data = data.get("data").cloned().unwrap_or(Value::Null);
+    // The answer is shaped by moving values out of the GraphQL result and serialised once.
+    let data = match response.data {
+        ConstValue::Object(mut root) => root.swap_remove("data").unwrap_or(ConstValue::Null),
+        _ => ConstValue::Null,
+    };
     Ok(match route.shape {
         Shape::NoContent => StatusCode::NO_CONTENT.into_response(),
         Shape::Single => success(route.status, route.message, data),
@@ -162,27 +161,54 @@ async fn handle(
     })
 }
 
+/// The spec §3.5 list.
+#[derive(serde::Serialize)]
+struct ListPage {
+    object: &'static str,
+    results: Vec<ConstValue>,
+    has_more: bool,
+    next_cursor: ConstValue,
+}
+
 /// The shared list shaper: a Relay connection becomes the spec §3.5 list.
 /// `next_cursor` is `null` exactly when `has_more` is false.
-fn list_shape(connection: Value) -> Value {
-    let results: Vec<Value> = connection["edges"]
-        .as_array()
-        .map(|edges| edges.iter().map(|e| e["node"].clone()).collect())
-        .unwrap_or_default();
-    let has_more = connection["pageInfo"]["hasNextPage"]
-        .as_bool()
-        .unwrap_or(false);
-    let next_cursor = if has_more {
-        connection["pageInfo"]["endCursor"].clone()
-    } else {
-        Value::Null
+fn list_shape(connection: ConstValue) -> ListPage {
+    let ConstValue::Object(mut connection) = connection else {
+        return ListPage {
+            object: "list",
+            results: Vec::new(),
+            has_more: false,
+            next_cursor: ConstValue::Null,
+        };
     };
-    serde_json::json!({
-        "object": "list",
-        "results": results,
-        "has_more": has_more,
-        "next_cursor": next_cursor,
-    })
+    let results = match connection.swap_remove("edges") {
+        Some(ConstValue::List(edges)) => edges
+            .into_iter()
+            .filter_map(|edge| match edge {
+                ConstValue::Object(mut edge) => edge.swap_remove("node"),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut page_info = match connection.swap_remove("pageInfo") {
+        Some(ConstValue::Object(info)) => info,
+        _ => Default::default(),
+    };
+    let has_more = matches!(
+        page_info.get("hasNextPage"),
+        Some(ConstValue::Boolean(true))
+    );
+    let next_cursor = match page_info.swap_remove("endCursor") {
+        Some(cursor) if has_more => cursor,
+        _ => ConstValue::Null,
+    };
+    ListPage {
+        object: "list",
+        results,
+        has_more,
+        next_cursor,
+    }
 }
 
 /// Query-string parameters → GraphQL variables, per the route's declared parameters.

@@ -396,7 +396,8 @@ async fn execute(
     let request = Request::new(query)
         .variables(Variables::from_json(variables))
         .data(RequestAuth::new(Some(token.to_string())));
-    let response = schema.execute(request).await;
+    // The socket's own documents (its text limits are checked where messages arrive).
+    let response = crate::graphql::execute(schema, None, request).await;
     if let Some(err) = response.errors.first() {
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
         return Err((code, err.message.clone()));
@@ -422,7 +423,7 @@ async fn forward<F>(
 where
     F: FnMut(&Value) -> Forward + Send + 'static,
 {
-    let mut stream = schema.execute_stream(request);
+    let mut stream = crate::graphql::execute_stream(schema, None, request);
     let first = futures_util::poll!(stream.next());
     tokio::spawn(async move {
         let mut pending = match first {
