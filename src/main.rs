@@ -13,6 +13,11 @@ use jjongal::domain::Domain;
 use jjongal::domain::accounts::{Role, SignUp};
 use jjongal::events::Events;
 
+/// mimalloc: per-thread heaps, no global arena locks (glibc malloc was a third of a story
+/// page's CPU in the load benchmark's profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "jjongal",
