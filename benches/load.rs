@@ -163,11 +163,27 @@ impl Server {
     async fn stop(mut self) -> String {
         let _ = self.child.kill().await;
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        // Errors the server logged (warnings and above), for the report.
-        log.lines()
-            .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("\"level\":\"WARN\""))
-            .filter(|l| !l.contains("development mode"))
-            .take(5)
+        // What the server logged at WARN and above, by message, for the report.
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for line in log.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let level = v["level"].as_str().unwrap_or("");
+            let message = v["message"].as_str().unwrap_or("");
+            if (level == "WARN" || level == "ERROR") && !message.starts_with("development mode") {
+                let detail = v["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                *counts
+                    .entry(format!("{level} {message}{detail}"))
+                    .or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(m, n)| format!("    {n} × {m}"))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -1325,7 +1341,7 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
         );
         if !r.server_warnings.is_empty() {
             println!(
-                "  server warnings/errors (first lines):\n{}",
+                "  the server logged (warnings and errors):\n{}",
                 r.server_warnings
             );
         }

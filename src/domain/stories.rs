@@ -560,7 +560,6 @@ impl Domain {
             }
             q.limit(limit).load(c).await
         })?;
-        drop(conn);
         let has_more = rows.len() as i64 == limit;
         rows.truncate(query.first as usize);
         let cursors: Vec<String> = rows
@@ -586,7 +585,9 @@ impl Domain {
                 self.cursors().encode(&scope, &position)
             })
             .collect();
-        let stories = self.with_chapters(rows).await?;
+        // The same connection: one pool checkout per page.
+        let stories = with_chapters_on(&mut conn, rows).await?;
+        drop(conn);
         Ok(StoryPage {
             items: cursors.into_iter().zip(stories).collect(),
             has_more,
@@ -599,44 +600,8 @@ impl Domain {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut conn = self.pool().get().await?;
-        let chapter_rows: Vec<ChapterRow> = with_conn!(&mut conn, |c| {
-            chapters::table
-                .filter(chapters::story_id.eq_any(&ids))
-                .order_by((chapters::story_id, chapters::chapter_number))
-                .select(ChapterRow::as_select())
-                .load(c)
-                .await
-        })?;
-        let file_ids: Vec<String> = chapter_rows
-            .iter()
-            .flat_map(|c| [c.image_file_id.clone(), c.audio_file_id.clone()])
-            .flatten()
-            .collect();
-        let files: Vec<MediaFileRow> = if file_ids.is_empty() {
-            Vec::new()
-        } else {
-            with_conn!(&mut conn, |c| {
-                media_files::table
-                    .filter(media_files::id.eq_any(&file_ids))
-                    .select(MediaFileRow::as_select())
-                    .load(c)
-                    .await
-            })?
-        };
-        let files: HashMap<String, MediaFileRow> =
-            files.into_iter().map(|f| (f.id.clone(), f)).collect();
-        let mut by_story: HashMap<String, Vec<ChapterRow>> = HashMap::new();
-        for ch in chapter_rows {
-            by_story.entry(ch.story_id.clone()).or_default().push(ch);
-        }
-        rows.into_iter()
-            .map(|row| {
-                let chapters = by_story.remove(&row.id).unwrap_or_default();
-                story_from_rows(row, chapters, &files)
-            })
-            .collect()
+        with_chapters_on(&mut conn, rows).await
     }
 
     /// The recorded provider attempts of a story's generation, oldest first.
@@ -941,6 +906,53 @@ pub enum MediaKind {
     Audio,
 }
 
+/// [`Domain::with_chapters`] on a connection the caller holds.
+async fn with_chapters_on(
+    conn: &mut crate::db::Conn,
+    rows: Vec<StoryRow>,
+) -> AppResult<Vec<Story>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let chapter_rows: Vec<ChapterRow> = with_conn!(conn, |c| {
+        chapters::table
+            .filter(chapters::story_id.eq_any(&ids))
+            .order_by((chapters::story_id, chapters::chapter_number))
+            .select(ChapterRow::as_select())
+            .load(c)
+            .await
+    })?;
+    let file_ids: Vec<String> = chapter_rows
+        .iter()
+        .flat_map(|c| [c.image_file_id.clone(), c.audio_file_id.clone()])
+        .flatten()
+        .collect();
+    let files: Vec<MediaFileRow> = if file_ids.is_empty() {
+        Vec::new()
+    } else {
+        with_conn!(conn, |c| {
+            media_files::table
+                .filter(media_files::id.eq_any(&file_ids))
+                .select(MediaFileRow::as_select())
+                .load(c)
+                .await
+        })?
+    };
+    let files: HashMap<String, MediaFileRow> =
+        files.into_iter().map(|f| (f.id.clone(), f)).collect();
+    let mut by_story: HashMap<String, Vec<ChapterRow>> = HashMap::new();
+    for ch in chapter_rows {
+        by_story.entry(ch.story_id.clone()).or_default().push(ch);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let chapters = by_story.remove(&row.id).unwrap_or_default();
+            story_from_rows(row, chapters, &files)
+        })
+        .collect()
+}
+
 fn story_from_rows(
     row: StoryRow,
     chapters: Vec<ChapterRow>,
@@ -960,15 +972,15 @@ fn story_from_rows(
             .transpose()
     };
     let chapters = chapters
-        .iter()
+        .into_iter()
         .map(|c| {
             Ok(Chapter {
                 id: uuid(&c.id)?,
                 number: c.chapter_number,
-                title: c.title.clone(),
-                content: c.content.clone(),
                 image: file(&c.image_file_id)?,
                 audio: file(&c.audio_file_id)?,
+                title: c.title,
+                content: c.content,
             })
         })
         .collect::<AppResult<Vec<_>>>()?;

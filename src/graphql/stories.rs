@@ -97,10 +97,12 @@ impl FileObject {
     }
 }
 
-pub struct ChapterObject(pub model::Chapter);
+/// A chapter, borrowed from its story (a page of 20 stories would otherwise copy 100
+/// chapters' texts once more per request).
+pub struct ChapterObject<'a>(pub &'a model::Chapter);
 
 #[Object(name = "Chapter")]
-impl ChapterObject {
+impl<'a> ChapterObject<'a> {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -150,8 +152,8 @@ impl StoryObject {
     }
     /// The chapters in order (at most 7: complexity counts the selection 7 times).
     #[graphql(complexity = "7 * child_complexity")]
-    async fn chapters(&self) -> Vec<ChapterObject> {
-        self.0.chapters.iter().cloned().map(ChapterObject).collect()
+    async fn chapters(&self) -> Vec<ChapterObject<'_>> {
+        self.0.chapters.iter().map(ChapterObject).collect()
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)

@@ -215,12 +215,26 @@ async fn overload_is_answered_with_503_not_a_queue(db: Db) {
     // Hold the one slot: a request that waits for the only database connection, which
     // the test holds.
     let held = app.domain.pool().get().await.unwrap();
+    // (If it arrives while one of the probes below has the slot, it is the one refused:
+    // then it tries again, so that it does end up holding the slot.)
     let slow = {
-        let request = app
-            .client
-            .get(app.url("/api/v1/users/me"))
-            .bearer_auth(&token);
-        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        let client = app.client.clone();
+        let url = app.url("/api/v1/users/me");
+        let token = token.clone();
+        tokio::spawn(async move {
+            loop {
+                let status = client
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16());
+                match status {
+                    Ok(503) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    other => return other,
+                }
+            }
+        })
     };
     // Once it is in flight, every other request is refused at once.
     let started = Instant::now();
