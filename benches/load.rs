@@ -112,6 +112,7 @@ impl Server {
             .env("JJONGAL_STORY_QUOTA", "100000000")
             .env("JJONGAL_ACCESS_TOKEN_TTL", "86400")
             .env("JJONGAL_BENCH_ROUTES", "true")
+            .envs(std::env::var("JJONGAL_DATABASE_POOL_SIZE").map(|v| ("JJONGAL_DATABASE_POOL_SIZE", v)))
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)
