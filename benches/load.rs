@@ -112,7 +112,10 @@ impl Server {
             .env("JJONGAL_STORY_QUOTA", "100000000")
             .env("JJONGAL_ACCESS_TOKEN_TTL", "86400")
             .env("JJONGAL_BENCH_ROUTES", "true")
-            .envs(std::env::var("JJONGAL_DATABASE_POOL_SIZE").map(|v| ("JJONGAL_DATABASE_POOL_SIZE", v)))
+            .envs(
+                std::env::var("JJONGAL_DATABASE_POOL_SIZE")
+                    .map(|v| ("JJONGAL_DATABASE_POOL_SIZE", v)),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)
@@ -1184,9 +1187,12 @@ async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)>
     let name = format!("jjongal_bench_{}", std::process::id());
     let mut admin = AsyncPgConnection::establish(admin_url).await?;
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    // Not in the same batch: a multi-statement batch is one transaction, which
+    // `CREATE DATABASE` refuses.
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
     let (base, query) = match admin_url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -1361,6 +1367,8 @@ async fn main() -> anyhow::Result<()> {
             "sqlite" => {
                 let url = dir.path().join("jjongal.db").to_string_lossy().into_owned();
                 reports.push(run_backend(&args, "sqlite", &url, dir.path()).await?);
+                // Each backend's figures as soon as they exist (a later failure keeps them).
+                print_report(&args, &reports[reports.len() - 1..]);
             }
             "postgres" => {
                 let admin = std::env::var("JJONGAL_BENCH_DATABASE_URL")
@@ -1377,10 +1385,12 @@ async fn main() -> anyhow::Result<()> {
                 let report = run_backend(&args, "postgres", &url, dir.path()).await;
                 drop_pg_database(&admin, &name).await;
                 reports.push(report?);
+                print_report(&args, &reports[reports.len() - 1..]);
             }
             other => bail!("unknown backend `{other}` (sqlite, postgres)"),
         }
     }
+    println!("\n\n======== all backends, side by side");
     if !print_report(&args, &reports) {
         println!("\nsome targets were not met (see above)");
     }

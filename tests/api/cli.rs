@@ -318,7 +318,7 @@ async fn production_mode_refuses_missing_or_weak_secrets() {
     let storage = TestStorage::new(Db::Sqlite).await;
     let strong_a = "0123456789abcdef0123456789abcdef-a";
     let strong_b = "0123456789abcdef0123456789abcdef-b";
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         (&[], "JJONGAL_JWT_SECRET"),
         (&[("JJONGAL_JWT_SECRET", strong_a)], "JJONGAL_MEDIA_SECRET"),
         (
@@ -334,6 +334,15 @@ async fn production_mode_refuses_missing_or_weak_secrets() {
                 ("JJONGAL_MEDIA_SECRET", strong_a),
             ],
             "must differ",
+        ),
+        // The load benchmark's yardstick is for development only.
+        (
+            &[
+                ("JJONGAL_JWT_SECRET", strong_a),
+                ("JJONGAL_MEDIA_SECRET", strong_b),
+                ("JJONGAL_BENCH_ROUTES", "true"),
+            ],
+            "refused in production",
         ),
     ];
     for (env, expected) in cases {

@@ -14,6 +14,7 @@ mod helpers;
 mod media;
 mod ops;
 mod pagination;
+mod stack_limit;
 mod stories;
 mod subscriptions;
 mod tokens;
