@@ -997,6 +997,8 @@ struct Soak {
     early_mib: f64,
     late_mib: f64,
     max_mib: f64,
+    /// Mean RSS (MiB) of each minute of the soak.
+    per_minute_mib: Vec<f64>,
 }
 
 struct Report {
@@ -1153,6 +1155,9 @@ async fn run_backend(
             early_mib: mean(60.0_f64.min(seconds / 2.0), 120.0_f64.min(seconds)),
             late_mib: mean((seconds - 60.0).max(seconds / 2.0), seconds + 10.0),
             max_mib: mib(points.iter().map(|(_, r)| *r).max().unwrap_or(0)),
+            per_minute_mib: (0..(seconds / 60.0).ceil() as usize)
+                .map(|m| mean(m as f64 * 60.0, (m + 1) as f64 * 60.0))
+                .collect(),
         })
     } else {
         None
@@ -1337,6 +1342,11 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
                 if flat { "flat" } else { "GROWING" },
                 s.max_mib,
                 s.errors
+            );
+            let curve: Vec<String> = s.per_minute_mib.iter().map(|m| format!("{m:.0}")).collect();
+            println!(
+                "    RSS per minute of the soak (MiB): {}",
+                curve.join(" → ")
             );
             for e in &s.first_errors {
                 println!("    soak: {e}");
