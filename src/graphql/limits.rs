@@ -6,7 +6,7 @@
 //! executes. Every door runs a client's request through [`DocumentLimits::admit`] (by way of
 //! [`super::execute`]); they are not a schema extension, because any extension makes
 //! async-graphql route every field's resolution through the extension chain (boxed futures
-//! and registry look-ups per field: a third of a story page's cost).
+//! and registry look-ups per field; a story page got 6 % faster without them).
 
 use std::collections::HashSet;
 
