@@ -175,9 +175,7 @@ pub async fn get(
     // Admitted here (scanned, parsed, checked): deciding "query or not" needs the document.
     let limits = DocumentLimits::from_config(&domain.config().graphql);
     if let Err(refused) = limits.admit(&mut request) {
-        let mut response = Response::from_errors(vec![refused]);
-        super::errors::ensure_codes(&mut response.errors);
-        return respond(response);
+        return respond(super::refusal(refused));
     }
     // GET is for queries only: a mutation must not ride on a link or an <img>.
     match only_queries(&mut request) {

@@ -163,7 +163,8 @@ pub fn execute_stream(
         .boxed()
 }
 
-fn refusal(error: async_graphql::ServerError) -> Response {
+/// A request refused before execution, with its code.
+pub(crate) fn refusal(error: async_graphql::ServerError) -> Response {
     let mut response = Response::from_errors(vec![error]);
     errors::ensure_codes(&mut response.errors);
     response
