@@ -1,9 +1,10 @@
 //! Storage: one pool type over PostgreSQL (`AsyncPgConnection`) and SQLite
-//! (`SyncConnectionWrapper<SqliteConnection>`), embedded per-backend migrations, and the
+//! (`SyncConnectionWrapper<SqliteConnection>`, each on a thread of its own), embedded per-backend migrations, and the
 //! [`with_conn!`](crate::with_conn) macro that runs the same diesel expression on either.
 
 pub mod models;
 pub mod schema;
+mod sqlite_thread;
 
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// A SQLite connection for async code, on a thread of its own ([`sqlite_thread`]).
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, sqlite_thread::ConnectionThread>;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
