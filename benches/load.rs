@@ -964,7 +964,6 @@ async fn load(
     total
 }
 
-/// Samples the server's RSS every `every` until stopped.
 /// One reading of the server's memory: RSS, its anonymous part (heaps, stacks; the rest
 /// is file-backed: the binary, mapped files), and the thread count.
 #[derive(Clone, Copy, Default)]
@@ -975,6 +974,7 @@ struct MemoryPoint {
     threads: u64,
 }
 
+/// Samples the server's memory every `every` until stopped.
 fn sample_memory(
     server_pid: u32,
     every: Duration,

@@ -1,6 +1,7 @@
 //! Storage: one pool type over PostgreSQL (`AsyncPgConnection`) and SQLite
-//! (`SyncConnectionWrapper<SqliteConnection>`, each on a thread of its own), embedded per-backend migrations, and the
-//! [`with_conn!`](crate::with_conn) macro that runs the same diesel expression on either.
+//! (`SyncConnectionWrapper<SqliteConnection>`, each connection on a thread of its own),
+//! embedded per-backend migrations, and the [`with_conn!`](crate::with_conn) macro that
+//! runs the same diesel expression on either.
 
 pub mod models;
 pub mod schema;
