@@ -148,16 +148,8 @@ impl Server {
     }
 
     fn memory(&self) -> Memory {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let status = ProcStatus::read(self.pid);
+        let field = |name| status.field(name);
         Memory {
             rss_kib: field("VmRSS:"),
             peak_kib: field("VmHWM:"),
@@ -964,6 +956,25 @@ async fn load(
     total
 }
 
+/// The server's `/proc/<pid>/status` (empty once it has exited).
+struct ProcStatus(String);
+
+impl ProcStatus {
+    fn read(pid: u32) -> ProcStatus {
+        ProcStatus(std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default())
+    }
+
+    /// The number after `name` (e.g. `"VmRSS:"`, in KiB), 0 when absent.
+    fn field(&self, name: &str) -> u64 {
+        self.0
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 /// One reading of the server's memory: RSS, its anonymous part (heaps, stacks; the rest
 /// is file-backed: the binary, mapped files), and the thread count.
 #[derive(Clone, Copy, Default)]
@@ -985,16 +996,8 @@ fn sample_memory(
         let started = Instant::now();
         let mut points = Vec::new();
         while !flag.load(Ordering::Relaxed) {
-            let status =
-                std::fs::read_to_string(format!("/proc/{server_pid}/status")).unwrap_or_default();
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find(|l| l.starts_with(name))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0)
-            };
+            let status = ProcStatus::read(server_pid);
+            let field = |name| status.field(name);
             points.push(MemoryPoint {
                 at: started.elapsed().as_secs_f64(),
                 rss_kib: field("VmRSS:"),
@@ -1441,6 +1444,9 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.stories < PAGE {
+        bail!("--stories must be at least {PAGE}: every measured page is a full page of {PAGE}");
+    }
     jjongal::providers::http::install_tls();
     let mut reports = Vec::new();
     for backend in &args.databases {
