@@ -149,10 +149,9 @@ impl Server {
 
     fn memory(&self) -> Memory {
         let status = ProcStatus::read(self.pid);
-        let field = |name| status.field(name);
         Memory {
-            rss_kib: field("VmRSS:"),
-            peak_kib: field("VmHWM:"),
+            rss_kib: status.field("VmRSS:"),
+            peak_kib: status.field("VmHWM:"),
         }
     }
 
@@ -670,7 +669,7 @@ async fn seed(
 /// PostgreSQL plans from table statistics, which autovacuum gathers in a live database
 /// some time after a bulk load (and never where it is off, as on the CI machine). Without
 /// them the story page's chapter join is planned as hash joins over every media row: about
-/// 140 ms a page instead of 2 (the README's benchmark section). The seed is a bulk load, so
+/// 140 ms a page instead of 2 (README, *Running on PostgreSQL*). The seed is a bulk load, so
 /// it gathers them itself, as a live database would have them; SQLite needs none here.
 async fn gather_statistics(pool: &jjongal::db::Pool) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
@@ -997,12 +996,11 @@ fn sample_memory(
         let mut points = Vec::new();
         while !flag.load(Ordering::Relaxed) {
             let status = ProcStatus::read(server_pid);
-            let field = |name| status.field(name);
             points.push(MemoryPoint {
                 at: started.elapsed().as_secs_f64(),
-                rss_kib: field("VmRSS:"),
-                anon_kib: field("RssAnon:"),
-                threads: field("Threads:"),
+                rss_kib: status.field("VmRSS:"),
+                anon_kib: status.field("RssAnon:"),
+                threads: status.field("Threads:"),
             });
             tokio::time::sleep(every).await;
         }
@@ -1444,8 +1442,10 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.stories < PAGE {
-        bail!("--stories must be at least {PAGE}: every measured page is a full page of {PAGE}");
+    if args.stories <= PAGE {
+        bail!(
+            "--stories must be more than {PAGE}: every measured page is a full page of {PAGE} with a next one"
+        );
     }
     jjongal::providers::http::install_tls();
     let mut reports = Vec::new();
