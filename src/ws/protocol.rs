@@ -18,6 +18,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|_| "JSON 형식이 올바르지 않습니다.".to_string())?;
     let object = value.as_object().ok_or("메시지는 JSON 객체여야 합니다.")?;
+    if let Some(path) = nul_path(&value, String::new()) {
+        return Err(format!("`{path}`에 NUL 문자(U+0000)를 쓸 수 없습니다."));
+    }
     let kind = object
         .get("type")
         .or_else(|| object.get("event"))
@@ -49,9 +52,51 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
     }
 }
 
+/// The path of the first string (or key) holding NUL, which no text may hold (PostgreSQL
+/// cannot store it; both backends refuse it alike).
+fn nul_path(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::String(s) => s.contains('\0').then_some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let path = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(path)
+            } else {
+                nul_path(v, path)
+            }
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_is_refused_wherever_it_is() {
+        for frame in [
+            r#"{"type": "user_message", "text": "a\u0000b"}"#,
+            r#"{"type": "start_conversation", "payload": {"child_name": "\u0000"}}"#,
+            r#"{"type": "start_conversation", "payload": {"interests": ["x", "y\u0000"]}}"#,
+        ] {
+            let err = parse_client_message(frame).unwrap_err();
+            assert!(err.contains("NUL"), "{frame}: {err}");
+        }
+        let err = parse_client_message(
+            r#"{"type": "start_conversation", "payload": {"interests": ["x", "y\u0000"]}}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("`payload.interests[1]`"), "{err}");
+    }
 
     #[test]
     fn parses_types_and_the_event_alias() {
@@ -112,7 +157,9 @@ mod tests {
                 let by_type = parse_client_message(&json!({"type": "user_message", "text": text}).to_string());
                 let by_event = parse_client_message(&json!({"event": "user_message", "text": text}).to_string());
                 prop_assert_eq!(&by_type, &by_event);
-                if text.trim().is_empty() {
+                if text.contains('\0') {
+                    prop_assert!(by_type.unwrap_err().contains("NUL"));
+                } else if text.trim().is_empty() {
                     prop_assert!(by_type.is_err());
                 } else {
                     prop_assert_eq!(by_type, Ok(ClientMessage::UserMessage(text)));

@@ -224,7 +224,53 @@ async fn delete_account_removes_it_and_its_tokens(db: Db) {
     app.sign_up("leaving").await;
 }
 
+/// A crowd of wrong passwords at once: at most the configured number of Argon2 hashes
+/// run (each holds 19 MiB), a few more wait, the rest are `429` with `Retry-After` at
+/// once; nobody gets in, and the right password still works afterwards.
+async fn simultaneous_failed_logins_are_bounded(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--password-hash-concurrency",
+            "1",
+            "--password-hash-queue",
+            "2",
+        ],
+    )
+    .await;
+    app.sign_up("crowded").await;
+    let body = json!({"user_id": "crowded", "password": "wrong-password"});
+    let replies = futures_util::future::join_all(
+        (0..40).map(|_| app.post_json("/api/v1/auth/token", &body, None)),
+    )
+    .await;
+    let (mut refused, mut limited) = (0, 0);
+    for reply in &replies {
+        match reply.status {
+            401 => {
+                reply.assert_error(401, "AUTHENTICATION_FAILED");
+                refused += 1;
+            }
+            429 => {
+                reply.assert_error(429, "RATE_LIMIT_EXCEEDED");
+                assert_eq!(reply.header("retry-after"), Some("1"), "{}", reply.text);
+                limited += 1;
+            }
+            other => panic!("{other}: {}", reply.text),
+        }
+    }
+    // Three were admitted at once (one hashing, two waiting); 40 arrive together.
+    assert!(
+        refused >= 3 && limited >= 1,
+        "{refused} refused, {limited} limited"
+    );
+    assert_eq!(refused + limited, 40);
+    // The queue drains: the right password is accepted.
+    app.login("crowded").await;
+}
+
 db_tests!(
+    simultaneous_failed_logins_are_bounded,
     sign_up_returns_the_user,
     sign_up_rejects_invalid_input,
     sign_up_conflicts_on_a_taken_login_id,
