@@ -595,6 +595,7 @@ impl Config {
     /// Resolves flags into a runnable configuration: creates the data directory, and in
     /// development generates (or reuses) secrets kept in it.
     pub fn resolve(args: ConfigArgs) -> anyhow::Result<Config> {
+        refuse_empty_settings(&args)?;
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
         let database_url = args.database_url.clone().unwrap_or_else(|| {
@@ -821,11 +822,124 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
+/// A setting given but empty (`JJONGAL_DATABASE_URL=`, `--public-url ""`) is refused at
+/// start-up, naming it: it is a mistake far more often than a wish, and taken as given it
+/// made a server that reported ready and failed every request. Unset means the default.
+/// Only lists whose empty value is their documented default (CORS origins, trusted
+/// proxies: none) may be empty.
+fn refuse_empty_settings(args: &ConfigArgs) -> anyhow::Result<()> {
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.as_os_str().to_string_lossy().into_owned())
+    };
+    let settings: [(&str, Option<String>); 23] = [
+        ("JJONGAL_DATABASE_URL", args.database_url.clone()),
+        ("JJONGAL_DATA_DIR", path(&Some(args.data_dir.clone()))),
+        ("JJONGAL_PUBLIC_URL", Some(args.public_url.clone())),
+        ("JJONGAL_JWT_SECRET", args.jwt_secret.clone()),
+        ("JJONGAL_MEDIA_SECRET", args.media_secret.clone()),
+        ("JJONGAL_MEDIA_DIR", path(&args.media_dir)),
+        ("JJONGAL_LOG", Some(args.log.clone())),
+        ("JJONGAL_LLM_BASE_URL", args.llm_base_url.clone()),
+        ("JJONGAL_LLM_API_KEY", args.llm_api_key.clone()),
+        ("JJONGAL_LLM_MODEL", args.llm_model.clone()),
+        ("JJONGAL_IMAGE_BASE_URL", args.image_base_url.clone()),
+        ("JJONGAL_IMAGE_API_KEY", args.image_api_key.clone()),
+        ("JJONGAL_IMAGE_MODEL", args.image_model.clone()),
+        ("JJONGAL_SPEECH_BASE_URL", args.speech_base_url.clone()),
+        ("JJONGAL_SPEECH_API_KEY", args.speech_api_key.clone()),
+        ("JJONGAL_SPEECH_MODEL", args.speech_model.clone()),
+        ("JJONGAL_SPEECH_VOICE", Some(args.speech_voice.clone())),
+        (
+            "JJONGAL_MODERATION_BASE_URL",
+            args.moderation_base_url.clone(),
+        ),
+        (
+            "JJONGAL_MODERATION_API_KEY",
+            args.moderation_api_key.clone(),
+        ),
+        ("JJONGAL_MODERATION_MODEL", args.moderation_model.clone()),
+        ("JJONGAL_VOICE_BASE_URL", args.voice_base_url.clone()),
+        ("JJONGAL_VOICE_API_KEY", args.voice_api_key.clone()),
+        ("JJONGAL_VOICE_MODEL", args.voice_model.clone()),
+    ];
+    let empty: Vec<String> = settings
+        .iter()
+        .filter(|(name, value)| {
+            // Blank secrets are judged by their entropy instead (and refused there).
+            let blank = |v: &str| {
+                if name.ends_with("SECRET") {
+                    v.is_empty()
+                } else {
+                    v.trim().is_empty()
+                }
+            };
+            value.as_deref().is_some_and(blank)
+        })
+        .map(|(name, _)| {
+            let flag = name
+                .trim_start_matches("JJONGAL_")
+                .to_lowercase()
+                .replace('_', "-");
+            format!("{name} (--{flag})")
+        })
+        .collect();
+    if !empty.is_empty() {
+        bail!(
+            "{} {} set but empty: give a value, or unset it to use the default",
+            empty.join(", "),
+            if empty.len() == 1 { "is" } else { "are" }
+        );
+    }
+    Ok(())
+}
+
+/// Estimated entropy of a secret, in bits: its length times the Shannon entropy of its
+/// own byte distribution. Generous to real random secrets (48 random base64url bytes:
+/// about 250), damning for repeats and patterns (32 spaces: 0; `aaaa…`: 0).
+pub fn estimated_entropy_bits(secret: &[u8]) -> f64 {
+    let mut counts = [0usize; 256];
+    for &b in secret {
+        counts[b as usize] += 1;
+    }
+    let n = secret.len() as f64;
+    let per_byte: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    per_byte * n
+}
+
+/// The least estimated entropy a production secret must have (32 random hex characters
+/// estimate about 115 bits, hardly ever below 100; 32 spaces 0, `abab…` 1 bit a byte).
+pub const MIN_SECRET_ENTROPY_BITS: f64 = 80.0;
+
+/// Whether `secret` is a shorter piece repeated (`passwordpassword…`), whatever its
+/// byte distribution suggests.
+fn is_repetition(secret: &[u8]) -> bool {
+    (1..=secret.len() / 2).any(|period| {
+        secret.len() % period == 0 && secret.chunks(period).all(|c| c == &secret[..period])
+    })
+}
+
 fn required_secret(name: &str, value: Option<&str>) -> anyhow::Result<Secret> {
     match value {
         None | Some("") => bail!("{name} is required in production mode"),
         Some(v) if v.len() < MIN_SECRET_BYTES => {
             bail!("{name} must be at least {MIN_SECRET_BYTES} bytes in production mode")
+        }
+        Some(v)
+            if estimated_entropy_bits(v.as_bytes()) < MIN_SECRET_ENTROPY_BITS
+                || is_repetition(v.as_bytes()) =>
+        {
+            bail!(
+                "{name} is too predictable for production mode (repeated or patterned \
+                 characters); generate one, e.g. `openssl rand -base64 48`"
+            )
         }
         Some(v) => Ok(Secret::new(v.as_bytes().to_vec())),
     }
@@ -874,3 +988,36 @@ fn restrict_permissions(path: &Path, mode: u32) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path, _mode: u32) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_entropy_tells_random_from_repeated() {
+        assert_eq!(estimated_entropy_bits(&[b' '; 32]), 0.0);
+        assert!(estimated_entropy_bits("abab".repeat(10).as_bytes()) < MIN_SECRET_ENTROPY_BITS);
+        assert!(is_repetition("password".repeat(4).as_bytes()));
+        assert!(!is_repetition(b"0123456789abcdef0123456789abcdef-a"));
+        // What development mode generates (48 random bytes, base64url) always passes.
+        for _ in 0..200 {
+            let mut bytes = [0u8; 48];
+            rand::rng().fill_bytes(&mut bytes);
+            let secret = URL_SAFE_NO_PAD.encode(bytes);
+            assert!(
+                estimated_entropy_bits(secret.as_bytes()) > 200.0,
+                "{secret}"
+            );
+        }
+        // 32 random hex characters (openssl rand -hex 16) pass too.
+        for _ in 0..200 {
+            let mut bytes = [0u8; 16];
+            rand::rng().fill_bytes(&mut bytes);
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(
+                estimated_entropy_bits(hex.as_bytes()) >= MIN_SECRET_ENTROPY_BITS,
+                "{hex}"
+            );
+        }
+    }
+}

@@ -318,7 +318,24 @@ async fn production_mode_refuses_missing_or_weak_secrets() {
     let storage = TestStorage::new(Db::Sqlite).await;
     let strong_a = "0123456789abcdef0123456789abcdef-a";
     let strong_b = "0123456789abcdef0123456789abcdef-b";
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let spaces = " ".repeat(32);
+    let pattern = "password".repeat(4);
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        // Long enough, but no entropy to speak of.
+        (
+            &[
+                ("JJONGAL_JWT_SECRET", &spaces),
+                ("JJONGAL_MEDIA_SECRET", strong_b),
+            ],
+            "JJONGAL_JWT_SECRET is too predictable",
+        ),
+        (
+            &[
+                ("JJONGAL_JWT_SECRET", strong_a),
+                ("JJONGAL_MEDIA_SECRET", &pattern),
+            ],
+            "JJONGAL_MEDIA_SECRET is too predictable",
+        ),
         (&[], "JJONGAL_JWT_SECRET"),
         (&[("JJONGAL_JWT_SECRET", strong_a)], "JJONGAL_MEDIA_SECRET"),
         (
@@ -359,6 +376,50 @@ async fn production_mode_refuses_missing_or_weak_secrets() {
     }
     // No secret files were generated in production mode.
     assert!(!storage.dir.path().join("secrets").exists());
+}
+
+/// A setting set to nothing is refused at start-up, named (it used to start "ready" and
+/// answer 500 to every request); the default is had by leaving it unset.
+#[tokio::test]
+async fn empty_settings_are_refused_at_start_up() {
+    let storage = TestStorage::new(Db::Sqlite).await;
+    for (name, value, expected) in [
+        (
+            "JJONGAL_DATABASE_URL",
+            "",
+            "JJONGAL_DATABASE_URL (--database-url) is set but empty",
+        ),
+        (
+            "JJONGAL_PUBLIC_URL",
+            "  ",
+            "JJONGAL_PUBLIC_URL (--public-url) is set but empty",
+        ),
+        ("JJONGAL_LLM_BASE_URL", "", "JJONGAL_LLM_BASE_URL"),
+        ("JJONGAL_JWT_SECRET", "", "JJONGAL_JWT_SECRET"),
+        ("JJONGAL_WORKER_POLL_MS", "", "--worker-poll-ms"),
+    ] {
+        let out = command(&storage)
+            .env(name, value)
+            .arg("serve")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} empty: started");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    // By flag, clap itself refuses an empty value.
+    let out = command(&storage)
+        .args(["serve", "--media-dir", ""])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a value is required for '--media-dir"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
