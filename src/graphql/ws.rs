@@ -38,6 +38,7 @@ use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
+use crate::socket_close::{await_client_close, echo_code};
 
 /// How often the legacy protocol's keep-alive (`ka`) goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -58,24 +59,27 @@ impl Protocol {
         }
     }
 
-    /// The sub-protocol to speak: `graphql-transport-ws` when offered (or when nothing
-    /// is offered), else `graphql-ws`; `None` when only others are offered.
+    /// The sub-protocol to speak: the first one the client offers that we speak (its
+    /// order is its preference, RFC 6455 §4.1; Python gql offers both and then speaks the
+    /// first), `graphql-transport-ws` when nothing is offered, `None` when only others
+    /// are offered.
     fn choose(headers: &HeaderMap) -> Option<Protocol> {
-        let offered: Vec<String> = headers
+        let mut offered = headers
             .get_all(header::SEC_WEBSOCKET_PROTOCOL)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|p| p.trim().to_ascii_lowercase())
             .filter(|p| !p.is_empty())
-            .collect();
-        if offered.is_empty() || offered.iter().any(|p| p == "graphql-transport-ws") {
-            Some(Protocol::Transport)
-        } else if offered.iter().any(|p| p == "graphql-ws") {
-            Some(Protocol::Legacy)
-        } else {
-            None
+            .peekable();
+        if offered.peek().is_none() {
+            return Some(Protocol::Transport);
         }
+        offered.find_map(|p| match p.as_str() {
+            "graphql-transport-ws" => Some(Protocol::Transport),
+            "graphql-ws" => Some(Protocol::Legacy),
+            _ => None,
+        })
     }
 }
 
@@ -203,6 +207,9 @@ impl Connection {
                             reason: reason.into(),
                         }));
                         let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await;
+                        // After the client's Close the send above is refused (the echo
+                        // is already queued); closing the sink flushes it.
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
                         break;
                     }
                 };
@@ -217,6 +224,11 @@ impl Connection {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, tokio::task::Id)>();
         let init_deadline = tokio::time::sleep(config.ws_init_timeout);
         tokio::pin!(init_deadline);
+        // Idle: no message from the client and no operation running, this long.
+        let idle_timeout = self.domain.config().ws.idle_timeout;
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
+        let mut peer_closed = false;
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.reset();
 
@@ -229,10 +241,16 @@ impl Connection {
                     if active.get(&id).is_some_and(|h| h.id() == task) {
                         active.remove(&id);
                     }
+                    if active.is_empty() {
+                        idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    }
                     continue;
                 }
                 () = &mut init_deadline, if principal.is_none() => {
                     break close(4408, "Connection initialisation timeout");
+                }
+                () = &mut idle, if active.is_empty() => {
+                    break close(1001, "Idle timeout");
                 }
                 frame = stream.next() => frame,
                 _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && principal.is_some() => {
@@ -240,8 +258,20 @@ impl Connection {
                     continue;
                 }
             };
+            if let Some(Ok(Message::Text(_) | Message::Binary(_))) = &frame {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + idle_timeout);
+            }
             let step = match frame {
-                None | Some(Ok(Message::Close(_))) => break Step::Continue,
+                None => {
+                    peer_closed = true;
+                    break Step::Continue;
+                }
+                // Answered in kind (the writer's Close flushes tungstenite's echo).
+                Some(Ok(Message::Close(frame))) => {
+                    peer_closed = true;
+                    break Step::Close(echo_code(frame.as_ref()), String::new());
+                }
                 // Most often a message over the size cap.
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "graphql socket read failed");
@@ -286,6 +316,8 @@ impl Connection {
         let _ = writer.await;
         if linger {
             tokio::time::sleep(Duration::from_millis(500)).await;
+        } else if !peer_closed {
+            await_client_close(&mut stream).await;
         }
     }
 

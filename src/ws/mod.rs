@@ -13,6 +13,8 @@ use std::time::Duration;
 use async_graphql::{Request, Variables};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+
+use crate::socket_close::{await_client_close, echo_code};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -149,6 +151,9 @@ async fn session(
                             reason: reason.into(),
                         })))
                         .await;
+                    // After the client's Close the send above is refused (the echo is
+                    // already queued); closing the sink flushes it.
+                    let _ = sink.close().await;
                     break;
                 }
             };
@@ -172,6 +177,7 @@ async fn session(
             send(Outbound::Close(4401, "invalid token"));
             drop(out_tx);
             let _ = writer.await;
+            await_client_close(&mut stream).await;
             return;
         }
     };
@@ -189,6 +195,9 @@ async fn session(
     let idle = tokio::time::sleep(state.config.idle_timeout);
     tokio::pin!(idle);
     let (closing_tx, mut closing_rx) = mpsc::unbounded_channel::<()>();
+    // Whether the client ended the connection (its Close, or the stream's end); if not,
+    // the server's own Close waits for the client's answer.
+    let mut peer_closed = false;
 
     loop {
         let frame = tokio::select! {
@@ -216,7 +225,10 @@ async fn session(
                 voice_forwarder.abort();
                 return;
             }
-            None => break,
+            None => {
+                peer_closed = true;
+                break;
+            }
         };
         match &frame {
             Message::Text(_) | Message::Binary(_) => {
@@ -338,7 +350,12 @@ async fn session(
                     send(error(e.code(), e.public_message()));
                 }
             }
-            Message::Close(_) => break,
+            Message::Close(close) => {
+                // Answered in kind (the writer's Close flushes tungstenite's echo).
+                send(Outbound::Close(echo_code(close.as_ref()), ""));
+                peer_closed = true;
+                break;
+            }
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
@@ -348,6 +365,9 @@ async fn session(
     voice_forwarder.abort();
     drop(out_tx);
     let _ = writer.await;
+    if !peer_closed {
+        await_client_close(&mut stream).await;
+    }
     tracing::info!(user_id = %user.id, "conversation socket closed");
 }
 

@@ -14,6 +14,7 @@ mod helpers;
 mod media;
 mod ops;
 mod pagination;
+mod sockets;
 mod stack_limit;
 mod stories;
 mod subscriptions;
