@@ -922,7 +922,7 @@ pub const MIN_SECRET_ENTROPY_BITS: f64 = 80.0;
 /// byte distribution suggests.
 fn is_repetition(secret: &[u8]) -> bool {
     (1..=secret.len() / 2).any(|period| {
-        secret.len() % period == 0 && secret.chunks(period).all(|c| c == &secret[..period])
+        secret.len().is_multiple_of(period) && secret.chunks(period).all(|c| c == &secret[..period])
     })
 }
 
