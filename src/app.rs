@@ -231,6 +231,10 @@ pub fn router(domain: Domain) -> Router {
             https.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains")),
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            crate::body_guard::guard,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(

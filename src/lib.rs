@@ -5,6 +5,7 @@
 //! in `domain`, storage in `db`.
 
 pub mod app;
+pub mod body_guard;
 pub mod config;
 pub mod db;
 pub mod docs;

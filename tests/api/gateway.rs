@@ -310,7 +310,82 @@ async fn a_raw_client_cannot_make_the_server_fail(db: Db) {
     assert_eq!(app.get("/healthz", None).await.status, 200);
 }
 
+/// Reads one HTTP/1.1 response head from a raw connection (what arrives within 20 s).
+async fn response_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer).to_lowercase()
+}
+
+/// A declared length over the limit is `413` before any body is waited for (it used to
+/// hold the request until the timeout, then `503`); every answer given with a body left
+/// unread says `Connection: close`, so keep-alive clients do not reuse the connection.
+async fn unread_bodies_close_the_connection(db: Db) {
+    let app = spawn_app_with(db, &["--request-timeout-secs", "60"]).await;
+    let token = app.new_account("big.sender").await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    for path in ["/api/v1/stories", "/graphql"] {
+        // 50 MiB declared, nothing sent.
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             authorization: Bearer {token}\r\ncontent-length: 52428800\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = response_head(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains("connection: close"), "{path}: {answer}");
+        // Chunked, no length declared, 2 MiB sent: 413 once the limit is crossed.
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             authorization: Bearer {token}\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 2 * 1024 * 1024];
+        let _ = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = stream.write_all(&chunk).await;
+        let answer = response_head(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains("connection: close"), "{path}: {answer}");
+    }
+    // The envelope of the early refusal is the door's own.
+    let reply = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/stories"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 1_048_577]),
+        )
+        .await;
+    reply.assert_error(413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(reply.header("connection"), Some("close"));
+    // A body read to its end keeps the connection (no `Connection: close`).
+    let reply = app
+        .post_json(
+            "/api/v1/stories",
+            &json!({"user_preferences": {"theme": "숲", "characters": []}}),
+            Some(&token),
+        )
+        .await;
+    reply.assert_ok(202);
+    assert_eq!(reply.header("connection"), None);
+}
+
 db_tests!(
+    unread_bodies_close_the_connection,
     the_per_ip_limit_answers_429_on_rest_and_graphql,
     the_per_account_limit_is_shared_by_every_door,
     forwarded_addresses_count_only_from_trusted_proxies,
