@@ -86,6 +86,14 @@ impl Domain {
         self.inner.keys.verify(token).ok()
     }
 
+    /// How long a valid access token has left (zero once past its `exp`); `None` for a
+    /// token that does not verify. Long-lived connections end when it runs out.
+    pub fn token_time_left(&self, token: &str) -> Option<std::time::Duration> {
+        let exp = self.inner.keys.expires_at(token)?;
+        let left = exp - chrono::Utc::now().timestamp();
+        Some(std::time::Duration::from_secs(left.max(0) as u64))
+    }
+
     pub(crate) fn passwords(&self) -> &accounts::PasswordWork {
         &self.inner.passwords
     }

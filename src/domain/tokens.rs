@@ -71,6 +71,15 @@ impl TokenKeys {
     }
 }
 
+impl TokenKeys {
+    /// When a valid token expires (its `exp`, Unix seconds); `None` for an invalid one.
+    pub fn expires_at(&self, token: &str) -> Option<i64> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|data| data.claims.exp)
+    }
+}
+
 /// A fresh opaque refresh token: 256 random bits, base64url.
 pub fn new_refresh_token() -> String {
     let mut bytes = [0u8; 32];

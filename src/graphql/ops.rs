@@ -426,7 +426,9 @@ impl OpsSubscription {
     async fn ops_story_updates(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<impl futures_util::Stream<Item = OpsStoryUpdate> + use<>> {
+    ) -> async_graphql::Result<
+        impl futures_util::Stream<Item = async_graphql::Result<OpsStoryUpdate>> + use<>,
+    > {
         let domain = domain(ctx).clone();
         let events = domain.events().subscribe();
         let operator = viewer(ctx).await?;
@@ -434,8 +436,9 @@ impl OpsSubscription {
             .record_ops_read(&operator, "ops.story_updates", String::new())
             .await?;
         Ok(futures_util::stream::unfold(
-            (domain, events),
-            |(domain, mut events)| async move {
+            Some((domain, events, operator)),
+            |state| async move {
+                let (domain, mut events, operator) = state?;
                 loop {
                     let id = match events.recv().await {
                         Ok(crate::events::Event::Story { id }) => id,
@@ -443,6 +446,11 @@ impl OpsSubscription {
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return None,
                     };
+                    // The role, again, before every event: a demoted operator's stream
+                    // ends with the refusal.
+                    if let Err(e) = domain.require_operator(&operator).await {
+                        return Some((Err(e.into()), None));
+                    }
                     let Ok(story) = domain.story_for_job(id).await else {
                         continue;
                     };
@@ -455,7 +463,7 @@ impl OpsSubscription {
                         failure_reason: story.failure_reason.clone(),
                         updated_at: Timestamp(story.updated_at),
                     };
-                    return Some((update, (domain, events)));
+                    return Some((Ok(update), Some((domain, events, operator))));
                 }
             },
         ))
@@ -467,7 +475,9 @@ impl OpsSubscription {
         &self,
         ctx: &Context<'_>,
         conversation_id: ID,
-    ) -> async_graphql::Result<impl futures_util::Stream<Item = OpsConversationEvent> + use<>> {
+    ) -> async_graphql::Result<
+        impl futures_util::Stream<Item = async_graphql::Result<OpsConversationEvent>> + use<>,
+    > {
         let domain = domain(ctx).clone();
         let events = domain.events().subscribe();
         let operator = viewer(ctx).await?;
@@ -481,15 +491,24 @@ impl OpsSubscription {
             )
             .await?;
         Ok(futures_util::stream::unfold(
-            (domain, events),
-            move |(domain, mut events)| async move {
+            Some((domain, events, operator)),
+            move |state| async move {
                 use crate::events::Event;
+                let (domain, mut events, operator) = state?;
                 loop {
                     let event = match events.recv().await {
                         Ok(e) => e,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return None,
                     };
+                    let concerns_it = matches!(&event,
+                        Event::ConversationReply { id: cid, .. }
+                        | Event::ConversationError { id: cid, .. }
+                        | Event::ConversationEnded { id: cid } if *cid == id);
+                    // The role, again, before every event of this conversation.
+                    if concerns_it && let Err(e) = domain.require_operator(&operator).await {
+                        return Some((Err(e.into()), None));
+                    }
                     let item = match event {
                         Event::ConversationReply { id: cid, seq } if cid == id => {
                             let Ok(reply) = domain.reply_at(id, seq).await else {
@@ -524,7 +543,7 @@ impl OpsSubscription {
                         },
                         _ => continue,
                     };
-                    return Some((item, (domain, events)));
+                    return Some((Ok(item), Some((domain, events, operator))));
                 }
             },
         ))

@@ -229,6 +229,10 @@ impl Connection {
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         let mut peer_closed = false;
+        // The connection's token expires: then it closes (4401), ending every operation.
+        let expiry = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(expiry);
+        let mut expiry_set = false;
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.reset();
 
@@ -251,6 +255,9 @@ impl Connection {
                 }
                 () = &mut idle, if active.is_empty() => {
                     break close(1001, "Idle timeout");
+                }
+                () = &mut expiry, if expiry_set => {
+                    break close(4401, "Token expired");
                 }
                 frame = stream.next() => frame,
                 _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && principal.is_some() => {
@@ -302,6 +309,12 @@ impl Connection {
             };
             if let Step::Close(code, reason) = step {
                 break Step::Close(code, reason);
+            }
+            if !expiry_set && let Some(token) = principal.as_ref().and_then(|p| p.token.as_deref())
+            {
+                let left = self.domain.token_time_left(token).unwrap_or_default();
+                expiry.as_mut().reset(tokio::time::Instant::now() + left);
+                expiry_set = true;
             }
         };
         for (_, task) in active.drain() {

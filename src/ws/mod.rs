@@ -194,6 +194,9 @@ async fn session(
     ping.reset();
     let idle = tokio::time::sleep(state.config.idle_timeout);
     tokio::pin!(idle);
+    // When the access token expires the socket closes (4401), like one opened with it.
+    let expiry = tokio::time::sleep(state.domain.token_time_left(&token).unwrap_or_default());
+    tokio::pin!(expiry);
     let (closing_tx, mut closing_rx) = mpsc::unbounded_channel::<()>();
     // Whether the client ended the connection (its Close, or the stream's end); if not,
     // the server's own Close waits for the client's answer.
@@ -205,6 +208,11 @@ async fn session(
             _ = ping.tick() => { send(Outbound::Ping); continue; }
             _ = &mut idle => {
                 send(Outbound::Close(1001, "idle timeout"));
+                break;
+            }
+            _ = &mut expiry => {
+                send(error(ErrorCode::InvalidToken, "토큰이 만료되었습니다. 새 토큰으로 다시 연결하세요."));
+                send(Outbound::Close(4401, "token expired"));
                 break;
             }
             Some(()) = closing_rx.recv() => break,

@@ -596,7 +596,83 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
     );
 }
 
+/// A demotion ends the operator's live subscriptions: the next event is the refusal,
+/// then the operation completes (it used to keep streaming every account's stories).
+async fn demotion_ends_live_ops_subscriptions(db: Db) {
+    use crate::helpers::ws::{open, recv, send};
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let member = app.new_account("still.watched").await;
+    let op = operator(&app, "demoted.op").await;
+    let mut socket = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"token": op}}),
+    )
+    .await;
+    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    send(&mut socket, json!({"id": "s", "type": "subscribe", "payload": {"query": "subscription { opsStoryUpdates { storyId } }"}})).await;
+    let user = app.user(&member).await;
+    let (conversation, _) = app
+        .domain
+        .start_conversation(&user, ConversationChild::default())
+        .await
+        .unwrap();
+    send(
+        &mut socket,
+        json!({"id": "c", "type": "subscribe", "payload": {
+        "query": "subscription($id: ID!) { opsConversationEvents(conversationId: $id) { kind } }",
+        "variables": {"id": conversation.id}}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While an operator: events arrive.
+    app.create_story(&member, "바다").await;
+    let first = recv(&mut socket).await;
+    assert_eq!(first["id"], "s", "{first}");
+    assert!(
+        first["payload"]["data"]["opsStoryUpdates"]["storyId"].is_string(),
+        "{first}"
+    );
+    // Demoted: the next event of each is the refusal, then `complete`.
+    app.domain
+        .set_role("demoted.op", Role::Member)
+        .await
+        .unwrap();
+    app.create_story(&member, "숲").await;
+    app.domain
+        .send_message(&user, &conversation.id.to_string(), "안녕")
+        .await
+        .unwrap();
+    // (Story events already on their way when the role changed may still come first.)
+    let (mut refused, mut ended) = (Vec::new(), Vec::new());
+    while ended.len() < 2 {
+        let message = recv(&mut socket).await;
+        let id = message["id"].as_str().unwrap().to_string();
+        match message["type"].as_str().unwrap() {
+            "next" if message["payload"]["errors"].is_array() => {
+                assert!(message["payload"]["data"].is_null(), "{message}");
+                assert_eq!(
+                    message["payload"]["errors"][0]["extensions"]["code"],
+                    "INSUFFICIENT_PERMISSION",
+                    "{message}"
+                );
+                refused.push(id);
+            }
+            "next" => assert!(!refused.contains(&id), "data after the refusal: {message}"),
+            "complete" => {
+                assert!(
+                    refused.contains(&id),
+                    "completed without the refusal: {message}"
+                );
+                ended.push(id);
+            }
+            other => panic!("{other}: {message}"),
+        }
+    }
+}
+
 db_tests!(
+    demotion_ends_live_ops_subscriptions,
     operators_watch_stories_and_conversations_live,
     figures_and_metrics_follow_the_database,
     members_reach_none_of_it,

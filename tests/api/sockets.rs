@@ -181,7 +181,44 @@ async fn idle_graphql_sockets_are_closed(db: Db) {
     }
 }
 
+/// A socket opened with an access token closes when the token expires (`4401`), ending
+/// its subscriptions; the client reconnects with a fresh token.
+async fn sockets_close_when_their_token_expires(db: Db) {
+    let app = spawn_app(db).await;
+    let user = app.sign_up("short.lived").await;
+    let secret = app.domain.config().jwt_secret.expose().to_vec();
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": user["id"], "iat": now, "exp": now + 3,
+        "jti": uuid::Uuid::new_v4().to_string(), "iss": "jjongal", "aud": "jjongal-api"});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
+    let mut graphql = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    send(
+        &mut graphql,
+        json!({"type": "connection_init", "payload": {"token": token}}),
+    )
+    .await;
+    assert_eq!(recv(&mut graphql).await["type"], "connection_ack");
+    send(
+        &mut graphql,
+        json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { voiceEvents { __typename } }"}}),
+    )
+    .await;
+    let mut talk = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(&mut talk, json!({"type": "start_conversation"})).await;
+    assert_eq!(recv(&mut talk).await["type"], "conversation_started");
+    assert_eq!(closed(&mut graphql).await, 4401);
+    let error = recv(&mut talk).await;
+    assert_eq!(error["error_code"], "INVALID_TOKEN", "{error}");
+    assert_eq!(closed(&mut talk).await, 4401);
+}
+
 db_tests!(
+    sockets_close_when_their_token_expires,
     a_clients_close_is_answered_on_every_socket,
     the_servers_close_code_always_arrives,
     the_clients_first_sub_protocol_is_chosen,
