@@ -28,7 +28,7 @@ use crate::domain::Domain;
 use crate::error::ErrorCode;
 use crate::events::Events;
 use crate::gateway::Gateway;
-use crate::graphql::{self, AppSchema};
+use crate::graphql;
 use crate::jobs::StoryWorker;
 use crate::providers::Providers;
 use crate::rest::{RestError, envelope, facade};
@@ -161,7 +161,15 @@ pub fn router(domain: Domain) -> Router {
     );
     // The SDL is introspection by other means: not served when introspection is off.
     if domain.config().graphql.introspection {
-        api = api.route("/graphql/schema.graphql", get(schema_sdl));
+        let texts = std::sync::Arc::new(SchemaTexts {
+            public: graphql::public_sdl(),
+            full: schema.sdl(),
+        });
+        let viewer = domain.clone();
+        api = api.route(
+            "/graphql/schema.graphql",
+            get(move |headers: axum::http::HeaderMap| schema_sdl(viewer, texts, headers)),
+        );
     }
     let mut api = api
         .route("/graphql/ws", get(graphql::ws::upgrade))
@@ -309,10 +317,38 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-async fn schema_sdl(State(schema): State<AppSchema>) -> Response {
+/// The two SDL texts `/graphql/schema.graphql` serves.
+struct SchemaTexts {
+    public: String,
+    full: String,
+}
+
+/// The public SDL; the full one (with the operator surface) only to a request carrying
+/// an operator's access token.
+async fn schema_sdl(
+    domain: Domain,
+    texts: std::sync::Arc<SchemaTexts>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let auth = graphql::RequestAuth::from_header(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let operator = match auth.bearer() {
+        Some(token) => domain
+            .authenticate(Some(token))
+            .await
+            .is_ok_and(|user| user.role == crate::domain::accounts::Role::Operator),
+        None => false,
+    };
+    let text = if operator { &texts.full } else { &texts.public };
     (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        schema.sdl(),
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::VARY, "Authorization"),
+        ],
+        text.clone(),
     )
         .into_response()
 }

@@ -290,6 +290,12 @@ pub struct ConfigArgs {
     /// Voice samples needed before the voice is cloned (once).
     #[arg(long, env = "JJONGAL_VOICE_CLONE_SAMPLES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub voice_clone_samples: u32,
+    /// Voice samples one account may keep; beyond it a sample is refused (nothing stored).
+    #[arg(long, env = "JJONGAL_VOICE_MAX_SAMPLES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub voice_max_samples: u32,
+    /// Bytes of voice samples one account may keep in all.
+    #[arg(long, env = "JJONGAL_VOICE_MAX_SAMPLE_BYTES", default_value_t = 52_428_800, value_parser = clap::value_parser!(u64).range(1024..=10_737_418_240), global = true)]
+    pub voice_max_sample_bytes: u64,
     /// Whether operators' views of conversations include message texts.
     #[arg(long, env = "JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub operator_can_read_transcripts: bool,
@@ -357,7 +363,7 @@ pub struct ConfigArgs {
     /// answered `429 RATE_LIMIT_EXCEEDED` at once (memory stays bounded).
     #[arg(long, env = "JJONGAL_PASSWORD_HASH_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=100_000), global = true)]
     pub password_hash_queue: u32,
-    /// Whether GraphQL introspection (and field suggestions, and `/graphql/schema.graphql`)
+    /// Whether GraphQL introspection (and `/graphql/schema.graphql`)
     /// is on. Default: on in development, off in production.
     #[arg(long, env = "JJONGAL_GRAPHQL_INTROSPECTION", action = clap::ArgAction::Set, global = true)]
     pub graphql_introspection: Option<bool>,
@@ -450,6 +456,9 @@ pub struct Config {
     pub story_quota_window: Duration,
     pub ws: WsConfig,
     pub voice_clone_samples: u32,
+    /// Samples and bytes of samples one account may keep.
+    pub voice_max_samples: u32,
+    pub voice_max_sample_bytes: u64,
     pub operator_can_read_transcripts: bool,
     /// Password hashes at once, and requests that may wait for one.
     pub password_hash_concurrency: usize,
@@ -722,6 +731,8 @@ impl Config {
                 max_text_chars: args.max_text_chars as usize,
             },
             voice_clone_samples: args.voice_clone_samples,
+            voice_max_samples: args.voice_max_samples,
+            voice_max_sample_bytes: args.voice_max_sample_bytes,
             operator_can_read_transcripts: args.operator_can_read_transcripts,
             password_hash_concurrency: args.password_hash_concurrency.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -16,6 +16,13 @@ use crate::events::Event;
 use crate::providers::voice::Sample;
 use crate::with_conn;
 
+/// Whether a sample found room under the account's caps.
+enum Admission {
+    /// Stored as the account's n-th sample.
+    Admitted(i64),
+    Full,
+}
+
 /// The audio format of a sample, from its bytes (never from anything the client says).
 pub fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
     let at = |i: usize, s: &[u8]| bytes.len() >= i + s.len() && &bytes[i..i + s.len()] == s;
@@ -54,12 +61,6 @@ impl Domain {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
         };
         let id = Uuid::new_v4();
-        let dir = self.samples_dir(owner.id);
-        let path = dir.join(format!("{id}.{ext}"));
-        let io =
-            |e: std::io::Error| AppError::Internal(anyhow::anyhow!("storing a voice sample: {e}"));
-        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
-        tokio::fs::write(&path, bytes).await.map_err(io)?;
         let row = VoiceSampleRow {
             id: id.to_string(),
             owner_id: owner.id.to_string(),
@@ -68,20 +69,37 @@ impl Domain {
             size_bytes: bytes.len() as i64,
             created_at: to_db(db::now()),
         };
-        let oid = owner.id.to_string();
-        let mut conn = self.pool().get().await?;
-        let count: i64 = with_conn!(&mut conn, |c| {
-            diesel::insert_into(voice_samples::table)
-                .values(&row)
-                .execute(c)
-                .await?;
-            voice_samples::table
-                .filter(voice_samples::owner_id.eq(&oid))
-                .count()
-                .get_result(c)
-                .await
-        })?;
-        drop(conn);
+        // The row first, admitted under the account's caps in one transaction (so two
+        // sockets cannot both take the last place); the file after. A refused sample
+        // stores nothing.
+        let count = match self.admit_sample(&row).await? {
+            Admission::Admitted(count) => count,
+            Admission::Full => {
+                let config = self.config();
+                return Err(AppError::validation(format!(
+                    "목소리 샘플은 {}개, 모두 {}MB까지 보관할 수 있어요. 목소리를 지운 뒤 다시 녹음해 주세요.",
+                    config.voice_max_samples,
+                    config.voice_max_sample_bytes / (1024 * 1024)
+                )));
+            }
+        };
+        let dir = self.samples_dir(owner.id);
+        let stored = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::write(dir.join(&row.path), bytes).await
+        }
+        .await;
+        if let Err(e) = stored {
+            let mut conn = self.pool().get().await?;
+            let _ = with_conn!(&mut conn, |c| {
+                diesel::delete(voice_samples::table.find(&row.id))
+                    .execute(c)
+                    .await
+            });
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "storing a voice sample: {e}"
+            )));
+        }
         let threshold = i64::from(self.config().voice_clone_samples);
         self.events()
             .publish(Event::VoiceProgress {
@@ -90,10 +108,73 @@ impl Domain {
                 ready: count >= threshold,
             })
             .await;
-        if count >= threshold {
+        // At the threshold, and after a failed attempt only once `threshold` more samples
+        // have come (not on every new one: each attempt reads samples and calls out).
+        if count >= threshold && (count - threshold) % threshold == 0 {
             self.clone_once(owner).await?;
         }
         Ok(())
+    }
+
+    /// Inserts the sample's row unless that takes the account over its caps; returns the
+    /// count. The row is written first (so on SQLite the transaction holds the write lock
+    /// from its first statement), then the account's samples are counted with it, and
+    /// the transaction is rolled back if they are too many; on PostgreSQL an advisory lock
+    /// per account serialises concurrent samples of one account.
+    async fn admit_sample(&self, row: &VoiceSampleRow) -> AppResult<Admission> {
+        enum Refused {
+            Db(diesel::result::Error),
+            Full,
+        }
+        impl From<diesel::result::Error> for Refused {
+            fn from(e: diesel::result::Error) -> Refused {
+                Refused::Db(e)
+            }
+        }
+        let max_samples = i64::from(self.config().voice_max_samples);
+        let max_bytes = self.config().voice_max_sample_bytes as i64;
+        macro_rules! admit {
+            ($c:ident) => {{
+                diesel::insert_into(voice_samples::table)
+                    .values(row)
+                    .execute($c)
+                    .await?;
+                // A few rows at most (the cap), so summed here, not as SQL NUMERIC.
+                let sizes: Vec<i64> = voice_samples::table
+                    .filter(voice_samples::owner_id.eq(&row.owner_id))
+                    .select(voice_samples::size_bytes)
+                    .load($c)
+                    .await?;
+                let count = sizes.len() as i64;
+                if count > max_samples || sizes.iter().sum::<i64>() > max_bytes {
+                    return Err(Refused::Full);
+                }
+                Ok(count)
+            }};
+        }
+        let mut conn = self.pool().get().await?;
+        let admitted: Result<i64, Refused> = match &mut conn {
+            db::Conn::Pg(pooled) => {
+                let pooled: &mut diesel_async::AsyncPgConnection = pooled;
+                diesel_async::AsyncConnection::transaction(pooled, async |c| {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind::<diesel::sql_types::Text, _>(format!("voice:{}", row.owner_id))
+                        .execute(c)
+                        .await?;
+                    admit!(c)
+                })
+                .await
+            }
+            db::Conn::Sqlite(pooled) => {
+                let pooled: &mut db::SqliteConn = pooled;
+                diesel_async::AsyncConnection::transaction(pooled, async |c| admit!(c)).await
+            }
+        };
+        match admitted {
+            Ok(count) => Ok(Admission::Admitted(count)),
+            Err(Refused::Full) => Ok(Admission::Full),
+            Err(Refused::Db(e)) => Err(e.into()),
+        }
     }
 
     /// Clones the voice if it has not been (exactly one caller wins the claim).
@@ -129,7 +210,8 @@ impl Domain {
             with_conn!(&mut conn, |c| {
                 voice_samples::table
                     .filter(voice_samples::owner_id.eq(&oid))
-                    .order_by(voice_samples::created_at.asc())
+                    .order_by(voice_samples::created_at.desc())
+                    .limit(i64::from(self.config().voice_clone_samples))
                     .select(VoiceSampleRow::as_select())
                     .load(c)
                     .await
@@ -168,8 +250,10 @@ impl Domain {
                     None,
                     Event::VoiceCloneFailed {
                         user: owner.id,
-                        message: "목소리 복제에 실패했어요. 샘플은 보관되어 있으니 다음 샘플에서 다시 시도할게요."
-                            .into(),
+                        message: format!(
+                            "목소리 복제에 실패했어요. 샘플은 보관되어 있으니 샘플이 {}개 더 모이면 다시 시도할게요.",
+                            self.config().voice_clone_samples
+                        ),
                     },
                 )
             }

@@ -45,6 +45,24 @@ pub struct SubscriptionRoot(
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
+/// The query root as everyone but operators sees it (no `ops`): only for the public SDL.
+#[derive(MergedObject, Default)]
+#[graphql(name = "QueryRoot")]
+struct PublicQueryRoot(
+    accounts::AccountQuery,
+    stories::StoryQuery,
+    conversations::ConversationQuery,
+);
+
+/// The subscription root without the operators' subscriptions: only for the public SDL.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "SubscriptionRoot")]
+struct PublicSubscriptionRoot(
+    stories::StorySubscription,
+    conversations::ConversationSubscription,
+    conversations::VoiceSubscription,
+);
+
 /// Per-request authentication: the bearer token as sent, resolved lazily (and once) to
 /// the live account it names.
 #[derive(Default)]
@@ -76,6 +94,11 @@ impl RequestAuth {
     /// From an `Authorization` header value: only the `Bearer` scheme counts.
     pub fn from_header(value: Option<&str>) -> RequestAuth {
         RequestAuth::new(value.and_then(RequestAuth::bearer_of))
+    }
+
+    /// The bearer token this request carries, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        self.bearer.as_deref()
     }
 
     /// The account, if it was already resolved for this request.
@@ -116,9 +139,11 @@ pub fn build_schema(domain: Domain) -> AppSchema {
     .limit_complexity(limits.max_complexity)
     .limit_recursive_depth(limits.max_recursion)
     .limit_directives(limits.max_directives);
+    // No "did you mean …?" in any mode: async-graphql suggests from every field of the
+    // type, hidden ones included, so a typo near `ops` named the operator surface.
+    builder = builder.disable_suggestions();
     if !limits.introspection {
-        // Neither the schema nor hints at it ("did you mean …?").
-        builder = builder.disable_introspection().disable_suggestions();
+        builder = builder.disable_introspection();
     }
     builder.finish()
 }
@@ -168,6 +193,19 @@ pub(crate) fn refusal(error: async_graphql::ServerError) -> Response {
     let mut response = Response::from_errors(vec![error]);
     errors::ensure_codes(&mut response.errors);
     response
+}
+
+/// The SDL everyone but operators may see at `/graphql/schema.graphql`: the schema
+/// without the operator surface (`ops`, `opsStoryUpdates`, `opsConversationEvents` and
+/// the types only they reach), as introspection shows it to them.
+pub fn public_sdl() -> String {
+    Schema::build(
+        PublicQueryRoot::default(),
+        MutationRoot::default(),
+        PublicSubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 /// The schema's SDL (what `jjongal print-schema` prints and `schema.graphql` holds).

@@ -254,7 +254,9 @@ fn parameters(route: &Route) -> Vec<Value> {
             ParamKind::String if param.name == "start_cursor" => {
                 json!({"type": "string", "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"})
             }
-            ParamKind::String => json!({"type": "string", "minLength": 1}),
+            ParamKind::String => {
+                json!({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"})
+            }
         };
         params.push(json!({
             "name": param.name,

@@ -232,7 +232,7 @@ pub struct SignUpRequest {
     /// The login id: 3–64 characters of `A–Z a–z 0–9 . _ -`.
     #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub user_id: String,
-    #[schema(min_length = 8, max_length = 128)]
+    #[schema(min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
     pub password: String,
     /// The child's name: 1–50 characters with a visible one, no control characters.
     #[schema(
@@ -253,9 +253,9 @@ pub struct SignUpRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "minjun-family", "password": "correct horse battery"}))]
 pub struct TokenRequest {
-    #[schema(min_length = 1, max_length = 10000)]
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub user_id: String,
-    #[schema(min_length = 1, max_length = 10000)]
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub password: String,
 }
 
@@ -263,7 +263,7 @@ pub struct TokenRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    #[schema(min_length = 1, max_length = 10000)]
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub refresh_token: String,
 }
 
@@ -275,9 +275,14 @@ pub enum StoryLength {
     Long,
 }
 
-/// A character of the story: 1–100 characters, not only spaces.
+/// A character of the story: 1–100 characters, not only spaces. No text anywhere may
+/// hold NUL (U+0000), hence `[^\x00]` in every pattern.
 #[derive(Serialize, ToSchema)]
-#[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+#[schema(
+    min_length = 1,
+    max_length = 100,
+    pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+)]
 pub struct CharacterName(String);
 
 /// What the story should be about.
@@ -285,7 +290,11 @@ pub struct CharacterName(String);
 #[serde(deny_unknown_fields)]
 pub struct UserPreferences {
     /// 1–200 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub theme: String,
     /// At most 10, each 1–100 characters (default: none).
     #[schema(max_items = 10, nullable = false)]
@@ -314,7 +323,11 @@ pub struct CreateStoryRequest {
 #[schema(example = json!({"title": "새로운 멋진 제목"}))]
 pub struct UpdateStoryRequest {
     /// 1–200 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub title: String,
 }
 

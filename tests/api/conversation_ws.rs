@@ -725,9 +725,12 @@ async fn cloning_failures_are_reported_and_retried(db: Db) {
     assert_eq!(recv(&mut ws).await["ready_for_cloning"], true);
     let failed = recv(&mut ws).await;
     assert_eq!(failed["error_code"], "VOICE_CLONE_FAILED", "{failed}");
-    // The samples are kept; the next one tries again.
+    // The samples are kept; the next attempt comes once `threshold` (2) more did, not
+    // on every new one.
     ws.send(Message::binary(wav(3))).await.unwrap();
     assert_eq!(recv(&mut ws).await["sample_count"], 3);
+    ws.send(Message::binary(wav(4))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 4);
     assert_eq!(recv(&mut ws).await["error_code"], "VOICE_CLONE_FAILED");
     let calls = provider.received_requests().await.unwrap().len();
     assert_eq!(calls, 2);
@@ -807,7 +810,101 @@ async fn slow_requests_are_cut_off_with_503(db: Db) {
         .assert_ok(200);
 }
 
+/// Samples per account are capped (count and bytes): beyond the cap the socket answers
+/// an `error` and nothing is stored. A failing clone is retried only once `threshold`
+/// more samples came, with the newest `threshold` samples (not all, not on every one).
+async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/voices/add"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(
+        db,
+        &[
+            "--voice-base-url",
+            &provider.uri(),
+            "--provider-max-attempts",
+            "1",
+            "--voice-clone-samples",
+            "2",
+            "--voice-max-samples",
+            "5",
+        ],
+    )
+    .await;
+    let token = app.new_account("many.samples").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    for n in 1..=5u8 {
+        ws.send(Message::binary(wav(n))).await.unwrap();
+        let progress = recv(&mut ws).await;
+        assert_eq!(progress["type"], "voice_clone_progress", "{progress}");
+        assert_eq!(progress["sample_count"], n);
+        if n == 2 || n == 4 {
+            let failed = recv(&mut ws).await;
+            assert_eq!(failed["error_code"], "VOICE_CLONE_FAILED", "{failed}");
+        }
+    }
+    ws.send(Message::binary(wav(6))).await.unwrap();
+    let refused = recv(&mut ws).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["error_code"], "VALIDATION_ERROR", "{refused}");
+    assert!(
+        refused["error_message"].as_str().unwrap().contains("5개"),
+        "{refused}"
+    );
+    // Five files on disk, five rows; two clone attempts (at 2 and 4), two files each.
+    let user = app.user(&token).await;
+    let dir = app
+        .domain
+        .config()
+        .data_dir
+        .join("voice-samples")
+        .join(user.id.to_string());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
+    let clones: Vec<_> = provider
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/voices/add")
+        .collect();
+    assert_eq!(clones.len(), 2, "clone attempts");
+    for clone in &clones {
+        let body = String::from_utf8_lossy(&clone.body);
+        assert_eq!(body.matches("name=\"files\"").count(), 2);
+    }
+    // Deleting the voice frees the places.
+    let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    ws.send(Message::binary(wav(7))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 1);
+    drop(ws);
+
+    // The byte cap, on its own: 600-byte samples under a 1 KiB budget.
+    let app = spawn_app_with(db, &["--voice-max-sample-bytes", "1024"]).await;
+    let token = app.new_account("big.samples").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    let mut big = wav(1);
+    big.resize(600, 0);
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 1);
+    ws.send(Message::binary(big)).await.unwrap();
+    let refused = recv(&mut ws).await;
+    assert_eq!(refused["error_code"], "VALIDATION_ERROR", "{refused}");
+    let user = app.user(&token).await;
+    let dir = app
+        .domain
+        .config()
+        .data_dir
+        .join("voice-samples")
+        .join(user.id.to_string());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+}
+
 db_tests!(
+    voice_samples_are_capped_and_failed_clones_retry_sparingly,
     slow_requests_are_cut_off_with_503,
     an_unreachable_guide_is_ai_unavailable,
     the_guide_uses_the_llm_and_the_cloned_voice,

@@ -118,6 +118,39 @@ async fn members_reach_none_of_it(db: Db) {
     for f in ["ops", "opsStoryUpdates", "opsConversationEvents"] {
         assert!(seen_by_operator.contains(&f.to_string()), "{f}");
     }
+    // The SDL likewise: the public schema to anyone, the operator surface only to an
+    // operator's token; no typo suggestion names a hidden field.
+    for token in [None, Some(member.as_str()), Some("forged")] {
+        let sdl = app.get("/graphql/schema.graphql", token).await;
+        assert_eq!(sdl.status, 200);
+        assert!(sdl.text.contains("type QueryRoot") && sdl.text.contains("stories"));
+        for hidden in [
+            "\tops:",
+            "type Ops",
+            "opsStoryUpdates",
+            "OpsStoryUpdate",
+            "OpsConversationEvent",
+        ] {
+            assert!(!sdl.text.contains(hidden), "{token:?} sees {hidden}");
+        }
+    }
+    let full = app.get("/graphql/schema.graphql", Some(&op)).await;
+    assert!(full.text.contains("opsStoryUpdates") && full.text.contains("type Ops"));
+    assert_eq!(full.header("vary"), Some("Authorization"));
+    for typo in [
+        "{ opz { audit { action } } }",
+        "subscription { opsStoryUpdatez { storyId } }",
+    ] {
+        let reply = app.graphql(typo, json!({}), Some(&member)).await;
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert!(
+            !reply.text.contains("Did you mean")
+                && !reply.text.contains("\\\"ops\\\"")
+                && !reply.text.contains("opsStoryUpdates\\\""),
+            "{}",
+            reply.text
+        );
+    }
     let body = app
         .graphql("{ ops { audit { action } } }", json!({}), Some(&op))
         .await
