@@ -213,7 +213,7 @@ pub fn router(domain: Domain) -> Router {
             domain_timeout,
             request_timeout,
         ))
-        .layer(cors)
+        .layer(PreflightsOnlyLayer(cors))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -288,6 +288,65 @@ async fn request_timeout(
                 "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요.",
             );
             crate::gateway::refusal(&path, timed_out)
+        }
+    }
+}
+
+/// CORS, except that only a real preflight (OPTIONS with `Access-Control-Request-Method`)
+/// is answered by it: tower-http takes every OPTIONS for one and answered `200` even on
+/// unknown paths. Any other OPTIONS goes to the routes like any request (404 envelope on
+/// an unknown path, 405 on a known one); every other request gets CORS headers as usual.
+#[derive(Clone)]
+struct PreflightsOnlyLayer(CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for PreflightsOnlyLayer {
+    type Service = PreflightsOnly<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PreflightsOnly {
+            cors: tower::Layer::layer(&self.0, inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct PreflightsOnly<S> {
+    cors: tower_http::cors::Cors<S>,
+    plain: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for PreflightsOnly<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = axum::http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = axum::http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        // Each call drives a clone to readiness (`oneshot`).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        use tower::ServiceExt;
+        let plain_options = request.method() == Method::OPTIONS
+            && !request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if plain_options {
+            Box::pin(self.plain.clone().oneshot(request))
+        } else {
+            Box::pin(self.cors.clone().oneshot(request))
         }
     }
 }

@@ -27,6 +27,8 @@ pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; \
 /// GraphiQL's page (served by `GET /graphql` to browsers).
 pub const GRAPHIQL_PAGE: &str = include_str!("graphiql.html");
 const REDOC_PAGE: &str = include_str!("redoc.html");
+/// `/`: where a developer who opens the server in a browser finds the pages.
+const INDEX_PAGE: &str = include_str!("index.html");
 
 /// One embedded file: its bytes (gzip-compressed when `gzipped`) and type.
 struct Asset {
@@ -106,6 +108,8 @@ pub fn router(public_url: &str) -> Router {
         .external_url_unchecked("/openapi.json", document)
         .into();
     let pages = Router::new()
+        .route("/", get(|| async { Html(INDEX_PAGE) }))
+        .route("/favicon.ico", get(favicon))
         .route("/redoc", get(redoc))
         .route("/redoc/", get(redoc))
         .route("/assets/{*path}", get(asset));
@@ -115,6 +119,60 @@ pub fn router(public_url: &str) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(PAGE_CSP),
         ))
+}
+
+/// The icon browsers ask for: a 16×16 ICO (32-bit BMP inside) drawn once, a yellow
+/// speech bubble — no file to ship, no 404 in every browser console.
+async fn favicon() -> Response {
+    static ICON: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let bytes = ICON.get_or_init(draw_favicon).clone();
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn draw_favicon() -> Vec<u8> {
+    const N: usize = 16;
+    let pixels = N * N * 4;
+    let mask = N * 4; // 1 bit per pixel, rows padded to 32 bits
+    let image = 40 + pixels + mask;
+    let mut ico = Vec::with_capacity(6 + 16 + image);
+    ico.extend_from_slice(&[0, 0, 1, 0, 1, 0]); // reserved, type 1 (icon), one image
+    ico.extend_from_slice(&[N as u8, N as u8, 0, 0, 1, 0, 32, 0]);
+    ico.extend_from_slice(&(image as u32).to_le_bytes());
+    ico.extend_from_slice(&22u32.to_le_bytes()); // the image follows the directory
+    // BITMAPINFOHEADER: the height counts the colour rows and the mask rows.
+    ico.extend_from_slice(&40u32.to_le_bytes());
+    ico.extend_from_slice(&(N as i32).to_le_bytes());
+    ico.extend_from_slice(&(2 * N as i32).to_le_bytes());
+    ico.extend_from_slice(&1u16.to_le_bytes());
+    ico.extend_from_slice(&32u16.to_le_bytes());
+    ico.extend_from_slice(&[0; 24]);
+    // Bottom-up BGRA rows: a bubble (an ellipse) with a tail at its lower left.
+    for row in 0..N {
+        let y = (N - 1 - row) as f32;
+        for x in 0..N {
+            let (dx, dy) = ((x as f32 - 7.5) / 7.5, (y - 6.5) / 6.0);
+            let bubble = dx * dx + dy * dy <= 1.0;
+            let tail = y >= 11.0 && (x as f32) >= 2.0 && (x as f32) <= 2.0 + (15.0 - y);
+            let eye = y == 6.0 && (x == 5 || x == 10);
+            let (b, g, r, a) = if eye {
+                (0x30, 0x30, 0x30, 0xFF)
+            } else if bubble || tail {
+                (0x2E, 0xC4, 0xFF, 0xFF)
+            } else {
+                (0, 0, 0, 0)
+            };
+            ico.extend_from_slice(&[b, g, r, a]);
+        }
+    }
+    ico.extend(std::iter::repeat_n(0u8, mask)); // alpha decides; the mask shows all
+    ico
 }
 
 async fn redoc() -> Response {

@@ -404,7 +404,11 @@ pub fn document_json(public_url: &str) -> Value {
             "description": "The REST facade of Jjongal: interactive, AI-written children's \
                 stories (spec v1.0 with the contract's decisions). Every answer but `204` \
                 is the spec's envelope; failures carry a code from one catalogue. \
-                The conversation WebSocket is `/wss/v1/audio`; GraphQL is at `/graphql`.",
+                The conversation WebSocket is `/wss/v1/audio` (JSON messages; \
+                `end_conversation` may carry `payload.create_story` — `theme`, \
+                `characters`, `length`, all optional — and is then answered with \
+                `story_id_assigned` (`story_id`) before `conversation_ended`); \
+                GraphQL is at `/graphql`.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "servers": [

@@ -30,7 +30,7 @@ use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
-use protocol::{ClientMessage, parse_client_message};
+use protocol::{ClientMessage, StoryRequest, parse_client_message};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
 pub const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
@@ -50,6 +50,31 @@ const START: &str = "mutation($input: StartConversationInput) { startConversatio
 const SEND: &str =
     "mutation($id: ID!, $text: String!) { sendMessage(conversationId: $id, text: $text) { seq } }";
 const END: &str = "mutation($id: ID!) { endConversation(conversationId: $id) { id } }";
+const CREATE_STORY: &str =
+    "mutation($input: CreateStoryInput!) { createStory(input: $input) { id } }";
+
+/// The theme of a story asked for at the end of a conversation without one.
+const DEFAULT_THEME: &str = "오늘 나눈 이야기";
+
+/// `createStory`'s input for `end_conversation`'s `create_story`: the conversation's own
+/// story; without a theme, the child's interests (or "today's talk") are the theme.
+fn story_input(conversation: &str, story: StoryRequest, interests: &[String]) -> Value {
+    let theme = story.theme.unwrap_or_else(|| {
+        if interests.is_empty() {
+            DEFAULT_THEME.to_string()
+        } else {
+            interests.join(", ")
+        }
+    });
+    let mut preferences = json!({"theme": theme});
+    if let Some(characters) = story.characters {
+        preferences["characters"] = json!(characters);
+    }
+    if let Some(length) = story.length {
+        preferences["length"] = json!(length);
+    }
+    json!({"userPreferences": preferences, "conversationId": conversation})
+}
 
 /// What the session's writer sends.
 enum Outbound {
@@ -189,6 +214,8 @@ async fn session(
         NonZeroU32::new(state.config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
     ));
     let mut conversation: Option<(String, JoinHandle<()>)> = None;
+    // The child's interests as the conversation started (a theme for `create_story`).
+    let mut interests: Vec<String> = Vec::new();
     let voice_forwarder = forward_voice_events(&state.schema, &token, out_tx.clone()).await;
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
@@ -287,6 +314,15 @@ async fn session(
                             let _ = execute(&state.schema, &token, END, json!({"id": id})).await;
                         }
                         let input = merge(&defaults, &payload);
+                        interests = input["interests"]
+                            .as_array()
+                            .map(|items| {
+                                items
+                                    .iter()
+                                    .filter_map(|v| v.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         let response =
                             execute(&state.schema, &token, START, json!({"input": input})).await;
                         match response {
@@ -331,11 +367,30 @@ async fn session(
                             send(error(code, message));
                         }
                     }
-                    ClientMessage::End => {
+                    ClientMessage::End(story) => {
                         let Some((id, _)) = &conversation else {
                             send(not_started());
                             continue;
                         };
+                        // The story first (its id before `conversation_ended`); a refusal
+                        // is told, and the conversation ends as asked all the same.
+                        if let Some(story) = story {
+                            let input = story_input(id, story, &interests);
+                            match execute(
+                                &state.schema,
+                                &token,
+                                CREATE_STORY,
+                                json!({"input": input}),
+                            )
+                            .await
+                            {
+                                Ok(data) => send(Outbound::Json(json!({
+                                    "type": "story_id_assigned",
+                                    "story_id": data["createStory"]["id"],
+                                }))),
+                                Err((code, message)) => send(error(code, message)),
+                            }
+                        }
                         // `conversation_ended` and the close come from the subscription.
                         if let Err((code, message)) =
                             execute(&state.schema, &token, END, json!({"id": id})).await

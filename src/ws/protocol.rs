@@ -3,14 +3,23 @@
 
 use serde_json::Value;
 
+/// What `end_conversation`'s `payload.create_story` asks for.
+#[derive(Debug, Default, PartialEq)]
+pub struct StoryRequest {
+    pub theme: Option<String>,
+    pub characters: Option<Vec<String>>,
+    pub length: Option<String>,
+}
+
 #[derive(Debug, PartialEq)]
 pub enum ClientMessage {
     /// `start_conversation` with its payload (`child_name`, `age`, `interests`).
     Start(Value),
     /// `user_message` with its text.
     UserMessage(String),
-    /// `end_conversation`.
-    End,
+    /// `end_conversation`, with `payload.create_story` when the client wants the story
+    /// of this conversation made at once (`theme`, `characters`, `length`, all optional).
+    End(Option<StoryRequest>),
 }
 
 /// Parses a text frame; `Err` carries a message for a `VALIDATION_ERROR`.
@@ -47,9 +56,47 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
             Some(Value::String(_)) => Err("`text`가 비어 있습니다.".into()),
             _ => Err("`text`(문자열)가 필요합니다.".into()),
         },
-        "end_conversation" => Ok(ClientMessage::End),
+        "end_conversation" => parse_end(object.get("payload")).map(ClientMessage::End),
         other => Err(format!("알 수 없는 메시지 종류입니다: `{other}`")),
     }
+}
+
+/// `end_conversation`'s payload: nothing, `{}`, or `{"create_story": {…}}`.
+fn parse_end(payload: Option<&Value>) -> Result<Option<StoryRequest>, String> {
+    let payload = match payload {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err("`payload`는 객체여야 합니다.".into()),
+    };
+    if let Some(key) = payload.keys().find(|k| k.as_str() != "create_story") {
+        return Err(format!("알 수 없는 필드입니다: `payload.{key}`"));
+    }
+    let request = match payload.get("create_story") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(r)) => r,
+        Some(_) => return Err("`payload.create_story`는 객체여야 합니다.".into()),
+    };
+    let mut story = StoryRequest::default();
+    for (key, value) in request {
+        let field = format!("payload.create_story.{key}");
+        match (key.as_str(), value) {
+            (_, Value::Null) => {}
+            ("theme", Value::String(t)) => story.theme = Some(t.clone()),
+            ("length", Value::String(l)) => story.length = Some(l.clone()),
+            ("characters", Value::Array(items)) => {
+                let names = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("`{field}`는 문자열 목록이어야 합니다."))?;
+                story.characters = Some(names);
+            }
+            ("theme" | "length", _) => return Err(format!("`{field}`는 문자열이어야 합니다.")),
+            ("characters", _) => return Err(format!("`{field}`는 문자열 목록이어야 합니다.")),
+            _ => return Err(format!("알 수 없는 필드입니다: `{field}`")),
+        }
+    }
+    Ok(Some(story))
 }
 
 /// The path of the first string (or key) holding NUL, which no text may hold (PostgreSQL
@@ -82,6 +129,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn end_may_ask_for_the_story() {
+        let end = |payload: &str| {
+            parse_client_message(&format!(
+                r#"{{"event": "end_conversation", "payload": {payload}}}"#
+            ))
+        };
+        assert_eq!(end("{}"), Ok(ClientMessage::End(None)));
+        assert_eq!(end("null"), Ok(ClientMessage::End(None)));
+        assert_eq!(
+            end(r#"{"create_story": {}}"#),
+            Ok(ClientMessage::End(Some(StoryRequest::default())))
+        );
+        assert_eq!(
+            end(
+                r#"{"create_story": {"theme": "바다", "characters": ["고래"], "length": "short"}}"#
+            ),
+            Ok(ClientMessage::End(Some(StoryRequest {
+                theme: Some("바다".into()),
+                characters: Some(vec!["고래".into()]),
+                length: Some("short".into()),
+            })))
+        );
+        for bad in [
+            r#"{"create_story": {"colour": "red"}}"#,
+            r#"{"create_story": {"theme": 5}}"#,
+            r#"{"create_story": {"characters": "고래"}}"#,
+            r#"{"create_story": {"characters": [1]}}"#,
+            r#"{"create_story": []}"#,
+            r#"{"story": {}}"#,
+            "[]",
+        ] {
+            assert!(end(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn nul_is_refused_wherever_it_is() {
         for frame in [
             r#"{"type": "user_message", "text": "a\u0000b"}"#,
@@ -106,7 +189,7 @@ mod tests {
         );
         assert_eq!(
             parse_client_message(r#"{"event": "end_conversation"}"#),
-            Ok(ClientMessage::End)
+            Ok(ClientMessage::End(None))
         );
         assert!(matches!(
             parse_client_message(

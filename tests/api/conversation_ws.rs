@@ -903,7 +903,80 @@ async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
 
+/// `end_conversation` with `payload.create_story` makes the story of that conversation:
+/// `story_id_assigned` comes before `conversation_ended`, and the story is the account's,
+/// made from this conversation (the child's name and interests).
+async fn ending_a_conversation_can_create_its_story(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = app.new_account("story.at.the.end").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(
+        &mut ws,
+        json!({"event": "start_conversation", "payload": {"child_name": "하린", "interests": ["고래", "바다"]}}),
+    )
+    .await;
+    let started = recv(&mut ws).await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_string();
+    send(
+        &mut ws,
+        json!({"type": "user_message", "text": "고래랑 헤엄쳤어"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "ai_response");
+    // A bad request is told; the conversation goes on.
+    send(
+        &mut ws,
+        json!({"event": "end_conversation", "payload": {"create_story": {"colour": "red"}}}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["error_code"], "VALIDATION_ERROR");
+    send(
+        &mut ws,
+        json!({"event": "end_conversation", "payload": {"create_story": {"length": "short"}}}),
+    )
+    .await;
+    let assigned = recv(&mut ws).await;
+    assert_eq!(assigned["type"], "story_id_assigned", "{assigned}");
+    let story_id = assigned["story_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "conversation_ended", "conversation_id": conversation})
+    );
+    assert_eq!(closed(&mut ws).await, 1000);
+    // The story is the account's and is written from the conversation.
+    let mut story = Value::Null;
+    for _ in 0..400 {
+        story = app
+            .get(&format!("/api/v1/stories/{story_id}"), Some(&token))
+            .await
+            .assert_ok(200);
+        if story["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(story["status"], "completed", "{story}");
+    assert_eq!(story["chapters"].as_array().unwrap().len(), 3, "{story}");
+    let text = story["chapters"].to_string();
+    assert!(text.contains("하린"), "{text}");
+    // Nobody else reaches it (contract: another account's story is 403).
+    let other = app.new_account("someone.else").await;
+    app.get(&format!("/api/v1/stories/{story_id}"), Some(&other))
+        .await
+        .assert_error(403, "INSUFFICIENT_PERMISSION");
+    // `payload: {}` (what the mobile app sends) just ends.
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(&mut ws, json!({"event": "start_conversation"})).await;
+    let started = recv(&mut ws).await;
+    send(&mut ws, json!({"event": "end_conversation", "payload": {}})).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"type": "conversation_ended", "conversation_id": started["conversation_id"]})
+    );
+}
+
 db_tests!(
+    ending_a_conversation_can_create_its_story,
     voice_samples_are_capped_and_failed_clones_retry_sparingly,
     slow_requests_are_cut_off_with_503,
     an_unreachable_guide_is_ai_unavailable,

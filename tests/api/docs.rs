@@ -133,7 +133,50 @@ async fn the_pages_and_their_assets_come_from_the_binary(db: Db) {
         .assert_error(404, "RESOURCE_NOT_FOUND");
 }
 
+/// `/` links the developer pages; `/favicon.ico` is a real 16×16 icon.
+async fn the_root_page_and_the_favicon(db: Db) {
+    let app = spawn_app(db).await;
+    let root = app.get("/", None).await;
+    assert_eq!(root.status, 200);
+    assert!(
+        root.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    for link in [
+        "href=\"/docs\"",
+        "href=\"/redoc\"",
+        "href=\"/graphql\"",
+        "href=\"/openapi.json\"",
+    ] {
+        assert!(root.text.contains(link), "{link}");
+    }
+    assert!(
+        root.header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let icon = app
+        .client
+        .get(app.url("/favicon.ico"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+    let bytes = icon.bytes().await.unwrap();
+    // ICONDIR (one image) + ICONDIRENTRY + BITMAPINFOHEADER + 16×16×4 + the mask.
+    assert_eq!(bytes.len(), 6 + 16 + 40 + 1024 + 64);
+    assert_eq!(&bytes[..6], &[0, 0, 1, 0, 1, 0]);
+    assert_eq!(u32::from_le_bytes(bytes[18..22].try_into().unwrap()), 22);
+    assert_eq!(u32::from_le_bytes(bytes[22..26].try_into().unwrap()), 40);
+    // Some pixels are drawn, some transparent.
+    let alphas: Vec<u8> = bytes[62..62 + 1024].chunks(4).map(|p| p[3]).collect();
+    assert!(alphas.contains(&0xFF) && alphas.contains(&0));
+}
+
 db_tests!(
+    the_root_page_and_the_favicon,
     the_openapi_document_describes_every_route,
     the_pages_and_their_assets_come_from_the_binary,
 );

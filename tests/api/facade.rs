@@ -8,8 +8,12 @@ use crate::helpers::{Db, spawn_app, spawn_app_with};
 
 async fn unknown_routes_and_wrong_methods_answer_in_the_envelope(db: Db) {
     let app = spawn_app(db).await;
-    for path in ["/", "/api/v1", "/api/v1/nothing", "/api/v2/users/me"] {
+    for path in ["/nothing", "/api/v1", "/api/v1/nothing", "/api/v2/users/me"] {
         app.get(path, None)
+            .await
+            .assert_error(404, "RESOURCE_NOT_FOUND");
+        // OPTIONS on an unknown path too (no CORS preflight to answer there).
+        app.send(app.client.request(reqwest::Method::OPTIONS, app.url(path)))
             .await
             .assert_error(404, "RESOURCE_NOT_FOUND");
     }
