@@ -140,11 +140,12 @@ pub fn char_len(s: &str) -> usize {
 /// Largest page any listing serves.
 pub const MAX_PAGE_SIZE: i32 = 100;
 
-/// Checks a requested page size (1–100); returns it as a query limit.
+/// Checks a requested page size (1–100); returns it as a query limit. (The REST facade
+/// checks `page_size` itself, so this message speaks GraphQL.)
 pub(crate) fn page_limit(first: i32) -> crate::error::AppResult<i64> {
     if !(1..=MAX_PAGE_SIZE).contains(&first) {
         return Err(crate::error::AppError::validation(format!(
-            "page_size(first)는 1~{MAX_PAGE_SIZE} 사이여야 합니다."
+            "`first`는 1~{MAX_PAGE_SIZE} 사이여야 합니다."
         )));
     }
     Ok(i64::from(first))

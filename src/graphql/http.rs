@@ -33,13 +33,15 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> axum::r
     (status, axum::Json(body)).into_response()
 }
 
+/// A request that failed before execution (it did not parse, validate or pass a limit)
+/// is `400` with `errors` only: the GraphQL-over-HTTP spec has no `data` entry then
+/// (`"data": null` would claim execution ran and yielded null).
 fn respond(response: Response) -> axum::response::Response {
-    let status = if super::errors::is_request_error(&response) {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    (status, axum::Json(response)).into_response()
+    if super::errors::is_request_error(&response) {
+        let body = serde_json::json!({"errors": response.errors});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    (StatusCode::OK, axum::Json(response)).into_response()
 }
 
 /// The request's auth, with the viewer resolved up front so operator-only fields are
@@ -87,6 +89,14 @@ pub async fn post(
             StatusCode::BAD_REQUEST,
             ErrorCode::ValidationError,
             "Content-Type must be application/json",
+        );
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationError,
+            "batched requests (a JSON array) are not supported: send one operation per \
+             request, or use /graphql/ws for many",
         );
     }
     let request: Request = match serde_json::from_slice(&body) {

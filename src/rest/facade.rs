@@ -143,7 +143,7 @@ async fn handle(
     if let Some(err) = response.errors.first() {
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
         let message = if code == ErrorCode::ValidationError {
-            rest_validation_message(&err.message, route.query)
+            rest_validation_message(&err.message, route.query, &compiled.shapes)
         } else {
             err.message.clone()
         };
@@ -248,10 +248,24 @@ fn query_variables(
         if value.contains('\0') {
             return Err(RestError::validation(nul_message(&name)));
         }
+        // Checked here, in REST's words (GraphQL would name its own argument and types).
+        if !param.values.is_empty() && !param.values.contains(&value.as_str()) {
+            return Err(RestError::validation(format!(
+                "`{name}`는 {} 중 하나여야 합니다.",
+                param.values.join(", ")
+            )));
+        }
         let value = match param.kind {
             ParamKind::String => Value::String(value),
             ParamKind::Int => match value.parse::<i32>() {
-                Ok(n) => Value::from(n),
+                // Every integer parameter is a page size (OpenAPI: 1–100).
+                Ok(n) if (1..=crate::domain::MAX_PAGE_SIZE).contains(&n) => Value::from(n),
+                Ok(_) => {
+                    return Err(RestError::validation(format!(
+                        "`{name}`는 1~{} 사이여야 합니다.",
+                        crate::domain::MAX_PAGE_SIZE
+                    )));
+                }
                 Err(_) => {
                     return Err(RestError::validation(format!(
                         "`{name}`는 정수여야 합니다."
@@ -392,7 +406,7 @@ fn to_camel(key: &str) -> String {
 
 /// GraphQL's input-coercion messages name GraphQL types and `camelCase` fields; REST
 /// clients sent `snake_case` JSON. Say it in their terms; other messages pass through.
-fn rest_validation_message(message: &str, params: &[Param]) -> String {
+fn rest_validation_message(message: &str, params: &[Param], shapes: &InputShapes) -> String {
     let quoted: Vec<&str> = message.split('"').skip(1).step_by(2).collect();
     let field = |q: &str| {
         if let Some(p) = params.iter().find(|p| p.variable == q) {
@@ -426,7 +440,7 @@ fn rest_validation_message(message: &str, params: &[Param]) -> String {
         }
         let expected = quoted
             .get(1)
-            .map(|t| format!(" (expected {t})"))
+            .map(|t| format!(" ({})", shapes.describe(t)))
             .unwrap_or_default();
         return format!("`{name}` 필드의 값이 올바르지 않습니다{expected}.");
     }
@@ -473,30 +487,45 @@ mod tests {
         assert!(out["big"].is_f64());
     }
 
+    fn shapes() -> InputShapes {
+        InputShapes::from_sdl(&crate::graphql::sdl())
+    }
+
     #[test]
     fn graphql_coercion_messages_speak_rest() {
         assert_eq!(
             rest_validation_message(
                 r#"Invalid value for argument "input", unknown field "fooBar" of type "SignUpInput""#,
-                &[]
+                &[],
+                &shapes()
             ),
             "알 수 없는 필드입니다: `foo_bar`"
         );
         assert_eq!(
             rest_validation_message(
                 r#"Invalid value for argument "input.age", expected type "Int""#,
-                &[]
+                &[],
+                &shapes()
             ),
-            "`age` 필드의 값이 올바르지 않습니다 (expected Int)."
+            "`age` 필드의 값이 올바르지 않습니다 (정수)."
         );
         assert_eq!(
             rest_validation_message(
                 r#"Invalid value for argument "input", field "guardianConsent" of type "SignUpInput" is required but not provided"#,
-                &[]
+                &[],
+                &shapes()
             ),
             "필수 필드가 누락되었습니다: `guardian_consent`"
         );
-        assert_eq!(rest_validation_message("다른 메시지", &[]), "다른 메시지");
+        assert_eq!(
+            rest_validation_message("다른 메시지", &[], &shapes()),
+            "다른 메시지"
+        );
+        let length = r#"Invalid value for argument "input.userPreferences.length", enumeration type "StoryLength" does not contain the value "huge""#;
+        assert_eq!(
+            rest_validation_message(length, &[], &shapes()),
+            "`user_preferences.length` 필드의 값이 올바르지 않습니다 (short, medium, long 중 하나)."
+        );
     }
 
     #[test]
@@ -544,17 +573,32 @@ mod properties {
 
         /// Well-formed parameters arrive as typed variables; repeating one is a 400.
         #[test]
-        fn declared_parameters_become_typed_variables(size in 1i32..=100, status in "[a-z_]{1,12}", cursor in "[A-Za-z0-9_.-]{1,40}") {
+        fn declared_parameters_become_typed_variables(
+            size in 1i32..=100,
+            status in prop::sample::select(vec!["pending", "in_progress", "completed", "failed"]),
+            other in "[a-z_]{1,12}",
+            outside in prop_oneof![i32::MIN..=0, 101..=i32::MAX],
+            cursor in "[A-Za-z0-9_.-]{1,40}",
+        ) {
             let params = list_params();
             let mut variables = Map::new();
             let query = format!("page_size={size}&status={status}&start_cursor={cursor}");
             query_variables(params, Some(&query), &mut variables).unwrap();
             prop_assert_eq!(&variables["first"], &Value::from(size));
-            prop_assert_eq!(&variables["status"], &Value::String(status.clone()));
+            prop_assert_eq!(&variables["status"], &Value::String(status.to_string()));
             prop_assert_eq!(&variables["after"], &Value::String(cursor));
             let mut again = Map::new();
             let repeated = format!("status={status}&status={status}");
             prop_assert!(query_variables(params, Some(&repeated), &mut again).is_err());
+            // Values outside a parameter's list, and page sizes outside 1–100, are refused
+            // in REST's words.
+            let mut refused = Map::new();
+            if !["pending", "in_progress", "completed", "failed"].contains(&other.as_str()) {
+                let err = query_variables(params, Some(&format!("status={other}")), &mut refused).unwrap_err();
+                prop_assert!(err.message.contains("`status`") && err.message.contains("pending"));
+            }
+            let err = query_variables(params, Some(&format!("page_size={outside}")), &mut refused).unwrap_err();
+            prop_assert!(err.message.contains("`page_size`는 1~100"), "{}", err.message);
         }
 
         /// Percent-encoding round-trips through the decoder, even for non-ASCII values.
@@ -565,8 +609,8 @@ mod properties {
                 .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
                 .collect();
             let mut variables = Map::new();
-            query_variables(list_params(), Some(&format!("status={encoded}")), &mut variables).unwrap();
-            prop_assert_eq!(&variables["status"], &Value::String(value));
+            query_variables(list_params(), Some(&format!("start_cursor={encoded}")), &mut variables).unwrap();
+            prop_assert_eq!(&variables["after"], &Value::String(value));
         }
 
         /// Any body bytes: an object, a 400 or a 413 — never a panic.

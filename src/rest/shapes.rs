@@ -21,6 +21,8 @@ struct Field {
 #[derive(Default)]
 pub struct InputShapes {
     types: HashMap<String, HashMap<String, Field>>,
+    /// Enum type → its values as REST spells them.
+    enums: HashMap<String, Vec<String>>,
 }
 
 fn unwrap(ty: &Type) -> (bool, String) {
@@ -34,11 +36,20 @@ impl InputShapes {
     pub fn from_sdl(sdl: &str) -> InputShapes {
         let doc = async_graphql::parser::parse_schema(sdl).expect("the schema's own SDL parses");
         let mut types = HashMap::new();
+        let mut enums = HashMap::new();
         for def in doc.definitions {
             let TypeSystemDefinition::Type(ty) = def else {
                 continue;
             };
             let ty = ty.node;
+            if let TypeKind::Enum(e) = &ty.kind {
+                let values = e
+                    .values
+                    .iter()
+                    .map(|v| v.node.value.node.to_string())
+                    .collect();
+                enums.insert(ty.name.node.to_string(), values);
+            }
             if let TypeKind::InputObject(input) = ty.kind {
                 let fields = input
                     .fields
@@ -51,7 +62,23 @@ impl InputShapes {
                 types.insert(ty.name.node.to_string(), fields);
             }
         }
-        InputShapes { types }
+        InputShapes { types, enums }
+    }
+
+    /// What a value of GraphQL type `name` must be, in words a REST client understands
+    /// (never the GraphQL type's name).
+    pub fn describe(&self, name: &str) -> String {
+        if let Some(values) = self.enums.get(name) {
+            return format!("{} 중 하나", values.join(", "));
+        }
+        match name {
+            "Int" => "정수".into(),
+            "Float" => "숫자".into(),
+            "String" | "ID" => "문자열".into(),
+            "Boolean" => "true 또는 false".into(),
+            _ if self.types.contains_key(name) => "객체".into(),
+            _ => "올바른 형식".into(),
+        }
     }
 
     /// Checks that every list-typed field of input type `type_name` holds an array (or

@@ -232,7 +232,74 @@ async fn cors_only_for_configured_origins(db: Db) {
     );
 }
 
+/// REST refusals speak REST: its parameter and field names, its values — never a
+/// GraphQL argument (`first`) or type (`StoryStatus`, `String`).
+async fn refusals_name_rest_fields_and_values(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("rest.words").await;
+    let story = app.create_story(&token, "숲").await;
+    let path = format!("/api/v1/stories/{}", story["id"].as_str().unwrap());
+    let cases = [
+        (
+            app.get("/api/v1/stories?page_size=0", Some(&token)).await,
+            "`page_size`는 1~100",
+        ),
+        (
+            app.get("/api/v1/stories?page_size=101", Some(&token)).await,
+            "`page_size`는 1~100",
+        ),
+        (
+            app.get("/api/v1/stories?status=weird", Some(&token)).await,
+            "pending, in_progress, completed, failed 중 하나",
+        ),
+        (
+            app.post_json(
+                "/api/v1/stories",
+                &serde_json::json!({"user_preferences": {"theme": "숲", "length": "huge"}}),
+                Some(&token),
+            )
+            .await,
+            "`user_preferences.length` 필드의 값이 올바르지 않습니다 (short, medium, long 중 하나)",
+        ),
+        (
+            app.patch_json(&path, &serde_json::json!({"title": 5}), Some(&token))
+                .await,
+            "`title` 필드의 값이 올바르지 않습니다 (문자열)",
+        ),
+        (
+            app.patch_json(
+                &path,
+                &serde_json::json!({"title": "새 제목", "colour": "red"}),
+                Some(&token),
+            )
+            .await,
+            "알 수 없는 필드입니다: `colour`",
+        ),
+    ];
+    for (reply, expected) in cases {
+        let message = reply.assert_error(400, "VALIDATION_ERROR");
+        assert!(
+            message.contains(expected),
+            "{message:?} should say {expected:?}"
+        );
+        for graphql_word in [
+            "first",
+            "StoryStatus",
+            "StoryLength",
+            "String",
+            "expected",
+            "input",
+        ] {
+            assert!(
+                !message.contains(graphql_word),
+                "{message:?} names {graphql_word}"
+            );
+        }
+    }
+}
+
 db_tests!(
+    refusals_name_rest_fields_and_values,
     security_headers_on_every_answer,
     cors_only_for_configured_origins,
     unknown_routes_and_wrong_methods_answer_in_the_envelope,

@@ -381,6 +381,19 @@ async fn text_limits_hold_inside_variables_and_literals(db: Db) {
         .await;
     assert_eq!(batch.status, 400, "{}", batch.text);
     assert_eq!(gql_code(&batch.json()), "VALIDATION_ERROR");
+    assert!(batch.text.contains("batched requests"), "{}", batch.text);
+    // Failures before execution carry `errors` only, no `data` (GraphQL over HTTP).
+    for document in [
+        "{ me",
+        "{ nothing }",
+        "query { __typename } query { __typename }",
+    ] {
+        let reply = app.graphql(document, json!({}), None).await;
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        let body = reply.json();
+        assert!(body.get("data").is_none(), "{document}: {body}");
+        assert_eq!(gql_code(&body), "VALIDATION_ERROR", "{document}: {body}");
+    }
 }
 
 async fn browsers_cannot_send_graphql_cross_site_without_a_preflight(db: Db) {
