@@ -108,6 +108,7 @@ impl Server {
             .env("JJONGAL_LOG_FORMAT", "json")
             // The benchmark's own allowances: one loopback address carries all the load.
             .env("JJONGAL_RATE_LIMIT_IP_PER_MINUTE", "0")
+            .env("JJONGAL_MAX_CONNECTIONS_PER_IP", "100000")
             .env("JJONGAL_RATE_LIMIT_ACCOUNT_PER_MINUTE", "0")
             .env("JJONGAL_STORY_QUOTA", "100000000")
             .env("JJONGAL_ACCESS_TOKEN_TTL", "86400")

@@ -125,12 +125,13 @@ impl Application {
         .with_graceful_shutdown(async move {
             let _ = metrics_stop.changed().await;
         });
-        let serve = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let config = self.domain.config();
+        let limits = crate::server::ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            max_per_ip: config.max_connections_per_ip,
+            trusted_proxies: config.gateway.trusted_proxies.clone(),
+        };
+        let serve = crate::server::serve(self.listener, self.router, limits, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
@@ -139,8 +140,7 @@ impl Application {
                 worker.run(stop_rx).await;
             }
         };
-        let (served, metrics_served, ()) =
-            tokio::join!(serve.into_future(), metrics.into_future(), worker);
+        let (served, metrics_served, ()) = tokio::join!(serve, metrics.into_future(), worker);
         metrics_served.context("serving metrics")?;
         served.context("serving HTTP")
     }

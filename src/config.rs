@@ -351,6 +351,13 @@ pub struct ConfigArgs {
         global = true
     )]
     pub trusted_proxies: String,
+    /// Seconds a connection has to send a request's complete headers; then it is closed.
+    #[arg(long, env = "JJONGAL_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub header_read_timeout_secs: u64,
+    /// Connections one client address may hold open at once (trusted proxies exempt);
+    /// beyond it a new one is closed at once.
+    #[arg(long, env = "JJONGAL_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections_per_ip: u32,
     /// Requests served at once; beyond it the service answers 503 at once instead of
     /// queueing without bound.
     #[arg(long, env = "JJONGAL_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
@@ -465,6 +472,8 @@ pub struct Config {
     pub password_hash_queue: usize,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections_per_ip: usize,
     pub database_acquire_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_text_chars: usize,
@@ -741,6 +750,8 @@ impl Config {
             password_hash_queue: args.password_hash_queue as usize,
             cors_origins: parse_origins(&args.cors_origins)?,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+            max_connections_per_ip: args.max_connections_per_ip as usize,
             database_acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,
             max_text_chars: args.max_text_chars as usize,

@@ -19,6 +19,7 @@ pub mod media;
 pub mod metrics;
 pub mod providers;
 pub mod rest;
+pub mod server;
 pub mod socket_close;
 pub mod stack_limit;
 pub mod telemetry;

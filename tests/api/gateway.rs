@@ -384,7 +384,75 @@ async fn unread_bodies_close_the_connection(db: Db) {
     assert_eq!(reply.header("connection"), None);
 }
 
+/// One keep-alive connection that completes a request; `None` if the server shut it
+/// without answering.
+async fn served_connection(addr: &str) -> Option<tokio::net::TcpStream> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let head = response_head(&mut stream).await;
+    head.starts_with("http/1.1 200").then_some(stream)
+}
+
+/// Unfinished request headers are cut off after the header deadline (they were held
+/// for minutes); one client's open connections are capped, and freed places are reused.
+async fn slow_headers_are_cut_off_and_open_connections_capped(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--header-read-timeout-secs",
+            "1",
+            "--max-connections-per-ip",
+            "6",
+        ],
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // Headers that never end: the connection is closed (or answered 408), not held.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut rest)).await;
+    assert!(
+        ended.is_ok(),
+        "the unfinished request was still held after 15 s"
+    );
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // The cap: served connections pile up to it (the test client may hold one or two of
+    // its own), then a new one is shut at once, unanswered.
+    let mut open = Vec::new();
+    let mut refused = false;
+    for _ in 0..8 {
+        match served_connection(&addr).await {
+            Some(stream) => open.push(stream),
+            None => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "{} connections were all served", open.len());
+    assert!(
+        (4..=6).contains(&open.len()),
+        "{} served before the cap",
+        open.len()
+    );
+    // Closing them frees the places.
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(served_connection(&addr).await.is_some());
+}
+
 db_tests!(
+    slow_headers_are_cut_off_and_open_connections_capped,
     unread_bodies_close_the_connection,
     the_per_ip_limit_answers_429_on_rest_and_graphql,
     the_per_account_limit_is_shared_by_every_door,

@@ -1,0 +1,160 @@
+//! The public listener's accept loop: what `axum::serve` does, plus the limits it cannot
+//! set — a deadline for a request's headers, and a cap on one client's open connections.
+//!
+//! - `JJONGAL_HEADER_READ_TIMEOUT_SECS` (10): a connection whose request headers are not
+//!   complete by then is closed (unfinished headers were held 324 s, uncounted, and no
+//!   request timeout applies before a request exists).
+//! - `JJONGAL_MAX_CONNECTIONS_PER_IP` (256): a client beyond it is disconnected at once.
+//!   Trusted proxies (`JJONGAL_TRUSTED_PROXIES`) are exempt: every client behind Nginx
+//!   arrives from its address (Nginx caps per client with `limit_conn`).
+//!
+//! Each connection carries its peer address as axum's `ConnectInfo`, and WebSocket
+//! upgrades work as with `axum::serve`. On shutdown the loop stops accepting and waits
+//! for open connections to finish their requests (hyper's graceful shutdown).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::config::{IpNet, canonical};
+
+/// How the accept loop treats connections.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub max_per_ip: usize,
+    /// Exempt from `max_per_ip`.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Open connections per client address.
+#[derive(Clone, Default)]
+struct OpenConnections(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One counted connection; uncounted when dropped.
+struct Counted {
+    open: OpenConnections,
+    ip: IpAddr,
+}
+
+impl OpenConnections {
+    fn admit(&self, ip: IpAddr, max: usize) -> Option<Counted> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Counted {
+            open: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut map = self.open.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let open = OpenConnections::default();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: wait a moment, as axum::serve does.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let ip = canonical(peer.ip());
+        let counted = if limits.trusted_proxies.iter().any(|net| net.contains(ip)) {
+            None
+        } else {
+            match open.admit(ip, limits.max_per_ip) {
+                Some(counted) => Some(counted),
+                None => {
+                    tracing::warn!(client = %ip, max = limits.max_per_ip, "too many open connections from one client; refused");
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _counted = counted;
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_counted_per_client_and_released() {
+        let open = OpenConnections::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = open.admit(a, 2).unwrap();
+        let second = open.admit(a, 2).unwrap();
+        assert!(open.admit(a, 2).is_none());
+        assert!(open.admit(b, 2).is_some());
+        drop(first);
+        let third = open.admit(a, 2);
+        assert!(third.is_some());
+        drop((second, third));
+        assert!(open.0.lock().unwrap().is_empty());
+    }
+}
