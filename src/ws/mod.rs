@@ -13,8 +13,6 @@ use std::time::Duration;
 use async_graphql::{Request, Variables};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-
-use crate::socket_close::{await_client_close, echo_code};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -30,6 +28,7 @@ use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
+use crate::socket_close::{await_client_close, echo_code};
 use protocol::{ClientMessage, StoryRequest, parse_client_message};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
@@ -60,10 +59,23 @@ const DEFAULT_THEME: &str = "오늘 나눈 이야기";
 /// story; without a theme, the child's interests (or "today's talk") are the theme.
 fn story_input(conversation: &str, story: StoryRequest, interests: &[String]) -> Value {
     let theme = story.theme.unwrap_or_else(|| {
-        if interests.is_empty() {
+        // As many interests as fit a theme (200 characters).
+        let mut theme = String::new();
+        for interest in interests {
+            let next = if theme.is_empty() {
+                interest.clone()
+            } else {
+                format!("{theme}, {interest}")
+            };
+            if next.chars().count() > 200 {
+                break;
+            }
+            theme = next;
+        }
+        if theme.is_empty() {
             DEFAULT_THEME.to_string()
         } else {
-            interests.join(", ")
+            theme
         }
     });
     let mut preferences = json!({"theme": theme});
