@@ -121,6 +121,33 @@ macro_rules! with_tx {
     };
 }
 
+/// [`with_tx!`] serialised per `$key` (e.g. an account): on PostgreSQL the transaction
+/// first takes a transaction-scoped advisory lock on the key's hash, so concurrent
+/// transactions of one key run one after the other (a count-then-insert stays exact); on
+/// SQLite the transaction itself serialises writers (the body should start with a write).
+#[macro_export]
+macro_rules! with_locked_tx {
+    ($conn:expr, $key:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Pg(pooled) => {
+                let pooled: &mut diesel_async::AsyncPgConnection = &mut *pooled;
+                diesel_async::AsyncConnection::transaction(pooled, async |$c| {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind::<diesel::sql_types::Text, _>($key)
+                        .execute($c)
+                        .await?;
+                    $body
+                })
+                .await
+            }
+            $crate::db::Conn::Sqlite(pooled) => {
+                let pooled: &mut $crate::db::SqliteConn = &mut *pooled;
+                diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
+            }
+        }
+    };
+}
+
 /// How long a command-line or migration connection waits for the pool (the server's own
 /// pool takes `JJONGAL_DATABASE_ACQUIRE_TIMEOUT_MS`).
 const POOL_WAIT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use crate::db::models::{ChapterRow, ConversationRow, MediaFileRow, StoryRow};
 use crate::db::schema::{chapters, conversations, media_files, stories, story_requests};
 use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::{with_conn, with_tx};
+use crate::{with_conn, with_locked_tx, with_tx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StoryStatus {
@@ -310,23 +310,8 @@ impl Domain {
             }};
         }
         let mut conn = self.pool().get().await?;
-        let result: Result<(), Outcome> = match &mut conn {
-            db::Conn::Pg(pooled) => {
-                let pooled: &mut diesel_async::AsyncPgConnection = pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |c| {
-                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind::<diesel::sql_types::Text, _>(&row.owner_id)
-                        .execute(c)
-                        .await?;
-                    within_quota!(c)
-                })
-                .await
-            }
-            db::Conn::Sqlite(pooled) => {
-                let pooled: &mut db::SqliteConn = pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |c| within_quota!(c)).await
-            }
-        };
+        let result: Result<(), Outcome> =
+            with_locked_tx!(&mut conn, &row.owner_id, |c| within_quota!(c));
         match result {
             Ok(()) => Ok(()),
             Err(Outcome::Db(e)) => Err(e.into()),

@@ -14,7 +14,7 @@ use crate::db::{self, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::voice::Sample;
-use crate::with_conn;
+use crate::{with_conn, with_locked_tx};
 
 /// Whether a sample found room under the account's caps.
 enum Admission {
@@ -153,23 +153,8 @@ impl Domain {
             }};
         }
         let mut conn = self.pool().get().await?;
-        let admitted: Result<i64, Refused> = match &mut conn {
-            db::Conn::Pg(pooled) => {
-                let pooled: &mut diesel_async::AsyncPgConnection = pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |c| {
-                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind::<diesel::sql_types::Text, _>(format!("voice:{}", row.owner_id))
-                        .execute(c)
-                        .await?;
-                    admit!(c)
-                })
-                .await
-            }
-            db::Conn::Sqlite(pooled) => {
-                let pooled: &mut db::SqliteConn = pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |c| admit!(c)).await
-            }
-        };
+        let key = format!("voice:{}", row.owner_id);
+        let admitted: Result<i64, Refused> = with_locked_tx!(&mut conn, &key, |c| admit!(c));
         match admitted {
             Ok(count) => Ok(Admission::Admitted(count)),
             Err(Refused::Full) => Ok(Admission::Full),
