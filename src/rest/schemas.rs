@@ -114,7 +114,9 @@ pub struct Chapter {
     pub chapter_number: i32,
     pub title: String,
     pub content: String,
+    #[schema(required = true)]
     pub image: Option<File>,
+    #[schema(required = true)]
     pub audio: Option<File>,
 }
 
@@ -128,6 +130,8 @@ pub enum StoryStatus {
 }
 
 /// A story (spec §5.3); `title` is null until generation (or the guardian) writes one.
+/// Fields that may be null are still always present, so they are `required` (nullable)
+/// in the OpenAPI document — client generators then type them as present-but-optional.
 #[derive(Serialize, ToSchema)]
 pub struct Story {
     #[schema(value_type = String, format = "uuid")]
@@ -136,6 +140,7 @@ pub struct Story {
     pub object: StoryTag,
     #[schema(value_type = String, format = "uuid")]
     pub owner_id: String,
+    #[schema(required = true)]
     pub title: Option<String>,
     pub status: StoryStatus,
     pub chapters: Vec<Chapter>,
@@ -152,6 +157,7 @@ pub struct StoryList {
     pub object: ListTag,
     pub results: Vec<Story>,
     pub has_more: bool,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -177,7 +183,7 @@ pub struct Conversation {
     pub created_at: String,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub ended_at: Option<String>,
 }
 
@@ -188,7 +194,7 @@ pub struct Message {
     /// `child` or `guide`.
     pub role: String,
     pub text: String,
-    #[schema(format = "uri")]
+    #[schema(format = "uri", required = true)]
     pub audio_url: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
@@ -209,7 +215,7 @@ pub struct ConversationDetail {
     pub created_at: String,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub ended_at: Option<String>,
     pub messages: Vec<Message>,
 }
@@ -221,6 +227,7 @@ pub struct ConversationList {
     pub object: ListTag,
     pub results: Vec<Conversation>,
     pub has_more: bool,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

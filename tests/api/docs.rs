@@ -13,6 +13,27 @@ async fn the_openapi_document_describes_every_route(db: Db) {
     assert_eq!(reply.status, 200);
     let doc = reply.json();
     assert_eq!(doc["openapi"], "3.1.0");
+    // Every field of every answer is always present (null when empty), so every property
+    // of a response schema is `required`; only requests have fields one may leave out.
+    let may_omit = ["UserPreferences", "CreateStoryRequest", "HealthStatus"];
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let Some(properties) = schema["properties"].as_object() else {
+            continue;
+        };
+        if may_omit.contains(&name.as_str()) {
+            continue;
+        }
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        for property in properties.keys() {
+            assert!(
+                required.contains(&property.as_str()),
+                "{name}.{property} is not required"
+            );
+        }
+    }
     for route in jjongal::rest::routes::table() {
         let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
         assert!(op.is_object(), "{} {}", route.method, route.path);
