@@ -92,6 +92,15 @@ const ASSETS: &[Asset] = &[
         bytes: include_bytes!("graphiql-init.js"),
         gzipped: false,
     },
+    // ReDoc's attribution logo, which its bundle fetched from cdn.redoc.ly (refused by the
+    // page's CSP, an error in every console): the vendored bundle points here instead
+    // (`assets/vendor/README.md`).
+    Asset {
+        path: "jjongal/redoc-logo.svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("redoc-logo.svg"),
+        gzipped: false,
+    },
     Asset {
         path: "jjongal/redoc-init.js",
         content_type: JS,

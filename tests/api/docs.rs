@@ -143,6 +143,13 @@ async fn the_pages_and_their_assets_come_from_the_binary(db: Db) {
     assert_eq!(plain.status, 200);
     assert_eq!(plain.header("content-encoding"), None);
     assert!(plain.text.len() > 1_000_000, "{}", plain.text.len());
+    // Nothing external: ReDoc's one CDN image (its attribution logo) is served from here.
+    assert!(!plain.text.contains("cdn.redoc.ly"));
+    assert!(plain.text.contains("\"/assets/jjongal/redoc-logo.svg\""));
+    let logo = app.get("/assets/jjongal/redoc-logo.svg", None).await;
+    assert_eq!(logo.status, 200);
+    assert_eq!(logo.header("content-type"), Some("image/svg+xml"));
+    assert!(logo.text.starts_with("<svg"));
     assert!(
         plain
             .header("content-type")
