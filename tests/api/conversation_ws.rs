@@ -700,13 +700,19 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
     );
 }
 
-async fn cloning_failures_are_reported_and_retried(db: Db) {
+/// A voice provider whose every clone fails (500).
+async fn failing_voice_provider() -> MockServer {
     let provider = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/voices/add"))
         .respond_with(ResponseTemplate::new(500))
         .mount(&provider)
         .await;
+    provider
+}
+
+async fn cloning_failures_are_reported_and_retried(db: Db) {
+    let provider = failing_voice_provider().await;
     let app = spawn_app_with(
         db,
         &[
@@ -814,12 +820,7 @@ async fn slow_requests_are_cut_off_with_503(db: Db) {
 /// an `error` and nothing is stored. A failing clone is retried only once `threshold`
 /// more samples came, with the newest `threshold` samples (not all, not on every one).
 async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
-    let provider = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/voices/add"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&provider)
-        .await;
+    let provider = failing_voice_provider().await;
     let app = spawn_app_with(
         db,
         &[

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::db_tests;
-use crate::helpers::ws::{self, Socket, closed, recv, send};
+use crate::helpers::ws::{self, Socket, closed, init, recv, send};
 use crate::helpers::{Db, Reply, TestApp, gql_code, spawn_app, spawn_app_with};
 
 /// graphql-js's `getIntrospectionQuery()` with every option on — what GraphiQL sends —
@@ -516,15 +516,6 @@ async fn open(app: &TestApp, protocol: &str) -> Socket {
     ws::open(app, "/graphql/ws", Some(protocol)).await
 }
 
-async fn init(socket: &mut Socket, token: &str) {
-    send(
-        socket,
-        json!({"type": "connection_init", "payload": {"token": token}}),
-    )
-    .await;
-    assert_eq!(recv(socket).await["type"], "connection_ack");
-}
-
 const WATCH: &str = "subscription($id: ID!) { storyUpdated(id: $id) { status } }";
 
 async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
@@ -565,12 +556,12 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
     assert_eq!(closed(&mut s).await, 4401);
     // A second connection_init: 4429.
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     send(&mut s, json!({"type": "connection_init"})).await;
     assert_eq!(closed(&mut s).await, 4429);
     // Not a protocol message: 4400.
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     send(&mut s, json!({"type": "start", "id": "1"})).await;
     assert_eq!(closed(&mut s).await, 4400);
     let mut s = open(&app, "graphql-transport-ws").await;
@@ -581,7 +572,7 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
     // validation failure answered with error (no complete), the cap on operations, and
     // a duplicate id closing with 4409.
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     send(&mut s, json!({"type": "ping", "payload": {"n": 1}})).await;
     assert_eq!(
         recv(&mut s).await,
@@ -632,7 +623,7 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
     assert_eq!(closed(&mut s).await, 4409);
     // A close reason that would echo a long id is cut to fit a control frame (≤ 123 bytes).
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     let long_id = "가".repeat(100);
     for _ in 0..2 {
         send(&mut s, json!({"id": long_id, "type": "subscribe", "payload": {"query": WATCH, "variables": {"id": story}}})).await;
@@ -643,7 +634,7 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
     // subscribe ends the connection with 4403.
     let doomed = app.new_account("doomed").await;
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &doomed).await;
+    init(&mut s, Some(&doomed)).await;
     app.delete("/api/v1/users/me", Some(&doomed)).await;
     send(
         &mut s,
@@ -654,14 +645,14 @@ async fn the_graphql_socket_follows_graphql_transport_ws(db: Db) {
 
     // A frame over 64 KiB: 1009.
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     let huge = json!({"id": "h", "type": "subscribe", "payload": {"query": "{ __typename }", "variables": {"x": "a".repeat(70_000)}}});
     let _ = s.send(Message::text(huge.to_string())).await;
     assert_eq!(closed(&mut s).await, 1009);
 
     // The legacy protocol has the same rules.
     let mut s = open(&app, "graphql-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     send(
         &mut s,
         json!({"id": "1", "type": "start", "payload": {"query": "{ me { name } }"}}),
@@ -753,7 +744,7 @@ async fn size_limits_follow_their_configuration(db: Db) {
     assert_eq!(error["error_code"], "VALIDATION_ERROR", "{error}");
     // /graphql/ws: a message over the configured size closes with 1009.
     let mut s = open(&app, "graphql-transport-ws").await;
-    init(&mut s, &token).await;
+    init(&mut s, Some(&token)).await;
     let huge = json!({"id": "h", "type": "subscribe", "payload": {"query": "{ __typename }", "variables": {"x": "a".repeat(3000)}}});
     let _ = s.send(Message::text(huge.to_string())).await;
     assert_eq!(closed(&mut s).await, 1009);

@@ -630,6 +630,17 @@ pub mod ws {
         socket
     }
 
+    /// `/graphql/ws`: sends `connection_init` (with the token, when given) and waits for
+    /// the acknowledgement.
+    pub async fn init(socket: &mut Socket, token: Option<&str>) {
+        let init = match token {
+            Some(t) => serde_json::json!({"type": "connection_init", "payload": {"token": t}}),
+            None => serde_json::json!({"type": "connection_init"}),
+        };
+        send(socket, init).await;
+        assert_eq!(recv(socket).await["type"], "connection_ack");
+    }
+
     pub async fn send(socket: &mut Socket, v: Value) {
         socket.send(Message::text(v.to_string())).await.unwrap();
     }

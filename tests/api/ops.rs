@@ -632,17 +632,12 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
 /// A demotion ends the operator's live subscriptions: the next event is the refusal,
 /// then the operation completes (it used to keep streaming every account's stories).
 async fn demotion_ends_live_ops_subscriptions(db: Db) {
-    use crate::helpers::ws::{open, recv, send};
+    use crate::helpers::ws::{init, open, recv, send};
     let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
     let member = app.new_account("still.watched").await;
     let op = operator(&app, "demoted.op").await;
     let mut socket = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
-    send(
-        &mut socket,
-        json!({"type": "connection_init", "payload": {"token": op}}),
-    )
-    .await;
-    assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+    init(&mut socket, Some(&op)).await;
     send(&mut socket, json!({"id": "s", "type": "subscribe", "payload": {"query": "subscription { opsStoryUpdates { storyId } }"}})).await;
     let user = app.user(&member).await;
     let (conversation, _) = app

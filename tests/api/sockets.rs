@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::db_tests;
-use crate::helpers::ws::{Socket, closed, open, recv, send};
+use crate::helpers::ws::{Socket, closed, init, open, recv, send};
 use crate::helpers::{Db, spawn_app, spawn_app_with};
 
 /// The client closes; the server must answer with a Close carrying the same code, and
@@ -60,12 +60,7 @@ async fn a_clients_close_is_answered_on_every_socket(db: Db) {
     }
     for protocol in ["graphql-transport-ws", "graphql-ws"] {
         let mut socket = open(&app, "/graphql/ws", Some(protocol)).await;
-        send(
-            &mut socket,
-            json!({"type": "connection_init", "payload": {"token": token}}),
-        )
-        .await;
-        assert_eq!(recv(&mut socket).await["type"], "connection_ack");
+        init(&mut socket, Some(&token)).await;
         assert_close_is_answered(socket, protocol).await;
         // Before connection_init as well.
         let socket = open(&app, "/graphql/ws", Some(protocol)).await;
@@ -148,8 +143,7 @@ async fn idle_graphql_sockets_are_closed(db: Db) {
     let app = spawn_app_with(db, &["--ws-idle-timeout-secs", "1"]).await;
     let token = app.new_account("idler").await;
     let mut anonymous = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
-    send(&mut anonymous, json!({"type": "connection_init"})).await;
-    assert_eq!(recv(&mut anonymous).await["type"], "connection_ack");
+    init(&mut anonymous, None).await;
     assert_eq!(closed(&mut anonymous).await, 1001);
 
     let story = app.create_story(&token, "숲").await["id"]
@@ -157,12 +151,7 @@ async fn idle_graphql_sockets_are_closed(db: Db) {
         .unwrap()
         .to_string();
     let mut watching = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
-    send(
-        &mut watching,
-        json!({"type": "connection_init", "payload": {"token": token}}),
-    )
-    .await;
-    assert_eq!(recv(&mut watching).await["type"], "connection_ack");
+    init(&mut watching, Some(&token)).await;
     send(
         &mut watching,
         json!({"id": "w", "type": "subscribe", "payload": {
@@ -197,12 +186,7 @@ async fn sockets_close_when_their_token_expires(db: Db) {
     )
     .unwrap();
     let mut graphql = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
-    send(
-        &mut graphql,
-        json!({"type": "connection_init", "payload": {"token": token}}),
-    )
-    .await;
-    assert_eq!(recv(&mut graphql).await["type"], "connection_ack");
+    init(&mut graphql, Some(&token)).await;
     send(
         &mut graphql,
         json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { voiceEvents { __typename } }"}}),
