@@ -238,6 +238,27 @@ pub struct ConfigArgs {
     /// Concurrent voice calls at most.
     #[arg(long, env = "JJONGAL_VOICE_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub voice_concurrency: u32,
+    /// Base URL of speech-to-text (OpenAI-compatible /audio/transcriptions) for utterances
+    /// sent as raw PCM on the conversation socket; unset: no server speech recognition.
+    #[arg(long, env = "JJONGAL_STT_BASE_URL", global = true)]
+    pub stt_base_url: Option<String>,
+    /// API key for speech-to-text (sent only in request headers).
+    #[arg(
+        long,
+        env = "JJONGAL_STT_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub stt_api_key: Option<String>,
+    /// Model name for speech-to-text.
+    #[arg(long, env = "JJONGAL_STT_MODEL", global = true)]
+    pub stt_model: Option<String>,
+    /// Timeout of one speech-to-text call, seconds.
+    #[arg(long, env = "JJONGAL_STT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub stt_timeout: u64,
+    /// Concurrent speech-to-text calls at most.
+    #[arg(long, env = "JJONGAL_STT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub stt_concurrency: u32,
     /// Voice for OpenAI-compatible narration.
     #[arg(
         long,
@@ -594,6 +615,7 @@ pub struct ProvidersConfig {
     pub speech: ProviderConfig,
     pub moderation: ProviderConfig,
     pub voice: ProviderConfig,
+    pub stt: ProviderConfig,
     pub speech_voice: String,
     pub moderation_threshold: f64,
     pub max_attempts: u32,
@@ -703,6 +725,13 @@ impl Config {
                 timeout: Duration::from_secs(args.voice_timeout),
                 concurrency: args.voice_concurrency as usize,
             },
+            stt: ProviderConfig {
+                base_url: non_empty(args.stt_base_url.clone()),
+                api_key: non_empty(args.stt_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+                model: non_empty(args.stt_model.clone()),
+                timeout: Duration::from_secs(args.stt_timeout),
+                concurrency: args.stt_concurrency as usize,
+            },
             speech_voice: args.speech_voice.clone(),
             moderation_threshold: args.moderation_threshold,
             max_attempts: args.provider_max_attempts,
@@ -714,6 +743,7 @@ impl Config {
             ("SPEECH", &providers.speech),
             ("MODERATION", &providers.moderation),
             ("VOICE", &providers.voice),
+            ("STT", &providers.stt),
         ] {
             if let Some(url) = &p.base_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -854,7 +884,7 @@ fn refuse_empty_settings(args: &ConfigArgs) -> anyhow::Result<()> {
         p.as_ref()
             .map(|p| p.as_os_str().to_string_lossy().into_owned())
     };
-    let settings: [(&str, Option<String>); 23] = [
+    let settings: [(&str, Option<String>); 26] = [
         ("JJONGAL_DATABASE_URL", args.database_url.clone()),
         ("JJONGAL_DATA_DIR", path(&Some(args.data_dir.clone()))),
         ("JJONGAL_PUBLIC_URL", Some(args.public_url.clone())),
@@ -884,6 +914,9 @@ fn refuse_empty_settings(args: &ConfigArgs) -> anyhow::Result<()> {
         ("JJONGAL_VOICE_BASE_URL", args.voice_base_url.clone()),
         ("JJONGAL_VOICE_API_KEY", args.voice_api_key.clone()),
         ("JJONGAL_VOICE_MODEL", args.voice_model.clone()),
+        ("JJONGAL_STT_BASE_URL", args.stt_base_url.clone()),
+        ("JJONGAL_STT_API_KEY", args.stt_api_key.clone()),
+        ("JJONGAL_STT_MODEL", args.stt_model.clone()),
     ];
     let empty: Vec<String> = settings
         .iter()

@@ -122,6 +122,35 @@ pub fn validate_child(child: &ConversationChild) -> AppResult<()> {
 }
 
 impl Domain {
+    /// The words of one spoken utterance (a WAV file), by the configured speech-to-text
+    /// provider. Without one, or when it fails, `AI_UNAVAILABLE` (the cause is logged).
+    pub async fn transcribe(&self, wav: &[u8]) -> AppResult<String> {
+        let providers = self.providers();
+        let Some(transcriber) = &providers.transcriber else {
+            return Err(AppError::new(
+                ErrorCode::AiUnavailable,
+                "이 서버에는 음성 인식이 설정되어 있지 않아요. 음성은 목소리 샘플로만 저장되니, 말은 글(user_message)로 보내 주세요.",
+            ));
+        };
+        let _slot = providers
+            .stt_slots
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        match with_retry(providers.retry, || transcriber.transcribe(wav), |_| {}).await {
+            Ok(text) => Ok(text),
+            Err(e) => {
+                tracing::warn!(provider = transcriber.name(), error = %e, "speech-to-text failed");
+                Err(AppError::new(
+                    ErrorCode::AiUnavailable,
+                    "지금은 음성을 알아들을 수 없어요. 잠시 후 다시 말하거나 글로 보내 주세요.",
+                ))
+            }
+        }
+    }
+}
+
+impl Domain {
     /// Opens a conversation owned by `owner`; returns its id.
     pub async fn create_conversation(
         &self,

@@ -45,6 +45,27 @@ pub fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
+/// the samples as they are).
+pub fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
+    let data_len = pcm.len() as u32;
+    let mut wav = Vec::with_capacity(44 + pcm.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&sample_rate.to_le_bytes());
+    wav.extend_from_slice(&(sample_rate * 2).to_le_bytes()); // bytes per second
+    wav.extend_from_slice(&2u16.to_le_bytes()); // bytes per frame
+    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    wav.extend_from_slice(pcm);
+    wav
+}
+
 impl Domain {
     fn samples_dir(&self, owner: Uuid) -> std::path::PathBuf {
         self.config()

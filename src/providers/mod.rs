@@ -8,6 +8,7 @@ pub mod korean;
 pub mod moderation;
 pub mod offline;
 pub mod retry;
+pub mod transcribe;
 pub mod voice;
 
 use std::sync::Arc;
@@ -196,9 +197,12 @@ pub struct Providers {
     pub guide: Arc<dyn guide::Guide>,
     /// Voice cloning, when a voice provider is configured.
     pub cloner: Option<Arc<voice::VoiceCloner>>,
+    /// Speech-to-text for raw-PCM utterances, when configured (there is no offline one).
+    pub transcriber: Option<Arc<dyn transcribe::Transcriber>>,
     pub writer_slots: Arc<Semaphore>,
     pub image_slots: Arc<Semaphore>,
     pub speech_slots: Arc<Semaphore>,
+    pub stt_slots: Arc<Semaphore>,
     pub retry: RetryPolicy,
 }
 
@@ -234,6 +238,9 @@ impl Providers {
         let cloner = http(&config.voice).map(|s| Arc::new(voice::VoiceCloner::new(s)));
         let voice_narrator: Option<Arc<dyn Narrator>> = http(&config.voice)
             .map(|s| Arc::new(http::ElevenLabsNarrator::new(s, None)) as Arc<dyn Narrator>);
+        let transcriber = http(&config.stt).map(|s| {
+            Arc::new(transcribe::TranscriptionApi::new(s)) as Arc<dyn transcribe::Transcriber>
+        });
         let moderator: Arc<dyn Moderator> = match http(&config.moderation) {
             Some(s) => Arc::new(moderation::Layered {
                 api: http::ModerationApi::new(s, config.moderation_threshold),
@@ -247,6 +254,7 @@ impl Providers {
             cloned_voice = voice_narrator.as_ref().map(|n| n.name()).unwrap_or("none"),
             moderator = moderator.name(),
             guide = guide.name(),
+            speech_to_text = transcriber.as_ref().map(|t| t.name()).unwrap_or("none"),
             "providers (names starting with offline- are the built-in offline ones)"
         );
         Providers {
@@ -257,6 +265,8 @@ impl Providers {
             moderator,
             guide,
             cloner,
+            transcriber,
+            stt_slots: Arc::new(Semaphore::new(config.stt.concurrency)),
             writer_slots: Arc::new(Semaphore::new(config.llm.concurrency)),
             image_slots: Arc::new(Semaphore::new(config.image.concurrency)),
             speech_slots: Arc::new(Semaphore::new(config.speech.concurrency)),

@@ -407,7 +407,11 @@ pub fn document_json(public_url: &str) -> Value {
                 The conversation WebSocket is `/wss/v1/audio` (JSON messages; \
                 `end_conversation` may carry `payload.create_story` — `theme`, \
                 `characters`, `length`, all optional — and is then answered with \
-                `story_id_assigned` (`story_id`) before `conversation_ended`); \
+                `story_id_assigned` (`story_id`) before `conversation_ended`; \
+                `start_conversation` may carry `payload.audio_config` — `sample_rate` \
+                8000–48000, `encoding` `pcm_s16le`, mono — and binary frames up to the \
+                next text frame are then one raw-PCM utterance, kept as a WAV voice \
+                sample and, with server speech-to-text, answered like `user_message`); \
                 GraphQL is at `/graphql`.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },

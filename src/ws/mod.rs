@@ -24,12 +24,14 @@ use tokio::task::JoinHandle;
 
 use crate::config::WsConfig;
 use crate::domain::Domain;
+use crate::domain::accounts::User;
+use crate::domain::voices::pcm_wav;
 use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
 use crate::socket_close::{await_client_close, echo_code};
-use protocol::{ClientMessage, StoryRequest, parse_client_message};
+use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
 pub const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
@@ -86,6 +88,113 @@ fn story_input(conversation: &str, story: StoryRequest, interests: &[String]) ->
         preferences["length"] = json!(length);
     }
     json!({"userPreferences": preferences, "conversationId": conversation})
+}
+
+/// Raw-PCM speech (`audio_config`) of the current conversation, gathered from binary
+/// frames until the next text frame: one utterance.
+#[derive(Default)]
+struct Speech {
+    config: Option<AudioConfig>,
+    pcm: Vec<u8>,
+    /// This utterance grew over the cap: the rest of it is dropped (the client was told).
+    refused: bool,
+    /// The client was told that this server has no speech-to-text (once per socket).
+    told_no_stt: bool,
+}
+
+impl Speech {
+    /// Whether an utterance is under way (its later frames are not separate messages).
+    fn under_way(&self) -> bool {
+        self.config.is_some() && (!self.pcm.is_empty() || self.refused)
+    }
+
+    /// Adds one binary frame; the utterance is refused once it would exceed the cap.
+    fn push(&mut self, bytes: &[u8]) -> Option<Outbound> {
+        if self.refused {
+            return None;
+        }
+        if 44 + self.pcm.len() + bytes.len() > MAX_SAMPLE_BYTES {
+            self.pcm = Vec::new();
+            self.refused = true;
+            return Some(error(
+                ErrorCode::PayloadTooLarge,
+                "한 번에 말한 음성은 5MB(16 kHz에서 약 2분 40초)를 넘을 수 없어요. 이 말은 저장하지 않았어요.",
+            ));
+        }
+        self.pcm.extend_from_slice(bytes);
+        None
+    }
+
+    /// The finished utterance (if any) and its sample rate; the next one starts empty.
+    fn take(&mut self) -> Option<(AudioConfig, Vec<u8>)> {
+        self.refused = false;
+        let pcm = std::mem::take(&mut self.pcm);
+        match self.config {
+            Some(config) if !pcm.is_empty() => Some((config, pcm)),
+            _ => None,
+        }
+    }
+}
+
+/// Ends an utterance: stored as a WAV voice sample (it counts toward cloning), then, when
+/// `answer` and the server has speech-to-text, transcribed and sent like `user_message`.
+async fn finish_utterance(
+    state: &WsState,
+    user: &User,
+    token: &str,
+    conversation: Option<&str>,
+    speech: &mut Speech,
+    answer: bool,
+    out: &mpsc::UnboundedSender<Outbound>,
+) {
+    let send = |o: Outbound| {
+        let _ = out.send(o);
+    };
+    let Some((config, pcm)) = speech.take() else {
+        return;
+    };
+    if pcm.len() % 2 != 0 {
+        send(error(
+            ErrorCode::InvalidAudio,
+            "pcm_s16le 음성은 2바이트 단위여야 해요. 이 말은 저장하지 않았어요.",
+        ));
+        return;
+    }
+    let wav = pcm_wav(config.sample_rate, &pcm);
+    drop(pcm);
+    if let Err(e) = state.domain.add_voice_sample(user, &wav).await {
+        send(error(e.code(), e.public_message()));
+    }
+    let Some(conversation) = conversation.filter(|_| answer) else {
+        return;
+    };
+    match state.domain.transcribe(&wav).await {
+        Ok(text) if text.is_empty() => send(error(
+            ErrorCode::InvalidAudio,
+            "알아들을 수 있는 말이 없었어요. 다시 말해 주세요.",
+        )),
+        // Answered exactly like `user_message`: `ai_response` comes on the subscription.
+        Ok(text) => {
+            if let Err((code, message)) = execute(
+                &state.schema,
+                token,
+                SEND,
+                json!({"id": conversation, "text": text}),
+            )
+            .await
+            {
+                send(error(code, message));
+            }
+        }
+        // Without speech-to-text the client is told once, not after every utterance.
+        Err(e) if state.domain.providers().transcriber.is_none() => {
+            if !speech.told_no_stt {
+                speech.told_no_stt = true;
+                send(error(e.code(), e.public_message()));
+            }
+        }
+        Err(e) => send(error(e.code(), e.public_message())),
+    }
 }
 
 /// What the session's writer sends.
@@ -228,6 +337,7 @@ async fn session(
     let mut conversation: Option<(String, JoinHandle<()>)> = None;
     // The child's interests as the conversation started (a theme for `create_story`).
     let mut interests: Vec<String> = Vec::new();
+    let mut speech = Speech::default();
     let voice_forwarder = forward_voice_events(&state.schema, &token, out_tx.clone()).await;
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
@@ -263,6 +373,7 @@ async fn session(
                 // it: keep the connection a moment so it can read the close frame.
                 tracing::debug!(error = %e, "conversation socket read failed");
                 send(Outbound::Close(1009, "message too big"));
+                finish_utterance(&state, &user, &token, None, &mut speech, false, &out_tx).await;
                 drop(out_tx);
                 let _ = writer.await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -278,6 +389,11 @@ async fn session(
             }
         };
         match &frame {
+            // Later frames of one raw-PCM utterance are not messages of their own.
+            Message::Binary(_) if speech.under_way() => {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + state.config.idle_timeout);
+            }
             Message::Text(_) | Message::Binary(_) => {
                 idle.as_mut()
                     .reset(tokio::time::Instant::now() + state.config.idle_timeout);
@@ -300,6 +416,17 @@ async fn session(
         }
         match frame {
             Message::Text(text) => {
+                // A text frame ends the utterance before it (answered first).
+                finish_utterance(
+                    &state,
+                    &user,
+                    &token,
+                    conversation.as_ref().map(|(id, _)| id.as_str()),
+                    &mut speech,
+                    true,
+                    &out_tx,
+                )
+                .await;
                 if text.chars().count() > state.config.max_text_chars {
                     send(error(
                         ErrorCode::ValidationError,
@@ -318,7 +445,8 @@ async fn session(
                     }
                 };
                 match message {
-                    ClientMessage::Start(payload) => {
+                    ClientMessage::Start(payload, audio) => {
+                        speech.config = None;
                         if let Some((id, forwarder)) = conversation.take() {
                             // Starting again ends the current conversation (quietly: this
                             // socket goes on with the new one).
@@ -362,6 +490,7 @@ async fn session(
                                     "audio_url": started["greeting"]["audioUrl"],
                                 })));
                                 conversation = Some((id, forwarder));
+                                speech.config = audio;
                             }
                             Err((code, message)) => send(error(code, message)),
                         }
@@ -412,6 +541,11 @@ async fn session(
                     }
                 }
             }
+            Message::Binary(bytes) if speech.config.is_some() => {
+                if let Some(refusal) = speech.push(&bytes) {
+                    send(refusal);
+                }
+            }
             Message::Binary(bytes) => {
                 if bytes.len() > MAX_SAMPLE_BYTES {
                     send(error(
@@ -434,6 +568,8 @@ async fn session(
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
+    // Speech cut off by the end of the socket is still kept as a voice sample.
+    finish_utterance(&state, &user, &token, None, &mut speech, false, &out_tx).await;
     if let Some((_, forwarder)) = conversation.take() {
         forwarder.abort();
     }

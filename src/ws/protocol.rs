@@ -11,10 +11,22 @@ pub struct StoryRequest {
     pub length: Option<String>,
 }
 
+/// `start_conversation`'s `payload.audio_config`: the client will send its speech as raw
+/// PCM (16-bit little-endian, mono) in binary frames; frames up to the next text frame
+/// are one utterance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioConfig {
+    pub sample_rate: u32,
+}
+
+/// Sample rates accepted for raw PCM.
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
+
 #[derive(Debug, PartialEq)]
 pub enum ClientMessage {
-    /// `start_conversation` with its payload (`child_name`, `age`, `interests`).
-    Start(Value),
+    /// `start_conversation` with its payload (`child_name`, `age`, `interests`) and, when
+    /// the client streams raw PCM, its `audio_config`.
+    Start(Value, Option<AudioConfig>),
     /// `user_message` with its text.
     UserMessage(String),
     /// `end_conversation`, with `payload.create_story` when the client wants the story
@@ -37,17 +49,21 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
         .ok_or("`type`이 필요합니다.")?;
     match kind {
         "start_conversation" => {
-            let payload = match object.get("payload") {
-                None | Some(Value::Null) => Value::Object(Default::default()),
-                Some(p @ Value::Object(_)) => p.clone(),
+            let mut payload = match object.get("payload") {
+                None | Some(Value::Null) => serde_json::Map::new(),
+                Some(Value::Object(p)) => p.clone(),
                 Some(_) => return Err("`payload`는 객체여야 합니다.".into()),
             };
-            for key in payload.as_object().into_iter().flat_map(|p| p.keys()) {
+            let audio = match payload.remove("audio_config") {
+                None | Some(Value::Null) => None,
+                Some(config) => Some(parse_audio_config(&config)?),
+            };
+            for key in payload.keys() {
                 if !matches!(key.as_str(), "child_name" | "age" | "interests") {
                     return Err(format!("알 수 없는 필드입니다: `payload.{key}`"));
                 }
             }
-            Ok(ClientMessage::Start(payload))
+            Ok(ClientMessage::Start(Value::Object(payload), audio))
         }
         "user_message" => match object.get("text") {
             Some(Value::String(t)) if !t.trim().is_empty() => {
@@ -59,6 +75,49 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
         "end_conversation" => parse_end(object.get("payload")).map(ClientMessage::End),
         other => Err(format!("알 수 없는 메시지 종류입니다: `{other}`")),
     }
+}
+
+/// `payload.audio_config`: `sample_rate` (8000–48000, required), `encoding` (only
+/// `pcm_s16le`, the default) and `channels` (only 1).
+fn parse_audio_config(config: &Value) -> Result<AudioConfig, String> {
+    let config = config
+        .as_object()
+        .ok_or("`payload.audio_config`는 객체여야 합니다.")?;
+    let mut sample_rate = None;
+    for (key, value) in config {
+        let field = format!("payload.audio_config.{key}");
+        match key.as_str() {
+            "sample_rate" => {
+                let rate = value
+                    .as_u64()
+                    .and_then(|r| u32::try_from(r).ok())
+                    .filter(|r| SAMPLE_RATES.contains(r))
+                    .ok_or_else(|| {
+                        format!(
+                            "`{field}`는 {}에서 {} 사이의 정수(Hz)여야 합니다.",
+                            SAMPLE_RATES.start(),
+                            SAMPLE_RATES.end()
+                        )
+                    })?;
+                sample_rate = Some(rate);
+            }
+            "encoding" => {
+                if value.as_str() != Some("pcm_s16le") {
+                    return Err(format!(
+                        "`{field}`는 `pcm_s16le`만 지원합니다 (16비트 리틀 엔디언 PCM)."
+                    ));
+                }
+            }
+            "channels" => {
+                if value.as_u64() != Some(1) {
+                    return Err(format!("`{field}`는 1(모노)만 지원합니다."));
+                }
+            }
+            _ => return Err(format!("알 수 없는 필드입니다: `{field}`")),
+        }
+    }
+    let sample_rate = sample_rate.ok_or("`payload.audio_config.sample_rate`가 필요합니다.")?;
+    Ok(AudioConfig { sample_rate })
 }
 
 /// `end_conversation`'s payload: nothing, `{}`, or `{"create_story": {…}}`.
@@ -165,6 +224,53 @@ mod tests {
     }
 
     #[test]
+    fn the_mobile_apps_audio_config_is_understood() {
+        let start = |config: &str| {
+            parse_client_message(&format!(
+                r#"{{"event": "start_conversation", "payload": {{"child_name": "민준", "audio_config": {config}}}}}"#
+            ))
+        };
+        // The app's exact frame.
+        assert_eq!(
+            parse_client_message(
+                r#"{"event":"start_conversation","payload":{"audio_config":{"sample_rate":16000,"encoding":"pcm_s16le"}}}"#
+            ),
+            Ok(ClientMessage::Start(
+                serde_json::json!({}),
+                Some(AudioConfig { sample_rate: 16000 })
+            ))
+        );
+        assert_eq!(
+            start(r#"{"sample_rate": 48000, "channels": 1}"#),
+            Ok(ClientMessage::Start(
+                serde_json::json!({"child_name": "민준"}),
+                Some(AudioConfig { sample_rate: 48000 })
+            ))
+        );
+        assert_eq!(
+            start("null"),
+            Ok(ClientMessage::Start(
+                serde_json::json!({"child_name": "민준"}),
+                None
+            ))
+        );
+        for (bad, names) in [
+            (r#"{"encoding": "pcm_s16le"}"#, "sample_rate"),
+            (r#"{"sample_rate": 7999}"#, "sample_rate"),
+            (r#"{"sample_rate": 48001}"#, "sample_rate"),
+            (r#"{"sample_rate": 16000.5}"#, "sample_rate"),
+            (r#"{"sample_rate": "16000"}"#, "sample_rate"),
+            (r#"{"sample_rate": 16000, "encoding": "opus"}"#, "encoding"),
+            (r#"{"sample_rate": 16000, "channels": 2}"#, "channels"),
+            (r#"{"sample_rate": 16000, "bits": 16}"#, "bits"),
+            ("16000", "audio_config"),
+        ] {
+            let err = start(bad).unwrap_err();
+            assert!(err.contains(names), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn nul_is_refused_wherever_it_is() {
         for frame in [
             r#"{"type": "user_message", "text": "a\u0000b"}"#,
@@ -195,7 +301,7 @@ mod tests {
             parse_client_message(
                 r#"{"event": "start_conversation", "payload": {"child_name": "민준"}}"#
             ),
-            Ok(ClientMessage::Start(_))
+            Ok(ClientMessage::Start(_, None))
         ));
         for bad in [
             "not json",

@@ -976,7 +976,286 @@ async fn ending_a_conversation_can_create_its_story(db: Db) {
     );
 }
 
+/// `n` bytes of 16-bit mono PCM: a quiet tone, different for each `seed`.
+fn pcm(n: usize, seed: u8) -> Vec<u8> {
+    (0..n / 2)
+        .flat_map(|i| {
+            let sample = ((i as f32 * (0.05 + f32::from(seed) * 0.01)).sin() * 3000.0) as i16;
+            sample.to_le_bytes()
+        })
+        .collect()
+}
+
+/// Messages until the socket closes; returns them and the close code.
+async fn until_closed(socket: &mut Socket) -> (Vec<Value>, u16) {
+    let mut seen = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("closes within a minute");
+        match frame {
+            Some(Ok(Message::Text(t))) => seen.push(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(Some(frame)))) => return (seen, u16::from(frame.code)),
+            Some(Ok(Message::Close(None))) => return (seen, 1005),
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+/// The voice samples stored for an account, oldest first (by name they are random).
+fn stored_samples(app: &TestApp, user: uuid::Uuid) -> Vec<Vec<u8>> {
+    let dir = app
+        .domain
+        .config()
+        .data_dir
+        .join("voice-samples")
+        .join(user.to_string());
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// The original mobile app's frames: `audio_config`, raw PCM in 16 KiB binary frames,
+/// `end_conversation` with `payload: {}`. Without speech-to-text each utterance is kept as
+/// a WAV voice sample and the client is told once that it was not understood.
+async fn the_mobile_apps_pcm_stream_is_kept_and_told_once(db: Db) {
+    // Five messages a minute: the 16 KiB frames of one utterance count as one.
+    let app = spawn_app_with(db, &["--ws-messages-per-minute", "6"]).await;
+    let token = app.new_account("mobile.app").await;
+    let user = app.user(&token).await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::text(
+        r#"{"event":"start_conversation","payload":{"audio_config":{"sample_rate":16000,"encoding":"pcm_s16le"}}}"#,
+    ))
+    .await
+    .unwrap();
+    let started = recv(&mut ws).await;
+    assert_eq!(started["type"], "conversation_started", "{started}");
+    let first = pcm(40 * 16 * 1024, 1);
+    for frame in first.chunks(16 * 1024) {
+        ws.send(Message::binary(frame.to_vec())).await.unwrap();
+    }
+    // A text frame ends the utterance: it is stored, and (no speech-to-text here) the
+    // client hears so once; the text itself is answered as ever.
+    send(&mut ws, json!({"type": "user_message", "text": "안녕"})).await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &Value| m["type"] == "ai_response") {
+        seen.push(recv(&mut ws).await);
+    }
+    let second = pcm(3 * 16 * 1024 + 2, 2);
+    for frame in second.chunks(16 * 1024) {
+        ws.send(Message::binary(frame.to_vec())).await.unwrap();
+    }
+    ws.send(Message::text(
+        r#"{"event":"end_conversation","payload":{}}"#,
+    ))
+    .await
+    .unwrap();
+    let (rest, code) = until_closed(&mut ws).await;
+    assert_eq!(code, 1000);
+    seen.extend(rest);
+    let of = |kind: &str| seen.iter().filter(|m| m["type"] == kind).count();
+    let errors: Vec<&Value> = seen.iter().filter(|m| m["type"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{seen:?}");
+    assert_eq!(errors[0]["error_code"], "AI_UNAVAILABLE");
+    assert!(
+        errors[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("음성 인식"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(of("voice_clone_progress"), 2, "{seen:?}");
+    assert_eq!(of("ai_response"), 1, "{seen:?}");
+    assert_eq!(of("conversation_ended"), 1, "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m["error_code"] == "RATE_LIMIT_EXCEEDED"),
+        "{seen:?}"
+    );
+    // Two WAV files holding exactly what was sent, with a 16 kHz mono 16-bit header.
+    let samples = stored_samples(&app, user.id);
+    assert_eq!(samples.len(), 2);
+    for (wav, sent) in samples.iter().zip([&first, &second]) {
+        assert_eq!(&wav[..4], b"RIFF");
+        assert_eq!(&wav[8..16], b"WAVEfmt ");
+        let u16_at = |i: usize| u16::from_le_bytes([wav[i], wav[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes(wav[i..i + 4].try_into().unwrap());
+        assert_eq!((u16_at(20), u16_at(22)), (1, 1), "PCM, mono");
+        assert_eq!(u32_at(24), 16_000);
+        assert_eq!(u32_at(28), 32_000);
+        assert_eq!(u16_at(34), 16);
+        assert_eq!(&wav[36..40], b"data");
+        assert_eq!(u32_at(40) as usize, sent.len());
+        assert_eq!(u32_at(4) as usize, wav.len() - 8);
+        assert_eq!(&wav[44..], sent.as_slice());
+    }
+
+    // Broken speech is refused and nothing of it stored: an odd byte count, an utterance
+    // over 5 MB; speech cut off by the socket's end is kept.
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(
+        &mut ws,
+        json!({"type": "start_conversation", "payload": {"audio_config": {"sample_rate": 8000}}}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "conversation_started");
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    send(&mut ws, json!({"type": "user_message", "text": "하나"})).await;
+    let odd = recv(&mut ws).await;
+    assert_eq!(odd["error_code"], "INVALID_AUDIO", "{odd}");
+    assert_eq!(recv(&mut ws).await["type"], "ai_response");
+    for _ in 0..6 {
+        ws.send(Message::binary(pcm(1024 * 1024, 3))).await.unwrap();
+    }
+    let big = recv(&mut ws).await;
+    assert_eq!(big["error_code"], "PAYLOAD_TOO_LARGE", "{big}");
+    send(&mut ws, json!({"type": "user_message", "text": "둘"})).await;
+    assert_eq!(recv(&mut ws).await["type"], "ai_response");
+    assert_eq!(
+        stored_samples(&app, user.id).len(),
+        2,
+        "nothing of either stored"
+    );
+    ws.send(Message::binary(pcm(2000, 4))).await.unwrap();
+    ws.close(None).await.unwrap();
+    let _ = until_closed(&mut ws).await;
+    let mut kept = 0;
+    for _ in 0..100 {
+        kept = stored_samples(&app, user.id).len();
+        if kept == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept, 3, "the cut-off utterance is kept");
+    let last = stored_samples(&app, user.id).pop().unwrap();
+    assert_eq!(u32::from_le_bytes(last[24..28].try_into().unwrap()), 8000);
+    assert_eq!(&last[44..], pcm(2000, 4).as_slice());
+}
+
+/// With `JJONGAL_STT_BASE_URL`, an utterance is transcribed by the provider (a real HTTP
+/// mock) and answered exactly like `user_message`; a failing provider is `AI_UNAVAILABLE`
+/// each time.
+async fn utterances_are_transcribed_and_answered(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": " 공룡이 좋아 "})))
+        .up_to_n_times(1)
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&provider)
+        .await;
+    let stt = format!("{}/v1", provider.uri());
+    let app = spawn_app_with(
+        db,
+        &[
+            "--stt-base-url",
+            &stt,
+            "--stt-api-key",
+            "stt-key-123",
+            "--provider-max-attempts",
+            "1",
+        ],
+    )
+    .await;
+    let token = app.new_account("speaking.child").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::text(
+        r#"{"event":"start_conversation","payload":{"audio_config":{"sample_rate":16000,"encoding":"pcm_s16le"}}}"#,
+    ))
+    .await
+    .unwrap();
+    let started = recv(&mut ws).await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_string();
+    let speech = pcm(5 * 16 * 1024, 5);
+    for frame in speech.chunks(16 * 1024) {
+        ws.send(Message::binary(frame.to_vec())).await.unwrap();
+    }
+    ws.send(Message::text(
+        r#"{"event":"end_conversation","payload":{}}"#,
+    ))
+    .await
+    .unwrap();
+    let (seen, code) = until_closed(&mut ws).await;
+    assert_eq!(code, 1000);
+    let answers: Vec<&Value> = seen.iter().filter(|m| m["type"] == "ai_response").collect();
+    assert_eq!(answers.len(), 1, "{seen:?}");
+    assert_eq!(answers[0]["user_text"], "공룡이 좋아");
+    assert!(!seen.iter().any(|m| m["type"] == "error"), "{seen:?}");
+    // Answered before the end.
+    let position = |kind: &str| seen.iter().position(|m| m["type"] == kind).unwrap();
+    assert!(position("ai_response") < position("conversation_ended"));
+    // The child's words are in the conversation, as if typed.
+    let transcript = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}"),
+            Some(&token),
+        )
+        .await
+        .assert_ok(200);
+    let child: Vec<&Value> = transcript["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "child")
+        .collect();
+    assert_eq!(child.len(), 1, "{transcript}");
+    assert_eq!(child[0]["text"], "공룡이 좋아");
+    // What the provider was sent: the WAV, the model, the language, the key.
+    let calls = provider.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 1);
+    let body = String::from_utf8_lossy(&calls[0].body);
+    assert!(
+        body.contains("name=\"model\"\r\n\r\nwhisper-1"),
+        "{body:.300}"
+    );
+    assert!(body.contains("name=\"language\"\r\n\r\nko"));
+    assert!(body.contains("filename=\"utterance.wav\""));
+    assert!(body.contains("RIFF"));
+    assert_eq!(
+        calls[0].headers.get("authorization").unwrap(),
+        "Bearer stt-key-123"
+    );
+    let wav_at = calls[0].body.windows(4).position(|w| w == b"RIFF").unwrap();
+    assert_eq!(
+        &calls[0].body[wav_at + 44..wav_at + 44 + speech.len()],
+        speech.as_slice()
+    );
+
+    // A failing provider: each utterance is told, the text frame still answered.
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(
+        &mut ws,
+        json!({"type": "start_conversation", "payload": {"audio_config": {"sample_rate": 16000}}}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "conversation_started");
+    for n in 0..2 {
+        ws.send(Message::binary(pcm(4096, n))).await.unwrap();
+        send(&mut ws, json!({"type": "user_message", "text": "또"})).await;
+        let mut got = Vec::new();
+        while !got.iter().any(|m: &Value| m["type"] == "ai_response") {
+            got.push(recv(&mut ws).await);
+        }
+        let errors: Vec<_> = got.iter().filter(|m| m["type"] == "error").collect();
+        assert_eq!(errors.len(), 1, "{got:?}");
+        assert_eq!(errors[0]["error_code"], "AI_UNAVAILABLE");
+    }
+}
+
 db_tests!(
+    the_mobile_apps_pcm_stream_is_kept_and_told_once,
+    utterances_are_transcribed_and_answered,
     ending_a_conversation_can_create_its_story,
     voice_samples_are_capped_and_failed_clones_retry_sparingly,
     slow_requests_are_cut_off_with_503,
