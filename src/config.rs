@@ -379,6 +379,10 @@ pub struct ConfigArgs {
     /// beyond it a new one is closed at once.
     #[arg(long, env = "JJONGAL_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_connections_per_ip: u32,
+    /// Sockets (conversation and `/graphql/ws` with a token) one account may hold open at
+    /// once; beyond it a new one is refused and closed (1013).
+    #[arg(long, env = "JJONGAL_MAX_SOCKETS_PER_ACCOUNT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub max_sockets_per_account: u32,
     /// Requests served at once; beyond it the service answers 503 at once instead of
     /// queueing without bound.
     #[arg(long, env = "JJONGAL_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
@@ -511,6 +515,8 @@ pub struct GatewayConfig {
     pub account_rate: Option<RateConfig>,
     pub trusted_proxies: Vec<IpNet>,
     pub max_concurrent_requests: usize,
+    /// Open sockets per account.
+    pub max_sockets_per_account: usize,
 }
 
 /// A token bucket: `per_minute` refill, `burst` at once.
@@ -796,6 +802,7 @@ impl Config {
                 }),
                 trusted_proxies: parse_proxies(&args.trusted_proxies)?,
                 max_concurrent_requests: args.max_concurrent_requests as usize,
+                max_sockets_per_account: args.max_sockets_per_account as usize,
             },
             graphql: GraphqlConfig {
                 introspection: args

@@ -31,6 +31,7 @@ use crate::domain::Domain;
 use crate::error::ErrorCode;
 use crate::graphql::RequestAuth;
 use crate::rest::{RestError, envelope};
+use crate::tally::{Tally, Ticket};
 
 type KeyedLimiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, NoOpMiddleware>;
 
@@ -140,6 +141,8 @@ pub struct Gateway {
     ip: Option<Arc<GovernorConfig<ClientIp, NoOpMiddleware>>>,
     account: Option<Arc<KeyedLimiter<Uuid>>>,
     in_flight: Arc<Semaphore>,
+    sockets: Tally<Uuid>,
+    max_sockets_per_account: usize,
 }
 
 fn quota(rate: RateConfig) -> Quota {
@@ -175,6 +178,8 @@ impl Gateway {
             ip,
             account,
             in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            sockets: Tally::default(),
+            max_sockets_per_account: config.max_sockets_per_account,
         };
         gateway.forget_idle_clients();
         gateway
@@ -236,6 +241,21 @@ impl Gateway {
     }
 
     /// Counts one socket message against both the client's IP and the account.
+    /// A place for one more open socket of `account` (given back when the ticket is
+    /// dropped); `Err` carries the cap when the account holds that many already.
+    pub fn open_socket(&self, account: Uuid) -> Result<Ticket<Uuid>, usize> {
+        self.sockets
+            .admit(account, self.max_sockets_per_account)
+            .ok_or(self.max_sockets_per_account)
+    }
+
+    /// The message for a socket refused by [`Gateway::open_socket`].
+    pub fn too_many_sockets(max: usize) -> String {
+        format!(
+            "이 계정으로 열린 연결이 너무 많아요 (최대 {max}개). 쓰지 않는 연결을 닫고 다시 연결해 주세요."
+        )
+    }
+
     pub fn check_message(&self, ip: IpAddr, account: Option<Uuid>) -> Result<(), u64> {
         self.check_ip(ip)?;
         match account {

@@ -22,5 +22,6 @@ pub mod rest;
 pub mod server;
 pub mod socket_close;
 pub mod stack_limit;
+pub mod tally;
 pub mod telemetry;
 pub mod ws;

@@ -8,13 +8,14 @@
 //!   Trusted proxies (`JJONGAL_TRUSTED_PROXIES`) are exempt: every client behind Nginx
 //!   arrives from its address (Nginx caps per client with `limit_conn`).
 //!
+//! A WebSocket keeps its connection counted until the socket ends ([`HeldConnection`]).
+//!
 //! Each connection carries its peer address as axum's `ConnectInfo`, and WebSocket
 //! upgrades work as with `axum::serve`. On shutdown the loop stops accepting and waits
 //! for open connections to finish their requests (hyper's graceful shutdown).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::{IpNet, canonical};
+use crate::tally::{Tally, Ticket};
 
 /// How the accept loop treats connections.
 #[derive(Clone, Debug)]
@@ -36,42 +38,11 @@ pub struct ConnectionLimits {
     pub trusted_proxies: Vec<IpNet>,
 }
 
-/// Open connections per client address.
-#[derive(Clone, Default)]
-struct OpenConnections(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-/// One counted connection; uncounted when dropped.
-struct Counted {
-    open: OpenConnections,
-    ip: IpAddr,
-}
-
-impl OpenConnections {
-    fn admit(&self, ip: IpAddr, max: usize) -> Option<Counted> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(Counted {
-            open: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        let mut map = self.open.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
+/// A request's hold on its connection's place in the per-client count. A WebSocket
+/// handler keeps it for the socket's life: after an upgrade hyper's connection task ends,
+/// but the client still holds the connection.
+#[derive(Clone)]
+pub struct HeldConnection(#[allow(dead_code)] Option<Arc<Ticket<IpAddr>>>);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
@@ -86,7 +57,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
-    let open = OpenConnections::default();
+    let open = Tally::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -106,7 +77,7 @@ pub async fn serve(
             None
         } else {
             match open.admit(ip, limits.max_per_ip) {
-                Some(counted) => Some(counted),
+                Some(counted) => Some(Arc::new(counted)),
                 None => {
                     tracing::warn!(client = %ip, max = limits.max_per_ip, "too many open connections from one client; refused");
                     drop(stream);
@@ -115,10 +86,12 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let held = HeldConnection(counted.clone());
         let service = router
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(held.clone());
                 request
             });
         let service = hyper_util::service::TowerToHyperService::new(service);
@@ -136,25 +109,4 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connections_are_counted_per_client_and_released() {
-        let open = OpenConnections::default();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = open.admit(a, 2).unwrap();
-        let second = open.admit(a, 2).unwrap();
-        assert!(open.admit(a, 2).is_none());
-        assert!(open.admit(b, 2).is_some());
-        drop(first);
-        let third = open.admit(a, 2);
-        assert!(third.is_some());
-        drop((second, third));
-        assert!(open.0.lock().unwrap().is_empty());
-    }
 }

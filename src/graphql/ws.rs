@@ -4,7 +4,8 @@
 //! neither the init timeout nor duplicate ids, and uses other close codes:
 //!
 //! - no `connection_init` within `JJONGAL_GRAPHQL_WS_INIT_TIMEOUT_SECS`: close 4408;
-//!   a second one: 4429; a token that does not authenticate: 4403;
+//!   a second one: 4429; a token that does not authenticate: 4403; an account already
+//!   holding `JJONGAL_MAX_SOCKETS_PER_ACCOUNT` sockets: 1013;
 //! - `subscribe` before the acknowledgement: 4401; an id already running: 4409;
 //!   a malformed message: 4400; a frame over `JJONGAL_GRAPHQL_WS_MAX_MESSAGE_BYTES`
 //!   (64 KiB): 1009;
@@ -19,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Request, ServerError};
@@ -38,7 +40,10 @@ use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
+use crate::server::HeldConnection;
 use crate::socket_close::{await_client_close, echo_code};
+use crate::tally::Ticket;
+use uuid::Uuid;
 
 /// How often the legacy protocol's keep-alive (`ka`) goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -88,6 +93,7 @@ pub async fn upgrade(
     Extension(domain): Extension<Domain>,
     Extension(gateway): Extension<Gateway>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
+    held: Option<Extension<HeldConnection>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -110,6 +116,7 @@ pub async fn upgrade(
         client,
         protocol,
         header_token,
+        _held: held,
     };
     upgrade
         .protocols([protocol.name()])
@@ -134,12 +141,16 @@ struct Connection {
     client: IpAddr,
     protocol: Protocol,
     header_token: Option<String>,
+    /// Keeps the connection counted for its client while the socket is open.
+    _held: Option<Extension<HeldConnection>>,
 }
 
 /// Who the connection is, once `connection_init` was accepted.
 #[derive(Clone)]
 struct Principal {
     token: Option<String>,
+    /// The account's place among its open sockets (none for an anonymous connection).
+    _place: Option<Arc<Ticket<Uuid>>>,
 }
 
 /// The outcome of one client message.
@@ -357,10 +368,26 @@ impl Connection {
                 }
                 let payload = message.get("payload").cloned().unwrap_or(Value::Null);
                 let token = token_from_payload(&payload).or_else(|| self.header_token.clone());
+                let mut place = None;
                 match &token {
                     None => {}
                     Some(t) => match self.domain.authenticate(Some(t)).await {
-                        Ok(_) => {}
+                        // One account's open sockets are capped, on every door together.
+                        Ok(user) => match self.gateway.open_socket(user.id) {
+                            Ok(ticket) => place = Some(Arc::new(ticket)),
+                            Err(max) => {
+                                tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
+                                if legacy {
+                                    let _ = out
+                                        .send(Outbound::Json(json!({
+                                            "type": "connection_error",
+                                            "payload": coded_error(ErrorCode::RateLimitExceeded, &Gateway::too_many_sockets(max), None),
+                                        })))
+                                        .await;
+                                }
+                                return close(1013, "Too many open sockets for this account");
+                            }
+                        },
                         // The database, not the token: tell the client to come back.
                         Err(e) if e.code() != ErrorCode::InvalidToken => {
                             let _ = e.public_message();
@@ -379,7 +406,10 @@ impl Connection {
                         }
                     },
                 };
-                *principal = Some(Principal { token });
+                *principal = Some(Principal {
+                    token,
+                    _place: place,
+                });
                 let _ = out
                     .send(Outbound::Json(json!({"type": "connection_ack"})))
                     .await;

@@ -30,6 +30,7 @@ use crate::error::ErrorCode;
 use crate::gateway::{ClientAddr, Gateway};
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
+use crate::server::HeldConnection;
 use crate::socket_close::{await_client_close, echo_code};
 use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
 
@@ -231,6 +232,7 @@ fn not_started() -> Outbound {
 pub async fn audio(
     State(state): State<WsState>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
+    held: Option<Extension<HeldConnection>>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -252,7 +254,11 @@ pub async fn audio(
         // (large voice samples still arrive whole; the buffer grows as needed).
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| session(socket, state, token, params, client))
+        .on_upgrade(move |socket| async move {
+            // The connection stays counted for its client while the socket is open.
+            let _held = held;
+            session(socket, state, token, params, client).await
+        })
 }
 
 /// The child's details from the query string (`start_conversation` overrides them).
@@ -321,6 +327,22 @@ async fn session(
                 ErrorCode::InvalidToken.default_message(),
             ));
             send(Outbound::Close(4401, "invalid token"));
+            drop(out_tx);
+            let _ = writer.await;
+            await_client_close(&mut stream).await;
+            return;
+        }
+    };
+    // One account's open sockets are capped (every door's sockets count together).
+    let _place = match state.gateway.open_socket(user.id) {
+        Ok(place) => place,
+        Err(max) => {
+            tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
+            send(error(
+                ErrorCode::RateLimitExceeded,
+                Gateway::too_many_sockets(max),
+            ));
+            send(Outbound::Close(1013, "too many open sockets"));
             drop(out_tx);
             let _ = writer.await;
             await_client_close(&mut stream).await;

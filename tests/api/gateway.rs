@@ -451,7 +451,116 @@ async fn slow_headers_are_cut_off_and_open_connections_capped(db: Db) {
     assert!(served_connection(&addr).await.is_some());
 }
 
+/// Opens a socket, or `None` when the server refuses the connection.
+async fn try_socket(app: &TestApp, path: &str) -> Option<ws::Socket> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = app.base.replace("http://", "ws://") + path;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .ok()
+        .map(|(socket, _)| socket)
+}
+
+/// An open WebSocket keeps its connection counted for its client (the count used to end
+/// at the upgrade), and one account's open sockets are capped on both socket doors
+/// together, with a clear refusal.
+async fn sockets_are_counted_per_client_and_per_account(db: Db) {
+    let app = spawn_app_with(db, &["--max-sockets-per-account", "2"]).await;
+    let a = app.new_account("sockets.a").await;
+    let b = app.new_account("sockets.b").await;
+    let start = json!({"type": "start_conversation"});
+    // Two of A's sockets, one on each door.
+    let mut first = ws::open(&app, &format!("/wss/v1/audio?token={a}"), None).await;
+    send(&mut first, start.clone()).await;
+    assert_eq!(recv(&mut first).await["type"], "conversation_started");
+    let mut second = ws::open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    ws::init(&mut second, Some(&a)).await;
+    // A third is refused on either door; B is not affected.
+    let mut third = ws::open(&app, &format!("/wss/v1/audio?token={a}"), None).await;
+    let refused = recv(&mut third).await;
+    assert_eq!(refused["error_code"], "RATE_LIMIT_EXCEEDED", "{refused}");
+    assert!(
+        refused["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("최대 2개"),
+        "{refused}"
+    );
+    assert_eq!(ws::closed(&mut third).await, 1013);
+    let mut third = ws::open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    send(
+        &mut third,
+        json!({"type": "connection_init", "payload": {"token": a}}),
+    )
+    .await;
+    assert_eq!(ws::closed(&mut third).await, 1013);
+    let mut other = ws::open(&app, &format!("/wss/v1/audio?token={b}"), None).await;
+    send(&mut other, start.clone()).await;
+    assert_eq!(recv(&mut other).await["type"], "conversation_started");
+    // Closing one gives A its place back.
+    drop(first);
+    let mut again = None;
+    for _ in 0..40 {
+        let mut socket = ws::open(&app, &format!("/wss/v1/audio?token={a}"), None).await;
+        send(&mut socket, start.clone()).await;
+        if recv(&mut socket).await["type"] == "conversation_started" {
+            again = Some(socket);
+            break;
+        }
+        assert_eq!(ws::closed(&mut socket).await, 1013);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        again.is_some(),
+        "the closed socket's place was not given back"
+    );
+
+    drop((second, other, again));
+
+    // The client's connections: sockets (and whatever the test client holds) fill the
+    // cap of 6, then neither a socket nor a plain request is served while they stay open.
+    let app = spawn_app_with(db, &["--max-connections-per-ip", "6"]).await;
+    let mut open = Vec::new();
+    let mut refused = false;
+    for _ in 0..8 {
+        match try_socket(&app, "/graphql/ws").await {
+            Some(socket) => open.push(socket),
+            None => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "{} sockets were all accepted", open.len());
+    assert!(
+        (4..=6).contains(&open.len()),
+        "{} sockets open at the cap",
+        open.len()
+    );
+    let addr = app.base.trim_start_matches("http://").to_string();
+    assert!(
+        served_connection(&addr).await.is_none(),
+        "a request was served while the sockets held every place"
+    );
+    drop(open);
+    let mut served = false;
+    for _ in 0..40 {
+        if served_connection(&addr).await.is_some() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "closed sockets did not give their places back");
+}
+
 db_tests!(
+    sockets_are_counted_per_client_and_per_account,
     slow_headers_are_cut_off_and_open_connections_capped,
     unread_bodies_close_the_connection,
     the_per_ip_limit_answers_429_on_rest_and_graphql,
