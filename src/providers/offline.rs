@@ -266,9 +266,23 @@ fn hash(s: &str) -> u64 {
     })
 }
 
-/// Seeded SVG pictures: the scene changes per chapter, each character keeps its colour
-/// and shape in every chapter (derived from its name alone).
+/// Seeded pictures: the scene changes per chapter, each character keeps its colour and
+/// shape in every chapter (derived from its name alone). Drawn as SVG and served as PNG
+/// (rasterised by resvg): mobile image views cannot draw SVG. No font ships with the
+/// service, so the PNG shows the picture without the SVG's labels (the chapter title and
+/// the names stand beside it in every client).
 pub struct SvgIllustrator;
+
+/// An SVG document as PNG, at its own size.
+pub fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
+    use resvg::{tiny_skia, usvg};
+    let tree = usvg::Tree::from_str(svg, &usvg::Options::default()).map_err(|e| e.to_string())?;
+    let size = tree.size().to_int_size();
+    let mut pixmap =
+        tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("the picture has no area")?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| e.to_string())
+}
 
 impl SvgIllustrator {
     pub fn draw(&self, req: &IllustrationRequest) -> String {
@@ -353,13 +367,19 @@ impl SvgIllustrator {
 #[async_trait]
 impl Illustrator for SvgIllustrator {
     fn name(&self) -> &'static str {
-        "offline-svg"
+        "offline-png"
     }
     async fn illustrate(&self, request: &IllustrationRequest) -> Result<Media, ProviderError> {
+        let svg = self.draw(request);
+        // Rasterising is CPU work (tens of milliseconds): off the async threads.
+        let png = tokio::task::spawn_blocking(move || rasterise(&svg))
+            .await
+            .map_err(|e| ProviderError::new(ErrorKind::Unavailable, e.to_string()))?
+            .map_err(|e| ProviderError::new(ErrorKind::Unavailable, e))?;
         Ok(Media {
-            bytes: self.draw(request).into_bytes(),
-            content_type: "image/svg+xml".into(),
-            extension: "svg",
+            bytes: png,
+            content_type: "image/png".into(),
+            extension: "png",
         })
     }
 }
@@ -495,5 +515,63 @@ mod tests {
         // The character keeps its colour across chapters.
         let colour = format!("hsl({},60%,60%)", hash("토끼 <b>") % 360);
         assert!(one.contains(&colour) && two.contains(&colour));
+    }
+
+    #[tokio::test]
+    async fn pictures_are_png_seeded_and_keep_their_characters() {
+        use resvg::tiny_skia::Pixmap;
+        let request = |chapter_number: usize, characters: &[&str]| IllustrationRequest {
+            seed: 7,
+            chapter_number,
+            chapter_title: "용감한 토끼".into(),
+            scene: String::new(),
+            character_sheet: String::new(),
+            characters: characters.iter().map(|c| c.to_string()).collect(),
+        };
+        let draw = |r: IllustrationRequest| async move {
+            let media = SvgIllustrator.illustrate(&r).await.unwrap();
+            assert_eq!(
+                (media.content_type.as_str(), media.extension),
+                ("image/png", "png")
+            );
+            assert_eq!(&media.bytes[..8], b"\x89PNG\r\n\x1a\n");
+            Pixmap::decode_png(&media.bytes).unwrap()
+        };
+        let one = draw(request(1, &["토끼"])).await;
+        assert_eq!((one.width(), one.height()), (800, 600));
+        // The same request draws the same picture; another chapter another scene.
+        assert_eq!(one.data(), draw(request(1, &["토끼"])).await.data());
+        let two = draw(request(2, &["토끼"])).await;
+        assert_ne!(one.data(), two.data());
+        // The character's body is drawn in its own colour, in every chapter: some pixel
+        // of each picture has exactly the colour of the SVG's `hsl(h,60%,60%)`.
+        let hue = (hash("토끼") % 360) as f32;
+        let (r, g, b) = hsl_rgb(hue, 0.6, 0.6);
+        let has_colour = |p: &Pixmap| {
+            p.pixels().iter().any(|px| {
+                let near = |a: u8, b: u8| a.abs_diff(b) <= 2;
+                near(px.red(), r) && near(px.green(), g) && near(px.blue(), b)
+            })
+        };
+        assert!(has_colour(&one) && has_colour(&two));
+        // Without characters there is no such body.
+        assert!(!has_colour(&draw(request(1, &[])).await));
+    }
+
+    /// CSS `hsl()` to 8-bit RGB.
+    fn hsl_rgb(h: f32, s: f32, l: f32) -> (u8, u8, u8) {
+        let c = (1.0 - (2.0 * l - 1.0).abs()) * s;
+        let x = c * (1.0 - ((h / 60.0) % 2.0 - 1.0).abs());
+        let m = l - c / 2.0;
+        let (r, g, b) = match (h / 60.0) as u32 {
+            0 => (c, x, 0.0),
+            1 => (x, c, 0.0),
+            2 => (0.0, c, x),
+            3 => (0.0, x, c),
+            4 => (x, 0.0, c),
+            _ => (c, 0.0, x),
+        };
+        let byte = |v: f32| ((v + m) * 255.0).round() as u8;
+        (byte(r), byte(g), byte(b))
     }
 }

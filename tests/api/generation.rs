@@ -788,15 +788,26 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
         }
         let espeak = std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
+        let mut pictures = std::collections::HashSet::new();
         for chapter in chapters {
             let url = chapter["image"]["url"]
                 .as_str()
                 .unwrap()
                 .replace("http://localhost:8000", &app.base);
             let response = app.client.get(&url).send().await.unwrap();
-            assert_eq!(response.headers()["content-type"], "image/svg+xml");
-            let svg = response.text().await.unwrap();
-            assert!(svg.starts_with("<svg") && svg.contains("용감한 토끼"));
+            // A PNG (mobile image views cannot draw SVG), 800×600, a different picture
+            // per chapter.
+            assert!(url.contains(".png?"), "{url}");
+            assert_eq!(response.headers()["content-type"], "image/png");
+            let png = response.bytes().await.unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+            assert_eq!(&png[12..16], b"IHDR");
+            let dimension = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+            assert_eq!((dimension(16), dimension(20)), (800, 600));
+            assert!(
+                pictures.insert(png.to_vec()),
+                "two chapters share a picture"
+            );
             if espeak {
                 let url = chapter["audio"]["url"]
                     .as_str()

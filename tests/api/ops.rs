@@ -440,7 +440,7 @@ async fn figures_and_metrics_follow_the_database(db: Db) {
     assert_eq!(
         sample(
             &after,
-            "jjongal_provider_attempts_total{step=\"illustrate\",provider=\"offline-svg\",outcome=\"ok\"}"
+            "jjongal_provider_attempts_total{step=\"illustrate\",provider=\"offline-png\",outcome=\"ok\"}"
         ),
         6.0,
         "{after}"
