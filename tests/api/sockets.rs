@@ -201,10 +201,114 @@ async fn sockets_close_when_their_token_expires(db: Db) {
     assert_eq!(closed(&mut talk).await, 4401);
 }
 
+/// Reads one unmasked server frame from a raw connection: (opcode, payload).
+async fn raw_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await.unwrap();
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).await.unwrap();
+            usize::from(u16::from_be_bytes(ext))
+        }
+        127 => panic!("no frame here is that long"),
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+/// After its own Close the server keeps the connection until the client answers: it
+/// does not drop the TCP connection (which can reset it and lose the close code, seen 9
+/// times in 20 with real clients). A raw client reads the Close, holds back its answer,
+/// sees the connection still open, answers, and then sees it end.
+async fn the_server_waits_for_the_clients_close_reply(db: Db) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(db).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    for (path, protocol, first) in [
+        ("/wss/v1/audio?token=forged", None, None),
+        (
+            "/graphql/ws",
+            Some("graphql-transport-ws"),
+            // `subscribe` before `connection_init`: 4401.
+            Some(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ __typename }"}})),
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let offer = protocol
+            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+            .unwrap_or_default();
+        stream
+            .write_all(
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let mask = [1u8, 2, 3, 4];
+        let masked = |opcode: u8, payload: &[u8]| {
+            let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            frame
+        };
+        if let Some(message) = first {
+            stream
+                .write_all(&masked(1, message.to_string().as_bytes()))
+                .await
+                .unwrap();
+        }
+        let code = loop {
+            let (opcode, payload) =
+                tokio::time::timeout(Duration::from_secs(10), raw_frame(&mut stream))
+                    .await
+                    .expect("the close in time");
+            if opcode == 8 {
+                break u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        };
+        assert_eq!(code, 4401, "{path}");
+        // No answer yet: the connection stays open, waiting for it.
+        let mut byte = [0u8; 1];
+        let waited = tokio::time::timeout(Duration::from_millis(700), stream.read(&mut byte)).await;
+        assert!(
+            waited.is_err(),
+            "{path}: the server ended the connection before the client's close ({waited:?})"
+        );
+        // The answer: then the server ends the connection.
+        stream
+            .write_all(&masked(8, &4401u16.to_be_bytes()))
+            .await
+            .unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte))
+            .await
+            .expect("the connection ends after the client's close");
+        assert!(matches!(ended, Ok(0) | Err(_)), "{path}: {ended:?}");
+    }
+}
+
 db_tests!(
     sockets_close_when_their_token_expires,
     a_clients_close_is_answered_on_every_socket,
     the_servers_close_code_always_arrives,
+    the_server_waits_for_the_clients_close_reply,
     the_clients_first_sub_protocol_is_chosen,
     idle_graphql_sockets_are_closed,
 );
