@@ -195,9 +195,14 @@ impl Pool {
                 config.custom_setup = Box::new(|url| {
                     async move {
                         let mut conn = SqliteConn::establish(url).await?;
+                        // Reads map the database file (256 MiB at most) instead of
+                        // copying each page into every connection's own cache: with
+                        // ten connections of 2 MiB each, a story page re-read pages
+                        // from the file all the time (`pread` in the profile).
                         conn.batch_execute(
                             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA mmap_size = 268435456;",
                         )
                         .await
                         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

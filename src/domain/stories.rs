@@ -905,14 +905,16 @@ async fn with_chapters_on(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let (image, audio) = diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-    let file_columns = (
-        media_files::id,
-        media_files::path,
-        media_files::content_type,
-    );
-    let chapter_rows: Vec<(ChapterRow, Option<MediaColumns>, Option<MediaColumns>)> =
-        with_conn!(conn, |c| {
+    // The chapters of `$stories` with both media files, ordered by story and number.
+    macro_rules! chapters_with_media {
+        ($stories:expr) => {{
+            let (image, audio) =
+                diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
+            let file_columns = (
+                media_files::id,
+                media_files::path,
+                media_files::content_type,
+            );
             chapters::table
                 .left_join(
                     image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
@@ -920,16 +922,43 @@ async fn with_chapters_on(
                 .left_join(
                     audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
                 )
-                .filter(chapters::story_id.eq_any(&ids))
+                .filter($stories)
                 .order_by((chapters::story_id, chapters::chapter_number))
                 .select((
                     ChapterRow::as_select(),
                     image.fields(file_columns).nullable(),
                     audio.fields(file_columns).nullable(),
                 ))
+        }};
+    }
+    type Joined = (ChapterRow, Option<MediaColumns>, Option<MediaColumns>);
+    let chapter_rows: Vec<Joined> = match conn {
+        // PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
+        crate::db::Conn::Pg(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            chapters_with_media!(chapters::story_id.eq_any(&ids))
                 .load(c)
-                .await
-        })?;
+                .await?
+        }
+        // SQLite: on the connection's own thread with the synchronous API, so rows are
+        // read straight from the statement (the async wrapper copies every value of every
+        // row first), and with the ids as one JSON array, so the statement text is the
+        // same for every page and SQLite keeps it prepared (an `IN` list is prepared
+        // afresh for each call).
+        crate::db::Conn::Sqlite(c) => {
+            let c: &mut crate::db::SqliteConn = c;
+            let ids = serde_json::to_string(&ids).map_err(|e| AppError::Internal(e.into()))?;
+            c.spawn_blocking(move |c| {
+                let in_page = diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "chapters.story_id IN (SELECT value FROM json_each(",
+                )
+                .bind::<diesel::sql_types::Text, _>(ids)
+                .sql("))");
+                diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
+            })
+            .await?
+        }
+    };
     let mut by_story: HashMap<String, Vec<ChapterWithMedia>> = HashMap::new();
     for (chapter, image, audio) in chapter_rows {
         by_story
