@@ -45,7 +45,8 @@ impl<K: Eq + Hash + Clone> Tally<K> {
     }
 
     /// How many places `key` holds.
-    pub fn count(&self, key: &K) -> usize {
+    #[cfg(test)]
+    fn count(&self, key: &K) -> usize {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.get(key).copied().unwrap_or(0)
     }
