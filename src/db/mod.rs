@@ -3,9 +3,12 @@
 //! embedded per-backend migrations, and the [`with_conn!`](crate::with_conn) macro that
 //! runs the same diesel expression on either.
 
+mod json_in;
 pub mod models;
 pub mod schema;
 mod sqlite_thread;
+
+pub use json_in::in_json_array;
 
 use std::time::Duration;
 

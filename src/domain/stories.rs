@@ -169,6 +169,13 @@ pub struct ListStories {
     pub after: Option<String>,
 }
 
+/// Where a listing resumes: after this sort key value and id.
+enum Resume {
+    CreatedAt(NaiveDateTime, String),
+    UpdatedAt(NaiveDateTime, String),
+    Title(Option<String>, String),
+}
+
 /// Where a page ended, in the sort key's terms: a timestamp in microseconds, or a title
 /// (`None` for a story without one), plus the id that breaks ties.
 #[derive(Serialize, Deserialize)]
@@ -408,9 +415,52 @@ impl Domain {
         Ok((interests, transcript))
     }
 
+    /// The viewer's story `id` with its chapters: 404 when it does not exist, 403 when it
+    /// is someone else's. One trip to the database: the row, the ownership check and the
+    /// chapters on one connection (on SQLite in one call on its thread).
     pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {
-        let row = self.owned_story_row(viewer, id).await?;
-        let mut stories = self.with_chapters(vec![row]).await?;
+        let id = parse_id("story_id", id)?.to_string();
+        let viewer_id = viewer.id.to_string();
+        let mut conn = self.pool().get().await?;
+        let (row, joined) = match &mut conn {
+            crate::db::Conn::Pg(c) => {
+                let c: &mut diesel_async::AsyncPgConnection = c;
+                let row: Option<StoryRow> = stories::table
+                    .find(&id)
+                    .select(StoryRow::as_select())
+                    .first(c)
+                    .await
+                    .optional()?;
+                let joined = match &row {
+                    Some(r) if r.owner_id == viewer_id => chapters_pg(c, &[id]).await?,
+                    _ => Vec::new(),
+                };
+                (row, joined)
+            }
+            crate::db::Conn::Sqlite(c) => {
+                let c: &mut crate::db::SqliteConn = c;
+                let viewer_id = viewer_id.clone();
+                c.spawn_blocking(move |c| {
+                    let row: Option<StoryRow> = diesel::RunQueryDsl::first(
+                        stories::table.find(&id).select(StoryRow::as_select()),
+                        c,
+                    )
+                    .optional()?;
+                    let joined = match &row {
+                        Some(r) if r.owner_id == viewer_id => chapters_sqlite(c, &[id])?,
+                        _ => Vec::new(),
+                    };
+                    Ok((row, joined))
+                })
+                .await?
+            }
+        };
+        drop(conn);
+        let row = row.ok_or_else(AppError::not_found)?;
+        if row.owner_id != viewer_id {
+            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+        }
+        let mut stories = stories_from_rows(vec![row], joined)?;
         Ok(stories.remove(0))
     }
 
@@ -456,97 +506,132 @@ impl Domain {
             Some(us) => Some(micros_to_db(us)?),
             None => None,
         };
+        // Where the page resumes, in the sort key's terms. A time-keyed cursor without its
+        // time cannot come from us.
+        let resume = match (after, query.sort, after_time) {
+            (None, _, _) => None,
+            (Some(pos), SortKey::CreatedAt, Some(t)) => Some(Resume::CreatedAt(t, pos.id)),
+            (Some(pos), SortKey::UpdatedAt, Some(t)) => Some(Resume::UpdatedAt(t, pos.id)),
+            (Some(pos), SortKey::Title, _) => Some(Resume::Title(pos.title, pos.id)),
+            (Some(_), SortKey::CreatedAt | SortKey::UpdatedAt, None) => {
+                return Err(AppError::validation("start_cursor가 올바르지 않습니다."));
+            }
+        };
         let owner = owner.map(|o| o.to_string());
         let status = query.status.map(|s| s.as_str().to_string());
-        let mut conn = self.pool().get().await?;
-        let mut rows: Vec<StoryRow> = with_conn!(&mut conn, |c| {
-            let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
-            if let Some(o) = &owner {
-                q = q.filter(stories::owner_id.eq(o));
-            }
-            if let Some(s) = &status {
-                q = q.filter(stories::status.eq(s));
-            }
-            if let Some(t) = created_after {
-                q = q.filter(stories::created_at.ge(t));
-            }
-            if let Some(t) = created_before {
-                q = q.filter(stories::created_at.lt(t));
-            }
-            q = match (query.sort, query.order) {
-                (SortKey::CreatedAt, SortOrder::Asc) => {
-                    q.order_by((stories::created_at.asc(), stories::id.asc()))
+        let (sort, order, first) = (query.sort, query.order, query.first as usize);
+        // The page's story rows, one more than asked for (is there a next page?).
+        macro_rules! page_rows {
+            () => {{
+                let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
+                if let Some(o) = &owner {
+                    q = q.filter(stories::owner_id.eq(o));
                 }
-                (SortKey::CreatedAt, SortOrder::Desc) => {
-                    q.order_by((stories::created_at.desc(), stories::id.desc()))
+                if let Some(s) = &status {
+                    q = q.filter(stories::status.eq(s));
                 }
-                (SortKey::UpdatedAt, SortOrder::Asc) => {
-                    q.order_by((stories::updated_at.asc(), stories::id.asc()))
+                if let Some(t) = created_after {
+                    q = q.filter(stories::created_at.ge(t));
                 }
-                (SortKey::UpdatedAt, SortOrder::Desc) => {
-                    q.order_by((stories::updated_at.desc(), stories::id.desc()))
+                if let Some(t) = created_before {
+                    q = q.filter(stories::created_at.lt(t));
                 }
-                // Stories without a title come last in both orders.
-                (SortKey::Title, SortOrder::Asc) => q.order_by((
-                    stories::title.is_null().asc(),
-                    stories::title.asc(),
-                    stories::id.asc(),
-                )),
-                (SortKey::Title, SortOrder::Desc) => q.order_by((
-                    stories::title.is_null().asc(),
-                    stories::title.desc(),
-                    stories::id.desc(),
-                )),
-            };
-            if let Some(pos) = &after {
-                let id = pos.id.clone();
-                q = match (query.sort, query.order, after_time, pos.title.clone()) {
-                    (SortKey::CreatedAt, SortOrder::Asc, Some(t), _) => q.filter(
+                q = match (sort, order) {
+                    (SortKey::CreatedAt, SortOrder::Asc) => {
+                        q.order_by((stories::created_at.asc(), stories::id.asc()))
+                    }
+                    (SortKey::CreatedAt, SortOrder::Desc) => {
+                        q.order_by((stories::created_at.desc(), stories::id.desc()))
+                    }
+                    (SortKey::UpdatedAt, SortOrder::Asc) => {
+                        q.order_by((stories::updated_at.asc(), stories::id.asc()))
+                    }
+                    (SortKey::UpdatedAt, SortOrder::Desc) => {
+                        q.order_by((stories::updated_at.desc(), stories::id.desc()))
+                    }
+                    // Stories without a title come last in both orders.
+                    (SortKey::Title, SortOrder::Asc) => q.order_by((
+                        stories::title.is_null().asc(),
+                        stories::title.asc(),
+                        stories::id.asc(),
+                    )),
+                    (SortKey::Title, SortOrder::Desc) => q.order_by((
+                        stories::title.is_null().asc(),
+                        stories::title.desc(),
+                        stories::id.desc(),
+                    )),
+                };
+                q = match (&resume, order) {
+                    (None, _) => q,
+                    (Some(Resume::CreatedAt(t, id)), SortOrder::Asc) => q.filter(
                         stories::created_at
-                            .gt(t)
-                            .or(stories::created_at.eq(t).and(stories::id.gt(id))),
+                            .gt(*t)
+                            .or(stories::created_at.eq(*t).and(stories::id.gt(id))),
                     ),
-                    (SortKey::CreatedAt, SortOrder::Desc, Some(t), _) => q.filter(
+                    (Some(Resume::CreatedAt(t, id)), SortOrder::Desc) => q.filter(
                         stories::created_at
-                            .lt(t)
-                            .or(stories::created_at.eq(t).and(stories::id.lt(id))),
+                            .lt(*t)
+                            .or(stories::created_at.eq(*t).and(stories::id.lt(id))),
                     ),
-                    (SortKey::UpdatedAt, SortOrder::Asc, Some(t), _) => q.filter(
+                    (Some(Resume::UpdatedAt(t, id)), SortOrder::Asc) => q.filter(
                         stories::updated_at
-                            .gt(t)
-                            .or(stories::updated_at.eq(t).and(stories::id.gt(id))),
+                            .gt(*t)
+                            .or(stories::updated_at.eq(*t).and(stories::id.gt(id))),
                     ),
-                    (SortKey::UpdatedAt, SortOrder::Desc, Some(t), _) => q.filter(
+                    (Some(Resume::UpdatedAt(t, id)), SortOrder::Desc) => q.filter(
                         stories::updated_at
-                            .lt(t)
-                            .or(stories::updated_at.eq(t).and(stories::id.lt(id))),
+                            .lt(*t)
+                            .or(stories::updated_at.eq(*t).and(stories::id.lt(id))),
                     ),
-                    (SortKey::Title, SortOrder::Asc, _, Some(title)) => q.filter(
+                    (Some(Resume::Title(Some(title), id)), SortOrder::Asc) => q.filter(
                         stories::title
-                            .gt(title.clone())
-                            .or(stories::title.eq(title).and(stories::id.gt(id.clone())))
+                            .gt(title)
+                            .or(stories::title.eq(title).and(stories::id.gt(id)))
                             .or(stories::title.is_null()),
                     ),
-                    (SortKey::Title, SortOrder::Desc, _, Some(title)) => q.filter(
+                    (Some(Resume::Title(Some(title), id)), SortOrder::Desc) => q.filter(
                         stories::title
-                            .lt(title.clone())
-                            .or(stories::title.eq(title).and(stories::id.lt(id.clone())))
+                            .lt(title)
+                            .or(stories::title.eq(title).and(stories::id.lt(id)))
                             .or(stories::title.is_null()),
                     ),
-                    (SortKey::Title, SortOrder::Asc, _, None) => {
+                    (Some(Resume::Title(None, id)), SortOrder::Asc) => {
                         q.filter(stories::title.is_null().and(stories::id.gt(id)))
                     }
-                    (SortKey::Title, SortOrder::Desc, _, None) => {
+                    (Some(Resume::Title(None, id)), SortOrder::Desc) => {
                         q.filter(stories::title.is_null().and(stories::id.lt(id)))
                     }
-                    // A time-keyed cursor without its time cannot come from us.
-                    _ => return Err(AppError::validation("start_cursor가 올바르지 않습니다.")),
                 };
+                q.limit(limit)
+            }};
+        }
+        // The rows and their chapters on one connection: one pool checkout per page, and
+        // on SQLite one trip to the connection's thread.
+        let mut conn = self.pool().get().await?;
+        let (rows, has_more, joined) = match &mut conn {
+            crate::db::Conn::Pg(c) => {
+                let c: &mut diesel_async::AsyncPgConnection = c;
+                let mut rows: Vec<StoryRow> = page_rows!().load(c).await?;
+                let has_more = rows.len() > first;
+                rows.truncate(first);
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                let joined = chapters_pg(c, &ids).await?;
+                (rows, has_more, joined)
             }
-            q.limit(limit).load(c).await
-        })?;
-        let has_more = rows.len() as i64 == limit;
-        rows.truncate(query.first as usize);
+            crate::db::Conn::Sqlite(c) => {
+                let c: &mut crate::db::SqliteConn = c;
+                c.spawn_blocking(move |c| {
+                    let mut rows: Vec<StoryRow> = diesel::RunQueryDsl::load(page_rows!(), c)?;
+                    let has_more = rows.len() > first;
+                    rows.truncate(first);
+                    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                    let joined = chapters_sqlite(c, &ids)?;
+                    Ok((rows, has_more, joined))
+                })
+                .await?
+            }
+        };
+        drop(conn);
         let cursors: Vec<String> = rows
             .iter()
             .map(|r| {
@@ -570,9 +655,7 @@ impl Domain {
                 self.cursors().encode(&scope, &position)
             })
             .collect();
-        // The same connection: one pool checkout per page.
-        let stories = with_chapters_on(&mut conn, rows).await?;
-        drop(conn);
+        let stories = stories_from_rows(rows, joined)?;
         Ok(StoryPage {
             items: cursors.into_iter().zip(stories).collect(),
             has_more,
@@ -893,10 +976,61 @@ pub enum MediaKind {
 
 /// The id, path and content type of a chapter's image or narration.
 type MediaColumns = (String, String, String);
+/// A chapter row with both of its media files, as one joined row.
+type Joined = (ChapterRow, Option<MediaColumns>, Option<MediaColumns>);
 
-/// [`Domain::with_chapters`] on a connection the caller holds: one query joins the
-/// chapters with both of their media files. (Two queries before: SQLite prepared the
+/// The chapters of `$stories` joined with both of their media files, ordered by story and
+/// number: one query for any number of stories. (Two queries before: SQLite prepared the
 /// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
+macro_rules! chapters_with_media {
+    ($stories:expr) => {{
+        let (image, audio) =
+            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
+        let file_columns = (
+            media_files::id,
+            media_files::path,
+            media_files::content_type,
+        );
+        chapters::table
+            .left_join(
+                image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
+            )
+            .left_join(
+                audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
+            )
+            .filter($stories)
+            .order_by((chapters::story_id, chapters::chapter_number))
+            .select((
+                ChapterRow::as_select(),
+                image.fields(file_columns).nullable(),
+                audio.fields(file_columns).nullable(),
+            ))
+    }};
+}
+
+/// PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
+async fn chapters_pg(
+    c: &mut diesel_async::AsyncPgConnection,
+    ids: &[String],
+) -> QueryResult<Vec<Joined>> {
+    chapters_with_media!(chapters::story_id.eq_any(ids))
+        .load(c)
+        .await
+}
+
+/// SQLite, called on the connection's own thread with the synchronous API (see
+/// `SqliteConn::spawn_blocking`): rows are read straight from the statement (the async
+/// wrapper copies every value of every row first), and the ids go in as one JSON array
+/// ([`db::in_json_array`]), so the statement stays prepared.
+fn chapters_sqlite(
+    c: &mut diesel::sqlite::SqliteConnection,
+    ids: &[String],
+) -> QueryResult<Vec<Joined>> {
+    let in_page = db::in_json_array(chapters::story_id, ids)?;
+    diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
+}
+
+/// [`Domain::with_chapters`] on a connection the caller holds.
 async fn with_chapters_on(
     conn: &mut crate::db::Conn,
     rows: Vec<StoryRow>,
@@ -905,62 +1039,21 @@ async fn with_chapters_on(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    // The chapters of `$stories` with both media files, ordered by story and number.
-    macro_rules! chapters_with_media {
-        ($stories:expr) => {{
-            let (image, audio) =
-                diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-            let file_columns = (
-                media_files::id,
-                media_files::path,
-                media_files::content_type,
-            );
-            chapters::table
-                .left_join(
-                    image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
-                )
-                .left_join(
-                    audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
-                )
-                .filter($stories)
-                .order_by((chapters::story_id, chapters::chapter_number))
-                .select((
-                    ChapterRow::as_select(),
-                    image.fields(file_columns).nullable(),
-                    audio.fields(file_columns).nullable(),
-                ))
-        }};
-    }
-    type Joined = (ChapterRow, Option<MediaColumns>, Option<MediaColumns>);
-    let chapter_rows: Vec<Joined> = match conn {
-        // PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
-        crate::db::Conn::Pg(c) => {
-            let c: &mut diesel_async::AsyncPgConnection = c;
-            chapters_with_media!(chapters::story_id.eq_any(&ids))
-                .load(c)
-                .await?
-        }
-        // SQLite: on the connection's own thread with the synchronous API, so rows are
-        // read straight from the statement (the async wrapper copies every value of every
-        // row first), and with the ids as one JSON array, so the statement text is the
-        // same for every page and SQLite keeps it prepared (an `IN` list is prepared
-        // afresh for each call).
+    let joined = match conn {
+        crate::db::Conn::Pg(c) => chapters_pg(c, &ids).await?,
         crate::db::Conn::Sqlite(c) => {
             let c: &mut crate::db::SqliteConn = c;
-            let ids = serde_json::to_string(&ids).map_err(|e| AppError::Internal(e.into()))?;
-            c.spawn_blocking(move |c| {
-                let in_page = diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    "chapters.story_id IN (SELECT value FROM json_each(",
-                )
-                .bind::<diesel::sql_types::Text, _>(ids)
-                .sql("))");
-                diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
-            })
-            .await?
+            c.spawn_blocking(move |c| chapters_sqlite(c, &ids)).await?
         }
     };
+    stories_from_rows(rows, joined)
+}
+
+/// Story rows and their joined chapter rows (in any order of stories) → stories, in the
+/// order of `rows`.
+fn stories_from_rows(rows: Vec<StoryRow>, joined: Vec<Joined>) -> AppResult<Vec<Story>> {
     let mut by_story: HashMap<String, Vec<ChapterWithMedia>> = HashMap::new();
-    for (chapter, image, audio) in chapter_rows {
+    for (chapter, image, audio) in joined {
         by_story
             .entry(chapter.story_id.clone())
             .or_default()

@@ -73,17 +73,25 @@ impl MediaStore {
 
     /// Signs `relative` (a path below the media directory) for now + TTL, rounded up to a
     /// whole minute so the same file read twice within a minute gets the same URL.
+    /// Builds the URL in one allocation: a page of 20 stories signs 200 files.
     pub fn sign(&self, relative: &str, now: DateTime<Utc>) -> SignedUrl {
         let deadline = now.timestamp() + self.ttl.as_secs() as i64;
         let expires = (deadline + 59).div_euclid(60) * 60;
-        let uri = format!("{PREFIX}{relative}");
-        let sig = self.signature(expires, &uri);
+        let expires_text = expires.to_string();
+        let digest = self.digest(&expires_text, &[PREFIX, relative]);
+        let mut url = String::with_capacity(
+            self.public_url.len() + PREFIX.len() + relative.len() * 3 + 40 + expires_text.len(),
+        );
+        url.push_str(&self.public_url);
+        // The prefix is all unreserved characters: only the stored path needs escaping.
+        url.push_str(PREFIX);
+        push_percent_encoded(&mut url, relative);
+        url.push_str("?md5=");
+        URL_SAFE_NO_PAD.encode_string(digest, &mut url);
+        url.push_str("&expires=");
+        url.push_str(&expires_text);
         SignedUrl {
-            url: format!(
-                "{}{}?md5={sig}&expires={expires}",
-                self.public_url,
-                percent_encode_path(&uri)
-            ),
+            url,
             expires: Utc
                 .timestamp_opt(expires, 0)
                 .single()
@@ -92,12 +100,19 @@ impl MediaStore {
     }
 
     fn signature(&self, expires: i64, uri: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.digest(&expires.to_string(), &[uri]))
+    }
+
+    /// `md5("{expires}{uri} {secret}")`, the URI given in pieces.
+    fn digest(&self, expires: &str, uri: &[&str]) -> [u8; 16] {
         let mut hasher = Md5::new();
-        hasher.update(expires.to_string().as_bytes());
-        hasher.update(uri.as_bytes());
+        hasher.update(expires.as_bytes());
+        for piece in uri {
+            hasher.update(piece.as_bytes());
+        }
         hasher.update(b" ");
         hasher.update(self.secret.expose());
-        URL_SAFE_NO_PAD.encode(hasher.finalize())
+        hasher.finalize().into()
     }
 
     /// Checks a request for `uri` (percent-decoded, starting with `/media/`).
@@ -128,16 +143,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Percent-encodes what is not unreserved or `/` in a path.
-fn percent_encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
+fn push_percent_encoded(out: &mut String, path: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
-    out
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
@@ -222,6 +238,23 @@ mod tests {
                 later
             ),
             Err(LinkError::Expired)
+        );
+    }
+
+    #[test]
+    fn urls_escape_the_stored_path_and_sign_it_unescaped() {
+        let now = Utc.timestamp_opt(1_700_000_001, 0).unwrap();
+        let signed = store().sign("u/동화 1.png", now);
+        let sig = store().signature(1_700_003_640, "/media/u/동화 1.png");
+        assert_eq!(
+            signed.url,
+            format!(
+                "https://example.org/media/u/%EB%8F%99%ED%99%94%201.png?md5={sig}&expires=1700003640"
+            )
+        );
+        assert_eq!(
+            store().verify("/media/u/동화 1.png", Some(&sig), Some("1700003640"), now),
+            Ok(())
         );
     }
 
