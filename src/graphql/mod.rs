@@ -7,6 +7,7 @@ pub mod errors;
 pub mod http;
 pub mod limits;
 pub mod ops;
+mod plain;
 pub mod scalars;
 pub mod stories;
 pub mod ws;

@@ -1,10 +1,14 @@
 //! Stories in GraphQL: `story`, `stories` (a Relay connection sharing the REST cursors),
 //! `createStory`, `updateStory`, `deleteStory`, `retryStory`.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
+use async_graphql::resolver_utils::enum_value;
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, ScalarType, SimpleObject, Subscription, Value,
+};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::plain::{Fast, Plain, nested};
 use super::scalars::Timestamp;
 use super::{domain, viewer};
 use crate::domain::stories::{
@@ -184,6 +188,89 @@ impl StoryObject {
     }
 }
 
+// The synchronous path (`plain.rs`): each field's value exactly as the resolvers above
+// give it.
+
+fn text(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+fn optional_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+impl Plain for FileObject {
+    fn field_value(&self, name: &str, _ctx: &Context<'_>) -> Option<Value> {
+        Some(match name {
+            "object" => text("file"),
+            "type" => text("internal"),
+            "url" => text(&self.signed.url),
+            "expiryTime" => Timestamp(self.signed.expires).to_value(),
+            "contentType" => text(&self.content_type),
+            _ => return None,
+        })
+    }
+}
+
+impl Plain for ChapterObject<'_> {
+    fn field_value(&self, name: &str, ctx: &Context<'_>) -> Option<Value> {
+        let file = |file: &Option<MediaFile>| match file {
+            Some(f) => nested(&FileObject::signed(ctx, f), ctx),
+            None => Some(Value::Null),
+        };
+        Some(match name {
+            "id" => Value::String(self.0.id.to_string()),
+            "object" => text("chapter"),
+            "chapterNumber" => Value::from(self.0.number),
+            "title" => text(&self.0.title),
+            "content" => text(&self.0.content),
+            "image" => file(&self.0.image)?,
+            "audio" => file(&self.0.audio)?,
+            _ => return None,
+        })
+    }
+}
+
+impl Plain for StoryObject {
+    fn field_value(&self, name: &str, ctx: &Context<'_>) -> Option<Value> {
+        let story = &self.0;
+        Some(match name {
+            "id" => Value::String(story.id.to_string()),
+            "object" => text("story"),
+            "ownerId" => Value::String(story.owner_id.to_string()),
+            "title" => optional_text(story.title.as_deref()),
+            "status" => enum_value(StoryStatus::from(story.status)),
+            "chapters" => {
+                let items = ctx.with_selection_set(&ctx.item.node.selection_set);
+                Value::List(
+                    story
+                        .chapters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, chapter)| {
+                            super::plain::resolve_plain(
+                                &ChapterObject(chapter),
+                                &items.with_index(i),
+                            )
+                        })
+                        .collect::<Option<Vec<_>>>()?,
+                )
+            }
+            "createdAt" => Timestamp(story.created_at).to_value(),
+            "updatedAt" => Timestamp(story.updated_at).to_value(),
+            "failureReason" => optional_text(story.failure_reason.as_deref()),
+            "conversationId" => story
+                .conversation_id
+                .map_or(Value::Null, |c| Value::String(c.to_string())),
+            "theme" => text(&story.theme),
+            "characters" => Value::List(story.characters.iter().map(|c| text(c)).collect()),
+            "length" => enum_value(StoryLength::from(story.length)),
+            "chapterCount" => Value::from(story.chapter_count),
+            _ => return None,
+        })
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct PageInfo {
     pub has_next_page: bool,
@@ -194,7 +281,7 @@ pub struct PageInfo {
 #[derive(SimpleObject)]
 pub struct StoryEdge {
     pub cursor: String,
-    pub node: StoryObject,
+    pub(crate) node: Fast<StoryObject>,
 }
 
 #[derive(SimpleObject)]
@@ -216,7 +303,7 @@ impl From<model::StoryPage> for StoryConnection {
                 .into_iter()
                 .map(|(cursor, story)| StoryEdge {
                     cursor,
-                    node: StoryObject(story),
+                    node: Fast(StoryObject(story)),
                 })
                 .collect(),
         }
@@ -253,9 +340,9 @@ pub struct StoryQuery;
 #[Object]
 impl StoryQuery {
     /// One of the viewer's stories.
-    async fn story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StoryObject> {
+    async fn story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Fast<StoryObject>> {
         let viewer = viewer(ctx).await?;
-        Ok(StoryObject(domain(ctx).story(&viewer, &id).await?))
+        Ok(Fast(StoryObject(domain(ctx).story(&viewer, &id).await?)))
     }
 
     /// The viewer's stories, newest first by default.

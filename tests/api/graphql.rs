@@ -2,8 +2,10 @@
 
 use serde_json::json;
 
+use jjongal::domain::stories::StoryStatus;
+
 use crate::db_tests;
-use crate::helpers::{Db, gql_code, spawn_app};
+use crate::helpers::{Db, Seed, gql_code, spawn_app};
 
 async fn accounts_work_end_to_end_in_graphql(db: Db) {
     let app = spawn_app(db).await;
@@ -195,8 +197,124 @@ async fn get_is_for_queries_only(db: Db) {
     assert!(sdl.text.contains("type User"));
 }
 
+/// `Story`, `Chapter` and `File` resolve plain selections on a synchronous path
+/// (`src/graphql/plain.rs`); everything else takes async-graphql's generic path. The
+/// same selections, once plain and once behind inline fragments (always generic), must
+/// give the same answer, for a page and for one story; aliases, repeated keys and
+/// directives must behave as GraphQL says.
+async fn plain_and_generic_paths_agree(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("plain.path").await;
+    let full = app
+        .seed_story(
+            &token,
+            Seed {
+                title: Some("별빛 호수"),
+                status: StoryStatus::Completed,
+                chapters: 3,
+                audio: true,
+                ..Seed::default()
+            },
+        )
+        .await;
+    app.seed_story(
+        &token,
+        Seed {
+            status: StoryStatus::Failed,
+            chapters: 1,
+            ..Seed::default()
+        },
+    )
+    .await;
+    let file = "object type url expiryTime contentType __typename";
+    let chapter = |file: &str| {
+        format!(
+            "id object chapterNumber title content image {{ {file} }} audio {{ {file} }} __typename"
+        )
+    };
+    let story = |chapter: &str| {
+        format!(
+            "id object ownerId title status chapters {{ {chapter} }} createdAt updatedAt \
+             failureReason conversationId theme characters length chapterCount __typename"
+        )
+    };
+    let plain = story(&chapter(file));
+    let generic = format!(
+        "... on Story {{ {} }}",
+        story(&format!(
+            "... on Chapter {{ {} }}",
+            chapter(&format!("... on File {{ {file} }}"))
+        ))
+    );
+    let query = |selection: &str| {
+        format!(
+            "query($id: ID!) {{ stories(first: 10) {{ edges {{ node {{ {selection} }} }} }} \
+             story(id: $id) {{ {selection} }} }}"
+        )
+    };
+    let a = app
+        .graphql(&query(&plain), json!({"id": full}), Some(&token))
+        .await;
+    let b = app
+        .graphql(&query(&generic), json!({"id": full}), Some(&token))
+        .await;
+    let (a_json, b_json) = (a.json(), b.json());
+    assert!(a_json.get("errors").is_none(), "{a_json}");
+    assert_eq!(a_json, b_json);
+    // Not two equal empties: the page has both stories, the story its media.
+    let one = &a_json["data"]["story"];
+    assert_eq!(
+        a_json["data"]["stories"]["edges"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(one["__typename"], "Story");
+    assert_eq!(one["title"], "별빛 호수");
+    assert_eq!(one["status"], "completed");
+    assert_eq!(one["chapters"].as_array().unwrap().len(), 3);
+    assert_eq!(one["chapters"][2]["chapterNumber"], 3);
+    assert_eq!(one["chapters"][0]["image"]["__typename"], "File");
+    assert!(
+        one["chapters"][0]["audio"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("md5=")
+    );
+    let failed = &a_json["data"]["stories"]["edges"][0]["node"];
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["title"].is_null());
+    assert!(failed["chapters"][0]["audio"].is_null());
+    assert!(failed["failureReason"].is_string());
+    // Keys come in selection order on the wire (GraphQL §7.2.2).
+    let at = |key: &str| a.text.find(&format!("\"{key}\":")).unwrap();
+    assert!(at("ownerId") < at("chapters") && at("chapters") < at("chapterCount"));
+
+    // Aliases; a key selected twice (the generic path merges the two selections);
+    // @skip and @include.
+    let body = app
+        .graphql(
+            "query($id: ID!, $no: Boolean!) { story(id: $id) { a: id b: id title @skip(if: true) \
+             chapters { image { url } image { contentType } n: chapterNumber \
+             audio @include(if: $no) { url } } } }",
+            json!({"id": full, "no": false}),
+            Some(&token),
+        )
+        .await
+        .json();
+    assert!(body.get("errors").is_none(), "{body}");
+    let one = &body["data"]["story"];
+    assert_eq!(one["a"], full.to_string());
+    assert_eq!(one["b"], full.to_string());
+    assert!(one.get("title").is_none(), "{one}");
+    let first = &one["chapters"][0];
+    assert_eq!(first["n"], 1);
+    assert!(first.get("audio").is_none(), "{first}");
+    assert!(first["image"]["url"].is_string(), "{first}");
+    assert_eq!(first["image"]["contentType"], "image/svg+xml");
+}
+
 db_tests!(
     accounts_work_end_to_end_in_graphql,
+    plain_and_generic_paths_agree,
     every_graphql_error_carries_a_code,
     get_is_for_queries_only,
 );
