@@ -106,6 +106,19 @@ pub struct ChapterRow {
     pub created_at: NaiveDateTime,
 }
 
+/// The columns of a chapter that a story's readers see (the page's join reads 100 of
+/// them: no file ids, which the join resolves, and no timestamp to parse).
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = chapters)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ChapterText {
+    pub id: String,
+    pub story_id: String,
+    pub chapter_number: i32,
+    pub title: String,
+    pub content: String,
+}
+
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = generation_steps)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::accounts::User;
 use super::cursor::micros_to_db;
 use super::{Domain, char_len, internal, page_limit, stored_uuid};
-use crate::db::models::{ChapterRow, ConversationRow, MediaFileRow, StoryRow};
+use crate::db::models::{ChapterRow, ChapterText, ConversationRow, MediaFileRow, StoryRow};
 use crate::db::schema::{chapters, conversations, media_files, stories, story_requests};
 use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -977,7 +977,7 @@ pub enum MediaKind {
 /// The id, path and content type of a chapter's image or narration.
 type MediaColumns = (String, String, String);
 /// A chapter row with both of its media files, as one joined row.
-type Joined = (ChapterRow, Option<MediaColumns>, Option<MediaColumns>);
+type Joined = (ChapterText, Option<MediaColumns>, Option<MediaColumns>);
 
 /// The chapters of `$stories` joined with both of their media files, ordered by story and
 /// number: one query for any number of stories. (Two queries before: SQLite prepared the
@@ -1001,7 +1001,7 @@ macro_rules! chapters_with_media {
             .filter($stories)
             .order_by((chapters::story_id, chapters::chapter_number))
             .select((
-                ChapterRow::as_select(),
+                ChapterText::as_select(),
                 image.fields(file_columns).nullable(),
                 audio.fields(file_columns).nullable(),
             ))
@@ -1073,7 +1073,7 @@ fn stories_from_rows(rows: Vec<StoryRow>, joined: Vec<Joined>) -> AppResult<Vec<
 
 /// A chapter row with the media files it points at (`None`: none, or the file is gone).
 struct ChapterWithMedia {
-    chapter: ChapterRow,
+    chapter: ChapterText,
     image: Option<MediaColumns>,
     audio: Option<MediaColumns>,
 }
