@@ -15,7 +15,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::sqlite::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -195,6 +197,12 @@ impl Pool {
                         .map_err(|e| DbError::Connect(format!("{}: {e}", parent.display())))?;
                 }
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                // A checked-out connection is not test-queried first (diesel-async's
+                // default runs `SELECT 1`): an embedded database cannot have gone away,
+                // and the query was an extra trip to the connection's thread on every
+                // checkout (8 % of `GET /stories/{id}`'s CPU). Open transactions are
+                // still checked. PostgreSQL keeps the test query: its server can restart.
+                config.recycling_method = RecyclingMethod::Fast;
                 config.custom_setup = Box::new(|url| {
                     async move {
                         let mut conn = SqliteConn::establish(url).await?;
