@@ -1013,6 +1013,9 @@ async fn chapters_pg(
     c: &mut diesel_async::AsyncPgConnection,
     ids: &[String],
 ) -> QueryResult<Vec<Joined>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     chapters_with_media!(chapters::story_id.eq_any(ids))
         .load(c)
         .await
@@ -1026,6 +1029,9 @@ fn chapters_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
     ids: &[String],
 ) -> QueryResult<Vec<Joined>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let in_page = db::in_json_array(chapters::story_id, ids)?;
     diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
 }
