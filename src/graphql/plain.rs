@@ -3,13 +3,13 @@
 //!
 //! A page of 20 stories selects about 1,900 fields. async-graphql's generic object
 //! resolution makes a boxed future per field and a `FuturesUnordered` per object, which
-//! was 30 % of a page's CPU in the load benchmark's profile (README, *Benchmarks*). These
-//! fields take no arguments and cannot fail, so when an object's selection set is
-//! *plain* — fields only, none with a directive, no fragments, no response key twice —
-//! the values are computed here, in selection order. Anything else (fragments, `@skip`,
-//! `@include`, a repeated key whose selections async-graphql merges) takes the derived
-//! resolver of the same type unchanged; the test `graphql::*::plain_and_generic_paths_agree`
-//! compares the two.
+//! was 30 % of a page's CPU in the load benchmark's profile (README, *Performance: the
+//! load benchmark*). These fields take no arguments and cannot fail, so when an object's
+//! selection set is *plain* — fields only, none with a directive, no fragments, no
+//! response key twice — the values are computed here, in selection order. Anything else
+//! (fragments, `@skip`, `@include`, a repeated key whose selections async-graphql merges)
+//! takes the derived resolver of the same type unchanged; the test
+//! `graphql::*::plain_and_generic_paths_agree` compares the two.
 
 use std::borrow::Cow;
 
