@@ -73,7 +73,7 @@ impl MediaStore {
 
     /// Signs `relative` (a path below the media directory) for now + TTL, rounded up to a
     /// whole minute so the same file read twice within a minute gets the same URL.
-    /// Builds the URL in one allocation: a page of 20 stories signs 200 files.
+    /// The URL is written into one buffer (a page of 20 stories signs 200 files).
     pub fn sign(&self, relative: &str, now: DateTime<Utc>) -> SignedUrl {
         let deadline = now.timestamp() + self.ttl.as_secs() as i64;
         let expires = (deadline + 59).div_euclid(60) * 60;
