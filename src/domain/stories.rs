@@ -363,11 +363,7 @@ impl Domain {
                 .await
                 .optional()
         })?;
-        let row = row.ok_or_else(AppError::not_found)?;
-        if row.owner_id != viewer.id.to_string() {
-            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
-        }
-        Ok(row)
+        owned_by(row, &viewer.id.to_string())
     }
 
     /// A story for the generation worker (no viewer: the worker acts for the owner).
@@ -456,10 +452,7 @@ impl Domain {
             }
         };
         drop(conn);
-        let row = row.ok_or_else(AppError::not_found)?;
-        if row.owner_id != viewer_id {
-            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
-        }
+        let row = owned_by(row, &viewer_id)?;
         let mut stories = stories_from_rows(vec![row], joined)?;
         Ok(stories.remove(0))
     }
@@ -611,21 +604,16 @@ impl Domain {
         let (rows, has_more, joined) = match &mut conn {
             crate::db::Conn::Pg(c) => {
                 let c: &mut diesel_async::AsyncPgConnection = c;
-                let mut rows: Vec<StoryRow> = page_rows!().load(c).await?;
-                let has_more = rows.len() > first;
-                rows.truncate(first);
-                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-                let joined = chapters_pg(c, &ids).await?;
+                let (rows, has_more) = one_page(page_rows!().load(c).await?, first);
+                let joined = chapters_pg(c, &ids_of(&rows)).await?;
                 (rows, has_more, joined)
             }
             crate::db::Conn::Sqlite(c) => {
                 let c: &mut crate::db::SqliteConn = c;
                 c.spawn_blocking(move |c| {
-                    let mut rows: Vec<StoryRow> = diesel::RunQueryDsl::load(page_rows!(), c)?;
-                    let has_more = rows.len() > first;
-                    rows.truncate(first);
-                    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-                    let joined = chapters_sqlite(c, &ids)?;
+                    let (rows, has_more) =
+                        one_page(diesel::RunQueryDsl::load(page_rows!(), c)?, first);
+                    let joined = chapters_sqlite(c, &ids_of(&rows))?;
                     Ok((rows, has_more, joined))
                 })
                 .await?
@@ -1044,7 +1032,7 @@ async fn with_chapters_on(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let ids = ids_of(&rows);
     let joined = match conn {
         crate::db::Conn::Pg(c) => chapters_pg(c, &ids).await?,
         crate::db::Conn::Sqlite(c) => {
@@ -1053,6 +1041,27 @@ async fn with_chapters_on(
         }
     };
     stories_from_rows(rows, joined)
+}
+
+/// The stored story `row` if it exists (404) and `viewer_id` owns it (403).
+fn owned_by(row: Option<StoryRow>, viewer_id: &str) -> AppResult<StoryRow> {
+    let row = row.ok_or_else(AppError::not_found)?;
+    if row.owner_id != viewer_id {
+        return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+    }
+    Ok(row)
+}
+
+/// A page's rows, read with one row more than `first`: the first `first`, and whether
+/// there is a next page.
+fn one_page(mut rows: Vec<StoryRow>, first: usize) -> (Vec<StoryRow>, bool) {
+    let has_more = rows.len() > first;
+    rows.truncate(first);
+    (rows, has_more)
+}
+
+fn ids_of(rows: &[StoryRow]) -> Vec<String> {
+    rows.iter().map(|r| r.id.clone()).collect()
 }
 
 /// Story rows and their joined chapter rows (in any order of stories) → stories, in the
