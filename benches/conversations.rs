@@ -113,6 +113,13 @@ async fn main() {
         .env("JJONGAL_WORKER", "false")
         .env("JJONGAL_DATABASE_POOL_SIZE", "32")
         .env("JJONGAL_WS_MESSAGES_PER_MINUTE", "100000")
+        // The benchmark's own allowances: one account on one loopback address opens
+        // every socket (the gateway's defaults cap an account at 16 sockets and an
+        // address at 256 connections).
+        .env("JJONGAL_MAX_SOCKETS_PER_ACCOUNT", "100000")
+        .env("JJONGAL_MAX_CONNECTIONS_PER_IP", "100000")
+        .env("JJONGAL_RATE_LIMIT_IP_PER_MINUTE", "0")
+        .env("JJONGAL_RATE_LIMIT_ACCOUNT_PER_MINUTE", "0")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
