@@ -20,8 +20,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use tokio::sync::watch;
-
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::domain::Domain;
@@ -29,9 +27,11 @@ use crate::error::ErrorCode;
 use crate::events::Events;
 use crate::gateway::Gateway;
 use crate::graphql;
+use crate::http::{RestError, envelope};
 use crate::jobs::StoryWorker;
 use crate::providers::Providers;
-use crate::rest::{RestError, envelope, facade};
+use crate::rest::facade;
+use crate::shutdown::{Shutdown, ShutdownSwitch};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -42,7 +42,12 @@ pub struct Application {
     router: Router,
     domain: Domain,
     worker: Option<StoryWorker>,
+    shutdown: ShutdownSwitch,
 }
+
+/// How long open sockets get to close (their Close and the client's answer) once the
+/// shutdown has started.
+const SOCKET_GRACE: Duration = Duration::from_secs(5);
 
 impl Application {
     /// Migrates the database, builds the services and binds `config.bind`.
@@ -59,7 +64,8 @@ impl Application {
             config.database_acquire_timeout,
         )
         .await?;
-        let events = Events::start(pool.clone(), &config.database_url).await?;
+        let shutdown = ShutdownSwitch::new();
+        let events = Events::start(pool.clone(), &config.database_url, shutdown.handle()).await?;
         std::fs::create_dir_all(&config.media_dir)
             .with_context(|| format!("creating {}", config.media_dir.display()))?;
         let listener = TcpListener::bind(config.bind)
@@ -79,13 +85,14 @@ impl Application {
         let worker = worker_config
             .enabled
             .then(|| StoryWorker::new(domain.clone(), worker_config));
-        let router = router(domain.clone());
+        let router = router(domain.clone(), shutdown.handle());
         Ok(Application {
             listener,
             metrics_listener,
             router,
             domain,
             worker,
+            shutdown,
         })
     }
 
@@ -106,41 +113,45 @@ impl Application {
         &self.domain
     }
 
-    /// Serves (and runs the story worker) until `shutdown` resolves, then lets in-flight
-    /// requests finish and gives in-flight stories `JJONGAL_SHUTDOWN_GRACE_SECS` before
-    /// releasing their leases. Both run in this one future: dropping it stops everything at once
-    /// (which is how tests simulate a crash).
+    /// Serves (and runs the story worker) until `shutdown` resolves; then pulls the one
+    /// shutdown switch every long-lived task watches: open sockets close with `1001`,
+    /// in-flight requests finish, in-flight stories get `JJONGAL_SHUTDOWN_GRACE_SECS`
+    /// before their leases are released, and the event listener stops. Returns once the
+    /// sockets have closed (or [`SOCKET_GRACE`] has passed). Everything runs in this one
+    /// future: dropping it stops everything at once (which is how tests simulate a crash).
     pub async fn run_until(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut metrics_stop = stop_rx.clone();
+        let signal = self.shutdown.handle();
         let metrics = axum::serve(
             self.metrics_listener,
             Router::new()
                 .route("/metrics", get(metrics))
                 .with_state(self.domain.clone()),
         )
-        .with_graceful_shutdown(async move {
-            let _ = metrics_stop.changed().await;
-        });
+        .with_graceful_shutdown(signal.requested());
         let config = self.domain.config();
         let limits = crate::server::ConnectionLimits {
             header_read_timeout: config.header_read_timeout,
             max_per_ip: config.max_connections_per_ip,
             trusted_proxies: config.gateway.trusted_proxies.clone(),
         };
-        let serve = crate::server::serve(self.listener, self.router, limits, async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let worker = async move {
+        let serve = crate::server::serve(
+            self.listener,
+            self.router,
+            limits,
+            self.shutdown.pull_on(shutdown),
+        );
+        let worker = async {
             if let Some(worker) = self.worker {
-                worker.run(stop_rx).await;
+                worker.run(signal.clone()).await;
             }
         };
         let (served, metrics_served, ()) = tokio::join!(serve, metrics.into_future(), worker);
+        if !self.shutdown.drain(SOCKET_GRACE).await {
+            tracing::warn!("some sockets had not closed when the shutdown's grace ended");
+        }
         metrics_served.context("serving metrics")?;
         served.context("serving HTTP")
     }
@@ -148,13 +159,13 @@ impl Application {
 
 /// The whole public router: REST facade, GraphQL, health, with request ids, tracing,
 /// body limits and panic catching around it.
-pub fn router(domain: Domain) -> Router {
+pub fn router(domain: Domain, shutdown: Shutdown) -> Router {
     let domain_timeout = domain.config().request_timeout;
     let body_limit = domain.config().max_body_bytes;
     let https = domain.config().public_url.starts_with("https://");
     let cors = cors_layer(&domain.config().cors_origins);
     let schema = graphql::build_schema(domain.clone());
-    let gateway = Gateway::new(&domain.config().gateway);
+    let gateway = Gateway::new(&domain.config().gateway, shutdown);
     let mut api = facade::router(&schema, domain.config().max_text_chars).route(
         "/graphql",
         get(graphql::http::get).post(graphql::http::post),
@@ -189,7 +200,7 @@ pub fn router(domain: Domain) -> Router {
         .route("/ws/v1/audio/", get(crate::ws::audio))
         .with_state(ws_state);
     let media = Router::new()
-        .route("/media/{*path}", get(crate::media::serve::media))
+        .route("/media/{*path}", get(crate::http::media::media))
         .with_state(domain.media().clone());
     let health = Router::new()
         .route("/healthz", get(healthz))
@@ -203,7 +214,9 @@ pub fn router(domain: Domain) -> Router {
     let gated = gateway.layer(
         api.merge(conversation_ws)
             .merge(media)
-            .merge(crate::docs::router(&domain.config().public_url))
+            .merge(crate::docs::router(crate::rest::openapi::document_json(
+                &domain.config().public_url,
+            )))
             .fallback(not_found),
         domain,
     );
@@ -287,7 +300,7 @@ async fn request_timeout(
                 ErrorCode::ServiceUnavailable,
                 "요청 처리 시간이 초과되었습니다. 잠시 후 다시 시도해 주세요.",
             );
-            crate::gateway::refusal(&path, timed_out)
+            crate::http::refusal(&path, timed_out)
         }
     }
 }
@@ -389,11 +402,7 @@ async fn schema_sdl(
     texts: std::sync::Arc<SchemaTexts>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let auth = graphql::RequestAuth::from_header(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let auth = graphql::RequestAuth::new(crate::http::bearer(&headers));
     let operator = match auth.bearer() {
         Some(token) => domain
             .authenticate(Some(token))

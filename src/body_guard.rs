@@ -21,7 +21,7 @@ use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
 use crate::error::ErrorCode;
-use crate::rest::RestError;
+use crate::http::RestError;
 
 /// The middleware (state: the body limit in bytes).
 pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> Response {
@@ -32,8 +32,7 @@ pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> 
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         let path = request.uri().path().to_string();
-        let mut response =
-            crate::gateway::refusal(&path, RestError::code(ErrorCode::PayloadTooLarge));
+        let mut response = crate::http::refusal(&path, RestError::code(ErrorCode::PayloadTooLarge));
         close_after(&mut response);
         return response;
     }

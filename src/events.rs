@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::db::{Backend, DbError, Pool};
+use crate::shutdown::Shutdown;
 
 const CHANNEL: &str = "jjongal_events";
 
@@ -45,12 +46,22 @@ pub struct Events {
 
 impl Events {
     /// Starts the event bus; on PostgreSQL, a dedicated listening connection (reconnected
-    /// if it drops) feeds the local broadcast. Returns once listening.
-    pub async fn start(pool: Pool, database_url: &str) -> Result<Events, DbError> {
+    /// if it drops) feeds the local broadcast until the shutdown. Returns once listening.
+    pub async fn start(
+        pool: Pool,
+        database_url: &str,
+        shutdown: Shutdown,
+    ) -> Result<Events, DbError> {
         let (tx, _) = broadcast::channel(1024);
         let outbox = if pool.backend() == Backend::Postgres {
             let conn = listen(database_url).await?;
-            tokio::spawn(forward(conn, database_url.to_string(), tx.clone()));
+            let listening = forward(conn, database_url.to_string(), tx.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = listening => {}
+                    () = shutdown.requested() => tracing::debug!("event listener stopped"),
+                }
+            });
             let sender = AsyncPgConnection::establish(database_url)
                 .await
                 .map_err(|e| DbError::Connect(e.to_string()))?;
@@ -148,7 +159,7 @@ async fn forward(mut conn: AsyncPgConnection, url: String, tx: broadcast::Sender
                 }
             }
         }
-        // The connection ended: reconnect with a pause, forever (until the process ends).
+        // The connection ended: reconnect with a pause, until the shutdown.
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             match listen(&url).await {

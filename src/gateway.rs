@@ -1,24 +1,22 @@
-//! What stands between the network and the doors: who the client is (peer address, or
-//! the address a trusted proxy names), per-IP and per-account rate limits, and load
-//! shedding. Every refusal answers in the shape of the door it came to: the REST
+//! What stands between the network and the doors: per-IP and per-account rate limits
+//! (the client as `http::client` resolves it), and load shedding. Every refusal answers in the shape of the door it came to: the REST
 //! envelope, GraphQL's `errors`, or a socket `error` message.
 //!
 //! Limits are per process; Nginx's `limit_req` gives the cluster-wide per-IP view.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tower_governor::GovernorError;
 use tower_governor::GovernorLayer;
@@ -26,81 +24,15 @@ use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
 use tower_governor::key_extractor::KeyExtractor;
 use uuid::Uuid;
 
-use crate::config::{GatewayConfig, IpNet, RateConfig, canonical};
+use crate::config::{GatewayConfig, RateConfig};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
-use crate::graphql::RequestAuth;
-use crate::rest::{RestError, envelope};
+use crate::http::client::rate_key;
+use crate::http::{ClientAddr, ClientIp, RestError, refusal};
+use crate::shutdown::Shutdown;
 use crate::tally::{Tally, Ticket};
 
 type KeyedLimiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, NoOpMiddleware>;
-
-/// The client's address: the peer's, unless the peer is a configured proxy, in which case
-/// the nearest untrusted address in `X-Forwarded-For` (else `X-Real-IP`).
-#[derive(Clone, Debug)]
-pub struct ClientIp {
-    trusted: Arc<Vec<IpNet>>,
-}
-
-impl ClientIp {
-    pub fn new(trusted: Vec<IpNet>) -> ClientIp {
-        ClientIp {
-            trusted: Arc::new(trusted),
-        }
-    }
-
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(ip))
-    }
-
-    /// The client of a connection from `peer` that sent `headers`.
-    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
-        if !self.is_trusted(peer) {
-            return peer;
-        }
-        // Walk the chain from the nearest hop back; the first address no trusted proxy
-        // added is the client. (Nginx overwrites the header, so it holds one address.)
-        let forwarded: Vec<IpAddr> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| parse_hop(s.trim()))
-            .collect();
-        if let Some(ip) = forwarded.iter().rev().find(|ip| !self.is_trusted(**ip)) {
-            return *ip;
-        }
-        if let Some(ip) = headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_hop(v.trim()))
-        {
-            return ip;
-        }
-        forwarded.first().copied().unwrap_or(peer)
-    }
-
-    /// The client of an axum request (the connection's peer comes from `ConnectInfo`;
-    /// without it — a router served without connect info — the unspecified address).
-    pub fn of_request<B>(&self, request: &axum::http::Request<B>) -> IpAddr {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        self.resolve(peer, request.headers())
-    }
-}
-
-/// One hop of `X-Forwarded-For`: an address, possibly with a port (`1.2.3.4:5678`,
-/// `[::1]:80`).
-fn parse_hop(s: &str) -> Option<IpAddr> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(canonical(ip));
-    }
-    s.parse::<SocketAddr>().ok().map(|a| canonical(a.ip()))
-}
 
 impl KeyExtractor for ClientIp {
     type Key = IpAddr;
@@ -109,23 +41,6 @@ impl KeyExtractor for ClientIp {
         Ok(rate_key(self.of_request(req)))
     }
 }
-
-/// What a per-IP budget belongs to: an IPv4 address, or an IPv6 /64 (one subscriber's
-/// network — a single host can use any address in it).
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match canonical(ip) {
-        IpAddr::V6(v6) => {
-            let net = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(net.into())
-        }
-        v4 => v4,
-    }
-}
-
-/// The client's address as the gateway resolved it (a request extension for handlers,
-/// such as the sockets, that go on counting after the upgrade).
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub IpAddr);
 
 /// Marks a response as a rate-limit refusal; [`shape_refusals`] gives it the door's shape.
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +57,8 @@ pub struct Gateway {
     account: Option<Arc<KeyedLimiter<Uuid>>>,
     in_flight: Arc<Semaphore>,
     sockets: Tally<Uuid>,
+    /// The process's shutdown signal: the sockets watch it (and are waited for).
+    shutdown: Shutdown,
     max_sockets_per_account: usize,
 }
 
@@ -158,7 +75,7 @@ fn seconds_until(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant
 }
 
 impl Gateway {
-    pub fn new(config: &GatewayConfig) -> Gateway {
+    pub fn new(config: &GatewayConfig, shutdown: Shutdown) -> Gateway {
         let client_ip = ClientIp::new(config.trusted_proxies.clone());
         let ip = config.ip_rate.map(|rate| {
             let period = quota(rate).replenish_interval();
@@ -180,15 +97,17 @@ impl Gateway {
             in_flight: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             sockets: Tally::default(),
             max_sockets_per_account: config.max_sockets_per_account,
+            shutdown: shutdown.clone(),
         };
-        gateway.forget_idle_clients();
+        gateway.forget_idle_clients(shutdown);
         gateway
     }
 
     /// Keyed limiters keep a cell per client ever seen; once a minute, drop the ones
     /// whose bucket has refilled (they hold nothing), so memory follows active clients
-    /// rather than every address that ever knocked. Stops when the gateway is dropped.
-    fn forget_idle_clients(&self) {
+    /// rather than every address that ever knocked. Stops on shutdown, or when the
+    /// gateway is dropped.
+    fn forget_idle_clients(&self, shutdown: Shutdown) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -198,7 +117,10 @@ impl Gateway {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             every.tick().await;
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.requested() => break,
+                }
                 let mut alive = false;
                 if let Some(limiter) = ip.as_ref().and_then(|w| w.upgrade()) {
                     limiter.retain_recent();
@@ -215,6 +137,11 @@ impl Gateway {
                 }
             }
         });
+    }
+
+    /// The shutdown signal every socket door watches.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
     }
 
     pub fn client_ip(&self) -> &ClientIp {
@@ -307,11 +234,7 @@ async fn account_limit(
     let client = ClientAddr(gateway.client_ip.of_request(&request));
     request.extensions_mut().insert(client);
     if gateway.account.is_some() {
-        let account = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(RequestAuth::bearer_of)
+        let account = crate::http::bearer(request.headers())
             .and_then(|token| domain.account_of_token(&token));
         if let Some(id) = account
             && let Err(retry_after) = gateway.check_account(id)
@@ -356,108 +279,4 @@ async fn shape_refusals(request: Request, next: Next) -> Response {
         ..RestError::code(ErrorCode::RateLimitExceeded)
     };
     refusal(&path, limited)
-}
-
-/// A refusal made before any door answered (rate limit, overload, timeout), in the shape
-/// of the door the path belongs to: GraphQL's `errors[].extensions` for `/graphql…`, the
-/// REST envelope for everything else. Both carry `Retry-After` when it is known.
-pub fn refusal(path: &str, error: RestError) -> Response {
-    if !path.starts_with("/graphql") {
-        return error.into_response();
-    }
-    let mut extensions = json!({"code": error.code.as_str()});
-    if let Some(secs) = error.retry_after {
-        extensions["retryAfter"] = json!(secs);
-    }
-    let body = json!({"errors": [{"message": error.message, "extensions": extensions}]});
-    let mut response = envelope::json_response(error.code.status(), &body);
-    if let Some(secs) = error.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn forwarded_headers_count_only_from_trusted_proxies() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let none = ClientIp::new(vec![]);
-        let spoof = headers(&[("x-forwarded-for", "9.9.9.9"), ("x-real-ip", "8.8.8.8")]);
-        assert_eq!(none.resolve(ip("203.0.113.7"), &spoof), ip("203.0.113.7"));
-
-        let proxies = ClientIp::new(vec![
-            IpNet::parse("127.0.0.1").unwrap(),
-            IpNet::parse("10.0.0.0/8").unwrap(),
-        ]);
-        // From the proxy: the nearest untrusted hop.
-        let chain = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.2.3")]);
-        assert_eq!(proxies.resolve(ip("127.0.0.1"), &chain), ip("203.0.113.9"));
-        // X-Real-IP when there is no X-Forwarded-For; the peer when there is neither.
-        let real = headers(&[("x-real-ip", "203.0.113.5")]);
-        assert_eq!(proxies.resolve(ip("10.9.9.9"), &real), ip("203.0.113.5"));
-        assert_eq!(
-            proxies.resolve(ip("10.9.9.9"), &HeaderMap::new()),
-            ip("10.9.9.9")
-        );
-        // Garbage in the header is skipped, not trusted.
-        let junk = headers(&[("x-forwarded-for", "not-an-ip, 203.0.113.8:4711")]);
-        assert_eq!(proxies.resolve(ip("127.0.0.1"), &junk), ip("203.0.113.8"));
-        // IPv4-mapped peers are their IPv4 address.
-        assert_eq!(
-            proxies.resolve(ip("::ffff:127.0.0.1"), &chain),
-            ip("203.0.113.9")
-        );
-        // An untrusted peer's headers are ignored even if they name a proxy.
-        assert_eq!(proxies.resolve(ip("192.0.2.1"), &chain), ip("192.0.2.1"));
-    }
-
-    #[test]
-    fn ipv6_clients_share_their_64() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            rate_key(ip("2001:db8:1:2:aaaa::1")),
-            rate_key(ip("2001:db8:1:2:bbbb::2"))
-        );
-        assert_ne!(
-            rate_key(ip("2001:db8:1:2::1")),
-            rate_key(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(rate_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
-        assert_eq!(rate_key(ip("192.0.2.1")), ip("192.0.2.1"));
-    }
-
-    #[test]
-    fn networks_match_by_prefix() {
-        let net = IpNet::parse("192.168.0.0/16").unwrap();
-        assert!(net.contains("192.168.44.1".parse().unwrap()));
-        assert!(!net.contains("192.169.0.1".parse().unwrap()));
-        assert!(
-            IpNet::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("1.2.3.4".parse().unwrap())
-        );
-        assert!(
-            IpNet::parse("::1")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        assert!(IpNet::parse("10.0.0.0/33").is_none());
-        assert!(IpNet::parse("example.com").is_none());
-    }
 }

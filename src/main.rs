@@ -152,7 +152,13 @@ async fn main() -> anyhow::Result<()> {
 async fn cli_domain(config: Config) -> anyhow::Result<Domain> {
     db::migrate(&config.database_url).await?;
     let pool = Pool::connect(&config.database_url, 1).await?;
-    let events = Events::start(pool.clone(), &config.database_url).await?;
+    // A one-off command listens for no events: its shutdown switch is dropped at once.
+    let events = Events::start(
+        pool.clone(),
+        &config.database_url,
+        jjongal::shutdown::ShutdownSwitch::new().handle(),
+    )
+    .await?;
     let providers = jjongal::providers::Providers::from_config(&config.providers);
     Ok(Domain::new(config, pool, events, providers))
 }

@@ -19,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::domain::Domain;
-use crate::graphql::RequestAuth;
-use crate::rest::RestError;
+use crate::http::RestError;
 
 #[derive(Clone)]
 struct Probe {
@@ -57,10 +56,7 @@ async fn answer(State(probe): State<Probe>) -> Response {
 }
 
 async fn answer_authenticated(State(probe): State<Probe>, headers: HeaderMap) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(RequestAuth::bearer_of);
+    let bearer = crate::http::bearer(&headers);
     match probe.domain.authenticate(bearer.as_deref()).await {
         Ok(_) => stored(&probe),
         Err(e) => RestError::new(e.code(), e.public_message()).into_response(),

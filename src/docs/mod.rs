@@ -15,7 +15,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ErrorCode;
-use crate::rest::RestError;
+use crate::http::RestError;
 
 /// The policy of the HTML pages: their own scripts and styles (plus the inline styles
 /// these libraries set), workers from blobs (ReDoc), API calls and sockets to this origin.
@@ -109,10 +109,9 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// `/docs`, `/redoc`, `/openapi.json` and `/assets/…`.
-pub fn router(public_url: &str) -> Router {
-    // Served as generated (utoipa's typed model would drop keywords such as `const`).
-    let document = crate::rest::openapi::document_json(public_url);
+/// `/docs`, `/redoc`, `/openapi.json` (the REST facade's `document`, served as
+/// generated: utoipa's typed model would drop keywords such as `const`) and `/assets/…`.
+pub fn router(document: serde_json::Value) -> Router {
     let swagger: Router = SwaggerUi::new("/docs")
         .external_url_unchecked("/openapi.json", document)
         .into();

@@ -19,11 +19,7 @@ use crate::domain::Domain;
 use crate::error::ErrorCode;
 
 fn auth_of(headers: &HeaderMap) -> RequestAuth {
-    RequestAuth::from_header(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )
+    RequestAuth::new(crate::http::bearer(headers))
 }
 
 fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> axum::response::Response {

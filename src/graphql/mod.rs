@@ -92,11 +92,6 @@ impl RequestAuth {
         }
     }
 
-    /// From an `Authorization` header value: only the `Bearer` scheme counts.
-    pub fn from_header(value: Option<&str>) -> RequestAuth {
-        RequestAuth::new(value.and_then(RequestAuth::bearer_of))
-    }
-
     /// The bearer token this request carries, if any.
     pub fn bearer(&self) -> Option<&str> {
         self.bearer.as_deref()
@@ -116,15 +111,6 @@ impl RequestAuth {
                 .get_or_try_init(|| domain.authenticate(self.bearer.as_deref()))
                 .await;
         }
-    }
-
-    /// The token of a `Bearer <token>` value.
-    pub fn bearer_of(value: &str) -> Option<String> {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string())
-            .filter(|t| !t.is_empty())
     }
 }
 

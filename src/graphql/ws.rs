@@ -39,9 +39,11 @@ use super::limits::DocumentLimits;
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
-use crate::gateway::{ClientAddr, Gateway};
+use crate::gateway::Gateway;
+use crate::http::ClientAddr;
+use crate::http::socket_close::{await_client_close, echo_code};
 use crate::server::HeldConnection;
-use crate::socket_close::{await_client_close, echo_code};
+use crate::shutdown::TaskGuard;
 use crate::tally::Ticket;
 use uuid::Uuid;
 
@@ -104,12 +106,10 @@ pub async fn upgrade(
         }]});
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     };
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(RequestAuth::bearer_of);
+    let header_token = crate::http::bearer(&headers);
     let max_message = domain.config().graphql.ws_max_message_bytes;
     let connection = Connection {
+        _running: gateway.shutdown().track(),
         schema,
         domain,
         gateway,
@@ -143,6 +143,8 @@ struct Connection {
     header_token: Option<String>,
     /// Keeps the connection counted for its client while the socket is open.
     _held: Option<Extension<HeldConnection>>,
+    /// The shutdown waits for the socket (which closes with `1001` when it starts).
+    _running: Option<TaskGuard>,
 }
 
 /// Who the connection is, once `connection_init` was accepted.
@@ -190,7 +192,7 @@ fn token_from_payload(payload: &Value) -> Option<String> {
         .or_else(|| payload.get("authorization"))
         .and_then(Value::as_str);
     if let Some(h) = header {
-        return RequestAuth::bearer_of(h);
+        return crate::http::bearer::bearer_of(h);
     }
     payload
         .get("token")
@@ -269,6 +271,9 @@ impl Connection {
                 }
                 () = &mut expiry, if expiry_set => {
                     break close(4401, "Token expired");
+                }
+                () = self.gateway.shutdown().requested() => {
+                    break close(1001, "Server shutting down");
                 }
                 frame = stream.next() => frame,
                 _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && principal.is_some() => {

@@ -117,4 +117,3 @@ pub fn refusal(path: &str, error: RestError) -> Response {
     }
     response
 }
-

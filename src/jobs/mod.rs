@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::config::WorkerConfig;
 use crate::domain::Domain;
+use crate::shutdown::Shutdown;
 
 pub use claim::Claimed;
 
@@ -48,10 +49,10 @@ impl StoryWorker {
         &self.inner.id
     }
 
-    /// Runs until `shutdown` turns true; then stops claiming, gives in-flight stories the
+    /// Runs until the shutdown starts; then stops claiming, gives in-flight stories the
     /// configured grace to finish, and releases the leases of those that did not, so
     /// another worker picks them up at once.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: Shutdown) {
         let inner = &self.inner;
         let grace = inner.config.shutdown_grace;
         let slots = Arc::new(Semaphore::new(inner.config.concurrency));
@@ -85,12 +86,12 @@ impl StoryWorker {
                 }
             }
             tokio::select! {
-                _ = shutdown.changed() => break,
+                () = shutdown.requested() => break,
                 _ = inner.domain.work_available() => {}
                 _ = tokio::time::sleep(inner.config.poll) => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
-            if *shutdown.borrow() {
+            if shutdown.is_requested() {
                 break;
             }
         }

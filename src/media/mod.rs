@@ -4,9 +4,7 @@
 //! `sig = base64url_nopad(md5("{expires}{uri} {secret}"))`, `uri` the percent-decoded
 //! path starting with `/media/` — exactly what Nginx's
 //! `secure_link_md5 "$secure_link_expires$uri <secret>"` checks, so Nginx can serve the
-//! bytes itself; [`serve`] does the same checks when no Nginx is in front.
-
-pub mod serve;
+//! bytes itself; `http::media` does the same checks when no Nginx is in front.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;

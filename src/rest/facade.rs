@@ -16,12 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::{Map, Value};
 
-use super::envelope::{RestError, success};
+use super::names::{to_camel, to_snake};
 use super::routes::{Body, Param, ParamKind, Route, Shape};
 use super::shapes::InputShapes;
 use crate::error::ErrorCode;
 use crate::graphql::errors::{code_of, retry_after_of};
 use crate::graphql::{AppSchema, RequestAuth};
+use crate::http::envelope::{RestError, success};
 
 /// Longest text field by default, in Unicode scalar values (contract §2;
 /// `JJONGAL_MAX_TEXT_CHARS`).
@@ -129,11 +130,7 @@ async fn handle(
         }
         variables.insert("input".into(), input);
     }
-    let auth = RequestAuth::from_header(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let auth = RequestAuth::new(crate::http::bearer(&headers));
     let mut request = Request::new(route.document.clone())
         .variables(Variables::from_json(Value::Object(variables)))
         .data(auth);
@@ -388,22 +385,6 @@ fn integral(value: Value) -> Value {
     }
 }
 
-fn to_camel(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    let mut upper = false;
-    for c in key.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// GraphQL's input-coercion messages name GraphQL types and `camelCase` fields; REST
 /// clients sent `snake_case` JSON. Say it in their terms; other messages pass through.
 fn rest_validation_message(message: &str, params: &[Param], shapes: &InputShapes) -> String {
@@ -447,31 +428,9 @@ fn rest_validation_message(message: &str, params: &[Param], shapes: &InputShapes
     message.to_string()
 }
 
-/// `camelCase` → `snake_case`, for naming fields in messages the way REST clients see them.
-pub fn to_snake(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn case_conversion_round_trips() {
-        for key in ["user_id", "guardian_consent", "age", "start_cursor2"] {
-            assert_eq!(to_snake(&to_camel(key)), key);
-        }
-        assert_eq!(to_camel("refresh_token"), "refreshToken");
-    }
 
     #[test]
     fn integral_numbers_become_integers() {

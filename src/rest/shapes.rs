@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
 use serde_json::Value;
 
-use super::RestError;
-use super::facade::to_snake;
+use super::names::to_snake;
+use crate::http::RestError;
 
 struct Field {
     list: bool,

@@ -14,7 +14,7 @@ use async_graphql::{Request, Variables};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
@@ -27,11 +27,12 @@ use crate::domain::Domain;
 use crate::domain::accounts::User;
 use crate::domain::voices::pcm_wav;
 use crate::error::ErrorCode;
-use crate::gateway::{ClientAddr, Gateway};
+use crate::gateway::Gateway;
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
+use crate::http::ClientAddr;
+use crate::http::socket_close::{await_client_close, echo_code};
 use crate::server::HeldConnection;
-use crate::socket_close::{await_client_close, echo_code};
 use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
@@ -44,6 +45,7 @@ pub struct WsState {
     pub schema: AppSchema,
     pub domain: Domain,
     pub config: WsConfig,
+    /// Also the shutdown signal: on shutdown every open conversation closes with `1001`.
     pub gateway: Gateway,
 }
 
@@ -241,12 +243,7 @@ pub async fn audio(
         .get("token")
         .cloned()
         .filter(|t| !t.is_empty())
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(RequestAuth::bearer_of)
-        });
+        .or_else(|| crate::http::bearer(&headers));
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -255,8 +252,10 @@ pub async fn audio(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| async move {
-            // The connection stays counted for its client while the socket is open.
+            // The connection stays counted for its client while the socket is open, and
+            // the shutdown waits for the socket.
             let _held = held;
+            let _running = state.gateway.shutdown().track();
             session(socket, state, token, params, client).await
         })
 }
@@ -376,6 +375,10 @@ async fn session(
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            () = state.gateway.shutdown().requested() => {
+                send(Outbound::Close(1001, "server shutting down"));
+                break;
+            }
             _ = ping.tick() => { send(Outbound::Ping); continue; }
             _ = &mut idle => {
                 send(Outbound::Close(1001, "idle timeout"));

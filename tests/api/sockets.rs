@@ -201,6 +201,40 @@ async fn sockets_close_when_their_token_expires(db: Db) {
     assert_eq!(closed(&mut talk).await, 4401);
 }
 
+/// A shutdown reaches every open socket: each closes with `1001` (going away), and the
+/// server's `run_until` returns once they have (it used to return at once and leave the
+/// sockets open until the process ended).
+async fn the_shutdown_closes_every_socket(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("going.away").await;
+    let mut graphql = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    init(&mut graphql, Some(&token)).await;
+    send(
+        &mut graphql,
+        json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { voiceEvents { __typename } }"}}),
+    )
+    .await;
+    let mut talk = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(&mut talk, json!({"type": "start_conversation"})).await;
+    assert_eq!(recv(&mut talk).await["type"], "conversation_started");
+
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(closed(&mut graphql).await, 1001);
+    assert_eq!(closed(&mut talk).await, 1001);
+    // Reading on sends the client's answering Close; then each stream ends.
+    for socket in [&mut graphql, &mut talk] {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while socket.next().await.is_some() {}
+        })
+        .await;
+        assert!(end.is_ok(), "the socket ends after its Close");
+    }
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stops once its sockets have closed")
+        .expect("server task");
+}
+
 /// Reads one unmasked server frame from a raw connection: (opcode, payload).
 async fn raw_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     use tokio::io::AsyncReadExt;
@@ -305,6 +339,7 @@ async fn the_server_waits_for_the_clients_close_reply(db: Db) {
 }
 
 db_tests!(
+    the_shutdown_closes_every_socket,
     sockets_close_when_their_token_expires,
     a_clients_close_is_answered_on_every_socket,
     the_servers_close_code_always_arrives,
