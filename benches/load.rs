@@ -599,7 +599,7 @@ async fn seed(
                 conversation_id: None,
                 title: Some(title.clone()),
                 title_from_guardian: false,
-                status: "completed".into(),
+                status: jjongal::db::types::StoryStatus::Completed,
                 theme: "우정".into(),
                 characters: r#"["용감한 토끼","지혜로운 거북이"]"#.into(),
                 length: "medium".into(),

@@ -27,6 +27,7 @@ use crate::error::ErrorCode;
 use crate::events::Events;
 use crate::gateway::Gateway;
 use crate::graphql;
+use crate::http::errors::InternalCauses;
 use crate::http::{RestError, envelope};
 use crate::jobs::StoryWorker;
 use crate::providers::Providers;
@@ -128,7 +129,10 @@ impl Application {
             self.metrics_listener,
             Router::new()
                 .route("/metrics", get(metrics))
-                .with_state(self.domain.clone()),
+                .with_state(self.domain.clone())
+                .layer(axum::middleware::from_fn(
+                    crate::http::errors::log_internal_causes,
+                )),
         )
         .with_graceful_shutdown(signal.requested());
         let config = self.domain.config();
@@ -160,12 +164,21 @@ impl Application {
 /// The whole public router: REST facade, GraphQL, health, with request ids, tracing,
 /// body limits and panic catching around it.
 pub fn router(domain: Domain, shutdown: Shutdown) -> Router {
-    let domain_timeout = domain.config().request_timeout;
-    let body_limit = domain.config().max_body_bytes;
-    let https = domain.config().public_url.starts_with("https://");
-    let cors = cors_layer(&domain.config().cors_origins);
-    let schema = graphql::build_schema(domain.clone());
     let gateway = Gateway::new(&domain.config().gateway, shutdown);
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(domain.clone());
+    // Everything but the health checks passes the gateway (rate limits, load shedding):
+    // a load balancer's probes must not be refused for the traffic they measure.
+    let gated = gateway.layer(doors(&domain, &gateway), domain.clone());
+    with_common_layers(gated.merge(health), &domain)
+}
+
+/// The doors: the REST facade and GraphQL (over HTTP and its socket), the conversation
+/// socket, media files, the documentation pages.
+fn doors(domain: &Domain, gateway: &Gateway) -> Router {
+    let schema = graphql::build_schema(domain.clone());
     let mut api = facade::router(&schema, domain.config().max_text_chars).route(
         "/graphql",
         get(graphql::http::get).post(graphql::http::post),
@@ -188,7 +201,7 @@ pub fn router(domain: Domain, shutdown: Shutdown) -> Router {
         .layer(axum::Extension(gateway.clone()))
         .with_state(schema.clone());
     let ws_state = crate::ws::WsState {
-        schema: schema.clone(),
+        schema,
         domain: domain.clone(),
         config: domain.config().ws.clone(),
         gateway: gateway.clone(),
@@ -202,26 +215,25 @@ pub fn router(domain: Domain, shutdown: Shutdown) -> Router {
     let media = Router::new()
         .route("/media/{*path}", get(crate::http::media::media))
         .with_state(domain.media().clone());
-    let health = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(domain.clone());
-    // Everything but the health checks passes the gateway (rate limits, load shedding):
-    // a load balancer's probes must not be refused for the traffic they measure.
     if domain.config().bench_routes {
         api = api.merge(crate::stack_limit::router(domain.clone()));
     }
-    let gated = gateway.layer(
-        api.merge(conversation_ws)
-            .merge(media)
-            .merge(crate::docs::router(crate::rest::openapi::document_json(
-                &domain.config().public_url,
-            )))
-            .fallback(not_found),
-        domain,
-    );
-    gated
-        .merge(health)
+    api.merge(conversation_ws)
+        .merge(media)
+        .merge(crate::docs::router(crate::rest::openapi::document_json(
+            &domain.config().public_url,
+        )))
+        .fallback(not_found)
+}
+
+/// What wraps every answer: the request timeout, CORS preflights, security headers, body
+/// limits, panic catching, the logging of internal causes, request ids and tracing.
+fn with_common_layers(router: Router, domain: &Domain) -> Router {
+    let domain_timeout = domain.config().request_timeout;
+    let body_limit = domain.config().max_body_bytes;
+    let https = domain.config().public_url.starts_with("https://");
+    let cors = cors_layer(&domain.config().cors_origins);
+    router
         .layer(axum::middleware::from_fn_with_state(
             domain_timeout,
             request_timeout,
@@ -255,6 +267,10 @@ pub fn router(domain: Domain, shutdown: Shutdown) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             body_limit,
             crate::body_guard::guard,
+        ))
+        // Inside the request's span: internal causes are logged with the request id.
+        .layer(axum::middleware::from_fn(
+            crate::http::errors::log_internal_causes,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
@@ -433,8 +449,10 @@ async fn metrics(State(domain): State<Domain>) -> Response {
         )
             .into_response(),
         Err(e) => {
-            let _ = e.public_message();
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+            let mut response =
+                (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response();
+            InternalCauses(e.into_public().cause.into_iter().collect()).attach(&mut response);
+            response
         }
     }
 }

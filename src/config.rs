@@ -654,109 +654,11 @@ impl Config {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("JJONGAL_PUBLIC_URL must be an http(s) URL");
         }
-        let (jwt_secret, media_secret) = match args.environment {
-            Environment::Production => {
-                let jwt = required_secret("JJONGAL_JWT_SECRET", args.jwt_secret.as_deref())?;
-                let media = required_secret("JJONGAL_MEDIA_SECRET", args.media_secret.as_deref())?;
-                if jwt.expose() == media.expose() {
-                    bail!("JJONGAL_MEDIA_SECRET must differ from JJONGAL_JWT_SECRET");
-                }
-                (jwt, media)
-            }
-            Environment::Development => {
-                let mut generated = Vec::new();
-                let jwt = match args.jwt_secret.as_deref() {
-                    Some(s) if !s.is_empty() => Secret::new(s.as_bytes().to_vec()),
-                    _ => {
-                        generated.push("jwt.secret");
-                        dev_secret(&args.data_dir, "jwt.secret")?
-                    }
-                };
-                let media = match args.media_secret.as_deref() {
-                    Some(s) if !s.is_empty() => Secret::new(s.as_bytes().to_vec()),
-                    _ => {
-                        generated.push("media.secret");
-                        dev_secret(&args.data_dir, "media.secret")?
-                    }
-                };
-                if !generated.is_empty() {
-                    tracing::warn!(
-                        files = ?generated,
-                        dir = %args.data_dir.join("secrets").display(),
-                        "development mode: using generated secrets kept in the data dir; \
-                         set JJONGAL_JWT_SECRET and JJONGAL_MEDIA_SECRET (and JJONGAL_ENV=production) in production"
-                    );
-                }
-                (jwt, media)
-            }
-        };
+        let (jwt_secret, media_secret) = secrets(&args)?;
         if args.bench_routes && args.environment == Environment::Production {
             bail!("JJONGAL_BENCH_ROUTES is for the load benchmark and refused in production mode");
         }
-        let providers = ProvidersConfig {
-            llm: ProviderConfig {
-                base_url: non_empty(args.llm_base_url.clone()),
-                api_key: non_empty(args.llm_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-                model: non_empty(args.llm_model.clone()),
-                timeout: Duration::from_secs(args.llm_timeout),
-                concurrency: args.llm_concurrency as usize,
-            },
-            image: ProviderConfig {
-                base_url: non_empty(args.image_base_url.clone()),
-                api_key: non_empty(args.image_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-                model: non_empty(args.image_model.clone()),
-                timeout: Duration::from_secs(args.image_timeout),
-                concurrency: args.image_concurrency as usize,
-            },
-            speech: ProviderConfig {
-                base_url: non_empty(args.speech_base_url.clone()),
-                api_key: non_empty(args.speech_api_key.clone())
-                    .map(|k| Secret::new(k.into_bytes())),
-                model: non_empty(args.speech_model.clone()),
-                timeout: Duration::from_secs(args.speech_timeout),
-                concurrency: args.speech_concurrency as usize,
-            },
-            moderation: ProviderConfig {
-                base_url: non_empty(args.moderation_base_url.clone()),
-                api_key: non_empty(args.moderation_api_key.clone())
-                    .map(|k| Secret::new(k.into_bytes())),
-                model: non_empty(args.moderation_model.clone()),
-                timeout: Duration::from_secs(args.moderation_timeout),
-                concurrency: args.moderation_concurrency as usize,
-            },
-            voice: ProviderConfig {
-                base_url: non_empty(args.voice_base_url.clone()),
-                api_key: non_empty(args.voice_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-                model: non_empty(args.voice_model.clone()),
-                timeout: Duration::from_secs(args.voice_timeout),
-                concurrency: args.voice_concurrency as usize,
-            },
-            stt: ProviderConfig {
-                base_url: non_empty(args.stt_base_url.clone()),
-                api_key: non_empty(args.stt_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-                model: non_empty(args.stt_model.clone()),
-                timeout: Duration::from_secs(args.stt_timeout),
-                concurrency: args.stt_concurrency as usize,
-            },
-            speech_voice: args.speech_voice.clone(),
-            moderation_threshold: args.moderation_threshold,
-            max_attempts: args.provider_max_attempts,
-            backoff: Duration::from_millis(args.provider_backoff_ms),
-        };
-        for (name, p) in [
-            ("LLM", &providers.llm),
-            ("IMAGE", &providers.image),
-            ("SPEECH", &providers.speech),
-            ("MODERATION", &providers.moderation),
-            ("VOICE", &providers.voice),
-            ("STT", &providers.stt),
-        ] {
-            if let Some(url) = &p.base_url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                bail!("JJONGAL_{name}_BASE_URL must be an http(s) URL");
-            }
-        }
+        let providers = providers_config(&args)?;
         if !(0.0..=1.0).contains(&args.moderation_threshold) {
             bail!("JJONGAL_MODERATION_THRESHOLD must be between 0 and 1");
         }
@@ -791,36 +693,8 @@ impl Config {
             database_acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,
             max_text_chars: args.max_text_chars as usize,
-            gateway: GatewayConfig {
-                ip_rate: (args.rate_limit_ip_per_minute > 0).then_some(RateConfig {
-                    per_minute: args.rate_limit_ip_per_minute,
-                    burst: args.rate_limit_ip_burst,
-                }),
-                account_rate: (args.rate_limit_account_per_minute > 0).then_some(RateConfig {
-                    per_minute: args.rate_limit_account_per_minute,
-                    burst: args.rate_limit_account_burst,
-                }),
-                trusted_proxies: parse_proxies(&args.trusted_proxies)?,
-                max_concurrent_requests: args.max_concurrent_requests as usize,
-                max_sockets_per_account: args.max_sockets_per_account as usize,
-            },
-            graphql: GraphqlConfig {
-                introspection: args
-                    .graphql_introspection
-                    .unwrap_or(args.environment == Environment::Development),
-                max_depth: args.graphql_max_depth as usize,
-                max_complexity: args.graphql_max_complexity as usize,
-                max_aliases: args.graphql_max_aliases as usize,
-                max_root_fields: args.graphql_max_root_fields as usize,
-                max_selections: args.graphql_max_selections as usize,
-                max_directives: args.graphql_max_directives as usize,
-                max_recursion: args.graphql_max_recursion as usize,
-                max_tokens: args.graphql_max_tokens as usize,
-                ws_init_timeout: Duration::from_secs(args.graphql_ws_init_timeout_secs),
-                ws_max_subscriptions: args.graphql_ws_max_subscriptions as usize,
-                ws_max_message_bytes: args.graphql_ws_max_message_bytes as usize,
-                max_text_chars: args.max_text_chars as usize,
-            },
+            gateway: gateway_config(&args)?,
+            graphql: graphql_config(&args),
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,
@@ -842,6 +716,153 @@ impl Config {
             media_url_ttl: Duration::from_secs(args.media_url_ttl),
             database_pool_size: args.database_pool_size as usize,
         })
+    }
+}
+
+/// The signing secrets: required (and distinct) in production; in development, generated
+/// once into the data dir when not set.
+fn secrets(args: &ConfigArgs) -> anyhow::Result<(Secret, Secret)> {
+    match args.environment {
+        Environment::Production => {
+            let jwt = required_secret("JJONGAL_JWT_SECRET", args.jwt_secret.as_deref())?;
+            let media = required_secret("JJONGAL_MEDIA_SECRET", args.media_secret.as_deref())?;
+            if jwt.expose() == media.expose() {
+                bail!("JJONGAL_MEDIA_SECRET must differ from JJONGAL_JWT_SECRET");
+            }
+            Ok((jwt, media))
+        }
+        Environment::Development => {
+            let mut generated = Vec::new();
+            let jwt = match args.jwt_secret.as_deref() {
+                Some(s) if !s.is_empty() => Secret::new(s.as_bytes().to_vec()),
+                _ => {
+                    generated.push("jwt.secret");
+                    dev_secret(&args.data_dir, "jwt.secret")?
+                }
+            };
+            let media = match args.media_secret.as_deref() {
+                Some(s) if !s.is_empty() => Secret::new(s.as_bytes().to_vec()),
+                _ => {
+                    generated.push("media.secret");
+                    dev_secret(&args.data_dir, "media.secret")?
+                }
+            };
+            if !generated.is_empty() {
+                tracing::warn!(
+                    files = ?generated,
+                    dir = %args.data_dir.join("secrets").display(),
+                    "development mode: using generated secrets kept in the data dir; \
+                     set JJONGAL_JWT_SECRET and JJONGAL_MEDIA_SECRET (and JJONGAL_ENV=production) in production"
+                );
+            }
+            Ok((jwt, media))
+        }
+    }
+}
+
+/// The AI providers (each one HTTP provider, or the offline one when no URL is set).
+fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
+    let providers = ProvidersConfig {
+        llm: ProviderConfig {
+            base_url: non_empty(args.llm_base_url.clone()),
+            api_key: non_empty(args.llm_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+            model: non_empty(args.llm_model.clone()),
+            timeout: Duration::from_secs(args.llm_timeout),
+            concurrency: args.llm_concurrency as usize,
+        },
+        image: ProviderConfig {
+            base_url: non_empty(args.image_base_url.clone()),
+            api_key: non_empty(args.image_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+            model: non_empty(args.image_model.clone()),
+            timeout: Duration::from_secs(args.image_timeout),
+            concurrency: args.image_concurrency as usize,
+        },
+        speech: ProviderConfig {
+            base_url: non_empty(args.speech_base_url.clone()),
+            api_key: non_empty(args.speech_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+            model: non_empty(args.speech_model.clone()),
+            timeout: Duration::from_secs(args.speech_timeout),
+            concurrency: args.speech_concurrency as usize,
+        },
+        moderation: ProviderConfig {
+            base_url: non_empty(args.moderation_base_url.clone()),
+            api_key: non_empty(args.moderation_api_key.clone())
+                .map(|k| Secret::new(k.into_bytes())),
+            model: non_empty(args.moderation_model.clone()),
+            timeout: Duration::from_secs(args.moderation_timeout),
+            concurrency: args.moderation_concurrency as usize,
+        },
+        voice: ProviderConfig {
+            base_url: non_empty(args.voice_base_url.clone()),
+            api_key: non_empty(args.voice_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+            model: non_empty(args.voice_model.clone()),
+            timeout: Duration::from_secs(args.voice_timeout),
+            concurrency: args.voice_concurrency as usize,
+        },
+        stt: ProviderConfig {
+            base_url: non_empty(args.stt_base_url.clone()),
+            api_key: non_empty(args.stt_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+            model: non_empty(args.stt_model.clone()),
+            timeout: Duration::from_secs(args.stt_timeout),
+            concurrency: args.stt_concurrency as usize,
+        },
+        speech_voice: args.speech_voice.clone(),
+        moderation_threshold: args.moderation_threshold,
+        max_attempts: args.provider_max_attempts,
+        backoff: Duration::from_millis(args.provider_backoff_ms),
+    };
+    for (name, p) in [
+        ("LLM", &providers.llm),
+        ("IMAGE", &providers.image),
+        ("SPEECH", &providers.speech),
+        ("MODERATION", &providers.moderation),
+        ("VOICE", &providers.voice),
+        ("STT", &providers.stt),
+    ] {
+        if let Some(url) = &p.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("JJONGAL_{name}_BASE_URL must be an http(s) URL");
+        }
+    }
+    Ok(providers)
+}
+
+/// Rate limits, trusted proxies and load shedding.
+fn gateway_config(args: &ConfigArgs) -> anyhow::Result<GatewayConfig> {
+    Ok(GatewayConfig {
+        ip_rate: (args.rate_limit_ip_per_minute > 0).then_some(RateConfig {
+            per_minute: args.rate_limit_ip_per_minute,
+            burst: args.rate_limit_ip_burst,
+        }),
+        account_rate: (args.rate_limit_account_per_minute > 0).then_some(RateConfig {
+            per_minute: args.rate_limit_account_per_minute,
+            burst: args.rate_limit_account_burst,
+        }),
+        trusted_proxies: parse_proxies(&args.trusted_proxies)?,
+        max_concurrent_requests: args.max_concurrent_requests as usize,
+        max_sockets_per_account: args.max_sockets_per_account as usize,
+    })
+}
+
+/// GraphQL's document limits, introspection and socket settings.
+fn graphql_config(args: &ConfigArgs) -> GraphqlConfig {
+    GraphqlConfig {
+        introspection: args
+            .graphql_introspection
+            .unwrap_or(args.environment == Environment::Development),
+        max_depth: args.graphql_max_depth as usize,
+        max_complexity: args.graphql_max_complexity as usize,
+        max_aliases: args.graphql_max_aliases as usize,
+        max_root_fields: args.graphql_max_root_fields as usize,
+        max_selections: args.graphql_max_selections as usize,
+        max_directives: args.graphql_max_directives as usize,
+        max_recursion: args.graphql_max_recursion as usize,
+        max_tokens: args.graphql_max_tokens as usize,
+        ws_init_timeout: Duration::from_secs(args.graphql_ws_init_timeout_secs),
+        ws_max_subscriptions: args.graphql_ws_max_subscriptions as usize,
+        ws_max_message_bytes: args.graphql_ws_max_message_bytes as usize,
+        max_text_chars: args.max_text_chars as usize,
     }
 }
 

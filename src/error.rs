@@ -2,8 +2,11 @@
 //!
 //! Every layer has one error type; this is the domain's. It maps once to an
 //! [`ErrorCode`], which decides the GraphQL `extensions.code` and, from that, the REST
-//! status. Internal causes are logged (inside the request's span, so with its request id)
-//! and never shown to clients.
+//! status. An internal cause travels with the error as an [`InternalCause`] (never shown
+//! to clients) to the one place that logs it, inside the request's span and so with its
+//! request id: `http::errors`. Converting an error has no side effect.
+
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 
@@ -148,6 +151,49 @@ pub enum AppError {
         retry_after: u64,
     },
     Internal(anyhow::Error),
+    /// `SERVICE_UNAVAILABLE`: a dependency (the database) could not be reached.
+    Unavailable(anyhow::Error),
+}
+
+/// The cause of an internal failure, on its way to the one place that logs it; never
+/// shown to a client.
+#[derive(Clone)]
+pub struct InternalCause {
+    /// What the client was told (`SERVER_ERROR` or `SERVICE_UNAVAILABLE`).
+    pub code: ErrorCode,
+    error: Arc<anyhow::Error>,
+}
+
+impl InternalCause {
+    pub fn new(code: ErrorCode, error: anyhow::Error) -> InternalCause {
+        InternalCause {
+            code,
+            error: Arc::new(error),
+        }
+    }
+}
+
+/// The whole chain of causes, as the log shows it.
+impl std::fmt::Display for InternalCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::fmt::Debug for InternalCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InternalCause({}: {:#})", self.code, self.error)
+    }
+}
+
+/// What a client may see of an error, and what only the log may (its cause).
+#[derive(Debug)]
+pub struct PublicError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// For `RATE_LIMIT_EXCEEDED`: seconds until trying again can work.
+    pub retry_after: Option<u64>,
+    pub cause: Option<InternalCause>,
 }
 
 impl From<anyhow::Error> for AppError {
@@ -185,6 +231,7 @@ impl AppError {
             AppError::Public { code, .. } => *code,
             AppError::Limited { .. } => ErrorCode::RateLimitExceeded,
             AppError::Internal(_) => ErrorCode::ServerError,
+            AppError::Unavailable(_) => ErrorCode::ServiceUnavailable,
         }
     }
 
@@ -196,14 +243,30 @@ impl AppError {
         }
     }
 
-    /// The message a client may see. Logs internal causes (inside the request span).
+    /// The message a client may see (an internal failure's is the code's default).
     pub fn public_message(&self) -> String {
         match self {
             AppError::Public { message, .. } | AppError::Limited { message, .. } => message.clone(),
-            AppError::Internal(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "internal error");
-                ErrorCode::ServerError.default_message().to_string()
+            AppError::Internal(_) | AppError::Unavailable(_) => {
+                self.code().default_message().to_string()
             }
+        }
+    }
+
+    /// Splits the error into what the client sees and the cause only the log sees.
+    pub fn into_public(self) -> PublicError {
+        let code = self.code();
+        let message = self.public_message();
+        let retry_after = self.retry_after();
+        let cause = match self {
+            AppError::Internal(e) | AppError::Unavailable(e) => Some(InternalCause::new(code, e)),
+            AppError::Public { .. } | AppError::Limited { .. } => None,
+        };
+        PublicError {
+            code,
+            message,
+            retry_after,
+            cause,
         }
     }
 }
@@ -212,8 +275,7 @@ impl From<DbError> for AppError {
     fn from(e: DbError) -> AppError {
         match e {
             DbError::Pool(_) | DbError::Connect(_) => {
-                tracing::error!(error = %e, "database unavailable");
-                AppError::code_only(ErrorCode::ServiceUnavailable)
+                AppError::Unavailable(anyhow::Error::from(e).context("database unavailable"))
             }
             other => AppError::Internal(other.into()),
         }

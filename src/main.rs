@@ -163,8 +163,13 @@ async fn cli_domain(config: Config) -> anyhow::Result<Domain> {
     Ok(Domain::new(config, pool, events, providers))
 }
 
+/// An error as the operator at the command line reads it: with its internal cause.
 fn describe(e: jjongal::error::AppError) -> String {
-    format!("{}: {}", e.code(), e.public_message())
+    let public = e.into_public();
+    match public.cause {
+        Some(cause) => format!("{}: {} ({cause})", public.code, public.message),
+        None => format!("{}: {}", public.code, public.message),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -59,7 +59,7 @@ async fn answer_authenticated(State(probe): State<Probe>, headers: HeaderMap) ->
     let bearer = crate::http::bearer(&headers);
     match probe.domain.authenticate(bearer.as_deref()).await {
         Ok(_) => stored(&probe),
-        Err(e) => RestError::new(e.code(), e.public_message()).into_response(),
+        Err(e) => RestError::from(e).into_response(),
     }
 }
 

@@ -7,6 +7,7 @@ mod json_in;
 pub mod models;
 pub mod schema;
 mod sqlite_thread;
+pub mod types;
 
 pub use json_in::in_json_array;
 

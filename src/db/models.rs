@@ -3,6 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::types::{ConversationStatus, Role, StoryStatus};
+
 use super::schema::{
     chapters, conversation_messages, conversations, generation_steps, media_files, refresh_tokens,
     stories, users, voice_samples,
@@ -18,7 +20,7 @@ pub struct UserRow {
     pub password_hash: String,
     pub name: String,
     pub age: i32,
-    pub role: String,
+    pub role: Role,
     pub guardian_consent_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -49,7 +51,7 @@ pub struct ConversationRow {
     pub child_name: Option<String>,
     pub child_age: Option<i32>,
     pub interests: String,
-    pub status: String,
+    pub status: ConversationStatus,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub ended_at: Option<NaiveDateTime>,
@@ -64,7 +66,7 @@ pub struct StoryRow {
     pub conversation_id: Option<String>,
     pub title: Option<String>,
     pub title_from_guardian: bool,
-    pub status: String,
+    pub status: StoryStatus,
     pub theme: String,
     pub characters: String,
     pub length: String,

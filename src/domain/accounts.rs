@@ -20,27 +20,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::{with_conn, with_tx};
 
 /// The account's role; only the CLI grants `operator`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Member,
-    Operator,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Member => "member",
-            Role::Operator => "operator",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "member" => Some(Role::Member),
-            "operator" => Some(Role::Operator),
-            _ => None,
-        }
-    }
-}
+pub use crate::db::types::Role;
 
 /// A family account as the API shows it (spec §5.4: the child's name and age).
 #[derive(Clone, Debug)]
@@ -60,8 +40,7 @@ impl TryFrom<UserRow> for User {
     fn try_from(row: UserRow) -> AppResult<User> {
         Ok(User {
             id: stored_uuid(&row.id)?,
-            role: Role::parse(&row.role)
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad role {:?}", row.role)))?,
+            role: row.role,
             login_id: row.login_id,
             name: row.name,
             age: row.age,
@@ -247,7 +226,7 @@ impl Domain {
             password_hash,
             name: input.name,
             age: input.age,
-            role: role.as_str().into(),
+            role,
             guardian_consent_at: now,
             created_at: now,
             updated_at: now,

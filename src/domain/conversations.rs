@@ -14,6 +14,7 @@ use super::stories::parse_id;
 use super::{Domain, char_len, internal, page_limit, stored_uuid};
 use crate::db::models::{ConversationRow, MessageRow};
 use crate::db::schema::{conversation_messages as messages, conversations};
+use crate::db::types::ConversationStatus;
 use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
@@ -37,7 +38,7 @@ pub struct Conversation {
     pub child_name: String,
     pub child_age: i32,
     pub interests: Vec<String>,
-    pub active: bool,
+    pub status: ConversationStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -80,7 +81,7 @@ fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conver
         child_name: row.child_name.unwrap_or_else(|| owner.name.clone()),
         child_age: row.child_age.unwrap_or(owner.age),
         interests: serde_json::from_str(&row.interests).map_err(|e| internal("interests", e))?,
-        active: row.status == "active",
+        status: row.status,
         created_at: from_db(row.created_at),
         updated_at: from_db(row.updated_at),
         ended_at: row.ended_at.map(from_db),
@@ -167,7 +168,7 @@ impl Domain {
             child_age: child.age,
             interests: serde_json::to_string(&child.interests)
                 .map_err(|e| AppError::Internal(e.into()))?,
-            status: "active".into(),
+            status: ConversationStatus::Active,
             created_at: now,
             updated_at: now,
             ended_at: None,
@@ -213,7 +214,7 @@ impl Domain {
             return Err(AppError::validation("text는 1~10,000자여야 합니다."));
         }
         let conversation = self.conversation(owner, conversation_id).await?;
-        if !conversation.active {
+        if conversation.status != ConversationStatus::Active {
             return Err(AppError::new(
                 ErrorCode::ConversationNotStarted,
                 "이미 끝난 대화입니다. 새 대화를 시작해 주세요.",
@@ -421,10 +422,10 @@ impl Domain {
             diesel::update(
                 conversations::table
                     .find(&cid)
-                    .filter(conversations::status.eq("active")),
+                    .filter(conversations::status.eq(ConversationStatus::Active)),
             )
             .set((
-                conversations::status.eq("ended"),
+                conversations::status.eq(ConversationStatus::Ended),
                 conversations::ended_at.eq(Some(now)),
                 conversations::updated_at.eq(now),
             ))

@@ -11,10 +11,11 @@ use uuid::Uuid;
 use super::Domain;
 use super::accounts::{Role, User};
 use super::cursor::TimePosition;
-use super::stories::{ListStories, StoryPage, parse_id};
+use super::stories::{ListStories, StoryPage, StoryStatus, parse_id};
 use super::{page_limit, stored_uuid};
 use crate::db::models::{ConversationRow, GenerationStepRow, UserRow};
 use crate::db::schema::{conversation_messages, conversations, ops_audit, users};
+use crate::db::types::ConversationStatus;
 use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::with_conn;
@@ -35,7 +36,7 @@ pub struct OpsConversation {
     pub owner_id: Uuid,
     pub child_name: Option<String>,
     pub child_age: Option<i32>,
-    pub active: bool,
+    pub status: ConversationStatus,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub message_count: i64,
@@ -234,7 +235,7 @@ impl Domain {
                     owner_id: stored_uuid(&r.owner_id)?,
                     child_name: r.child_name,
                     child_age: r.child_age,
-                    active: r.status == "active",
+                    status: r.status,
                     created_at: from_db(r.created_at),
                     ended_at: r.ended_at.map(from_db),
                 })
@@ -310,7 +311,7 @@ impl Domain {
         let mut conn = self.pool().get().await?;
         let n = with_conn!(&mut conn, |c| {
             diesel::update(users::table.filter(users::login_key.eq(&key)))
-                .set((users::role.eq(role.as_str()), users::updated_at.eq(now)))
+                .set((users::role.eq(role), users::updated_at.eq(now)))
                 .execute(c)
                 .await
         })?;
@@ -371,7 +372,7 @@ impl Domain {
     pub async fn db_figures(&self) -> AppResult<crate::metrics::DbFigures> {
         use crate::db::schema::stories;
         let mut conn = self.pool().get().await?;
-        let by_status: Vec<(String, i64)> = with_conn!(&mut conn, |c| {
+        let by_status: Vec<(StoryStatus, i64)> = with_conn!(&mut conn, |c| {
             stories::table
                 .group_by(stories::status)
                 .select((stories::status, diesel::dsl::count_star()))
@@ -380,36 +381,30 @@ impl Domain {
         })?;
         let oldest: Option<chrono::NaiveDateTime> = with_conn!(&mut conn, |c| {
             stories::table
-                .filter(stories::status.eq("pending"))
+                .filter(stories::status.eq(StoryStatus::Pending))
                 .select(diesel::dsl::min(stories::created_at))
                 .first(c)
                 .await
         })?;
         let open: i64 = with_conn!(&mut conn, |c| {
             conversations::table
-                .filter(conversations::status.eq("active"))
+                .filter(conversations::status.eq(ConversationStatus::Active))
                 .count()
                 .get_result(c)
                 .await
         })?;
-        let mut stories_by_status: Vec<(String, i64)> =
-            ["pending", "in_progress", "completed", "failed"]
+        let count = |status: StoryStatus| {
+            by_status
                 .iter()
-                .map(|s| {
-                    let n = by_status
-                        .iter()
-                        .find(|(st, _)| st == s)
-                        .map(|(_, n)| *n)
-                        .unwrap_or(0);
-                    (s.to_string(), n)
-                })
-                .collect();
-        stories_by_status.sort_by_key(|(s, _)| s.clone());
-        let queue_depth = by_status
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n)
+        };
+        let mut stories_by_status: Vec<(String, i64)> = StoryStatus::ALL
             .iter()
-            .find(|(s, _)| s == "pending")
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
+            .map(|&s| (s.as_str().to_string(), count(s)))
+            .collect();
+        stories_by_status.sort_by_key(|(s, _)| s.clone());
+        let queue_depth = count(StoryStatus::Pending);
         Ok(crate::metrics::DbFigures {
             stories_by_status,
             queue_depth,

@@ -19,34 +19,7 @@ use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::{with_conn, with_locked_tx, with_tx};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StoryStatus {
-    Pending,
-    InProgress,
-    Completed,
-    Failed,
-}
-
-impl StoryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoryStatus::Pending => "pending",
-            StoryStatus::InProgress => "in_progress",
-            StoryStatus::Completed => "completed",
-            StoryStatus::Failed => "failed",
-        }
-    }
-    pub fn parse(s: &str) -> Option<StoryStatus> {
-        [
-            StoryStatus::Pending,
-            StoryStatus::InProgress,
-            StoryStatus::Completed,
-            StoryStatus::Failed,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
+pub use crate::db::types::StoryStatus;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoryLength {
@@ -176,6 +149,58 @@ enum Resume {
     Title(Option<String>, String),
 }
 
+impl Resume {
+    /// Where a page resumes, in the sort key's terms. A time-keyed cursor without its
+    /// time cannot come from us.
+    fn from(after: Position, sort: SortKey) -> AppResult<Resume> {
+        let time = after.t.map(micros_to_db).transpose()?;
+        match (sort, time) {
+            (SortKey::CreatedAt, Some(t)) => Ok(Resume::CreatedAt(t, after.id)),
+            (SortKey::UpdatedAt, Some(t)) => Ok(Resume::UpdatedAt(t, after.id)),
+            (SortKey::Title, _) => Ok(Resume::Title(after.title, after.id)),
+            (SortKey::CreatedAt | SortKey::UpdatedAt, None) => {
+                Err(AppError::validation("start_cursor가 올바르지 않습니다."))
+            }
+        }
+    }
+}
+
+/// What a cursor is valid for: the listing's sort, order, filters and owner. A cursor
+/// from another listing is refused.
+fn cursor_scope(query: &ListStories, owner: Option<Uuid>, range: TimeRange) -> String {
+    let (created_after, created_before) = range;
+    format!(
+        "stories:{}:{}:{}:{}:{}:{}",
+        query.sort.as_str(),
+        match query.order {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        },
+        query.status.map(StoryStatus::as_str).unwrap_or("*"),
+        owner.map(|o| o.to_string()).unwrap_or_else(|| "*".into()),
+        created_after
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(i64::MIN),
+        created_before
+            .map(|t| t.timestamp_micros())
+            .unwrap_or(i64::MAX),
+    )
+}
+
+/// Where a page ending at `row` ended, in the sort key's terms.
+fn position_of(row: &StoryRow, sort: SortKey) -> Position {
+    let (t, title) = match sort {
+        SortKey::CreatedAt => (Some(micros(row.created_at)), None),
+        SortKey::UpdatedAt => (Some(micros(row.updated_at)), None),
+        SortKey::Title => (None, row.title.clone()),
+    };
+    Position {
+        t,
+        title,
+        id: row.id.clone(),
+    }
+}
+
 /// Where a page ended, in the sort key's terms: a timestamp in microseconds, or a title
 /// (`None` for a story without one), plus the id that breaks ties.
 #[derive(Serialize, Deserialize)]
@@ -248,7 +273,7 @@ impl Domain {
             conversation_id: conversation_id.map(|c| c.to_string()),
             title: None,
             title_from_guardian: false,
-            status: StoryStatus::Pending.as_str().into(),
+            status: StoryStatus::Pending,
             theme: input.theme,
             characters: serde_json::to_string(&input.characters)
                 .map_err(|e| internal("characters", e))?,
@@ -472,22 +497,7 @@ impl Domain {
     ) -> AppResult<StoryPage> {
         let limit = page_limit(query.first)? + 1;
         let (created_after, created_before) = range.unwrap_or((None, None));
-        let scope = format!(
-            "stories:{}:{}:{}:{}:{}:{}",
-            query.sort.as_str(),
-            match query.order {
-                SortOrder::Asc => "asc",
-                SortOrder::Desc => "desc",
-            },
-            query.status.map(StoryStatus::as_str).unwrap_or("*"),
-            owner.map(|o| o.to_string()).unwrap_or_else(|| "*".into()),
-            created_after
-                .map(|t| t.timestamp_micros())
-                .unwrap_or(i64::MIN),
-            created_before
-                .map(|t| t.timestamp_micros())
-                .unwrap_or(i64::MAX),
-        );
+        let scope = cursor_scope(&query, owner, (created_after, created_before));
         let created_after = created_after.map(to_db);
         let created_before = created_before.map(to_db);
         let after: Option<Position> = query
@@ -495,23 +505,9 @@ impl Domain {
             .as_deref()
             .map(|c| self.cursors().decode(&scope, c))
             .transpose()?;
-        let after_time = match after.as_ref().and_then(|p| p.t) {
-            Some(us) => Some(micros_to_db(us)?),
-            None => None,
-        };
-        // Where the page resumes, in the sort key's terms. A time-keyed cursor without its
-        // time cannot come from us.
-        let resume = match (after, query.sort, after_time) {
-            (None, _, _) => None,
-            (Some(pos), SortKey::CreatedAt, Some(t)) => Some(Resume::CreatedAt(t, pos.id)),
-            (Some(pos), SortKey::UpdatedAt, Some(t)) => Some(Resume::UpdatedAt(t, pos.id)),
-            (Some(pos), SortKey::Title, _) => Some(Resume::Title(pos.title, pos.id)),
-            (Some(_), SortKey::CreatedAt | SortKey::UpdatedAt, None) => {
-                return Err(AppError::validation("start_cursor가 올바르지 않습니다."));
-            }
-        };
+        let resume = after.map(|p| Resume::from(p, query.sort)).transpose()?;
         let owner = owner.map(|o| o.to_string());
-        let status = query.status.map(|s| s.as_str().to_string());
+        let status = query.status;
         let (sort, order, first) = (query.sort, query.order, query.first as usize);
         // The page's story rows, one more than asked for (is there a next page?).
         macro_rules! page_rows {
@@ -520,7 +516,7 @@ impl Domain {
                 if let Some(o) = &owner {
                     q = q.filter(stories::owner_id.eq(o));
                 }
-                if let Some(s) = &status {
+                if let Some(s) = status {
                     q = q.filter(stories::status.eq(s));
                 }
                 if let Some(t) = created_after {
@@ -622,26 +618,7 @@ impl Domain {
         drop(conn);
         let cursors: Vec<String> = rows
             .iter()
-            .map(|r| {
-                let position = match query.sort {
-                    SortKey::CreatedAt => Position {
-                        t: Some(micros(r.created_at)),
-                        title: None,
-                        id: r.id.clone(),
-                    },
-                    SortKey::UpdatedAt => Position {
-                        t: Some(micros(r.updated_at)),
-                        title: None,
-                        id: r.id.clone(),
-                    },
-                    SortKey::Title => Position {
-                        t: None,
-                        title: r.title.clone(),
-                        id: r.id.clone(),
-                    },
-                };
-                self.cursors().encode(&scope, &position)
-            })
+            .map(|r| self.cursors().encode(&scope, &position_of(r, query.sort)))
             .collect();
         let stories = stories_from_rows(rows, joined)?;
         Ok(StoryPage {
@@ -726,10 +703,10 @@ impl Domain {
             diesel::update(
                 stories::table
                     .find(&row.id)
-                    .filter(stories::status.eq(StoryStatus::Failed.as_str())),
+                    .filter(stories::status.eq(StoryStatus::Failed)),
             )
             .set((
-                stories::status.eq(StoryStatus::Pending.as_str()),
+                stories::status.eq(StoryStatus::Pending),
                 stories::failure_reason.eq(None::<String>),
                 stories::updated_at.eq(now),
             ))
@@ -775,7 +752,7 @@ impl Domain {
         with_conn!(&mut conn, |c| {
             diesel::update(stories::table.find(&id))
                 .set((
-                    stories::status.eq(status.as_str()),
+                    stories::status.eq(status),
                     stories::failure_reason.eq(reason),
                     stories::updated_at.eq(now),
                 ))
@@ -803,23 +780,6 @@ impl Domain {
         })?;
         self.story_changed(story_id).await;
         Ok(())
-    }
-
-    /// Adds (or replaces) chapter `number` of a story; returns its id.
-    pub async fn put_chapter(
-        &self,
-        story_id: Uuid,
-        number: i32,
-        title: &str,
-        content: &str,
-    ) -> AppResult<Uuid> {
-        let ids = self
-            .put_chapters(
-                story_id,
-                &[(number, title.to_string(), content.to_string())],
-            )
-            .await?;
-        Ok(ids[0])
     }
 
     /// Adds (or replaces) chapters `(number, title, content)` of a story in one
@@ -1130,8 +1090,7 @@ fn story_from_rows(row: StoryRow, chapters: Vec<ChapterWithMedia>) -> AppResult<
         owner_id: uuid(&row.owner_id)?,
         conversation_id: row.conversation_id.as_deref().map(uuid).transpose()?,
         title: row.title,
-        status: StoryStatus::parse(&row.status)
-            .ok_or_else(|| internal("stored status", &row.status))?,
+        status: row.status,
         theme: row.theme,
         characters: serde_json::from_str(&row.characters)
             .map_err(|e| internal("stored characters", e))?,

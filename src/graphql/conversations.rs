@@ -44,11 +44,7 @@ impl ConversationObject {
     }
     /// `active` or `ended`.
     async fn status(&self) -> &'static str {
-        if self.conversation.active {
-            "active"
-        } else {
-            "ended"
-        }
+        self.conversation.status.as_str()
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.conversation.created_at)

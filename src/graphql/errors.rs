@@ -1,20 +1,26 @@
 //! Domain errors → GraphQL errors with `extensions.code`, and every other error (parse,
 //! validation, input coercion) given a code too.
 
+use std::sync::Arc;
+
 use async_graphql::{ErrorExtensionValues, Response, Value};
 
 use crate::error::{AppError, ErrorCode};
 
+/// The public part becomes the message and extensions; an internal cause rides along as
+/// the error's `source` (never serialised) to the door that logs it (`http::errors`).
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> async_graphql::Error {
-        let code = e.code();
-        let retry_after = e.retry_after();
-        let mut err = async_graphql::Error::new(e.public_message());
+        let public = e.into_public();
+        let mut err = async_graphql::Error::new(public.message);
+        if let Some(cause) = public.cause {
+            err.source = Some(Arc::new(cause));
+        }
         let ext = err
             .extensions
             .get_or_insert_with(ErrorExtensionValues::default);
-        ext.set("code", code.as_str());
-        if let Some(secs) = retry_after {
+        ext.set("code", public.code.as_str());
+        if let Some(secs) = public.retry_after {
             ext.set("retryAfter", secs);
         }
         err

@@ -17,6 +17,7 @@ use super::limits::DocumentLimits;
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
+use crate::http::errors::InternalCauses;
 
 fn auth_of(headers: &HeaderMap) -> RequestAuth {
     RequestAuth::new(crate::http::bearer(headers))
@@ -32,12 +33,17 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> axum::r
 /// A request that failed before execution (it did not parse, validate or pass a limit)
 /// is `400` with `errors` only: the GraphQL-over-HTTP spec has no `data` entry then
 /// (`"data": null` would claim execution ran and yielded null).
+/// Internal causes of the errors go to the log (`http::errors`), never into the body.
 fn respond(response: Response) -> axum::response::Response {
-    if super::errors::is_request_error(&response) {
+    let causes = InternalCauses::of(&response.errors);
+    let mut answer = if super::errors::is_request_error(&response) {
         let body = serde_json::json!({"errors": response.errors});
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-    }
-    (StatusCode::OK, axum::Json(response)).into_response()
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    } else {
+        (StatusCode::OK, axum::Json(response)).into_response()
+    };
+    causes.attach(&mut answer);
+    answer
 }
 
 /// The request's auth, with the viewer resolved up front so operator-only fields are

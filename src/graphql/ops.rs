@@ -57,10 +57,7 @@ impl OpsAccount {
     }
     /// `member` or `operator`.
     async fn role(&self) -> &'static str {
-        match self.0.role {
-            Role::Member => "member",
-            Role::Operator => "operator",
-        }
+        self.0.role.as_str()
     }
     async fn has_cloned_voice(&self) -> bool {
         self.0.voice_id.is_some()
@@ -237,7 +234,7 @@ impl OpsReads {
                 owner_id: ID(c.owner_id.to_string()),
                 child_name: c.child_name,
                 age: c.child_age,
-                status: if c.active { "active" } else { "ended" }.into(),
+                status: c.status.as_str().into(),
                 created_at: Timestamp(c.created_at),
                 ended_at: c.ended_at.map(Timestamp),
                 message_count: c.message_count,

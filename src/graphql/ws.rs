@@ -29,6 +29,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -163,6 +164,20 @@ enum Step {
 
 /// A close frame's reason is at most 123 bytes (a control frame carries 125, the code
 /// takes two); longer ones, which may echo client text, are cut at a character boundary.
+/// The close code for a failed read (RFC 6455 §7.4.1), from tungstenite's own error
+/// (axum wraps it): a message over the cap is 1009, text that is not UTF-8 1007.
+fn read_failure(e: &axum::Error) -> (u16, &'static str) {
+    use std::error::Error as _;
+    match e
+        .source()
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+    {
+        Some(tungstenite::Error::Capacity(_)) => (1009, "Message too big"),
+        Some(tungstenite::Error::Utf8(_)) => (1007, "Invalid UTF-8"),
+        _ => (1002, "Protocol error"),
+    }
+}
+
 fn close(code: u16, reason: impl Into<String>) -> Step {
     let mut reason = reason.into();
     if reason.len() > 123 {
@@ -201,36 +216,45 @@ fn token_from_payload(payload: &Value) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-impl Connection {
-    async fn serve(self, socket: WebSocket) {
-        let (mut sink, mut stream) = socket.split();
-        // Bounded: a client that does not read slows its own subscriptions down instead
-        // of growing the server's memory.
-        let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
-        let writer = tokio::spawn(async move {
-            while let Some(item) = out_rx.recv().await {
-                let result = match item {
-                    Outbound::Json(v) => {
-                        let text = Message::Text(v.to_string().into());
-                        tokio::time::timeout(WRITE_TIMEOUT, sink.send(text)).await
-                    }
-                    Outbound::Close(code, reason) => {
-                        let frame = Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        }));
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await;
-                        // After the client's Close the send above is refused (the echo
-                        // is already queued); closing the sink flushes it.
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
-                        break;
-                    }
-                };
-                if !matches!(result, Ok(Ok(()))) {
+/// The connection's one writer (each send bounded by [`WRITE_TIMEOUT`]); a Close, or a
+/// write that fails or times out, ends it.
+fn spawn_writer(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut out_rx: mpsc::Receiver<Outbound>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(item) = out_rx.recv().await {
+            let result = match item {
+                Outbound::Json(v) => {
+                    let text = Message::Text(v.to_string().into());
+                    tokio::time::timeout(WRITE_TIMEOUT, sink.send(text)).await
+                }
+                Outbound::Close(code, reason) => {
+                    let frame = Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    }));
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await;
+                    // After the client's Close the send above is refused (the echo
+                    // is already queued); closing the sink flushes it.
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
                     break;
                 }
+            };
+            if !matches!(result, Ok(Ok(()))) {
+                break;
             }
-        });
+        }
+    })
+}
+
+impl Connection {
+    async fn serve(self, socket: WebSocket) {
+        let (sink, mut stream) = socket.split();
+        // Bounded: a client that does not read slows its own subscriptions down instead
+        // of growing the server's memory.
+        let (out_tx, out_rx) = mpsc::channel::<Outbound>(64);
+        let writer = spawn_writer(sink, out_rx);
         let config = self.domain.config().graphql.clone();
         let mut principal: Option<Principal> = None;
         let mut active: HashMap<String, AbortHandle> = HashMap::new();
@@ -298,14 +322,8 @@ impl Connection {
                 // Most often a message over the size cap.
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "graphql socket read failed");
-                    let reason = e.to_string().to_ascii_lowercase();
-                    break if reason.contains("space limit") || reason.contains("too long") {
-                        close(1009, "Message too big")
-                    } else if reason.contains("utf-8") || reason.contains("utf8") {
-                        close(1007, "Invalid UTF-8")
-                    } else {
-                        close(1002, "Protocol error")
-                    };
+                    let (code, reason) = read_failure(&e);
+                    break close(code, reason);
                 }
                 // (The close for an oversized message is sent below; the client may still
                 // be writing, so the connection lingers a moment for it to read it.)
@@ -367,62 +385,7 @@ impl Connection {
         };
         let legacy = self.protocol == Protocol::Legacy;
         match kind {
-            "connection_init" => {
-                if principal.is_some() {
-                    return close(4429, "Too many initialisation requests");
-                }
-                let payload = message.get("payload").cloned().unwrap_or(Value::Null);
-                let token = token_from_payload(&payload).or_else(|| self.header_token.clone());
-                let mut place = None;
-                match &token {
-                    None => {}
-                    Some(t) => match self.domain.authenticate(Some(t)).await {
-                        // One account's open sockets are capped, on every door together.
-                        Ok(user) => match self.gateway.open_socket(user.id) {
-                            Ok(ticket) => place = Some(Arc::new(ticket)),
-                            Err(max) => {
-                                tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
-                                if legacy {
-                                    let _ = out
-                                        .send(Outbound::Json(json!({
-                                            "type": "connection_error",
-                                            "payload": coded_error(ErrorCode::RateLimitExceeded, &Gateway::too_many_sockets(max), None),
-                                        })))
-                                        .await;
-                                }
-                                return close(1013, "Too many open sockets for this account");
-                            }
-                        },
-                        // The database, not the token: tell the client to come back.
-                        Err(e) if e.code() != ErrorCode::InvalidToken => {
-                            let _ = e.public_message();
-                            return close(1011, "Internal error; try again");
-                        }
-                        Err(_) => {
-                            if legacy {
-                                let _ = out
-                                    .send(Outbound::Json(json!({
-                                        "type": "connection_error",
-                                        "payload": coded_error(ErrorCode::InvalidToken, ErrorCode::InvalidToken.default_message(), None),
-                                    })))
-                                    .await;
-                            }
-                            return close(4403, "Forbidden");
-                        }
-                    },
-                };
-                *principal = Some(Principal {
-                    token,
-                    _place: place,
-                });
-                let _ = out
-                    .send(Outbound::Json(json!({"type": "connection_ack"})))
-                    .await;
-                if legacy {
-                    let _ = out.send(Outbound::Json(json!({"type": "ka"}))).await;
-                }
-                Step::Continue
-            }
+            "connection_init" => self.on_init(&message, principal, out).await,
             "ping" if !legacy => {
                 let mut pong = json!({"type": "pong"});
                 if let Some(p) = message.get("payload") {
@@ -433,87 +396,15 @@ impl Connection {
             }
             "pong" if !legacy => Step::Continue,
             "subscribe" | "start" if (kind == "start") == legacy => {
-                let Some(who) = principal.as_ref() else {
-                    return close(4401, "Unauthorized");
-                };
-                // The login is checked again for each operation: a token that expired, or
-                // an account deleted, since connection_init ends the connection.
-                let user = match &who.token {
-                    None => None,
-                    Some(t) => match self.domain.authenticate(Some(t)).await {
-                        Ok(user) => Some(user),
-                        Err(e) if e.code() == ErrorCode::InvalidToken => {
-                            return close(4403, "Forbidden: the token is no longer valid");
-                        }
-                        Err(e) => {
-                            let _ = e.public_message();
-                            return close(1011, "Internal error; try again");
-                        }
-                    },
-                };
-                let Some(id) = message
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .filter(|id| !id.is_empty())
-                else {
-                    return close(4400, "Invalid message received: no id");
-                };
-                if active.contains_key(id) {
-                    return close(4409, format!("Subscriber for {id} already exists"));
-                }
-                let request = match message
-                    .get("payload")
-                    .map(|p| serde_json::from_value::<Request>(p.clone()))
-                {
-                    Some(Ok(r)) => r,
-                    _ => return close(4400, "Invalid message received: bad payload"),
-                };
-                let refusal = if active.len() >= max_subscriptions {
-                    Some(coded_error(
-                        ErrorCode::RateLimitExceeded,
-                        &format!(
-                            "이 연결에서는 동시에 {max_subscriptions}개까지만 구독할 수 있습니다."
-                        ),
-                        None,
-                    ))
-                } else {
-                    let account = user.as_ref().map(|u| u.id);
-                    self.gateway
-                        .check_message(self.client, account)
-                        .err()
-                        .map(|secs| {
-                            coded_error(
-                                ErrorCode::RateLimitExceeded,
-                                ErrorCode::RateLimitExceeded.default_message(),
-                                Some(secs),
-                            )
-                        })
-                };
-                if let Some(error) = refusal {
-                    let _ = out
-                        .send(Outbound::Json(error_message(
-                            self.protocol,
-                            id,
-                            vec![error],
-                        )))
-                        .await;
-                    if legacy {
-                        let complete = json!({"type": "complete", "id": id});
-                        let _ = out.send(Outbound::Json(complete)).await;
-                    }
-                    return Step::Continue;
-                }
-                let task = tokio::spawn(run_operation(
-                    self.schema.clone(),
-                    DocumentLimits::from_config(&self.domain.config().graphql),
-                    self.protocol,
-                    id.to_string(),
-                    request.data(RequestAuth::for_user(who.token.clone(), user)),
-                    out.clone(),
-                    done.clone(),
-                ));
-                active.insert(id.to_string(), task.abort_handle());
-                Step::Continue
+                self.on_subscribe(
+                    &message,
+                    principal.as_ref(),
+                    active,
+                    out,
+                    done,
+                    max_subscriptions,
+                )
+                .await
             }
             "complete" | "stop" if (kind == "stop") == legacy => {
                 if let Some(id) = message.get("id").and_then(Value::as_str)
@@ -534,6 +425,168 @@ impl Connection {
                 format!("Invalid message received: unknown type `{other}`"),
             ),
         }
+    }
+
+    /// `connection_init`: the token (from the payload, else the upgrade's header) is
+    /// checked once and the account's socket place taken; then `connection_ack`.
+    async fn on_init(
+        &self,
+        message: &serde_json::Map<String, Value>,
+        principal: &mut Option<Principal>,
+        out: &mpsc::Sender<Outbound>,
+    ) -> Step {
+        let legacy = self.protocol == Protocol::Legacy;
+        if principal.is_some() {
+            return close(4429, "Too many initialisation requests");
+        }
+        let payload = message.get("payload").cloned().unwrap_or(Value::Null);
+        let token = token_from_payload(&payload).or_else(|| self.header_token.clone());
+        let mut place = None;
+        match &token {
+            None => {}
+            Some(t) => match self.domain.authenticate(Some(t)).await {
+                // One account's open sockets are capped, on every door together.
+                Ok(user) => match self.gateway.open_socket(user.id) {
+                    Ok(ticket) => place = Some(Arc::new(ticket)),
+                    Err(max) => {
+                        tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
+                        if legacy {
+                            let _ = out
+                                .send(Outbound::Json(json!({
+                                    "type": "connection_error",
+                                    "payload": coded_error(ErrorCode::RateLimitExceeded, &Gateway::too_many_sockets(max), None),
+                                })))
+                                .await;
+                        }
+                        return close(1013, "Too many open sockets for this account");
+                    }
+                },
+                // The database, not the token: tell the client to come back.
+                Err(e) if e.code() != ErrorCode::InvalidToken => {
+                    if let Some(cause) = e.into_public().cause {
+                        crate::http::errors::log(&cause);
+                    }
+                    return close(1011, "Internal error; try again");
+                }
+                Err(_) => {
+                    if legacy {
+                        let _ = out
+                            .send(Outbound::Json(json!({
+                                "type": "connection_error",
+                                "payload": coded_error(ErrorCode::InvalidToken, ErrorCode::InvalidToken.default_message(), None),
+                            })))
+                            .await;
+                    }
+                    return close(4403, "Forbidden");
+                }
+            },
+        };
+        *principal = Some(Principal {
+            token,
+            _place: place,
+        });
+        let _ = out
+            .send(Outbound::Json(json!({"type": "connection_ack"})))
+            .await;
+        if legacy {
+            let _ = out.send(Outbound::Json(json!({"type": "ka"}))).await;
+        }
+        Step::Continue
+    }
+
+    /// `subscribe` (`start`): the login is checked again, the operation admitted (the
+    /// connection's subscription cap, the client's and account's budgets) and started.
+    async fn on_subscribe(
+        &self,
+        message: &serde_json::Map<String, Value>,
+        principal: Option<&Principal>,
+        active: &mut HashMap<String, AbortHandle>,
+        out: &mpsc::Sender<Outbound>,
+        done: &mpsc::UnboundedSender<(String, tokio::task::Id)>,
+        max_subscriptions: usize,
+    ) -> Step {
+        let legacy = self.protocol == Protocol::Legacy;
+        let Some(who) = principal else {
+            return close(4401, "Unauthorized");
+        };
+        // The login is checked again for each operation: a token that expired, or
+        // an account deleted, since connection_init ends the connection.
+        let user = match &who.token {
+            None => None,
+            Some(t) => match self.domain.authenticate(Some(t)).await {
+                Ok(user) => Some(user),
+                Err(e) if e.code() == ErrorCode::InvalidToken => {
+                    return close(4403, "Forbidden: the token is no longer valid");
+                }
+                Err(e) => {
+                    if let Some(cause) = e.into_public().cause {
+                        crate::http::errors::log(&cause);
+                    }
+                    return close(1011, "Internal error; try again");
+                }
+            },
+        };
+        let Some(id) = message
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+        else {
+            return close(4400, "Invalid message received: no id");
+        };
+        if active.contains_key(id) {
+            return close(4409, format!("Subscriber for {id} already exists"));
+        }
+        let request = match message
+            .get("payload")
+            .map(|p| serde_json::from_value::<Request>(p.clone()))
+        {
+            Some(Ok(r)) => r,
+            _ => return close(4400, "Invalid message received: bad payload"),
+        };
+        let refusal = if active.len() >= max_subscriptions {
+            Some(coded_error(
+                ErrorCode::RateLimitExceeded,
+                &format!("이 연결에서는 동시에 {max_subscriptions}개까지만 구독할 수 있습니다."),
+                None,
+            ))
+        } else {
+            let account = user.as_ref().map(|u| u.id);
+            self.gateway
+                .check_message(self.client, account)
+                .err()
+                .map(|secs| {
+                    coded_error(
+                        ErrorCode::RateLimitExceeded,
+                        ErrorCode::RateLimitExceeded.default_message(),
+                        Some(secs),
+                    )
+                })
+        };
+        if let Some(error) = refusal {
+            let _ = out
+                .send(Outbound::Json(error_message(
+                    self.protocol,
+                    id,
+                    vec![error],
+                )))
+                .await;
+            if legacy {
+                let complete = json!({"type": "complete", "id": id});
+                let _ = out.send(Outbound::Json(complete)).await;
+            }
+            return Step::Continue;
+        }
+        let task = tokio::spawn(run_operation(
+            self.schema.clone(),
+            DocumentLimits::from_config(&self.domain.config().graphql),
+            self.protocol,
+            id.to_string(),
+            request.data(RequestAuth::for_user(who.token.clone(), user)),
+            out.clone(),
+            done.clone(),
+        ));
+        active.insert(id.to_string(), task.abort_handle());
+        Step::Continue
     }
 }
 
@@ -583,6 +636,7 @@ async fn run_operation(
     let mut first = true;
     let mut refused = false;
     while let Some(response) = results.next().await {
+        crate::http::errors::log_graphql(&response.errors);
         if first && is_request_error(&response) {
             let errors = server_errors(&response.errors);
             let _ = out

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::error::ErrorCode;
+use super::errors::InternalCauses;
+use crate::error::{AppError, ErrorCode};
 
 /// `{"success": true, "message": ..., "data": ...}`.
 pub fn success(status: StatusCode, message: &str, data: impl Serialize) -> Response {
@@ -57,6 +58,8 @@ pub struct RestError {
     pub allow: Option<String>,
     /// For 429: seconds until trying again can work.
     pub retry_after: Option<u64>,
+    /// Internal causes, for the log only (see [`super::errors`]).
+    pub causes: InternalCauses,
 }
 
 impl RestError {
@@ -66,6 +69,7 @@ impl RestError {
             message: message.into(),
             allow: None,
             retry_after: None,
+            causes: InternalCauses::default(),
         }
     }
     pub fn code(code: ErrorCode) -> RestError {
@@ -93,7 +97,20 @@ impl IntoResponse for RestError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        self.causes.attach(&mut response);
         response
+    }
+}
+
+/// A domain error as REST answers it; its cause (if internal) goes to the log.
+impl From<AppError> for RestError {
+    fn from(e: AppError) -> RestError {
+        let public = e.into_public();
+        RestError {
+            retry_after: public.retry_after,
+            causes: InternalCauses(public.cause.into_iter().collect()),
+            ..RestError::new(public.code, public.message)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::db::models::StoryRow;
 use crate::db::schema::stories;
+use crate::db::types::StoryStatus;
 use crate::db::{self, Conn, to_db};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
@@ -23,24 +24,26 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-const PICK: &str = "SELECT id FROM stories \
-     WHERE status = 'pending' \
-        OR (status = 'in_progress' AND (lease_expires_at IS NULL OR lease_expires_at < $3)) \
-     ORDER BY created_at, id LIMIT 1";
-
-fn claim_sql(skip_locked: bool) -> String {
-    format!(
-        "UPDATE stories SET status = 'in_progress', lease_owner = $1, lease_expires_at = $2, \
-           attempts = attempts + 1, \
-           updated_at = CASE WHEN status = 'pending' THEN $3 ELSE updated_at END \
-         WHERE id = ({PICK}{}) RETURNING *",
-        if skip_locked {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        }
-    )
-}
+/// The claim, one statement per backend: PostgreSQL binds `$n` and locks the picked row
+/// (`FOR UPDATE SKIP LOCKED`, so two workers never pick the same one); SQLite binds `?n`
+/// and needs no lock (one writer at a time). `$1`/`?1` the owner, `$2`/`?2` the lease's
+/// end, `$3`/`?3` now.
+const CLAIM_PG: &str = "UPDATE stories SET status = 'in_progress', lease_owner = $1, \
+     lease_expires_at = $2, attempts = attempts + 1, \
+     updated_at = CASE WHEN status = 'pending' THEN $3 ELSE updated_at END \
+     WHERE id = (SELECT id FROM stories \
+       WHERE status = 'pending' \
+          OR (status = 'in_progress' AND (lease_expires_at IS NULL OR lease_expires_at < $3)) \
+       ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING *";
+const CLAIM_SQLITE: &str = "UPDATE stories SET status = 'in_progress', lease_owner = ?1, \
+     lease_expires_at = ?2, attempts = attempts + 1, \
+     updated_at = CASE WHEN status = 'pending' THEN ?3 ELSE updated_at END \
+     WHERE id = (SELECT id FROM stories \
+       WHERE status = 'pending' \
+          OR (status = 'in_progress' AND (lease_expires_at IS NULL OR lease_expires_at < ?3)) \
+       ORDER BY created_at, id LIMIT 1) \
+     RETURNING *";
 
 /// Claims the oldest claimable story, if any.
 pub async fn claim(domain: &Domain, owner: &str, lease: Duration) -> AppResult<Option<Claimed>> {
@@ -52,7 +55,7 @@ pub async fn claim(domain: &Domain, owner: &str, lease: Duration) -> AppResult<O
     let row: Option<StoryRow> = match &mut conn {
         Conn::Pg(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;
-            diesel::sql_query(claim_sql(true))
+            diesel::sql_query(CLAIM_PG)
                 .bind::<Text, _>(owner)
                 .bind::<Timestamp, _>(expires)
                 .bind::<Timestamp, _>(now)
@@ -62,18 +65,13 @@ pub async fn claim(domain: &Domain, owner: &str, lease: Duration) -> AppResult<O
         }
         Conn::Sqlite(c) => {
             let c: &mut db::SqliteConn = c;
-            diesel::sql_query(
-                claim_sql(false)
-                    .replace("$1", "?1")
-                    .replace("$2", "?2")
-                    .replace("$3", "?3"),
-            )
-            .bind::<Text, _>(owner)
-            .bind::<Timestamp, _>(expires)
-            .bind::<Timestamp, _>(now)
-            .get_result(c)
-            .await
-            .optional()?
+            diesel::sql_query(CLAIM_SQLITE)
+                .bind::<Text, _>(owner)
+                .bind::<Timestamp, _>(expires)
+                .bind::<Timestamp, _>(now)
+                .get_result(c)
+                .await
+                .optional()?
         }
     };
     drop(conn);
@@ -99,7 +97,7 @@ pub async fn renew(domain: &Domain, owner: &str, id: Uuid, lease: Duration) -> A
             stories::table
                 .find(&id)
                 .filter(stories::lease_owner.eq(owner))
-                .filter(stories::status.eq("in_progress")),
+                .filter(stories::status.eq(StoryStatus::InProgress)),
         )
         .set(stories::lease_expires_at.eq(Some(expires)))
         .execute(c)
@@ -117,7 +115,7 @@ pub async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
         stories::table
             .find(&id)
             .filter(stories::lease_owner.eq(owner))
-            .filter(stories::status.eq("in_progress"))
+            .filter(stories::status.eq(StoryStatus::InProgress))
             .filter(stories::lease_expires_at.gt(now))
             .count()
             .get_result(c)
@@ -135,7 +133,7 @@ pub async fn release(domain: &Domain, owner: &str, id: Uuid) -> AppResult<()> {
             stories::table
                 .find(&id)
                 .filter(stories::lease_owner.eq(owner))
-                .filter(stories::status.eq("in_progress")),
+                .filter(stories::status.eq(StoryStatus::InProgress)),
         )
         .set((
             stories::lease_owner.eq(None::<String>),
@@ -152,7 +150,7 @@ pub async fn finish(
     domain: &Domain,
     owner: &str,
     id: Uuid,
-    status: &str,
+    status: StoryStatus,
     reason: Option<&str>,
 ) -> AppResult<bool> {
     let sid = id.to_string();
@@ -163,7 +161,7 @@ pub async fn finish(
             stories::table
                 .find(&sid)
                 .filter(stories::lease_owner.eq(owner))
-                .filter(stories::status.eq("in_progress")),
+                .filter(stories::status.eq(StoryStatus::InProgress)),
         )
         .set((
             stories::status.eq(status),
@@ -180,4 +178,18 @@ pub async fn finish(
         domain.story_changed(id).await;
     }
     Ok(n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_claims_differ_only_in_placeholders_and_the_lock() {
+        let sqlite_spelling = CLAIM_PG
+            .replace('$', "?")
+            .replace(" FOR UPDATE SKIP LOCKED", "");
+        assert_eq!(sqlite_spelling, CLAIM_SQLITE);
+        assert!(!CLAIM_SQLITE.contains('$'));
+    }
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::config::WorkerConfig;
 use crate::domain::Domain;
+use crate::domain::stories::StoryStatus;
 use crate::shutdown::Shutdown;
 
 pub use claim::Claimed;
@@ -159,7 +160,7 @@ impl StoryWorker {
                     &inner.domain,
                     &inner.id,
                     job.id,
-                    "failed",
+                    StoryStatus::Failed,
                     Some("내부 오류로 이야기를 완성하지 못했습니다. 다시 시도해 주세요."),
                 )
                 .await

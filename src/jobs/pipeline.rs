@@ -15,7 +15,7 @@ use crate::db::models::GenerationStepRow;
 use crate::db::schema::generation_steps;
 use crate::db::to_db;
 use crate::domain::Domain;
-use crate::domain::stories::{MediaKind, Story};
+use crate::domain::stories::{MediaKind, Story, StoryStatus};
 use crate::error::{AppError, AppResult};
 use crate::providers::retry::{Attempt, with_retry};
 use crate::providers::{
@@ -110,14 +110,14 @@ pub async fn run(
     let result = generate(domain, providers, owner, job, &lost, &steps).await;
     steps.flush(domain).await;
     let (status, reason) = match result? {
-        Ok(()) => ("completed", None),
-        Err(reason) => ("failed", Some(reason)),
+        Ok(()) => (StoryStatus::Completed, None),
+        Err(reason) => (StoryStatus::Failed, Some(reason)),
     };
     if *lost.borrow() {
         return Ok(());
     }
     if claim::finish(domain, owner, job.id, status, reason.as_deref()).await? {
-        tracing::info!(story_id = %job.id, status, reason = reason.as_deref().unwrap_or(""), "generation finished");
+        tracing::info!(story_id = %job.id, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "generation finished");
     }
     Ok(())
 }
@@ -149,89 +149,133 @@ async fn generate(
         // A resumed job: the text is already stored; only media may be missing.
         story
     } else {
-        // 1. The inputs must be fit for a child before anything is written.
-        let mut inputs = vec![request.theme.clone()];
-        inputs.extend(request.characters.iter().cloned());
-        inputs.extend(request.interests.iter().cloned());
-        inputs.extend(
-            request
-                .transcript
-                .iter()
-                .filter(|(r, _)| r == "child")
-                .map(|(_, t)| t.clone()),
-        );
-        if let Some(reason) = moderate(
-            domain,
-            providers,
-            steps,
-            story.id,
-            "moderate_input",
-            &inputs,
+        match write_text(domain, providers, owner, job, lost, steps, &story, &request).await? {
+            Written::Stored => domain.story_for_job(job.id).await?,
+            Written::Refused(reason) => return Ok(Err(reason)),
+            Written::Lost => return Ok(Ok(())),
+        }
+    };
+    make_media(domain, providers, owner, job, lost, steps, &story).await?;
+    Ok(Ok(()))
+}
+
+/// How writing the text ended.
+enum Written {
+    /// Title and chapters are stored.
+    Stored,
+    /// The story cannot be written (a refusal or a provider failure): the reason is the
+    /// story's.
+    Refused(String),
+    /// Another worker holds the story now: this one stops.
+    Lost,
+}
+
+/// Steps 1–3: the inputs moderated, the text written and moderated, then title and
+/// chapters stored in one change.
+#[allow(clippy::too_many_arguments)]
+async fn write_text(
+    domain: &Domain,
+    providers: &Providers,
+    owner: &str,
+    job: &Claimed,
+    lost: &watch::Receiver<bool>,
+    steps: &Steps,
+    story: &Story,
+    request: &StoryRequest,
+) -> AppResult<Written> {
+    // 1. The inputs must be fit for a child before anything is written.
+    let mut inputs = vec![request.theme.clone()];
+    inputs.extend(request.characters.iter().cloned());
+    inputs.extend(request.interests.iter().cloned());
+    inputs.extend(
+        request
+            .transcript
+            .iter()
+            .filter(|(r, _)| r == "child")
+            .map(|(_, t)| t.clone()),
+    );
+    if let Some(reason) = moderate(
+        domain,
+        providers,
+        steps,
+        story.id,
+        "moderate_input",
+        &inputs,
+    )
+    .await
+    {
+        return Ok(Written::Refused(reason));
+    }
+    // 2. The text.
+    let written = {
+        let _slot = providers
+            .writer_slots
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        with_retry(
+            providers.retry,
+            || providers.writer.write(request),
+            steps.observer(
+                domain.metrics(),
+                story.id,
+                "write_text",
+                None,
+                providers.writer.name(),
+            ),
         )
         .await
-        {
-            return Ok(Err(reason));
-        }
-        // 2. The text.
-        let written = {
-            let _slot = providers
-                .writer_slots
-                .acquire()
-                .await
-                .map_err(|e| AppError::Internal(e.into()))?;
-            with_retry(
-                providers.retry,
-                || providers.writer.write(&request),
-                steps.observer(
-                    domain.metrics(),
-                    story.id,
-                    "write_text",
-                    None,
-                    providers.writer.name(),
-                ),
-            )
-            .await
-        };
-        let generated = match written {
-            Ok(g) => g,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "이야기 본문을 만들지 못했습니다 ({}): {}",
-                    e.kind.as_str(),
-                    public_detail(&e)
-                )));
-            }
-        };
-        // 3. The text must be fit for a child too.
-        let mut texts = vec![generated.title.clone()];
-        for c in &generated.chapters {
-            texts.push(c.title.clone());
-            texts.push(c.content.clone());
-        }
-        if let Some(reason) =
-            moderate(domain, providers, steps, story.id, "moderate_text", &texts).await
-        {
-            return Ok(Err(reason));
-        }
-        if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
-            return Ok(Ok(()));
-        }
-        domain
-            .set_generated_title(story.id, &generated.title)
-            .await?;
-        let chapters: Vec<(i32, String, String)> = generated
-            .chapters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i as i32 + 1, c.title.clone(), c.content.clone()))
-            .collect();
-        domain.put_chapters(story.id, &chapters).await?;
-        steps.flush(domain).await;
-        domain.story_for_job(job.id).await?
     };
+    let generated = match written {
+        Ok(g) => g,
+        Err(e) => {
+            return Ok(Written::Refused(format!(
+                "이야기 본문을 만들지 못했습니다 ({}): {}",
+                e.kind.as_str(),
+                public_detail(&e)
+            )));
+        }
+    };
+    // 3. The text must be fit for a child too.
+    let mut texts = vec![generated.title.clone()];
+    for c in &generated.chapters {
+        texts.push(c.title.clone());
+        texts.push(c.content.clone());
+    }
+    if let Some(reason) =
+        moderate(domain, providers, steps, story.id, "moderate_text", &texts).await
+    {
+        return Ok(Written::Refused(reason));
+    }
+    if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
+        return Ok(Written::Lost);
+    }
+    domain
+        .set_generated_title(story.id, &generated.title)
+        .await?;
+    let chapters: Vec<(i32, String, String)> = generated
+        .chapters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i as i32 + 1, c.title.clone(), c.content.clone()))
+        .collect();
+    domain.put_chapters(story.id, &chapters).await?;
+    steps.flush(domain).await;
+    Ok(Written::Stored)
+}
 
-    // 4. Illustrations and narrations, all chapters at once, bounded per provider.
-    let sheet = character_sheet(&story);
+/// Step 4: illustrations and narrations of the chapters still without them, all at
+/// once, bounded per provider; a failure leaves that file `null`.
+async fn make_media(
+    domain: &Domain,
+    providers: &Providers,
+    owner: &str,
+    job: &Claimed,
+    lost: &watch::Receiver<bool>,
+    steps: &Steps,
+    story: &Story,
+) -> AppResult<()> {
+    let sheet = character_sheet(story);
     let mut figures = vec![story.child_name.clone()];
     figures.extend(story.characters.iter().cloned());
     let mut tasks = Vec::new();
@@ -297,7 +341,7 @@ async fn generate(
     for result in join_all(tasks).await {
         result?;
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// One illustration or narration: a failure leaves the chapter's file `null`.

@@ -93,6 +93,7 @@ pub(crate) async fn send(rb: RequestBuilder) -> Result<Response, ProviderError> 
         ),
     );
     err.retry_after = after;
+    err.status = Some(status.as_u16());
     Err(err)
 }
 

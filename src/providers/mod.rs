@@ -72,6 +72,8 @@ pub struct ProviderError {
     pub kind: ErrorKind,
     pub retry_after: Option<Duration>,
     pub message: String,
+    /// The HTTP status the provider answered with, when it answered.
+    pub status: Option<u16>,
 }
 
 impl ProviderError {
@@ -80,6 +82,7 @@ impl ProviderError {
             kind,
             retry_after: None,
             message: message.into(),
+            status: None,
         }
     }
 }

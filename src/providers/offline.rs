@@ -82,11 +82,30 @@ const TROUBLES: &[&str] = &[
     "그때 {helper_subj} 작은 실마리를 발견했어요. \"여기 좀 봐! 이걸 이용하면 될 것 같아.\"",
 ];
 
-impl TemplateWriter {
-    fn compose(&self, req: &StoryRequest) -> GeneratedStory {
+/// Who and what one story is about: drawn once from the request and its seed.
+struct Cast<'a> {
+    name: &'a str,
+    theme: &'a str,
+    friend: String,
+    /// A second character, when the child named two.
+    second: Option<String>,
+    /// Who finds the clue: the second character, else the friend.
+    helper: String,
+    place: &'static str,
+    problem: &'static str,
+    gift: &'static str,
+    young: bool,
+    age: i32,
+    /// What the child said in the conversation.
+    said: Vec<String>,
+    interest: Option<String>,
+    /// Sights in a story-specific order.
+    sights: Vec<&'static str>,
+}
+
+impl<'a> Cast<'a> {
+    fn of(req: &'a StoryRequest) -> Cast<'a> {
         let mut dice = Dice(req.seed);
-        let name = req.child_name.trim();
-        let theme = req.theme.trim();
         let friend = req
             .characters
             .first()
@@ -96,137 +115,168 @@ impl TemplateWriter {
         let place = dice.pick(PLACES);
         let problem = dice.pick(PROBLEMS);
         let gift = dice.pick(GIFTS);
-        let young = req.child_age <= 6;
-        let said = child_lines(&req.transcript);
-        let interest = req.interests.first().cloned();
-        let helper = second.clone().unwrap_or_else(|| friend.clone());
-        // Sights in a story-specific order.
-        let mut sights: Vec<&str> = SIGHTS.to_vec();
+        let mut sights: Vec<&'static str> = SIGHTS.to_vec();
         for i in (1..sights.len()).rev() {
             let j = (dice.next() % (i as u64 + 1)) as usize;
             sights.swap(i, j);
         }
+        Cast {
+            name: req.child_name.trim(),
+            theme: req.theme.trim(),
+            helper: second.clone().unwrap_or_else(|| friend.clone()),
+            friend,
+            second,
+            place,
+            problem,
+            gift,
+            young: req.child_age <= 6,
+            age: req.child_age,
+            said: child_lines(&req.transcript),
+            interest: req.interests.first().cloned(),
+            sights,
+        }
+    }
 
-        let title = format!("{} {}의 {}", wa_gwa(name), friend, theme);
-        let n = req.chapters.max(1);
-        // Opening, journey chapters, trouble chapters, ending.
-        let middle = n.saturating_sub(2);
-        let journeys = middle / 2;
-        let troubles = middle - journeys;
-        let mut chapters = Vec::with_capacity(n);
-
+    fn opening(&self, journeys: usize) -> GeneratedChapter {
+        let (name, friend, place) = (self.name, &self.friend, self.place);
         let mut opening = format!(
             "옛날 옛적, {place}에 {age}살 {child} 살았어요. \
              어느 맑은 아침, {child_topic} {friend_obj} 만났어요. \
              \"{call}, 우리 함께 {theme_obj} 떠나 볼래?\" {friend_subj} 반짝이는 눈으로 물었어요.",
-            age = req.child_age,
+            age = self.age,
             child = i_ga(name),
             child_topic = eun_neun(name),
-            friend_obj = eul_reul(&friend),
+            friend_obj = eul_reul(friend),
             call = a_ya(name),
-            theme_obj = euro_ro(theme),
-            friend_subj = i_ga(&friend),
+            theme_obj = euro_ro(self.theme),
+            friend_subj = i_ga(friend),
         );
-        if let (Some(s), 0) = (&second, journeys) {
+        if let (Some(s), 0) = (&self.second, journeys) {
             opening.push_str(&format!(" {}의 단짝 {}도 함께였어요.", friend, s));
         }
-        if let Some(line) = said.first() {
+        if let Some(line) = self.said.first() {
             opening.push_str(&format!(" {} 신이 나서 말했어요. \"{line}!\"", i_ga(name)));
         }
-        if let Some(like) = &interest {
+        if let Some(like) = &self.interest {
             opening.push_str(&format!(
                 " 가방 속에는 {} 정말 좋아하는 {} 그림책도 들어 있었어요.",
                 i_ga(name),
                 like
             ));
         }
-        chapters.push(GeneratedChapter {
+        GeneratedChapter {
             title: format!("{}, {}에서 만나다", friend, place),
             content: opening,
-        });
-
-        for j in 0..journeys {
-            let sight = sights[j % sights.len()];
-            let mut body = if j == 0 {
-                format!(
-                    "{} {} 손을 꼭 잡고 길을 나섰어요. {sight}.",
-                    wa_gwa(name),
-                    eun_neun(&friend)
-                )
-            } else {
-                let who = if second.is_some() { "셋은" } else { "둘은" };
-                format!("{who} 계속 걸었어요. {sight}.")
-            };
-            if j == 0
-                && let Some(s) = &second
-            {
-                body.push_str(&format!(
-                    " 그때 {} 나타나 말했어요. \"나도 같이 갈래!\" 이제 셋이 되었어요.",
-                    i_ga(s)
-                ));
-            }
-            if j == 0 && !young {
-                body.push_str(" 처음 보는 풍경에 가슴이 두근두근 뛰었어요.");
-            }
-            chapters.push(GeneratedChapter {
-                title: format!("{}의 길 ({}번째 걸음)", theme, j + 1),
-                content: body,
-            });
         }
+    }
 
-        for k in 0..troubles {
-            let mut body = if k == 0 {
-                format!("한참을 가다 보니 {} 만났어요. ", eul_reul(problem))
+    /// Journey chapter `j` (from 0).
+    fn journey(&self, j: usize) -> GeneratedChapter {
+        let (name, friend) = (self.name, &self.friend);
+        let sight = self.sights[j % self.sights.len()];
+        let mut body = if j == 0 {
+            format!(
+                "{} {} 손을 꼭 잡고 길을 나섰어요. {sight}.",
+                wa_gwa(name),
+                eun_neun(friend)
+            )
+        } else {
+            let who = if self.second.is_some() {
+                "셋은"
             } else {
-                String::new()
+                "둘은"
             };
-            let template = TROUBLES[k.min(TROUBLES.len() - 1)];
-            body.push_str(
-                &template
-                    .replace("{child_topic}", &eun_neun(name))
-                    .replace("{child_subj}", &i_ga(name))
-                    .replace("{friend_subj}", &i_ga(&friend))
-                    .replace("{helper_subj}", &i_ga(&helper)),
-            );
-            if k + 1 == troubles
-                && let Some(line) = said.get(1).or(said.first())
-            {
-                body.push_str(&format!(
-                    " 그때 {} 했던 말이 떠올랐어요. \"{line}.\" 그 말이 큰 힘이 되었어요.",
-                    i_ga(name)
-                ));
-            }
-            if k + 1 == troubles && !young {
-                body.push_str(&format!(
-                    " {} 마음속으로 다짐했어요. 어려울 때일수록 서로를 믿어야 한다고요.",
-                    eun_neun(name)
-                ));
-            }
-            let heading = match k {
-                0 => format!("{}의 비밀", problem),
-                1 => "다시 한 번 힘을 내요".to_string(),
-                _ => format!("{}의 실마리", helper),
-            };
-            chapters.push(GeneratedChapter {
-                title: heading,
-                content: body,
-            });
+            format!("{who} 계속 걸었어요. {sight}.")
+        };
+        if j == 0
+            && let Some(s) = &self.second
+        {
+            body.push_str(&format!(
+                " 그때 {} 나타나 말했어요. \"나도 같이 갈래!\" 이제 셋이 되었어요.",
+                i_ga(s)
+            ));
         }
+        if j == 0 && !self.young {
+            body.push_str(" 처음 보는 풍경에 가슴이 두근두근 뛰었어요.");
+        }
+        GeneratedChapter {
+            title: format!("{}의 길 ({}번째 걸음)", self.theme, j + 1),
+            content: body,
+        }
+    }
 
+    /// Trouble chapter `k` of `troubles` (from 0).
+    fn trouble(&self, k: usize, troubles: usize) -> GeneratedChapter {
+        let name = self.name;
+        let mut body = if k == 0 {
+            format!("한참을 가다 보니 {} 만났어요. ", eul_reul(self.problem))
+        } else {
+            String::new()
+        };
+        let template = TROUBLES[k.min(TROUBLES.len() - 1)];
+        body.push_str(
+            &template
+                .replace("{child_topic}", &eun_neun(name))
+                .replace("{child_subj}", &i_ga(name))
+                .replace("{friend_subj}", &i_ga(&self.friend))
+                .replace("{helper_subj}", &i_ga(&self.helper)),
+        );
+        let last = k + 1 == troubles;
+        if last && let Some(line) = self.said.get(1).or(self.said.first()) {
+            body.push_str(&format!(
+                " 그때 {} 했던 말이 떠올랐어요. \"{line}.\" 그 말이 큰 힘이 되었어요.",
+                i_ga(name)
+            ));
+        }
+        if last && !self.young {
+            body.push_str(&format!(
+                " {} 마음속으로 다짐했어요. 어려울 때일수록 서로를 믿어야 한다고요.",
+                eun_neun(name)
+            ));
+        }
+        let heading = match k {
+            0 => format!("{}의 비밀", self.problem),
+            1 => "다시 한 번 힘을 내요".to_string(),
+            _ => format!("{}의 실마리", self.helper),
+        };
+        GeneratedChapter {
+            title: heading,
+            content: body,
+        }
+    }
+
+    fn ending(&self) -> GeneratedChapter {
+        GeneratedChapter {
+            title: format!("{}의 선물", self.gift),
+            content: format!(
+                "마침내 {} 다시 웃음을 되찾았어요. {} 활짝 웃으며 말했어요. \
+                 \"{}, 네 덕분이야. 너는 {} 가졌구나!\" \
+                 그날 밤, {} 포근한 꿈을 꾸었답니다. 끝.",
+                i_ga(self.problem),
+                i_ga(&self.friend),
+                a_ya(self.name),
+                eul_reul(self.gift),
+                eun_neun(self.name),
+            ),
+        }
+    }
+}
+
+impl TemplateWriter {
+    /// Opening, journey chapters, trouble chapters, ending.
+    fn compose(&self, req: &StoryRequest) -> GeneratedStory {
+        let cast = Cast::of(req);
+        let title = format!("{} {}의 {}", wa_gwa(cast.name), cast.friend, cast.theme);
+        let n = req.chapters.max(1);
+        let middle = n.saturating_sub(2);
+        let journeys = middle / 2;
+        let troubles = middle - journeys;
+        let mut chapters = Vec::with_capacity(n);
+        chapters.push(cast.opening(journeys));
+        chapters.extend((0..journeys).map(|j| cast.journey(j)));
+        chapters.extend((0..troubles).map(|k| cast.trouble(k, troubles)));
         if n > 1 {
-            chapters.push(GeneratedChapter {
-                title: format!("{}의 선물", gift),
-                content: format!(
-                    "마침내 {} 다시 웃음을 되찾았어요. {} 활짝 웃으며 말했어요. \
-                     \"{}, 네 덕분이야. 너는 {} 가졌구나!\" \
-                     그날 밤, {} 포근한 꿈을 꾸었답니다. 끝.",
-                    i_ga(problem),
-                    i_ga(&friend),
-                    a_ya(name),
-                    eul_reul(gift),
-                    eun_neun(name),
-                ),
-            });
+            chapters.push(cast.ending());
         }
         GeneratedStory { title, chapters }
     }

@@ -79,7 +79,8 @@ impl VoiceCloner {
         ));
         match super::http::send(self.with_key(rb)).await {
             Ok(_) => Ok(()),
-            Err(e) if e.message.starts_with("HTTP 404") => Ok(()),
+            // Already gone there: deleted is what was asked for.
+            Err(e) if e.status == Some(404) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -23,6 +23,7 @@ use crate::error::ErrorCode;
 use crate::graphql::errors::{code_of, retry_after_of};
 use crate::graphql::{AppSchema, RequestAuth};
 use crate::http::envelope::{RestError, success};
+use crate::http::errors::InternalCauses;
 
 /// Longest text field by default, in Unicode scalar values (contract §2;
 /// `JJONGAL_MAX_TEXT_CHARS`).
@@ -146,6 +147,7 @@ async fn handle(
         };
         return Err(RestError {
             retry_after: retry_after_of(err),
+            causes: InternalCauses::of(&response.errors),
             ..RestError::new(code, message)
         });
     }

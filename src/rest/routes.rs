@@ -4,6 +4,8 @@
 
 use axum::http::{Method, StatusCode};
 
+use crate::domain::stories::StoryStatus;
+
 /// How the GraphQL variables are built (path parameters always become variables of the
 /// same name).
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +95,7 @@ const STORY_LIST_PARAMS: [Param; 5] = [
         name: "status",
         variable: "status",
         kind: ParamKind::String,
-        values: &["pending", "in_progress", "completed", "failed"],
+        values: StoryStatus::NAMES,
         description: "Only stories in this status.",
     },
     Param {
@@ -150,7 +152,14 @@ const TOKEN_FIELDS: &str = "token_type: tokenType access_token: accessToken \
 
 /// Every REST route of the facade.
 pub fn table() -> Vec<Route> {
-    let story = story_fields();
+    let mut routes = account_routes();
+    routes.extend(story_routes());
+    routes.extend(conversation_routes());
+    routes
+}
+
+/// Sign-up, the account, and its tokens.
+fn account_routes() -> Vec<Route> {
     vec![
         Route {
             method: Method::POST,
@@ -266,6 +275,13 @@ pub fn table() -> Vec<Route> {
                 response: None,
             },
         },
+    ]
+}
+
+/// The account's stories.
+fn story_routes() -> Vec<Route> {
+    let story = story_fields();
+    vec![
         Route {
             method: Method::POST,
             path: "/api/v1/stories",
@@ -365,6 +381,12 @@ pub fn table() -> Vec<Route> {
                 response: None,
             },
         },
+    ]
+}
+
+/// Conversations and the cloned voice.
+fn conversation_routes() -> Vec<Route> {
+    vec![
         Route {
             method: Method::GET,
             path: "/api/v1/conversations",

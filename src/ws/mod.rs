@@ -10,29 +10,35 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use async_graphql::{Request, Variables};
+use async_graphql::{OutputType, Request, Variables};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::config::WsConfig;
 use crate::domain::Domain;
 use crate::domain::accounts::User;
 use crate::domain::voices::pcm_wav;
-use crate::error::ErrorCode;
+use crate::error::{AppError, ErrorCode};
 use crate::gateway::Gateway;
+use crate::graphql::conversations::{
+    AiResponse, ConversationEnded, VoiceCloneFailure, VoiceCloneProgress, VoiceCloneSuccess,
+};
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
 use crate::http::ClientAddr;
 use crate::http::socket_close::{await_client_close, echo_code};
 use crate::server::HeldConnection;
+use crate::tally::Ticket;
 use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
@@ -166,7 +172,7 @@ async fn finish_utterance(
     let wav = pcm_wav(config.sample_rate, &pcm);
     drop(pcm);
     if let Err(e) = state.domain.add_voice_sample(user, &wav).await {
-        send(error(e.code(), e.public_message()));
+        send(app_error(e));
     }
     let Some(conversation) = conversation.filter(|_| answer) else {
         return;
@@ -193,10 +199,10 @@ async fn finish_utterance(
         Err(e) if state.domain.providers().transcriber.is_none() => {
             if !speech.told_no_stt {
                 speech.told_no_stt = true;
-                send(error(e.code(), e.public_message()));
+                send(app_error(e));
             }
         }
-        Err(e) => send(error(e.code(), e.public_message())),
+        Err(e) => send(app_error(e)),
     }
 }
 
@@ -224,6 +230,12 @@ fn rate_limited(retry_after: Option<u64>) -> Outbound {
         message["retry_after"] = json!(secs);
     }
     Outbound::Json(message)
+}
+
+/// A domain error as the socket answers it (an internal cause is logged).
+fn app_error(e: AppError) -> Outbound {
+    let public = crate::http::errors::answered(e);
+    error(public.code, public.message)
 }
 
 fn not_started() -> Outbound {
@@ -280,18 +292,14 @@ fn prefill(params: &HashMap<String, String>) -> Value {
     Value::Object(payload)
 }
 
-async fn session(
-    socket: WebSocket,
-    state: WsState,
-    token: Option<String>,
-    params: HashMap<String, String>,
-    client: IpAddr,
-) {
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
-    // The one writer: replies, forwarded events and pings all go through it.
-    let writer = tokio::spawn(async move {
-        while let Some(item) = out_rx.recv().await {
+/// The socket's one writer: replies, forwarded events and pings all go through it; a
+/// Close ends it.
+fn spawn_writer(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut out: mpsc::UnboundedReceiver<Outbound>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(item) = out.recv().await {
             let result = match item {
                 Outbound::Json(v) => sink.send(Message::Text(v.to_string().into())).await,
                 Outbound::Ping => sink.send(Message::Ping(Vec::new().into())).await,
@@ -312,36 +320,53 @@ async fn session(
                 break;
             }
         }
-    });
-    let send = |o: Outbound| {
-        let _ = out_tx.send(o);
-    };
+    })
+}
 
-    // Authentication: a bad or missing token is told, then the socket closes with 4401.
-    let user = match state.domain.authenticate(token.as_deref()).await {
-        Ok(user) => user,
-        Err(_) => {
-            send(error(
+/// Who the socket is for, and its place among the account's open sockets; or what the
+/// client is told before the socket closes: a bad or missing token (4401), or an
+/// account with too many open sockets (every door's sockets count together; 1013).
+async fn admit(
+    state: &WsState,
+    token: Option<&str>,
+) -> Result<(User, Ticket<Uuid>), [Outbound; 2]> {
+    let Ok(user) = state.domain.authenticate(token).await else {
+        return Err([
+            error(
                 ErrorCode::InvalidToken,
                 ErrorCode::InvalidToken.default_message(),
-            ));
-            send(Outbound::Close(4401, "invalid token"));
-            drop(out_tx);
-            let _ = writer.await;
-            await_client_close(&mut stream).await;
-            return;
-        }
+            ),
+            Outbound::Close(4401, "invalid token"),
+        ]);
     };
-    // One account's open sockets are capped (every door's sockets count together).
-    let _place = match state.gateway.open_socket(user.id) {
-        Ok(place) => place,
+    match state.gateway.open_socket(user.id) {
+        Ok(place) => Ok((user, place)),
         Err(max) => {
             tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
-            send(error(
-                ErrorCode::RateLimitExceeded,
-                Gateway::too_many_sockets(max),
-            ));
-            send(Outbound::Close(1013, "too many open sockets"));
+            Err([
+                error(ErrorCode::RateLimitExceeded, Gateway::too_many_sockets(max)),
+                Outbound::Close(1013, "too many open sockets"),
+            ])
+        }
+    }
+}
+
+async fn session(
+    socket: WebSocket,
+    state: WsState,
+    token: Option<String>,
+    params: HashMap<String, String>,
+    client: IpAddr,
+) {
+    let (sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
+    let writer = spawn_writer(sink, out_rx);
+    let (user, _place) = match admit(&state, token.as_deref()).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            for message in refusal {
+                let _ = out_tx.send(message);
+            }
             drop(out_tx);
             let _ = writer.await;
             await_client_close(&mut stream).await;
@@ -351,14 +376,9 @@ async fn session(
     let token = token.unwrap_or_default();
     tracing::info!(user_id = %user.id, "conversation socket opened");
     let _gauge = SocketGauge::open(state.domain.clone());
-    let defaults = prefill(&params);
     let limiter = RateLimiter::direct(Quota::per_minute(
         NonZeroU32::new(state.config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
     ));
-    let mut conversation: Option<(String, JoinHandle<()>)> = None;
-    // The child's interests as the conversation started (a theme for `create_story`).
-    let mut interests: Vec<String> = Vec::new();
-    let mut speech = Speech::default();
     let voice_forwarder = forward_voice_events(&state.schema, &token, out_tx.clone()).await;
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
@@ -368,25 +388,37 @@ async fn session(
     let expiry = tokio::time::sleep(state.domain.token_time_left(&token).unwrap_or_default());
     tokio::pin!(expiry);
     let (closing_tx, mut closing_rx) = mpsc::unbounded_channel::<()>();
+    let mut session = Session {
+        defaults: prefill(&params),
+        state,
+        user,
+        token,
+        out: out_tx,
+        closing: closing_tx,
+        conversation: None,
+        interests: Vec::new(),
+        speech: Speech::default(),
+    };
     // Whether the client ended the connection (its Close, or the stream's end); if not,
     // the server's own Close waits for the client's answer.
     let mut peer_closed = false;
+    let mut too_big = false;
 
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
-            () = state.gateway.shutdown().requested() => {
-                send(Outbound::Close(1001, "server shutting down"));
+            () = session.state.gateway.shutdown().requested() => {
+                session.send(Outbound::Close(1001, "server shutting down"));
                 break;
             }
-            _ = ping.tick() => { send(Outbound::Ping); continue; }
+            _ = ping.tick() => { session.send(Outbound::Ping); continue; }
             _ = &mut idle => {
-                send(Outbound::Close(1001, "idle timeout"));
+                session.send(Outbound::Close(1001, "idle timeout"));
                 break;
             }
             _ = &mut expiry => {
-                send(error(ErrorCode::InvalidToken, "토큰이 만료되었습니다. 새 토큰으로 다시 연결하세요."));
-                send(Outbound::Close(4401, "token expired"));
+                session.send(error(ErrorCode::InvalidToken, "토큰이 만료되었습니다. 새 토큰으로 다시 연결하세요."));
+                session.send(Outbound::Close(4401, "token expired"));
                 break;
             }
             Some(()) = closing_rx.recv() => break,
@@ -394,217 +426,268 @@ async fn session(
         let frame = match frame {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                // Most often a frame over the size cap. The client may still be writing
-                // it: keep the connection a moment so it can read the close frame.
+                // Most often a frame over the size cap.
                 tracing::debug!(error = %e, "conversation socket read failed");
-                send(Outbound::Close(1009, "message too big"));
-                finish_utterance(&state, &user, &token, None, &mut speech, false, &out_tx).await;
-                drop(out_tx);
-                let _ = writer.await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Some((_, forwarder)) = conversation.take() {
-                    forwarder.abort();
-                }
-                voice_forwarder.abort();
-                return;
+                session.send(Outbound::Close(1009, "message too big"));
+                too_big = true;
+                break;
             }
             None => {
                 peer_closed = true;
                 break;
             }
         };
-        match &frame {
+        let counts = match &frame {
             // Later frames of one raw-PCM utterance are not messages of their own.
-            Message::Binary(_) if speech.under_way() => {
-                idle.as_mut()
-                    .reset(tokio::time::Instant::now() + state.config.idle_timeout);
+            Message::Binary(_) if session.speech.under_way() => false,
+            Message::Text(_) | Message::Binary(_) => true,
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => false,
+        };
+        if matches!(frame, Message::Text(_) | Message::Binary(_)) {
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + session.state.config.idle_timeout);
+        }
+        if counts {
+            // This socket's own pace, then the client's and the account's budgets
+            // (shared with every other door of this process).
+            let over = match limiter.check() {
+                Err(_) => Some(None),
+                Ok(()) => session
+                    .state
+                    .gateway
+                    .check_message(client, Some(session.user.id))
+                    .err()
+                    .map(Some),
+            };
+            if let Some(retry_after) = over {
+                session.send(rate_limited(retry_after));
+                continue;
             }
-            Message::Text(_) | Message::Binary(_) => {
-                idle.as_mut()
-                    .reset(tokio::time::Instant::now() + state.config.idle_timeout);
-                // This socket's own pace, then the client's and the account's budgets
-                // (shared with every other door of this process).
-                let over = match limiter.check() {
-                    Err(_) => Some(None),
-                    Ok(()) => state
-                        .gateway
-                        .check_message(client, Some(user.id))
-                        .err()
-                        .map(Some),
-                };
-                if let Some(retry_after) = over {
-                    send(rate_limited(retry_after));
-                    continue;
-                }
-            }
-            _ => {}
         }
         match frame {
-            Message::Text(text) => {
-                // A text frame ends the utterance before it (answered first).
-                finish_utterance(
-                    &state,
-                    &user,
-                    &token,
-                    conversation.as_ref().map(|(id, _)| id.as_str()),
-                    &mut speech,
-                    true,
-                    &out_tx,
-                )
-                .await;
-                if text.chars().count() > state.config.max_text_chars {
-                    send(error(
-                        ErrorCode::ValidationError,
-                        format!(
-                            "메시지는 {}자를 넘을 수 없습니다.",
-                            state.config.max_text_chars
-                        ),
-                    ));
-                    continue;
-                }
-                let message = match parse_client_message(&text) {
-                    Ok(m) => m,
-                    Err(reason) => {
-                        send(error(ErrorCode::ValidationError, reason));
-                        continue;
-                    }
-                };
-                match message {
-                    ClientMessage::Start(payload, audio) => {
-                        speech.config = None;
-                        if let Some((id, forwarder)) = conversation.take() {
-                            // Starting again ends the current conversation (quietly: this
-                            // socket goes on with the new one).
-                            forwarder.abort();
-                            let _ = execute(&state.schema, &token, END, json!({"id": id})).await;
-                        }
-                        let input = merge(&defaults, &payload);
-                        interests = input["interests"]
-                            .as_array()
-                            .map(|items| {
-                                items
-                                    .iter()
-                                    .filter_map(|v| v.as_str().map(str::to_string))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let response =
-                            execute(&state.schema, &token, START, json!({"input": input})).await;
-                        match response {
-                            Ok(data) => {
-                                let started = &data["startConversation"];
-                                let id = started["conversation"]["id"]
-                                    .as_str()
-                                    .unwrap_or_default()
-                                    .to_string();
-                                // Events after the greeting (which this answer carries).
-                                let after = started["greeting"]["seq"].as_i64().unwrap_or(0);
-                                let forwarder = forward_events(
-                                    &state.schema,
-                                    &token,
-                                    &id,
-                                    after,
-                                    out_tx.clone(),
-                                    closing_tx.clone(),
-                                )
-                                .await;
-                                send(Outbound::Json(json!({
-                                    "type": "conversation_started",
-                                    "conversation_id": id,
-                                    "text": started["greeting"]["text"],
-                                    "audio_url": started["greeting"]["audioUrl"],
-                                })));
-                                conversation = Some((id, forwarder));
-                                speech.config = audio;
-                            }
-                            Err((code, message)) => send(error(code, message)),
-                        }
-                    }
-                    ClientMessage::UserMessage(text) => {
-                        let Some((id, _)) = &conversation else {
-                            send(not_started());
-                            continue;
-                        };
-                        // The answer arrives through the subscription as `ai_response`.
-                        if let Err((code, message)) =
-                            execute(&state.schema, &token, SEND, json!({"id": id, "text": text}))
-                                .await
-                        {
-                            send(error(code, message));
-                        }
-                    }
-                    ClientMessage::End(story) => {
-                        let Some((id, _)) = &conversation else {
-                            send(not_started());
-                            continue;
-                        };
-                        // The story first (its id before `conversation_ended`); a refusal
-                        // is told, and the conversation ends as asked all the same.
-                        if let Some(story) = story {
-                            let input = story_input(id, story, &interests);
-                            match execute(
-                                &state.schema,
-                                &token,
-                                CREATE_STORY,
-                                json!({"input": input}),
-                            )
-                            .await
-                            {
-                                Ok(data) => send(Outbound::Json(json!({
-                                    "type": "story_id_assigned",
-                                    "story_id": data["createStory"]["id"],
-                                }))),
-                                Err((code, message)) => send(error(code, message)),
-                            }
-                        }
-                        // `conversation_ended` and the close come from the subscription.
-                        if let Err((code, message)) =
-                            execute(&state.schema, &token, END, json!({"id": id})).await
-                        {
-                            send(error(code, message));
-                        }
-                    }
-                }
-            }
-            Message::Binary(bytes) if speech.config.is_some() => {
-                if let Some(refusal) = speech.push(&bytes) {
-                    send(refusal);
-                }
-            }
-            Message::Binary(bytes) => {
-                if bytes.len() > MAX_SAMPLE_BYTES {
-                    send(error(
-                        ErrorCode::PayloadTooLarge,
-                        "음성 샘플은 5MB를 넘을 수 없습니다.",
-                    ));
-                    continue;
-                }
-                // Straight to the voice service; progress returns on `voiceEvents`.
-                if let Err(e) = state.domain.add_voice_sample(&user, &bytes).await {
-                    send(error(e.code(), e.public_message()));
-                }
-            }
+            Message::Text(text) => session.on_text(&text).await,
+            Message::Binary(bytes) => session.on_binary(&bytes).await,
             Message::Close(close) => {
                 // Answered in kind (the writer's Close flushes tungstenite's echo).
-                send(Outbound::Close(echo_code(close.as_ref()), ""));
+                session.send(Outbound::Close(echo_code(close.as_ref()), ""));
                 peer_closed = true;
                 break;
             }
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
-    // Speech cut off by the end of the socket is still kept as a voice sample.
-    finish_utterance(&state, &user, &token, None, &mut speech, false, &out_tx).await;
-    if let Some((_, forwarder)) = conversation.take() {
-        forwarder.abort();
-    }
+    let user_id = session.user.id;
+    session.close().await;
     voice_forwarder.abort();
-    drop(out_tx);
     let _ = writer.await;
-    if !peer_closed {
+    if too_big {
+        // The client may still be writing the big frame: keep the connection a moment
+        // so it can read the close frame.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    } else if !peer_closed {
         await_client_close(&mut stream).await;
     }
-    tracing::info!(user_id = %user.id, "conversation socket closed");
+    tracing::info!(user_id = %user_id, "conversation socket closed");
+}
+
+/// One authenticated conversation socket: what the client's messages act on.
+struct Session {
+    state: WsState,
+    user: User,
+    token: String,
+    /// To the socket's one writer.
+    out: mpsc::UnboundedSender<Outbound>,
+    /// Told by the events' forwarder when the conversation has ended (then the socket
+    /// closes).
+    closing: mpsc::UnboundedSender<()>,
+    /// The child's details from the query string (`start_conversation` overrides them).
+    defaults: Value,
+    /// The conversation under way, and the task forwarding its events.
+    conversation: Option<(String, JoinHandle<()>)>,
+    /// The child's interests as the conversation started (a theme for `create_story`).
+    interests: Vec<String>,
+    speech: Speech,
+}
+
+impl Session {
+    fn send(&self, message: Outbound) {
+        let _ = self.out.send(message);
+    }
+
+    fn conversation_id(&self) -> Option<&str> {
+        self.conversation.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// A text frame: first the utterance before it is finished (answered first), then
+    /// the spec message it carries.
+    async fn on_text(&mut self, text: &str) {
+        let conversation = self.conversation.as_ref().map(|(id, _)| id.as_str());
+        finish_utterance(
+            &self.state,
+            &self.user,
+            &self.token,
+            conversation,
+            &mut self.speech,
+            true,
+            &self.out,
+        )
+        .await;
+        let max = self.state.config.max_text_chars;
+        if text.chars().count() > max {
+            self.send(error(
+                ErrorCode::ValidationError,
+                format!("메시지는 {max}자를 넘을 수 없습니다."),
+            ));
+            return;
+        }
+        match parse_client_message(text) {
+            Ok(ClientMessage::Start(payload, audio)) => self.start(&payload, audio).await,
+            Ok(ClientMessage::UserMessage(text)) => self.user_message(&text).await,
+            Ok(ClientMessage::End(story)) => self.end(story).await,
+            Err(reason) => self.send(error(ErrorCode::ValidationError, reason)),
+        }
+    }
+
+    /// `start_conversation`: ends the current one (quietly: this socket goes on with the
+    /// new one), starts a new one and follows its events.
+    async fn start(&mut self, payload: &Value, audio: Option<AudioConfig>) {
+        self.speech.config = None;
+        if let Some((id, forwarder)) = self.conversation.take() {
+            forwarder.abort();
+            let _ = execute(&self.state.schema, &self.token, END, json!({"id": id})).await;
+        }
+        let input = merge(&self.defaults, payload);
+        self.interests = input["interests"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let data = match execute(
+            &self.state.schema,
+            &self.token,
+            START,
+            json!({"input": input}),
+        )
+        .await
+        {
+            Ok(data) => data,
+            Err((code, message)) => return self.send(error(code, message)),
+        };
+        let started = &data["startConversation"];
+        let id = started["conversation"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // Events after the greeting (which this answer carries).
+        let after = started["greeting"]["seq"].as_i64().unwrap_or(0);
+        let forwarder = forward_events(
+            &self.state.schema,
+            &self.token,
+            &id,
+            after,
+            self.out.clone(),
+            self.closing.clone(),
+        )
+        .await;
+        self.send(Outbound::Json(json!({
+            "type": "conversation_started",
+            "conversation_id": id,
+            "text": started["greeting"]["text"],
+            "audio_url": started["greeting"]["audioUrl"],
+        })));
+        self.conversation = Some((id, forwarder));
+        self.speech.config = audio;
+    }
+
+    /// `user_message`: the answer arrives through the subscription as `ai_response`.
+    async fn user_message(&self, text: &str) {
+        let Some(id) = self.conversation_id() else {
+            return self.send(not_started());
+        };
+        let sent = execute(
+            &self.state.schema,
+            &self.token,
+            SEND,
+            json!({"id": id, "text": text}),
+        )
+        .await;
+        if let Err((code, message)) = sent {
+            self.send(error(code, message));
+        }
+    }
+
+    /// `end_conversation`: the story first (its id before `conversation_ended`; a refusal
+    /// is told, and the conversation ends as asked all the same). `conversation_ended`
+    /// and the close come from the subscription.
+    async fn end(&self, story: Option<StoryRequest>) {
+        let Some(id) = self.conversation_id() else {
+            return self.send(not_started());
+        };
+        if let Some(story) = story {
+            let input = story_input(id, story, &self.interests);
+            match execute(
+                &self.state.schema,
+                &self.token,
+                CREATE_STORY,
+                json!({"input": input}),
+            )
+            .await
+            {
+                Ok(data) => self.send(Outbound::Json(json!({
+                    "type": "story_id_assigned",
+                    "story_id": data["createStory"]["id"],
+                }))),
+                Err((code, message)) => self.send(error(code, message)),
+            }
+        }
+        if let Err((code, message)) =
+            execute(&self.state.schema, &self.token, END, json!({"id": id})).await
+        {
+            self.send(error(code, message));
+        }
+    }
+
+    /// A binary frame: raw PCM of the utterance under way, or a voice sample (straight to
+    /// the voice service; progress returns on `voiceEvents`).
+    async fn on_binary(&mut self, bytes: &[u8]) {
+        if self.speech.config.is_some() {
+            if let Some(refusal) = self.speech.push(bytes) {
+                self.send(refusal);
+            }
+            return;
+        }
+        if bytes.len() > MAX_SAMPLE_BYTES {
+            return self.send(error(
+                ErrorCode::PayloadTooLarge,
+                "음성 샘플은 5MB를 넘을 수 없습니다.",
+            ));
+        }
+        if let Err(e) = self.state.domain.add_voice_sample(&self.user, bytes).await {
+            self.send(app_error(e));
+        }
+    }
+
+    /// The socket ends: speech cut off by it is still kept as a voice sample; the
+    /// conversation's forwarder stops (the conversation itself stays, to be resumed).
+    async fn close(mut self) {
+        finish_utterance(
+            &self.state,
+            &self.user,
+            &self.token,
+            None,
+            &mut self.speech,
+            false,
+            &self.out,
+        )
+        .await;
+        if let Some((_, forwarder)) = self.conversation.take() {
+            forwarder.abort();
+        }
+    }
 }
 
 /// Counts an open conversation socket for `/metrics` until dropped.
@@ -654,6 +737,7 @@ async fn execute(
         .data(RequestAuth::new(Some(token.to_string())));
     // The socket's own documents (its text limits are checked where messages arrive).
     let response = crate::graphql::execute(schema, None, request).await;
+    crate::http::errors::log_graphql(&response.errors);
     if let Some(err) = response.errors.first() {
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
         return Err((code, err.message.clone()));
@@ -692,6 +776,7 @@ where
                 None => stream.next().await,
             };
             let Some(response) = item else { return };
+            crate::http::errors::log_graphql(&response.errors);
             if let Some(err) = response.errors.first() {
                 let code = code_of(err).unwrap_or(ErrorCode::ServerError);
                 let _ = out.send(error(code, err.message.clone()));
@@ -748,8 +833,10 @@ async fn forward_events(
     let id = id.to_string();
     forward(schema, request, out, Some(closing), move |data| {
         let event = &data["conversationEvents"];
-        match event["__typename"].as_str() {
-            Some("AiResponse") => Forward::Send(
+        let kind = event["__typename"].as_str().unwrap_or_default();
+        // The union members' names come from their Rust types, so they cannot drift.
+        match kind {
+            _ if kind == AiResponse::type_name() => Forward::Send(
                 vec![Outbound::Json(json!({
                     "type": "ai_response",
                     "text": event["text"],
@@ -758,7 +845,7 @@ async fn forward_events(
                 }))],
                 false,
             ),
-            Some("ConversationEnded") => Forward::Send(
+            _ if kind == ConversationEnded::type_name() => Forward::Send(
                 vec![
                     Outbound::Json(json!({"type": "conversation_ended", "conversation_id": id})),
                     Outbound::Close(1000, "conversation ended"),
@@ -785,18 +872,19 @@ async fn forward_voice_events(
     let request = Request::new(VOICE_EVENTS).data(RequestAuth::new(Some(token.to_string())));
     forward(schema, request, out, None, |data| {
         let event = &data["voiceEvents"];
-        let message = match event["__typename"].as_str() {
-            Some("VoiceCloneProgress") => json!({
+        let kind = event["__typename"].as_str().unwrap_or_default();
+        let message = match kind {
+            _ if kind == VoiceCloneProgress::type_name() => json!({
                 "type": "voice_clone_progress",
                 "sample_count": event["sampleCount"],
                 "ready_for_cloning": event["readyForCloning"],
             }),
-            Some("VoiceCloneSuccess") => json!({
+            _ if kind == VoiceCloneSuccess::type_name() => json!({
                 "type": "voice_clone_success",
                 "voice_id": event["voiceId"],
                 "message": event["message"],
             }),
-            Some("VoiceCloneFailure") => json!({
+            _ if kind == VoiceCloneFailure::type_name() => json!({
                 "type": "error",
                 "error_code": event["code"],
                 "error_message": event["message"],

@@ -271,6 +271,81 @@ async fn logs_never_contain_tokens_or_secrets(db: Db) {
     }
 }
 
+/// An internal failure answers `500 SERVER_ERROR` with the catalogue's message only; its
+/// cause is logged once, inside the request's span (with its request id), by the one
+/// logging middleware.
+async fn internal_causes_are_logged_once_with_the_request_id_never_answered(db: Db) {
+    let storage = TestStorage::new(db).await;
+    let server = Server::start(command(&storage)).await;
+    let client = reqwest::Client::new();
+    post(
+        &client,
+        server.url("/api/v1/users"),
+        json!({"user_id": "broken", "password": "password123", "name": "고장", "age": 6, "guardian_consent": true}),
+        None,
+    )
+    .await;
+    let tokens = post(
+        &client,
+        server.url("/api/v1/auth/token"),
+        json!({"user_id": "broken", "password": "password123"}),
+        None,
+    )
+    .await;
+    let access = tokens["data"]["access_token"].as_str().unwrap().to_string();
+    // The stories table disappears under the running server.
+    storage
+        .execute("ALTER TABLE stories RENAME TO stories_gone")
+        .await;
+    for (path, request_id) in [
+        ("/api/v1/stories", "cause-check-rest"),
+        ("/graphql", "cause-check-graphql"),
+    ] {
+        let request = if path == "/graphql" {
+            client
+                .post(server.url(path))
+                .json(&json!({"query": "{ stories(first: 1) { edges { node { id } } } }"}))
+        } else {
+            client.get(server.url(path))
+        };
+        let reply = request
+            .header("x-request-id", request_id)
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status().as_u16();
+        let body = reply.text().await.unwrap();
+        let expected = if path == "/graphql" { 200 } else { 500 };
+        assert_eq!(status, expected, "{path}: {body}");
+        assert!(body.contains("SERVER_ERROR"), "{path}: {body}");
+        assert!(
+            body.contains("서버 내부 오류가 발생했습니다."),
+            "{path}: {body}"
+        );
+        for leak in ["no such table", "does not exist", "relation", "database"] {
+            assert!(
+                !body.contains(leak),
+                "{path}: the cause reached the client: {body}"
+            );
+        }
+    }
+    let logs = server.stop().await;
+    for request_id in ["cause-check-rest", "cause-check-graphql"] {
+        let logged: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("internal error") && l.contains(request_id))
+            .collect();
+        assert_eq!(logged.len(), 1, "{request_id}: {logged:#?}\n{logs}");
+        // SQLite: "no such table: stories"; PostgreSQL: relation "stories" does not exist.
+        assert!(
+            logged[0].contains("no such table") || logged[0].contains("does not exist"),
+            "{request_id}: the cause is logged: {}",
+            logged[0]
+        );
+    }
+}
+
 async fn only_the_cli_grants_the_operator_role(db: Db) {
     let storage = TestStorage::new(db).await;
     let app = spawn_app_on(storage, &[]).await;
@@ -307,6 +382,7 @@ async fn only_the_cli_grants_the_operator_role(db: Db) {
 }
 
 db_tests!(
+    internal_causes_are_logged_once_with_the_request_id_never_answered,
     only_the_cli_grants_the_operator_role,
     users_create_reads_the_password_from_stdin,
     two_servers_start_at_once_on_a_fresh_database,

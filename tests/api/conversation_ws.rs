@@ -589,6 +589,56 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
     assert_eq!(recv(&mut ws).await["sample_count"], 1);
 }
 
+/// Deleting a voice the provider no longer has (404) succeeds; a provider failure (500)
+/// is `503` and keeps the voice, so the guardian can try again.
+async fn deleting_a_voice_the_provider_lost_succeeds(db: Db) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/voices/add"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": "voice-gone"})))
+        .mount(&provider)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v1/voices/voice-gone"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&provider)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/v1/voices/voice-gone"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"detail": "not found"})))
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(
+        db,
+        &[
+            "--voice-base-url",
+            &provider.uri(),
+            "--voice-clone-samples",
+            "1",
+        ],
+    )
+    .await;
+    let token = app.new_account("lost.voice").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::binary(wav(1))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["ready_for_cloning"], true);
+    assert_eq!(recv(&mut ws).await["type"], "voice_clone_success");
+    // The provider fails: the voice stays, and the guardian is told to try again.
+    app.delete("/api/v1/users/me/voice", Some(&token))
+        .await
+        .assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        app.user(&token).await.voice_id.as_deref(),
+        Some("voice-gone")
+    );
+    // The provider has lost it (404): deleted is what was asked for.
+    let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert_eq!(app.user(&token).await.voice_id, None);
+}
+
 async fn without_a_cloning_provider_samples_are_kept(db: Db) {
     let app = spawn_app_with(db, &["--voice-clone-samples", "2"]).await;
     let token = app.new_account("nocloner").await;
@@ -1270,4 +1320,5 @@ db_tests!(
     a_graphql_subscriber_sees_what_the_socket_sees,
     voice_samples_clone_once_and_can_be_deleted,
     without_a_cloning_provider_samples_are_kept,
+    deleting_a_voice_the_provider_lost_succeeds,
 );

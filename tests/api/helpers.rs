@@ -147,6 +147,23 @@ impl TestStorage {
         }
     }
 
+    /// Runs `sql` on this storage's database over a connection of its own: to break what
+    /// a running server relies on, for the failure tests.
+    pub async fn execute(&self, sql: &str) {
+        if self._pg.is_some() {
+            let mut conn = AsyncPgConnection::establish(&self.database_url)
+                .await
+                .expect("connect to the test database");
+            conn.batch_execute(sql).await.expect("the test's SQL runs");
+        } else {
+            use diesel::Connection;
+            use diesel::connection::SimpleConnection;
+            let mut conn = diesel::SqliteConnection::establish(&self.database_url)
+                .expect("open the test database");
+            conn.batch_execute(sql).expect("the test's SQL runs");
+        }
+    }
+
     /// Configuration arguments for this storage, as if from the command line.
     pub fn args(&self, extra: &[&str]) -> ConfigArgs {
         #[derive(Parser)]
@@ -547,11 +564,12 @@ impl TestApp {
             self.domain.set_generated_title(id, title).await.unwrap();
         }
         for n in 1..=seed.chapters {
+            // The worker's own write (one chapter at a time here).
             let chapter = self
                 .domain
-                .put_chapter(id, n, &format!("{n}장"), &format!("{n}장의 이야기"))
+                .put_chapters(id, &[(n, format!("{n}장"), format!("{n}장의 이야기"))])
                 .await
-                .unwrap();
+                .unwrap()[0];
             self.domain
                 .put_chapter_media(id, chapter, MediaKind::Image, SVG, "image/svg+xml", "svg")
                 .await

@@ -254,6 +254,72 @@ async fn raw_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     (head[0] & 0x0f, payload)
 }
 
+/// A raw WebSocket connection to `path` (offering `protocol`), past the handshake.
+async fn raw_upgrade(addr: &str, path: &str, protocol: Option<&str>) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let offer = protocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// A client frame (masked, as clients must) with a payload under 126 bytes.
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The code of the next Close frame the server sends on a raw connection.
+async fn raw_close_code(stream: &mut tokio::net::TcpStream) -> u16 {
+    loop {
+        let (opcode, payload) = tokio::time::timeout(Duration::from_secs(10), raw_frame(stream))
+            .await
+            .expect("the close in time");
+        if opcode == 8 {
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+}
+
+/// A text message that is not UTF-8 closes the GraphQL socket with `1007` (invalid
+/// frame payload data, RFC 6455 §7.4.1).
+async fn invalid_utf8_closes_the_graphql_socket_with_1007(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(db).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = raw_upgrade(&addr, "/graphql/ws", Some("graphql-transport-ws")).await;
+    stream
+        .write_all(&masked(1, &[b'{', 0xff, 0xfe, b'}']))
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut stream).await, 1007);
+}
+
 /// After its own Close the server keeps the connection until the client answers: it
 /// does not drop the TCP connection (which can reset it and lose the close code, seen 9
 /// times in 20 with real clients). A raw client reads the Close, holds back its answer,
@@ -271,54 +337,14 @@ async fn the_server_waits_for_the_clients_close_reply(db: Db) {
             Some(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ __typename }"}})),
         ),
     ] {
-        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let offer = protocol
-            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-            .unwrap_or_default();
-        stream
-            .write_all(
-                format!(
-                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            stream.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        let mask = [1u8, 2, 3, 4];
-        let masked = |opcode: u8, payload: &[u8]| {
-            let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-            frame.extend_from_slice(&mask);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-            frame
-        };
+        let mut stream = raw_upgrade(&addr, path, protocol).await;
         if let Some(message) = first {
             stream
                 .write_all(&masked(1, message.to_string().as_bytes()))
                 .await
                 .unwrap();
         }
-        let code = loop {
-            let (opcode, payload) =
-                tokio::time::timeout(Duration::from_secs(10), raw_frame(&mut stream))
-                    .await
-                    .expect("the close in time");
-            if opcode == 8 {
-                break u16::from_be_bytes([payload[0], payload[1]]);
-            }
-        };
-        assert_eq!(code, 4401, "{path}");
+        assert_eq!(raw_close_code(&mut stream).await, 4401, "{path}");
         // No answer yet: the connection stays open, waiting for it.
         let mut byte = [0u8; 1];
         let waited = tokio::time::timeout(Duration::from_millis(700), stream.read(&mut byte)).await;
@@ -340,6 +366,7 @@ async fn the_server_waits_for_the_clients_close_reply(db: Db) {
 
 db_tests!(
     the_shutdown_closes_every_socket,
+    invalid_utf8_closes_the_graphql_socket_with_1007,
     sockets_close_when_their_token_expires,
     a_clients_close_is_answered_on_every_socket,
     the_servers_close_code_always_arrives,
