@@ -163,7 +163,7 @@ impl Application {
 
 /// The whole public router: REST facade, GraphQL, health, with request ids, tracing,
 /// body limits and panic catching around it.
-pub fn router(domain: Domain, shutdown: Shutdown) -> Router {
+pub(crate) fn router(domain: Domain, shutdown: Shutdown) -> Router {
     let gateway = Gateway::new(&domain.config().gateway, shutdown);
     let health = Router::new()
         .route("/healthz", get(healthz))

@@ -24,7 +24,7 @@ use crate::error::ErrorCode;
 use crate::http::RestError;
 
 /// The middleware (state: the body limit in bytes).
-pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(limit): State<usize>, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use rand::RngCore;
 
 /// Minimum length of the JWT and media secrets in production.
-pub const MIN_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
@@ -449,7 +449,7 @@ pub struct ConfigArgs {
 pub struct Secret(Vec<u8>);
 
 impl Secret {
-    pub fn new(bytes: Vec<u8>) -> Secret {
+    pub(crate) fn new(bytes: Vec<u8>) -> Secret {
         Secret(bytes)
     }
     pub fn expose(&self) -> &[u8] {
@@ -553,7 +553,7 @@ pub struct IpNet {
 
 impl IpNet {
     /// `a.b.c.d`, `a.b.c.d/n`, `v6` or `v6/n`.
-    pub fn parse(s: &str) -> Option<IpNet> {
+    pub(crate) fn parse(s: &str) -> Option<IpNet> {
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
             None => (s.parse::<IpAddr>().ok()?, None),
@@ -563,7 +563,7 @@ impl IpNet {
         (prefix <= max).then_some(IpNet { addr, prefix })
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -585,7 +585,7 @@ impl IpNet {
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, what a dual-stack listener reports) as
 /// the IPv4 address they are.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -980,7 +980,7 @@ fn refuse_empty_settings(args: &ConfigArgs) -> anyhow::Result<()> {
 /// Estimated entropy of a secret, in bits: its length times the Shannon entropy of its
 /// own byte distribution. Generous to real random secrets (48 random base64url bytes:
 /// about 250), damning for repeats and patterns (32 spaces: 0; `aaaa…`: 0).
-pub fn estimated_entropy_bits(secret: &[u8]) -> f64 {
+pub(crate) fn estimated_entropy_bits(secret: &[u8]) -> f64 {
     let mut counts = [0usize; 256];
     for &b in secret {
         counts[b as usize] += 1;
@@ -999,7 +999,7 @@ pub fn estimated_entropy_bits(secret: &[u8]) -> f64 {
 
 /// The least estimated entropy a production secret must have (32 random hex characters
 /// estimate about 115 bits, hardly ever below 100; 32 spaces 0, `abab…` 1 bit a byte).
-pub const MIN_SECRET_ENTROPY_BITS: f64 = 80.0;
+pub(crate) const MIN_SECRET_ENTROPY_BITS: f64 = 80.0;
 
 /// Whether `secret` is a shorter piece repeated (`passwordpassword…`), whatever its
 /// byte distribution suggests.

@@ -54,7 +54,7 @@ impl ErrorCode {
         ErrorCode::AiUnavailable,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidToken => "INVALID_TOKEN",
             ErrorCode::AuthenticationFailed => "AUTHENTICATION_FAILED",
@@ -75,11 +75,11 @@ impl ErrorCode {
         }
     }
 
-    pub fn parse(code: &str) -> Option<ErrorCode> {
+    pub(crate) fn parse(code: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
     }
 
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             ErrorCode::InvalidToken | ErrorCode::AuthenticationFailed => StatusCode::UNAUTHORIZED,
             ErrorCode::InsufficientPermission => StatusCode::FORBIDDEN,
@@ -101,7 +101,7 @@ impl ErrorCode {
     }
 
     /// The default, human-readable (Korean) message for the code.
-    pub fn default_message(self) -> &'static str {
+    pub(crate) fn default_message(self) -> &'static str {
         match self {
             ErrorCode::InvalidToken => "토큰이 유효하지 않거나 만료되었습니다.",
             ErrorCode::AuthenticationFailed => "아이디 또는 비밀번호가 올바르지 않습니다.",
@@ -165,7 +165,7 @@ pub struct InternalCause {
 }
 
 impl InternalCause {
-    pub fn new(code: ErrorCode, error: anyhow::Error) -> InternalCause {
+    pub(crate) fn new(code: ErrorCode, error: anyhow::Error) -> InternalCause {
         InternalCause {
             code,
             error: Arc::new(error),
@@ -203,30 +203,30 @@ impl From<anyhow::Error> for AppError {
 }
 
 impl AppError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
         AppError::Public {
             code,
             message: message.into(),
         }
     }
 
-    pub fn code_only(code: ErrorCode) -> AppError {
+    pub(crate) fn code_only(code: ErrorCode) -> AppError {
         AppError::new(code, code.default_message())
     }
 
-    pub fn validation(message: impl Into<String>) -> AppError {
+    pub(crate) fn validation(message: impl Into<String>) -> AppError {
         AppError::new(ErrorCode::ValidationError, message)
     }
 
-    pub fn invalid_token() -> AppError {
+    pub(crate) fn invalid_token() -> AppError {
         AppError::code_only(ErrorCode::InvalidToken)
     }
 
-    pub fn not_found() -> AppError {
+    pub(crate) fn not_found() -> AppError {
         AppError::code_only(ErrorCode::ResourceNotFound)
     }
 
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             AppError::Public { code, .. } => *code,
             AppError::Limited { .. } => ErrorCode::RateLimitExceeded,
@@ -236,7 +236,7 @@ impl AppError {
     }
 
     /// Seconds to wait before retrying, for rate-limit errors.
-    pub fn retry_after(&self) -> Option<u64> {
+    pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
             AppError::Limited { retry_after, .. } => Some(*retry_after),
             _ => None,
@@ -244,7 +244,7 @@ impl AppError {
     }
 
     /// The message a client may see (an internal failure's is the code's default).
-    pub fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             AppError::Public { message, .. } | AppError::Limited { message, .. } => message.clone(),
             AppError::Internal(_) | AppError::Unavailable(_) => {
@@ -288,4 +288,4 @@ impl From<diesel::result::Error> for AppError {
     }
 }
 
-pub type AppResult<T> = Result<T, AppError>;
+pub(crate) type AppResult<T> = Result<T, AppError>;

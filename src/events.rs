@@ -19,7 +19,7 @@ const CHANNEL: &str = "jjongal_events";
 /// What changed. Small on purpose (NOTIFY payloads are capped at 8000 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     /// A story's status, title or chapters changed.
     Story { id: Uuid },
     /// The guide answered in a conversation: message `seq` is the answer.
@@ -79,14 +79,14 @@ impl Events {
         Ok(Events { tx, outbox })
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 
     /// Publishes `event` to every subscriber of every process. It never blocks on the
     /// database; subscribers re-read state from the database, so a lost event delays an
     /// update, it never shows a wrong one.
-    pub async fn publish(&self, event: Event) {
+    pub(crate) async fn publish(&self, event: Event) {
         match &self.outbox {
             Some(outbox) => {
                 if let Err(returned) = outbox.send(event) {

@@ -51,7 +51,7 @@ struct Throttled {
 /// The limits every door shares: the per-IP limiter behind the HTTP layer is the same one
 /// the sockets consult for each message, and so is the per-account one.
 #[derive(Clone)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     client_ip: ClientIp,
     ip: Option<Arc<GovernorConfig<ClientIp, NoOpMiddleware>>>,
     account: Option<Arc<KeyedLimiter<Uuid>>>,
@@ -75,7 +75,7 @@ fn seconds_until(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant
 }
 
 impl Gateway {
-    pub fn new(config: &GatewayConfig, shutdown: Shutdown) -> Gateway {
+    pub(crate) fn new(config: &GatewayConfig, shutdown: Shutdown) -> Gateway {
         let client_ip = ClientIp::new(config.trusted_proxies.clone());
         let ip = config.ip_rate.map(|rate| {
             let period = quota(rate).replenish_interval();
@@ -140,16 +140,12 @@ impl Gateway {
     }
 
     /// The shutdown signal every socket door watches.
-    pub fn shutdown(&self) -> &Shutdown {
+    pub(crate) fn shutdown(&self) -> &Shutdown {
         &self.shutdown
     }
 
-    pub fn client_ip(&self) -> &ClientIp {
-        &self.client_ip
-    }
-
     /// Counts one request from `ip`; `Err(seconds)` when it is over the limit.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), u64> {
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), u64> {
         match &self.ip {
             Some(config) => config
                 .limiter()
@@ -160,7 +156,7 @@ impl Gateway {
     }
 
     /// Counts one request by `account`; `Err(seconds)` when it is over the limit.
-    pub fn check_account(&self, account: Uuid) -> Result<(), u64> {
+    pub(crate) fn check_account(&self, account: Uuid) -> Result<(), u64> {
         match &self.account {
             Some(limiter) => limiter.check_key(&account).map_err(|n| seconds_until(&n)),
             None => Ok(()),
@@ -170,20 +166,20 @@ impl Gateway {
     /// Counts one socket message against both the client's IP and the account.
     /// A place for one more open socket of `account` (given back when the ticket is
     /// dropped); `Err` carries the cap when the account holds that many already.
-    pub fn open_socket(&self, account: Uuid) -> Result<Ticket<Uuid>, usize> {
+    pub(crate) fn open_socket(&self, account: Uuid) -> Result<Ticket<Uuid>, usize> {
         self.sockets
             .admit(account, self.max_sockets_per_account)
             .ok_or(self.max_sockets_per_account)
     }
 
     /// The message for a socket refused by [`Gateway::open_socket`].
-    pub fn too_many_sockets(max: usize) -> String {
+    pub(crate) fn too_many_sockets(max: usize) -> String {
         format!(
             "이 계정으로 열린 연결이 너무 많아요 (최대 {max}개). 쓰지 않는 연결을 닫고 다시 연결해 주세요."
         )
     }
 
-    pub fn check_message(&self, ip: IpAddr, account: Option<Uuid>) -> Result<(), u64> {
+    pub(crate) fn check_message(&self, ip: IpAddr, account: Option<Uuid>) -> Result<(), u64> {
         self.check_ip(ip)?;
         match account {
             Some(id) => self.check_account(id),
@@ -193,7 +189,7 @@ impl Gateway {
 
     /// Wraps `router` in the gateway's layers (outermost first): refusal shaping, load
     /// shedding, the per-IP `tower_governor` layer, the per-account limit.
-    pub fn layer(&self, router: axum::Router, domain: Domain) -> axum::Router {
+    pub(crate) fn layer(&self, router: axum::Router, domain: Domain) -> axum::Router {
         let router = router.layer(axum::middleware::from_fn_with_state(
             (self.clone(), domain),
             account_limit,

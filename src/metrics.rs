@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Upper bounds (seconds) of the step-duration histogram buckets.
-pub const BUCKETS: [f64; 12] = [
+pub(crate) const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
@@ -21,7 +21,7 @@ struct Histogram {
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// (step, provider, outcome) → attempts.
     attempts: Mutex<BTreeMap<(String, String, String), u64>>,
     /// (provider, kind) → failed attempts.
@@ -32,7 +32,7 @@ pub struct Metrics {
 }
 
 /// Database figures included in a scrape.
-pub struct DbFigures {
+pub(crate) struct DbFigures {
     pub stories_by_status: Vec<(String, i64)>,
     pub queue_depth: i64,
     pub oldest_pending_seconds: f64,
@@ -48,7 +48,7 @@ fn escape(label: &str) -> String {
 
 impl Metrics {
     /// Records one provider attempt of a generation step.
-    pub fn record_attempt(
+    pub(crate) fn record_attempt(
         &self,
         step: &str,
         provider: &str,
@@ -81,20 +81,20 @@ impl Metrics {
         }
     }
 
-    pub fn socket_opened(&self) {
+    pub(crate) fn socket_opened(&self) {
         self.open_sockets.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn socket_closed(&self) {
+    pub(crate) fn socket_closed(&self) {
         self.open_sockets.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn open_sockets(&self) -> i64 {
+    pub(crate) fn open_sockets(&self) -> i64 {
         self.open_sockets.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, db: &DbFigures) -> String {
+    pub(crate) fn render(&self, db: &DbFigures) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,

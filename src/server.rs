@@ -31,7 +31,7 @@ use crate::tally::{Tally, Ticket};
 
 /// How the accept loop treats connections.
 #[derive(Clone, Debug)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub max_per_ip: usize,
     /// Exempt from `max_per_ip`.
@@ -42,10 +42,10 @@ pub struct ConnectionLimits {
 /// handler keeps it for the socket's life: after an upgrade hyper's connection task ends,
 /// but the client still holds the connection.
 #[derive(Clone)]
-pub struct HeldConnection(#[allow(dead_code)] Option<Arc<Ticket<IpAddr>>>);
+pub(crate) struct HeldConnection(#[allow(dead_code)] Option<Arc<Ticket<IpAddr>>>);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,

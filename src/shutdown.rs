@@ -29,7 +29,7 @@ pub struct ShutdownSwitch {
 
 /// Held by a tracked task for as long as it runs.
 #[derive(Debug)]
-pub struct TaskGuard(#[allow(dead_code)] mpsc::Sender<()>);
+pub(crate) struct TaskGuard(#[allow(dead_code)] mpsc::Sender<()>);
 
 impl ShutdownSwitch {
     pub fn new() -> ShutdownSwitch {
@@ -53,12 +53,12 @@ impl ShutdownSwitch {
     }
 
     /// Starts the shutdown: every handle's [`Shutdown::requested`] resolves.
-    pub fn pull(&self) {
+    pub(crate) fn pull(&self) {
         self.signal.send_replace(true);
     }
 
     /// Waits for `cause`, then pulls the switch (a future that owns what it needs).
-    pub fn pull_on(
+    pub(crate) fn pull_on(
         &self,
         cause: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = ()> + Send + 'static {
@@ -72,7 +72,7 @@ impl ShutdownSwitch {
     /// Pulls the switch (if not yet) and waits until every tracked task has ended, or
     /// `grace` has passed; `false` when some were still running. [`Shutdown::track`]
     /// gives nothing from now on.
-    pub async fn drain(&mut self, grace: Duration) -> bool {
+    pub(crate) async fn drain(&mut self, grace: Duration) -> bool {
         self.pull();
         self.open = None;
         tokio::time::timeout(grace, async { while self.ended.recv().await.is_some() {} })
@@ -89,13 +89,13 @@ impl Default for ShutdownSwitch {
 
 impl Shutdown {
     /// Whether the shutdown has started.
-    pub fn is_requested(&self) -> bool {
+    pub(crate) fn is_requested(&self) -> bool {
         *self.signal.borrow()
     }
 
     /// Resolves once the shutdown has started (at once if it has). Cancel-safe: a loop
     /// may `select!` on it again and again.
-    pub fn requested(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn requested(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut signal = self.signal.clone();
         async move {
             // An error means the switch is gone, which is a shutdown too.
@@ -105,7 +105,7 @@ impl Shutdown {
 
     /// Counts a long-lived task that the application waits for on shutdown; `None` once
     /// the application has begun waiting (the task should not begin).
-    pub fn track(&self) -> Option<TaskGuard> {
+    pub(crate) fn track(&self) -> Option<TaskGuard> {
         self.tasks.upgrade().map(TaskGuard)
     }
 }

@@ -27,7 +27,7 @@ struct Probe {
     body: Arc<RwLock<Bytes>>,
 }
 
-pub fn router(domain: Domain) -> Router {
+pub(crate) fn router(domain: Domain) -> Router {
     let probe = Probe {
         domain,
         body: Arc::new(RwLock::new(Bytes::from_static(b"{}"))),

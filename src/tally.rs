@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 /// Open things per key.
-pub struct Tally<K: Eq + Hash>(Arc<Mutex<HashMap<K, usize>>>);
+pub(crate) struct Tally<K: Eq + Hash>(Arc<Mutex<HashMap<K, usize>>>);
 
 impl<K: Eq + Hash> Clone for Tally<K> {
     fn clone(&self) -> Self {
@@ -21,14 +21,14 @@ impl<K: Eq + Hash> Default for Tally<K> {
 }
 
 /// One counted place; uncounted when dropped.
-pub struct Ticket<K: Eq + Hash> {
+pub(crate) struct Ticket<K: Eq + Hash> {
     tally: Tally<K>,
     key: Option<K>,
 }
 
 impl<K: Eq + Hash + Clone> Tally<K> {
     /// A place for `key` unless it holds `max` already.
-    pub fn admit(&self, key: K, max: usize) -> Option<Ticket<K>> {
+    pub(crate) fn admit(&self, key: K, max: usize) -> Option<Ticket<K>> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = map.entry(key.clone()).or_insert(0);
         if *count >= max {

@@ -14,13 +14,13 @@ use diesel::sqlite::Sqlite;
 
 /// See the module documentation; made by [`in_json_array`].
 #[derive(Debug, Clone)]
-pub struct InJsonArray<C> {
+pub(crate) struct InJsonArray<C> {
     column: C,
     json: String,
 }
 
 /// `column IN values`, the values bound as one JSON array of strings.
-pub fn in_json_array<C>(column: C, values: &[String]) -> QueryResult<InJsonArray<C>> {
+pub(crate) fn in_json_array<C>(column: C, values: &[String]) -> QueryResult<InJsonArray<C>> {
     let json = serde_json::to_string(values)
         .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
     Ok(InJsonArray { column, json })

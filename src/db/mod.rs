@@ -9,7 +9,7 @@ pub mod schema;
 mod sqlite_thread;
 pub mod types;
 
-pub use json_in::in_json_array;
+pub(crate) use json_in::in_json_array;
 
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub enum DbError {
 
 impl DbError {
     /// True when the error is a unique-constraint violation (e.g. a taken login id).
-    pub fn is_unique_violation(&self) -> bool {
+    pub(crate) fn is_unique_violation(&self) -> bool {
         matches!(
             self,
             DbError::Query(diesel::result::Error::DatabaseError(
@@ -61,13 +61,13 @@ impl DbError {
 
 /// Which backend a database URL selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Postgres,
     Sqlite,
 }
 
 impl Backend {
-    pub fn of_url(url: &str) -> Backend {
+    pub(crate) fn of_url(url: &str) -> Backend {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
@@ -229,7 +229,7 @@ impl Pool {
         }
     }
 
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         match self {
             Pool::Pg(_) => Backend::Postgres,
             Pool::Sqlite(_) => Backend::Sqlite,
@@ -253,7 +253,7 @@ impl Pool {
     }
 
     /// Checks that the database answers (readiness).
-    pub async fn ping(&self) -> Result<(), DbError> {
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
         let mut conn = self.get().await?;
         with_conn!(&mut conn, |c| {
             diesel::sql_query("SELECT 1").execute(c).await?;
@@ -336,7 +336,7 @@ async fn lock_file(path: &str) -> Result<std::fs::File, DbError> {
 
 /// Now, truncated to microseconds (PostgreSQL's precision) so both backends store and
 /// compare the same instant.
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -345,6 +345,6 @@ pub fn to_db(t: DateTime<Utc>) -> NaiveDateTime {
     t.trunc_subsecs(6).naive_utc()
 }
 
-pub fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
 }

@@ -13,7 +13,7 @@ use super::schema::{
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct UserRow {
+pub(crate) struct UserRow {
     pub id: String,
     pub login_id: String,
     pub login_key: String,
@@ -31,7 +31,7 @@ pub struct UserRow {
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct RefreshTokenRow {
+pub(crate) struct RefreshTokenRow {
     pub id: String,
     pub user_id: String,
     pub family_id: String,
@@ -45,7 +45,7 @@ pub struct RefreshTokenRow {
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = conversations)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct ConversationRow {
+pub(crate) struct ConversationRow {
     pub id: String,
     pub owner_id: String,
     pub child_name: Option<String>,
@@ -113,7 +113,7 @@ pub struct ChapterRow {
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = chapters)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct ChapterText {
+pub(crate) struct ChapterText {
     pub id: String,
     pub story_id: String,
     pub chapter_number: i32,
@@ -141,7 +141,7 @@ pub struct GenerationStepRow {
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = conversation_messages)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct MessageRow {
+pub(crate) struct MessageRow {
     pub id: String,
     pub conversation_id: String,
     pub seq: i32,
@@ -155,7 +155,7 @@ pub struct MessageRow {
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = voice_samples)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
-pub struct VoiceSampleRow {
+pub(crate) struct VoiceSampleRow {
     pub id: String,
     pub owner_id: String,
     pub path: String,

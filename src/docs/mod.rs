@@ -19,13 +19,13 @@ use crate::http::RestError;
 
 /// The policy of the HTML pages: their own scripts and styles (plus the inline styles
 /// these libraries set), workers from blobs (ReDoc), API calls and sockets to this origin.
-pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; \
+pub(crate) const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; \
     worker-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
     base-uri 'none'; form-action 'self'";
 
 /// GraphiQL's page (served by `GET /graphql` to browsers).
-pub const GRAPHIQL_PAGE: &str = include_str!("graphiql.html");
+pub(crate) const GRAPHIQL_PAGE: &str = include_str!("graphiql.html");
 const REDOC_PAGE: &str = include_str!("redoc.html");
 /// `/`: where a developer who opens the server in a browser finds the pages.
 const INDEX_PAGE: &str = include_str!("index.html");
@@ -111,7 +111,7 @@ const ASSETS: &[Asset] = &[
 
 /// `/docs`, `/redoc`, `/openapi.json` (the REST facade's `document`, served as
 /// generated: utoipa's typed model would drop keywords such as `const`) and `/assets/…`.
-pub fn router(document: serde_json::Value) -> Router {
+pub(crate) fn router(document: serde_json::Value) -> Router {
     let swagger: Router = SwaggerUi::new("/docs")
         .external_url_unchecked("/openapi.json", document)
         .into();

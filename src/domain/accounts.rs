@@ -52,7 +52,7 @@ impl TryFrom<UserRow> for User {
 
 /// An access/refresh token pair (spec §6.1).
 #[derive(Clone, Debug)]
-pub struct TokenPair {
+pub(crate) struct TokenPair {
     pub access_token: String,
     pub expires_in: i64,
     pub refresh_token: String,
@@ -69,10 +69,10 @@ pub struct SignUp {
 }
 
 /// A validated login id: 3–64 characters of `[A-Za-z0-9._-]`.
-pub struct LoginId(String);
+pub(crate) struct LoginId(String);
 
 impl LoginId {
-    pub fn parse(s: &str) -> AppResult<LoginId> {
+    pub(crate) fn parse(s: &str) -> AppResult<LoginId> {
         let ok_chars = s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -96,7 +96,7 @@ fn validate_password(p: &str) -> AppResult<()> {
     Ok(())
 }
 
-pub fn validate_name(name: &str) -> AppResult<()> {
+pub(crate) fn validate_name(name: &str) -> AppResult<()> {
     let len = char_len(name);
     if name.trim().is_empty() || len > 50 || name.chars().any(char::is_control) {
         return Err(AppError::validation(
@@ -106,7 +106,7 @@ pub fn validate_name(name: &str) -> AppResult<()> {
     Ok(())
 }
 
-pub fn validate_age(age: i32) -> AppResult<()> {
+pub(crate) fn validate_age(age: i32) -> AppResult<()> {
     if !(1..=19).contains(&age) {
         return Err(AppError::validation("age는 1~19 사이의 정수여야 합니다."));
     }
@@ -196,7 +196,7 @@ fn decoy_hash() -> String {
 
 impl Domain {
     /// Self sign-up (contract §3). Refused when sign-up is switched off.
-    pub async fn sign_up(&self, input: SignUp) -> AppResult<User> {
+    pub(crate) async fn sign_up(&self, input: SignUp) -> AppResult<User> {
         if !self.config().allow_signup {
             return Err(AppError::new(
                 ErrorCode::InsufficientPermission,
@@ -251,7 +251,7 @@ impl Domain {
     }
 
     /// Checks login credentials and issues a new token pair (a new refresh family).
-    pub async fn issue_token(&self, login_id: &str, password: &str) -> AppResult<TokenPair> {
+    pub(crate) async fn issue_token(&self, login_id: &str, password: &str) -> AppResult<TokenPair> {
         if login_id.is_empty() || password.is_empty() {
             return Err(AppError::validation("user_id와 password가 필요합니다."));
         }
@@ -321,7 +321,7 @@ impl Domain {
     /// successor too, so the family revocation reaches it. Done as two steps, the winner
     /// of a simultaneous pair could store its successor after the loser had revoked the
     /// family, and that successor lived on.
-    pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
         let hash = hash_refresh_token(refresh_token);
         let issued = db::now();
         let now = to_db(issued);
@@ -416,7 +416,7 @@ impl Domain {
 
     /// Revokes the family of a refresh token (logout). Idempotent for known tokens;
     /// an unknown token is `INVALID_TOKEN`.
-    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+    pub(crate) async fn logout(&self, refresh_token: &str) -> AppResult<()> {
         let hash = hash_refresh_token(refresh_token);
         let mut conn = self.pool().get().await?;
         let family: Option<String> = with_conn!(&mut conn, |c| {
@@ -442,7 +442,7 @@ impl Domain {
             .ok_or_else(AppError::invalid_token)
     }
 
-    pub async fn find_user(&self, user_id: Uuid) -> AppResult<Option<User>> {
+    pub(crate) async fn find_user(&self, user_id: Uuid) -> AppResult<Option<User>> {
         let id = user_id.to_string();
         let mut conn = self.pool().get().await?;
         let row: Option<UserRow> = with_conn!(&mut conn, |c| {
@@ -458,7 +458,7 @@ impl Domain {
 
     /// Deletes the account and everything it owns: the cloned voice at the provider and
     /// the voice samples first, then the rows (which cascade from `users`) and media.
-    pub async fn delete_account(&self, user: &User) -> AppResult<()> {
+    pub(crate) async fn delete_account(&self, user: &User) -> AppResult<()> {
         self.delete_voice(user).await?;
         let id = user.id.to_string();
         let mut conn = self.pool().get().await?;

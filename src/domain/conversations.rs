@@ -45,7 +45,7 @@ pub struct Conversation {
 }
 
 #[derive(Clone, Debug)]
-pub struct Message {
+pub(crate) struct Message {
     pub seq: i32,
     /// `child` or `assistant`.
     pub role: String,
@@ -67,12 +67,12 @@ pub struct Reply {
 }
 
 #[derive(Clone, Debug)]
-pub struct ConversationPage {
+pub(crate) struct ConversationPage {
     pub items: Vec<(String, Conversation)>,
     pub has_more: bool,
 }
 
-pub const MAX_INTERESTS: usize = 10;
+pub(crate) const MAX_INTERESTS: usize = 10;
 
 fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conversation> {
     Ok(Conversation {
@@ -100,7 +100,7 @@ fn message_from_row(row: MessageRow) -> Message {
 }
 
 /// Checks the child's details given for a conversation.
-pub fn validate_child(child: &ConversationChild) -> AppResult<()> {
+pub(crate) fn validate_child(child: &ConversationChild) -> AppResult<()> {
     if let Some(name) = &child.name {
         validate_name(name)?;
     }
@@ -125,7 +125,7 @@ pub fn validate_child(child: &ConversationChild) -> AppResult<()> {
 impl Domain {
     /// The words of one spoken utterance (a WAV file), by the configured speech-to-text
     /// provider. Without one, or when it fails, `AI_UNAVAILABLE` (the cause is logged).
-    pub async fn transcribe(&self, wav: &[u8]) -> AppResult<String> {
+    pub(crate) async fn transcribe(&self, wav: &[u8]) -> AppResult<String> {
         let providers = self.providers();
         let Some(transcriber) = &providers.transcriber else {
             return Err(AppError::new(
@@ -413,7 +413,7 @@ impl Domain {
     }
 
     /// Ends a conversation; it is kept (its id is what `POST /stories` takes).
-    pub async fn end_conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
+    pub(crate) async fn end_conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id.to_string();
         let now = to_db(db::now());
@@ -442,7 +442,7 @@ impl Domain {
     }
 
     /// Deletes a conversation with its messages and spoken replies.
-    pub async fn delete_conversation(&self, owner: &User, id: &str) -> AppResult<()> {
+    pub(crate) async fn delete_conversation(&self, owner: &User, id: &str) -> AppResult<()> {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id.to_string();
         let mut conn = self.pool().get().await?;
@@ -463,7 +463,7 @@ impl Domain {
     }
 
     /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
-    pub async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
+    pub(crate) async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
         let id = parse_id("conversation_id", id)?.to_string();
         let mut conn = self.pool().get().await?;
         let row: Option<ConversationRow> = with_conn!(&mut conn, |c| {
@@ -482,7 +482,7 @@ impl Domain {
     }
 
     /// The messages of a conversation, oldest first (ownership checked by the caller).
-    pub async fn messages(&self, conversation: Uuid) -> AppResult<Vec<Message>> {
+    pub(crate) async fn messages(&self, conversation: Uuid) -> AppResult<Vec<Message>> {
         let cid = conversation.to_string();
         let mut conn = self.pool().get().await?;
         let rows: Vec<MessageRow> = with_conn!(&mut conn, |c| {
@@ -497,7 +497,7 @@ impl Domain {
     }
 
     /// The guide's reply `seq` with the child's words before it, for subscribers.
-    pub async fn reply_at(&self, conversation: Uuid, seq: i32) -> AppResult<Reply> {
+    pub(crate) async fn reply_at(&self, conversation: Uuid, seq: i32) -> AppResult<Reply> {
         let cid = conversation.to_string();
         let mut conn = self.pool().get().await?;
         let rows: Vec<MessageRow> = with_conn!(&mut conn, |c| {
@@ -526,7 +526,7 @@ impl Domain {
     }
 
     /// `owner`'s conversations, newest first, keyset-paginated like stories.
-    pub async fn list_conversations(
+    pub(crate) async fn list_conversations(
         &self,
         owner: &User,
         first: i32,

@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 type HmacSha256 = Hmac<Sha256>;
 
 #[derive(Clone)]
-pub struct CursorCodec {
+pub(crate) struct CursorCodec {
     key: [u8; 32],
 }
 
@@ -30,7 +30,7 @@ struct Envelope<T> {
 
 impl CursorCodec {
     /// Derives its own key from `secret`, separated from the secret's other uses.
-    pub fn new(secret: &Secret) -> CursorCodec {
+    pub(crate) fn new(secret: &Secret) -> CursorCodec {
         let mut h = Sha256::new();
         h.update(b"jjongal cursor key v1\0");
         h.update(secret.expose());
@@ -45,7 +45,7 @@ impl CursorCodec {
         mac.finalize().into_bytes()[..16].to_vec()
     }
 
-    pub fn encode<T: Serialize>(&self, scope: &str, position: &T) -> String {
+    pub(crate) fn encode<T: Serialize>(&self, scope: &str, position: &T) -> String {
         let payload = serde_json::to_vec(&Envelope {
             s: scope.to_string(),
             p: position,
@@ -58,7 +58,7 @@ impl CursorCodec {
         )
     }
 
-    pub fn decode<T: DeserializeOwned>(&self, scope: &str, cursor: &str) -> AppResult<T> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, scope: &str, cursor: &str) -> AppResult<T> {
         let invalid = || AppError::validation("start_cursor가 올바르지 않습니다.");
         let (payload, tag) = cursor.split_once('.').ok_or_else(invalid)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
@@ -88,7 +88,7 @@ pub(crate) struct TimePosition {
 }
 
 impl TimePosition {
-    pub fn of(t: chrono::NaiveDateTime, id: &str) -> TimePosition {
+    pub(crate) fn of(t: chrono::NaiveDateTime, id: &str) -> TimePosition {
         TimePosition {
             t: t.and_utc().timestamp_micros(),
             id: id.to_string(),
@@ -96,7 +96,7 @@ impl TimePosition {
     }
 
     /// The stored timestamp; a cursor that does not give one is invalid.
-    pub fn time(&self) -> AppResult<chrono::NaiveDateTime> {
+    pub(crate) fn time(&self) -> AppResult<chrono::NaiveDateTime> {
         micros_to_db(self.t)
     }
 }

@@ -3,11 +3,11 @@
 
 pub mod accounts;
 pub mod conversations;
-pub mod cursor;
-pub mod ops;
+pub(crate) mod cursor;
+pub(crate) mod ops;
 pub mod stories;
-pub mod tokens;
-pub mod voices;
+pub(crate) mod tokens;
+pub(crate) mod voices;
 
 use std::sync::Arc;
 
@@ -82,13 +82,13 @@ impl Domain {
 
     /// The account an access token names, checked by signature and expiry only (no
     /// database): what per-account rate limits key on.
-    pub fn account_of_token(&self, token: &str) -> Option<uuid::Uuid> {
+    pub(crate) fn account_of_token(&self, token: &str) -> Option<uuid::Uuid> {
         self.inner.keys.verify(token).ok()
     }
 
     /// How long a valid access token has left (zero once past its `exp`); `None` for a
     /// token that does not verify. Long-lived connections end when it runs out.
-    pub fn token_time_left(&self, token: &str) -> Option<std::time::Duration> {
+    pub(crate) fn token_time_left(&self, token: &str) -> Option<std::time::Duration> {
         let exp = self.inner.keys.expires_at(token)?;
         let left = exp - chrono::Utc::now().timestamp();
         Some(std::time::Duration::from_secs(left.max(0) as u64))
@@ -106,20 +106,20 @@ impl Domain {
         &self.inner.media
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
-    pub fn providers(&self) -> &Providers {
+    pub(crate) fn providers(&self) -> &Providers {
         &self.inner.providers
     }
 
-    pub fn events(&self) -> &Events {
+    pub(crate) fn events(&self) -> &Events {
         &self.inner.events
     }
 
     /// Resolves when new work may be waiting (or at once if a wake-up is pending).
-    pub async fn work_available(&self) {
+    pub(crate) async fn work_available(&self) {
         self.inner.work.notified().await
     }
 
@@ -133,12 +133,12 @@ impl Domain {
 }
 
 /// Counts Unicode scalar values, the unit of every text limit in the contract.
-pub fn char_len(s: &str) -> usize {
+pub(crate) fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
 /// Largest page any listing serves.
-pub const MAX_PAGE_SIZE: i32 = 100;
+pub(crate) const MAX_PAGE_SIZE: i32 = 100;
 
 /// Checks a requested page size (1–100); returns it as a query limit. (The REST facade
 /// checks `page_size` itself, so this message speaks GraphQL.)

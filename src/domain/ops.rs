@@ -21,7 +21,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::with_conn;
 
 #[derive(Clone, Debug)]
-pub struct AuditEntry {
+pub(crate) struct AuditEntry {
     pub id: Uuid,
     pub operator_id: Uuid,
     pub action: String,
@@ -31,7 +31,7 @@ pub struct AuditEntry {
 
 /// A conversation as operators see it: metadata and counts.
 #[derive(Clone, Debug)]
-pub struct OpsConversation {
+pub(crate) struct OpsConversation {
     pub id: Uuid,
     pub owner_id: Uuid,
     pub child_name: Option<String>,
@@ -44,7 +44,7 @@ pub struct OpsConversation {
 
 /// A message as operators see it: the text only where transcripts may be read.
 #[derive(Clone, Debug)]
-pub struct OpsMessage {
+pub(crate) struct OpsMessage {
     pub seq: i32,
     pub role: String,
     pub text: Option<String>,
@@ -54,7 +54,7 @@ pub struct OpsMessage {
 
 impl Domain {
     /// The operator check: the role is read from the database on every call.
-    pub async fn require_operator(&self, viewer: &User) -> AppResult<User> {
+    pub(crate) async fn require_operator(&self, viewer: &User) -> AppResult<User> {
         let fresh = self
             .find_user(viewer.id)
             .await?
@@ -69,7 +69,7 @@ impl Domain {
     }
 
     /// Audits an operator read made outside this module (live subscriptions).
-    pub async fn record_ops_read(
+    pub(crate) async fn record_ops_read(
         &self,
         operator: &User,
         action: &str,
@@ -99,7 +99,7 @@ impl Domain {
     }
 
     /// Stories across accounts, with the member listing's filters plus owner and time.
-    pub async fn ops_stories(
+    pub(crate) async fn ops_stories(
         &self,
         viewer: &User,
         owner: Option<&str>,
@@ -124,7 +124,7 @@ impl Domain {
     }
 
     /// A story's recorded generation attempts.
-    pub async fn ops_generation_history(
+    pub(crate) async fn ops_generation_history(
         &self,
         viewer: &User,
         story_id: &str,
@@ -137,7 +137,7 @@ impl Domain {
     }
 
     /// Accounts, newest first (never password hashes: they are not part of `User`).
-    pub async fn ops_accounts(
+    pub(crate) async fn ops_accounts(
         &self,
         viewer: &User,
         first: i32,
@@ -181,7 +181,7 @@ impl Domain {
     }
 
     /// Conversations across accounts (metadata and counts), newest first.
-    pub async fn ops_conversations(
+    pub(crate) async fn ops_conversations(
         &self,
         viewer: &User,
         owner: Option<&str>,
@@ -244,7 +244,7 @@ impl Domain {
     }
 
     /// A conversation's messages for operators: texts only when transcripts may be read.
-    pub async fn ops_conversation_messages(
+    pub(crate) async fn ops_conversation_messages(
         &self,
         viewer: &User,
         conversation: Uuid,
@@ -272,7 +272,11 @@ impl Domain {
     }
 
     /// The audit log, newest first.
-    pub async fn ops_audit_log(&self, viewer: &User, first: i32) -> AppResult<Vec<AuditEntry>> {
+    pub(crate) async fn ops_audit_log(
+        &self,
+        viewer: &User,
+        first: i32,
+    ) -> AppResult<Vec<AuditEntry>> {
         self.require_operator(viewer).await?;
         let limit = page_limit(first)?;
         let mut conn = self.pool().get().await?;
@@ -331,7 +335,7 @@ impl Domain {
 
 /// Duration percentiles of one generation step over a window.
 #[derive(Clone, Debug)]
-pub struct StepFigures {
+pub(crate) struct StepFigures {
     pub step: String,
     pub attempts: i64,
     pub p50_ms: i64,
@@ -341,7 +345,7 @@ pub struct StepFigures {
 
 /// Attempts and failures of one provider over a window, by error kind.
 #[derive(Clone, Debug)]
-pub struct ProviderFigures {
+pub(crate) struct ProviderFigures {
     pub provider: String,
     pub attempts: i64,
     pub errors: i64,
@@ -350,7 +354,7 @@ pub struct ProviderFigures {
 }
 
 #[derive(Clone, Debug)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub stories_by_status: Vec<(String, i64)>,
     pub queue_depth: i64,
     pub oldest_pending_seconds: f64,
@@ -369,7 +373,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 impl Domain {
     /// Figures kept in the database (also exported on `/metrics`).
-    pub async fn db_figures(&self) -> AppResult<crate::metrics::DbFigures> {
+    pub(crate) async fn db_figures(&self) -> AppResult<crate::metrics::DbFigures> {
         use crate::db::schema::stories;
         let mut conn = self.pool().get().await?;
         let by_status: Vec<(StoryStatus, i64)> = with_conn!(&mut conn, |c| {
@@ -416,7 +420,11 @@ impl Domain {
     }
 
     /// The operations figures for dashboards, over the last `window_minutes`.
-    pub async fn ops_figures(&self, viewer: &User, window_minutes: i32) -> AppResult<Figures> {
+    pub(crate) async fn ops_figures(
+        &self,
+        viewer: &User,
+        window_minutes: i32,
+    ) -> AppResult<Figures> {
         use crate::db::schema::generation_steps as steps;
         self.require_operator(viewer).await?;
         if !(1..=10_080).contains(&window_minutes) {

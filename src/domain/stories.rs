@@ -29,20 +29,20 @@ pub enum StoryLength {
 }
 
 impl StoryLength {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StoryLength::Short => "short",
             StoryLength::Medium => "medium",
             StoryLength::Long => "long",
         }
     }
-    pub fn parse(s: &str) -> Option<StoryLength> {
+    pub(crate) fn parse(s: &str) -> Option<StoryLength> {
         [StoryLength::Short, StoryLength::Medium, StoryLength::Long]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
     /// Chapters a story of this length has (contract §5).
-    pub fn chapters(self) -> i32 {
+    pub(crate) fn chapters(self) -> i32 {
         match self {
             StoryLength::Short => 3,
             StoryLength::Medium => 5,
@@ -52,7 +52,7 @@ impl StoryLength {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
+pub(crate) enum SortKey {
     CreatedAt,
     UpdatedAt,
     Title,
@@ -69,7 +69,7 @@ impl SortKey {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortOrder {
+pub(crate) enum SortOrder {
     Asc,
     Desc,
 }
@@ -113,7 +113,7 @@ pub struct Story {
 
 /// What a guardian asks for (spec §6.3).
 #[derive(Clone, Debug)]
-pub struct NewStory {
+pub(crate) struct NewStory {
     pub theme: String,
     pub characters: Vec<String>,
     pub length: StoryLength,
@@ -122,19 +122,19 @@ pub struct NewStory {
 
 /// One page of a listing: each story with the cursor that resumes after it.
 #[derive(Clone, Debug)]
-pub struct StoryPage {
+pub(crate) struct StoryPage {
     pub items: Vec<(String, Story)>,
     pub has_more: bool,
 }
 
 impl StoryPage {
-    pub fn end_cursor(&self) -> Option<&str> {
+    pub(crate) fn end_cursor(&self) -> Option<&str> {
         self.items.last().map(|(c, _)| c.as_str())
     }
 }
 
 #[derive(Clone, Debug)]
-pub struct ListStories {
+pub(crate) struct ListStories {
     pub status: Option<StoryStatus>,
     pub sort: SortKey,
     pub order: SortOrder,
@@ -212,14 +212,12 @@ struct Position {
     id: String,
 }
 
-pub use super::MAX_PAGE_SIZE;
-
 /// Creation-time bounds of a listing: from (inclusive), until (exclusive).
-pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-pub const DEFAULT_PAGE_SIZE: i32 = 20;
+pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+pub(crate) const DEFAULT_PAGE_SIZE: i32 = 20;
 
 /// Parses a client-supplied UUID; anything else is a validation error naming `field`.
-pub fn parse_id(field: &str, value: &str) -> AppResult<Uuid> {
+pub(crate) fn parse_id(field: &str, value: &str) -> AppResult<Uuid> {
     Uuid::parse_str(value)
         .map_err(|_| AppError::validation(format!("`{field}`은(는) UUID여야 합니다.")))
 }
@@ -239,7 +237,7 @@ fn micros(t: NaiveDateTime) -> i64 {
 
 impl Domain {
     /// Creates a `pending` story for `owner` (contract §5).
-    pub async fn create_story(&self, owner: &User, input: NewStory) -> AppResult<Story> {
+    pub(crate) async fn create_story(&self, owner: &User, input: NewStory) -> AppResult<Story> {
         validate_text("user_preferences.theme", &input.theme, 200)?;
         if input.characters.len() > 10 {
             return Err(AppError::validation(
@@ -409,7 +407,7 @@ impl Domain {
 
     /// What a story's conversation gives generation: the child's interests and the
     /// transcript as (role, text), oldest first, without flagged messages.
-    pub async fn conversation_material(
+    pub(crate) async fn conversation_material(
         &self,
         conversation: Option<Uuid>,
     ) -> AppResult<(Vec<String>, Vec<(String, String)>)> {
@@ -483,7 +481,11 @@ impl Domain {
     }
 
     /// One page of the viewer's stories, keyset-paginated over (sort key, id).
-    pub async fn list_stories(&self, viewer: &User, query: ListStories) -> AppResult<StoryPage> {
+    pub(crate) async fn list_stories(
+        &self,
+        viewer: &User,
+        query: ListStories,
+    ) -> AppResult<StoryPage> {
         self.query_stories(Some(viewer.id), None, query).await
     }
 
@@ -657,7 +659,12 @@ impl Domain {
     }
 
     /// Renames a story (`PATCH`): the guardian's title wins over a generated one.
-    pub async fn rename_story(&self, viewer: &User, id: &str, title: &str) -> AppResult<Story> {
+    pub(crate) async fn rename_story(
+        &self,
+        viewer: &User,
+        id: &str,
+        title: &str,
+    ) -> AppResult<Story> {
         validate_text("title", title, 200)?;
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(db::now());
@@ -678,7 +685,7 @@ impl Domain {
     }
 
     /// Deletes a story with its chapters and media files.
-    pub async fn delete_story(&self, viewer: &User, id: &str) -> AppResult<()> {
+    pub(crate) async fn delete_story(&self, viewer: &User, id: &str) -> AppResult<()> {
         let row = self.owned_story_row(viewer, id).await?;
         let mut conn = self.pool().get().await?;
         with_conn!(&mut conn, |c| {
@@ -695,7 +702,7 @@ impl Domain {
     }
 
     /// Sends a `failed` story back to `pending`; any other status is a conflict.
-    pub async fn retry_story(&self, viewer: &User, id: &str) -> AppResult<Story> {
+    pub(crate) async fn retry_story(&self, viewer: &User, id: &str) -> AppResult<Story> {
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(db::now());
         let mut conn = self.pool().get().await?;

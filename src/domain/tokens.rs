@@ -12,11 +12,11 @@ use uuid::Uuid;
 use crate::config::Secret;
 use crate::error::{AppError, AppResult};
 
-pub const ISSUER: &str = "jjongal";
-pub const AUDIENCE: &str = "jjongal-api";
+pub(crate) const ISSUER: &str = "jjongal";
+pub(crate) const AUDIENCE: &str = "jjongal-api";
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     pub sub: String,
     pub iat: i64,
     pub exp: i64,
@@ -27,14 +27,14 @@ pub struct Claims {
 
 /// Signs and verifies access tokens with one secret.
 #[derive(Clone)]
-pub struct TokenKeys {
+pub(crate) struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
 }
 
 impl TokenKeys {
-    pub fn new(secret: &Secret) -> TokenKeys {
+    pub(crate) fn new(secret: &Secret) -> TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
@@ -47,7 +47,12 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid, now: DateTime<Utc>, ttl_secs: i64) -> AppResult<String> {
+    pub(crate) fn issue(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        ttl_secs: i64,
+    ) -> AppResult<String> {
         let claims = Claims {
             sub: user_id.to_string(),
             iat: now.timestamp(),
@@ -61,7 +66,7 @@ impl TokenKeys {
     }
 
     /// Verifies signature, algorithm, expiry, issuer and audience; returns the user id.
-    pub fn verify(&self, token: &str) -> AppResult<Uuid> {
+    pub(crate) fn verify(&self, token: &str) -> AppResult<Uuid> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 tracing::debug!(reason = %e, "access token rejected");
@@ -73,7 +78,7 @@ impl TokenKeys {
 
 impl TokenKeys {
     /// When a valid token expires (its `exp`, Unix seconds); `None` for an invalid one.
-    pub fn expires_at(&self, token: &str) -> Option<i64> {
+    pub(crate) fn expires_at(&self, token: &str) -> Option<i64> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
             .map(|data| data.claims.exp)
@@ -81,14 +86,14 @@ impl TokenKeys {
 }
 
 /// A fresh opaque refresh token: 256 random bits, base64url.
-pub fn new_refresh_token() -> String {
+pub(crate) fn new_refresh_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// What is stored of a refresh token: its SHA-256, hex.
-pub fn hash_refresh_token(token: &str) -> String {
+pub(crate) fn hash_refresh_token(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

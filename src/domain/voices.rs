@@ -24,7 +24,7 @@ enum Admission {
 }
 
 /// The audio format of a sample, from its bytes (never from anything the client says).
-pub fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+pub(crate) fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
     let at = |i: usize, s: &[u8]| bytes.len() >= i + s.len() && &bytes[i..i + s.len()] == s;
     if at(0, b"RIFF") && at(8, b"WAVE") {
         Some(("wav", "audio/wav"))
@@ -47,7 +47,7 @@ pub fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
 
 /// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
 /// the samples as they are).
-pub fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
+pub(crate) fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
     let data_len = pcm.len() as u32;
     let mut wav = Vec::with_capacity(44 + pcm.len());
     wav.extend_from_slice(b"RIFF");
@@ -77,7 +77,7 @@ impl Domain {
     /// Stores one voice sample (a binary frame of the conversation socket) and clones the
     /// voice at the threshold. Progress, success and cloning failures are announced on the
     /// account's voice events (`voiceEvents`); an unusable sample is an error here.
-    pub async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<()> {
+    pub(crate) async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<()> {
         let Some((ext, _)) = sniff_audio(bytes) else {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
         };
@@ -280,7 +280,7 @@ impl Domain {
     }
 
     /// Removes the samples, the stored voice id and the voice at the provider.
-    pub async fn delete_voice(&self, owner: &User) -> AppResult<()> {
+    pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
         let oid = owner.id.to_string();
         let mut conn = self.pool().get().await?;
         let voice_id: Option<String> = with_conn!(&mut conn, |c| {

@@ -8,7 +8,7 @@ use super::{domain, viewer};
 use crate::domain::accounts::{SignUp, TokenPair, User};
 
 /// A family account: `name` and `age` describe the child the stories are for.
-pub struct UserObject(pub User);
+pub(crate) struct UserObject(pub User);
 
 #[Object(name = "User")]
 impl UserObject {
@@ -37,7 +37,7 @@ impl UserObject {
 }
 
 /// An access/refresh token pair.
-pub struct TokenPairObject(pub TokenPair);
+pub(crate) struct TokenPairObject(pub TokenPair);
 
 #[Object(name = "TokenPair")]
 impl TokenPairObject {
@@ -59,7 +59,7 @@ impl TokenPairObject {
 }
 
 #[derive(InputObject)]
-pub struct SignUpInput {
+pub(crate) struct SignUpInput {
     /// Login id: 3–64 characters of `[A-Za-z0-9._-]`.
     pub user_id: String,
     /// 8–128 characters.
@@ -74,18 +74,18 @@ pub struct SignUpInput {
 }
 
 #[derive(InputObject)]
-pub struct IssueTokenInput {
+pub(crate) struct IssueTokenInput {
     pub user_id: String,
     pub password: String,
 }
 
 #[derive(InputObject)]
-pub struct RefreshTokenInput {
+pub(crate) struct RefreshTokenInput {
     pub refresh_token: String,
 }
 
 #[derive(Default)]
-pub struct AccountQuery;
+pub(crate) struct AccountQuery;
 
 #[Object]
 impl AccountQuery {
@@ -96,7 +96,7 @@ impl AccountQuery {
 }
 
 #[derive(Default)]
-pub struct AccountMutation;
+pub(crate) struct AccountMutation;
 
 #[Object]
 impl AccountMutation {

@@ -19,7 +19,7 @@ fn signed(ctx: &Context<'_>, path: &Option<String>) -> Option<String> {
         .map(|p| domain(ctx).media().sign(p, chrono::Utc::now()).url)
 }
 
-pub struct ConversationObject {
+pub(crate) struct ConversationObject {
     pub conversation: Conversation,
     pub messages: Option<Vec<Message>>,
 }
@@ -66,7 +66,7 @@ impl ConversationObject {
     }
 }
 
-pub struct MessageObject(pub Message);
+pub(crate) struct MessageObject(pub Message);
 
 #[Object(name = "ConversationMessage")]
 impl MessageObject {
@@ -94,7 +94,7 @@ impl MessageObject {
 }
 
 /// The guide's answer (spec: `ai_response`).
-pub struct AiResponse(pub Reply);
+pub(crate) struct AiResponse(pub Reply);
 
 #[Object]
 impl AiResponse {
@@ -118,7 +118,7 @@ impl AiResponse {
 }
 
 #[derive(SimpleObject)]
-pub struct ConversationError {
+pub(crate) struct ConversationError {
     pub conversation_id: ID,
     /// From the contract's catalogue, e.g. `AI_UNAVAILABLE`.
     pub code: String,
@@ -126,38 +126,38 @@ pub struct ConversationError {
 }
 
 #[derive(SimpleObject)]
-pub struct ConversationEnded {
+pub(crate) struct ConversationEnded {
     pub conversation_id: ID,
 }
 
 /// What happens in a conversation, as the child's socket sees it.
 #[derive(Union)]
-pub enum ConversationEvent {
+pub(crate) enum ConversationEvent {
     AiResponse(AiResponse),
     Error(ConversationError),
     Ended(ConversationEnded),
 }
 
 #[derive(SimpleObject)]
-pub struct ConversationStarted {
+pub(crate) struct ConversationStarted {
     pub conversation: ConversationObject,
     pub greeting: AiResponse,
 }
 
 #[derive(SimpleObject)]
-pub struct ConversationEdge {
+pub(crate) struct ConversationEdge {
     pub cursor: String,
     pub node: ConversationObject,
 }
 
 #[derive(SimpleObject)]
-pub struct ConversationConnection {
+pub(crate) struct ConversationConnection {
     pub edges: Vec<ConversationEdge>,
     pub page_info: PageInfo,
 }
 
 #[derive(InputObject, Default)]
-pub struct StartConversationInput {
+pub(crate) struct StartConversationInput {
     /// The child's name for this conversation (default: the account's child).
     pub child_name: Option<String>,
     pub age: Option<i32>,
@@ -166,7 +166,7 @@ pub struct StartConversationInput {
 }
 
 #[derive(Default)]
-pub struct ConversationQuery;
+pub(crate) struct ConversationQuery;
 
 #[Object]
 impl ConversationQuery {
@@ -219,7 +219,7 @@ impl ConversationQuery {
 }
 
 #[derive(Default)]
-pub struct ConversationMutation;
+pub(crate) struct ConversationMutation;
 
 #[Object]
 impl ConversationMutation {
@@ -288,7 +288,7 @@ impl ConversationMutation {
 }
 
 #[derive(Default)]
-pub struct ConversationSubscription;
+pub(crate) struct ConversationSubscription;
 
 #[Subscription]
 impl ConversationSubscription {
@@ -366,19 +366,19 @@ impl ConversationSubscription {
 
 /// Progress of the account's voice samples.
 #[derive(SimpleObject)]
-pub struct VoiceCloneProgress {
+pub(crate) struct VoiceCloneProgress {
     pub sample_count: i64,
     pub ready_for_cloning: bool,
 }
 
 #[derive(SimpleObject)]
-pub struct VoiceCloneSuccess {
+pub(crate) struct VoiceCloneSuccess {
     pub voice_id: String,
     pub message: String,
 }
 
 #[derive(SimpleObject)]
-pub struct VoiceCloneFailure {
+pub(crate) struct VoiceCloneFailure {
     /// Always `VOICE_CLONE_FAILED`.
     pub code: String,
     pub message: String,
@@ -386,14 +386,14 @@ pub struct VoiceCloneFailure {
 
 /// What happens to the account's voice.
 #[derive(Union)]
-pub enum VoiceEvent {
+pub(crate) enum VoiceEvent {
     Progress(VoiceCloneProgress),
     Success(VoiceCloneSuccess),
     Failure(VoiceCloneFailure),
 }
 
 #[derive(Default)]
-pub struct VoiceSubscription;
+pub(crate) struct VoiceSubscription;
 
 #[Subscription]
 impl VoiceSubscription {

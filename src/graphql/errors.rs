@@ -28,7 +28,7 @@ impl From<AppError> for async_graphql::Error {
 }
 
 /// The code of a GraphQL error, if it has one we know.
-pub fn code_of(err: &async_graphql::ServerError) -> Option<ErrorCode> {
+pub(crate) fn code_of(err: &async_graphql::ServerError) -> Option<ErrorCode> {
     match err.extensions.as_ref()?.get("code")? {
         Value::String(s) => ErrorCode::parse(s),
         _ => None,
@@ -36,7 +36,7 @@ pub fn code_of(err: &async_graphql::ServerError) -> Option<ErrorCode> {
 }
 
 /// The `retryAfter` extension of a rate-limit error, in seconds.
-pub fn retry_after_of(err: &async_graphql::ServerError) -> Option<u64> {
+pub(crate) fn retry_after_of(err: &async_graphql::ServerError) -> Option<u64> {
     match err.extensions.as_ref()?.get("retryAfter")? {
         Value::Number(n) => n.as_u64(),
         _ => None,
@@ -46,7 +46,7 @@ pub fn retry_after_of(err: &async_graphql::ServerError) -> Option<u64> {
 /// Gives every error without a code `VALIDATION_ERROR`: errors the resolvers did not raise
 /// (the document failed to parse or validate, or an argument could not be coerced) are the
 /// client's. [`super::execute`] and [`super::execute_stream`] apply it to every response.
-pub fn ensure_codes(errors: &mut [async_graphql::ServerError]) {
+pub(crate) fn ensure_codes(errors: &mut [async_graphql::ServerError]) {
     for err in errors {
         if code_of(err).is_none() {
             err.extensions
@@ -58,7 +58,7 @@ pub fn ensure_codes(errors: &mut [async_graphql::ServerError]) {
 
 /// True when the request never executed (it could not be parsed or validated): every
 /// error is positionless and there is no data. GraphQL-over-HTTP answers these with 400.
-pub fn is_request_error(response: &Response) -> bool {
+pub(crate) fn is_request_error(response: &Response) -> bool {
     !response.errors.is_empty()
         && matches!(response.data, Value::Null)
         && response.errors.iter().all(|e| e.path.is_empty())

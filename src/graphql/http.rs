@@ -54,7 +54,7 @@ async fn prepared_auth(domain: &Domain, headers: &HeaderMap) -> RequestAuth {
     auth
 }
 
-pub async fn post(
+pub(crate) async fn post(
     State(schema): State<AppSchema>,
     Extension(domain): Extension<Domain>,
     headers: HeaderMap,
@@ -117,14 +117,14 @@ pub async fn post(
 }
 
 #[derive(Deserialize)]
-pub struct GetParams {
+pub(crate) struct GetParams {
     query: Option<String>,
     #[serde(rename = "operationName")]
     operation_name: Option<String>,
     variables: Option<String>,
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(schema): State<AppSchema>,
     Extension(domain): Extension<Domain>,
     headers: HeaderMap,

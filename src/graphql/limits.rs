@@ -21,13 +21,9 @@ use crate::config::GraphqlConfig;
 use crate::domain::char_len;
 use crate::error::ErrorCode;
 
-/// Longest text in a literal or a variable by default, in Unicode scalar values
-/// (contract §2; `JJONGAL_MAX_TEXT_CHARS`).
-pub const MAX_TEXT_CHARS: usize = 10_000;
-
 /// The limits a client's document must keep.
 #[derive(Clone, Copy, Debug)]
-pub struct DocumentLimits {
+pub(crate) struct DocumentLimits {
     /// Checked on the raw text, before parsing.
     pub max_tokens: usize,
     pub max_nesting: usize,
@@ -36,7 +32,7 @@ pub struct DocumentLimits {
 }
 
 impl DocumentLimits {
-    pub fn from_config(config: &GraphqlConfig) -> DocumentLimits {
+    pub(crate) fn from_config(config: &GraphqlConfig) -> DocumentLimits {
         DocumentLimits {
             max_tokens: config.max_tokens,
             // Brackets of every kind: selection sets, arguments, lists, objects.
@@ -53,14 +49,14 @@ impl DocumentLimits {
     }
 
     /// The checks on raw text (what must hold before anything parses it).
-    pub fn scan(&self, query: &str) -> Result<(), String> {
+    pub(crate) fn scan(&self, query: &str) -> Result<(), String> {
         scan(query, self.max_tokens, self.max_nesting)
     }
 
     /// Admits a client's request: the text is scanned, then parsed (the document stays in
     /// the request, so execution does not parse it again), then the document and its
     /// variables are checked.
-    pub fn admit(&self, request: &mut Request) -> Result<(), ServerError> {
+    pub(crate) fn admit(&self, request: &mut Request) -> Result<(), ServerError> {
         self.scan(&request.query).map_err(refuse)?;
         let document = request.parsed_query()?;
         check_document(document, self.rules).map_err(refuse)?;
@@ -70,7 +66,7 @@ impl DocumentLimits {
 
 /// What [`check_document`] enforces on a parsed document.
 #[derive(Clone, Copy, Debug)]
-pub struct DocumentRules {
+pub(crate) struct DocumentRules {
     pub max_aliases: usize,
     pub max_root_fields: usize,
     /// Selections per operation with every fragment expanded where it is spread.
@@ -95,7 +91,7 @@ fn refuse(message: impl Into<String>) -> ServerError {
 /// Counts lexical tokens (GraphQL's punctuators, names, numbers, strings; commas and
 /// comments are ignored) and bracket nesting, stopping at the first limit crossed.
 /// Unterminated strings and stray characters are left for the parser to report.
-pub fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result<(), String> {
+pub(crate) fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result<(), String> {
     let bytes = query.as_bytes();
     let mut i = 0;
     let mut tokens = 0usize;
@@ -195,7 +191,10 @@ pub fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result<(), St
 
 /// Aliases in the whole document, root fields per operation (fragments at the root
 /// expanded, each once), and the length of every string literal.
-pub fn check_document(document: &ExecutableDocument, rules: DocumentRules) -> Result<(), String> {
+pub(crate) fn check_document(
+    document: &ExecutableDocument,
+    rules: DocumentRules,
+) -> Result<(), String> {
     let DocumentRules {
         max_aliases,
         max_root_fields,
@@ -427,7 +426,7 @@ fn check_const(value: &Value, field: &str, max: usize) -> Result<(), String> {
 
 /// Every string inside the variables, however deeply nested, names its path
 /// (`$input.theme`).
-pub fn check_variables(variables: &Variables, max: usize) -> Result<(), String> {
+pub(crate) fn check_variables(variables: &Variables, max: usize) -> Result<(), String> {
     for (name, value) in variables.iter() {
         check_const(value, &format!("${name}"), max)?;
     }
@@ -437,6 +436,9 @@ pub fn check_variables(variables: &Variables, max: usize) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default longest text (contract §2; `JJONGAL_MAX_TEXT_CHARS`).
+    const MAX_TEXT_CHARS: usize = 10_000;
 
     #[test]
     fn tokens_are_counted_like_graphql_does() {

@@ -1,16 +1,16 @@
 //! The GraphQL core: where behaviour lives. Resolvers read the auth context and call the
 //! domain; every error carries `extensions.code` from the contract's catalogue.
 
-pub mod accounts;
-pub mod conversations;
-pub mod errors;
-pub mod http;
-pub mod limits;
-pub mod ops;
+pub(crate) mod accounts;
+pub(crate) mod conversations;
+pub(crate) mod errors;
+pub(crate) mod http;
+pub(crate) mod limits;
+pub(crate) mod ops;
 mod plain;
-pub mod scalars;
-pub mod stories;
-pub mod ws;
+pub(crate) mod scalars;
+pub(crate) mod stories;
+pub(crate) mod ws;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Request, Response, Schema};
 use futures_util::StreamExt;
@@ -22,7 +22,7 @@ use crate::domain::accounts::User;
 use crate::error::AppError;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(
+pub(crate) struct QueryRoot(
     accounts::AccountQuery,
     stories::StoryQuery,
     conversations::ConversationQuery,
@@ -30,21 +30,21 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(
+pub(crate) struct MutationRoot(
     accounts::AccountMutation,
     stories::StoryMutation,
     conversations::ConversationMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(
+pub(crate) struct SubscriptionRoot(
     stories::StorySubscription,
     conversations::ConversationSubscription,
     conversations::VoiceSubscription,
     ops::OpsSubscription,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// The query root as everyone but operators sees it (no `ops`): only for the public SDL.
 #[derive(MergedObject, Default)]
@@ -67,13 +67,13 @@ struct PublicSubscriptionRoot(
 /// Per-request authentication: the bearer token as sent, resolved lazily (and once) to
 /// the live account it names.
 #[derive(Default)]
-pub struct RequestAuth {
+pub(crate) struct RequestAuth {
     bearer: Option<String>,
     user: OnceCell<User>,
 }
 
 impl RequestAuth {
-    pub fn new(bearer: Option<String>) -> RequestAuth {
+    pub(crate) fn new(bearer: Option<String>) -> RequestAuth {
         RequestAuth {
             bearer,
             user: OnceCell::new(),
@@ -81,7 +81,7 @@ impl RequestAuth {
     }
 
     /// For a connection that authenticated once (the GraphQL socket's `connection_init`).
-    pub fn for_user(bearer: Option<String>, user: Option<User>) -> RequestAuth {
+    pub(crate) fn for_user(bearer: Option<String>, user: Option<User>) -> RequestAuth {
         let resolved = OnceCell::new();
         if let Some(user) = user {
             let _ = resolved.set(user);
@@ -93,18 +93,18 @@ impl RequestAuth {
     }
 
     /// The bearer token this request carries, if any.
-    pub fn bearer(&self) -> Option<&str> {
+    pub(crate) fn bearer(&self) -> Option<&str> {
         self.bearer.as_deref()
     }
 
     /// The account, if it was already resolved for this request.
-    pub fn resolved(&self) -> Option<&User> {
+    pub(crate) fn resolved(&self) -> Option<&User> {
         self.user.get()
     }
 
     /// Resolves the account now (failures are left for the resolvers to report), so
     /// schema visibility can depend on the viewer's role.
-    pub async fn preload(&self, domain: &Domain) {
+    pub(crate) async fn preload(&self, domain: &Domain) {
         if self.bearer.is_some() {
             let _ = self
                 .user
@@ -114,7 +114,7 @@ impl RequestAuth {
     }
 }
 
-pub fn build_schema(domain: Domain) -> AppSchema {
+pub(crate) fn build_schema(domain: Domain) -> AppSchema {
     let limits = domain.config().graphql.clone();
     let mut builder = Schema::build(
         QueryRoot::default(),
@@ -138,7 +138,7 @@ pub fn build_schema(domain: Domain) -> AppSchema {
 /// The one way into the schema: a client's document passes `limits` first (`None` for the
 /// server's own documents, the REST facade's route table), and every error leaves with a
 /// code.
-pub async fn execute(
+pub(crate) async fn execute(
     schema: &AppSchema,
     limits: Option<&limits::DocumentLimits>,
     mut request: Request,
@@ -155,7 +155,7 @@ pub async fn execute(
 
 /// [`execute`] for subscriptions: the same admission, a code on every error of every
 /// response.
-pub fn execute_stream(
+pub(crate) fn execute_stream(
     schema: &AppSchema,
     limits: Option<&limits::DocumentLimits>,
     mut request: Request,
@@ -185,7 +185,7 @@ pub(crate) fn refusal(error: async_graphql::ServerError) -> Response {
 /// The SDL everyone but operators may see at `/graphql/schema.graphql`: the schema
 /// without the operator surface (`ops`, `opsStoryUpdates`, `opsConversationEvents` and
 /// the types only they reach), as introspection shows it to them.
-pub fn public_sdl() -> String {
+pub(crate) fn public_sdl() -> String {
     Schema::build(
         PublicQueryRoot::default(),
         MutationRoot::default(),

@@ -9,7 +9,7 @@ use crate::domain::accounts::{Role, User};
 use crate::domain::stories::{DEFAULT_PAGE_SIZE, ListStories, parse_id};
 
 /// Lets only operators through, reading the role from the database each time.
-pub struct OperatorGuard;
+pub(crate) struct OperatorGuard;
 
 impl Guard for OperatorGuard {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
@@ -20,7 +20,7 @@ impl Guard for OperatorGuard {
 }
 
 #[derive(Default)]
-pub struct OpsRoot;
+pub(crate) struct OpsRoot;
 
 #[Object]
 impl OpsRoot {
@@ -33,13 +33,13 @@ impl OpsRoot {
 
 #[derive(async_graphql::MergedObject)]
 #[graphql(name = "Ops")]
-pub struct OpsQuery(OpsReads, OpsFigures);
+pub(crate) struct OpsQuery(OpsReads, OpsFigures);
 
-pub struct OpsReads;
-pub struct OpsFigures;
+pub(crate) struct OpsReads;
+pub(crate) struct OpsFigures;
 
 /// An account as operators see it (never a password hash).
-pub struct OpsAccount(pub User);
+pub(crate) struct OpsAccount(pub User);
 
 #[Object]
 impl OpsAccount {
@@ -68,20 +68,20 @@ impl OpsAccount {
 }
 
 #[derive(SimpleObject)]
-pub struct OpsAccountEdge {
+pub(crate) struct OpsAccountEdge {
     pub cursor: String,
     pub node: OpsAccount,
 }
 
 #[derive(SimpleObject)]
-pub struct OpsAccountConnection {
+pub(crate) struct OpsAccountConnection {
     pub edges: Vec<OpsAccountEdge>,
     pub page_info: super::stories::PageInfo,
 }
 
 /// One recorded provider attempt of a story's generation.
 #[derive(SimpleObject)]
-pub struct GenerationStep {
+pub(crate) struct GenerationStep {
     pub step: String,
     pub chapter_number: Option<i32>,
     pub provider: String,
@@ -95,7 +95,7 @@ pub struct GenerationStep {
 }
 
 #[derive(SimpleObject)]
-pub struct OpsConversation {
+pub(crate) struct OpsConversation {
     pub id: ID,
     pub owner_id: ID,
     pub child_name: Option<String>,
@@ -107,7 +107,7 @@ pub struct OpsConversation {
 }
 
 #[derive(SimpleObject)]
-pub struct OpsMessage {
+pub(crate) struct OpsMessage {
     pub seq: i32,
     pub role: String,
     /// `null` unless `JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS=true`.
@@ -117,7 +117,7 @@ pub struct OpsMessage {
 }
 
 #[derive(SimpleObject)]
-pub struct AuditEntry {
+pub(crate) struct AuditEntry {
     pub id: ID,
     pub operator_id: ID,
     pub action: String,
@@ -287,13 +287,13 @@ impl OpsReads {
 }
 
 #[derive(SimpleObject)]
-pub struct StatusCount {
+pub(crate) struct StatusCount {
     pub status: String,
     pub count: i64,
 }
 
 #[derive(SimpleObject)]
-pub struct StepFigures {
+pub(crate) struct StepFigures {
     pub step: String,
     pub attempts: i64,
     pub p50_ms: i64,
@@ -302,13 +302,13 @@ pub struct StepFigures {
 }
 
 #[derive(SimpleObject)]
-pub struct KindCount {
+pub(crate) struct KindCount {
     pub kind: String,
     pub count: i64,
 }
 
 #[derive(SimpleObject)]
-pub struct ProviderFigures {
+pub(crate) struct ProviderFigures {
     pub provider: String,
     pub attempts: i64,
     pub errors: i64,
@@ -319,7 +319,7 @@ pub struct ProviderFigures {
 
 /// The operations figures of a live board.
 #[derive(SimpleObject)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub stories_by_status: Vec<StatusCount>,
     /// Stories waiting to be generated.
     pub queue_depth: i64,
@@ -390,7 +390,7 @@ impl OpsFigures {
 
 /// A story change as operators see it live.
 #[derive(SimpleObject)]
-pub struct OpsStoryUpdate {
+pub(crate) struct OpsStoryUpdate {
     pub story_id: ID,
     pub owner_id: ID,
     pub status: StoryStatus,
@@ -403,7 +403,7 @@ pub struct OpsStoryUpdate {
 /// A conversation event as operators see it live: texts only where transcripts may be
 /// read (`JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS`).
 #[derive(SimpleObject)]
-pub struct OpsConversationEvent {
+pub(crate) struct OpsConversationEvent {
     pub conversation_id: ID,
     /// `ai_response`, `error` or `ended`.
     pub kind: String,
@@ -414,7 +414,7 @@ pub struct OpsConversationEvent {
 }
 
 #[derive(Default)]
-pub struct OpsSubscription;
+pub(crate) struct OpsSubscription;
 
 #[async_graphql::Subscription]
 impl OpsSubscription {
@@ -549,7 +549,7 @@ impl OpsSubscription {
 
 /// Operator-only fields are listed in introspection only for operators (the request's
 /// viewer is resolved up front by the HTTP and WebSocket handlers).
-pub fn operator_visible(ctx: &Context<'_>) -> bool {
+pub(crate) fn operator_visible(ctx: &Context<'_>) -> bool {
     ctx.data_opt::<super::RequestAuth>()
         .and_then(|auth| auth.resolved())
         .is_some_and(|user| user.role == Role::Operator)

@@ -5,9 +5,9 @@ use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value
 use chrono::{DateTime, SecondsFormat, Utc};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timestamp(pub DateTime<Utc>);
+pub(crate) struct Timestamp(pub DateTime<Utc>);
 
-pub fn format_timestamp(t: DateTime<Utc>) -> String {
+pub(crate) fn format_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -22,7 +22,7 @@ use crate::media::SignedUrl;
     remote = "crate::domain::stories::StoryStatus",
     rename_items = "snake_case"
 )]
-pub enum StoryStatus {
+pub(crate) enum StoryStatus {
     Pending,
     InProgress,
     Completed,
@@ -34,7 +34,7 @@ pub enum StoryStatus {
     remote = "crate::domain::stories::StoryLength",
     rename_items = "snake_case"
 )]
-pub enum StoryLength {
+pub(crate) enum StoryLength {
     Short,
     Medium,
     Long,
@@ -46,7 +46,7 @@ pub enum StoryLength {
     remote = "crate::domain::stories::SortKey",
     rename_items = "snake_case"
 )]
-pub enum SortKey {
+pub(crate) enum SortKey {
     CreatedAt,
     UpdatedAt,
     Title,
@@ -57,14 +57,14 @@ pub enum SortKey {
     remote = "crate::domain::stories::SortOrder",
     rename_items = "snake_case"
 )]
-pub enum SortOrder {
+pub(crate) enum SortOrder {
     Asc,
     Desc,
 }
 
 /// A media file behind a signed, expiring URL (spec §5.1). Signed once, so `url` and
 /// `expiryTime` always agree (and a page of 200 files signs 200 times, not 400).
-pub struct FileObject {
+pub(crate) struct FileObject {
     signed: SignedUrl,
     content_type: String,
 }
@@ -103,7 +103,7 @@ impl FileObject {
 
 /// A chapter, borrowed from its story (a page of 20 stories would otherwise copy 100
 /// chapters' texts once more per request).
-pub struct ChapterObject<'a>(pub &'a model::Chapter);
+pub(crate) struct ChapterObject<'a>(pub &'a model::Chapter);
 
 #[Object(name = "Chapter")]
 impl<'a> ChapterObject<'a> {
@@ -133,7 +133,7 @@ impl<'a> ChapterObject<'a> {
     }
 }
 
-pub struct StoryObject(pub Story);
+pub(crate) struct StoryObject(pub Story);
 
 #[Object(name = "Story")]
 impl StoryObject {
@@ -272,20 +272,20 @@ impl Plain for StoryObject {
 }
 
 #[derive(SimpleObject)]
-pub struct PageInfo {
+pub(crate) struct PageInfo {
     pub has_next_page: bool,
     /// Cursor of the last edge; pass it as `after` for the next page.
     pub end_cursor: Option<String>,
 }
 
 #[derive(SimpleObject)]
-pub struct StoryEdge {
+pub(crate) struct StoryEdge {
     pub cursor: String,
     pub(crate) node: Fast<StoryObject>,
 }
 
 #[derive(SimpleObject)]
-pub struct StoryConnection {
+pub(crate) struct StoryConnection {
     pub edges: Vec<StoryEdge>,
     pub page_info: PageInfo,
 }
@@ -311,7 +311,7 @@ impl From<model::StoryPage> for StoryConnection {
 }
 
 #[derive(InputObject)]
-pub struct UserPreferencesInput {
+pub(crate) struct UserPreferencesInput {
     /// 1–200 characters.
     pub theme: String,
     /// At most 10, each 1–100 characters.
@@ -322,20 +322,20 @@ pub struct UserPreferencesInput {
 }
 
 #[derive(InputObject)]
-pub struct CreateStoryInput {
+pub(crate) struct CreateStoryInput {
     pub user_preferences: UserPreferencesInput,
     /// A conversation of the viewer's whose transcript the story uses.
     pub conversation_id: Option<ID>,
 }
 
 #[derive(InputObject)]
-pub struct UpdateStoryInput {
+pub(crate) struct UpdateStoryInput {
     /// 1–200 characters; the guardian's title wins over a generated one.
     pub title: String,
 }
 
 #[derive(Default)]
-pub struct StoryQuery;
+pub(crate) struct StoryQuery;
 
 #[Object]
 impl StoryQuery {
@@ -374,7 +374,7 @@ impl StoryQuery {
 }
 
 #[derive(Default)]
-pub struct StoryMutation;
+pub(crate) struct StoryMutation;
 
 #[Object]
 impl StoryMutation {
@@ -427,7 +427,7 @@ impl StoryMutation {
 }
 
 #[derive(Default)]
-pub struct StorySubscription;
+pub(crate) struct StorySubscription;
 
 /// What decides whether a subscriber has already seen a state.
 fn fingerprint(story: &Story) -> String {

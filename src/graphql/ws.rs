@@ -91,7 +91,7 @@ impl Protocol {
     }
 }
 
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(schema): State<AppSchema>,
     Extension(domain): Extension<Domain>,
     Extension(gateway): Extension<Gateway>,

@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, header};
 
 /// The token of a `Bearer <token>` value (scheme case-insensitive, token non-empty).
-pub fn bearer_of(value: &str) -> Option<String> {
+pub(crate) fn bearer_of(value: &str) -> Option<String> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -13,7 +13,7 @@ pub fn bearer_of(value: &str) -> Option<String> {
 }
 
 /// The bearer token of a request's `Authorization` header, if it has one.
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -13,12 +13,12 @@ use crate::config::{IpNet, canonical};
 /// The client's address: the peer's, unless the peer is a configured proxy, in which case
 /// the nearest untrusted address in `X-Forwarded-For` (else `X-Real-IP`).
 #[derive(Clone, Debug)]
-pub struct ClientIp {
+pub(crate) struct ClientIp {
     trusted: Arc<Vec<IpNet>>,
 }
 
 impl ClientIp {
-    pub fn new(trusted: Vec<IpNet>) -> ClientIp {
+    pub(crate) fn new(trusted: Vec<IpNet>) -> ClientIp {
         ClientIp {
             trusted: Arc::new(trusted),
         }
@@ -29,7 +29,7 @@ impl ClientIp {
     }
 
     /// The client of a connection from `peer` that sent `headers`.
-    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = canonical(peer);
         if !self.is_trusted(peer) {
             return peer;
@@ -58,7 +58,7 @@ impl ClientIp {
 
     /// The client of an axum request (the connection's peer comes from `ConnectInfo`;
     /// without it — a router served without connect info — the unspecified address).
-    pub fn of_request<B>(&self, request: &axum::http::Request<B>) -> IpAddr {
+    pub(crate) fn of_request<B>(&self, request: &axum::http::Request<B>) -> IpAddr {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -79,7 +79,7 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
 
 /// What a per-IP budget belongs to: an IPv4 address, or an IPv6 /64 (one subscriber's
 /// network — a single host can use any address in it).
-pub fn rate_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn rate_key(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => {
             let net = u128::from(v6) & !((1u128 << 64) - 1);
@@ -92,7 +92,7 @@ pub fn rate_key(ip: IpAddr) -> IpAddr {
 /// The client's address as the gateway resolved it (a request extension for handlers,
 /// such as the sockets, that go on counting after the upgrade).
 #[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub IpAddr);
+pub(crate) struct ClientAddr(pub IpAddr);
 
 #[cfg(test)]
 mod tests {

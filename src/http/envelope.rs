@@ -10,7 +10,7 @@ use super::errors::InternalCauses;
 use crate::error::{AppError, ErrorCode};
 
 /// `{"success": true, "message": ..., "data": ...}`.
-pub fn success(status: StatusCode, message: &str, data: impl Serialize) -> Response {
+pub(crate) fn success(status: StatusCode, message: &str, data: impl Serialize) -> Response {
     if status == StatusCode::NO_CONTENT {
         return status.into_response();
     }
@@ -40,7 +40,7 @@ pub fn success(status: StatusCode, message: &str, data: impl Serialize) -> Respo
 }
 
 /// A JSON response with the contract's content type (`application/json; charset=utf-8`).
-pub fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -51,7 +51,7 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
 
 /// A REST failure: a public code and a client-safe message.
 #[derive(Debug, Clone)]
-pub struct RestError {
+pub(crate) struct RestError {
     pub code: ErrorCode,
     pub message: String,
     /// For 405: the methods the path does support.
@@ -63,7 +63,7 @@ pub struct RestError {
 }
 
 impl RestError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> RestError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> RestError {
         RestError {
             code,
             message: message.into(),
@@ -72,10 +72,10 @@ impl RestError {
             causes: InternalCauses::default(),
         }
     }
-    pub fn code(code: ErrorCode) -> RestError {
+    pub(crate) fn code(code: ErrorCode) -> RestError {
         RestError::new(code, code.default_message())
     }
-    pub fn validation(message: impl Into<String>) -> RestError {
+    pub(crate) fn validation(message: impl Into<String>) -> RestError {
         RestError::new(ErrorCode::ValidationError, message)
     }
 }
@@ -117,7 +117,7 @@ impl From<AppError> for RestError {
 /// A refusal made before any door answered (rate limit, overload, timeout), in the shape
 /// of the door the path belongs to: GraphQL's `errors[].extensions` for `/graphql…`, the
 /// REST envelope for everything else. Both carry `Retry-After` when it is known.
-pub fn refusal(path: &str, error: RestError) -> Response {
+pub(crate) fn refusal(path: &str, error: RestError) -> Response {
     if !path.starts_with("/graphql") {
         return error.into_response();
     }

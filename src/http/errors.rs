@@ -15,11 +15,11 @@ use crate::error::{AppError, InternalCause, PublicError};
 
 /// The internal causes behind a response (a GraphQL response can carry several).
 #[derive(Clone, Debug, Default)]
-pub struct InternalCauses(pub Vec<InternalCause>);
+pub(crate) struct InternalCauses(pub Vec<InternalCause>);
 
 impl InternalCauses {
     /// The causes of a GraphQL response's errors (those the domain raised as internal).
-    pub fn of(errors: &[async_graphql::ServerError]) -> InternalCauses {
+    pub(crate) fn of(errors: &[async_graphql::ServerError]) -> InternalCauses {
         InternalCauses(
             errors
                 .iter()
@@ -29,7 +29,7 @@ impl InternalCauses {
     }
 
     /// Adds them to `response` (nothing when there are none).
-    pub fn attach(self, response: &mut Response) {
+    pub(crate) fn attach(self, response: &mut Response) {
         if self.0.is_empty() {
             return;
         }
@@ -43,13 +43,13 @@ impl InternalCauses {
 }
 
 /// Logs one internal cause (in the current span).
-pub fn log(cause: &InternalCause) {
+pub(crate) fn log(cause: &InternalCause) {
     tracing::error!(code = %cause.code, error = %cause, "internal error");
 }
 
 /// A domain error as a socket answers it: what the client sees, its cause (if internal)
 /// logged now (the sockets' counterpart of the middleware).
-pub fn answered(e: AppError) -> PublicError {
+pub(crate) fn answered(e: AppError) -> PublicError {
     let public = e.into_public();
     if let Some(cause) = &public.cause {
         log(cause);
@@ -59,14 +59,14 @@ pub fn answered(e: AppError) -> PublicError {
 
 /// Logs the causes of a GraphQL response's errors (the sockets' counterpart of the
 /// middleware).
-pub fn log_graphql(errors: &[async_graphql::ServerError]) {
+pub(crate) fn log_graphql(errors: &[async_graphql::ServerError]) {
     for cause in InternalCauses::of(errors).0 {
         log(&cause);
     }
 }
 
 /// Logs the internal causes a response carries, inside the request's span.
-pub async fn log_internal_causes(request: Request, next: Next) -> Response {
+pub(crate) async fn log_internal_causes(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if let Some(InternalCauses(causes)) = response.extensions_mut().remove::<InternalCauses>() {
         for cause in &causes {

@@ -15,12 +15,12 @@ use crate::error::ErrorCode;
 use crate::media::{LinkError, MediaStore, PREFIX, percent_decode};
 
 #[derive(Deserialize)]
-pub struct LinkParams {
+pub(crate) struct LinkParams {
     md5: Option<String>,
     expires: Option<String>,
 }
 
-pub async fn media(
+pub(crate) async fn media(
     State(store): State<MediaStore>,
     params: Result<Query<LinkParams>, QueryRejection>,
     request: Request<Body>,

@@ -6,13 +6,13 @@
 //! The doors depend on this layer and on the core below it; nothing here depends on a
 //! door.
 
-pub mod bearer;
-pub mod client;
-pub mod envelope;
-pub mod errors;
-pub mod media;
-pub mod socket_close;
+pub(crate) mod bearer;
+pub(crate) mod client;
+pub(crate) mod envelope;
+pub(crate) mod errors;
+pub(crate) mod media;
+pub(crate) mod socket_close;
 
-pub use bearer::bearer;
-pub use client::{ClientAddr, ClientIp};
-pub use envelope::{RestError, refusal};
+pub(crate) use bearer::bearer;
+pub(crate) use client::{ClientAddr, ClientIp};
+pub(crate) use envelope::{RestError, refusal};

@@ -16,11 +16,11 @@ use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 
 /// How long the server waits for the client's answering Close.
-pub const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The code to answer a client's Close with: its own (RFC 6455 §5.5.1), or `1000` when
 /// it sent none or one that may not be sent (1005, 1006, 1015).
-pub fn echo_code(frame: Option<&CloseFrame>) -> u16 {
+pub(crate) fn echo_code(frame: Option<&CloseFrame>) -> u16 {
     match frame.map(|f| f.code) {
         Some(code) if !matches!(code, 1005 | 1006 | 1015) && (1000..5000).contains(&code) => code,
         _ => 1000,
@@ -29,7 +29,7 @@ pub fn echo_code(frame: Option<&CloseFrame>) -> u16 {
 
 /// Reads (and drops) what the client still sends until its Close, the end of the
 /// stream, an error, or the timeout.
-pub async fn await_client_close(stream: &mut SplitStream<WebSocket>) {
+pub(crate) async fn await_client_close(stream: &mut SplitStream<WebSocket>) {
     let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, async {
         while let Some(Ok(message)) = stream.next().await {
             if matches!(message, Message::Close(_)) {

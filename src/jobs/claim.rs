@@ -19,7 +19,7 @@ use crate::with_conn;
 
 /// A story this worker holds the lease of.
 #[derive(Clone, Debug)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     pub id: Uuid,
     pub attempts: i32,
 }
@@ -46,7 +46,11 @@ const CLAIM_SQLITE: &str = "UPDATE stories SET status = 'in_progress', lease_own
      RETURNING *";
 
 /// Claims the oldest claimable story, if any.
-pub async fn claim(domain: &Domain, owner: &str, lease: Duration) -> AppResult<Option<Claimed>> {
+pub(crate) async fn claim(
+    domain: &Domain,
+    owner: &str,
+    lease: Duration,
+) -> AppResult<Option<Claimed>> {
     let now = db::now();
     let expires =
         to_db(now + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?);
@@ -86,7 +90,12 @@ pub async fn claim(domain: &Domain, owner: &str, lease: Duration) -> AppResult<O
 }
 
 /// Extends the lease; `false` when this worker no longer holds it.
-pub async fn renew(domain: &Domain, owner: &str, id: Uuid, lease: Duration) -> AppResult<bool> {
+pub(crate) async fn renew(
+    domain: &Domain,
+    owner: &str,
+    id: Uuid,
+    lease: Duration,
+) -> AppResult<bool> {
     let expires = to_db(
         db::now() + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?,
     );
@@ -107,7 +116,7 @@ pub async fn renew(domain: &Domain, owner: &str, id: Uuid, lease: Duration) -> A
 }
 
 /// Whether this worker still holds the lease (checked before each write).
-pub async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
+pub(crate) async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
     let id = id.to_string();
     let now = to_db(db::now());
     let mut conn = domain.pool().get().await?;
@@ -125,7 +134,7 @@ pub async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
 }
 
 /// Gives a lease up (on shutdown), so another worker can resume at once.
-pub async fn release(domain: &Domain, owner: &str, id: Uuid) -> AppResult<()> {
+pub(crate) async fn release(domain: &Domain, owner: &str, id: Uuid) -> AppResult<()> {
     let id = id.to_string();
     let mut conn = domain.pool().get().await?;
     with_conn!(&mut conn, |c| {
@@ -146,7 +155,7 @@ pub async fn release(domain: &Domain, owner: &str, id: Uuid) -> AppResult<()> {
 }
 
 /// Ends a job: the final status is written only while holding the lease.
-pub async fn finish(
+pub(crate) async fn finish(
     domain: &Domain,
     owner: &str,
     id: Uuid,

@@ -17,14 +17,14 @@ use crate::domain::Domain;
 use crate::domain::stories::StoryStatus;
 use crate::shutdown::Shutdown;
 
-pub use claim::Claimed;
+pub(crate) use claim::Claimed;
 
 /// Claims of one story that ended in an internal error before it is marked failed.
 const MAX_JOB_ATTEMPTS: i32 = 5;
 
 /// Claims stories and runs the generation pipeline for them.
 #[derive(Clone)]
-pub struct StoryWorker {
+pub(crate) struct StoryWorker {
     inner: Arc<Inner>,
 }
 
@@ -36,7 +36,7 @@ struct Inner {
 }
 
 impl StoryWorker {
-    pub fn new(domain: Domain, config: WorkerConfig) -> StoryWorker {
+    pub(crate) fn new(domain: Domain, config: WorkerConfig) -> StoryWorker {
         StoryWorker {
             inner: Arc::new(Inner {
                 domain,
@@ -46,14 +46,10 @@ impl StoryWorker {
         }
     }
 
-    pub fn id(&self) -> &str {
-        &self.inner.id
-    }
-
     /// Runs until the shutdown starts; then stops claiming, gives in-flight stories the
     /// configured grace to finish, and releases the leases of those that did not, so
     /// another worker picks them up at once.
-    pub async fn run(self, shutdown: Shutdown) {
+    pub(crate) async fn run(self, shutdown: Shutdown) {
         let inner = &self.inner;
         let grace = inner.config.shutdown_grace;
         let slots = Arc::new(Semaphore::new(inner.config.concurrency));

@@ -99,7 +99,7 @@ fn seed_of(id: Uuid) -> u64 {
 
 /// Runs the pipeline. `Err` only for internal failures (the lease then expires and
 /// another attempt resumes); provider problems end in `completed` or `failed`.
-pub async fn run(
+pub(crate) async fn run(
     domain: &Domain,
     providers: &Providers,
     owner: &str,

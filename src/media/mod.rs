@@ -17,7 +17,7 @@ use md5::{Digest, Md5};
 use crate::config::Secret;
 
 /// URL prefix of media.
-pub const PREFIX: &str = "/media/";
+pub(crate) const PREFIX: &str = "/media/";
 
 /// A signed URL and the instant it stops working.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct SignedUrl {
 
 /// Why a media request was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// Missing or wrong signature, or a path that can never be valid.
     Forbidden,
     /// Correctly signed but past its expiry.
@@ -45,7 +45,12 @@ pub struct MediaStore {
 }
 
 impl MediaStore {
-    pub fn new(dir: PathBuf, secret: Secret, public_url: String, ttl: Duration) -> MediaStore {
+    pub(crate) fn new(
+        dir: PathBuf,
+        secret: Secret,
+        public_url: String,
+        ttl: Duration,
+    ) -> MediaStore {
         MediaStore {
             dir,
             secret,
@@ -60,7 +65,7 @@ impl MediaStore {
 
     /// Absolute path of a stored relative path; `None` for anything that could escape
     /// the media directory.
-    pub fn resolve(&self, relative: &str) -> Option<PathBuf> {
+    pub(crate) fn resolve(&self, relative: &str) -> Option<PathBuf> {
         let rel = Path::new(relative);
         let safe = !relative.is_empty()
             && !relative.contains('\\')
@@ -114,7 +119,7 @@ impl MediaStore {
     }
 
     /// Checks a request for `uri` (percent-decoded, starting with `/media/`).
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         uri: &str,
         md5: Option<&str>,
@@ -155,7 +160,7 @@ fn push_percent_encoded(out: &mut String, path: &str) {
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

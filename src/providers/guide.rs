@@ -26,7 +26,7 @@ pub struct GuideRequest {
 
 impl GuideRequest {
     /// How many story elements the child has given so far.
-    pub fn stage(&self) -> usize {
+    pub(crate) fn stage(&self) -> usize {
         self.history.iter().filter(|(r, _)| r == "child").count()
     }
 }
@@ -55,7 +55,7 @@ fn echo(text: &str) -> String {
 }
 
 /// The offline guide.
-pub struct RuleGuide;
+pub(crate) struct RuleGuide;
 
 #[async_trait]
 impl Guide for RuleGuide {
@@ -113,13 +113,13 @@ impl Guide for RuleGuide {
 }
 
 /// The guide through an OpenAI-compatible chat model.
-pub struct ChatGuide {
+pub(crate) struct ChatGuide {
     settings: HttpSettings,
     client: Client,
 }
 
 impl ChatGuide {
-    pub fn new(settings: HttpSettings) -> ChatGuide {
+    pub(crate) fn new(settings: HttpSettings) -> ChatGuide {
         ChatGuide {
             client: super::http::client_for(&settings),
             settings,

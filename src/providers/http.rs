@@ -113,13 +113,13 @@ pub(crate) fn client_for(settings: &HttpSettings) -> Client {
 }
 
 /// Chat completions that return the story as JSON.
-pub struct ChatStoryWriter {
+pub(crate) struct ChatStoryWriter {
     settings: HttpSettings,
     client: Client,
 }
 
 impl ChatStoryWriter {
-    pub fn new(settings: HttpSettings) -> ChatStoryWriter {
+    pub(crate) fn new(settings: HttpSettings) -> ChatStoryWriter {
         ChatStoryWriter {
             client: client_for(&settings),
             settings,
@@ -204,7 +204,7 @@ fn user_prompt(req: &StoryRequest) -> String {
 }
 
 /// Parses and checks the model's JSON against the expected shape.
-pub fn parse_story(text: &str, chapters: usize) -> Result<GeneratedStory, String> {
+pub(crate) fn parse_story(text: &str, chapters: usize) -> Result<GeneratedStory, String> {
     let trimmed = text.trim();
     let trimmed = trimmed
         .strip_prefix("```json")
@@ -306,13 +306,13 @@ fn sniff_image(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
 }
 
 /// OpenAI-compatible `/images/generations`.
-pub struct ImagesIllustrator {
+pub(crate) struct ImagesIllustrator {
     settings: HttpSettings,
     client: Client,
 }
 
 impl ImagesIllustrator {
-    pub fn new(settings: HttpSettings) -> ImagesIllustrator {
+    pub(crate) fn new(settings: HttpSettings) -> ImagesIllustrator {
         ImagesIllustrator {
             client: client_for(&settings),
             settings,
@@ -401,14 +401,14 @@ fn audio_media(bytes: Vec<u8>) -> Result<Media, ProviderError> {
 }
 
 /// OpenAI-compatible `/audio/speech`.
-pub struct SpeechNarrator {
+pub(crate) struct SpeechNarrator {
     settings: HttpSettings,
     voice: String,
     client: Client,
 }
 
 impl SpeechNarrator {
-    pub fn new(settings: HttpSettings, voice: String) -> SpeechNarrator {
+    pub(crate) fn new(settings: HttpSettings, voice: String) -> SpeechNarrator {
         SpeechNarrator {
             client: client_for(&settings),
             settings,
@@ -444,14 +444,14 @@ impl Narrator for SpeechNarrator {
 }
 
 /// ElevenLabs-compatible text-to-speech, for cloned voices.
-pub struct ElevenLabsNarrator {
+pub(crate) struct ElevenLabsNarrator {
     settings: HttpSettings,
     default_voice: Option<String>,
     client: Client,
 }
 
 impl ElevenLabsNarrator {
-    pub fn new(settings: HttpSettings, default_voice: Option<String>) -> ElevenLabsNarrator {
+    pub(crate) fn new(settings: HttpSettings, default_voice: Option<String>) -> ElevenLabsNarrator {
         ElevenLabsNarrator {
             client: client_for(&settings),
             settings,
@@ -498,14 +498,14 @@ impl Narrator for ElevenLabsNarrator {
 
 /// OpenAI-compatible `/moderations`, stricter than the provider's own `flagged`: any
 /// category scoring at or above `threshold` counts.
-pub struct ModerationApi {
+pub(crate) struct ModerationApi {
     settings: HttpSettings,
     threshold: f64,
     client: Client,
 }
 
 impl ModerationApi {
-    pub fn new(settings: HttpSettings, threshold: f64) -> ModerationApi {
+    pub(crate) fn new(settings: HttpSettings, threshold: f64) -> ModerationApi {
         ModerationApi {
             client: client_for(&settings),
             settings,

@@ -24,7 +24,7 @@ fn has_final(word: &str) -> bool {
 }
 
 /// Which particle follows `word`: `pick(word, "이", "가")`.
-pub fn particle<'a>(word: &str, with_final: &'a str, without_final: &'a str) -> &'a str {
+pub(crate) fn particle<'a>(word: &str, with_final: &'a str, without_final: &'a str) -> &'a str {
     if has_final(word) {
         with_final
     } else {
@@ -33,23 +33,23 @@ pub fn particle<'a>(word: &str, with_final: &'a str, without_final: &'a str) -> 
 }
 
 /// `word` + 이/가.
-pub fn i_ga(word: &str) -> String {
+pub(crate) fn i_ga(word: &str) -> String {
     format!("{word}{}", particle(word, "이", "가"))
 }
 /// `word` + 은/는.
-pub fn eun_neun(word: &str) -> String {
+pub(crate) fn eun_neun(word: &str) -> String {
     format!("{word}{}", particle(word, "은", "는"))
 }
 /// `word` + 을/를.
-pub fn eul_reul(word: &str) -> String {
+pub(crate) fn eul_reul(word: &str) -> String {
     format!("{word}{}", particle(word, "을", "를"))
 }
 /// `word` + 와/과.
-pub fn wa_gwa(word: &str) -> String {
+pub(crate) fn wa_gwa(word: &str) -> String {
     format!("{word}{}", particle(word, "과", "와"))
 }
 /// `word` + 으로/로 (로 after a vowel or ㄹ).
-pub fn euro_ro(word: &str) -> String {
+pub(crate) fn euro_ro(word: &str) -> String {
     let suffix = match final_consonant(word) {
         Some(0) | Some(8) | None => "로",
         Some(_) => "으로",
@@ -57,7 +57,7 @@ pub fn euro_ro(word: &str) -> String {
     format!("{word}{suffix}")
 }
 /// Calling someone by name: 민준아, 서연아 / 하늘아, 지우야.
-pub fn a_ya(name: &str) -> String {
+pub(crate) fn a_ya(name: &str) -> String {
     format!("{name}{}", particle(name, "아", "야"))
 }
 

@@ -2,14 +2,14 @@
 //! (OpenAI-compatible; ElevenLabs-compatible for voices) and an honest offline one.
 //! Configuration picks one per capability (see [`ProviderConfig`]).
 
-pub mod guide;
+pub(crate) mod guide;
 pub mod http;
-pub mod korean;
-pub mod moderation;
-pub mod offline;
-pub mod retry;
-pub mod transcribe;
-pub mod voice;
+pub(crate) mod korean;
+pub(crate) mod moderation;
+pub(crate) mod offline;
+pub(crate) mod retry;
+pub(crate) mod transcribe;
+pub(crate) mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",
             ErrorKind::RateLimited => "rate_limited",
@@ -58,7 +58,7 @@ impl ErrorKind {
     }
 
     /// Whether trying again can succeed.
-    pub fn retryable(self) -> bool {
+    pub(crate) fn retryable(self) -> bool {
         matches!(
             self,
             ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::Server | ErrorKind::Network
@@ -77,7 +77,7 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
         ProviderError {
             kind,
             retry_after: None,
@@ -173,7 +173,7 @@ pub trait Moderator: Send + Sync {
 
 /// Settings of one HTTP provider (`JJONGAL_<CAPABILITY>_*`).
 #[derive(Clone, Debug)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     pub base_url: String,
     pub api_key: Option<Secret>,
     pub model: Option<String>,

@@ -112,7 +112,7 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The categories `text` hits, if any.
-pub fn flagged_categories(text: &str) -> Vec<&'static str> {
+pub(crate) fn flagged_categories(text: &str) -> Vec<&'static str> {
     let mut hits = Vec::new();
     for word in words(text) {
         let mut candidates = vec![word.clone()];
@@ -133,7 +133,7 @@ pub fn flagged_categories(text: &str) -> Vec<&'static str> {
 }
 
 /// The blocklist as a [`Moderator`].
-pub struct Blocklist;
+pub(crate) struct Blocklist;
 
 #[async_trait]
 impl Moderator for Blocklist {
@@ -160,7 +160,7 @@ impl Moderator for Blocklist {
 
 /// The HTTP moderation API with the blocklist in front: text the blocklist catches is
 /// flagged without a call; everything else is asked of the API.
-pub struct Layered {
+pub(crate) struct Layered {
     pub api: super::http::ModerationApi,
 }
 

@@ -31,7 +31,7 @@ impl Dice {
 }
 
 /// The template storyteller.
-pub struct TemplateWriter;
+pub(crate) struct TemplateWriter;
 
 const PLACES: &[&str] = &[
     "반짝이는 숲",
@@ -293,7 +293,7 @@ impl StoryWriter for TemplateWriter {
 }
 
 /// Escapes text for SVG/XML content and attributes.
-pub fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -321,10 +321,10 @@ fn hash(s: &str) -> u64 {
 /// (rasterised by resvg): mobile image views cannot draw SVG. No font ships with the
 /// service, so the PNG shows the picture without the SVG's labels (the chapter title and
 /// the names stand beside it in every client).
-pub struct SvgIllustrator;
+pub(crate) struct SvgIllustrator;
 
 /// An SVG document as PNG, at its own size.
-pub fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
     use resvg::{tiny_skia, usvg};
     let tree = usvg::Tree::from_str(svg, &usvg::Options::default()).map_err(|e| e.to_string())?;
     let size = tree.size().to_int_size();
@@ -335,7 +335,7 @@ pub fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
 }
 
 impl SvgIllustrator {
-    pub fn draw(&self, req: &IllustrationRequest) -> String {
+    pub(crate) fn draw(&self, req: &IllustrationRequest) -> String {
         let mut dice = Dice(req.seed ^ (req.chapter_number as u64).wrapping_mul(0x9E37));
         let sky_hue = dice.next() % 360;
         let ground_hue = (sky_hue + 90 + dice.next() % 90) % 360;
@@ -435,23 +435,19 @@ impl Illustrator for SvgIllustrator {
 }
 
 /// Narration with the `espeak-ng` binary, when it is installed.
-pub struct EspeakNarrator {
+pub(crate) struct EspeakNarrator {
     binary: Option<PathBuf>,
 }
 
 impl EspeakNarrator {
     /// Looks for `espeak-ng` on `PATH` once.
-    pub fn detect() -> EspeakNarrator {
+    pub(crate) fn detect() -> EspeakNarrator {
         let binary = std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
                 .map(|dir| dir.join("espeak-ng"))
                 .find(|p| p.is_file())
         });
         EspeakNarrator { binary }
-    }
-
-    pub fn available(&self) -> bool {
-        self.binary.is_some()
     }
 }
 

@@ -9,7 +9,7 @@ use rand::Rng;
 use super::{ProviderError, RetryPolicy};
 
 /// One finished attempt, for the step history.
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     pub number: u32,
     pub started: chrono::DateTime<chrono::Utc>,
     pub duration: Duration,
@@ -21,7 +21,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 /// Runs `call` until it succeeds, fails permanently, or runs out of attempts. Every
 /// attempt is reported to `observe`.
-pub async fn with_retry<T, F, Fut>(
+pub(crate) async fn with_retry<T, F, Fut>(
     policy: RetryPolicy,
     mut call: F,
     mut observe: impl FnMut(Attempt<'_>),

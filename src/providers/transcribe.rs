@@ -20,13 +20,13 @@ pub trait Transcriber: Send + Sync {
     async fn transcribe(&self, wav: &[u8]) -> Result<String, ProviderError>;
 }
 
-pub struct TranscriptionApi {
+pub(crate) struct TranscriptionApi {
     settings: HttpSettings,
     client: Client,
 }
 
 impl TranscriptionApi {
-    pub fn new(settings: HttpSettings) -> TranscriptionApi {
+    pub(crate) fn new(settings: HttpSettings) -> TranscriptionApi {
         TranscriptionApi {
             client: super::http::client_for(&settings),
             settings,

@@ -13,14 +13,14 @@ pub struct VoiceCloner {
 }
 
 /// One sample to upload: bytes, file name, MIME type.
-pub struct Sample {
+pub(crate) struct Sample {
     pub bytes: Vec<u8>,
     pub file_name: String,
     pub content_type: &'static str,
 }
 
 impl VoiceCloner {
-    pub fn new(settings: HttpSettings) -> VoiceCloner {
+    pub(crate) fn new(settings: HttpSettings) -> VoiceCloner {
         VoiceCloner {
             client: super::http::client_for(&settings),
             settings,
@@ -38,7 +38,7 @@ impl VoiceCloner {
     }
 
     /// Clones a voice from `samples`; returns the provider's voice id.
-    pub async fn clone_voice(
+    pub(crate) async fn clone_voice(
         &self,
         name: &str,
         samples: Vec<Sample>,
@@ -68,7 +68,7 @@ impl VoiceCloner {
     }
 
     /// Deletes a cloned voice at the provider (a voice already gone counts as deleted).
-    pub async fn delete_voice(&self, voice_id: &str) -> Result<(), ProviderError> {
+    pub(crate) async fn delete_voice(&self, voice_id: &str) -> Result<(), ProviderError> {
         let id: String = voice_id
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')

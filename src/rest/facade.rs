@@ -25,10 +25,6 @@ use crate::graphql::{AppSchema, RequestAuth};
 use crate::http::envelope::{RestError, success};
 use crate::http::errors::InternalCauses;
 
-/// Longest text field by default, in Unicode scalar values (contract §2;
-/// `JJONGAL_MAX_TEXT_CHARS`).
-pub const MAX_TEXT_CHARS: usize = 10_000;
-
 struct CompiledRoute {
     route: Route,
     document: ExecutableDocument,
@@ -40,7 +36,7 @@ struct CompiledRoute {
 
 /// Builds the `/api/v1` router from the table. Panics at start-up if a route's document
 /// does not parse (a programming error, caught by every test).
-pub fn router(schema: &AppSchema, max_text: usize) -> Router<AppSchema> {
+pub(crate) fn router(schema: &AppSchema, max_text: usize) -> Router<AppSchema> {
     let shapes = Arc::new(InputShapes::from_sdl(&schema.sdl()));
     let mut by_path: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
     for route in super::routes::table() {
@@ -318,7 +314,7 @@ fn nul_message(path: &str) -> String {
     format!("`{path}` 필드에 NUL 문자(U+0000)를 쓸 수 없습니다.")
 }
 
-/// Any string over [`MAX_TEXT_CHARS`] (or holding NUL) is a validation error naming its
+/// Any string over `max_text` characters (or holding NUL) is a validation error naming its
 /// field.
 fn check_text_lengths(
     object: &Map<String, Value>,
@@ -499,6 +495,9 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
+
+    /// The default longest text (contract §2; `JJONGAL_MAX_TEXT_CHARS`).
+    const MAX_TEXT_CHARS: usize = 10_000;
     use proptest::prelude::*;
 
     fn list_params() -> &'static [Param] {

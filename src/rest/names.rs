@@ -1,7 +1,7 @@
 //! REST spells names in `snake_case`, GraphQL in `camelCase`: the two conversions.
 
 /// `snake_case` → `camelCase`, for the GraphQL name of a REST key.
-pub fn to_camel(key: &str) -> String {
+pub(crate) fn to_camel(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     let mut upper = false;
     for c in key.chars() {
@@ -18,7 +18,7 @@ pub fn to_camel(key: &str) -> String {
 }
 
 /// `camelCase` → `snake_case`, for naming fields in messages the way REST clients see them.
-pub fn to_snake(name: &str) -> String {
+pub(crate) fn to_snake(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
     for c in name.chars() {
         if c.is_ascii_uppercase() {

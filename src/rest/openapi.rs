@@ -6,7 +6,6 @@
 
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
-use utoipa::openapi::OpenApi;
 
 use super::routes::{Body, ParamKind, Route, Shape, table};
 use super::schemas;
@@ -438,15 +437,15 @@ pub fn document_json(public_url: &str) -> Value {
     })
 }
 
-/// The document as utoipa's typed model (which is also how it is checked to be one).
-pub fn document(public_url: &str) -> OpenApi {
-    serde_json::from_value(document_json(public_url))
-        .expect("the generated document is an OpenAPI document")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document as utoipa's typed model (which is also how it is checked to be one).
+    fn document(public_url: &str) -> utoipa::openapi::OpenApi {
+        serde_json::from_value(document_json(public_url))
+            .expect("the generated document is an OpenAPI document")
+    }
 
     /// Every `$ref` in the document points at a component that exists.
     fn refs(value: &Value, out: &mut Vec<String>) {

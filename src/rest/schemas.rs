@@ -18,55 +18,55 @@ fn always_true() -> ObjectBuilder {
 /// `"user"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum UserTag {
+pub(crate) enum UserTag {
     User,
 }
 /// `"story"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum StoryTag {
+pub(crate) enum StoryTag {
     Story,
 }
 /// `"chapter"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ChapterTag {
+pub(crate) enum ChapterTag {
     Chapter,
 }
 /// `"file"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum FileTag {
+pub(crate) enum FileTag {
     File,
 }
 /// `"internal"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum FileKind {
+pub(crate) enum FileKind {
     Internal,
 }
 /// `"list"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ListTag {
+pub(crate) enum ListTag {
     List,
 }
 /// `"conversation"`
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ConversationTag {
+pub(crate) enum ConversationTag {
     Conversation,
 }
 /// `"Bearer"`
 #[derive(Serialize, ToSchema)]
-pub enum BearerTag {
+pub(crate) enum BearerTag {
     Bearer,
 }
 
 /// The child an account's stories are for (spec §5.4).
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "7c0e1d2a-3b4c-4d5e-8f90-123456789abc", "object": "user", "name": "민준", "age": 7, "created_at": "2024-07-30T10:30:00.123Z"}))]
-pub struct User {
+pub(crate) struct User {
     #[schema(value_type = String, format = "uuid")]
     pub id: String,
     #[schema(inline)]
@@ -81,7 +81,7 @@ pub struct User {
 /// An access token (JWT, `expires_in` seconds) and a single-use refresh token.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"token_type": "Bearer", "access_token": "eyJhbGciOiJIUzI1NiJ9…", "expires_in": 3600, "refresh_token": "q8Yw…"}))]
-pub struct TokenPair {
+pub(crate) struct TokenPair {
     #[schema(inline)]
     pub token_type: BearerTag,
     pub access_token: String,
@@ -91,7 +91,7 @@ pub struct TokenPair {
 
 /// A media file behind a signed URL that expires (spec §5.1).
 #[derive(Serialize, ToSchema)]
-pub struct File {
+pub(crate) struct File {
     #[schema(inline)]
     pub object: FileTag,
     #[serde(rename = "type")]
@@ -105,7 +105,7 @@ pub struct File {
 
 /// One chapter of a story, with its illustration and narration when made (spec §5.2).
 #[derive(Serialize, ToSchema)]
-pub struct Chapter {
+pub(crate) struct Chapter {
     #[schema(value_type = String, format = "uuid")]
     pub id: String,
     #[schema(inline)]
@@ -122,7 +122,7 @@ pub struct Chapter {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum StoryStatus {
+pub(crate) enum StoryStatus {
     Pending,
     InProgress,
     Completed,
@@ -133,7 +133,7 @@ pub enum StoryStatus {
 /// Fields that may be null are still always present, so they are `required` (nullable)
 /// in the OpenAPI document — client generators then type them as present-but-optional.
 #[derive(Serialize, ToSchema)]
-pub struct Story {
+pub(crate) struct Story {
     #[schema(value_type = String, format = "uuid")]
     pub id: String,
     #[schema(inline)]
@@ -152,7 +152,7 @@ pub struct Story {
 
 /// A page of stories (spec §3.5); `next_cursor` is null exactly when `has_more` is false.
 #[derive(Serialize, ToSchema)]
-pub struct StoryList {
+pub(crate) struct StoryList {
     #[schema(inline)]
     pub object: ListTag,
     pub results: Vec<Story>,
@@ -163,14 +163,14 @@ pub struct StoryList {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ConversationStatus {
+pub(crate) enum ConversationStatus {
     Active,
     Ended,
 }
 
 /// A conversation with the guide (metadata).
 #[derive(Serialize, ToSchema)]
-pub struct Conversation {
+pub(crate) struct Conversation {
     #[schema(value_type = String, format = "uuid")]
     pub id: String,
     #[schema(inline)]
@@ -189,7 +189,7 @@ pub struct Conversation {
 
 /// One message of a conversation, oldest first.
 #[derive(Serialize, ToSchema)]
-pub struct Message {
+pub(crate) struct Message {
     pub seq: i32,
     /// `child` or `guide`.
     pub role: String,
@@ -202,7 +202,7 @@ pub struct Message {
 
 /// A conversation with its messages.
 #[derive(Serialize, ToSchema)]
-pub struct ConversationDetail {
+pub(crate) struct ConversationDetail {
     #[schema(value_type = String, format = "uuid")]
     pub id: String,
     #[schema(inline)]
@@ -222,7 +222,7 @@ pub struct ConversationDetail {
 
 /// A page of conversations, newest first.
 #[derive(Serialize, ToSchema)]
-pub struct ConversationList {
+pub(crate) struct ConversationList {
     #[schema(inline)]
     pub object: ListTag,
     pub results: Vec<Conversation>,
@@ -235,7 +235,7 @@ pub struct ConversationList {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "minjun-family", "password": "correct horse battery", "name": "민준", "age": 7, "guardian_consent": true}))]
-pub struct SignUpRequest {
+pub(crate) struct SignUpRequest {
     /// The login id: 3–64 characters of `A–Z a–z 0–9 . _ -`.
     #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub user_id: String,
@@ -259,7 +259,7 @@ pub struct SignUpRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "minjun-family", "password": "correct horse battery"}))]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub user_id: String,
     #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
@@ -269,14 +269,14 @@ pub struct TokenRequest {
 /// A refresh token to rotate or revoke.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RefreshRequest {
+pub(crate) struct RefreshRequest {
     #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub refresh_token: String,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum StoryLength {
+pub(crate) enum StoryLength {
     Short,
     Medium,
     Long,
@@ -290,12 +290,12 @@ pub enum StoryLength {
     max_length = 100,
     pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
 )]
-pub struct CharacterName(String);
+pub(crate) struct CharacterName(String);
 
 /// What the story should be about.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UserPreferences {
+pub(crate) struct UserPreferences {
     /// 1–200 characters, not only spaces.
     #[schema(
         min_length = 1,
@@ -317,7 +317,7 @@ pub struct UserPreferences {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_preferences": {"theme": "모험", "characters": ["용감한 토끼", "지혜로운 거북이"], "length": "medium"}, "conversation_id": null}))]
-pub struct CreateStoryRequest {
+pub(crate) struct CreateStoryRequest {
     pub user_preferences: UserPreferences,
     /// A conversation of this account whose child and words the story uses.
     #[schema(value_type = Option<String>, format = "uuid")]
@@ -328,7 +328,7 @@ pub struct CreateStoryRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"title": "새로운 멋진 제목"}))]
-pub struct UpdateStoryRequest {
+pub(crate) struct UpdateStoryRequest {
     /// 1–200 characters, not only spaces.
     #[schema(
         min_length = 1,
@@ -339,7 +339,7 @@ pub struct UpdateStoryRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HealthStatus {
+pub(crate) struct HealthStatus {
     pub status: String,
     pub database: Option<String>,
 }

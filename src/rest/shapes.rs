@@ -19,7 +19,7 @@ struct Field {
 }
 
 #[derive(Default)]
-pub struct InputShapes {
+pub(crate) struct InputShapes {
     types: HashMap<String, HashMap<String, Field>>,
     /// Enum type → its values as REST spells them.
     enums: HashMap<String, Vec<String>>,
@@ -33,7 +33,7 @@ fn unwrap(ty: &Type) -> (bool, String) {
 }
 
 impl InputShapes {
-    pub fn from_sdl(sdl: &str) -> InputShapes {
+    pub(crate) fn from_sdl(sdl: &str) -> InputShapes {
         let doc = async_graphql::parser::parse_schema(sdl).expect("the schema's own SDL parses");
         let mut types = HashMap::new();
         let mut enums = HashMap::new();
@@ -67,7 +67,7 @@ impl InputShapes {
 
     /// What a value of GraphQL type `name` must be, in words a REST client understands
     /// (never the GraphQL type's name).
-    pub fn describe(&self, name: &str) -> String {
+    pub(crate) fn describe(&self, name: &str) -> String {
         if let Some(values) = self.enums.get(name) {
             return format!("{} 중 하나", values.join(", "));
         }
@@ -83,7 +83,12 @@ impl InputShapes {
 
     /// Checks that every list-typed field of input type `type_name` holds an array (or
     /// `null`), recursing into nested input objects. `value` has camelCase keys.
-    pub fn check(&self, type_name: &str, value: &Value, path: &str) -> Result<(), RestError> {
+    pub(crate) fn check(
+        &self,
+        type_name: &str,
+        value: &Value,
+        path: &str,
+    ) -> Result<(), RestError> {
         let (Some(fields), Value::Object(map)) = (self.types.get(type_name), value) else {
             return Ok(());
         };

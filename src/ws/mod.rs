@@ -42,12 +42,12 @@ use crate::tally::Ticket;
 use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
-pub const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
 /// Frames longer than this close the socket with 1009.
-pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
-pub struct WsState {
+pub(crate) struct WsState {
     pub schema: AppSchema,
     pub domain: Domain,
     pub config: WsConfig,
@@ -243,7 +243,7 @@ fn not_started() -> Outbound {
     error(code, code.default_message())
 }
 
-pub async fn audio(
+pub(crate) async fn audio(
     State(state): State<WsState>,
     Extension(ClientAddr(client)): Extension<ClientAddr>,
     held: Option<Extension<HeldConnection>>,

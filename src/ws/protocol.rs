@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// What `end_conversation`'s `payload.create_story` asks for.
 #[derive(Debug, Default, PartialEq)]
-pub struct StoryRequest {
+pub(crate) struct StoryRequest {
     pub theme: Option<String>,
     pub characters: Option<Vec<String>>,
     pub length: Option<String>,
@@ -15,15 +15,15 @@ pub struct StoryRequest {
 /// PCM (16-bit little-endian, mono) in binary frames; frames up to the next text frame
 /// are one utterance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AudioConfig {
+pub(crate) struct AudioConfig {
     pub sample_rate: u32,
 }
 
 /// Sample rates accepted for raw PCM.
-pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
+pub(crate) const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
 
 #[derive(Debug, PartialEq)]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     /// `start_conversation` with its payload (`child_name`, `age`, `interests`) and, when
     /// the client streams raw PCM, its `audio_config`.
     Start(Value, Option<AudioConfig>),
@@ -35,7 +35,7 @@ pub enum ClientMessage {
 }
 
 /// Parses a text frame; `Err` carries a message for a `VALIDATION_ERROR`.
-pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
+pub(crate) fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|_| "JSON 형식이 올바르지 않습니다.".to_string())?;
     let object = value.as_object().ok_or("메시지는 JSON 객체여야 합니다.")?;
