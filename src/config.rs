@@ -763,49 +763,48 @@ fn secrets(args: &ConfigArgs) -> anyhow::Result<(Secret, Secret)> {
 /// The AI providers (each one HTTP provider, or the offline one when no URL is set).
 fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
     let providers = ProvidersConfig {
-        llm: ProviderConfig {
-            base_url: non_empty(args.llm_base_url.clone()),
-            api_key: non_empty(args.llm_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-            model: non_empty(args.llm_model.clone()),
-            timeout: Duration::from_secs(args.llm_timeout),
-            concurrency: args.llm_concurrency as usize,
-        },
-        image: ProviderConfig {
-            base_url: non_empty(args.image_base_url.clone()),
-            api_key: non_empty(args.image_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-            model: non_empty(args.image_model.clone()),
-            timeout: Duration::from_secs(args.image_timeout),
-            concurrency: args.image_concurrency as usize,
-        },
-        speech: ProviderConfig {
-            base_url: non_empty(args.speech_base_url.clone()),
-            api_key: non_empty(args.speech_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-            model: non_empty(args.speech_model.clone()),
-            timeout: Duration::from_secs(args.speech_timeout),
-            concurrency: args.speech_concurrency as usize,
-        },
-        moderation: ProviderConfig {
-            base_url: non_empty(args.moderation_base_url.clone()),
-            api_key: non_empty(args.moderation_api_key.clone())
-                .map(|k| Secret::new(k.into_bytes())),
-            model: non_empty(args.moderation_model.clone()),
-            timeout: Duration::from_secs(args.moderation_timeout),
-            concurrency: args.moderation_concurrency as usize,
-        },
-        voice: ProviderConfig {
-            base_url: non_empty(args.voice_base_url.clone()),
-            api_key: non_empty(args.voice_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-            model: non_empty(args.voice_model.clone()),
-            timeout: Duration::from_secs(args.voice_timeout),
-            concurrency: args.voice_concurrency as usize,
-        },
-        stt: ProviderConfig {
-            base_url: non_empty(args.stt_base_url.clone()),
-            api_key: non_empty(args.stt_api_key.clone()).map(|k| Secret::new(k.into_bytes())),
-            model: non_empty(args.stt_model.clone()),
-            timeout: Duration::from_secs(args.stt_timeout),
-            concurrency: args.stt_concurrency as usize,
-        },
+        llm: provider(
+            &args.llm_base_url,
+            &args.llm_api_key,
+            &args.llm_model,
+            args.llm_timeout,
+            args.llm_concurrency,
+        ),
+        image: provider(
+            &args.image_base_url,
+            &args.image_api_key,
+            &args.image_model,
+            args.image_timeout,
+            args.image_concurrency,
+        ),
+        speech: provider(
+            &args.speech_base_url,
+            &args.speech_api_key,
+            &args.speech_model,
+            args.speech_timeout,
+            args.speech_concurrency,
+        ),
+        moderation: provider(
+            &args.moderation_base_url,
+            &args.moderation_api_key,
+            &args.moderation_model,
+            args.moderation_timeout,
+            args.moderation_concurrency,
+        ),
+        voice: provider(
+            &args.voice_base_url,
+            &args.voice_api_key,
+            &args.voice_model,
+            args.voice_timeout,
+            args.voice_concurrency,
+        ),
+        stt: provider(
+            &args.stt_base_url,
+            &args.stt_api_key,
+            &args.stt_model,
+            args.stt_timeout,
+            args.stt_concurrency,
+        ),
         speech_voice: args.speech_voice.clone(),
         moderation_threshold: args.moderation_threshold,
         max_attempts: args.provider_max_attempts,
@@ -843,6 +842,23 @@ fn gateway_config(args: &ConfigArgs) -> anyhow::Result<GatewayConfig> {
         max_concurrent_requests: args.max_concurrent_requests as usize,
         max_sockets_per_account: args.max_sockets_per_account as usize,
     })
+}
+
+/// One capability's provider settings (an empty setting counts as unset).
+fn provider(
+    base_url: &Option<String>,
+    api_key: &Option<String>,
+    model: &Option<String>,
+    timeout_secs: u64,
+    concurrency: u32,
+) -> ProviderConfig {
+    ProviderConfig {
+        base_url: non_empty(base_url.clone()),
+        api_key: non_empty(api_key.clone()).map(|k| Secret::new(k.into_bytes())),
+        model: non_empty(model.clone()),
+        timeout: Duration::from_secs(timeout_secs),
+        concurrency: concurrency as usize,
+    }
 }
 
 /// GraphQL's document limits, introspection and socket settings.

@@ -56,28 +56,15 @@ pub(crate) async fn claim(
         to_db(now + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?);
     let now = to_db(now);
     let mut conn = domain.pool().get().await?;
-    let row: Option<StoryRow> = match &mut conn {
-        Conn::Pg(c) => {
-            let c: &mut diesel_async::AsyncPgConnection = c;
-            diesel::sql_query(CLAIM_PG)
-                .bind::<Text, _>(owner)
-                .bind::<Timestamp, _>(expires)
-                .bind::<Timestamp, _>(now)
-                .get_result(c)
-                .await
-                .optional()?
-        }
-        Conn::Sqlite(c) => {
-            let c: &mut db::SqliteConn = c;
-            diesel::sql_query(CLAIM_SQLITE)
-                .bind::<Text, _>(owner)
-                .bind::<Timestamp, _>(expires)
-                .bind::<Timestamp, _>(now)
-                .get_result(c)
-                .await
-                .optional()?
-        }
+    let claim = match &conn {
+        Conn::Pg(_) => CLAIM_PG,
+        Conn::Sqlite(_) => CLAIM_SQLITE,
     };
+    let query = diesel::sql_query(claim)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(expires)
+        .bind::<Timestamp, _>(now);
+    let row: Option<StoryRow> = with_conn!(&mut conn, |c| query.get_result(c).await.optional())?;
     drop(conn);
     let Some(row) = row else { return Ok(None) };
     let id = Uuid::parse_str(&row.id).map_err(|e| AppError::Internal(e.into()))?;

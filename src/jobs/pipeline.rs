@@ -131,6 +131,14 @@ async fn generate(
     lost: &watch::Receiver<bool>,
     steps: &Steps,
 ) -> AppResult<Result<(), String>> {
+    let run = Run {
+        domain,
+        providers,
+        owner,
+        job,
+        lost,
+        steps,
+    };
     let story = domain.story_for_job(job.id).await?;
     let (interests, transcript) = domain.conversation_material(story.conversation_id).await?;
     let request = StoryRequest {
@@ -149,13 +157,13 @@ async fn generate(
         // A resumed job: the text is already stored; only media may be missing.
         story
     } else {
-        match write_text(domain, providers, owner, job, lost, steps, &story, &request).await? {
+        match write_text(run, &story, &request).await? {
             Written::Stored => domain.story_for_job(job.id).await?,
             Written::Refused(reason) => return Ok(Err(reason)),
             Written::Lost => return Ok(Ok(())),
         }
     };
-    make_media(domain, providers, owner, job, lost, steps, &story).await?;
+    make_media(run, &story).await?;
     Ok(Ok(()))
 }
 
@@ -170,19 +178,30 @@ enum Written {
     Lost,
 }
 
+/// What every step of one story's generation works with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    domain: &'a Domain,
+    providers: &'a Providers,
+    /// This worker (the lease owner).
+    owner: &'a str,
+    job: &'a Claimed,
+    /// Turns true when the lease is lost.
+    lost: &'a watch::Receiver<bool>,
+    steps: &'a Steps,
+}
+
 /// Steps 1–3: the inputs moderated, the text written and moderated, then title and
 /// chapters stored in one change.
-#[allow(clippy::too_many_arguments)]
-async fn write_text(
-    domain: &Domain,
-    providers: &Providers,
-    owner: &str,
-    job: &Claimed,
-    lost: &watch::Receiver<bool>,
-    steps: &Steps,
-    story: &Story,
-    request: &StoryRequest,
-) -> AppResult<Written> {
+async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppResult<Written> {
+    let Run {
+        domain,
+        providers,
+        owner,
+        job,
+        lost,
+        steps,
+    } = run;
     // 1. The inputs must be fit for a child before anything is written.
     let mut inputs = vec![request.theme.clone()];
     inputs.extend(request.characters.iter().cloned());
@@ -266,15 +285,15 @@ async fn write_text(
 
 /// Step 4: illustrations and narrations of the chapters still without them, all at
 /// once, bounded per provider; a failure leaves that file `null`.
-async fn make_media(
-    domain: &Domain,
-    providers: &Providers,
-    owner: &str,
-    job: &Claimed,
-    lost: &watch::Receiver<bool>,
-    steps: &Steps,
-    story: &Story,
-) -> AppResult<()> {
+async fn make_media(run: Run<'_>, story: &Story) -> AppResult<()> {
+    let Run {
+        domain,
+        providers,
+        owner,
+        job,
+        lost,
+        steps,
+    } = run;
     let sheet = character_sheet(story);
     let mut figures = vec![story.child_name.clone()];
     figures.extend(story.characters.iter().cloned());

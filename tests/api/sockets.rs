@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::db_tests;
 use crate::helpers::ws::{Socket, closed, init, open, recv, send};
-use crate::helpers::{Db, spawn_app, spawn_app_with};
+use crate::helpers::{Db, TestApp, spawn_app, spawn_app_with};
 
 /// The client closes; the server must answer with a Close carrying the same code, and
 /// the stream then ends cleanly (clients saw 1006 when the server only dropped it).
@@ -170,6 +170,22 @@ async fn idle_graphql_sockets_are_closed(db: Db) {
     }
 }
 
+/// Both socket doors open for `token`: a GraphQL socket with a live subscription, and a
+/// conversation under way.
+async fn open_both(app: &TestApp, token: &str) -> (Socket, Socket) {
+    let mut graphql = open(app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    init(&mut graphql, Some(token)).await;
+    send(
+        &mut graphql,
+        json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { voiceEvents { __typename } }"}}),
+    )
+    .await;
+    let mut talk = open(app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(&mut talk, json!({"type": "start_conversation"})).await;
+    assert_eq!(recv(&mut talk).await["type"], "conversation_started");
+    (graphql, talk)
+}
+
 /// A socket opened with an access token closes when the token expires (`4401`), ending
 /// its subscriptions; the client reconnects with a fresh token.
 async fn sockets_close_when_their_token_expires(db: Db) {
@@ -185,16 +201,7 @@ async fn sockets_close_when_their_token_expires(db: Db) {
         &jsonwebtoken::EncodingKey::from_secret(&secret),
     )
     .unwrap();
-    let mut graphql = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
-    init(&mut graphql, Some(&token)).await;
-    send(
-        &mut graphql,
-        json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { voiceEvents { __typename } }"}}),
-    )
-    .await;
-    let mut talk = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
-    send(&mut talk, json!({"type": "start_conversation"})).await;
-    assert_eq!(recv(&mut talk).await["type"], "conversation_started");
+    let (mut graphql, mut talk) = open_both(&app, &token).await;
     assert_eq!(closed(&mut graphql).await, 4401);
     let error = recv(&mut talk).await;
     assert_eq!(error["error_code"], "INVALID_TOKEN", "{error}");
@@ -207,16 +214,7 @@ async fn sockets_close_when_their_token_expires(db: Db) {
 async fn the_shutdown_closes_every_socket(db: Db) {
     let app = spawn_app(db).await;
     let token = app.new_account("going.away").await;
-    let mut graphql = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
-    init(&mut graphql, Some(&token)).await;
-    send(
-        &mut graphql,
-        json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { voiceEvents { __typename } }"}}),
-    )
-    .await;
-    let mut talk = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
-    send(&mut talk, json!({"type": "start_conversation"})).await;
-    assert_eq!(recv(&mut talk).await["type"], "conversation_started");
+    let (mut graphql, mut talk) = open_both(&app, &token).await;
 
     let stopping = tokio::spawn(app.stop());
     assert_eq!(closed(&mut graphql).await, 1001);
