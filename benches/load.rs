@@ -33,8 +33,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
-use jjongal::db::models::{ChapterRow, MediaFileRow, StoryRow};
-use jjongal::db::schema::{chapters, media_files, stories};
+use jjongal::store::models::{ChapterRow, MediaFileRow, StoryRow};
+use jjongal::store::schema::{chapters, media_files, stories};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -580,7 +580,8 @@ async fn seed(
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
 
-    let pool = jjongal::db::Pool::connect_waiting(database_url, 2, Duration::from_secs(30)).await?;
+    let pool =
+        jjongal::store::Pool::connect_waiting(database_url, 2, Duration::from_secs(30)).await?;
     let base = chrono::Utc::now() - chrono::Duration::days(30);
     let mut accounts = Vec::with_capacity(people.len());
     for (a, (id, access)) in people.into_iter().enumerate() {
@@ -591,7 +592,7 @@ async fn seed(
         for s in 0..args.stories {
             let story_id = uuid::Uuid::new_v4().to_string();
             let created = base + chrono::Duration::seconds((s * args.accounts + a) as i64 * 7);
-            let created = jjongal::db::to_db(created);
+            let created = jjongal::store::to_db(created);
             let title = format!("별빛 호수의 토토 {s}");
             story_rows.push(StoryRow {
                 id: story_id.clone(),
@@ -599,7 +600,7 @@ async fn seed(
                 conversation_id: None,
                 title: Some(title.clone()),
                 title_from_guardian: false,
-                status: jjongal::db::types::StoryStatus::Completed,
+                status: jjongal::store::types::StoryStatus::Completed,
                 theme: "우정".into(),
                 characters: r#"["용감한 토끼","지혜로운 거북이"]"#.into(),
                 length: "medium".into(),
@@ -672,14 +673,14 @@ async fn seed(
 /// them the story page's chapter join is planned as hash joins over every media row: about
 /// 140 ms a page instead of 2 (README, *Running on PostgreSQL*). The seed is a bulk load, so
 /// it gathers them itself, as a live database would have them; SQLite needs none here.
-async fn gather_statistics(pool: &jjongal::db::Pool) -> anyhow::Result<()> {
+async fn gather_statistics(pool: &jjongal::store::Pool) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Setting {
         #[diesel(sql_type = diesel::sql_types::Text)]
         setting: String,
     }
-    if let jjongal::db::Conn::Pg(c) = &mut pool.get().await? {
+    if let jjongal::store::Conn::Pg(c) = &mut pool.get().await? {
         let c: &mut AsyncPgConnection = c;
         let autovacuum: Setting =
             diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'autovacuum'")
@@ -697,14 +698,14 @@ async fn gather_statistics(pool: &jjongal::db::Pool) -> anyhow::Result<()> {
 /// One account's rows in one transaction: batched on PostgreSQL; row by row on SQLite
 /// (diesel-async's SQLite wrapper has no batch insert), which is fast there anyway.
 async fn insert_rows(
-    pool: &jjongal::db::Pool,
+    pool: &jjongal::store::Pool,
     story_rows: &[StoryRow],
     file_rows: &[MediaFileRow],
     chapter_rows: &[ChapterRow],
 ) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
     match &mut pool.get().await? {
-        jjongal::db::Conn::Pg(c) => {
+        jjongal::store::Conn::Pg(c) => {
             let c: &mut AsyncPgConnection = c;
             c.transaction(async |c| {
                 for chunk in story_rows.chunks(200) {
@@ -729,8 +730,8 @@ async fn insert_rows(
             })
             .await?;
         }
-        jjongal::db::Conn::Sqlite(c) => {
-            let c: &mut jjongal::db::SqliteConn = c;
+        jjongal::store::Conn::Sqlite(c) => {
+            let c: &mut jjongal::store::SqliteConn = c;
             c.transaction(async |c| {
                 for row in story_rows {
                     diesel::insert_into(stories::table)

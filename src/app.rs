@@ -21,7 +21,6 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::Config;
-use crate::db::{self, Pool};
 use crate::domain::Domain;
 use crate::error::ErrorCode;
 use crate::events::Events;
@@ -33,6 +32,7 @@ use crate::jobs::StoryWorker;
 use crate::providers::Providers;
 use crate::rest::facade;
 use crate::shutdown::{Shutdown, ShutdownSwitch};
+use crate::store::{self, Pool};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,7 +53,7 @@ const SOCKET_GRACE: Duration = Duration::from_secs(5);
 impl Application {
     /// Migrates the database, builds the services and binds `config.bind`.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let applied = db::migrate(&config.database_url)
+        let applied = store::migrate(&config.database_url)
             .await
             .context("migrating the database")?;
         if !applied.is_empty() {

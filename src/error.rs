@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 
-use crate::db::DbError;
+use crate::store::DbError;
 
 /// The public error catalogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

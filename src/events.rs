@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
-use crate::db::{Backend, DbError, Pool};
 use crate::shutdown::Shutdown;
+use crate::store::{Backend, DbError, Pool};
 
 const CHANNEL: &str = "jjongal_events";
 

@@ -2,12 +2,11 @@
 //!
 //! One service with three doors onto one core: the REST facade (`rest`), the
 //! conversation WebSocket, and GraphQL (`graphql`), where behaviour lives; the rules are
-//! in `domain`, storage in `db`.
+//! in `domain`, storage in `store`.
 
 pub mod app;
 pub mod body_guard;
 pub mod config;
-pub mod db;
 pub mod docs;
 pub mod domain;
 pub mod error;
@@ -23,6 +22,7 @@ pub mod rest;
 pub mod server;
 pub mod shutdown;
 pub mod stack_limit;
+pub mod store;
 pub mod tally;
 pub mod telemetry;
 pub mod ws;

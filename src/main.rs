@@ -8,10 +8,10 @@ use clap::{Parser, Subcommand};
 
 use jjongal::app::{self, Application};
 use jjongal::config::{Config, ConfigArgs};
-use jjongal::db::{self, Pool};
 use jjongal::domain::Domain;
 use jjongal::domain::accounts::{Role, SignUp};
 use jjongal::events::Events;
+use jjongal::store::{self, Pool};
 
 /// mimalloc: per-thread heaps, no global arena locks (glibc malloc was a third of a story
 /// page's CPU in the load benchmark's profile).
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(Config::resolve(cli.config)?).await,
         Command::Migrate => {
             let config = Config::resolve(cli.config)?;
-            let applied = db::migrate(&config.database_url).await?;
+            let applied = store::migrate(&config.database_url).await?;
             tracing::info!(migrations = ?applied, "database is up to date");
             Ok(())
         }
@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The domain for one-off CLI commands (migrated database, one connection).
 async fn cli_domain(config: Config) -> anyhow::Result<Domain> {
-    db::migrate(&config.database_url).await?;
+    store::migrate(&config.database_url).await?;
     let pool = Pool::connect(&config.database_url, 1).await?;
     // A one-off command listens for no events: its shutdown switch is dropped at once.
     let events = Events::start(

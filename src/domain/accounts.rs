@@ -13,14 +13,14 @@ use uuid::Uuid;
 
 use super::tokens::{hash_refresh_token, new_refresh_token};
 use super::{Domain, char_len, stored_uuid};
-use crate::db::models::{RefreshTokenRow, UserRow};
-use crate::db::schema::{refresh_tokens, users};
-use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::models::{RefreshTokenRow, UserRow};
+use crate::store::schema::{refresh_tokens, users};
+use crate::store::{self, from_db, to_db};
 use crate::{with_conn, with_tx};
 
 /// The account's role; only the CLI grants `operator`.
-pub use crate::db::types::Role;
+pub use crate::store::types::Role;
 
 /// A family account as the API shows it (spec §5.4: the child's name and age).
 #[derive(Clone, Debug)]
@@ -218,7 +218,7 @@ impl Domain {
         validate_name(&input.name)?;
         validate_age(input.age)?;
         let password_hash = self.passwords().hash(input.password).await?;
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let row = UserRow {
             id: Uuid::new_v4().to_string(),
             login_key: login.key(),
@@ -240,7 +240,7 @@ impl Domain {
                 .execute(c)
                 .await
         });
-        match inserted.map_err(db::DbError::from) {
+        match inserted.map_err(store::DbError::from) {
             Ok(_) => User::try_from(row),
             Err(e) if e.is_unique_violation() => Err(AppError::new(
                 ErrorCode::Conflict,
@@ -280,7 +280,7 @@ impl Domain {
     /// Stores a new refresh token in `family` and signs an access token.
     async fn new_pair(&self, user_id: Uuid, family: Uuid) -> AppResult<TokenPair> {
         let refresh_token = new_refresh_token();
-        let now = db::now();
+        let now = store::now();
         let ttl = chrono::Duration::from_std(self.config().refresh_token_ttl)
             .map_err(|e| AppError::Internal(e.into()))?;
         let row = RefreshTokenRow {
@@ -323,7 +323,7 @@ impl Domain {
     /// family, and that successor lived on.
     pub(crate) async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
         let hash = hash_refresh_token(refresh_token);
-        let issued = db::now();
+        let issued = store::now();
         let now = to_db(issued);
         let ttl = chrono::Duration::from_std(self.config().refresh_token_ttl)
             .map_err(|e| AppError::Internal(e.into()))?;
@@ -397,7 +397,7 @@ impl Domain {
 
     async fn revoke_family(
         &self,
-        conn: &mut db::Conn,
+        conn: &mut store::Conn,
         family: &str,
         now: chrono::NaiveDateTime,
     ) -> AppResult<()> {
@@ -428,7 +428,7 @@ impl Domain {
                 .optional()
         })?;
         let family = family.ok_or_else(AppError::invalid_token)?;
-        self.revoke_family(&mut conn, &family, to_db(db::now()))
+        self.revoke_family(&mut conn, &family, to_db(store::now()))
             .await
     }
 

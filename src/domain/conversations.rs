@@ -12,15 +12,15 @@ use super::accounts::{User, validate_age, validate_name};
 use super::cursor::TimePosition;
 use super::stories::parse_id;
 use super::{Domain, char_len, internal, page_limit, stored_uuid};
-use crate::db::models::{ConversationRow, MessageRow};
-use crate::db::schema::{conversation_messages as messages, conversations};
-use crate::db::types::ConversationStatus;
-use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::Verdict;
 use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
 use crate::providers::retry::with_retry;
+use crate::store::models::{ConversationRow, MessageRow};
+use crate::store::schema::{conversation_messages as messages, conversations};
+use crate::store::types::ConversationStatus;
+use crate::store::{self, from_db, to_db};
 use crate::{with_conn, with_tx};
 
 /// Who the conversation is with; unset fields fall back to the account's child.
@@ -159,7 +159,7 @@ impl Domain {
         child: ConversationChild,
     ) -> AppResult<Uuid> {
         validate_child(&child)?;
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let id = Uuid::new_v4();
         let row = ConversationRow {
             id: id.to_string(),
@@ -380,7 +380,7 @@ impl Domain {
         audio_path: Option<String>,
     ) -> AppResult<i32> {
         let cid = conversation.to_string();
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         let seq: i32 = with_tx!(&mut conn, |c| {
             // Touch the conversation first: on SQLite this takes the write lock up front.
@@ -416,7 +416,7 @@ impl Domain {
     pub(crate) async fn end_conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id.to_string();
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         with_conn!(&mut conn, |c| {
             diesel::update(

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::db::Pool;
 use crate::events::{Event, Events};
 use crate::media::MediaStore;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::store::Pool;
 use cursor::CursorCodec;
 use tokens::TokenKeys;
 

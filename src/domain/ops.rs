@@ -13,11 +13,11 @@ use super::accounts::{Role, User};
 use super::cursor::TimePosition;
 use super::stories::{ListStories, StoryPage, StoryStatus, parse_id};
 use super::{page_limit, stored_uuid};
-use crate::db::models::{ConversationRow, GenerationStepRow, UserRow};
-use crate::db::schema::{conversation_messages, conversations, ops_audit, users};
-use crate::db::types::ConversationStatus;
-use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::models::{ConversationRow, GenerationStepRow, UserRow};
+use crate::store::schema::{conversation_messages, conversations, ops_audit, users};
+use crate::store::types::ConversationStatus;
+use crate::store::{self, from_db, to_db};
 use crate::with_conn;
 
 #[derive(Clone, Debug)]
@@ -85,7 +85,7 @@ impl Domain {
             ops_audit::operator_id.eq(operator.id.to_string()),
             ops_audit::action.eq(action.to_string()),
             ops_audit::detail.eq(detail),
-            ops_audit::created_at.eq(to_db(db::now())),
+            ops_audit::created_at.eq(to_db(store::now())),
         );
         let mut conn = self.pool().get().await?;
         with_conn!(&mut conn, |c| {
@@ -311,7 +311,7 @@ impl Domain {
     /// Grants or withdraws a role (the CLI's `users set-role`).
     pub async fn set_role(&self, login_id: &str, role: Role) -> AppResult<User> {
         let key = login_id.to_ascii_lowercase();
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         let n = with_conn!(&mut conn, |c| {
             diesel::update(users::table.filter(users::login_key.eq(&key)))
@@ -374,7 +374,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 impl Domain {
     /// Figures kept in the database (also exported on `/metrics`).
     pub(crate) async fn db_figures(&self) -> AppResult<crate::metrics::DbFigures> {
-        use crate::db::schema::stories;
+        use crate::store::schema::stories;
         let mut conn = self.pool().get().await?;
         let by_status: Vec<(StoryStatus, i64)> = with_conn!(&mut conn, |c| {
             stories::table
@@ -413,7 +413,7 @@ impl Domain {
             stories_by_status,
             queue_depth,
             oldest_pending_seconds: oldest
-                .map(|t| (db::now() - from_db(t)).num_milliseconds().max(0) as f64 / 1000.0)
+                .map(|t| (store::now() - from_db(t)).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0),
             open_conversations: open,
         })
@@ -425,7 +425,7 @@ impl Domain {
         viewer: &User,
         window_minutes: i32,
     ) -> AppResult<Figures> {
-        use crate::db::schema::generation_steps as steps;
+        use crate::store::schema::generation_steps as steps;
         self.require_operator(viewer).await?;
         if !(1..=10_080).contains(&window_minutes) {
             return Err(AppError::validation(
@@ -433,7 +433,7 @@ impl Domain {
             ));
         }
         let db_figures = self.db_figures().await?;
-        let since = to_db(db::now() - chrono::Duration::minutes(i64::from(window_minutes)));
+        let since = to_db(store::now() - chrono::Duration::minutes(i64::from(window_minutes)));
         let mut conn = self.pool().get().await?;
         let rows: Vec<(String, String, i64, Option<String>)> = with_conn!(&mut conn, |c| {
             steps::table

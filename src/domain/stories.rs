@@ -13,13 +13,15 @@ use uuid::Uuid;
 use super::accounts::User;
 use super::cursor::micros_to_db;
 use super::{Domain, char_len, internal, page_limit, stored_uuid};
-use crate::db::models::{ChapterRow, ChapterText, ConversationRow, MediaFileRow, StoryRow};
-use crate::db::schema::{chapters, conversations, media_files, stories, story_requests};
-use crate::db::{self, from_db, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::models::{ChapterRow, ChapterText, ConversationRow, MediaFileRow, StoryRow};
+use crate::store::schema::{chapters, conversations, media_files, stories, story_requests};
+use crate::store::stories::{Joined, MediaColumns, Resume};
+pub(crate) use crate::store::stories::{SortKey, SortOrder};
+use crate::store::{self, from_db, to_db};
 use crate::{with_conn, with_locked_tx, with_tx};
 
-pub use crate::db::types::StoryStatus;
+pub use crate::store::types::StoryStatus;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoryLength {
@@ -49,29 +51,6 @@ impl StoryLength {
             StoryLength::Long => 7,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SortKey {
-    CreatedAt,
-    UpdatedAt,
-    Title,
-}
-
-impl SortKey {
-    fn as_str(self) -> &'static str {
-        match self {
-            SortKey::CreatedAt => "created_at",
-            SortKey::UpdatedAt => "updated_at",
-            SortKey::Title => "title",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SortOrder {
-    Asc,
-    Desc,
 }
 
 /// A stored media file.
@@ -140,13 +119,6 @@ pub(crate) struct ListStories {
     pub order: SortOrder,
     pub first: i32,
     pub after: Option<String>,
-}
-
-/// Where a listing resumes: after this sort key value and id.
-enum Resume {
-    CreatedAt(NaiveDateTime, String),
-    UpdatedAt(NaiveDateTime, String),
-    Title(Option<String>, String),
 }
 
 impl Resume {
@@ -264,7 +236,7 @@ impl Domain {
                 )
             }
         };
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let row = StoryRow {
             id: Uuid::new_v4().to_string(),
             owner_id: owner.id.to_string(),
@@ -441,39 +413,8 @@ impl Domain {
         let id = parse_id("story_id", id)?.to_string();
         let viewer_id = viewer.id.to_string();
         let mut conn = self.pool().get().await?;
-        let (row, joined) = match &mut conn {
-            crate::db::Conn::Pg(c) => {
-                let c: &mut diesel_async::AsyncPgConnection = c;
-                let row: Option<StoryRow> = stories::table
-                    .find(&id)
-                    .select(StoryRow::as_select())
-                    .first(c)
-                    .await
-                    .optional()?;
-                let joined = match &row {
-                    Some(r) if r.owner_id == viewer_id => chapters_pg(c, &[id]).await?,
-                    _ => Vec::new(),
-                };
-                (row, joined)
-            }
-            crate::db::Conn::Sqlite(c) => {
-                let c: &mut crate::db::SqliteConn = c;
-                let viewer_id = viewer_id.clone();
-                c.spawn_blocking(move |c| {
-                    let row: Option<StoryRow> = diesel::RunQueryDsl::first(
-                        stories::table.find(&id).select(StoryRow::as_select()),
-                        c,
-                    )
-                    .optional()?;
-                    let joined = match &row {
-                        Some(r) if r.owner_id == viewer_id => chapters_sqlite(c, &[id])?,
-                        _ => Vec::new(),
-                    };
-                    Ok((row, joined))
-                })
-                .await?
-            }
-        };
+        let (row, joined) =
+            store::stories::story_with_chapters(&mut conn, id, viewer_id.clone()).await?;
         drop(conn);
         let row = owned_by(row, &viewer_id)?;
         let mut stories = stories_from_rows(vec![row], joined)?;
@@ -508,115 +449,19 @@ impl Domain {
             .map(|c| self.cursors().decode(&scope, c))
             .transpose()?;
         let resume = after.map(|p| Resume::from(p, query.sort)).transpose()?;
-        let owner = owner.map(|o| o.to_string());
-        let status = query.status;
-        let (sort, order, first) = (query.sort, query.order, query.first as usize);
-        // The page's story rows, one more than asked for (is there a next page?).
-        macro_rules! page_rows {
-            () => {{
-                let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
-                if let Some(o) = &owner {
-                    q = q.filter(stories::owner_id.eq(o));
-                }
-                if let Some(s) = status {
-                    q = q.filter(stories::status.eq(s));
-                }
-                if let Some(t) = created_after {
-                    q = q.filter(stories::created_at.ge(t));
-                }
-                if let Some(t) = created_before {
-                    q = q.filter(stories::created_at.lt(t));
-                }
-                q = match (sort, order) {
-                    (SortKey::CreatedAt, SortOrder::Asc) => {
-                        q.order_by((stories::created_at.asc(), stories::id.asc()))
-                    }
-                    (SortKey::CreatedAt, SortOrder::Desc) => {
-                        q.order_by((stories::created_at.desc(), stories::id.desc()))
-                    }
-                    (SortKey::UpdatedAt, SortOrder::Asc) => {
-                        q.order_by((stories::updated_at.asc(), stories::id.asc()))
-                    }
-                    (SortKey::UpdatedAt, SortOrder::Desc) => {
-                        q.order_by((stories::updated_at.desc(), stories::id.desc()))
-                    }
-                    // Stories without a title come last in both orders.
-                    (SortKey::Title, SortOrder::Asc) => q.order_by((
-                        stories::title.is_null().asc(),
-                        stories::title.asc(),
-                        stories::id.asc(),
-                    )),
-                    (SortKey::Title, SortOrder::Desc) => q.order_by((
-                        stories::title.is_null().asc(),
-                        stories::title.desc(),
-                        stories::id.desc(),
-                    )),
-                };
-                q = match (&resume, order) {
-                    (None, _) => q,
-                    (Some(Resume::CreatedAt(t, id)), SortOrder::Asc) => q.filter(
-                        stories::created_at
-                            .gt(*t)
-                            .or(stories::created_at.eq(*t).and(stories::id.gt(id))),
-                    ),
-                    (Some(Resume::CreatedAt(t, id)), SortOrder::Desc) => q.filter(
-                        stories::created_at
-                            .lt(*t)
-                            .or(stories::created_at.eq(*t).and(stories::id.lt(id))),
-                    ),
-                    (Some(Resume::UpdatedAt(t, id)), SortOrder::Asc) => q.filter(
-                        stories::updated_at
-                            .gt(*t)
-                            .or(stories::updated_at.eq(*t).and(stories::id.gt(id))),
-                    ),
-                    (Some(Resume::UpdatedAt(t, id)), SortOrder::Desc) => q.filter(
-                        stories::updated_at
-                            .lt(*t)
-                            .or(stories::updated_at.eq(*t).and(stories::id.lt(id))),
-                    ),
-                    (Some(Resume::Title(Some(title), id)), SortOrder::Asc) => q.filter(
-                        stories::title
-                            .gt(title)
-                            .or(stories::title.eq(title).and(stories::id.gt(id)))
-                            .or(stories::title.is_null()),
-                    ),
-                    (Some(Resume::Title(Some(title), id)), SortOrder::Desc) => q.filter(
-                        stories::title
-                            .lt(title)
-                            .or(stories::title.eq(title).and(stories::id.lt(id)))
-                            .or(stories::title.is_null()),
-                    ),
-                    (Some(Resume::Title(None, id)), SortOrder::Asc) => {
-                        q.filter(stories::title.is_null().and(stories::id.gt(id)))
-                    }
-                    (Some(Resume::Title(None, id)), SortOrder::Desc) => {
-                        q.filter(stories::title.is_null().and(stories::id.lt(id)))
-                    }
-                };
-                q.limit(limit)
-            }};
-        }
-        // The rows and their chapters on one connection: one pool checkout per page, and
-        // on SQLite one trip to the connection's thread.
-        let mut conn = self.pool().get().await?;
-        let (rows, has_more, joined) = match &mut conn {
-            crate::db::Conn::Pg(c) => {
-                let c: &mut diesel_async::AsyncPgConnection = c;
-                let (rows, has_more) = one_page(page_rows!().load(c).await?, first);
-                let joined = chapters_pg(c, &ids_of(&rows)).await?;
-                (rows, has_more, joined)
-            }
-            crate::db::Conn::Sqlite(c) => {
-                let c: &mut crate::db::SqliteConn = c;
-                c.spawn_blocking(move |c| {
-                    let (rows, has_more) =
-                        one_page(diesel::RunQueryDsl::load(page_rows!(), c)?, first);
-                    let joined = chapters_sqlite(c, &ids_of(&rows))?;
-                    Ok((rows, has_more, joined))
-                })
-                .await?
-            }
+        let page = store::stories::PageQuery {
+            owner: owner.map(|o| o.to_string()),
+            status: query.status,
+            created_after,
+            created_before,
+            sort: query.sort,
+            order: query.order,
+            resume,
+            limit,
+            first: query.first as usize,
         };
+        let mut conn = self.pool().get().await?;
+        let (rows, has_more, joined) = store::stories::page(&mut conn, page).await?;
         drop(conn);
         let cursors: Vec<String> = rows
             .iter()
@@ -643,15 +488,15 @@ impl Domain {
     pub async fn generation_steps(
         &self,
         story_id: Uuid,
-    ) -> AppResult<Vec<crate::db::models::GenerationStepRow>> {
-        use crate::db::schema::generation_steps as steps;
+    ) -> AppResult<Vec<crate::store::models::GenerationStepRow>> {
+        use crate::store::schema::generation_steps as steps;
         let id = story_id.to_string();
         let mut conn = self.pool().get().await?;
         let rows = with_conn!(&mut conn, |c| {
             steps::table
                 .filter(steps::story_id.eq(&id))
                 .order_by((steps::started_at.asc(), steps::attempt.asc()))
-                .select(crate::db::models::GenerationStepRow::as_select())
+                .select(crate::store::models::GenerationStepRow::as_select())
                 .load(c)
                 .await
         })?;
@@ -667,7 +512,7 @@ impl Domain {
     ) -> AppResult<Story> {
         validate_text("title", title, 200)?;
         let row = self.owned_story_row(viewer, id).await?;
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         with_conn!(&mut conn, |c| {
             diesel::update(stories::table.find(&row.id))
@@ -704,7 +549,7 @@ impl Domain {
     /// Sends a `failed` story back to `pending`; any other status is a conflict.
     pub(crate) async fn retry_story(&self, viewer: &User, id: &str) -> AppResult<Story> {
         let row = self.owned_story_row(viewer, id).await?;
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         let updated = with_conn!(&mut conn, |c| {
             diesel::update(
@@ -754,7 +599,7 @@ impl Domain {
         reason: Option<&str>,
     ) -> AppResult<()> {
         let id = story_id.to_string();
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         with_conn!(&mut conn, |c| {
             diesel::update(stories::table.find(&id))
@@ -773,7 +618,7 @@ impl Domain {
     /// Writes a generated title unless the guardian already chose one.
     pub async fn set_generated_title(&self, story_id: Uuid, title: &str) -> AppResult<()> {
         let id = story_id.to_string();
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
         with_conn!(&mut conn, |c| {
             diesel::update(
@@ -797,7 +642,7 @@ impl Domain {
         chapters_in: &[(i32, String, String)],
     ) -> AppResult<Vec<Uuid>> {
         let sid = story_id.to_string();
-        let now = to_db(db::now());
+        let now = to_db(store::now());
         let rows: Vec<ChapterRow> = chapters_in
             .iter()
             .map(|(number, title, content)| ChapterRow {
@@ -885,7 +730,7 @@ impl Domain {
             path: relative,
             content_type: content_type.to_string(),
             size_bytes: bytes.len() as i64,
-            created_at: to_db(db::now()),
+            created_at: to_db(store::now()),
         };
         let cid = chapter_id.to_string();
         let fid = row.id.clone();
@@ -929,84 +774,16 @@ pub enum MediaKind {
     Audio,
 }
 
-/// The id, path and content type of a chapter's image or narration.
-type MediaColumns = (String, String, String);
-/// A chapter row with both of its media files, as one joined row.
-type Joined = (ChapterText, Option<MediaColumns>, Option<MediaColumns>);
-
-/// The chapters of `$stories` joined with both of their media files, ordered by story and
-/// number: one query for any number of stories. (Two queries before: SQLite prepared the
-/// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
-macro_rules! chapters_with_media {
-    ($stories:expr) => {{
-        let (image, audio) =
-            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-        let file_columns = (
-            media_files::id,
-            media_files::path,
-            media_files::content_type,
-        );
-        chapters::table
-            .left_join(
-                image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
-            )
-            .left_join(
-                audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
-            )
-            .filter($stories)
-            .order_by((chapters::story_id, chapters::chapter_number))
-            .select((
-                ChapterText::as_select(),
-                image.fields(file_columns).nullable(),
-                audio.fields(file_columns).nullable(),
-            ))
-    }};
-}
-
-/// PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
-async fn chapters_pg(
-    c: &mut diesel_async::AsyncPgConnection,
-    ids: &[String],
-) -> QueryResult<Vec<Joined>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    chapters_with_media!(chapters::story_id.eq_any(ids))
-        .load(c)
-        .await
-}
-
-/// SQLite, called on the connection's own thread with the synchronous API (see
-/// `SqliteConn::spawn_blocking`): rows are read straight from the statement (the async
-/// wrapper copies every value of every row first), and the ids go in as one JSON array
-/// ([`db::in_json_array`]), so the statement stays prepared.
-fn chapters_sqlite(
-    c: &mut diesel::sqlite::SqliteConnection,
-    ids: &[String],
-) -> QueryResult<Vec<Joined>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let in_page = db::in_json_array(chapters::story_id, ids)?;
-    diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
-}
-
 /// [`Domain::with_chapters`] on a connection the caller holds.
 async fn with_chapters_on(
-    conn: &mut crate::db::Conn,
+    conn: &mut crate::store::Conn,
     rows: Vec<StoryRow>,
 ) -> AppResult<Vec<Story>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = ids_of(&rows);
-    let joined = match conn {
-        crate::db::Conn::Pg(c) => chapters_pg(c, &ids).await?,
-        crate::db::Conn::Sqlite(c) => {
-            let c: &mut crate::db::SqliteConn = c;
-            c.spawn_blocking(move |c| chapters_sqlite(c, &ids)).await?
-        }
-    };
+    let ids = rows.iter().map(|r| r.id.clone()).collect();
+    let joined = store::stories::chapters(conn, ids).await?;
     stories_from_rows(rows, joined)
 }
 
@@ -1017,18 +794,6 @@ fn owned_by(row: Option<StoryRow>, viewer_id: &str) -> AppResult<StoryRow> {
         return Err(AppError::code_only(ErrorCode::InsufficientPermission));
     }
     Ok(row)
-}
-
-/// A page's rows, read with one row more than `first`: the first `first`, and whether
-/// there is a next page.
-fn one_page(mut rows: Vec<StoryRow>, first: usize) -> (Vec<StoryRow>, bool) {
-    let has_more = rows.len() > first;
-    rows.truncate(first);
-    (rows, has_more)
-}
-
-fn ids_of(rows: &[StoryRow]) -> Vec<String> {
-    rows.iter().map(|r| r.id.clone()).collect()
 }
 
 /// Story rows and their joined chapter rows (in any order of stories) → stories, in the

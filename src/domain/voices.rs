@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::Domain;
 use super::accounts::User;
-use crate::db::models::VoiceSampleRow;
-use crate::db::schema::{users, voice_samples};
-use crate::db::{self, to_db};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::voice::Sample;
+use crate::store::models::VoiceSampleRow;
+use crate::store::schema::{users, voice_samples};
+use crate::store::{self, to_db};
 use crate::{with_conn, with_locked_tx};
 
 /// Whether a sample found room under the account's caps.
@@ -88,7 +88,7 @@ impl Domain {
             path: format!("{id}.{ext}"),
             format: ext.to_string(),
             size_bytes: bytes.len() as i64,
-            created_at: to_db(db::now()),
+            created_at: to_db(store::now()),
         };
         // The row first, admitted under the account's caps in one transaction (so two
         // sockets cannot both take the last place); the file after. A refused sample

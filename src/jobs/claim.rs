@@ -9,12 +9,12 @@ use diesel::sql_types::{Text, Timestamp};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::models::StoryRow;
-use crate::db::schema::stories;
-use crate::db::types::StoryStatus;
-use crate::db::{self, Conn, to_db};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
+use crate::store::models::StoryRow;
+use crate::store::schema::stories;
+use crate::store::types::StoryStatus;
+use crate::store::{self, Conn, to_db};
 use crate::with_conn;
 
 /// A story this worker holds the lease of.
@@ -51,7 +51,7 @@ pub(crate) async fn claim(
     owner: &str,
     lease: Duration,
 ) -> AppResult<Option<Claimed>> {
-    let now = db::now();
+    let now = store::now();
     let expires =
         to_db(now + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?);
     let now = to_db(now);
@@ -84,7 +84,8 @@ pub(crate) async fn renew(
     lease: Duration,
 ) -> AppResult<bool> {
     let expires = to_db(
-        db::now() + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?,
+        store::now()
+            + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?,
     );
     let id = id.to_string();
     let mut conn = domain.pool().get().await?;
@@ -105,7 +106,7 @@ pub(crate) async fn renew(
 /// Whether this worker still holds the lease (checked before each write).
 pub(crate) async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
     let id = id.to_string();
-    let now = to_db(db::now());
+    let now = to_db(store::now());
     let mut conn = domain.pool().get().await?;
     let n: i64 = with_conn!(&mut conn, |c| {
         stories::table
@@ -150,7 +151,7 @@ pub(crate) async fn finish(
     reason: Option<&str>,
 ) -> AppResult<bool> {
     let sid = id.to_string();
-    let now = to_db(db::now());
+    let now = to_db(store::now());
     let mut conn = domain.pool().get().await?;
     let n = with_conn!(&mut conn, |c| {
         diesel::update(

@@ -11,9 +11,6 @@ use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
 
 use super::claim::{self, Claimed};
-use crate::db::models::GenerationStepRow;
-use crate::db::schema::generation_steps;
-use crate::db::to_db;
 use crate::domain::Domain;
 use crate::domain::stories::{MediaKind, Story, StoryStatus};
 use crate::error::{AppError, AppResult};
@@ -21,6 +18,9 @@ use crate::providers::retry::{Attempt, with_retry};
 use crate::providers::{
     IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
 };
+use crate::store::models::GenerationStepRow;
+use crate::store::schema::generation_steps;
+use crate::store::to_db;
 use crate::with_conn;
 
 /// Step attempts gathered during a step and written after it.

@@ -7,6 +7,7 @@ mod json_in;
 pub mod models;
 pub mod schema;
 mod sqlite_thread;
+pub(crate) mod stories;
 pub mod types;
 
 pub(crate) use json_in::in_json_array;
@@ -97,12 +98,12 @@ pub enum Conn {
 macro_rules! with_conn {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::Conn::Pg(pooled) => {
+            $crate::store::Conn::Pg(pooled) => {
                 let $c: &mut diesel_async::AsyncPgConnection = &mut *pooled;
                 $body
             }
-            $crate::db::Conn::Sqlite(pooled) => {
-                let $c: &mut $crate::db::SqliteConn = &mut *pooled;
+            $crate::store::Conn::Sqlite(pooled) => {
+                let $c: &mut $crate::store::SqliteConn = &mut *pooled;
                 $body
             }
         }
@@ -115,12 +116,12 @@ macro_rules! with_conn {
 macro_rules! with_tx {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::Conn::Pg(pooled) => {
+            $crate::store::Conn::Pg(pooled) => {
                 let pooled: &mut diesel_async::AsyncPgConnection = &mut *pooled;
                 diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
             }
-            $crate::db::Conn::Sqlite(pooled) => {
-                let pooled: &mut $crate::db::SqliteConn = &mut *pooled;
+            $crate::store::Conn::Sqlite(pooled) => {
+                let pooled: &mut $crate::store::SqliteConn = &mut *pooled;
                 diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
             }
         }
@@ -135,7 +136,7 @@ macro_rules! with_tx {
 macro_rules! with_locked_tx {
     ($conn:expr, $key:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::Conn::Pg(pooled) => {
+            $crate::store::Conn::Pg(pooled) => {
                 let pooled: &mut diesel_async::AsyncPgConnection = &mut *pooled;
                 diesel_async::AsyncConnection::transaction(pooled, async |$c| {
                     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -146,8 +147,8 @@ macro_rules! with_locked_tx {
                 })
                 .await
             }
-            $crate::db::Conn::Sqlite(pooled) => {
-                let pooled: &mut $crate::db::SqliteConn = &mut *pooled;
+            $crate::store::Conn::Sqlite(pooled) => {
+                let pooled: &mut $crate::store::SqliteConn = &mut *pooled;
                 diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
             }
         }

@@ -1,0 +1,309 @@
+//! The stories' reads: a keyset page of story rows with their chapters and media, and
+//! one story with its chapters, each in one trip to the database (on SQLite, one call on
+//! the connection's thread, read with diesel's synchronous API).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::models::{ChapterText, StoryRow};
+use super::schema::{chapters, media_files, stories};
+use super::types::StoryStatus;
+use super::{Conn, SqliteConn};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SortKey {
+    CreatedAt,
+    UpdatedAt,
+    Title,
+}
+
+impl SortKey {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SortKey::CreatedAt => "created_at",
+            SortKey::UpdatedAt => "updated_at",
+            SortKey::Title => "title",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// Where a listing resumes: after this sort key value and id.
+pub(crate) enum Resume {
+    CreatedAt(NaiveDateTime, String),
+    UpdatedAt(NaiveDateTime, String),
+    Title(Option<String>, String),
+}
+
+/// One page of stories: the filters, the order, and where it resumes.
+pub(crate) struct PageQuery {
+    /// Only this account's stories (`None`: everyone's, for operators).
+    pub(crate) owner: Option<String>,
+    pub(crate) status: Option<StoryStatus>,
+    /// Created at or after this (inclusive) and before that (exclusive).
+    pub(crate) created_after: Option<NaiveDateTime>,
+    pub(crate) created_before: Option<NaiveDateTime>,
+    pub(crate) sort: SortKey,
+    pub(crate) order: SortOrder,
+    pub(crate) resume: Option<Resume>,
+    /// Rows read: one more than the page holds (is there a next page?).
+    pub(crate) limit: i64,
+    /// Rows the page holds.
+    pub(crate) first: usize,
+}
+
+/// A page's story rows, whether there is a next page, and the rows' chapters. The rows
+/// and their chapters on one connection: one pool checkout per page, and on SQLite one
+/// trip to the connection's thread.
+pub(crate) async fn page(
+    conn: &mut Conn,
+    query: PageQuery,
+) -> QueryResult<(Vec<StoryRow>, bool, Vec<Joined>)> {
+    let PageQuery {
+        owner,
+        status,
+        created_after,
+        created_before,
+        sort,
+        order,
+        resume,
+        limit,
+        first,
+    } = query;
+    // The page's story rows, one more than asked for (is there a next page?).
+    macro_rules! page_rows {
+        () => {{
+            let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
+            if let Some(o) = &owner {
+                q = q.filter(stories::owner_id.eq(o));
+            }
+            if let Some(s) = status {
+                q = q.filter(stories::status.eq(s));
+            }
+            if let Some(t) = created_after {
+                q = q.filter(stories::created_at.ge(t));
+            }
+            if let Some(t) = created_before {
+                q = q.filter(stories::created_at.lt(t));
+            }
+            q = match (sort, order) {
+                (SortKey::CreatedAt, SortOrder::Asc) => {
+                    q.order_by((stories::created_at.asc(), stories::id.asc()))
+                }
+                (SortKey::CreatedAt, SortOrder::Desc) => {
+                    q.order_by((stories::created_at.desc(), stories::id.desc()))
+                }
+                (SortKey::UpdatedAt, SortOrder::Asc) => {
+                    q.order_by((stories::updated_at.asc(), stories::id.asc()))
+                }
+                (SortKey::UpdatedAt, SortOrder::Desc) => {
+                    q.order_by((stories::updated_at.desc(), stories::id.desc()))
+                }
+                // Stories without a title come last in both orders.
+                (SortKey::Title, SortOrder::Asc) => q.order_by((
+                    stories::title.is_null().asc(),
+                    stories::title.asc(),
+                    stories::id.asc(),
+                )),
+                (SortKey::Title, SortOrder::Desc) => q.order_by((
+                    stories::title.is_null().asc(),
+                    stories::title.desc(),
+                    stories::id.desc(),
+                )),
+            };
+            q = match (&resume, order) {
+                (None, _) => q,
+                (Some(Resume::CreatedAt(t, id)), SortOrder::Asc) => q.filter(
+                    stories::created_at
+                        .gt(*t)
+                        .or(stories::created_at.eq(*t).and(stories::id.gt(id))),
+                ),
+                (Some(Resume::CreatedAt(t, id)), SortOrder::Desc) => q.filter(
+                    stories::created_at
+                        .lt(*t)
+                        .or(stories::created_at.eq(*t).and(stories::id.lt(id))),
+                ),
+                (Some(Resume::UpdatedAt(t, id)), SortOrder::Asc) => q.filter(
+                    stories::updated_at
+                        .gt(*t)
+                        .or(stories::updated_at.eq(*t).and(stories::id.gt(id))),
+                ),
+                (Some(Resume::UpdatedAt(t, id)), SortOrder::Desc) => q.filter(
+                    stories::updated_at
+                        .lt(*t)
+                        .or(stories::updated_at.eq(*t).and(stories::id.lt(id))),
+                ),
+                (Some(Resume::Title(Some(title), id)), SortOrder::Asc) => q.filter(
+                    stories::title
+                        .gt(title)
+                        .or(stories::title.eq(title).and(stories::id.gt(id)))
+                        .or(stories::title.is_null()),
+                ),
+                (Some(Resume::Title(Some(title), id)), SortOrder::Desc) => q.filter(
+                    stories::title
+                        .lt(title)
+                        .or(stories::title.eq(title).and(stories::id.lt(id)))
+                        .or(stories::title.is_null()),
+                ),
+                (Some(Resume::Title(None, id)), SortOrder::Asc) => {
+                    q.filter(stories::title.is_null().and(stories::id.gt(id)))
+                }
+                (Some(Resume::Title(None, id)), SortOrder::Desc) => {
+                    q.filter(stories::title.is_null().and(stories::id.lt(id)))
+                }
+            };
+            q.limit(limit)
+        }};
+    }
+    // The rows and their chapters on one connection: one pool checkout per page, and
+    // on SQLite one trip to the connection's thread.
+    Ok(match conn {
+        Conn::Pg(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            let (rows, has_more) = one_page(page_rows!().load(c).await?, first);
+            let joined = chapters_pg(c, &ids_of(&rows)).await?;
+            (rows, has_more, joined)
+        }
+        Conn::Sqlite(c) => {
+            let c: &mut SqliteConn = c;
+            c.spawn_blocking(move |c| {
+                let (rows, has_more) = one_page(diesel::RunQueryDsl::load(page_rows!(), c)?, first);
+                let joined = chapters_sqlite(c, &ids_of(&rows))?;
+                Ok((rows, has_more, joined))
+            })
+            .await?
+        }
+    })
+}
+
+/// Story `id`'s row, and its chapters when `viewer_id` owns it (none read otherwise): the
+/// row, the ownership check and the chapters in one trip.
+pub(crate) async fn story_with_chapters(
+    conn: &mut Conn,
+    id: String,
+    viewer_id: String,
+) -> QueryResult<(Option<StoryRow>, Vec<Joined>)> {
+    Ok(match conn {
+        Conn::Pg(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            let row: Option<StoryRow> = stories::table
+                .find(&id)
+                .select(StoryRow::as_select())
+                .first(c)
+                .await
+                .optional()?;
+            let joined = match &row {
+                Some(r) if r.owner_id == viewer_id => chapters_pg(c, &[id]).await?,
+                _ => Vec::new(),
+            };
+            (row, joined)
+        }
+        Conn::Sqlite(c) => {
+            let c: &mut SqliteConn = c;
+            c.spawn_blocking(move |c| {
+                let row: Option<StoryRow> = diesel::RunQueryDsl::first(
+                    stories::table.find(&id).select(StoryRow::as_select()),
+                    c,
+                )
+                .optional()?;
+                let joined = match &row {
+                    Some(r) if r.owner_id == viewer_id => chapters_sqlite(c, &[id])?,
+                    _ => Vec::new(),
+                };
+                Ok((row, joined))
+            })
+            .await?
+        }
+    })
+}
+
+/// The chapters (with their media) of the stories `ids`, in one query.
+pub(crate) async fn chapters(conn: &mut Conn, ids: Vec<String>) -> QueryResult<Vec<Joined>> {
+    match conn {
+        Conn::Pg(c) => chapters_pg(c, &ids).await,
+        Conn::Sqlite(c) => {
+            let c: &mut SqliteConn = c;
+            c.spawn_blocking(move |c| chapters_sqlite(c, &ids)).await
+        }
+    }
+}
+
+/// The id, path and content type of a chapter's image or narration.
+pub(crate) type MediaColumns = (String, String, String);
+/// A chapter row with both of its media files, as one joined row.
+pub(crate) type Joined = (ChapterText, Option<MediaColumns>, Option<MediaColumns>);
+
+/// The chapters of `$stories` joined with both of their media files, ordered by story and
+/// number: one query for any number of stories. (Two queries before: SQLite prepared the
+/// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
+macro_rules! chapters_with_media {
+    ($stories:expr) => {{
+        let (image, audio) =
+            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
+        let file_columns = (
+            media_files::id,
+            media_files::path,
+            media_files::content_type,
+        );
+        chapters::table
+            .left_join(
+                image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
+            )
+            .left_join(
+                audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
+            )
+            .filter($stories)
+            .order_by((chapters::story_id, chapters::chapter_number))
+            .select((
+                ChapterText::as_select(),
+                image.fields(file_columns).nullable(),
+                audio.fields(file_columns).nullable(),
+            ))
+    }};
+}
+
+/// PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
+async fn chapters_pg(
+    c: &mut diesel_async::AsyncPgConnection,
+    ids: &[String],
+) -> QueryResult<Vec<Joined>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    chapters_with_media!(chapters::story_id.eq_any(ids))
+        .load(c)
+        .await
+}
+
+/// SQLite, called on the connection's own thread with the synchronous API (see
+/// `SqliteConn::spawn_blocking`): rows are read straight from the statement (the async
+/// wrapper copies every value of every row first), and the ids go in as one JSON array
+/// ([`super::in_json_array`]), so the statement stays prepared.
+fn chapters_sqlite(
+    c: &mut diesel::sqlite::SqliteConnection,
+    ids: &[String],
+) -> QueryResult<Vec<Joined>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let in_page = super::in_json_array(chapters::story_id, ids)?;
+    diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
+}
+
+/// A page's rows, read with one row more than `first`: the first `first`, and whether
+/// there is a next page.
+fn one_page(mut rows: Vec<StoryRow>, first: usize) -> (Vec<StoryRow>, bool) {
+    let has_more = rows.len() > first;
+    rows.truncate(first);
+    (rows, has_more)
+}
+
+fn ids_of(rows: &[StoryRow]) -> Vec<String> {
+    rows.iter().map(|r| r.id.clone()).collect()
+}
