@@ -782,8 +782,7 @@ async fn with_chapters_on(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = rows.iter().map(|r| r.id.clone()).collect();
-    let joined = store::stories::chapters(conn, ids).await?;
+    let joined = store::stories::chapters(conn, &rows).await?;
     stories_from_rows(rows, joined)
 }
 

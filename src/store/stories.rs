@@ -223,8 +223,9 @@ pub(crate) async fn story_with_chapters(
     })
 }
 
-/// The chapters (with their media) of the stories `ids`, in one query.
-pub(crate) async fn chapters(conn: &mut Conn, ids: Vec<String>) -> QueryResult<Vec<Joined>> {
+/// The chapters (with their media) of the stories `rows`, in one query.
+pub(crate) async fn chapters(conn: &mut Conn, rows: &[StoryRow]) -> QueryResult<Vec<Joined>> {
+    let ids = ids_of(rows);
     match conn {
         Conn::Pg(c) => chapters_pg(c, &ids).await,
         Conn::Sqlite(c) => {

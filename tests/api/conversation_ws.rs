@@ -501,13 +501,18 @@ async fn a_graphql_subscriber_sees_what_the_socket_sees(db: Db) {
     .assert_error(403, "INSUFFICIENT_PERMISSION");
 }
 
-async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
-    let provider = MockServer::start().await;
+/// The voice provider clones every set of samples as `voice_id`.
+async fn clones_as(provider: &MockServer, voice_id: &str) {
     Mock::given(method("POST"))
         .and(path("/v1/voices/add"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": "voice-123"})))
-        .mount(&provider)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": voice_id})))
+        .mount(provider)
         .await;
+}
+
+async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
+    let provider = MockServer::start().await;
+    clones_as(&provider, "voice-123").await;
     Mock::given(method("DELETE"))
         .and(path_regex("^/v1/voices/.+$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
@@ -593,11 +598,7 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
 /// is `503` and keeps the voice, so the guardian can try again.
 async fn deleting_a_voice_the_provider_lost_succeeds(db: Db) {
     let provider = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/voices/add"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": "voice-gone"})))
-        .mount(&provider)
-        .await;
+    clones_as(&provider, "voice-gone").await;
     Mock::given(method("DELETE"))
         .and(path("/v1/voices/voice-gone"))
         .respond_with(ResponseTemplate::new(500))
@@ -663,11 +664,7 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
         })))
         .mount(&provider)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/voices/add"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": "voice-abc"})))
-        .mount(&provider)
-        .await;
+    clones_as(&provider, "voice-abc").await;
     Mock::given(method("POST"))
         .and(path("/v1/text-to-speech/voice-abc"))
         .respond_with(
