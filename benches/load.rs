@@ -603,7 +603,7 @@ async fn seed(
                 status: jjongal::store::types::StoryStatus::Completed,
                 theme: "우정".into(),
                 characters: r#"["용감한 토끼","지혜로운 거북이"]"#.into(),
-                length: "medium".into(),
+                length: jjongal::store::types::StoryLength::Medium,
                 chapter_count: CHAPTERS as i32,
                 child_name: "벤치".into(),
                 child_age: 7,

@@ -282,10 +282,4 @@ impl From<DbError> for AppError {
     }
 }
 
-impl From<diesel::result::Error> for AppError {
-    fn from(e: diesel::result::Error) -> AppError {
-        AppError::from(DbError::from(e))
-    }
-}
-
 pub(crate) type AppResult<T> = Result<T, AppError>;

@@ -5,16 +5,15 @@
 
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::shutdown::Shutdown;
+use crate::store::notify::{self, listen};
 use crate::store::{Backend, DbError, Pool};
-
-const CHANNEL: &str = "jjongal_events";
 
 /// What changed. Small on purpose (NOTIFY payloads are capped at 8000 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +61,7 @@ impl Events {
                     () = shutdown.requested() => tracing::debug!("event listener stopped"),
                 }
             });
-            let sender = AsyncPgConnection::establish(database_url)
-                .await
-                .map_err(|e| DbError::Connect(e.to_string()))?;
+            let sender = notify::connect(database_url).await?;
             let (out_tx, out_rx) = mpsc::unbounded_channel();
             tokio::spawn(notify_loop(
                 sender,
@@ -110,15 +107,10 @@ async fn notify_loop(
 ) {
     while let Some(event) = queue.recv().await {
         let payload = serde_json::to_string(&event).expect("events serialise");
-        let sent = diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(CHANNEL)
-            .bind::<diesel::sql_types::Text, _>(&payload)
-            .execute(&mut conn)
-            .await;
-        if let Err(e) = sent {
+        if let Err(e) = notify::notify(&mut conn, &payload).await {
             tracing::warn!(error = %e, "publishing an event failed; delivering it locally and reconnecting");
             let _ = local.send(event);
-            match AsyncPgConnection::establish(&url).await {
+            match notify::connect(&url).await {
                 Ok(c) => conn = c,
                 Err(e) => {
                     tracing::warn!(error = %e, "event publisher reconnect failed");
@@ -129,29 +121,18 @@ async fn notify_loop(
     }
 }
 
-async fn listen(url: &str) -> Result<AsyncPgConnection, DbError> {
-    let mut conn = AsyncPgConnection::establish(url)
-        .await
-        .map_err(|e| DbError::Connect(e.to_string()))?;
-    conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    Ok(conn)
-}
-
 async fn forward(mut conn: AsyncPgConnection, url: String, tx: broadcast::Sender<Event>) {
     loop {
         {
-            let mut stream = std::pin::pin!(conn.notifications_stream());
+            let mut stream = std::pin::pin!(notify::payloads(&mut conn));
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(n) if n.channel == CHANNEL => {
-                        match serde_json::from_str::<Event>(&n.payload) {
-                            Ok(event) => {
-                                let _ = tx.send(event);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "unreadable event payload"),
+                    Ok(payload) => match serde_json::from_str::<Event>(&payload) {
+                        Ok(event) => {
+                            let _ = tx.send(event);
                         }
-                    }
-                    Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "unreadable event payload"),
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "event listener error");
                         break;

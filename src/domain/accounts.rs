@@ -7,20 +7,17 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::tokens::{hash_refresh_token, new_refresh_token};
 use super::{Domain, char_len, stored_uuid};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{RefreshTokenRow, UserRow};
-use crate::store::schema::{refresh_tokens, users};
-use crate::store::{self, from_db, to_db};
-use crate::{with_conn, with_tx};
+use crate::store::{self, DbError, from_db, to_db};
 
 /// The account's role; only the CLI grants `operator`.
 pub use crate::store::types::Role;
+use crate::store::types::VoiceStatus;
 
 /// A family account as the API shows it (spec §5.4: the child's name and age).
 #[derive(Clone, Debug)]
@@ -231,16 +228,10 @@ impl Domain {
             created_at: now,
             updated_at: now,
             voice_id: None,
-            voice_status: "none".into(),
+            voice_status: VoiceStatus::NotCloned,
         };
         let mut conn = self.pool().get().await?;
-        let inserted = with_conn!(&mut conn, |c| {
-            diesel::insert_into(users::table)
-                .values(&row)
-                .execute(c)
-                .await
-        });
-        match inserted.map_err(store::DbError::from) {
+        match store::accounts::insert_user(&mut conn.db(), &row).await {
             Ok(_) => User::try_from(row),
             Err(e) if e.is_unique_violation() => Err(AppError::new(
                 ErrorCode::Conflict,
@@ -256,16 +247,8 @@ impl Domain {
             return Err(AppError::validation("user_id와 password가 필요합니다."));
         }
         let key = login_id.to_ascii_lowercase();
-        let mut conn = self.pool().get().await?;
-        let found: Option<UserRow> = with_conn!(&mut conn, |c| {
-            users::table
-                .filter(users::login_key.eq(&key))
-                .select(UserRow::as_select())
-                .first(c)
-                .await
-                .optional()
-        })?;
-        drop(conn);
+        let found =
+            store::accounts::user_by_login(&mut self.pool().get().await?.db(), &key).await?;
         let hash = found.as_ref().map(|u| u.password_hash.clone());
         let ok = self.passwords().verify(password.to_string(), hash).await?;
         match found {
@@ -293,13 +276,7 @@ impl Domain {
             used_at: None,
             revoked_at: None,
         };
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::insert_into(refresh_tokens::table)
-                .values(&row)
-                .execute(c)
-                .await
-        })?;
+        store::accounts::insert_refresh_token(&mut self.pool().get().await?.db(), &row).await?;
         self.sign_access(user_id, now)
             .map(|access_token| TokenPair {
                 access_token,
@@ -330,20 +307,9 @@ impl Domain {
         let successor = new_refresh_token();
         let successor_hash = hash_refresh_token(&successor);
         let mut conn = self.pool().get().await?;
-        let outcome: Result<Option<(String, String)>, diesel::result::Error> =
-            with_tx!(&mut conn, |c| {
-                let won: Option<(String, String)> = diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::token_hash.eq(&hash))
-                        .filter(refresh_tokens::used_at.is_null())
-                        .filter(refresh_tokens::revoked_at.is_null())
-                        .filter(refresh_tokens::expires_at.gt(now)),
-                )
-                .set(refresh_tokens::used_at.eq(Some(now)))
-                .returning((refresh_tokens::user_id, refresh_tokens::family_id))
-                .get_result(c)
-                .await
-                .optional()?;
+        let outcome: Result<Option<(String, String)>, DbError> =
+            store::transaction!(&mut conn.db(), |tx| {
+                let won = store::accounts::use_refresh_token(tx, &hash, now).await?;
                 if let Some((user_id, family_id)) = &won {
                     let row = RefreshTokenRow {
                         id: Uuid::new_v4().to_string(),
@@ -355,10 +321,7 @@ impl Domain {
                         used_at: None,
                         revoked_at: None,
                     };
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(&row)
-                        .execute(c)
-                        .await?;
+                    store::accounts::insert_refresh_token(tx, &row).await?;
                 }
                 Ok(won)
             });
@@ -376,42 +339,17 @@ impl Domain {
             None => {
                 // Unknown, expired, revoked or already used. A used token coming back
                 // means it leaked: revoke everything descended from that login.
-                let existing: Option<RefreshTokenRow> = with_conn!(&mut conn, |c| {
-                    refresh_tokens::table
-                        .filter(refresh_tokens::token_hash.eq(&hash))
-                        .select(RefreshTokenRow::as_select())
-                        .first(c)
-                        .await
-                        .optional()
-                })?;
+                let mut db = conn.db();
+                let existing = store::accounts::refresh_token(&mut db, &hash).await?;
                 if let Some(row) = existing
                     && row.used_at.is_some()
                 {
                     tracing::warn!(family = %row.family_id, "refresh token reuse detected; revoking its family");
-                    self.revoke_family(&mut conn, &row.family_id, now).await?;
+                    store::accounts::revoke_family(&mut db, &row.family_id, now).await?;
                 }
                 Err(AppError::invalid_token())
             }
         }
-    }
-
-    async fn revoke_family(
-        &self,
-        conn: &mut store::Conn,
-        family: &str,
-        now: chrono::NaiveDateTime,
-    ) -> AppResult<()> {
-        with_conn!(conn, |c| {
-            diesel::update(
-                refresh_tokens::table
-                    .filter(refresh_tokens::family_id.eq(family))
-                    .filter(refresh_tokens::revoked_at.is_null()),
-            )
-            .set(refresh_tokens::revoked_at.eq(Some(now)))
-            .execute(c)
-            .await
-        })?;
-        Ok(())
     }
 
     /// Revokes the family of a refresh token (logout). Idempotent for known tokens;
@@ -419,17 +357,12 @@ impl Domain {
     pub(crate) async fn logout(&self, refresh_token: &str) -> AppResult<()> {
         let hash = hash_refresh_token(refresh_token);
         let mut conn = self.pool().get().await?;
-        let family: Option<String> = with_conn!(&mut conn, |c| {
-            refresh_tokens::table
-                .filter(refresh_tokens::token_hash.eq(&hash))
-                .select(refresh_tokens::family_id)
-                .first(c)
-                .await
-                .optional()
-        })?;
-        let family = family.ok_or_else(AppError::invalid_token)?;
-        self.revoke_family(&mut conn, &family, to_db(store::now()))
-            .await
+        let mut db = conn.db();
+        let token = store::accounts::refresh_token(&mut db, &hash)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        store::accounts::revoke_family(&mut db, &token.family_id, to_db(store::now())).await?;
+        Ok(())
     }
 
     /// Resolves a bearer token to a live account: signature, claims, and that the
@@ -444,15 +377,7 @@ impl Domain {
 
     pub(crate) async fn find_user(&self, user_id: Uuid) -> AppResult<Option<User>> {
         let id = user_id.to_string();
-        let mut conn = self.pool().get().await?;
-        let row: Option<UserRow> = with_conn!(&mut conn, |c| {
-            users::table
-                .find(&id)
-                .select(UserRow::as_select())
-                .first(c)
-                .await
-                .optional()
-        })?;
+        let row = store::accounts::user(&mut self.pool().get().await?.db(), &id).await?;
         row.map(User::try_from).transpose()
     }
 
@@ -461,14 +386,8 @@ impl Domain {
     pub(crate) async fn delete_account(&self, user: &User) -> AppResult<()> {
         self.delete_voice(user).await?;
         let id = user.id.to_string();
-        let mut conn = self.pool().get().await?;
-        let deleted = with_tx!(&mut conn, |c| {
-            diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(&id)))
-                .execute(c)
-                .await?;
-            diesel::delete(users::table.find(&id)).execute(c).await
-        })?;
-        if deleted == 0 {
+        let deleted = store::accounts::delete_user(&mut self.pool().get().await?.db(), &id).await?;
+        if !deleted {
             return Err(AppError::invalid_token());
         }
         // Rows cascaded; the account's media directory goes with them.

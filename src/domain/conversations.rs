@@ -4,8 +4,6 @@
 //! GraphQL subscription both follow those events.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::accounts::{User, validate_age, validate_name};
@@ -18,10 +16,8 @@ use crate::providers::Verdict;
 use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
 use crate::providers::retry::with_retry;
 use crate::store::models::{ConversationRow, MessageRow};
-use crate::store::schema::{conversation_messages as messages, conversations};
-use crate::store::types::ConversationStatus;
+pub use crate::store::types::{ConversationStatus, MessageRole};
 use crate::store::{self, from_db, to_db};
-use crate::{with_conn, with_tx};
 
 /// Who the conversation is with; unset fields fall back to the account's child.
 #[derive(Clone, Debug, Default)]
@@ -47,8 +43,7 @@ pub struct Conversation {
 #[derive(Clone, Debug)]
 pub(crate) struct Message {
     pub seq: i32,
-    /// `child` or `assistant`.
-    pub role: String,
+    pub role: MessageRole,
     pub text: String,
     pub flagged: bool,
     /// The spoken reply, a path below the media directory.
@@ -173,13 +168,7 @@ impl Domain {
             updated_at: now,
             ended_at: None,
         };
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::insert_into(conversations::table)
-                .values(&row)
-                .execute(c)
-                .await
-        })?;
+        store::conversations::insert(&mut self.pool().get().await?.db(), &row).await?;
         Ok(id)
     }
 
@@ -248,10 +237,10 @@ impl Domain {
             }
         };
         if let Some(text) = child_text {
-            self.append_message(conversation.id, "child", text, flagged, None)
+            self.append_message(conversation.id, MessageRole::Child, text, flagged, None)
                 .await?;
         }
-        let history: Vec<(String, String)> = self
+        let history: Vec<(MessageRole, String)> = self
             .messages(conversation.id)
             .await?
             .into_iter()
@@ -300,7 +289,7 @@ impl Domain {
         let seq = self
             .append_message(
                 conversation.id,
-                "assistant",
+                MessageRole::Assistant,
                 &answer,
                 false,
                 audio_path.clone(),
@@ -374,42 +363,23 @@ impl Domain {
     async fn append_message(
         &self,
         conversation: Uuid,
-        role: &str,
+        role: MessageRole,
         text: &str,
         flagged: bool,
         audio_path: Option<String>,
     ) -> AppResult<i32> {
-        let cid = conversation.to_string();
-        let now = to_db(store::now());
+        let message = MessageRow {
+            id: Uuid::new_v4().to_string(),
+            conversation_id: conversation.to_string(),
+            seq: 0,
+            role,
+            text: text.to_string(),
+            flagged,
+            audio_path,
+            created_at: to_db(store::now()),
+        };
         let mut conn = self.pool().get().await?;
-        let seq: i32 = with_tx!(&mut conn, |c| {
-            // Touch the conversation first: on SQLite this takes the write lock up front.
-            diesel::update(conversations::table.find(&cid))
-                .set(conversations::updated_at.eq(now))
-                .execute(c)
-                .await?;
-            let last: Option<i32> = messages::table
-                .filter(messages::conversation_id.eq(&cid))
-                .select(diesel::dsl::max(messages::seq))
-                .first(c)
-                .await?;
-            let seq = last.unwrap_or(0) + 1;
-            diesel::insert_into(messages::table)
-                .values(MessageRow {
-                    id: Uuid::new_v4().to_string(),
-                    conversation_id: cid.clone(),
-                    seq,
-                    role: role.to_string(),
-                    text: text.to_string(),
-                    flagged,
-                    audio_path: audio_path.clone(),
-                    created_at: now,
-                })
-                .execute(c)
-                .await?;
-            Ok::<_, diesel::result::Error>(seq)
-        })?;
-        Ok(seq)
+        Ok(store::conversations::append_message(&mut conn.db(), message).await?)
     }
 
     /// Ends a conversation; it is kept (its id is what `POST /stories` takes).
@@ -417,22 +387,7 @@ impl Domain {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id.to_string();
         let now = to_db(store::now());
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::update(
-                conversations::table
-                    .find(&cid)
-                    .filter(conversations::status.eq(ConversationStatus::Active)),
-            )
-            .set((
-                conversations::status.eq(ConversationStatus::Ended),
-                conversations::ended_at.eq(Some(now)),
-                conversations::updated_at.eq(now),
-            ))
-            .execute(c)
-            .await
-        })?;
-        drop(conn);
+        store::conversations::end(&mut self.pool().get().await?.db(), &cid, now).await?;
         self.events()
             .publish(Event::ConversationEnded {
                 id: conversation.id,
@@ -445,13 +400,7 @@ impl Domain {
     pub(crate) async fn delete_conversation(&self, owner: &User, id: &str) -> AppResult<()> {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id.to_string();
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::delete(conversations::table.find(&cid))
-                .execute(c)
-                .await
-        })?;
-        drop(conn);
+        store::conversations::delete(&mut self.pool().get().await?.db(), &cid).await?;
         self.remove_media_dir(&format!("{}/conversations/{cid}", owner.id))
             .await;
         self.events()
@@ -465,16 +414,9 @@ impl Domain {
     /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
     pub(crate) async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
         let id = parse_id("conversation_id", id)?.to_string();
-        let mut conn = self.pool().get().await?;
-        let row: Option<ConversationRow> = with_conn!(&mut conn, |c| {
-            conversations::table
-                .find(&id)
-                .select(ConversationRow::as_select())
-                .first(c)
-                .await
-                .optional()
-        })?;
-        let row = row.ok_or_else(AppError::not_found)?;
+        let row = store::conversations::conversation(&mut self.pool().get().await?.db(), &id)
+            .await?
+            .ok_or_else(AppError::not_found)?;
         if row.owner_id != owner.id.to_string() {
             return Err(AppError::code_only(ErrorCode::InsufficientPermission));
         }
@@ -485,14 +427,7 @@ impl Domain {
     pub(crate) async fn messages(&self, conversation: Uuid) -> AppResult<Vec<Message>> {
         let cid = conversation.to_string();
         let mut conn = self.pool().get().await?;
-        let rows: Vec<MessageRow> = with_conn!(&mut conn, |c| {
-            messages::table
-                .filter(messages::conversation_id.eq(&cid))
-                .order_by(messages::seq.asc())
-                .select(MessageRow::as_select())
-                .load(c)
-                .await
-        })?;
+        let rows = store::conversations::messages(&mut conn.db(), &cid, None).await?;
         Ok(rows.into_iter().map(message_from_row).collect())
     }
 
@@ -500,18 +435,11 @@ impl Domain {
     pub(crate) async fn reply_at(&self, conversation: Uuid, seq: i32) -> AppResult<Reply> {
         let cid = conversation.to_string();
         let mut conn = self.pool().get().await?;
-        let rows: Vec<MessageRow> = with_conn!(&mut conn, |c| {
-            messages::table
-                .filter(messages::conversation_id.eq(&cid))
-                .filter(messages::seq.between(seq - 1, seq))
-                .order_by(messages::seq.asc())
-                .select(MessageRow::as_select())
-                .load(c)
-                .await
-        })?;
+        let rows =
+            store::conversations::messages(&mut conn.db(), &cid, Some(seq - 1..=seq)).await?;
         let answer = rows
             .iter()
-            .find(|m| m.seq == seq && m.role == "assistant")
+            .find(|m| m.seq == seq && m.role == MessageRole::Assistant)
             .ok_or_else(AppError::not_found)?;
         Ok(Reply {
             conversation_id: conversation,
@@ -519,7 +447,7 @@ impl Domain {
             text: answer.text.clone(),
             user_text: rows
                 .iter()
-                .find(|m| m.seq == seq - 1 && m.role == "child")
+                .find(|m| m.seq == seq - 1 && m.role == MessageRole::Child)
                 .map(|m| m.text.clone()),
             audio_path: answer.audio_path.clone(),
         })
@@ -532,31 +460,16 @@ impl Domain {
         first: i32,
         after: Option<&str>,
     ) -> AppResult<ConversationPage> {
-        let limit = page_limit(first)? + 1;
+        let first = page_limit(first)? as usize;
         let scope = "conversations:created_at:desc";
-        let after: Option<TimePosition> =
-            after.map(|c| self.cursors().decode(scope, c)).transpose()?;
-        let after_time = after.as_ref().map(TimePosition::time).transpose()?;
+        let after = TimePosition::resume(self.cursors(), scope, after)?;
         let oid = owner.id.to_string();
         let mut conn = self.pool().get().await?;
-        let mut rows: Vec<ConversationRow> = with_conn!(&mut conn, |c| {
-            let mut q = conversations::table
-                .filter(conversations::owner_id.eq(&oid))
-                .select(ConversationRow::as_select())
-                .order_by((conversations::created_at.desc(), conversations::id.desc()))
-                .into_boxed();
-            if let (Some(t), Some(p)) = (after_time, &after) {
-                q = q.filter(
-                    conversations::created_at.lt(t).or(conversations::created_at
-                        .eq(t)
-                        .and(conversations::id.lt(p.id.clone()))),
-                );
-            }
-            q.limit(limit).load(c).await
-        })?;
-        let has_more = rows.len() as i64 == limit;
-        rows.truncate(first as usize);
-        let items = rows
+        let page =
+            store::conversations::newest_first(&mut conn.db(), Some(&oid), after, first).await?;
+        let has_more = page.has_more;
+        let items = page
+            .rows
             .into_iter()
             .map(|row| {
                 let cursor = self

@@ -95,6 +95,20 @@ impl TimePosition {
         }
     }
 
+    /// Where a newest-first listing of `scope` resumes after the cursor `after`: the
+    /// store's (creation time, id).
+    pub(crate) fn resume(
+        codec: &CursorCodec,
+        scope: &str,
+        after: Option<&str>,
+    ) -> AppResult<Option<(chrono::NaiveDateTime, String)>> {
+        let Some(cursor) = after else {
+            return Ok(None);
+        };
+        let position: TimePosition = codec.decode(scope, cursor)?;
+        Ok(Some((position.time()?, position.id)))
+    }
+
     /// The stored timestamp; a cursor that does not give one is invalid.
     pub(crate) fn time(&self) -> AppResult<chrono::NaiveDateTime> {
         micros_to_db(self.t)

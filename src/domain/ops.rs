@@ -4,8 +4,6 @@
 //! `JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS` allows it.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::Domain;
@@ -14,11 +12,9 @@ use super::cursor::TimePosition;
 use super::stories::{ListStories, StoryPage, StoryStatus, parse_id};
 use super::{page_limit, stored_uuid};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::store::models::{ConversationRow, GenerationStepRow, UserRow};
-use crate::store::schema::{conversation_messages, conversations, ops_audit, users};
-use crate::store::types::ConversationStatus;
+use crate::store::models::{AuditRow, GenerationStepRow};
+use crate::store::types::{ConversationStatus, MessageRole};
 use crate::store::{self, from_db, to_db};
-use crate::with_conn;
 
 #[derive(Clone, Debug)]
 pub(crate) struct AuditEntry {
@@ -46,7 +42,7 @@ pub(crate) struct OpsConversation {
 #[derive(Clone, Debug)]
 pub(crate) struct OpsMessage {
     pub seq: i32,
-    pub role: String,
+    pub role: MessageRole,
     pub text: Option<String>,
     pub flagged: bool,
     pub created_at: DateTime<Utc>,
@@ -80,20 +76,14 @@ impl Domain {
     }
 
     async fn audit(&self, operator: &User, action: &str, detail: String) -> AppResult<()> {
-        let row = (
-            ops_audit::id.eq(Uuid::new_v4().to_string()),
-            ops_audit::operator_id.eq(operator.id.to_string()),
-            ops_audit::action.eq(action.to_string()),
-            ops_audit::detail.eq(detail),
-            ops_audit::created_at.eq(to_db(store::now())),
-        );
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::insert_into(ops_audit::table)
-                .values(row.clone())
-                .execute(c)
-                .await
-        })?;
+        let row = AuditRow {
+            id: Uuid::new_v4().to_string(),
+            operator_id: operator.id.to_string(),
+            action: action.to_string(),
+            detail,
+            created_at: to_db(store::now()),
+        };
+        store::ops::insert_audit(&mut self.pool().get().await?.db(), &row).await?;
         tracing::info!(operator = %operator.id, action, "operator read");
         Ok(())
     }
@@ -144,31 +134,16 @@ impl Domain {
         after: Option<&str>,
     ) -> AppResult<(Vec<(String, User)>, bool)> {
         let operator = self.require_operator(viewer).await?;
-        let limit = page_limit(first)? + 1;
+        let limit = page_limit(first)? as usize;
         self.audit(&operator, "ops.accounts", format!("first={first}"))
             .await?;
         let scope = "ops.accounts:created_at:desc";
-        let after: Option<TimePosition> =
-            after.map(|c| self.cursors().decode(scope, c)).transpose()?;
-        let after_time = after.as_ref().map(TimePosition::time).transpose()?;
+        let after = TimePosition::resume(self.cursors(), scope, after)?;
         let mut conn = self.pool().get().await?;
-        let mut rows: Vec<UserRow> = with_conn!(&mut conn, |c| {
-            let mut q = users::table
-                .select(UserRow::as_select())
-                .order_by((users::created_at.desc(), users::id.desc()))
-                .into_boxed();
-            if let (Some(t), Some(p)) = (after_time, &after) {
-                q = q.filter(
-                    users::created_at
-                        .lt(t)
-                        .or(users::created_at.eq(t).and(users::id.lt(p.id.clone()))),
-                );
-            }
-            q.limit(limit).load(c).await
-        })?;
-        let has_more = rows.len() as i64 == limit;
-        rows.truncate((limit - 1) as usize);
-        let items = rows
+        let page = store::accounts::accounts_newest_first(&mut conn.db(), after, limit).await?;
+        let has_more = page.has_more;
+        let items = page
+            .rows
             .into_iter()
             .map(|row| {
                 let cursor = self
@@ -188,7 +163,7 @@ impl Domain {
         first: i32,
     ) -> AppResult<Vec<OpsConversation>> {
         let operator = self.require_operator(viewer).await?;
-        let limit = page_limit(first)?;
+        let limit = page_limit(first)? as usize;
         let owner = owner.map(|o| parse_id("owner_id", o)).transpose()?;
         self.audit(
             &operator,
@@ -201,28 +176,13 @@ impl Domain {
         .await?;
         let owner = owner.map(|o| o.to_string());
         let mut conn = self.pool().get().await?;
-        let rows: Vec<ConversationRow> = with_conn!(&mut conn, |c| {
-            let mut q = conversations::table
-                .select(ConversationRow::as_select())
-                .order_by((conversations::created_at.desc(), conversations::id.desc()))
-                .into_boxed();
-            if let Some(o) = &owner {
-                q = q.filter(conversations::owner_id.eq(o));
-            }
-            q.limit(limit).load(c).await
-        })?;
+        let mut db = conn.db();
+        let rows = store::conversations::newest_first(&mut db, owner.as_deref(), None, limit)
+            .await?
+            .rows;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let counts: Vec<(String, i64)> = with_conn!(&mut conn, |c| {
-            conversation_messages::table
-                .filter(conversation_messages::conversation_id.eq_any(&ids))
-                .group_by(conversation_messages::conversation_id)
-                .select((
-                    conversation_messages::conversation_id,
-                    diesel::dsl::count_star(),
-                ))
-                .load(c)
-                .await
-        })?;
+        let counts = store::conversations::message_counts(&mut db, &ids).await?;
+        drop(conn);
         rows.into_iter()
             .map(|r| {
                 Ok(OpsConversation {
@@ -279,30 +239,15 @@ impl Domain {
     ) -> AppResult<Vec<AuditEntry>> {
         self.require_operator(viewer).await?;
         let limit = page_limit(first)?;
-        let mut conn = self.pool().get().await?;
-        let rows: Vec<(String, String, String, String, chrono::NaiveDateTime)> =
-            with_conn!(&mut conn, |c| {
-                ops_audit::table
-                    .order_by((ops_audit::created_at.desc(), ops_audit::id.desc()))
-                    .select((
-                        ops_audit::id,
-                        ops_audit::operator_id,
-                        ops_audit::action,
-                        ops_audit::detail,
-                        ops_audit::created_at,
-                    ))
-                    .limit(limit)
-                    .load(c)
-                    .await
-            })?;
+        let rows = store::ops::audit_log(&mut self.pool().get().await?.db(), limit).await?;
         rows.into_iter()
-            .map(|(id, operator, action, detail, at)| {
+            .map(|row| {
                 Ok(AuditEntry {
-                    id: stored_uuid(&id)?,
-                    operator_id: stored_uuid(&operator)?,
-                    action,
-                    detail,
-                    created_at: from_db(at),
+                    id: stored_uuid(&row.id)?,
+                    operator_id: stored_uuid(&row.operator_id)?,
+                    action: row.action,
+                    detail: row.detail,
+                    created_at: from_db(row.created_at),
                 })
             })
             .collect()
@@ -313,22 +258,13 @@ impl Domain {
         let key = login_id.to_ascii_lowercase();
         let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
-        let n = with_conn!(&mut conn, |c| {
-            diesel::update(users::table.filter(users::login_key.eq(&key)))
-                .set((users::role.eq(role), users::updated_at.eq(now)))
-                .execute(c)
-                .await
-        })?;
-        if n == 0 {
+        let mut db = conn.db();
+        if !store::accounts::set_role(&mut db, &key, role, now).await? {
             return Err(AppError::not_found());
         }
-        let row: UserRow = with_conn!(&mut conn, |c| {
-            users::table
-                .filter(users::login_key.eq(&key))
-                .select(UserRow::as_select())
-                .first(c)
-                .await
-        })?;
+        let row = store::accounts::user_by_login(&mut db, &key)
+            .await?
+            .ok_or_else(AppError::not_found)?;
         User::try_from(row)
     }
 }
@@ -374,29 +310,12 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 impl Domain {
     /// Figures kept in the database (also exported on `/metrics`).
     pub(crate) async fn db_figures(&self) -> AppResult<crate::metrics::DbFigures> {
-        use crate::store::schema::stories;
         let mut conn = self.pool().get().await?;
-        let by_status: Vec<(StoryStatus, i64)> = with_conn!(&mut conn, |c| {
-            stories::table
-                .group_by(stories::status)
-                .select((stories::status, diesel::dsl::count_star()))
-                .load(c)
-                .await
-        })?;
-        let oldest: Option<chrono::NaiveDateTime> = with_conn!(&mut conn, |c| {
-            stories::table
-                .filter(stories::status.eq(StoryStatus::Pending))
-                .select(diesel::dsl::min(stories::created_at))
-                .first(c)
-                .await
-        })?;
-        let open: i64 = with_conn!(&mut conn, |c| {
-            conversations::table
-                .filter(conversations::status.eq(ConversationStatus::Active))
-                .count()
-                .get_result(c)
-                .await
-        })?;
+        let mut db = conn.db();
+        let by_status = store::ops::stories_by_status(&mut db).await?;
+        let oldest = store::ops::oldest_pending(&mut db).await?;
+        let open = store::conversations::open_count(&mut db).await?;
+        drop(conn);
         let count = |status: StoryStatus| {
             by_status
                 .iter()
@@ -425,7 +344,6 @@ impl Domain {
         viewer: &User,
         window_minutes: i32,
     ) -> AppResult<Figures> {
-        use crate::store::schema::generation_steps as steps;
         self.require_operator(viewer).await?;
         if !(1..=10_080).contains(&window_minutes) {
             return Err(AppError::validation(
@@ -434,29 +352,20 @@ impl Domain {
         }
         let db_figures = self.db_figures().await?;
         let since = to_db(store::now() - chrono::Duration::minutes(i64::from(window_minutes)));
-        let mut conn = self.pool().get().await?;
-        let rows: Vec<(String, String, i64, Option<String>)> = with_conn!(&mut conn, |c| {
-            steps::table
-                .filter(steps::started_at.ge(since))
-                .select((
-                    steps::step,
-                    steps::provider,
-                    steps::duration_ms,
-                    steps::error_kind,
-                ))
-                .load(c)
-                .await
-        })?;
+        let rows = store::ops::steps_since(&mut self.pool().get().await?.db(), since).await?;
         let mut by_step: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
         let mut by_provider: std::collections::BTreeMap<
             String,
             (i64, std::collections::BTreeMap<String, i64>),
         > = Default::default();
-        for (step, provider, ms, kind) in rows {
-            by_step.entry(step).or_default().push(ms);
-            let entry = by_provider.entry(provider).or_default();
+        for sample in rows {
+            by_step
+                .entry(sample.step)
+                .or_default()
+                .push(sample.duration_ms);
+            let entry = by_provider.entry(sample.provider).or_default();
             entry.0 += 1;
-            if let Some(kind) = kind {
+            if let Some(kind) = sample.error_kind {
                 *entry.1.entry(kind).or_default() += 1;
             }
         }

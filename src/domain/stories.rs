@@ -5,44 +5,23 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::accounts::User;
+use super::conversations::MessageRole;
 use super::cursor::micros_to_db;
 use super::{Domain, char_len, internal, page_limit, stored_uuid};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{ChapterRow, ChapterText, ConversationRow, MediaFileRow, StoryRow};
-use crate::store::schema::{chapters, conversations, media_files, stories, story_requests};
-use crate::store::stories::{Joined, MediaColumns, Resume};
+pub use crate::store::stories::MediaKind;
+use crate::store::stories::{Joined, MediaColumns, Quota, Resume};
 pub(crate) use crate::store::stories::{SortKey, SortOrder};
 use crate::store::{self, from_db, to_db};
-use crate::{with_conn, with_locked_tx, with_tx};
 
-pub use crate::store::types::StoryStatus;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoryLength {
-    Short,
-    Medium,
-    Long,
-}
+pub use crate::store::types::{StoryLength, StoryStatus};
 
 impl StoryLength {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            StoryLength::Short => "short",
-            StoryLength::Medium => "medium",
-            StoryLength::Long => "long",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> Option<StoryLength> {
-        [StoryLength::Short, StoryLength::Medium, StoryLength::Long]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
     /// Chapters a story of this length has (contract §5).
     pub(crate) fn chapters(self) -> i32 {
         match self {
@@ -247,7 +226,7 @@ impl Domain {
             theme: input.theme,
             characters: serde_json::to_string(&input.characters)
                 .map_err(|e| internal("characters", e))?,
-            length: input.length.as_str().into(),
+            length: input.length,
             chapter_count: input.length.chapters(),
             child_name,
             child_age,
@@ -269,55 +248,23 @@ impl Domain {
     /// SQLite the transaction takes the write lock up front; on PostgreSQL an advisory
     /// lock per account serialises concurrent requests of one account.
     async fn insert_within_quota(&self, row: &StoryRow) -> AppResult<()> {
-        enum Outcome {
-            Db(diesel::result::Error),
-            Exceeded(NaiveDateTime),
-        }
-        impl From<diesel::result::Error> for Outcome {
-            fn from(e: diesel::result::Error) -> Outcome {
-                Outcome::Db(e)
-            }
-        }
         let quota = i64::from(self.config().story_quota);
         let window = chrono::Duration::from_std(self.config().story_quota_window)
             .map_err(|e| internal("quota window", e))?;
         let now = row.created_at;
-        let since = now - window;
-        let request = (
-            story_requests::id.eq(Uuid::new_v4().to_string()),
-            story_requests::owner_id.eq(row.owner_id.clone()),
-            story_requests::created_at.eq(now),
-        );
-        macro_rules! within_quota {
-            ($c:ident) => {{
-                diesel::insert_into(story_requests::table)
-                    .values(request.clone())
-                    .execute($c)
-                    .await?;
-                let recent: Vec<NaiveDateTime> = story_requests::table
-                    .filter(story_requests::owner_id.eq(&row.owner_id))
-                    .filter(story_requests::created_at.gt(since))
-                    .order_by(story_requests::created_at.asc())
-                    .select(story_requests::created_at)
-                    .load($c)
-                    .await?;
-                if recent.len() as i64 > quota {
-                    return Err(Outcome::Exceeded(recent[0]));
-                }
-                diesel::insert_into(stories::table)
-                    .values(row)
-                    .execute($c)
-                    .await?;
-                Ok(())
-            }};
-        }
+        let request_id = Uuid::new_v4().to_string();
         let mut conn = self.pool().get().await?;
-        let result: Result<(), Outcome> =
-            with_locked_tx!(&mut conn, &row.owner_id, |c| within_quota!(c));
-        match result {
-            Ok(()) => Ok(()),
-            Err(Outcome::Db(e)) => Err(e.into()),
-            Err(Outcome::Exceeded(oldest)) => {
+        let quota_state = store::stories::insert_within_quota(
+            &mut conn.db(),
+            row,
+            &request_id,
+            now - window,
+            quota,
+        )
+        .await?;
+        match quota_state {
+            Quota::Inserted => Ok(()),
+            Quota::Exceeded { oldest } => {
                 let free_at = oldest + window;
                 let wait = (free_at - now).num_seconds().max(1) as u64;
                 Err(AppError::Limited {
@@ -332,48 +279,27 @@ impl Domain {
     }
 
     async fn conversation_row(&self, id: Uuid) -> AppResult<ConversationRow> {
-        let id = id.to_string();
         let mut conn = self.pool().get().await?;
-        let row: Option<ConversationRow> = with_conn!(&mut conn, |c| {
-            conversations::table
-                .find(&id)
-                .select(ConversationRow::as_select())
-                .first(c)
-                .await
-                .optional()
-        })?;
-        row.ok_or_else(AppError::not_found)
+        store::conversations::conversation(&mut conn.db(), &id.to_string())
+            .await?
+            .ok_or_else(AppError::not_found)
     }
 
     /// Loads a story row and checks that `viewer` owns it: 404 when it does not exist,
     /// 403 when it is someone else's.
     async fn owned_story_row(&self, viewer: &User, id: &str) -> AppResult<StoryRow> {
         let id = parse_id("story_id", id)?.to_string();
-        let mut conn = self.pool().get().await?;
-        let row: Option<StoryRow> = with_conn!(&mut conn, |c| {
-            stories::table
-                .find(&id)
-                .select(StoryRow::as_select())
-                .first(c)
-                .await
-                .optional()
-        })?;
+        let row = store::stories::story(&mut self.pool().get().await?.db(), &id).await?;
         owned_by(row, &viewer.id.to_string())
     }
 
     /// A story for the generation worker (no viewer: the worker acts for the owner).
     pub async fn story_for_job(&self, id: Uuid) -> AppResult<Story> {
-        let id = id.to_string();
         let mut conn = self.pool().get().await?;
-        let row: StoryRow = with_conn!(&mut conn, |c| {
-            stories::table
-                .find(&id)
-                .select(StoryRow::as_select())
-                .first(c)
-                .await
-        })?;
-        drop(conn);
-        let mut stories = self.with_chapters(vec![row]).await?;
+        let row = store::stories::story(&mut conn.db(), &id.to_string())
+            .await?
+            .ok_or_else(AppError::not_found)?;
+        let mut stories = with_chapters_on(&mut conn, vec![row]).await?;
         Ok(stories.remove(0))
     }
 
@@ -382,7 +308,7 @@ impl Domain {
     pub(crate) async fn conversation_material(
         &self,
         conversation: Option<Uuid>,
-    ) -> AppResult<(Vec<String>, Vec<(String, String)>)> {
+    ) -> AppResult<(Vec<String>, Vec<(MessageRole, String)>)> {
         let Some(id) = conversation else {
             return Ok((Vec::new(), Vec::new()));
         };
@@ -414,7 +340,7 @@ impl Domain {
         let viewer_id = viewer.id.to_string();
         let mut conn = self.pool().get().await?;
         let (row, joined) =
-            store::stories::story_with_chapters(&mut conn, id, viewer_id.clone()).await?;
+            store::stories::story_with_chapters(&mut conn.db(), id, viewer_id.clone()).await?;
         drop(conn);
         let row = owned_by(row, &viewer_id)?;
         let mut stories = stories_from_rows(vec![row], joined)?;
@@ -461,7 +387,7 @@ impl Domain {
             first: query.first as usize,
         };
         let mut conn = self.pool().get().await?;
-        let (rows, has_more, joined) = store::stories::page(&mut conn, page).await?;
+        let (rows, has_more, joined) = store::stories::page(&mut conn.db(), page).await?;
         drop(conn);
         let cursors: Vec<String> = rows
             .iter()
@@ -474,33 +400,13 @@ impl Domain {
         })
     }
 
-    /// Attaches chapters and their media to story rows, in one query for any number of
-    /// stories.
-    async fn with_chapters(&self, rows: Vec<StoryRow>) -> AppResult<Vec<Story>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.pool().get().await?;
-        with_chapters_on(&mut conn, rows).await
-    }
-
     /// The recorded provider attempts of a story's generation, oldest first.
     pub async fn generation_steps(
         &self,
         story_id: Uuid,
     ) -> AppResult<Vec<crate::store::models::GenerationStepRow>> {
-        use crate::store::schema::generation_steps as steps;
-        let id = story_id.to_string();
         let mut conn = self.pool().get().await?;
-        let rows = with_conn!(&mut conn, |c| {
-            steps::table
-                .filter(steps::story_id.eq(&id))
-                .order_by((steps::started_at.asc(), steps::attempt.asc()))
-                .select(crate::store::models::GenerationStepRow::as_select())
-                .load(c)
-                .await
-        })?;
-        Ok(rows)
+        Ok(store::jobs::steps_of(&mut conn.db(), &story_id.to_string()).await?)
     }
 
     /// Renames a story (`PATCH`): the guardian's title wins over a generated one.
@@ -513,18 +419,7 @@ impl Domain {
         validate_text("title", title, 200)?;
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(store::now());
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::update(stories::table.find(&row.id))
-                .set((
-                    stories::title.eq(Some(title)),
-                    stories::title_from_guardian.eq(true),
-                    stories::updated_at.eq(now),
-                ))
-                .execute(c)
-                .await
-        })?;
-        drop(conn);
+        store::stories::rename(&mut self.pool().get().await?.db(), &row.id, title, now).await?;
         self.story_changed(parse_id("story_id", &row.id)?).await;
         self.story(viewer, &row.id).await
     }
@@ -532,13 +427,7 @@ impl Domain {
     /// Deletes a story with its chapters and media files.
     pub(crate) async fn delete_story(&self, viewer: &User, id: &str) -> AppResult<()> {
         let row = self.owned_story_row(viewer, id).await?;
-        let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::delete(stories::table.find(&row.id))
-                .execute(c)
-                .await
-        })?;
-        drop(conn);
+        store::stories::delete(&mut self.pool().get().await?.db(), &row.id).await?;
         self.remove_media_dir(&format!("{}/{}", row.owner_id, row.id))
             .await;
         self.story_changed(parse_id("story_id", &row.id)?).await;
@@ -550,23 +439,9 @@ impl Domain {
     pub(crate) async fn retry_story(&self, viewer: &User, id: &str) -> AppResult<Story> {
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(store::now());
-        let mut conn = self.pool().get().await?;
-        let updated = with_conn!(&mut conn, |c| {
-            diesel::update(
-                stories::table
-                    .find(&row.id)
-                    .filter(stories::status.eq(StoryStatus::Failed)),
-            )
-            .set((
-                stories::status.eq(StoryStatus::Pending),
-                stories::failure_reason.eq(None::<String>),
-                stories::updated_at.eq(now),
-            ))
-            .execute(c)
-            .await
-        })?;
-        drop(conn);
-        if updated == 0 {
+        let retried =
+            store::stories::retry(&mut self.pool().get().await?.db(), &row.id, now).await?;
+        if !retried {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 "실패한(failed) 이야기만 다시 시도할 수 있습니다.",
@@ -601,16 +476,8 @@ impl Domain {
         let id = story_id.to_string();
         let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::update(stories::table.find(&id))
-                .set((
-                    stories::status.eq(status),
-                    stories::failure_reason.eq(reason),
-                    stories::updated_at.eq(now),
-                ))
-                .execute(c)
-                .await
-        })?;
+        store::stories::set_status(&mut conn.db(), &id, status, reason, now).await?;
+        drop(conn);
         self.story_changed(story_id).await;
         Ok(())
     }
@@ -620,16 +487,8 @@ impl Domain {
         let id = story_id.to_string();
         let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::update(
-                stories::table
-                    .find(&id)
-                    .filter(stories::title_from_guardian.eq(false)),
-            )
-            .set((stories::title.eq(Some(title)), stories::updated_at.eq(now)))
-            .execute(c)
-            .await
-        })?;
+        store::stories::set_generated_title(&mut conn.db(), &id, title, now).await?;
+        drop(conn);
         self.story_changed(story_id).await;
         Ok(())
     }
@@ -656,27 +515,8 @@ impl Domain {
                 created_at: now,
             })
             .collect();
-        let numbers: Vec<i32> = chapters_in.iter().map(|(n, _, _)| *n).collect();
         let mut conn = self.pool().get().await?;
-        with_tx!(&mut conn, |c| {
-            diesel::delete(
-                chapters::table
-                    .filter(chapters::story_id.eq(&sid))
-                    .filter(chapters::chapter_number.eq_any(&numbers)),
-            )
-            .execute(c)
-            .await?;
-            for row in &rows {
-                diesel::insert_into(chapters::table)
-                    .values(row)
-                    .execute(c)
-                    .await?;
-            }
-            diesel::update(stories::table.find(&sid))
-                .set(stories::updated_at.eq(now))
-                .execute(c)
-                .await
-        })?;
+        store::stories::put_chapters(&mut conn.db(), &sid, &rows, now).await?;
         drop(conn);
         self.story_changed(story_id).await;
         rows.iter()
@@ -695,15 +535,7 @@ impl Domain {
         extension: &str,
     ) -> AppResult<MediaFile> {
         let sid = story_id.to_string();
-        let mut conn = self.pool().get().await?;
-        let owner: String = with_conn!(&mut conn, |c| {
-            stories::table
-                .find(&sid)
-                .select(stories::owner_id)
-                .first(c)
-                .await
-        })?;
-        drop(conn);
+        let owner = store::stories::owner_of(&mut self.pool().get().await?.db(), &sid).await?;
         let file_id = Uuid::new_v4();
         let relative = format!("{owner}/{sid}/{file_id}.{extension}");
         let path = self
@@ -732,28 +564,10 @@ impl Domain {
             size_bytes: bytes.len() as i64,
             created_at: to_db(store::now()),
         };
-        let cid = chapter_id.to_string();
-        let fid = row.id.clone();
         let mut conn = self.pool().get().await?;
-        let linked = with_tx!(&mut conn, |c| {
-            diesel::insert_into(media_files::table)
-                .values(&row)
-                .execute(c)
-                .await?;
-            let link = diesel::update(chapters::table.find(&cid));
-            match kind {
-                MediaKind::Image => {
-                    link.set(chapters::image_file_id.eq(Some(&fid)))
-                        .execute(c)
-                        .await
-                }
-                MediaKind::Audio => {
-                    link.set(chapters::audio_file_id.eq(Some(&fid)))
-                        .execute(c)
-                        .await
-                }
-            }
-        });
+        let linked =
+            store::stories::link_media(&mut conn.db(), &row, &chapter_id.to_string(), kind).await;
+        drop(conn);
         if let Err(e) = linked {
             // The story (or account) was deleted meanwhile: leave no orphan file behind.
             let _ = tokio::fs::remove_file(&path).await;
@@ -768,12 +582,6 @@ impl Domain {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaKind {
-    Image,
-    Audio,
-}
-
 /// [`Domain::with_chapters`] on a connection the caller holds.
 async fn with_chapters_on(
     conn: &mut crate::store::Conn,
@@ -782,7 +590,7 @@ async fn with_chapters_on(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let joined = store::stories::chapters(conn, &rows).await?;
+    let joined = store::stories::chapters(&mut conn.db(), &rows).await?;
     stories_from_rows(rows, joined)
 }
 
@@ -865,8 +673,7 @@ fn story_from_rows(row: StoryRow, chapters: Vec<ChapterWithMedia>) -> AppResult<
         theme: row.theme,
         characters: serde_json::from_str(&row.characters)
             .map_err(|e| internal("stored characters", e))?,
-        length: StoryLength::parse(&row.length)
-            .ok_or_else(|| internal("stored length", &row.length))?,
+        length: row.length,
         chapter_count: row.chapter_count,
         child_name: row.child_name,
         child_age: row.child_age,

@@ -2,8 +2,6 @@
 //! disk, outside the media directory (never reachable by URL), with their count in the
 //! database; at the configured count the voice is cloned once.
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::Domain;
@@ -12,16 +10,9 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::voice::Sample;
 use crate::store::models::VoiceSampleRow;
-use crate::store::schema::{users, voice_samples};
+use crate::store::types::VoiceStatus;
+use crate::store::voices::SampleCaps;
 use crate::store::{self, to_db};
-use crate::{with_conn, with_locked_tx};
-
-/// Whether a sample found room under the account's caps.
-enum Admission {
-    /// Stored as the account's n-th sample.
-    Admitted(i64),
-    Full,
-}
 
 /// The audio format of a sample, from its bytes (never from anything the client says).
 pub(crate) fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
@@ -93,10 +84,17 @@ impl Domain {
         // The row first, admitted under the account's caps in one transaction (so two
         // sockets cannot both take the last place); the file after. A refused sample
         // stores nothing.
-        let count = match self.admit_sample(&row).await? {
-            Admission::Admitted(count) => count,
-            Admission::Full => {
-                let config = self.config();
+        let config = self.config();
+        let caps = SampleCaps {
+            count: i64::from(config.voice_max_samples),
+            bytes: config.voice_max_sample_bytes as i64,
+        };
+        let mut conn = self.pool().get().await?;
+        let admitted = store::voices::admit_sample(&mut conn.db(), &row, caps).await?;
+        drop(conn);
+        let count = match admitted {
+            Some(count) => count,
+            None => {
                 return Err(AppError::validation(format!(
                     "목소리 샘플은 {}개, 모두 {}MB까지 보관할 수 있어요. 목소리를 지운 뒤 다시 녹음해 주세요.",
                     config.voice_max_samples,
@@ -112,11 +110,7 @@ impl Domain {
         .await;
         if let Err(e) = stored {
             let mut conn = self.pool().get().await?;
-            let _ = with_conn!(&mut conn, |c| {
-                diesel::delete(voice_samples::table.find(&row.id))
-                    .execute(c)
-                    .await
-            });
+            let _ = store::voices::delete_sample(&mut conn.db(), &row.id).await;
             return Err(AppError::Internal(anyhow::anyhow!(
                 "storing a voice sample: {e}"
             )));
@@ -137,52 +131,6 @@ impl Domain {
         Ok(())
     }
 
-    /// Inserts the sample's row unless that takes the account over its caps; returns the
-    /// count. The row is written first (so on SQLite the transaction holds the write lock
-    /// from its first statement), then the account's samples are counted with it, and
-    /// the transaction is rolled back if they are too many; on PostgreSQL an advisory lock
-    /// per account serialises concurrent samples of one account.
-    async fn admit_sample(&self, row: &VoiceSampleRow) -> AppResult<Admission> {
-        enum Refused {
-            Db(diesel::result::Error),
-            Full,
-        }
-        impl From<diesel::result::Error> for Refused {
-            fn from(e: diesel::result::Error) -> Refused {
-                Refused::Db(e)
-            }
-        }
-        let max_samples = i64::from(self.config().voice_max_samples);
-        let max_bytes = self.config().voice_max_sample_bytes as i64;
-        macro_rules! admit {
-            ($c:ident) => {{
-                diesel::insert_into(voice_samples::table)
-                    .values(row)
-                    .execute($c)
-                    .await?;
-                // A few rows at most (the cap), so summed here, not as SQL NUMERIC.
-                let sizes: Vec<i64> = voice_samples::table
-                    .filter(voice_samples::owner_id.eq(&row.owner_id))
-                    .select(voice_samples::size_bytes)
-                    .load($c)
-                    .await?;
-                let count = sizes.len() as i64;
-                if count > max_samples || sizes.iter().sum::<i64>() > max_bytes {
-                    return Err(Refused::Full);
-                }
-                Ok(count)
-            }};
-        }
-        let mut conn = self.pool().get().await?;
-        let key = format!("voice:{}", row.owner_id);
-        let admitted: Result<i64, Refused> = with_locked_tx!(&mut conn, &key, |c| admit!(c));
-        match admitted {
-            Ok(count) => Ok(Admission::Admitted(count)),
-            Err(Refused::Full) => Ok(Admission::Full),
-            Err(Refused::Db(e)) => Err(e.into()),
-        }
-    }
-
     /// Clones the voice if it has not been (exactly one caller wins the claim).
     async fn clone_once(&self, owner: &User) -> AppResult<()> {
         let Some(cloner) = self.providers().cloner.clone() else {
@@ -197,32 +145,12 @@ impl Domain {
         };
         let oid = owner.id.to_string();
         let mut conn = self.pool().get().await?;
-        let claimed = with_conn!(&mut conn, |c| {
-            diesel::update(
-                users::table
-                    .find(&oid)
-                    .filter(users::voice_status.eq("none")),
-            )
-            .set(users::voice_status.eq("cloning"))
-            .execute(c)
-            .await
-        })?;
-        drop(conn);
-        if claimed == 0 {
+        if !store::voices::claim_cloning(&mut conn.db(), &oid).await? {
             return Ok(());
         }
-        let rows: Vec<VoiceSampleRow> = {
-            let mut conn = self.pool().get().await?;
-            with_conn!(&mut conn, |c| {
-                voice_samples::table
-                    .filter(voice_samples::owner_id.eq(&oid))
-                    .order_by(voice_samples::created_at.desc())
-                    .limit(i64::from(self.config().voice_clone_samples))
-                    .select(VoiceSampleRow::as_select())
-                    .load(c)
-                    .await
-            })?
-        };
+        let n = i64::from(self.config().voice_clone_samples);
+        let rows = store::voices::newest_samples(&mut conn.db(), &oid, n).await?;
+        drop(conn);
         let dir = self.samples_dir(owner.id);
         let mut samples = Vec::new();
         for row in &rows {
@@ -242,7 +170,7 @@ impl Domain {
             .await;
         let (status, voice_id, event) = match result {
             Ok(voice_id) => (
-                "cloned",
+                VoiceStatus::Cloned,
                 Some(voice_id.clone()),
                 Event::VoiceCloned {
                     user: owner.id,
@@ -252,7 +180,7 @@ impl Domain {
             Err(e) => {
                 tracing::warn!(user_id = %owner.id, error = %e, "voice cloning failed");
                 (
-                    "none",
+                    VoiceStatus::NotCloned,
                     None,
                     Event::VoiceCloneFailed {
                         user: owner.id,
@@ -265,15 +193,7 @@ impl Domain {
             }
         };
         let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::update(users::table.find(&oid))
-                .set((
-                    users::voice_status.eq(status),
-                    users::voice_id.eq(voice_id.as_deref()),
-                ))
-                .execute(c)
-                .await
-        })?;
+        store::voices::set_voice(&mut conn.db(), &oid, status, voice_id.as_deref()).await?;
         drop(conn);
         self.events().publish(event).await;
         Ok(())
@@ -282,15 +202,7 @@ impl Domain {
     /// Removes the samples, the stored voice id and the voice at the provider.
     pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
         let oid = owner.id.to_string();
-        let mut conn = self.pool().get().await?;
-        let voice_id: Option<String> = with_conn!(&mut conn, |c| {
-            users::table
-                .find(&oid)
-                .select(users::voice_id)
-                .first(c)
-                .await
-        })?;
-        drop(conn);
+        let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), &oid).await?;
         if let (Some(id), Some(cloner)) = (&voice_id, &self.providers().cloner) {
             cloner.delete_voice(id).await.map_err(|e| {
                 tracing::warn!(error = %e, "deleting the voice at the provider failed");
@@ -301,18 +213,9 @@ impl Domain {
             })?;
         }
         let mut conn = self.pool().get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::delete(voice_samples::table.filter(voice_samples::owner_id.eq(&oid)))
-                .execute(c)
-                .await?;
-            diesel::update(users::table.find(&oid))
-                .set((
-                    users::voice_status.eq("none"),
-                    users::voice_id.eq(None::<String>),
-                ))
-                .execute(c)
-                .await
-        })?;
+        let mut db = conn.db();
+        store::voices::delete_samples(&mut db, &oid).await?;
+        store::voices::set_voice(&mut db, &oid, VoiceStatus::NotCloned, None).await?;
         drop(conn);
         match tokio::fs::remove_dir_all(self.samples_dir(owner.id)).await {
             Ok(()) => {}

@@ -74,8 +74,8 @@ impl MessageObject {
         self.0.seq
     }
     /// `child` or `assistant`.
-    async fn role(&self) -> &str {
-        &self.0.role
+    async fn role(&self) -> &'static str {
+        self.0.role.as_str()
     }
     async fn text(&self) -> &str {
         &self.0.text

@@ -180,7 +180,7 @@ impl OpsReads {
                 attempt: r.attempt,
                 started_at: Timestamp(r.started_at.and_utc()),
                 duration_ms: r.duration_ms,
-                outcome: r.outcome,
+                outcome: r.outcome.as_str().into(),
                 error_kind: r.error_kind,
                 error_message: r.error_message,
             })
@@ -256,7 +256,7 @@ impl OpsReads {
             .into_iter()
             .map(|m| OpsMessage {
                 seq: m.seq,
-                role: m.role,
+                role: m.role.as_str().into(),
                 text: m.text,
                 flagged: m.flagged,
                 created_at: Timestamp(m.created_at),

@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
@@ -19,9 +18,8 @@ use crate::providers::{
     IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
 };
 use crate::store::models::GenerationStepRow;
-use crate::store::schema::generation_steps;
-use crate::store::to_db;
-use crate::with_conn;
+use crate::store::types::{MessageRole, StepOutcome};
+use crate::store::{self, to_db};
 
 /// Step attempts gathered during a step and written after it.
 #[derive(Default)]
@@ -52,7 +50,11 @@ impl Steps {
                 attempt: a.number as i32,
                 started_at: to_db(a.started),
                 duration_ms: a.duration.as_millis() as i64,
-                outcome: if a.error.is_some() { "error" } else { "ok" }.to_string(),
+                outcome: if a.error.is_some() {
+                    StepOutcome::Errored
+                } else {
+                    StepOutcome::Succeeded
+                },
                 error_kind: a.error.map(|e| e.kind.as_str().to_string()),
                 error_message: a.error.map(|e| e.message.chars().take(500).collect()),
             };
@@ -63,7 +65,7 @@ impl Steps {
     /// Marks the last recorded attempt of a moderation step as having flagged content.
     fn mark_flagged(&self) {
         if let Some(last) = self.0.lock().expect("steps lock").last_mut() {
-            last.outcome = "flagged".into();
+            last.outcome = StepOutcome::Flagged;
         }
     }
 
@@ -74,16 +76,7 @@ impl Steps {
         }
         let written = async {
             let mut conn = domain.pool().get().await?;
-            // One row at a time: SQLite's batch insert cannot take optional columns.
-            for row in &rows {
-                with_conn!(&mut conn, |c| {
-                    diesel::insert_into(generation_steps::table)
-                        .values(row)
-                        .execute(c)
-                        .await
-                })?;
-            }
-            Ok::<_, AppError>(())
+            Ok::<_, AppError>(store::jobs::insert_steps(&mut conn.db(), &rows).await?)
         }
         .await;
         if let Err(e) = written {
@@ -210,7 +203,7 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
         request
             .transcript
             .iter()
-            .filter(|(r, _)| r == "child")
+            .filter(|(r, _)| *r == MessageRole::Child)
             .map(|(_, t)| t.clone()),
     );
     if let Some(reason) = moderate(

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::korean::{a_ya, eul_reul};
 use super::{ErrorKind, HttpSettings, ProviderError};
+use crate::store::types::MessageRole;
 
 /// What the guide knows when it answers.
 #[derive(Clone, Debug)]
@@ -18,7 +19,7 @@ pub struct GuideRequest {
     pub interests: Vec<String>,
     /// The conversation so far, oldest first: (`child` | `assistant`, text); the child's
     /// last message is the one to answer. Empty for the greeting.
-    pub history: Vec<(String, String)>,
+    pub history: Vec<(MessageRole, String)>,
     /// Set when the child's last message was flagged: change the subject gently, never
     /// repeating it (it is not in `history`).
     pub redirect: bool,
@@ -27,7 +28,10 @@ pub struct GuideRequest {
 impl GuideRequest {
     /// How many story elements the child has given so far.
     pub(crate) fn stage(&self) -> usize {
-        self.history.iter().filter(|(r, _)| r == "child").count()
+        self.history
+            .iter()
+            .filter(|(r, _)| *r == MessageRole::Child)
+            .count()
     }
 }
 
@@ -87,7 +91,7 @@ impl Guide for RuleGuide {
             .history
             .iter()
             .rev()
-            .find(|(r, _)| r == "child")
+            .find(|(r, _)| *r == MessageRole::Child)
             .map(|(_, t)| echo(t))
             .unwrap_or_default();
         let young = req.child_age <= 6;
@@ -164,7 +168,10 @@ impl Guide for ChatGuide {
         let mut messages = vec![json!({"role": "system", "content": system_prompt(req)})];
         for (role, text) in req.history.iter().rev().take(30).rev() {
             messages.push(json!({
-                "role": if role == "child" { "user" } else { "assistant" },
+                "role": match role {
+                    MessageRole::Child => "user",
+                    MessageRole::Assistant => "assistant",
+                },
                 "content": text,
             }));
         }
@@ -206,7 +213,7 @@ mod tests {
             interests: vec!["공룡".into()],
             history: history
                 .iter()
-                .map(|(r, t)| (r.to_string(), t.to_string()))
+                .map(|(r, t)| (MessageRole::parse(r).expect("a role"), t.to_string()))
                 .collect(),
             redirect,
         }

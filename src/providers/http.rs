@@ -10,6 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::store::types::MessageRole;
+
 use super::{
     ErrorKind, GeneratedChapter, GeneratedStory, HttpSettings, IllustrationRequest, Illustrator,
     Media, Moderator, Narrator, ProviderError, StoryRequest, StoryWriter, Verdict,
@@ -177,7 +179,10 @@ fn user_prompt(req: &StoryRequest) -> String {
         .map(|(role, text)| {
             format!(
                 "{}: {}\n",
-                if role == "child" { "아이" } else { "쫑이" },
+                match role {
+                    MessageRole::Child => "아이",
+                    MessageRole::Assistant => "쫑이",
+                },
                 text
             )
         })

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
+use crate::store::types::MessageRole;
+
 use super::korean::{a_ya, eul_reul, eun_neun, euro_ro, i_ga, wa_gwa};
 use super::{
     ErrorKind, GeneratedChapter, GeneratedStory, IllustrationRequest, Illustrator, Media, Narrator,
@@ -55,10 +57,10 @@ const GIFTS: &[&str] = &[
 ];
 
 /// What the child said, as whole utterances (oldest first), trimmed to a sentence each.
-fn child_lines(transcript: &[(String, String)]) -> Vec<String> {
+fn child_lines(transcript: &[(MessageRole, String)]) -> Vec<String> {
     transcript
         .iter()
-        .filter(|(role, text)| role == "child" && !text.trim().is_empty())
+        .filter(|(role, text)| *role == MessageRole::Child && !text.trim().is_empty())
         .map(|(_, text)| {
             let line: String = text.trim().chars().take(60).collect();
             line.trim_end_matches(['.', '!', '?', ' ']).to_string()
@@ -509,7 +511,7 @@ mod tests {
             child_age: 7,
             chapters,
             interests: vec!["공룡".into()],
-            transcript: vec![("child".into(), "공주님이 나오는 이야기 해줘".into())],
+            transcript: vec![(MessageRole::Child, "공주님이 나오는 이야기 해줘".into())],
         }
     }
 

@@ -1,14 +1,20 @@
 //! Storage: one pool type over PostgreSQL (`AsyncPgConnection`) and SQLite
 //! (`SyncConnectionWrapper<SqliteConnection>`, each connection on a thread of its own),
-//! embedded per-backend migrations, and the [`with_conn!`](crate::with_conn) macro that
-//! runs the same diesel expression on either.
+//! embedded per-backend migrations, and [`Db`], the connection handle every query of the
+//! service takes (all of its SQL lives in this module's children).
 
+pub(crate) mod accounts;
+pub(crate) mod conversations;
+pub(crate) mod jobs;
 mod json_in;
 pub mod models;
+pub(crate) mod notify;
+pub(crate) mod ops;
 pub mod schema;
 mod sqlite_thread;
 pub(crate) mod stories;
 pub mod types;
+pub(crate) mod voices;
 
 pub(crate) use json_in::in_json_array;
 
@@ -60,6 +66,22 @@ impl DbError {
     }
 }
 
+/// One page of a keyset listing: its rows, and whether more follow.
+pub(crate) struct Page<T> {
+    pub(crate) rows: Vec<T>,
+    pub(crate) has_more: bool,
+}
+
+impl<T> Page<T> {
+    /// A page from rows read with a limit of one more than `first`: the first `first`,
+    /// and whether the extra one came.
+    pub(crate) fn of(mut rows: Vec<T>, first: usize) -> Page<T> {
+        let has_more = rows.len() > first;
+        rows.truncate(first);
+        Page { rows, has_more }
+    }
+}
+
 /// Which backend a database URL selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -84,7 +106,7 @@ pub enum Pool {
     Sqlite(DeadPool<SqliteConn>),
 }
 
-/// A pooled connection of either backend; use it through [`with_conn!`](crate::with_conn).
+/// A pooled connection of either backend; the store's functions take it as a [`Db`].
 // One lives on the stack per request; boxing would add an allocation per checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum Conn {
@@ -92,68 +114,105 @@ pub enum Conn {
     Sqlite(Object<SqliteConn>),
 }
 
-/// Runs the same diesel code on whichever backend `$conn` holds. Each arm is
+impl Conn {
+    /// The connection as the store's functions take it.
+    pub(crate) fn db(&mut self) -> Db<'_> {
+        match self {
+            Conn::Pg(pooled) => Db::Pg(pooled),
+            Conn::Sqlite(pooled) => Db::Sqlite(pooled),
+        }
+    }
+}
+
+/// A connection of either backend, borrowed: a pooled one ([`Conn::db`]) or the one a
+/// transaction runs on ([`transaction!`](crate::store::transaction)). Every function of
+/// the store takes one, so the same function runs inside a caller's transaction or
+/// outside any.
+pub(crate) enum Db<'a> {
+    Pg(&'a mut AsyncPgConnection),
+    Sqlite(&'a mut SqliteConn),
+}
+
+/// Runs the same diesel code on whichever backend the [`Db`] `$db` holds. Each arm is
 /// monomorphised for its connection type, so the body must compile for both.
-#[macro_export]
-macro_rules! with_conn {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::store::Conn::Pg(pooled) => {
-                let $c: &mut diesel_async::AsyncPgConnection = &mut *pooled;
+macro_rules! on_db {
+    ($db:expr, |$c:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Pg($c) => {
+                let $c: &mut diesel_async::AsyncPgConnection = $c;
                 $body
             }
-            $crate::store::Conn::Sqlite(pooled) => {
-                let $c: &mut $crate::store::SqliteConn = &mut *pooled;
+            $crate::store::Db::Sqlite($c) => {
+                let $c: &mut $crate::store::SqliteConn = $c;
                 $body
             }
         }
     };
 }
+pub(crate) use on_db;
 
-/// Runs `$body` inside one transaction on whichever backend `$conn` holds. On SQLite the
-/// body should start with a write so the lock is taken up front (busy timeout applies).
-#[macro_export]
-macro_rules! with_tx {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::store::Conn::Pg(pooled) => {
-                let pooled: &mut diesel_async::AsyncPgConnection = &mut *pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
-            }
-            $crate::store::Conn::Sqlite(pooled) => {
-                let pooled: &mut $crate::store::SqliteConn = &mut *pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
-            }
-        }
-    };
-}
-
-/// [`with_tx!`] serialised per `$key` (e.g. an account): on PostgreSQL the transaction
-/// first takes a transaction-scoped advisory lock on the key's hash, so concurrent
-/// transactions of one key run one after the other (a count-then-insert stays exact); on
-/// SQLite the transaction itself serialises writers (the body should start with a write).
-#[macro_export]
-macro_rules! with_locked_tx {
-    ($conn:expr, $key:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::store::Conn::Pg(pooled) => {
-                let pooled: &mut diesel_async::AsyncPgConnection = &mut *pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |$c| {
-                    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind::<diesel::sql_types::Text, _>($key)
-                        .execute($c)
-                        .await?;
+/// Runs `$body` in one transaction on the [`Db`] `$db`, with `$tx` the transaction's own
+/// [`Db`]: the store's functions called with it commit or roll back together. `$body`
+/// returns `Result<_, E>` with `E: From<diesel::result::Error>`. On SQLite the body
+/// should start with a write so the lock is taken up front (busy timeout applies).
+macro_rules! transaction {
+    ($db:expr, |$tx:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Pg(c) => {
+                let c: &mut diesel_async::AsyncPgConnection = c;
+                diesel_async::AsyncConnection::transaction(c, async |c| {
+                    let $tx = &mut $crate::store::Db::Pg(c);
                     $body
                 })
                 .await
             }
-            $crate::store::Conn::Sqlite(pooled) => {
-                let pooled: &mut $crate::store::SqliteConn = &mut *pooled;
-                diesel_async::AsyncConnection::transaction(pooled, async |$c| $body).await
+            $crate::store::Db::Sqlite(c) => {
+                let c: &mut $crate::store::SqliteConn = c;
+                diesel_async::AsyncConnection::transaction(c, async |c| {
+                    let $tx = &mut $crate::store::Db::Sqlite(c);
+                    $body
+                })
+                .await
             }
         }
     };
 }
+pub(crate) use transaction;
+
+/// [`transaction!`] serialised per `$key` (e.g. an account): on PostgreSQL the
+/// transaction first takes a transaction-scoped advisory lock on the key's hash, so
+/// concurrent transactions of one key run one after the other (a count-then-insert stays
+/// exact); on SQLite the transaction itself serialises writers (the body should start
+/// with a write).
+macro_rules! locked_transaction {
+    ($db:expr, $key:expr, |$tx:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Pg(c) => {
+                let c: &mut diesel_async::AsyncPgConnection = c;
+                diesel_async::AsyncConnection::transaction(c, async |c| {
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                            .bind::<diesel::sql_types::Text, _>($key),
+                        &mut *c,
+                    )
+                    .await?;
+                    let $tx = &mut $crate::store::Db::Pg(c);
+                    $body
+                })
+                .await
+            }
+            $crate::store::Db::Sqlite(c) => {
+                let c: &mut $crate::store::SqliteConn = c;
+                diesel_async::AsyncConnection::transaction(c, async |c| {
+                    let $tx = &mut $crate::store::Db::Sqlite(c);
+                    $body
+                })
+                .await
+            }
+        }
+    };
+}
+pub(crate) use locked_transaction;
 
 /// How long a command-line or migration connection waits for the pool (the server's own
 /// pool takes `JJONGAL_DATABASE_ACQUIRE_TIMEOUT_MS`).
@@ -256,9 +315,9 @@ impl Pool {
     /// Checks that the database answers (readiness).
     pub(crate) async fn ping(&self) -> Result<(), DbError> {
         let mut conn = self.get().await?;
-        with_conn!(&mut conn, |c| {
-            diesel::sql_query("SELECT 1").execute(c).await?;
-        });
+        on_db!(conn.db(), |c| diesel::sql_query("SELECT 1")
+            .execute(c)
+            .await)?;
         Ok(())
     }
 }

@@ -3,11 +3,13 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::types::{ConversationStatus, Role, StoryStatus};
+use super::types::{
+    ConversationStatus, MessageRole, Role, StepOutcome, StoryLength, StoryStatus, VoiceStatus,
+};
 
 use super::schema::{
-    chapters, conversation_messages, conversations, generation_steps, media_files, refresh_tokens,
-    stories, users, voice_samples,
+    chapters, conversation_messages, conversations, generation_steps, media_files, ops_audit,
+    refresh_tokens, stories, users, voice_samples,
 };
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -25,7 +27,7 @@ pub(crate) struct UserRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub voice_id: Option<String>,
-    pub voice_status: String,
+    pub voice_status: VoiceStatus,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -69,7 +71,7 @@ pub struct StoryRow {
     pub status: StoryStatus,
     pub theme: String,
     pub characters: String,
-    pub length: String,
+    pub length: StoryLength,
     pub chapter_count: i32,
     pub child_name: String,
     pub child_age: i32,
@@ -133,7 +135,7 @@ pub struct GenerationStepRow {
     pub attempt: i32,
     pub started_at: NaiveDateTime,
     pub duration_ms: i64,
-    pub outcome: String,
+    pub outcome: StepOutcome,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
 }
@@ -145,7 +147,7 @@ pub(crate) struct MessageRow {
     pub id: String,
     pub conversation_id: String,
     pub seq: i32,
-    pub role: String,
+    pub role: MessageRole,
     pub text: String,
     pub flagged: bool,
     pub audio_path: Option<String>,
@@ -161,5 +163,16 @@ pub(crate) struct VoiceSampleRow {
     pub path: String,
     pub format: String,
     pub size_bytes: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ops_audit)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct AuditRow {
+    pub id: String,
+    pub operator_id: String,
+    pub action: String,
+    pub detail: String,
     pub created_at: NaiveDateTime,
 }

@@ -6,10 +6,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::models::{ChapterText, StoryRow};
-use super::schema::{chapters, media_files, stories};
+use super::models::{ChapterRow, ChapterText, MediaFileRow, StoryRow};
+use super::schema::{chapters, media_files, stories, story_requests};
 use super::types::StoryStatus;
-use super::{Conn, SqliteConn};
+use super::{Db, DbError, SqliteConn, locked_transaction, on_db, transaction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SortKey {
@@ -62,9 +62,9 @@ pub(crate) struct PageQuery {
 /// and their chapters on one connection: one pool checkout per page, and on SQLite one
 /// trip to the connection's thread.
 pub(crate) async fn page(
-    conn: &mut Conn,
+    db: &mut Db<'_>,
     query: PageQuery,
-) -> QueryResult<(Vec<StoryRow>, bool, Vec<Joined>)> {
+) -> Result<(Vec<StoryRow>, bool, Vec<Joined>), DbError> {
     let PageQuery {
         owner,
         status,
@@ -163,14 +163,14 @@ pub(crate) async fn page(
     }
     // The rows and their chapters on one connection: one pool checkout per page, and
     // on SQLite one trip to the connection's thread.
-    Ok(match conn {
-        Conn::Pg(c) => {
+    Ok(match db {
+        Db::Pg(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;
             let (rows, has_more) = one_page(page_rows!().load(c).await?, first);
             let joined = chapters_pg(c, &ids_of(&rows)).await?;
             (rows, has_more, joined)
         }
-        Conn::Sqlite(c) => {
+        Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
             c.spawn_blocking(move |c| {
                 let (rows, has_more) = one_page(diesel::RunQueryDsl::load(page_rows!(), c)?, first);
@@ -185,12 +185,12 @@ pub(crate) async fn page(
 /// Story `id`'s row, and its chapters when `viewer_id` owns it (none read otherwise): the
 /// row, the ownership check and the chapters in one trip.
 pub(crate) async fn story_with_chapters(
-    conn: &mut Conn,
+    db: &mut Db<'_>,
     id: String,
     viewer_id: String,
-) -> QueryResult<(Option<StoryRow>, Vec<Joined>)> {
-    Ok(match conn {
-        Conn::Pg(c) => {
+) -> Result<(Option<StoryRow>, Vec<Joined>), DbError> {
+    Ok(match db {
+        Db::Pg(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;
             let row: Option<StoryRow> = stories::table
                 .find(&id)
@@ -204,7 +204,7 @@ pub(crate) async fn story_with_chapters(
             };
             (row, joined)
         }
-        Conn::Sqlite(c) => {
+        Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
             c.spawn_blocking(move |c| {
                 let row: Option<StoryRow> = diesel::RunQueryDsl::first(
@@ -224,15 +224,15 @@ pub(crate) async fn story_with_chapters(
 }
 
 /// The chapters (with their media) of the stories `rows`, in one query.
-pub(crate) async fn chapters(conn: &mut Conn, rows: &[StoryRow]) -> QueryResult<Vec<Joined>> {
+pub(crate) async fn chapters(db: &mut Db<'_>, rows: &[StoryRow]) -> Result<Vec<Joined>, DbError> {
     let ids = ids_of(rows);
-    match conn {
-        Conn::Pg(c) => chapters_pg(c, &ids).await,
-        Conn::Sqlite(c) => {
+    Ok(match db {
+        Db::Pg(c) => chapters_pg(c, &ids).await?,
+        Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
-            c.spawn_blocking(move |c| chapters_sqlite(c, &ids)).await
+            c.spawn_blocking(move |c| chapters_sqlite(c, &ids)).await?
         }
-    }
+    })
 }
 
 /// The id, path and content type of a chapter's image or narration.
@@ -307,4 +307,224 @@ fn one_page(mut rows: Vec<StoryRow>, first: usize) -> (Vec<StoryRow>, bool) {
 
 fn ids_of(rows: &[StoryRow]) -> Vec<String> {
     rows.iter().map(|r| r.id.clone()).collect()
+}
+
+pub(crate) async fn story(db: &mut Db<'_>, id: &str) -> Result<Option<StoryRow>, DbError> {
+    Ok(on_db!(db, |c| stories::table
+        .find(id)
+        .select(StoryRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Whether a story went in under its owner's creation quota.
+pub(crate) enum Quota {
+    Inserted,
+    /// Refused: the owner asked for `count` stories since the window's start, the oldest
+    /// of them at `oldest`.
+    Exceeded {
+        oldest: NaiveDateTime,
+    },
+}
+
+/// Inserts `row` if its owner asked for at most `quota` stories since `since`, this one
+/// included, counted in the database so every process shares the count. The request is
+/// recorded first, so on SQLite the transaction takes the write lock up front; on
+/// PostgreSQL an advisory lock per account serialises concurrent requests of one account.
+pub(crate) async fn insert_within_quota(
+    db: &mut Db<'_>,
+    row: &StoryRow,
+    request_id: &str,
+    since: NaiveDateTime,
+    quota: i64,
+) -> Result<Quota, DbError> {
+    enum Outcome {
+        Db(DbError),
+        Exceeded(NaiveDateTime),
+    }
+    impl From<diesel::result::Error> for Outcome {
+        fn from(e: diesel::result::Error) -> Outcome {
+            Outcome::Db(e.into())
+        }
+    }
+    let request = (
+        story_requests::id.eq(request_id),
+        story_requests::owner_id.eq(&row.owner_id),
+        story_requests::created_at.eq(row.created_at),
+    );
+    let result: Result<(), Outcome> = locked_transaction!(db, &row.owner_id, |tx| {
+        on_db!(&mut *tx, |c| diesel::insert_into(story_requests::table)
+            .values(request)
+            .execute(c)
+            .await)?;
+        let recent: Vec<NaiveDateTime> = on_db!(&mut *tx, |c| story_requests::table
+            .filter(story_requests::owner_id.eq(&row.owner_id))
+            .filter(story_requests::created_at.gt(since))
+            .order_by(story_requests::created_at.asc())
+            .select(story_requests::created_at)
+            .load(c)
+            .await)?;
+        if recent.len() as i64 > quota {
+            return Err(Outcome::Exceeded(recent[0]));
+        }
+        on_db!(&mut *tx, |c| diesel::insert_into(stories::table)
+            .values(row)
+            .execute(c)
+            .await)?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(Quota::Inserted),
+        Err(Outcome::Exceeded(oldest)) => Ok(Quota::Exceeded { oldest }),
+        Err(Outcome::Db(e)) => Err(e),
+    }
+}
+
+/// Gives a story the guardian's `title` (which a generated one never replaces).
+pub(crate) async fn rename(
+    db: &mut Db<'_>,
+    id: &str,
+    title: &str,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::update(stories::table.find(id))
+        .set((
+            stories::title.eq(Some(title)),
+            stories::title_from_guardian.eq(true),
+            stories::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Deletes a story (its chapters and media rows cascade).
+pub(crate) async fn delete(db: &mut Db<'_>, id: &str) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::delete(stories::table.find(id))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Sends a failed story back to pending; `false` when it was not failed.
+pub(crate) async fn retry(db: &mut Db<'_>, id: &str, now: NaiveDateTime) -> Result<bool, DbError> {
+    let n = on_db!(db, |c| diesel::update(
+        stories::table
+            .find(id)
+            .filter(stories::status.eq(StoryStatus::Failed)),
+    )
+    .set((
+        stories::status.eq(StoryStatus::Pending),
+        stories::failure_reason.eq(None::<String>),
+        stories::updated_at.eq(now),
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn set_status(
+    db: &mut Db<'_>,
+    id: &str,
+    status: StoryStatus,
+    reason: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::update(stories::table.find(id))
+        .set((
+            stories::status.eq(status),
+            stories::failure_reason.eq(reason),
+            stories::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Writes a generated title unless the guardian chose one.
+pub(crate) async fn set_generated_title(
+    db: &mut Db<'_>,
+    id: &str,
+    title: &str,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::update(
+        stories::table
+            .find(id)
+            .filter(stories::title_from_guardian.eq(false)),
+    )
+    .set((stories::title.eq(Some(title)), stories::updated_at.eq(now)))
+    .execute(c)
+    .await)?;
+    Ok(())
+}
+
+/// Puts `rows` in place of the story's chapters of the same numbers, in one transaction.
+pub(crate) async fn put_chapters(
+    db: &mut Db<'_>,
+    story: &str,
+    rows: &[ChapterRow],
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    let numbers: Vec<i32> = rows.iter().map(|r| r.chapter_number).collect();
+    transaction!(db, |tx| {
+        on_db!(&mut *tx, |c| diesel::delete(
+            chapters::table
+                .filter(chapters::story_id.eq(story))
+                .filter(chapters::chapter_number.eq_any(&numbers)),
+        )
+        .execute(c)
+        .await)?;
+        for row in rows {
+            on_db!(&mut *tx, |c| diesel::insert_into(chapters::table)
+                .values(row)
+                .execute(c)
+                .await)?;
+        }
+        on_db!(&mut *tx, |c| diesel::update(stories::table.find(story))
+            .set(stories::updated_at.eq(now))
+            .execute(c)
+            .await)?;
+        Ok::<_, DbError>(())
+    })
+}
+
+/// The account story `id` belongs to.
+pub(crate) async fn owner_of(db: &mut Db<'_>, id: &str) -> Result<String, DbError> {
+    Ok(on_db!(db, |c| stories::table
+        .find(id)
+        .select(stories::owner_id)
+        .first(c)
+        .await)?)
+}
+
+/// Which of a chapter's media a file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Audio,
+}
+
+/// Records the media file `file` and links it to chapter `chapter` as its `kind`, in
+/// one transaction (it fails when the chapter is gone).
+pub(crate) async fn link_media(
+    db: &mut Db<'_>,
+    file: &MediaFileRow,
+    chapter: &str,
+    kind: MediaKind,
+) -> Result<(), DbError> {
+    transaction!(db, |tx| {
+        on_db!(&mut *tx, |c| diesel::insert_into(media_files::table)
+            .values(file)
+            .execute(c)
+            .await)?;
+        let link = diesel::update(chapters::table.find(chapter));
+        let fid = Some(&file.id);
+        on_db!(&mut *tx, |c| match kind {
+            MediaKind::Image => link.set(chapters::image_file_id.eq(fid)).execute(c).await,
+            MediaKind::Audio => link.set(chapters::audio_file_id.eq(fid)).execute(c).await,
+        })?;
+        Ok::<_, DbError>(())
+    })
 }

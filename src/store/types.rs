@@ -88,6 +88,41 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// How long a story is asked to be (`stories.length`).
+    StoryLength {
+        Short => "short",
+        Medium => "medium",
+        Long => "long",
+    }
+}
+
+text_enum! {
+    /// Who said a conversation's message (`conversation_messages.role`).
+    MessageRole {
+        Child => "child",
+        Assistant => "assistant",
+    }
+}
+
+text_enum! {
+    /// Where an account's cloned voice stands (`users.voice_status`).
+    VoiceStatus {
+        NotCloned => "none",
+        Cloning => "cloning",
+        Cloned => "cloned",
+    }
+}
+
+text_enum! {
+    /// How one recorded provider attempt ended (`generation_steps.outcome`).
+    StepOutcome {
+        Succeeded => "ok",
+        Errored => "error",
+        Flagged => "flagged",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +137,18 @@ mod tests {
         }
         for c in ConversationStatus::ALL {
             assert_eq!(ConversationStatus::parse(c.as_str()), Some(*c));
+        }
+        for l in StoryLength::ALL {
+            assert_eq!(StoryLength::parse(l.as_str()), Some(*l));
+        }
+        for m in MessageRole::ALL {
+            assert_eq!(MessageRole::parse(m.as_str()), Some(*m));
+        }
+        for v in VoiceStatus::ALL {
+            assert_eq!(VoiceStatus::parse(v.as_str()), Some(*v));
+        }
+        for o in StepOutcome::ALL {
+            assert_eq!(StepOutcome::parse(o.as_str()), Some(*o));
         }
         assert_eq!(StoryStatus::parse("done"), None);
     }

@@ -274,7 +274,7 @@ async fn happy_path_with_http_providers(db: Db) {
     let count = |s: &str| {
         steps
             .iter()
-            .filter(|r| r.step == s && r.outcome == "ok")
+            .filter(|r| r.step == s && r.outcome.as_str() == "ok")
             .count()
     };
     assert_eq!(count("moderate_input"), 1);
@@ -316,7 +316,7 @@ async fn rate_limits_are_retried_after_retry_after(db: Db) {
     let writes: Vec<_> = steps.iter().filter(|s| s.step == "write_text").collect();
     assert_eq!(writes.len(), 2);
     assert_eq!(writes[0].error_kind.as_deref(), Some("rate_limited"));
-    assert_eq!(writes[1].outcome, "ok");
+    assert_eq!(writes[1].outcome.as_str(), "ok");
     // Retry-After was honoured (a lower bound: a slow machine only waits longer).
     let gap = writes[1].started_at - writes[0].started_at;
     assert!(
@@ -490,7 +490,7 @@ async fn moderation_flags_fail_the_story_with_a_reason(db: Db) {
         .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
         .await
         .unwrap();
-    assert_eq!(steps.last().unwrap().outcome, "flagged");
+    assert_eq!(steps.last().unwrap().outcome.as_str(), "flagged");
 
     // The built-in blocklist sits in front of the API, and alone offline.
     let offline = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;

@@ -1,0 +1,129 @@
+//! Voice samples and the account's cloned voice.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::models::VoiceSampleRow;
+use super::schema::{users, voice_samples};
+use super::types::VoiceStatus;
+use super::{Db, DbError, locked_transaction, on_db};
+
+/// The caps on one account's samples.
+pub(crate) struct SampleCaps {
+    pub(crate) count: i64,
+    pub(crate) bytes: i64,
+}
+
+/// Inserts a sample's row unless that takes its account over `caps`; the account's
+/// sample count with it, or `None` when it did not fit (nothing stored). The row is
+/// written first (so on SQLite the transaction holds the write lock from its first
+/// statement), then the account's samples are counted with it, and the transaction is
+/// rolled back if they are too many; on PostgreSQL an advisory lock per account
+/// serialises concurrent samples of one account.
+pub(crate) async fn admit_sample(
+    db: &mut Db<'_>,
+    row: &VoiceSampleRow,
+    caps: SampleCaps,
+) -> Result<Option<i64>, DbError> {
+    enum Refused {
+        Db(DbError),
+        Full,
+    }
+    impl From<diesel::result::Error> for Refused {
+        fn from(e: diesel::result::Error) -> Refused {
+            Refused::Db(e.into())
+        }
+    }
+    let key = format!("voice:{}", row.owner_id);
+    let admitted: Result<i64, Refused> = locked_transaction!(db, &key, |tx| {
+        on_db!(&mut *tx, |c| diesel::insert_into(voice_samples::table)
+            .values(row)
+            .execute(c)
+            .await)?;
+        // A few rows at most (the cap), so summed here, not as SQL NUMERIC.
+        let sizes: Vec<i64> = on_db!(&mut *tx, |c| voice_samples::table
+            .filter(voice_samples::owner_id.eq(&row.owner_id))
+            .select(voice_samples::size_bytes)
+            .load(c)
+            .await)?;
+        let count = sizes.len() as i64;
+        if count > caps.count || sizes.iter().sum::<i64>() > caps.bytes {
+            return Err(Refused::Full);
+        }
+        Ok(count)
+    });
+    match admitted {
+        Ok(count) => Ok(Some(count)),
+        Err(Refused::Full) => Ok(None),
+        Err(Refused::Db(e)) => Err(e),
+    }
+}
+
+pub(crate) async fn delete_sample(db: &mut Db<'_>, id: &str) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::delete(voice_samples::table.find(id))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The account's `n` newest samples.
+pub(crate) async fn newest_samples(
+    db: &mut Db<'_>,
+    owner: &str,
+    n: i64,
+) -> Result<Vec<VoiceSampleRow>, DbError> {
+    Ok(on_db!(db, |c| voice_samples::table
+        .filter(voice_samples::owner_id.eq(owner))
+        .order_by(voice_samples::created_at.desc())
+        .limit(n)
+        .select(VoiceSampleRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Moves the account's voice from not cloned to cloning; `false` when another caller
+/// did first (or it is cloned already).
+pub(crate) async fn claim_cloning(db: &mut Db<'_>, owner: &str) -> Result<bool, DbError> {
+    let n = on_db!(db, |c| diesel::update(
+        users::table
+            .find(owner)
+            .filter(users::voice_status.eq(VoiceStatus::NotCloned)),
+    )
+    .set(users::voice_status.eq(VoiceStatus::Cloning))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Records where the account's voice stands, and its id at the provider.
+pub(crate) async fn set_voice(
+    db: &mut Db<'_>,
+    owner: &str,
+    status: VoiceStatus,
+    voice_id: Option<&str>,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::update(users::table.find(owner))
+        .set((users::voice_status.eq(status), users::voice_id.eq(voice_id)))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The account's voice id at the provider, if it has one.
+pub(crate) async fn voice_id(db: &mut Db<'_>, owner: &str) -> Result<Option<String>, DbError> {
+    Ok(on_db!(db, |c| users::table
+        .find(owner)
+        .select(users::voice_id)
+        .first(c)
+        .await)?)
+}
+
+/// Deletes the account's samples' rows.
+pub(crate) async fn delete_samples(db: &mut Db<'_>, owner: &str) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::delete(
+        voice_samples::table.filter(voice_samples::owner_id.eq(owner))
+    )
+    .execute(c)
+    .await)?;
+    Ok(())
+}
