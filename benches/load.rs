@@ -35,6 +35,7 @@ use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
 use jjongal::store::models::{ChapterRow, MediaFileRow, StoryRow};
 use jjongal::store::schema::{chapters, media_files, stories};
+use jjongal::store::types::{ChapterId, MediaFileId, StoryId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -585,18 +586,19 @@ async fn seed(
     let base = chrono::Utc::now() - chrono::Duration::days(30);
     let mut accounts = Vec::with_capacity(people.len());
     for (a, (id, access)) in people.into_iter().enumerate() {
+        let owner: UserId = id.parse().context("user id")?;
         let mut story_rows = Vec::new();
         let mut chapter_rows = Vec::new();
         let mut file_rows = Vec::new();
         let mut seeded = Vec::new();
         for s in 0..args.stories {
-            let story_id = uuid::Uuid::new_v4().to_string();
+            let story_id = StoryId::random();
             let created = base + chrono::Duration::seconds((s * args.accounts + a) as i64 * 7);
             let created = jjongal::store::to_db(created);
             let title = format!("별빛 호수의 토토 {s}");
             story_rows.push(StoryRow {
-                id: story_id.clone(),
-                owner_id: id.clone(),
+                id: story_id,
+                owner_id: owner,
                 conversation_id: None,
                 title: Some(title.clone()),
                 title_from_guardian: false,
@@ -615,16 +617,15 @@ async fn seed(
                 attempts: 1,
             });
             for n in 1..=CHAPTERS {
-                let image = uuid::Uuid::new_v4().to_string();
-                let audio = uuid::Uuid::new_v4().to_string();
-                for (file, ext, content_type) in [
-                    (&image, "svg", "image/svg+xml"),
-                    (&audio, "wav", "audio/wav"),
-                ] {
+                let image = MediaFileId::random();
+                let audio = MediaFileId::random();
+                for (file, ext, content_type) in
+                    [(image, "svg", "image/svg+xml"), (audio, "wav", "audio/wav")]
+                {
                     file_rows.push(MediaFileRow {
-                        id: file.clone(),
-                        owner_id: id.clone(),
-                        story_id: Some(story_id.clone()),
+                        id: file,
+                        owner_id: owner,
+                        story_id: Some(story_id),
                         path: format!("{id}/{story_id}/chapter-{n}.{ext}"),
                         content_type: content_type.into(),
                         size_bytes: 40_000,
@@ -632,8 +633,8 @@ async fn seed(
                     });
                 }
                 chapter_rows.push(ChapterRow {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    story_id: story_id.clone(),
+                    id: ChapterId::random(),
+                    story_id,
                     chapter_number: n as i32,
                     title: format!("{n}장"),
                     content: format!("{n}. {BODY}"),
@@ -643,7 +644,7 @@ async fn seed(
                 });
             }
             seeded.push(SeededStory {
-                id: story_id,
+                id: story_id.to_string(),
                 title,
                 created_at: created
                     .and_utc()

@@ -9,10 +9,10 @@ use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
-use uuid::Uuid;
 
 use crate::shutdown::Shutdown;
 use crate::store::notify::{self, listen};
+use crate::store::types::{ConversationId, StoryId, UserId};
 use crate::store::{Backend, DbError, Pool};
 
 /// What changed. Small on purpose (NOTIFY payloads are capped at 8000 bytes).
@@ -20,19 +20,23 @@ use crate::store::{Backend, DbError, Pool};
 #[serde(tag = "k", rename_all = "snake_case")]
 pub(crate) enum Event {
     /// A story's status, title or chapters changed.
-    Story { id: Uuid },
+    Story { id: StoryId },
     /// The guide answered in a conversation: message `seq` is the answer.
-    ConversationReply { id: Uuid, seq: i32 },
+    ConversationReply { id: ConversationId, seq: i32 },
     /// A conversation could not go on for a moment (`code` from the catalogue).
-    ConversationError { id: Uuid, code: String },
+    ConversationError { id: ConversationId, code: String },
     /// A conversation ended (or was deleted).
-    ConversationEnded { id: Uuid },
+    ConversationEnded { id: ConversationId },
     /// An account's voice samples changed: `count` samples stored.
-    VoiceProgress { user: Uuid, count: i64, ready: bool },
+    VoiceProgress {
+        user: UserId,
+        count: i64,
+        ready: bool,
+    },
     /// An account's voice was cloned.
-    VoiceCloned { user: Uuid, voice_id: String },
+    VoiceCloned { user: UserId, voice_id: String },
     /// Cloning an account's voice failed (`message` is for the guardian).
-    VoiceCloneFailed { user: Uuid, message: String },
+    VoiceCloneFailed { user: UserId, message: String },
 }
 
 #[derive(Clone)]

@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::types::UserId;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -22,7 +23,6 @@ use tower_governor::GovernorError;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
 use tower_governor::key_extractor::KeyExtractor;
-use uuid::Uuid;
 
 use crate::config::{GatewayConfig, RateConfig};
 use crate::domain::Domain;
@@ -54,9 +54,9 @@ struct Throttled {
 pub(crate) struct Gateway {
     client_ip: ClientIp,
     ip: Option<Arc<GovernorConfig<ClientIp, NoOpMiddleware>>>,
-    account: Option<Arc<KeyedLimiter<Uuid>>>,
+    account: Option<Arc<KeyedLimiter<UserId>>>,
     in_flight: Arc<Semaphore>,
-    sockets: Tally<Uuid>,
+    sockets: Tally<UserId>,
     /// The process's shutdown signal: the sockets watch it (and are waited for).
     shutdown: Shutdown,
     max_sockets_per_account: usize,
@@ -156,7 +156,7 @@ impl Gateway {
     }
 
     /// Counts one request by `account`; `Err(seconds)` when it is over the limit.
-    pub(crate) fn check_account(&self, account: Uuid) -> Result<(), u64> {
+    pub(crate) fn check_account(&self, account: UserId) -> Result<(), u64> {
         match &self.account {
             Some(limiter) => limiter.check_key(&account).map_err(|n| seconds_until(&n)),
             None => Ok(()),
@@ -166,7 +166,7 @@ impl Gateway {
     /// Counts one socket message against both the client's IP and the account.
     /// A place for one more open socket of `account` (given back when the ticket is
     /// dropped); `Err` carries the cap when the account holds that many already.
-    pub(crate) fn open_socket(&self, account: Uuid) -> Result<Ticket<Uuid>, usize> {
+    pub(crate) fn open_socket(&self, account: UserId) -> Result<Ticket<UserId>, usize> {
         self.sockets
             .admit(account, self.max_sockets_per_account)
             .ok_or(self.max_sockets_per_account)
@@ -179,7 +179,7 @@ impl Gateway {
         )
     }
 
-    pub(crate) fn check_message(&self, ip: IpAddr, account: Option<Uuid>) -> Result<(), u64> {
+    pub(crate) fn check_message(&self, ip: IpAddr, account: Option<UserId>) -> Result<(), u64> {
         self.check_ip(ip)?;
         match account {
             Some(id) => self.check_account(id),

@@ -10,19 +10,19 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::tokens::{hash_refresh_token, new_refresh_token};
-use super::{Domain, char_len, stored_uuid};
+use super::{Domain, char_len};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{RefreshTokenRow, UserRow};
 use crate::store::{self, DbError, from_db, to_db};
 
 /// The account's role; only the CLI grants `operator`.
 pub use crate::store::types::Role;
-use crate::store::types::VoiceStatus;
+use crate::store::types::{RefreshTokenId, TokenFamilyId, UserId, VoiceStatus};
 
 /// A family account as the API shows it (spec §5.4: the child's name and age).
 #[derive(Clone, Debug)]
 pub struct User {
-    pub id: Uuid,
+    pub id: UserId,
     pub login_id: String,
     pub name: String,
     pub age: i32,
@@ -36,7 +36,7 @@ impl TryFrom<UserRow> for User {
     type Error = AppError;
     fn try_from(row: UserRow) -> AppResult<User> {
         Ok(User {
-            id: stored_uuid(&row.id)?,
+            id: row.id,
             role: row.role,
             login_id: row.login_id,
             name: row.name,
@@ -217,7 +217,7 @@ impl Domain {
         let password_hash = self.passwords().hash(input.password).await?;
         let now = to_db(store::now());
         let row = UserRow {
-            id: Uuid::new_v4().to_string(),
+            id: UserId::random(),
             login_key: login.key(),
             login_id: login.0,
             password_hash,
@@ -252,24 +252,21 @@ impl Domain {
         let hash = found.as_ref().map(|u| u.password_hash.clone());
         let ok = self.passwords().verify(password.to_string(), hash).await?;
         match found {
-            Some(row) if ok => {
-                let user_id = stored_uuid(&row.id)?;
-                self.new_pair(user_id, Uuid::new_v4()).await
-            }
+            Some(row) if ok => self.new_pair(row.id, TokenFamilyId::random()).await,
             _ => Err(AppError::code_only(ErrorCode::AuthenticationFailed)),
         }
     }
 
     /// Stores a new refresh token in `family` and signs an access token.
-    async fn new_pair(&self, user_id: Uuid, family: Uuid) -> AppResult<TokenPair> {
+    async fn new_pair(&self, user_id: UserId, family: TokenFamilyId) -> AppResult<TokenPair> {
         let refresh_token = new_refresh_token();
         let now = store::now();
         let ttl = chrono::Duration::from_std(self.config().refresh_token_ttl)
             .map_err(|e| AppError::Internal(e.into()))?;
         let row = RefreshTokenRow {
-            id: Uuid::new_v4().to_string(),
-            user_id: user_id.to_string(),
-            family_id: family.to_string(),
+            id: RefreshTokenId::random(),
+            user_id,
+            family_id: family,
             token_hash: hash_refresh_token(&refresh_token),
             created_at: to_db(now),
             expires_at: to_db(now + ttl),
@@ -285,7 +282,7 @@ impl Domain {
             })
     }
 
-    fn sign_access(&self, user_id: Uuid, now: DateTime<Utc>) -> AppResult<String> {
+    fn sign_access(&self, user_id: UserId, now: DateTime<Utc>) -> AppResult<String> {
         let ttl = self.config().access_token_ttl.as_secs() as i64;
         self.keys().issue(user_id, now, ttl)
     }
@@ -307,14 +304,14 @@ impl Domain {
         let successor = new_refresh_token();
         let successor_hash = hash_refresh_token(&successor);
         let mut conn = self.pool().get().await?;
-        let outcome: Result<Option<(String, String)>, DbError> =
+        let outcome: Result<Option<(UserId, TokenFamilyId)>, DbError> =
             store::transaction!(&mut conn.db(), |tx| {
                 let won = store::accounts::use_refresh_token(tx, &hash, now).await?;
                 if let Some((user_id, family_id)) = &won {
                     let row = RefreshTokenRow {
-                        id: Uuid::new_v4().to_string(),
-                        user_id: user_id.clone(),
-                        family_id: family_id.clone(),
+                        id: RefreshTokenId::random(),
+                        user_id: *user_id,
+                        family_id: *family_id,
                         token_hash: successor_hash.clone(),
                         created_at: now,
                         expires_at: to_db(issued + ttl),
@@ -328,7 +325,6 @@ impl Domain {
         match outcome? {
             Some((user_id, _)) => {
                 drop(conn);
-                let user_id = stored_uuid(&user_id)?;
                 let access_token = self.sign_access(user_id, issued)?;
                 Ok(TokenPair {
                     access_token,
@@ -345,7 +341,7 @@ impl Domain {
                     && row.used_at.is_some()
                 {
                     tracing::warn!(family = %row.family_id, "refresh token reuse detected; revoking its family");
-                    store::accounts::revoke_family(&mut db, &row.family_id, now).await?;
+                    store::accounts::revoke_family(&mut db, row.family_id, now).await?;
                 }
                 Err(AppError::invalid_token())
             }
@@ -361,7 +357,7 @@ impl Domain {
         let token = store::accounts::refresh_token(&mut db, &hash)
             .await?
             .ok_or_else(AppError::invalid_token)?;
-        store::accounts::revoke_family(&mut db, &token.family_id, to_db(store::now())).await?;
+        store::accounts::revoke_family(&mut db, token.family_id, to_db(store::now())).await?;
         Ok(())
     }
 
@@ -375,9 +371,8 @@ impl Domain {
             .ok_or_else(AppError::invalid_token)
     }
 
-    pub(crate) async fn find_user(&self, user_id: Uuid) -> AppResult<Option<User>> {
-        let id = user_id.to_string();
-        let row = store::accounts::user(&mut self.pool().get().await?.db(), &id).await?;
+    pub(crate) async fn find_user(&self, id: UserId) -> AppResult<Option<User>> {
+        let row = store::accounts::user(&mut self.pool().get().await?.db(), id).await?;
         row.map(User::try_from).transpose()
     }
 
@@ -385,13 +380,13 @@ impl Domain {
     /// the voice samples first, then the rows (which cascade from `users`) and media.
     pub(crate) async fn delete_account(&self, user: &User) -> AppResult<()> {
         self.delete_voice(user).await?;
-        let id = user.id.to_string();
-        let deleted = store::accounts::delete_user(&mut self.pool().get().await?.db(), &id).await?;
+        let deleted =
+            store::accounts::delete_user(&mut self.pool().get().await?.db(), user.id).await?;
         if !deleted {
             return Err(AppError::invalid_token());
         }
         // Rows cascaded; the account's media directory goes with them.
-        self.remove_media_dir(&id).await;
+        self.remove_media_dir(&user.id.to_string()).await;
         tracing::info!(user_id = %user.id, "account deleted");
         Ok(())
     }

@@ -9,13 +9,14 @@ use uuid::Uuid;
 use super::accounts::{User, validate_age, validate_name};
 use super::cursor::TimePosition;
 use super::stories::parse_id;
-use super::{Domain, char_len, internal, page_limit, stored_uuid};
+use super::{Domain, char_len, internal, page_limit};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::Verdict;
 use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
 use crate::providers::retry::with_retry;
 use crate::store::models::{ConversationRow, MessageRow};
+use crate::store::types::{ConversationId, MessageId, UserId};
 pub use crate::store::types::{ConversationStatus, MessageRole};
 use crate::store::{self, from_db, to_db};
 
@@ -29,8 +30,8 @@ pub struct ConversationChild {
 
 #[derive(Clone, Debug)]
 pub struct Conversation {
-    pub id: Uuid,
-    pub owner_id: Uuid,
+    pub id: ConversationId,
+    pub owner_id: UserId,
     pub child_name: String,
     pub child_age: i32,
     pub interests: Vec<String>,
@@ -54,7 +55,7 @@ pub(crate) struct Message {
 /// A reply of the guide, with what the child said before it (none for the greeting).
 #[derive(Clone, Debug)]
 pub struct Reply {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub seq: i32,
     pub text: String,
     pub user_text: Option<String>,
@@ -71,8 +72,8 @@ pub(crate) const MAX_INTERESTS: usize = 10;
 
 fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conversation> {
     Ok(Conversation {
-        id: stored_uuid(&row.id)?,
-        owner_id: stored_uuid(&row.owner_id)?,
+        id: row.id,
+        owner_id: row.owner_id,
         child_name: row.child_name.unwrap_or_else(|| owner.name.clone()),
         child_age: row.child_age.unwrap_or(owner.age),
         interests: serde_json::from_str(&row.interests).map_err(|e| internal("interests", e))?,
@@ -152,13 +153,13 @@ impl Domain {
         &self,
         owner: &User,
         child: ConversationChild,
-    ) -> AppResult<Uuid> {
+    ) -> AppResult<ConversationId> {
         validate_child(&child)?;
         let now = to_db(store::now());
-        let id = Uuid::new_v4();
+        let id = ConversationId::random();
         let row = ConversationRow {
-            id: id.to_string(),
-            owner_id: owner.id.to_string(),
+            id,
+            owner_id: owner.id,
             child_name: child.name,
             child_age: child.age,
             interests: serde_json::to_string(&child.interests)
@@ -312,7 +313,12 @@ impl Domain {
 
     /// Narrates `text` (in the account's cloned voice when there is one) into the media
     /// directory; `None` when no narrator can.
-    async fn speak(&self, owner: &User, conversation: Uuid, text: &str) -> Option<String> {
+    async fn speak(
+        &self,
+        owner: &User,
+        conversation: ConversationId,
+        text: &str,
+    ) -> Option<String> {
         let providers = self.providers();
         let (narrator, voice) = match (&providers.voice_narrator, &owner.voice_id) {
             (Some(n), Some(v)) => (n.clone(), Some(v.clone())),
@@ -362,15 +368,15 @@ impl Domain {
     /// Appends a message with the next sequence number; returns it.
     async fn append_message(
         &self,
-        conversation: Uuid,
+        conversation: ConversationId,
         role: MessageRole,
         text: &str,
         flagged: bool,
         audio_path: Option<String>,
     ) -> AppResult<i32> {
         let message = MessageRow {
-            id: Uuid::new_v4().to_string(),
-            conversation_id: conversation.to_string(),
+            id: MessageId::random(),
+            conversation_id: conversation,
             seq: 0,
             role,
             text: text.to_string(),
@@ -385,9 +391,9 @@ impl Domain {
     /// Ends a conversation; it is kept (its id is what `POST /stories` takes).
     pub(crate) async fn end_conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
         let conversation = self.conversation(owner, id).await?;
-        let cid = conversation.id.to_string();
+        let cid = conversation.id;
         let now = to_db(store::now());
-        store::conversations::end(&mut self.pool().get().await?.db(), &cid, now).await?;
+        store::conversations::end(&mut self.pool().get().await?.db(), cid, now).await?;
         self.events()
             .publish(Event::ConversationEnded {
                 id: conversation.id,
@@ -399,8 +405,8 @@ impl Domain {
     /// Deletes a conversation with its messages and spoken replies.
     pub(crate) async fn delete_conversation(&self, owner: &User, id: &str) -> AppResult<()> {
         let conversation = self.conversation(owner, id).await?;
-        let cid = conversation.id.to_string();
-        store::conversations::delete(&mut self.pool().get().await?.db(), &cid).await?;
+        let cid = conversation.id;
+        store::conversations::delete(&mut self.pool().get().await?.db(), cid).await?;
         self.remove_media_dir(&format!("{}/conversations/{cid}", owner.id))
             .await;
         self.events()
@@ -413,30 +419,33 @@ impl Domain {
 
     /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
     pub(crate) async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
-        let id = parse_id("conversation_id", id)?.to_string();
-        let row = store::conversations::conversation(&mut self.pool().get().await?.db(), &id)
+        let id = parse_id("conversation_id", id)?;
+        let row = store::conversations::conversation(&mut self.pool().get().await?.db(), id)
             .await?
             .ok_or_else(AppError::not_found)?;
-        if row.owner_id != owner.id.to_string() {
+        if row.owner_id != owner.id {
             return Err(AppError::code_only(ErrorCode::InsufficientPermission));
         }
         conversation_from_row(row, owner)
     }
 
     /// The messages of a conversation, oldest first (ownership checked by the caller).
-    pub(crate) async fn messages(&self, conversation: Uuid) -> AppResult<Vec<Message>> {
-        let cid = conversation.to_string();
+    pub(crate) async fn messages(&self, conversation: ConversationId) -> AppResult<Vec<Message>> {
         let mut conn = self.pool().get().await?;
-        let rows = store::conversations::messages(&mut conn.db(), &cid, None).await?;
+        let rows = store::conversations::messages(&mut conn.db(), conversation, None).await?;
         Ok(rows.into_iter().map(message_from_row).collect())
     }
 
     /// The guide's reply `seq` with the child's words before it, for subscribers.
-    pub(crate) async fn reply_at(&self, conversation: Uuid, seq: i32) -> AppResult<Reply> {
-        let cid = conversation.to_string();
+    pub(crate) async fn reply_at(
+        &self,
+        conversation: ConversationId,
+        seq: i32,
+    ) -> AppResult<Reply> {
         let mut conn = self.pool().get().await?;
         let rows =
-            store::conversations::messages(&mut conn.db(), &cid, Some(seq - 1..=seq)).await?;
+            store::conversations::messages(&mut conn.db(), conversation, Some(seq - 1..=seq))
+                .await?;
         let answer = rows
             .iter()
             .find(|m| m.seq == seq && m.role == MessageRole::Assistant)
@@ -463,10 +472,9 @@ impl Domain {
         let first = page_limit(first)? as usize;
         let scope = "conversations:created_at:desc";
         let after = TimePosition::resume(self.cursors(), scope, after)?;
-        let oid = owner.id.to_string();
         let mut conn = self.pool().get().await?;
-        let page =
-            store::conversations::newest_first(&mut conn.db(), Some(&oid), after, first).await?;
+        let page = store::conversations::newest_first(&mut conn.db(), Some(owner.id), after, first)
+            .await?;
         let has_more = page.has_more;
         let items = page
             .rows
@@ -474,7 +482,7 @@ impl Domain {
             .map(|row| {
                 let cursor = self
                     .cursors()
-                    .encode(scope, &TimePosition::of(row.created_at, &row.id));
+                    .encode(scope, &TimePosition::of(row.created_at, row.id));
                 Ok((cursor, conversation_from_row(row, owner)?))
             })
             .collect::<AppResult<Vec<_>>>()?;

@@ -88,7 +88,7 @@ pub(crate) struct TimePosition {
 }
 
 impl TimePosition {
-    pub(crate) fn of(t: chrono::NaiveDateTime, id: &str) -> TimePosition {
+    pub(crate) fn of(t: chrono::NaiveDateTime, id: impl std::fmt::Display) -> TimePosition {
         TimePosition {
             t: t.and_utc().timestamp_micros(),
             id: id.to_string(),
@@ -97,16 +97,17 @@ impl TimePosition {
 
     /// Where a newest-first listing of `scope` resumes after the cursor `after`: the
     /// store's (creation time, id).
-    pub(crate) fn resume(
+    pub(crate) fn resume<Id: std::str::FromStr>(
         codec: &CursorCodec,
         scope: &str,
         after: Option<&str>,
-    ) -> AppResult<Option<(chrono::NaiveDateTime, String)>> {
+    ) -> AppResult<Option<(chrono::NaiveDateTime, Id)>> {
         let Some(cursor) = after else {
             return Ok(None);
         };
         let position: TimePosition = codec.decode(scope, cursor)?;
-        Ok(Some((position.time()?, position.id)))
+        let id = position.id.parse().map_err(|_| invalid_cursor())?;
+        Ok(Some((position.time()?, id)))
     }
 
     /// The stored timestamp; a cursor that does not give one is invalid.
@@ -119,7 +120,12 @@ impl TimePosition {
 pub(crate) fn micros_to_db(us: i64) -> AppResult<chrono::NaiveDateTime> {
     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
         .map(|t| t.naive_utc())
-        .ok_or_else(|| AppError::validation("start_cursor가 올바르지 않습니다."))
+        .ok_or_else(invalid_cursor)
+}
+
+/// A cursor we did not make (or one for something else).
+pub(crate) fn invalid_cursor() -> AppError {
+    AppError::validation("start_cursor가 올바르지 않습니다.")
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::media::MediaStore;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::store::Pool;
+use crate::store::types::{StoryId, UserId};
 use cursor::CursorCodec;
 use tokens::TokenKeys;
 
@@ -82,7 +83,7 @@ impl Domain {
 
     /// The account an access token names, checked by signature and expiry only (no
     /// database): what per-account rate limits key on.
-    pub(crate) fn account_of_token(&self, token: &str) -> Option<uuid::Uuid> {
+    pub(crate) fn account_of_token(&self, token: &str) -> Option<UserId> {
         self.inner.keys.verify(token).ok()
     }
 
@@ -127,7 +128,7 @@ impl Domain {
         self.inner.work.notify_one();
     }
 
-    pub(crate) async fn story_changed(&self, id: uuid::Uuid) {
+    pub(crate) async fn story_changed(&self, id: StoryId) {
         self.events().publish(Event::Story { id }).await;
     }
 }
@@ -154,9 +155,4 @@ pub(crate) fn page_limit(first: i32) -> crate::error::AppResult<i64> {
 /// An internal failure with what was being done; its text goes only to the log.
 pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> crate::error::AppError {
     crate::error::AppError::Internal(anyhow::anyhow!("{what}: {e}"))
-}
-
-/// A UUID read back from the database (unreadable means corrupt data: internal).
-pub(crate) fn stored_uuid(s: &str) -> crate::error::AppResult<uuid::Uuid> {
-    uuid::Uuid::parse_str(s).map_err(|e| internal("stored uuid", e))
 }

@@ -4,22 +4,23 @@
 //! `JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS` allows it.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::Domain;
 use super::accounts::{Role, User};
 use super::cursor::TimePosition;
+use super::page_limit;
 use super::stories::{ListStories, StoryPage, StoryStatus, parse_id};
-use super::{page_limit, stored_uuid};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{AuditRow, GenerationStepRow};
-use crate::store::types::{ConversationStatus, MessageRole};
+use crate::store::types::{
+    AuditId, ConversationId, ConversationStatus, MessageRole, StoryId, UserId,
+};
 use crate::store::{self, from_db, to_db};
 
 #[derive(Clone, Debug)]
 pub(crate) struct AuditEntry {
-    pub id: Uuid,
-    pub operator_id: Uuid,
+    pub id: AuditId,
+    pub operator_id: UserId,
     pub action: String,
     pub detail: String,
     pub created_at: DateTime<Utc>,
@@ -28,8 +29,8 @@ pub(crate) struct AuditEntry {
 /// A conversation as operators see it: metadata and counts.
 #[derive(Clone, Debug)]
 pub(crate) struct OpsConversation {
-    pub id: Uuid,
-    pub owner_id: Uuid,
+    pub id: ConversationId,
+    pub owner_id: UserId,
     pub child_name: Option<String>,
     pub child_age: Option<i32>,
     pub status: ConversationStatus,
@@ -77,8 +78,8 @@ impl Domain {
 
     async fn audit(&self, operator: &User, action: &str, detail: String) -> AppResult<()> {
         let row = AuditRow {
-            id: Uuid::new_v4().to_string(),
-            operator_id: operator.id.to_string(),
+            id: AuditId::random(),
+            operator_id: operator.id,
             action: action.to_string(),
             detail,
             created_at: to_db(store::now()),
@@ -98,7 +99,7 @@ impl Domain {
         query: ListStories,
     ) -> AppResult<StoryPage> {
         let operator = self.require_operator(viewer).await?;
-        let owner = owner.map(|o| parse_id("owner_id", o)).transpose()?;
+        let owner: Option<UserId> = owner.map(|o| parse_id("owner_id", o)).transpose()?;
         self.audit(
             &operator,
             "ops.stories",
@@ -120,7 +121,7 @@ impl Domain {
         story_id: &str,
     ) -> AppResult<Vec<GenerationStepRow>> {
         let operator = self.require_operator(viewer).await?;
-        let id = parse_id("story_id", story_id)?;
+        let id: StoryId = parse_id("story_id", story_id)?;
         self.audit(&operator, "ops.generation_history", format!("story={id}"))
             .await?;
         self.generation_steps(id).await
@@ -148,7 +149,7 @@ impl Domain {
             .map(|row| {
                 let cursor = self
                     .cursors()
-                    .encode(scope, &TimePosition::of(row.created_at, &row.id));
+                    .encode(scope, &TimePosition::of(row.created_at, row.id));
                 Ok((cursor, User::try_from(row)?))
             })
             .collect::<AppResult<Vec<_>>>()?;
@@ -164,7 +165,7 @@ impl Domain {
     ) -> AppResult<Vec<OpsConversation>> {
         let operator = self.require_operator(viewer).await?;
         let limit = page_limit(first)? as usize;
-        let owner = owner.map(|o| parse_id("owner_id", o)).transpose()?;
+        let owner: Option<UserId> = owner.map(|o| parse_id("owner_id", o)).transpose()?;
         self.audit(
             &operator,
             "ops.conversations",
@@ -174,13 +175,12 @@ impl Domain {
             ),
         )
         .await?;
-        let owner = owner.map(|o| o.to_string());
         let mut conn = self.pool().get().await?;
         let mut db = conn.db();
-        let rows = store::conversations::newest_first(&mut db, owner.as_deref(), None, limit)
+        let rows = store::conversations::newest_first(&mut db, owner, None, limit)
             .await?
             .rows;
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<ConversationId> = rows.iter().map(|r| r.id).collect();
         let counts = store::conversations::message_counts(&mut db, &ids).await?;
         drop(conn);
         rows.into_iter()
@@ -191,8 +191,8 @@ impl Domain {
                         .find(|(id, _)| *id == r.id)
                         .map(|(_, n)| *n)
                         .unwrap_or(0),
-                    id: stored_uuid(&r.id)?,
-                    owner_id: stored_uuid(&r.owner_id)?,
+                    id: r.id,
+                    owner_id: r.owner_id,
                     child_name: r.child_name,
                     child_age: r.child_age,
                     status: r.status,
@@ -207,7 +207,7 @@ impl Domain {
     pub(crate) async fn ops_conversation_messages(
         &self,
         viewer: &User,
-        conversation: Uuid,
+        conversation: ConversationId,
     ) -> AppResult<Vec<OpsMessage>> {
         let operator = self.require_operator(viewer).await?;
         let readable = self.config().operator_can_read_transcripts;
@@ -243,8 +243,8 @@ impl Domain {
         rows.into_iter()
             .map(|row| {
                 Ok(AuditEntry {
-                    id: stored_uuid(&row.id)?,
-                    operator_id: stored_uuid(&row.operator_id)?,
+                    id: row.id,
+                    operator_id: row.operator_id,
                     action: row.action,
                     detail: row.detail,
                     created_at: from_db(row.created_at),

@@ -6,12 +6,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::accounts::User;
 use super::conversations::MessageRole;
 use super::cursor::micros_to_db;
-use super::{Domain, char_len, internal, page_limit, stored_uuid};
+use super::{Domain, char_len, internal, page_limit};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{ChapterRow, ChapterText, ConversationRow, MediaFileRow, StoryRow};
 pub use crate::store::stories::MediaKind;
@@ -19,6 +18,9 @@ use crate::store::stories::{Joined, MediaColumns, Quota, Resume};
 pub(crate) use crate::store::stories::{SortKey, SortOrder};
 use crate::store::{self, from_db, to_db};
 
+use crate::store::types::{
+    ChapterId, ConversationId, MediaFileId, StoryId, StoryRequestId, UserId,
+};
 pub use crate::store::types::{StoryLength, StoryStatus};
 
 impl StoryLength {
@@ -35,14 +37,14 @@ impl StoryLength {
 /// A stored media file.
 #[derive(Clone, Debug)]
 pub struct MediaFile {
-    pub id: Uuid,
+    pub id: MediaFileId,
     pub path: String,
     pub content_type: String,
 }
 
 #[derive(Clone, Debug)]
 pub struct Chapter {
-    pub id: Uuid,
+    pub id: ChapterId,
     pub number: i32,
     pub title: String,
     pub content: String,
@@ -52,9 +54,9 @@ pub struct Chapter {
 
 #[derive(Clone, Debug)]
 pub struct Story {
-    pub id: Uuid,
-    pub owner_id: Uuid,
-    pub conversation_id: Option<Uuid>,
+    pub id: StoryId,
+    pub owner_id: UserId,
+    pub conversation_id: Option<ConversationId>,
     pub title: Option<String>,
     pub status: StoryStatus,
     pub theme: String,
@@ -118,7 +120,7 @@ impl Resume {
 
 /// What a cursor is valid for: the listing's sort, order, filters and owner. A cursor
 /// from another listing is refused.
-fn cursor_scope(query: &ListStories, owner: Option<Uuid>, range: TimeRange) -> String {
+fn cursor_scope(query: &ListStories, owner: Option<UserId>, range: TimeRange) -> String {
     let (created_after, created_before) = range;
     format!(
         "stories:{}:{}:{}:{}:{}:{}",
@@ -148,7 +150,7 @@ fn position_of(row: &StoryRow, sort: SortKey) -> Position {
     Position {
         t,
         title,
-        id: row.id.clone(),
+        id: row.id,
     }
 }
 
@@ -160,7 +162,7 @@ struct Position {
     t: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     title: Option<String>,
-    id: String,
+    id: StoryId,
 }
 
 /// Creation-time bounds of a listing: from (inclusive), until (exclusive).
@@ -168,8 +170,9 @@ pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 pub(crate) const DEFAULT_PAGE_SIZE: i32 = 20;
 
 /// Parses a client-supplied UUID; anything else is a validation error naming `field`.
-pub(crate) fn parse_id(field: &str, value: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(value)
+pub(crate) fn parse_id<Id: std::str::FromStr>(field: &str, value: &str) -> AppResult<Id> {
+    value
+        .parse()
         .map_err(|_| AppError::validation(format!("`{field}`은(는) UUID여야 합니다.")))
 }
 
@@ -203,7 +206,7 @@ impl Domain {
             Some(raw) => {
                 let id = parse_id("conversation_id", raw)?;
                 let conversation = self.conversation_row(id).await?;
-                if conversation.owner_id != owner.id.to_string() {
+                if conversation.owner_id != owner.id {
                     return Err(AppError::code_only(ErrorCode::InsufficientPermission));
                 }
                 (
@@ -217,9 +220,9 @@ impl Domain {
         };
         let now = to_db(store::now());
         let row = StoryRow {
-            id: Uuid::new_v4().to_string(),
-            owner_id: owner.id.to_string(),
-            conversation_id: conversation_id.map(|c| c.to_string()),
+            id: StoryId::random(),
+            owner_id: owner.id,
+            conversation_id,
             title: None,
             title_from_guardian: false,
             status: StoryStatus::Pending,
@@ -252,12 +255,12 @@ impl Domain {
         let window = chrono::Duration::from_std(self.config().story_quota_window)
             .map_err(|e| internal("quota window", e))?;
         let now = row.created_at;
-        let request_id = Uuid::new_v4().to_string();
+        let request_id = StoryRequestId::random();
         let mut conn = self.pool().get().await?;
         let quota_state = store::stories::insert_within_quota(
             &mut conn.db(),
             row,
-            &request_id,
+            request_id,
             now - window,
             quota,
         )
@@ -278,9 +281,9 @@ impl Domain {
         }
     }
 
-    async fn conversation_row(&self, id: Uuid) -> AppResult<ConversationRow> {
+    async fn conversation_row(&self, id: ConversationId) -> AppResult<ConversationRow> {
         let mut conn = self.pool().get().await?;
-        store::conversations::conversation(&mut conn.db(), &id.to_string())
+        store::conversations::conversation(&mut conn.db(), id)
             .await?
             .ok_or_else(AppError::not_found)
     }
@@ -288,15 +291,15 @@ impl Domain {
     /// Loads a story row and checks that `viewer` owns it: 404 when it does not exist,
     /// 403 when it is someone else's.
     async fn owned_story_row(&self, viewer: &User, id: &str) -> AppResult<StoryRow> {
-        let id = parse_id("story_id", id)?.to_string();
-        let row = store::stories::story(&mut self.pool().get().await?.db(), &id).await?;
-        owned_by(row, &viewer.id.to_string())
+        let id = parse_id("story_id", id)?;
+        let row = store::stories::story(&mut self.pool().get().await?.db(), id).await?;
+        owned_by(row, viewer.id)
     }
 
     /// A story for the generation worker (no viewer: the worker acts for the owner).
-    pub async fn story_for_job(&self, id: Uuid) -> AppResult<Story> {
+    pub async fn story_for_job(&self, id: StoryId) -> AppResult<Story> {
         let mut conn = self.pool().get().await?;
-        let row = store::stories::story(&mut conn.db(), &id.to_string())
+        let row = store::stories::story(&mut conn.db(), id)
             .await?
             .ok_or_else(AppError::not_found)?;
         let mut stories = with_chapters_on(&mut conn, vec![row]).await?;
@@ -307,7 +310,7 @@ impl Domain {
     /// transcript as (role, text), oldest first, without flagged messages.
     pub(crate) async fn conversation_material(
         &self,
-        conversation: Option<Uuid>,
+        conversation: Option<ConversationId>,
     ) -> AppResult<(Vec<String>, Vec<(MessageRole, String)>)> {
         let Some(id) = conversation else {
             return Ok((Vec::new(), Vec::new()));
@@ -336,13 +339,16 @@ impl Domain {
     /// is someone else's. One trip to the database: the row, the ownership check and the
     /// chapters on one connection (on SQLite in one call on its thread).
     pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {
-        let id = parse_id("story_id", id)?.to_string();
-        let viewer_id = viewer.id.to_string();
+        self.owned_story(viewer, parse_id("story_id", id)?).await
+    }
+
+    /// [`Domain::story`] of a parsed id.
+    async fn owned_story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
         let mut conn = self.pool().get().await?;
         let (row, joined) =
-            store::stories::story_with_chapters(&mut conn.db(), id, viewer_id.clone()).await?;
+            store::stories::story_with_chapters(&mut conn.db(), id, viewer.id).await?;
         drop(conn);
-        let row = owned_by(row, &viewer_id)?;
+        let row = owned_by(row, viewer.id)?;
         let mut stories = stories_from_rows(vec![row], joined)?;
         Ok(stories.remove(0))
     }
@@ -360,7 +366,7 @@ impl Domain {
     /// within `range`. Callers decide who may see what: members get only their own.
     pub(crate) async fn query_stories(
         &self,
-        owner: Option<Uuid>,
+        owner: Option<UserId>,
         range: Option<TimeRange>,
         query: ListStories,
     ) -> AppResult<StoryPage> {
@@ -376,7 +382,7 @@ impl Domain {
             .transpose()?;
         let resume = after.map(|p| Resume::from(p, query.sort)).transpose()?;
         let page = store::stories::PageQuery {
-            owner: owner.map(|o| o.to_string()),
+            owner,
             status: query.status,
             created_after,
             created_before,
@@ -403,10 +409,10 @@ impl Domain {
     /// The recorded provider attempts of a story's generation, oldest first.
     pub async fn generation_steps(
         &self,
-        story_id: Uuid,
+        story_id: StoryId,
     ) -> AppResult<Vec<crate::store::models::GenerationStepRow>> {
         let mut conn = self.pool().get().await?;
-        Ok(store::jobs::steps_of(&mut conn.db(), &story_id.to_string()).await?)
+        Ok(store::jobs::steps_of(&mut conn.db(), story_id).await?)
     }
 
     /// Renames a story (`PATCH`): the guardian's title wins over a generated one.
@@ -419,18 +425,18 @@ impl Domain {
         validate_text("title", title, 200)?;
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(store::now());
-        store::stories::rename(&mut self.pool().get().await?.db(), &row.id, title, now).await?;
-        self.story_changed(parse_id("story_id", &row.id)?).await;
-        self.story(viewer, &row.id).await
+        store::stories::rename(&mut self.pool().get().await?.db(), row.id, title, now).await?;
+        self.story_changed(row.id).await;
+        self.owned_story(viewer, row.id).await
     }
 
     /// Deletes a story with its chapters and media files.
     pub(crate) async fn delete_story(&self, viewer: &User, id: &str) -> AppResult<()> {
         let row = self.owned_story_row(viewer, id).await?;
-        store::stories::delete(&mut self.pool().get().await?.db(), &row.id).await?;
+        store::stories::delete(&mut self.pool().get().await?.db(), row.id).await?;
         self.remove_media_dir(&format!("{}/{}", row.owner_id, row.id))
             .await;
-        self.story_changed(parse_id("story_id", &row.id)?).await;
+        self.story_changed(row.id).await;
         tracing::info!(story_id = %row.id, "story deleted");
         Ok(())
     }
@@ -440,16 +446,16 @@ impl Domain {
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(store::now());
         let retried =
-            store::stories::retry(&mut self.pool().get().await?.db(), &row.id, now).await?;
+            store::stories::retry(&mut self.pool().get().await?.db(), row.id, now).await?;
         if !retried {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 "실패한(failed) 이야기만 다시 시도할 수 있습니다.",
             ));
         }
-        self.story_changed(parse_id("story_id", &row.id)?).await;
+        self.story_changed(row.id).await;
         self.signal_work();
-        self.story(viewer, &row.id).await
+        self.owned_story(viewer, row.id).await
     }
 
     /// Removes a directory below the media directory (a story's or an account's files).
@@ -469,25 +475,23 @@ impl Domain {
     /// Moves a story to `status`, recording `reason` for failures.
     pub async fn set_story_status(
         &self,
-        story_id: Uuid,
+        story_id: StoryId,
         status: StoryStatus,
         reason: Option<&str>,
     ) -> AppResult<()> {
-        let id = story_id.to_string();
         let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
-        store::stories::set_status(&mut conn.db(), &id, status, reason, now).await?;
+        store::stories::set_status(&mut conn.db(), story_id, status, reason, now).await?;
         drop(conn);
         self.story_changed(story_id).await;
         Ok(())
     }
 
     /// Writes a generated title unless the guardian already chose one.
-    pub async fn set_generated_title(&self, story_id: Uuid, title: &str) -> AppResult<()> {
-        let id = story_id.to_string();
+    pub async fn set_generated_title(&self, story_id: StoryId, title: &str) -> AppResult<()> {
         let now = to_db(store::now());
         let mut conn = self.pool().get().await?;
-        store::stories::set_generated_title(&mut conn.db(), &id, title, now).await?;
+        store::stories::set_generated_title(&mut conn.db(), story_id, title, now).await?;
         drop(conn);
         self.story_changed(story_id).await;
         Ok(())
@@ -497,16 +501,15 @@ impl Domain {
     /// transaction, announced as one change; returns their ids in order.
     pub async fn put_chapters(
         &self,
-        story_id: Uuid,
+        story_id: StoryId,
         chapters_in: &[(i32, String, String)],
-    ) -> AppResult<Vec<Uuid>> {
-        let sid = story_id.to_string();
+    ) -> AppResult<Vec<ChapterId>> {
         let now = to_db(store::now());
         let rows: Vec<ChapterRow> = chapters_in
             .iter()
             .map(|(number, title, content)| ChapterRow {
-                id: Uuid::new_v4().to_string(),
-                story_id: sid.clone(),
+                id: ChapterId::random(),
+                story_id,
                 chapter_number: *number,
                 title: title.clone(),
                 content: content.clone(),
@@ -516,28 +519,25 @@ impl Domain {
             })
             .collect();
         let mut conn = self.pool().get().await?;
-        store::stories::put_chapters(&mut conn.db(), &sid, &rows, now).await?;
+        store::stories::put_chapters(&mut conn.db(), story_id, &rows, now).await?;
         drop(conn);
         self.story_changed(story_id).await;
-        rows.iter()
-            .map(|r| Uuid::parse_str(&r.id).map_err(|e| internal("chapter id", e)))
-            .collect()
+        Ok(rows.iter().map(|r| r.id).collect())
     }
 
     /// Stores `bytes` as a chapter's illustration or narration and links it.
     pub async fn put_chapter_media(
         &self,
-        story_id: Uuid,
-        chapter_id: Uuid,
+        story_id: StoryId,
+        chapter_id: ChapterId,
         kind: MediaKind,
         bytes: &[u8],
         content_type: &str,
         extension: &str,
     ) -> AppResult<MediaFile> {
-        let sid = story_id.to_string();
-        let owner = store::stories::owner_of(&mut self.pool().get().await?.db(), &sid).await?;
-        let file_id = Uuid::new_v4();
-        let relative = format!("{owner}/{sid}/{file_id}.{extension}");
+        let owner = store::stories::owner_of(&mut self.pool().get().await?.db(), story_id).await?;
+        let file_id = MediaFileId::random();
+        let relative = format!("{owner}/{story_id}/{file_id}.{extension}");
         let path = self
             .media()
             .resolve(&relative)
@@ -556,17 +556,16 @@ impl Domain {
             .await
             .map_err(|e| internal("placing media", e))?;
         let row = MediaFileRow {
-            id: file_id.to_string(),
+            id: file_id,
             owner_id: owner,
-            story_id: Some(sid),
+            story_id: Some(story_id),
             path: relative,
             content_type: content_type.to_string(),
             size_bytes: bytes.len() as i64,
             created_at: to_db(store::now()),
         };
         let mut conn = self.pool().get().await?;
-        let linked =
-            store::stories::link_media(&mut conn.db(), &row, &chapter_id.to_string(), kind).await;
+        let linked = store::stories::link_media(&mut conn.db(), &row, chapter_id, kind).await;
         drop(conn);
         if let Err(e) = linked {
             // The story (or account) was deleted meanwhile: leave no orphan file behind.
@@ -595,7 +594,7 @@ async fn with_chapters_on(
 }
 
 /// The stored story `row` if it exists (404) and `viewer_id` owns it (403).
-fn owned_by(row: Option<StoryRow>, viewer_id: &str) -> AppResult<StoryRow> {
+fn owned_by(row: Option<StoryRow>, viewer_id: UserId) -> AppResult<StoryRow> {
     let row = row.ok_or_else(AppError::not_found)?;
     if row.owner_id != viewer_id {
         return Err(AppError::code_only(ErrorCode::InsufficientPermission));
@@ -606,10 +605,10 @@ fn owned_by(row: Option<StoryRow>, viewer_id: &str) -> AppResult<StoryRow> {
 /// Story rows and their joined chapter rows (in any order of stories) → stories, in the
 /// order of `rows`.
 fn stories_from_rows(rows: Vec<StoryRow>, joined: Vec<Joined>) -> AppResult<Vec<Story>> {
-    let mut by_story: HashMap<String, Vec<ChapterWithMedia>> = HashMap::new();
+    let mut by_story: HashMap<StoryId, Vec<ChapterWithMedia>> = HashMap::new();
     for (chapter, image, audio) in joined {
         by_story
-            .entry(chapter.story_id.clone())
+            .entry(chapter.story_id)
             .or_default()
             .push(ChapterWithMedia {
                 chapter,
@@ -633,17 +632,12 @@ struct ChapterWithMedia {
 }
 
 fn story_from_rows(row: StoryRow, chapters: Vec<ChapterWithMedia>) -> AppResult<Story> {
-    let uuid = stored_uuid;
-    let file = |columns: Option<MediaColumns>| -> AppResult<Option<MediaFile>> {
-        columns
-            .map(|(id, path, content_type)| {
-                Ok(MediaFile {
-                    id: uuid(&id)?,
-                    path,
-                    content_type,
-                })
-            })
-            .transpose()
+    let file = |columns: Option<MediaColumns>| {
+        columns.map(|(id, path, content_type)| MediaFile {
+            id,
+            path,
+            content_type,
+        })
     };
     let chapters = chapters
         .into_iter()
@@ -652,22 +646,20 @@ fn story_from_rows(row: StoryRow, chapters: Vec<ChapterWithMedia>) -> AppResult<
                  chapter: c,
                  image,
                  audio,
-             }| {
-                Ok(Chapter {
-                    id: uuid(&c.id)?,
-                    number: c.chapter_number,
-                    image: file(image)?,
-                    audio: file(audio)?,
-                    title: c.title,
-                    content: c.content,
-                })
+             }| Chapter {
+                id: c.id,
+                number: c.chapter_number,
+                image: file(image),
+                audio: file(audio),
+                title: c.title,
+                content: c.content,
             },
         )
-        .collect::<AppResult<Vec<_>>>()?;
+        .collect();
     Ok(Story {
-        id: uuid(&row.id)?,
-        owner_id: uuid(&row.owner_id)?,
-        conversation_id: row.conversation_id.as_deref().map(uuid).transpose()?,
+        id: row.id,
+        owner_id: row.owner_id,
+        conversation_id: row.conversation_id,
         title: row.title,
         status: row.status,
         theme: row.theme,

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::store::types::UserId;
+
 use crate::config::Secret;
 use crate::error::{AppError, AppResult};
 
@@ -49,7 +51,7 @@ impl TokenKeys {
 
     pub(crate) fn issue(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         now: DateTime<Utc>,
         ttl_secs: i64,
     ) -> AppResult<String> {
@@ -66,13 +68,16 @@ impl TokenKeys {
     }
 
     /// Verifies signature, algorithm, expiry, issuer and audience; returns the user id.
-    pub(crate) fn verify(&self, token: &str) -> AppResult<Uuid> {
+    pub(crate) fn verify(&self, token: &str) -> AppResult<UserId> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 tracing::debug!(reason = %e, "access token rejected");
                 AppError::invalid_token()
             })?;
-        Uuid::parse_str(&data.claims.sub).map_err(|_| AppError::invalid_token())
+        data.claims
+            .sub
+            .parse()
+            .map_err(|_| AppError::invalid_token())
     }
 }
 

@@ -2,15 +2,13 @@
 //! disk, outside the media directory (never reachable by URL), with their count in the
 //! database; at the configured count the voice is cloned once.
 
-use uuid::Uuid;
-
 use super::Domain;
 use super::accounts::User;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::voice::Sample;
 use crate::store::models::VoiceSampleRow;
-use crate::store::types::VoiceStatus;
+use crate::store::types::{UserId, VoiceSampleId, VoiceStatus};
 use crate::store::voices::SampleCaps;
 use crate::store::{self, to_db};
 
@@ -58,7 +56,7 @@ pub(crate) fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
 }
 
 impl Domain {
-    fn samples_dir(&self, owner: Uuid) -> std::path::PathBuf {
+    fn samples_dir(&self, owner: UserId) -> std::path::PathBuf {
         self.config()
             .data_dir
             .join("voice-samples")
@@ -72,10 +70,10 @@ impl Domain {
         let Some((ext, _)) = sniff_audio(bytes) else {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
         };
-        let id = Uuid::new_v4();
+        let id = VoiceSampleId::random();
         let row = VoiceSampleRow {
-            id: id.to_string(),
-            owner_id: owner.id.to_string(),
+            id,
+            owner_id: owner.id,
             path: format!("{id}.{ext}"),
             format: ext.to_string(),
             size_bytes: bytes.len() as i64,
@@ -110,7 +108,7 @@ impl Domain {
         .await;
         if let Err(e) = stored {
             let mut conn = self.pool().get().await?;
-            let _ = store::voices::delete_sample(&mut conn.db(), &row.id).await;
+            let _ = store::voices::delete_sample(&mut conn.db(), row.id).await;
             return Err(AppError::Internal(anyhow::anyhow!(
                 "storing a voice sample: {e}"
             )));
@@ -143,13 +141,13 @@ impl Domain {
                 .await;
             return Ok(());
         };
-        let oid = owner.id.to_string();
+        let oid = owner.id;
         let mut conn = self.pool().get().await?;
-        if !store::voices::claim_cloning(&mut conn.db(), &oid).await? {
+        if !store::voices::claim_cloning(&mut conn.db(), oid).await? {
             return Ok(());
         }
         let n = i64::from(self.config().voice_clone_samples);
-        let rows = store::voices::newest_samples(&mut conn.db(), &oid, n).await?;
+        let rows = store::voices::newest_samples(&mut conn.db(), oid, n).await?;
         drop(conn);
         let dir = self.samples_dir(owner.id);
         let mut samples = Vec::new();
@@ -193,7 +191,7 @@ impl Domain {
             }
         };
         let mut conn = self.pool().get().await?;
-        store::voices::set_voice(&mut conn.db(), &oid, status, voice_id.as_deref()).await?;
+        store::voices::set_voice(&mut conn.db(), oid, status, voice_id.as_deref()).await?;
         drop(conn);
         self.events().publish(event).await;
         Ok(())
@@ -201,8 +199,8 @@ impl Domain {
 
     /// Removes the samples, the stored voice id and the voice at the provider.
     pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
-        let oid = owner.id.to_string();
-        let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), &oid).await?;
+        let oid = owner.id;
+        let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), oid).await?;
         if let (Some(id), Some(cloner)) = (&voice_id, &self.providers().cloner) {
             cloner.delete_voice(id).await.map_err(|e| {
                 tracing::warn!(error = %e, "deleting the voice at the provider failed");
@@ -214,8 +212,8 @@ impl Domain {
         }
         let mut conn = self.pool().get().await?;
         let mut db = conn.db();
-        store::voices::delete_samples(&mut db, &oid).await?;
-        store::voices::set_voice(&mut db, &oid, VoiceStatus::NotCloned, None).await?;
+        store::voices::delete_samples(&mut db, oid).await?;
+        store::voices::set_voice(&mut db, oid, VoiceStatus::NotCloned, None).await?;
         drop(conn);
         match tokio::fs::remove_dir_all(self.samples_dir(owner.id)).await {
             Ok(()) => {}

@@ -45,8 +45,8 @@ use crate::http::ClientAddr;
 use crate::http::socket_close::{await_client_close, echo_code};
 use crate::server::HeldConnection;
 use crate::shutdown::TaskGuard;
+use crate::store::types::UserId;
 use crate::tally::Ticket;
-use uuid::Uuid;
 
 /// How often the legacy protocol's keep-alive (`ka`) goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -153,7 +153,7 @@ struct Connection {
 struct Principal {
     token: Option<String>,
     /// The account's place among its open sockets (none for an anonymous connection).
-    _place: Option<Arc<Ticket<Uuid>>>,
+    _place: Option<Arc<Ticket<UserId>>>,
 }
 
 /// The outcome of one client message.

@@ -2,17 +2,15 @@
 
 use std::time::Duration;
 
-use uuid::Uuid;
-
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
-use crate::store::types::StoryStatus;
+use crate::store::types::{StoryId, StoryStatus};
 use crate::store::{self, to_db};
 
 /// A story this worker holds the lease of.
 #[derive(Clone, Debug)]
 pub(crate) struct Claimed {
-    pub id: Uuid,
+    pub id: StoryId,
     pub attempts: i32,
 }
 
@@ -28,7 +26,7 @@ pub(crate) async fn claim(
     let now = to_db(now);
     let row = store::jobs::claim(&mut domain.pool().get().await?.db(), owner, expires, now).await?;
     let Some(row) = row else { return Ok(None) };
-    let id = Uuid::parse_str(&row.id).map_err(|e| AppError::Internal(e.into()))?;
+    let id = row.id;
     tracing::info!(story_id = %id, attempt = row.attempts, "story claimed");
     domain.story_changed(id).await;
     Ok(Some(Claimed {
@@ -41,7 +39,7 @@ pub(crate) async fn claim(
 pub(crate) async fn renew(
     domain: &Domain,
     owner: &str,
-    id: Uuid,
+    id: StoryId,
     lease: Duration,
 ) -> AppResult<bool> {
     let expires = to_db(
@@ -49,34 +47,33 @@ pub(crate) async fn renew(
             + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?,
     );
     let mut conn = domain.pool().get().await?;
-    Ok(store::jobs::renew(&mut conn.db(), owner, &id.to_string(), expires).await?)
+    Ok(store::jobs::renew(&mut conn.db(), owner, id, expires).await?)
 }
 
 /// Whether this worker still holds the lease (checked before each write).
-pub(crate) async fn holds(domain: &Domain, owner: &str, id: Uuid) -> AppResult<bool> {
+pub(crate) async fn holds(domain: &Domain, owner: &str, id: StoryId) -> AppResult<bool> {
     let now = to_db(store::now());
     let mut conn = domain.pool().get().await?;
-    Ok(store::jobs::holds(&mut conn.db(), owner, &id.to_string(), now).await?)
+    Ok(store::jobs::holds(&mut conn.db(), owner, id, now).await?)
 }
 
 /// Gives a lease up (on shutdown), so another worker can resume at once.
-pub(crate) async fn release(domain: &Domain, owner: &str, id: Uuid) -> AppResult<()> {
+pub(crate) async fn release(domain: &Domain, owner: &str, id: StoryId) -> AppResult<()> {
     let mut conn = domain.pool().get().await?;
-    Ok(store::jobs::release(&mut conn.db(), owner, &id.to_string()).await?)
+    Ok(store::jobs::release(&mut conn.db(), owner, id).await?)
 }
 
 /// Ends a job: the final status is written only while holding the lease.
 pub(crate) async fn finish(
     domain: &Domain,
     owner: &str,
-    id: Uuid,
+    id: StoryId,
     status: StoryStatus,
     reason: Option<&str>,
 ) -> AppResult<bool> {
     let now = to_db(store::now());
     let mut conn = domain.pool().get().await?;
-    let finished =
-        store::jobs::finish(&mut conn.db(), owner, &id.to_string(), status, reason, now).await?;
+    let finished = store::jobs::finish(&mut conn.db(), owner, id, status, reason, now).await?;
     drop(conn);
     if finished {
         domain.story_changed(id).await;

@@ -12,6 +12,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::store::types::StoryId;
+
 use crate::config::WorkerConfig;
 use crate::domain::Domain;
 use crate::domain::stories::StoryStatus;
@@ -54,8 +56,8 @@ impl StoryWorker {
         let grace = inner.config.shutdown_grace;
         let slots = Arc::new(Semaphore::new(inner.config.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut claimed: std::collections::HashSet<Uuid> = Default::default();
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Uuid>();
+        let mut claimed: std::collections::HashSet<StoryId> = Default::default();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<StoryId>();
         tracing::info!(worker = %inner.id, concurrency = inner.config.concurrency, "story worker started");
         loop {
             while let Ok(id) = done_rx.try_recv() {

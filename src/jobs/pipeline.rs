@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
-use uuid::Uuid;
 
 use super::claim::{self, Claimed};
 use crate::domain::Domain;
@@ -18,7 +17,7 @@ use crate::providers::{
     IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
 };
 use crate::store::models::GenerationStepRow;
-use crate::store::types::{MessageRole, StepOutcome};
+use crate::store::types::{ChapterId, MessageRole, StepId, StepOutcome, StoryId};
 use crate::store::{self, to_db};
 
 /// Step attempts gathered during a step and written after it.
@@ -29,7 +28,7 @@ impl Steps {
     fn observer<'a>(
         &'a self,
         metrics: &'a crate::metrics::Metrics,
-        story: Uuid,
+        story: StoryId,
         step: &'a str,
         chapter: Option<i32>,
         provider: &'a str,
@@ -42,8 +41,8 @@ impl Steps {
                 a.error.map(|e| e.kind.as_str()),
             );
             let row = GenerationStepRow {
-                id: Uuid::new_v4().to_string(),
-                story_id: story.to_string(),
+                id: StepId::random(),
+                story_id: story,
                 step: step.to_string(),
                 chapter_number: chapter,
                 provider: provider.to_string(),
@@ -85,8 +84,8 @@ impl Steps {
     }
 }
 
-fn seed_of(id: Uuid) -> u64 {
-    let b = id.as_bytes();
+fn seed_of(id: StoryId) -> u64 {
+    let b = *id.uuid().as_bytes();
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
@@ -361,7 +360,7 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<()> {
 async fn media_task<'a, F, Fut>(
     domain: &'a Domain,
     owner: &'a str,
-    story_id: Uuid,
+    story_id: StoryId,
     steps: &'a Steps,
     step: &'a str,
     chapter_number: i32,
@@ -369,7 +368,7 @@ async fn media_task<'a, F, Fut>(
     slots: Arc<Semaphore>,
     retry: crate::providers::RetryPolicy,
     kind: MediaKind,
-    chapter_id: Uuid,
+    chapter_id: ChapterId,
     lost: &'a watch::Receiver<bool>,
     call: F,
 ) -> AppResult<()>
@@ -423,7 +422,7 @@ async fn moderate(
     domain: &Domain,
     providers: &Providers,
     steps: &Steps,
-    story: Uuid,
+    story: StoryId,
     step: &str,
     texts: &[String],
 ) -> Option<String> {

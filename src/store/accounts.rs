@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{RefreshTokenRow, UserRow};
 use super::schema::{refresh_tokens, users};
-use super::types::Role;
+use super::types::{Role, TokenFamilyId, UserId};
 use super::{Db, DbError, Page, on_db, transaction};
 
 pub(crate) async fn insert_user(db: &mut Db<'_>, row: &UserRow) -> Result<(), DbError> {
@@ -17,7 +17,7 @@ pub(crate) async fn insert_user(db: &mut Db<'_>, row: &UserRow) -> Result<(), Db
     Ok(())
 }
 
-pub(crate) async fn user(db: &mut Db<'_>, id: &str) -> Result<Option<UserRow>, DbError> {
+pub(crate) async fn user(db: &mut Db<'_>, id: UserId) -> Result<Option<UserRow>, DbError> {
     Ok(on_db!(db, |c| users::table
         .find(id)
         .select(UserRow::as_select())
@@ -54,7 +54,7 @@ pub(crate) async fn set_role(
 
 /// Deletes an account with its refresh tokens (the rest cascades from `users`); `false`
 /// when it was already gone.
-pub(crate) async fn delete_user(db: &mut Db<'_>, id: &str) -> Result<bool, DbError> {
+pub(crate) async fn delete_user(db: &mut Db<'_>, id: UserId) -> Result<bool, DbError> {
     let deleted: usize = transaction!(db, |tx| {
         on_db!(tx, |c| diesel::delete(
             refresh_tokens::table.filter(refresh_tokens::user_id.eq(id))
@@ -72,7 +72,7 @@ pub(crate) async fn delete_user(db: &mut Db<'_>, id: &str) -> Result<bool, DbErr
 /// Accounts, newest first, after `after` (a creation time and id).
 pub(crate) async fn accounts_newest_first(
     db: &mut Db<'_>,
-    after: Option<(NaiveDateTime, String)>,
+    after: Option<(NaiveDateTime, UserId)>,
     first: usize,
 ) -> Result<Page<UserRow>, DbError> {
     let rows = on_db!(db, |c| {
@@ -84,7 +84,7 @@ pub(crate) async fn accounts_newest_first(
             q = q.filter(
                 users::created_at
                     .lt(*t)
-                    .or(users::created_at.eq(*t).and(users::id.lt(id))),
+                    .or(users::created_at.eq(*t).and(users::id.lt(*id))),
             );
         }
         q.limit(first as i64 + 1).load(c).await
@@ -109,7 +109,7 @@ pub(crate) async fn use_refresh_token(
     db: &mut Db<'_>,
     hash: &str,
     now: NaiveDateTime,
-) -> Result<Option<(String, String)>, DbError> {
+) -> Result<Option<(UserId, TokenFamilyId)>, DbError> {
     Ok(on_db!(db, |c| diesel::update(
         refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(hash))
@@ -139,7 +139,7 @@ pub(crate) async fn refresh_token(
 /// Revokes every token of `family` not revoked yet.
 pub(crate) async fn revoke_family(
     db: &mut Db<'_>,
-    family: &str,
+    family: TokenFamilyId,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
     on_db!(db, |c| diesel::update(

@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{ConversationRow, MessageRow};
 use super::schema::{conversation_messages as messages, conversations};
-use super::types::ConversationStatus;
+use super::types::{ConversationId, ConversationStatus, UserId};
 use super::{Db, DbError, Page, on_db, transaction};
 
 pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(), DbError> {
@@ -19,7 +19,7 @@ pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(),
 
 pub(crate) async fn conversation(
     db: &mut Db<'_>,
-    id: &str,
+    id: ConversationId,
 ) -> Result<Option<ConversationRow>, DbError> {
     Ok(on_db!(db, |c| conversations::table
         .find(id)
@@ -30,7 +30,11 @@ pub(crate) async fn conversation(
 }
 
 /// Ends an active conversation at `now` (an ended one stays as it is).
-pub(crate) async fn end(db: &mut Db<'_>, id: &str, now: NaiveDateTime) -> Result<(), DbError> {
+pub(crate) async fn end(
+    db: &mut Db<'_>,
+    id: ConversationId,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
     on_db!(db, |c| diesel::update(
         conversations::table
             .find(id)
@@ -47,7 +51,7 @@ pub(crate) async fn end(db: &mut Db<'_>, id: &str, now: NaiveDateTime) -> Result
 }
 
 /// Deletes a conversation (its messages cascade).
-pub(crate) async fn delete(db: &mut Db<'_>, id: &str) -> Result<(), DbError> {
+pub(crate) async fn delete(db: &mut Db<'_>, id: ConversationId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::delete(conversations::table.find(id))
         .execute(c)
         .await)?;
@@ -62,7 +66,7 @@ pub(crate) async fn append_message(
     mut message: MessageRow,
 ) -> Result<i32, DbError> {
     transaction!(db, |tx| {
-        let cid = message.conversation_id.clone();
+        let cid = message.conversation_id;
         on_db!(&mut *tx, |c| diesel::update(
             conversations::table.find(&cid)
         )
@@ -86,7 +90,7 @@ pub(crate) async fn append_message(
 /// The messages of a conversation with numbers in `seqs` (all when `None`), oldest first.
 pub(crate) async fn messages(
     db: &mut Db<'_>,
-    conversation: &str,
+    conversation: ConversationId,
     seqs: Option<std::ops::RangeInclusive<i32>>,
 ) -> Result<Vec<MessageRow>, DbError> {
     Ok(on_db!(db, |c| {
@@ -106,8 +110,8 @@ pub(crate) async fn messages(
 /// time and id).
 pub(crate) async fn newest_first(
     db: &mut Db<'_>,
-    owner: Option<&str>,
-    after: Option<(NaiveDateTime, String)>,
+    owner: Option<UserId>,
+    after: Option<(NaiveDateTime, ConversationId)>,
     first: usize,
 ) -> Result<Page<ConversationRow>, DbError> {
     let rows = on_db!(db, |c| {
@@ -124,7 +128,7 @@ pub(crate) async fn newest_first(
                     .lt(*t)
                     .or(conversations::created_at
                         .eq(*t)
-                        .and(conversations::id.lt(id))),
+                        .and(conversations::id.lt(*id))),
             );
         }
         q.limit(first as i64 + 1).load(c).await
@@ -135,8 +139,8 @@ pub(crate) async fn newest_first(
 /// How many messages each of the conversations `ids` has (those with none are left out).
 pub(crate) async fn message_counts(
     db: &mut Db<'_>,
-    ids: &[String],
-) -> Result<Vec<(String, i64)>, DbError> {
+    ids: &[ConversationId],
+) -> Result<Vec<(ConversationId, i64)>, DbError> {
     Ok(on_db!(db, |c| messages::table
         .filter(messages::conversation_id.eq_any(ids))
         .group_by(messages::conversation_id)

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{GenerationStepRow, StoryRow};
 use super::schema::{generation_steps as steps, stories};
-use super::types::StoryStatus;
+use super::types::{StoryId, StoryStatus};
 use super::{Db, DbError, on_db};
 
 /// The claim, one statement per backend: PostgreSQL binds `$n` and locks the picked row
@@ -56,7 +56,7 @@ pub(crate) async fn claim(
 pub(crate) async fn renew(
     db: &mut Db<'_>,
     owner: &str,
-    id: &str,
+    id: StoryId,
     expires: NaiveDateTime,
 ) -> Result<bool, DbError> {
     let n = on_db!(db, |c| diesel::update(
@@ -75,7 +75,7 @@ pub(crate) async fn renew(
 pub(crate) async fn holds(
     db: &mut Db<'_>,
     owner: &str,
-    id: &str,
+    id: StoryId,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
     let n: i64 = on_db!(db, |c| stories::table
@@ -90,7 +90,7 @@ pub(crate) async fn holds(
 }
 
 /// Gives `owner`'s lease on story `id` up, leaving it in progress for the next claim.
-pub(crate) async fn release(db: &mut Db<'_>, owner: &str, id: &str) -> Result<(), DbError> {
+pub(crate) async fn release(db: &mut Db<'_>, owner: &str, id: StoryId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::update(
         stories::table
             .find(id)
@@ -111,7 +111,7 @@ pub(crate) async fn release(db: &mut Db<'_>, owner: &str, id: &str) -> Result<()
 pub(crate) async fn finish(
     db: &mut Db<'_>,
     owner: &str,
-    id: &str,
+    id: StoryId,
     status: StoryStatus,
     reason: Option<&str>,
     now: NaiveDateTime,
@@ -150,7 +150,10 @@ pub(crate) async fn insert_steps(
 }
 
 /// The recorded provider attempts of story `id`, oldest first.
-pub(crate) async fn steps_of(db: &mut Db<'_>, id: &str) -> Result<Vec<GenerationStepRow>, DbError> {
+pub(crate) async fn steps_of(
+    db: &mut Db<'_>,
+    id: StoryId,
+) -> Result<Vec<GenerationStepRow>, DbError> {
     Ok(on_db!(db, |c| steps::table
         .filter(steps::story_id.eq(id))
         .order_by((steps::started_at.asc(), steps::attempt.asc()))

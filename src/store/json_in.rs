@@ -20,7 +20,10 @@ pub(crate) struct InJsonArray<C> {
 }
 
 /// `column IN values`, the values bound as one JSON array of strings.
-pub(crate) fn in_json_array<C>(column: C, values: &[String]) -> QueryResult<InJsonArray<C>> {
+pub(crate) fn in_json_array<C, T: serde::Serialize>(
+    column: C,
+    values: &[T],
+) -> QueryResult<InJsonArray<C>> {
     let json = serde_json::to_string(values)
         .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
     Ok(InJsonArray { column, json })

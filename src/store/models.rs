@@ -4,7 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::types::{
-    ConversationStatus, MessageRole, Role, StepOutcome, StoryLength, StoryStatus, VoiceStatus,
+    AuditId, ChapterId, ConversationId, ConversationStatus, MediaFileId, MessageId, MessageRole,
+    RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength, StoryStatus, TokenFamilyId,
+    UserId, VoiceSampleId, VoiceStatus,
 };
 
 use super::schema::{
@@ -16,7 +18,7 @@ use super::schema::{
 #[diesel(table_name = users)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct UserRow {
-    pub id: String,
+    pub id: UserId,
     pub login_id: String,
     pub login_key: String,
     pub password_hash: String,
@@ -34,9 +36,9 @@ pub(crate) struct UserRow {
 #[diesel(table_name = refresh_tokens)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct RefreshTokenRow {
-    pub id: String,
-    pub user_id: String,
-    pub family_id: String,
+    pub id: RefreshTokenId,
+    pub user_id: UserId,
+    pub family_id: TokenFamilyId,
     pub token_hash: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
@@ -48,8 +50,8 @@ pub(crate) struct RefreshTokenRow {
 #[diesel(table_name = conversations)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct ConversationRow {
-    pub id: String,
-    pub owner_id: String,
+    pub id: ConversationId,
+    pub owner_id: UserId,
     pub child_name: Option<String>,
     pub child_age: Option<i32>,
     pub interests: String,
@@ -63,9 +65,9 @@ pub(crate) struct ConversationRow {
 #[diesel(table_name = stories)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct StoryRow {
-    pub id: String,
-    pub owner_id: String,
-    pub conversation_id: Option<String>,
+    pub id: StoryId,
+    pub owner_id: UserId,
+    pub conversation_id: Option<ConversationId>,
     pub title: Option<String>,
     pub title_from_guardian: bool,
     pub status: StoryStatus,
@@ -87,9 +89,9 @@ pub struct StoryRow {
 #[diesel(table_name = media_files)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct MediaFileRow {
-    pub id: String,
-    pub owner_id: String,
-    pub story_id: Option<String>,
+    pub id: MediaFileId,
+    pub owner_id: UserId,
+    pub story_id: Option<StoryId>,
     pub path: String,
     pub content_type: String,
     pub size_bytes: i64,
@@ -100,13 +102,13 @@ pub struct MediaFileRow {
 #[diesel(table_name = chapters)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct ChapterRow {
-    pub id: String,
-    pub story_id: String,
+    pub id: ChapterId,
+    pub story_id: StoryId,
     pub chapter_number: i32,
     pub title: String,
     pub content: String,
-    pub image_file_id: Option<String>,
-    pub audio_file_id: Option<String>,
+    pub image_file_id: Option<MediaFileId>,
+    pub audio_file_id: Option<MediaFileId>,
     pub created_at: NaiveDateTime,
 }
 
@@ -116,8 +118,8 @@ pub struct ChapterRow {
 #[diesel(table_name = chapters)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct ChapterText {
-    pub id: String,
-    pub story_id: String,
+    pub id: ChapterId,
+    pub story_id: StoryId,
     pub chapter_number: i32,
     pub title: String,
     pub content: String,
@@ -127,8 +129,8 @@ pub(crate) struct ChapterText {
 #[diesel(table_name = generation_steps)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct GenerationStepRow {
-    pub id: String,
-    pub story_id: String,
+    pub id: StepId,
+    pub story_id: StoryId,
     pub step: String,
     pub chapter_number: Option<i32>,
     pub provider: String,
@@ -144,8 +146,8 @@ pub struct GenerationStepRow {
 #[diesel(table_name = conversation_messages)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct MessageRow {
-    pub id: String,
-    pub conversation_id: String,
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
     pub seq: i32,
     pub role: MessageRole,
     pub text: String,
@@ -158,8 +160,8 @@ pub(crate) struct MessageRow {
 #[diesel(table_name = voice_samples)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct VoiceSampleRow {
-    pub id: String,
-    pub owner_id: String,
+    pub id: VoiceSampleId,
+    pub owner_id: UserId,
     pub path: String,
     pub format: String,
     pub size_bytes: i64,
@@ -170,8 +172,8 @@ pub(crate) struct VoiceSampleRow {
 #[diesel(table_name = ops_audit)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct AuditRow {
-    pub id: String,
-    pub operator_id: String,
+    pub id: AuditId,
+    pub operator_id: UserId,
     pub action: String,
     pub detail: String,
     pub created_at: NaiveDateTime,

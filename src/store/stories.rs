@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{ChapterRow, ChapterText, MediaFileRow, StoryRow};
 use super::schema::{chapters, media_files, stories, story_requests};
-use super::types::StoryStatus;
+use super::types::{ChapterId, MediaFileId, StoryId, StoryRequestId, StoryStatus, UserId};
 use super::{Db, DbError, SqliteConn, locked_transaction, on_db, transaction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,15 +36,15 @@ pub(crate) enum SortOrder {
 
 /// Where a listing resumes: after this sort key value and id.
 pub(crate) enum Resume {
-    CreatedAt(NaiveDateTime, String),
-    UpdatedAt(NaiveDateTime, String),
-    Title(Option<String>, String),
+    CreatedAt(NaiveDateTime, StoryId),
+    UpdatedAt(NaiveDateTime, StoryId),
+    Title(Option<String>, StoryId),
 }
 
 /// One page of stories: the filters, the order, and where it resumes.
 pub(crate) struct PageQuery {
     /// Only this account's stories (`None`: everyone's, for operators).
-    pub(crate) owner: Option<String>,
+    pub(crate) owner: Option<UserId>,
     pub(crate) status: Option<StoryStatus>,
     /// Created at or after this (inclusive) and before that (exclusive).
     pub(crate) created_after: Option<NaiveDateTime>,
@@ -186,8 +186,8 @@ pub(crate) async fn page(
 /// row, the ownership check and the chapters in one trip.
 pub(crate) async fn story_with_chapters(
     db: &mut Db<'_>,
-    id: String,
-    viewer_id: String,
+    id: StoryId,
+    viewer: UserId,
 ) -> Result<(Option<StoryRow>, Vec<Joined>), DbError> {
     Ok(match db {
         Db::Pg(c) => {
@@ -199,7 +199,7 @@ pub(crate) async fn story_with_chapters(
                 .await
                 .optional()?;
             let joined = match &row {
-                Some(r) if r.owner_id == viewer_id => chapters_pg(c, &[id]).await?,
+                Some(r) if r.owner_id == viewer => chapters_pg(c, &[id]).await?,
                 _ => Vec::new(),
             };
             (row, joined)
@@ -213,7 +213,7 @@ pub(crate) async fn story_with_chapters(
                 )
                 .optional()?;
                 let joined = match &row {
-                    Some(r) if r.owner_id == viewer_id => chapters_sqlite(c, &[id])?,
+                    Some(r) if r.owner_id == viewer => chapters_sqlite(c, &[id])?,
                     _ => Vec::new(),
                 };
                 Ok((row, joined))
@@ -236,7 +236,7 @@ pub(crate) async fn chapters(db: &mut Db<'_>, rows: &[StoryRow]) -> Result<Vec<J
 }
 
 /// The id, path and content type of a chapter's image or narration.
-pub(crate) type MediaColumns = (String, String, String);
+pub(crate) type MediaColumns = (MediaFileId, String, String);
 /// A chapter row with both of its media files, as one joined row.
 pub(crate) type Joined = (ChapterText, Option<MediaColumns>, Option<MediaColumns>);
 
@@ -272,7 +272,7 @@ macro_rules! chapters_with_media {
 /// PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
 async fn chapters_pg(
     c: &mut diesel_async::AsyncPgConnection,
-    ids: &[String],
+    ids: &[StoryId],
 ) -> QueryResult<Vec<Joined>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -288,7 +288,7 @@ async fn chapters_pg(
 /// ([`super::in_json_array`]), so the statement stays prepared.
 fn chapters_sqlite(
     c: &mut diesel::sqlite::SqliteConnection,
-    ids: &[String],
+    ids: &[StoryId],
 ) -> QueryResult<Vec<Joined>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -305,11 +305,11 @@ fn one_page(mut rows: Vec<StoryRow>, first: usize) -> (Vec<StoryRow>, bool) {
     (rows, has_more)
 }
 
-fn ids_of(rows: &[StoryRow]) -> Vec<String> {
-    rows.iter().map(|r| r.id.clone()).collect()
+fn ids_of(rows: &[StoryRow]) -> Vec<StoryId> {
+    rows.iter().map(|r| r.id).collect()
 }
 
-pub(crate) async fn story(db: &mut Db<'_>, id: &str) -> Result<Option<StoryRow>, DbError> {
+pub(crate) async fn story(db: &mut Db<'_>, id: StoryId) -> Result<Option<StoryRow>, DbError> {
     Ok(on_db!(db, |c| stories::table
         .find(id)
         .select(StoryRow::as_select())
@@ -335,7 +335,7 @@ pub(crate) enum Quota {
 pub(crate) async fn insert_within_quota(
     db: &mut Db<'_>,
     row: &StoryRow,
-    request_id: &str,
+    request_id: StoryRequestId,
     since: NaiveDateTime,
     quota: i64,
 ) -> Result<Quota, DbError> {
@@ -384,7 +384,7 @@ pub(crate) async fn insert_within_quota(
 /// Gives a story the guardian's `title` (which a generated one never replaces).
 pub(crate) async fn rename(
     db: &mut Db<'_>,
-    id: &str,
+    id: StoryId,
     title: &str,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
@@ -400,7 +400,7 @@ pub(crate) async fn rename(
 }
 
 /// Deletes a story (its chapters and media rows cascade).
-pub(crate) async fn delete(db: &mut Db<'_>, id: &str) -> Result<(), DbError> {
+pub(crate) async fn delete(db: &mut Db<'_>, id: StoryId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::delete(stories::table.find(id))
         .execute(c)
         .await)?;
@@ -408,7 +408,11 @@ pub(crate) async fn delete(db: &mut Db<'_>, id: &str) -> Result<(), DbError> {
 }
 
 /// Sends a failed story back to pending; `false` when it was not failed.
-pub(crate) async fn retry(db: &mut Db<'_>, id: &str, now: NaiveDateTime) -> Result<bool, DbError> {
+pub(crate) async fn retry(
+    db: &mut Db<'_>,
+    id: StoryId,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
     let n = on_db!(db, |c| diesel::update(
         stories::table
             .find(id)
@@ -426,7 +430,7 @@ pub(crate) async fn retry(db: &mut Db<'_>, id: &str, now: NaiveDateTime) -> Resu
 
 pub(crate) async fn set_status(
     db: &mut Db<'_>,
-    id: &str,
+    id: StoryId,
     status: StoryStatus,
     reason: Option<&str>,
     now: NaiveDateTime,
@@ -445,7 +449,7 @@ pub(crate) async fn set_status(
 /// Writes a generated title unless the guardian chose one.
 pub(crate) async fn set_generated_title(
     db: &mut Db<'_>,
-    id: &str,
+    id: StoryId,
     title: &str,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
@@ -463,7 +467,7 @@ pub(crate) async fn set_generated_title(
 /// Puts `rows` in place of the story's chapters of the same numbers, in one transaction.
 pub(crate) async fn put_chapters(
     db: &mut Db<'_>,
-    story: &str,
+    story: StoryId,
     rows: &[ChapterRow],
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
@@ -491,7 +495,7 @@ pub(crate) async fn put_chapters(
 }
 
 /// The account story `id` belongs to.
-pub(crate) async fn owner_of(db: &mut Db<'_>, id: &str) -> Result<String, DbError> {
+pub(crate) async fn owner_of(db: &mut Db<'_>, id: StoryId) -> Result<UserId, DbError> {
     Ok(on_db!(db, |c| stories::table
         .find(id)
         .select(stories::owner_id)
@@ -511,7 +515,7 @@ pub enum MediaKind {
 pub(crate) async fn link_media(
     db: &mut Db<'_>,
     file: &MediaFileRow,
-    chapter: &str,
+    chapter: ChapterId,
     kind: MediaKind,
 ) -> Result<(), DbError> {
     transaction!(db, |tx| {
@@ -520,7 +524,7 @@ pub(crate) async fn link_media(
             .execute(c)
             .await)?;
         let link = diesel::update(chapters::table.find(chapter));
-        let fid = Some(&file.id);
+        let fid = Some(file.id);
         on_db!(&mut *tx, |c| match kind {
             MediaKind::Image => link.set(chapters::image_file_id.eq(fid)).execute(c).await,
             MediaKind::Audio => link.set(chapters::audio_file_id.eq(fid)).execute(c).await,

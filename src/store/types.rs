@@ -62,6 +62,110 @@ macro_rules! text_enum {
     };
 }
 
+/// A row id: a UUID, stored as its hyphenated lower-case text in both backends, and a
+/// type of its own per table, so one table's id cannot be passed where another's is
+/// wanted. Reading a stored id that is not a UUID is a load error.
+macro_rules! uuid_id {
+    ($($(#[$doc:meta])* $name:ident;)+) => {$(
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow,
+            serde::Serialize, serde::Deserialize,
+        )]
+        #[diesel(sql_type = Text)]
+        #[serde(transparent)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            /// A new random (v4) id.
+            pub fn random() -> $name {
+                $name(uuid::Uuid::new_v4())
+            }
+
+            pub fn uuid(self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl From<uuid::Uuid> for $name {
+            fn from(id: uuid::Uuid) -> $name {
+                $name(id)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<$name, uuid::Error> {
+                uuid::Uuid::parse_str(s).map($name)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl ToSql<Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::pg::Pg>) -> serialize::Result {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let text = self.0.hyphenated().encode_lower(&mut buffer);
+                std::io::Write::write_all(out, text.as_bytes())?;
+                Ok(serialize::IsNull::No)
+            }
+        }
+
+        impl ToSql<Text, diesel::sqlite::Sqlite> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut Output<'b, '_, diesel::sqlite::Sqlite>,
+            ) -> serialize::Result {
+                out.set_value(self.0.hyphenated().to_string());
+                Ok(serialize::IsNull::No)
+            }
+        }
+
+        impl<DB: Backend> FromSql<Text, DB> for $name
+        where
+            String: FromSql<Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<$name> {
+                let stored = String::from_sql(bytes)?;
+                uuid::Uuid::parse_str(&stored).map($name).map_err(|e| {
+                    format!(concat!("stored ", stringify!($name), " {:?}: {}"), stored, e).into()
+                })
+            }
+        }
+    )+};
+}
+
+uuid_id! {
+    /// `users.id`.
+    UserId;
+    /// `refresh_tokens.id`.
+    RefreshTokenId;
+    /// `refresh_tokens.family_id`: every token descended from one login.
+    TokenFamilyId;
+    /// `stories.id`.
+    StoryId;
+    /// `story_requests.id`.
+    StoryRequestId;
+    /// `chapters.id`.
+    ChapterId;
+    /// `media_files.id`.
+    MediaFileId;
+    /// `conversations.id`.
+    ConversationId;
+    /// `conversation_messages.id`.
+    MessageId;
+    /// `voice_samples.id`.
+    VoiceSampleId;
+    /// `generation_steps.id`.
+    StepId;
+    /// `ops_audit.id`.
+    AuditId;
+}
+
 text_enum! {
     /// Where a story is in its life (`stories.status`).
     StoryStatus {
@@ -151,5 +255,14 @@ mod tests {
             assert_eq!(StepOutcome::parse(o.as_str()), Some(*o));
         }
         assert_eq!(StoryStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn ids_read_and_print_as_hyphenated_lower_case() {
+        let text = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let id: StoryId = text.to_uppercase().parse().unwrap();
+        assert_eq!(id.to_string(), text);
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{text}\""));
+        assert!("not-a-uuid".parse::<UserId>().is_err());
     }
 }

@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::VoiceSampleRow;
 use super::schema::{users, voice_samples};
-use super::types::VoiceStatus;
+use super::types::{UserId, VoiceSampleId, VoiceStatus};
 use super::{Db, DbError, locked_transaction, on_db};
 
 /// The caps on one account's samples.
@@ -59,7 +59,7 @@ pub(crate) async fn admit_sample(
     }
 }
 
-pub(crate) async fn delete_sample(db: &mut Db<'_>, id: &str) -> Result<(), DbError> {
+pub(crate) async fn delete_sample(db: &mut Db<'_>, id: VoiceSampleId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::delete(voice_samples::table.find(id))
         .execute(c)
         .await)?;
@@ -69,7 +69,7 @@ pub(crate) async fn delete_sample(db: &mut Db<'_>, id: &str) -> Result<(), DbErr
 /// The account's `n` newest samples.
 pub(crate) async fn newest_samples(
     db: &mut Db<'_>,
-    owner: &str,
+    owner: UserId,
     n: i64,
 ) -> Result<Vec<VoiceSampleRow>, DbError> {
     Ok(on_db!(db, |c| voice_samples::table
@@ -83,7 +83,7 @@ pub(crate) async fn newest_samples(
 
 /// Moves the account's voice from not cloned to cloning; `false` when another caller
 /// did first (or it is cloned already).
-pub(crate) async fn claim_cloning(db: &mut Db<'_>, owner: &str) -> Result<bool, DbError> {
+pub(crate) async fn claim_cloning(db: &mut Db<'_>, owner: UserId) -> Result<bool, DbError> {
     let n = on_db!(db, |c| diesel::update(
         users::table
             .find(owner)
@@ -98,7 +98,7 @@ pub(crate) async fn claim_cloning(db: &mut Db<'_>, owner: &str) -> Result<bool, 
 /// Records where the account's voice stands, and its id at the provider.
 pub(crate) async fn set_voice(
     db: &mut Db<'_>,
-    owner: &str,
+    owner: UserId,
     status: VoiceStatus,
     voice_id: Option<&str>,
 ) -> Result<(), DbError> {
@@ -110,7 +110,7 @@ pub(crate) async fn set_voice(
 }
 
 /// The account's voice id at the provider, if it has one.
-pub(crate) async fn voice_id(db: &mut Db<'_>, owner: &str) -> Result<Option<String>, DbError> {
+pub(crate) async fn voice_id(db: &mut Db<'_>, owner: UserId) -> Result<Option<String>, DbError> {
     Ok(on_db!(db, |c| users::table
         .find(owner)
         .select(users::voice_id)
@@ -119,7 +119,7 @@ pub(crate) async fn voice_id(db: &mut Db<'_>, owner: &str) -> Result<Option<Stri
 }
 
 /// Deletes the account's samples' rows.
-pub(crate) async fn delete_samples(db: &mut Db<'_>, owner: &str) -> Result<(), DbError> {
+pub(crate) async fn delete_samples(db: &mut Db<'_>, owner: UserId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::delete(
         voice_samples::table.filter(voice_samples::owner_id.eq(owner))
     )

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::store::types::UserId;
 use async_graphql::{OutputType, Request, Variables};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -22,7 +23,6 @@ use governor::{Quota, RateLimiter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use crate::config::WsConfig;
 use crate::domain::Domain;
@@ -329,7 +329,7 @@ fn spawn_writer(
 async fn admit(
     state: &WsState,
     token: Option<&str>,
-) -> Result<(User, Ticket<Uuid>), [Outbound; 2]> {
+) -> Result<(User, Ticket<UserId>), [Outbound; 2]> {
     let Ok(user) = state.domain.authenticate(token).await else {
         return Err([
             error(

@@ -151,14 +151,10 @@ async fn wait_done(app: &TestApp, token: &str, id: &str) -> Value {
     }
     let steps = app
         .domain
-        .generation_steps(uuid::Uuid::parse_str(id).unwrap())
+        .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
-    let story = app
-        .domain
-        .story_for_job(uuid::Uuid::parse_str(id).unwrap())
-        .await
-        .unwrap();
+    let story = app.domain.story_for_job(id.parse().unwrap()).await.unwrap();
     panic!("story {id} did not finish: {story:?}\nsteps: {steps:#?}");
 }
 
@@ -268,7 +264,7 @@ async fn happy_path_with_http_providers(db: Db) {
     // Every attempt was recorded.
     let steps = app
         .domain
-        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
     let count = |s: &str| {
@@ -310,7 +306,7 @@ async fn rate_limits_are_retried_after_retry_after(db: Db) {
     assert_eq!(story["status"], "completed", "{story}");
     let steps = app
         .domain
-        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
     let writes: Vec<_> = steps.iter().filter(|s| s.step == "write_text").collect();
@@ -397,7 +393,7 @@ async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
     }
     let steps = app
         .domain
-        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
     let narrations: Vec<_> = steps.iter().filter(|s| s.step == "narrate").collect();
@@ -487,7 +483,7 @@ async fn moderation_flags_fail_the_story_with_a_reason(db: Db) {
     );
     let steps = app
         .domain
-        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(steps.last().unwrap().outcome.as_str(), "flagged");
@@ -544,7 +540,7 @@ async fn image_and_speech_failures_leave_null_media(db: Db) {
     assert_eq!(requests_to(&server, "/v1/audio/speech").await.len(), 3);
     let steps = app
         .domain
-        .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+        .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
     assert!(
@@ -715,7 +711,7 @@ async fn two_workers_never_generate_one_story_twice(db: Db) {
     for id in &ids {
         let steps = a
             .domain
-            .generation_steps(uuid::Uuid::parse_str(id).unwrap())
+            .generation_steps(id.parse().unwrap())
             .await
             .unwrap();
         assert_eq!(
@@ -829,7 +825,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
         }
         let steps = app
             .domain
-            .generation_steps(uuid::Uuid::parse_str(&id).unwrap())
+            .generation_steps(id.parse().unwrap())
             .await
             .unwrap();
         assert!(steps.iter().any(|s| s.provider == "offline-template"));

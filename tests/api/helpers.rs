@@ -556,10 +556,10 @@ impl TestApp {
 
     /// Creates a story through REST, then writes it the way generation will, through the
     /// domain layer: title, chapters, media, status. Returns the story id.
-    pub async fn seed_story(&self, token: &str, seed: Seed<'_>) -> uuid::Uuid {
+    pub async fn seed_story(&self, token: &str, seed: Seed<'_>) -> jjongal::store::types::StoryId {
         use jjongal::domain::stories::{MediaKind, StoryStatus};
         let story = self.create_story(token, seed.theme).await;
-        let id = uuid::Uuid::parse_str(story["id"].as_str().unwrap()).unwrap();
+        let id: jjongal::store::types::StoryId = story["id"].as_str().unwrap().parse().unwrap();
         if let Some(title) = seed.title {
             self.domain.set_generated_title(id, title).await.unwrap();
         }

@@ -488,7 +488,7 @@ async fn figures_and_metrics_follow_the_database(db: Db) {
         for id in &ids {
             n += app
                 .domain
-                .generation_steps(uuid::Uuid::parse_str(id).unwrap())
+                .generation_steps(id.parse().unwrap())
                 .await
                 .unwrap()
                 .len();

@@ -1,6 +1,7 @@
 //! Keyset cursor pagination of `GET /api/v1/stories`: every sort key and order, with and
 //! without a status filter, Korean titles, concurrent writers, cursor tampering.
 
+use jjongal::store::types::StoryId;
 use std::collections::HashSet;
 
 use jjongal::domain::stories::StoryStatus;
@@ -61,7 +62,7 @@ const TITLES: [Option<&str>; 12] = [
     Some("가방 속 친구"),
 ];
 
-async fn seed_library(app: &TestApp, token: &str) -> Vec<uuid::Uuid> {
+async fn seed_library(app: &TestApp, token: &str) -> Vec<StoryId> {
     let statuses = [
         StoryStatus::Completed,
         StoryStatus::Failed,
@@ -258,7 +259,7 @@ async fn pages_stay_consistent_under_concurrent_writes(db: Db) {
             // A writer inserting and deleting stories while the pages are walked.
             let writer = {
                 let token = token.clone();
-                let doomed: Vec<uuid::Uuid> = std::mem::take(&mut doomed);
+                let doomed: Vec<StoryId> = std::mem::take(&mut doomed);
                 let base = app.base.clone();
                 tokio::spawn(async move {
                     let client = reqwest::Client::new();
@@ -302,10 +303,7 @@ async fn pages_stay_consistent_under_concurrent_writes(db: Db) {
                 .collect();
             assert!(walked.iter().all(|id| allowed.contains(id)));
             // The stories this round inserted are deleted by the next round's writer.
-            doomed = inserted
-                .iter()
-                .map(|s| uuid::Uuid::parse_str(s).unwrap())
-                .collect();
+            doomed = inserted.iter().map(|s| s.parse().unwrap()).collect();
         }
     }
 }

@@ -599,8 +599,9 @@ async fn deleting_stories_and_accounts_removes_files(db: Db) {
         )
         .await;
     let media = app.domain.media().dir().to_path_buf();
-    let story_dir = |id: uuid::Uuid| media.join(user.id.to_string()).join(id.to_string());
-    let files_in = |id: uuid::Uuid| {
+    let story_dir =
+        |id: jjongal::store::types::StoryId| media.join(user.id.to_string()).join(id.to_string());
+    let files_in = |id: jjongal::store::types::StoryId| {
         std::fs::read_dir(story_dir(id))
             .map(|d| d.count())
             .unwrap_or(0)
