@@ -421,6 +421,7 @@ async fn schema_sdl(
     let auth = graphql::RequestAuth::new(crate::http::bearer(&headers));
     let operator = match auth.bearer() {
         Some(token) => domain
+            .accounts()
             .authenticate(Some(token))
             .await
             .is_ok_and(|user| user.role == crate::domain::accounts::Role::Operator),
@@ -439,7 +440,7 @@ async fn schema_sdl(
 
 /// Prometheus text exposition of the operations figures.
 async fn metrics(State(domain): State<Domain>) -> Response {
-    match domain.db_figures().await {
+    match domain.ops().db_figures().await {
         Ok(figures) => (
             [(
                 header::CONTENT_TYPE,

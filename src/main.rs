@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let domain = cli_domain(Config::resolve(cli.config)?).await?;
             let user = domain
+                .ops()
                 .set_role(&login_id, role)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
@@ -130,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']).to_string();
             let domain = cli_domain(Config::resolve(cli.config)?).await?;
             let user = domain
+                .accounts()
                 .create_user(
                     SignUp {
                         login_id,

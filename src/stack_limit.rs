@@ -57,7 +57,12 @@ async fn answer(State(probe): State<Probe>) -> Response {
 
 async fn answer_authenticated(State(probe): State<Probe>, headers: HeaderMap) -> Response {
     let bearer = crate::http::bearer(&headers);
-    match probe.domain.authenticate(bearer.as_deref()).await {
+    match probe
+        .domain
+        .accounts()
+        .authenticate(bearer.as_deref())
+        .await
+    {
         Ok(_) => stored(&probe),
         Err(e) => RestError::from(e).into_response(),
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::tokens::{hash_refresh_token, new_refresh_token};
-use super::{Domain, char_len};
+use super::{Accounts, char_len};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{RefreshTokenRow, UserRow};
 use crate::store::{self, DbError, from_db, to_db};
@@ -191,7 +191,7 @@ fn decoy_hash() -> String {
         .clone()
 }
 
-impl Domain {
+impl Accounts<'_> {
     /// Self sign-up (contract §3). Refused when sign-up is switched off.
     pub(crate) async fn sign_up(&self, input: SignUp) -> AppResult<User> {
         if !self.config().allow_signup {
@@ -379,14 +379,14 @@ impl Domain {
     /// Deletes the account and everything it owns: the cloned voice at the provider and
     /// the voice samples first, then the rows (which cascade from `users`) and media.
     pub(crate) async fn delete_account(&self, user: &User) -> AppResult<()> {
-        self.delete_voice(user).await?;
+        self.voices().delete_voice(user).await?;
         let deleted =
             store::accounts::delete_user(&mut self.pool().get().await?.db(), user.id).await?;
         if !deleted {
             return Err(AppError::invalid_token());
         }
         // Rows cascaded; the account's media directory goes with them.
-        self.remove_media_dir(&user.id.to_string()).await;
+        self.media().remove_dir(&user.id.to_string()).await;
         tracing::info!(user_id = %user.id, "account deleted");
         Ok(())
     }

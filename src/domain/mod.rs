@@ -1,5 +1,10 @@
 //! Domain services: the rules. Every door (REST, GraphQL, WebSocket) reaches data only
 //! through here, so authorisation cannot be skipped.
+//!
+//! [`Domain`] is the shared context (pool, keys, media, events, providers, settings);
+//! each aggregate has its service, a view of it: [`Accounts`], [`Stories`],
+//! [`Conversations`], [`Voices`] and [`Ops`] (`domain.stories().story(viewer, id)`). A
+//! service holds the aggregate's rules and ownership checks; its SQL is in `store`.
 
 pub mod accounts;
 pub mod conversations;
@@ -131,6 +136,47 @@ impl Domain {
     pub(crate) async fn story_changed(&self, id: StoryId) {
         self.events().publish(Event::Story { id }).await;
     }
+}
+
+/// Declares the per-aggregate services: each a view of the [`Domain`] (which it derefs
+/// to, for the shared context), made by the method of the same name.
+macro_rules! services {
+    ($($(#[$doc:meta])* $name:ident => $method:ident;)+) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy)]
+            pub struct $name<'a>(&'a Domain);
+
+            impl std::ops::Deref for $name<'_> {
+                type Target = Domain;
+                fn deref(&self) -> &Domain {
+                    self.0
+                }
+            }
+        )+
+
+        impl Domain {
+            $(
+                pub fn $method(&self) -> $name<'_> {
+                    $name(self)
+                }
+            )+
+        }
+    };
+}
+
+services! {
+    /// Sign-up, login, token rotation and logout, the current user, account deletion.
+    Accounts => accounts;
+    /// The story library: creating, reading, listing, renaming, deleting, retrying; and
+    /// the generation worker's writes.
+    Stories => stories;
+    /// Conversations with the guide: starting, talking, ending, reading, deleting.
+    Conversations => conversations;
+    /// Voice samples and the cloned voice.
+    Voices => voices;
+    /// The operators' audited view across accounts, and role changes.
+    Ops => ops;
 }
 
 /// Counts Unicode scalar values, the unit of every text limit in the contract.

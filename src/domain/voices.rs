@@ -2,7 +2,7 @@
 //! disk, outside the media directory (never reachable by URL), with their count in the
 //! database; at the configured count the voice is cloned once.
 
-use super::Domain;
+use super::Voices;
 use super::accounts::User;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
@@ -55,7 +55,7 @@ pub(crate) fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
     wav
 }
 
-impl Domain {
+impl Voices<'_> {
     fn samples_dir(&self, owner: UserId) -> std::path::PathBuf {
         self.config()
             .data_dir

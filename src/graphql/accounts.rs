@@ -107,6 +107,7 @@ impl AccountMutation {
         input: SignUpInput,
     ) -> async_graphql::Result<UserObject> {
         let user = domain(ctx)
+            .accounts()
             .sign_up(SignUp {
                 login_id: input.user_id,
                 password: input.password,
@@ -125,6 +126,7 @@ impl AccountMutation {
         input: IssueTokenInput,
     ) -> async_graphql::Result<TokenPairObject> {
         let pair = domain(ctx)
+            .accounts()
             .issue_token(&input.user_id, &input.password)
             .await?;
         Ok(TokenPairObject(pair))
@@ -136,7 +138,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: RefreshTokenInput,
     ) -> async_graphql::Result<TokenPairObject> {
-        let pair = domain(ctx).refresh(&input.refresh_token).await?;
+        let pair = domain(ctx).accounts().refresh(&input.refresh_token).await?;
         Ok(TokenPairObject(pair))
     }
 
@@ -146,21 +148,21 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: RefreshTokenInput,
     ) -> async_graphql::Result<bool> {
-        domain(ctx).logout(&input.refresh_token).await?;
+        domain(ctx).accounts().logout(&input.refresh_token).await?;
         Ok(true)
     }
 
     /// Deletes the account's voice: samples, the stored voice id, the provider's voice.
     async fn delete_voice(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let user = viewer(ctx).await?;
-        domain(ctx).delete_voice(&user).await?;
+        domain(ctx).voices().delete_voice(&user).await?;
         Ok(true)
     }
 
     /// Deletes the authenticated account and everything it owns.
     async fn delete_account(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let user = viewer(ctx).await?;
-        domain(ctx).delete_account(&user).await?;
+        domain(ctx).accounts().delete_account(&user).await?;
         Ok(true)
     }
 }

@@ -60,7 +60,12 @@ impl ConversationObject {
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MessageObject>> {
         let list = match &self.messages {
             Some(m) => m.clone(),
-            None => domain(ctx).messages(self.conversation.id).await?,
+            None => {
+                domain(ctx)
+                    .conversations()
+                    .messages(self.conversation.id)
+                    .await?
+            }
         };
         Ok(list.into_iter().map(MessageObject).collect())
     }
@@ -177,8 +182,14 @@ impl ConversationQuery {
         id: ID,
     ) -> async_graphql::Result<ConversationObject> {
         let viewer = viewer(ctx).await?;
-        let conversation = domain(ctx).conversation(&viewer, &id).await?;
-        let messages = domain(ctx).messages(conversation.id).await?;
+        let conversation = domain(ctx)
+            .conversations()
+            .conversation(&viewer, &id)
+            .await?;
+        let messages = domain(ctx)
+            .conversations()
+            .messages(conversation.id)
+            .await?;
         Ok(ConversationObject {
             conversation,
             messages: Some(messages),
@@ -195,6 +206,7 @@ impl ConversationQuery {
     ) -> async_graphql::Result<ConversationConnection> {
         let viewer = viewer(ctx).await?;
         let page = domain(ctx)
+            .conversations()
             .list_conversations(&viewer, first.unwrap_or(20), after.as_deref())
             .await?;
         let end_cursor = page.items.last().map(|(c, _)| c.clone());
@@ -231,6 +243,7 @@ impl ConversationMutation {
     ) -> async_graphql::Result<ConversationStarted> {
         let viewer = viewer(ctx).await?;
         let (conversation, greeting) = domain(ctx)
+            .conversations()
             .start_conversation(
                 &viewer,
                 ConversationChild {
@@ -258,6 +271,7 @@ impl ConversationMutation {
     ) -> async_graphql::Result<AiResponse> {
         let viewer = viewer(ctx).await?;
         let reply = domain(ctx)
+            .conversations()
             .send_message(&viewer, &conversation_id, &text)
             .await?;
         Ok(AiResponse(reply))
@@ -271,6 +285,7 @@ impl ConversationMutation {
     ) -> async_graphql::Result<ConversationObject> {
         let viewer = viewer(ctx).await?;
         let conversation = domain(ctx)
+            .conversations()
             .end_conversation(&viewer, &conversation_id)
             .await?;
         Ok(ConversationObject {
@@ -282,7 +297,10 @@ impl ConversationMutation {
     /// Deletes a conversation with its messages and spoken replies.
     async fn delete_conversation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let viewer = viewer(ctx).await?;
-        domain(ctx).delete_conversation(&viewer, &id).await?;
+        domain(ctx)
+            .conversations()
+            .delete_conversation(&viewer, &id)
+            .await?;
         Ok(true)
     }
 }
@@ -307,7 +325,10 @@ impl ConversationSubscription {
         let domain = domain(ctx).clone();
         let events = domain.events().subscribe();
         let viewer = viewer(ctx).await?;
-        let conversation = domain.conversation(&viewer, &conversation_id).await?;
+        let conversation = domain
+            .conversations()
+            .conversation(&viewer, &conversation_id)
+            .await?;
         let id = conversation.id;
         let state = (domain, events, false);
         Ok(futures_util::stream::unfold(
@@ -329,7 +350,7 @@ impl ConversationSubscription {
                         Event::ConversationReply { id: cid, seq }
                             if cid == id && seq > after_seq =>
                         {
-                            match domain.reply_at(id, seq).await {
+                            match domain.conversations().reply_at(id, seq).await {
                                 Ok(reply) => {
                                     (ConversationEvent::AiResponse(AiResponse(reply)), false)
                                 }

@@ -106,9 +106,10 @@ impl RequestAuth {
     /// schema visibility can depend on the viewer's role.
     pub(crate) async fn preload(&self, domain: &Domain) {
         if self.bearer.is_some() {
+            let accounts = domain.accounts();
             let _ = self
                 .user
-                .get_or_try_init(|| domain.authenticate(self.bearer.as_deref()))
+                .get_or_try_init(|| accounts.authenticate(self.bearer.as_deref()))
                 .await;
         }
     }
@@ -215,8 +216,9 @@ pub(crate) async fn viewer(ctx: &Context<'_>) -> Result<User, AppError> {
     let auth = ctx
         .data_opt::<RequestAuth>()
         .ok_or_else(AppError::invalid_token)?;
+    let accounts = domain(ctx).accounts();
     auth.user
-        .get_or_try_init(|| domain(ctx).authenticate(auth.bearer.as_deref()))
+        .get_or_try_init(|| accounts.authenticate(auth.bearer.as_deref()))
         .await
         .cloned()
 }

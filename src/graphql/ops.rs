@@ -14,7 +14,7 @@ pub(crate) struct OperatorGuard;
 impl Guard for OperatorGuard {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
         let user = viewer(ctx).await?;
-        domain(ctx).require_operator(&user).await?;
+        domain(ctx).ops().require_operator(&user).await?;
         Ok(())
     }
 }
@@ -145,6 +145,7 @@ impl OpsReads {
     ) -> async_graphql::Result<StoryConnection> {
         let user = viewer(ctx).await?;
         let page = domain(ctx)
+            .ops()
             .ops_stories(
                 &user,
                 owner_id.as_ref().map(|i| i.as_str()),
@@ -170,7 +171,10 @@ impl OpsReads {
         story_id: ID,
     ) -> async_graphql::Result<Vec<GenerationStep>> {
         let user = viewer(ctx).await?;
-        let rows = domain(ctx).ops_generation_history(&user, &story_id).await?;
+        let rows = domain(ctx)
+            .ops()
+            .ops_generation_history(&user, &story_id)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| GenerationStep {
@@ -197,6 +201,7 @@ impl OpsReads {
     ) -> async_graphql::Result<OpsAccountConnection> {
         let user = viewer(ctx).await?;
         let (items, has_more) = domain(ctx)
+            .ops()
             .ops_accounts(&user, first.unwrap_or(20), after.as_deref())
             .await?;
         let end_cursor = items.last().map(|(c, _)| c.clone());
@@ -225,6 +230,7 @@ impl OpsReads {
     ) -> async_graphql::Result<Vec<OpsConversation>> {
         let user = viewer(ctx).await?;
         let list = domain(ctx)
+            .ops()
             .ops_conversations(&user, owner_id.as_ref().map(|i| i.as_str()), first)
             .await?;
         Ok(list
@@ -251,7 +257,10 @@ impl OpsReads {
     ) -> async_graphql::Result<Vec<OpsMessage>> {
         let user = viewer(ctx).await?;
         let id = parse_id("conversation_id", &conversation_id)?;
-        let list = domain(ctx).ops_conversation_messages(&user, id).await?;
+        let list = domain(ctx)
+            .ops()
+            .ops_conversation_messages(&user, id)
+            .await?;
         Ok(list
             .into_iter()
             .map(|m| OpsMessage {
@@ -272,7 +281,7 @@ impl OpsReads {
         #[graphql(default = 50)] first: i32,
     ) -> async_graphql::Result<Vec<AuditEntry>> {
         let user = viewer(ctx).await?;
-        let list = domain(ctx).ops_audit_log(&user, first).await?;
+        let list = domain(ctx).ops().ops_audit_log(&user, first).await?;
         Ok(list
             .into_iter()
             .map(|a| AuditEntry {
@@ -343,7 +352,7 @@ impl OpsFigures {
         #[graphql(default = 60)] window_minutes: i32,
     ) -> async_graphql::Result<Figures> {
         let user = viewer(ctx).await?;
-        let f = domain(ctx).ops_figures(&user, window_minutes).await?;
+        let f = domain(ctx).ops().ops_figures(&user, window_minutes).await?;
         Ok(Figures {
             stories_by_status: f
                 .stories_by_status
@@ -430,6 +439,7 @@ impl OpsSubscription {
         let events = domain.events().subscribe();
         let operator = viewer(ctx).await?;
         domain
+            .ops()
             .record_ops_read(&operator, "ops.story_updates", String::new())
             .await?;
         Ok(futures_util::stream::unfold(
@@ -445,10 +455,10 @@ impl OpsSubscription {
                     };
                     // The role, again, before every event: a demoted operator's stream
                     // ends with the refusal.
-                    if let Err(e) = domain.require_operator(&operator).await {
+                    if let Err(e) = domain.ops().require_operator(&operator).await {
                         return Some((Err(e.into()), None));
                     }
-                    let Ok(story) = domain.story_for_job(id).await else {
+                    let Ok(story) = domain.stories().story_for_job(id).await else {
                         continue;
                     };
                     let update = OpsStoryUpdate {
@@ -481,6 +491,7 @@ impl OpsSubscription {
         let id = parse_id("conversation_id", &conversation_id)?;
         let readable = domain.config().operator_can_read_transcripts;
         domain
+            .ops()
             .record_ops_read(
                 &operator,
                 "ops.conversation_events",
@@ -503,12 +514,12 @@ impl OpsSubscription {
                         | Event::ConversationError { id: cid, .. }
                         | Event::ConversationEnded { id: cid } if *cid == id);
                     // The role, again, before every event of this conversation.
-                    if concerns_it && let Err(e) = domain.require_operator(&operator).await {
+                    if concerns_it && let Err(e) = domain.ops().require_operator(&operator).await {
                         return Some((Err(e.into()), None));
                     }
                     let item = match event {
                         Event::ConversationReply { id: cid, seq } if cid == id => {
-                            let Ok(reply) = domain.reply_at(id, seq).await else {
+                            let Ok(reply) = domain.conversations().reply_at(id, seq).await else {
                                 continue;
                             };
                             OpsConversationEvent {

@@ -342,7 +342,9 @@ impl StoryQuery {
     /// One of the viewer's stories.
     async fn story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Fast<StoryObject>> {
         let viewer = viewer(ctx).await?;
-        Ok(Fast(StoryObject(domain(ctx).story(&viewer, &id).await?)))
+        Ok(Fast(StoryObject(
+            domain(ctx).stories().story(&viewer, &id).await?,
+        )))
     }
 
     /// The viewer's stories, newest first by default.
@@ -358,6 +360,7 @@ impl StoryQuery {
     ) -> async_graphql::Result<StoryConnection> {
         let viewer = viewer(ctx).await?;
         let page = domain(ctx)
+            .stories()
             .list_stories(
                 &viewer,
                 ListStories {
@@ -387,6 +390,7 @@ impl StoryMutation {
         let viewer = viewer(ctx).await?;
         let prefs = input.user_preferences;
         let story = domain(ctx)
+            .stories()
             .create_story(
                 &viewer,
                 NewStory {
@@ -408,21 +412,26 @@ impl StoryMutation {
         input: UpdateStoryInput,
     ) -> async_graphql::Result<StoryObject> {
         let viewer = viewer(ctx).await?;
-        let story = domain(ctx).rename_story(&viewer, &id, &input.title).await?;
+        let story = domain(ctx)
+            .stories()
+            .rename_story(&viewer, &id, &input.title)
+            .await?;
         Ok(StoryObject(story))
     }
 
     /// Deletes a story with its chapters and media.
     async fn delete_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let viewer = viewer(ctx).await?;
-        domain(ctx).delete_story(&viewer, &id).await?;
+        domain(ctx).stories().delete_story(&viewer, &id).await?;
         Ok(true)
     }
 
     /// Sends a `failed` story back to `pending`.
     async fn retry_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StoryObject> {
         let viewer = viewer(ctx).await?;
-        Ok(StoryObject(domain(ctx).retry_story(&viewer, &id).await?))
+        Ok(StoryObject(
+            domain(ctx).stories().retry_story(&viewer, &id).await?,
+        ))
     }
 }
 
@@ -480,7 +489,7 @@ impl StorySubscription {
         let domain = domain(ctx).clone();
         // Subscribe before reading, so no change between the two is missed.
         let events = domain.events().subscribe();
-        let first = domain.story(&viewer, &id).await?;
+        let first = domain.stories().story(&viewer, &id).await?;
         let story_id = first.id;
         struct State {
             domain: crate::domain::Domain,
@@ -520,7 +529,12 @@ impl StorySubscription {
                         Err(RecvError::Closed) => return None,
                     }
                     // Deleted, or no longer readable: the stream ends.
-                    match st.domain.story(&st.viewer, &story_id.to_string()).await {
+                    match st
+                        .domain
+                        .stories()
+                        .story(&st.viewer, &story_id.to_string())
+                        .await
+                    {
                         Ok(story) => st.pending = Some(story),
                         Err(_) => return None,
                     }

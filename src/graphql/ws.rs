@@ -444,7 +444,7 @@ impl Connection {
         let mut place = None;
         match &token {
             None => {}
-            Some(t) => match self.domain.authenticate(Some(t)).await {
+            Some(t) => match self.domain.accounts().authenticate(Some(t)).await {
                 // One account's open sockets are capped, on every door together.
                 Ok(user) => match self.gateway.open_socket(user.id) {
                     Ok(ticket) => place = Some(Arc::new(ticket)),
@@ -513,7 +513,7 @@ impl Connection {
         // an account deleted, since connection_init ends the connection.
         let user = match &who.token {
             None => None,
-            Some(t) => match self.domain.authenticate(Some(t)).await {
+            Some(t) => match self.domain.accounts().authenticate(Some(t)).await {
                 Ok(user) => Some(user),
                 Err(e) if e.code() == ErrorCode::InvalidToken => {
                     return close(4403, "Forbidden: the token is no longer valid");

@@ -131,8 +131,11 @@ async fn generate(
         lost,
         steps,
     };
-    let story = domain.story_for_job(job.id).await?;
-    let (interests, transcript) = domain.conversation_material(story.conversation_id).await?;
+    let story = domain.stories().story_for_job(job.id).await?;
+    let (interests, transcript) = domain
+        .stories()
+        .conversation_material(story.conversation_id)
+        .await?;
     let request = StoryRequest {
         seed: seed_of(story.id),
         theme: story.theme.clone(),
@@ -150,7 +153,7 @@ async fn generate(
         story
     } else {
         match write_text(run, &story, &request).await? {
-            Written::Stored => domain.story_for_job(job.id).await?,
+            Written::Stored => domain.stories().story_for_job(job.id).await?,
             Written::Refused(reason) => return Ok(Err(reason)),
             Written::Lost => return Ok(Ok(())),
         }
@@ -262,6 +265,7 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
         return Ok(Written::Lost);
     }
     domain
+        .stories()
         .set_generated_title(story.id, &generated.title)
         .await?;
     let chapters: Vec<(i32, String, String)> = generated
@@ -270,7 +274,7 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
         .enumerate()
         .map(|(i, c)| (i as i32 + 1, c.title.clone(), c.content.clone()))
         .collect();
-    domain.put_chapters(story.id, &chapters).await?;
+    domain.stories().put_chapters(story.id, &chapters).await?;
     steps.flush(domain).await;
     Ok(Written::Stored)
 }
@@ -400,6 +404,7 @@ where
                 return Ok(());
             }
             domain
+                .stories()
                 .put_chapter_media(
                     story_id,
                     chapter_id,

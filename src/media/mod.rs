@@ -74,6 +74,39 @@ impl MediaStore {
         safe.then(|| self.dir.join(rel))
     }
 
+    /// Writes `bytes` at `relative` (creating its directories) under a temporary name
+    /// first, then renames it into place: a reader never sees half a file. Returns the
+    /// file's absolute path.
+    pub(crate) async fn write(&self, relative: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let path = self.resolve(relative).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not a media path: {relative:?}"),
+            )
+        })?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".part");
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(path)
+    }
+
+    /// Removes a directory below the media directory and everything in it (a story's or
+    /// an account's files); one that is not there is already removed.
+    pub(crate) async fn remove_dir(&self, relative: &str) {
+        let Some(path) = self.resolve(relative) else {
+            return;
+        };
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "removing media"),
+        }
+    }
+
     /// Signs `relative` (a path below the media directory) for now + TTL, rounded up to a
     /// whole minute so the same file read twice within a minute gets the same URL.
     /// The URL is written into one buffer (a page of 20 stories signs 200 files).

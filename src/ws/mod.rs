@@ -171,13 +171,13 @@ async fn finish_utterance(
     }
     let wav = pcm_wav(config.sample_rate, &pcm);
     drop(pcm);
-    if let Err(e) = state.domain.add_voice_sample(user, &wav).await {
+    if let Err(e) = state.domain.voices().add_voice_sample(user, &wav).await {
         send(app_error(e));
     }
     let Some(conversation) = conversation.filter(|_| answer) else {
         return;
     };
-    match state.domain.transcribe(&wav).await {
+    match state.domain.conversations().transcribe(&wav).await {
         Ok(text) if text.is_empty() => send(error(
             ErrorCode::InvalidAudio,
             "알아들을 수 있는 말이 없었어요. 다시 말해 주세요.",
@@ -330,7 +330,7 @@ async fn admit(
     state: &WsState,
     token: Option<&str>,
 ) -> Result<(User, Ticket<UserId>), [Outbound; 2]> {
-    let Ok(user) = state.domain.authenticate(token).await else {
+    let Ok(user) = state.domain.accounts().authenticate(token).await else {
         return Err([
             error(
                 ErrorCode::InvalidToken,
@@ -666,7 +666,13 @@ impl Session {
                 "음성 샘플은 5MB를 넘을 수 없습니다.",
             ));
         }
-        if let Err(e) = self.state.domain.add_voice_sample(&self.user, bytes).await {
+        if let Err(e) = self
+            .state
+            .domain
+            .voices()
+            .add_voice_sample(&self.user, bytes)
+            .await
+        {
             self.send(app_error(e));
         }
     }

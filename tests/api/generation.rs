@@ -151,10 +151,16 @@ async fn wait_done(app: &TestApp, token: &str, id: &str) -> Value {
     }
     let steps = app
         .domain
+        .stories()
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
-    let story = app.domain.story_for_job(id.parse().unwrap()).await.unwrap();
+    let story = app
+        .domain
+        .stories()
+        .story_for_job(id.parse().unwrap())
+        .await
+        .unwrap();
     panic!("story {id} did not finish: {story:?}\nsteps: {steps:#?}");
 }
 
@@ -264,6 +270,7 @@ async fn happy_path_with_http_providers(db: Db) {
     // Every attempt was recorded.
     let steps = app
         .domain
+        .stories()
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
@@ -306,6 +313,7 @@ async fn rate_limits_are_retried_after_retry_after(db: Db) {
     assert_eq!(story["status"], "completed", "{story}");
     let steps = app
         .domain
+        .stories()
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
@@ -393,6 +401,7 @@ async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
     }
     let steps = app
         .domain
+        .stories()
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
@@ -483,6 +492,7 @@ async fn moderation_flags_fail_the_story_with_a_reason(db: Db) {
     );
     let steps = app
         .domain
+        .stories()
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
@@ -540,6 +550,7 @@ async fn image_and_speech_failures_leave_null_media(db: Db) {
     assert_eq!(requests_to(&server, "/v1/audio/speech").await.len(), 3);
     let steps = app
         .domain
+        .stories()
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
@@ -711,6 +722,7 @@ async fn two_workers_never_generate_one_story_twice(db: Db) {
     for id in &ids {
         let steps = a
             .domain
+            .stories()
             .generation_steps(id.parse().unwrap())
             .await
             .unwrap();
@@ -746,6 +758,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
     let me = app.user(&token).await;
     let conversation = app
         .domain
+        .conversations()
         .create_conversation(
             &me,
             jjongal::domain::conversations::ConversationChild {
@@ -825,6 +838,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
         }
         let steps = app
             .domain
+            .stories()
             .generation_steps(id.parse().unwrap())
             .await
             .unwrap();

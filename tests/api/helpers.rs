@@ -538,6 +538,7 @@ impl TestApp {
     /// The domain's view of the account behind `token`.
     pub async fn user(&self, token: &str) -> jjongal::domain::accounts::User {
         self.domain
+            .accounts()
             .authenticate(Some(token))
             .await
             .expect("token is valid")
@@ -561,22 +562,29 @@ impl TestApp {
         let story = self.create_story(token, seed.theme).await;
         let id: jjongal::store::types::StoryId = story["id"].as_str().unwrap().parse().unwrap();
         if let Some(title) = seed.title {
-            self.domain.set_generated_title(id, title).await.unwrap();
+            self.domain
+                .stories()
+                .set_generated_title(id, title)
+                .await
+                .unwrap();
         }
         for n in 1..=seed.chapters {
             // The worker's own write (one chapter at a time here).
             let chapter = self
                 .domain
+                .stories()
                 .put_chapters(id, &[(n, format!("{n}장"), format!("{n}장의 이야기"))])
                 .await
                 .unwrap()[0];
             self.domain
+                .stories()
                 .put_chapter_media(id, chapter, MediaKind::Image, SVG, "image/svg+xml", "svg")
                 .await
                 .unwrap();
             if seed.audio {
                 let wav: Vec<u8> = (0..2048u32).map(|i| (i % 251) as u8).collect();
                 self.domain
+                    .stories()
                     .put_chapter_media(id, chapter, MediaKind::Audio, &wav, "audio/wav", "wav")
                     .await
                     .unwrap();
@@ -585,6 +593,7 @@ impl TestApp {
         if seed.status != StoryStatus::Pending {
             let reason = (seed.status == StoryStatus::Failed).then_some("테스트 실패");
             self.domain
+                .stories()
                 .set_story_status(id, seed.status, reason)
                 .await
                 .unwrap();

@@ -12,6 +12,7 @@ use crate::helpers::{Db, TestApp, gql_code, spawn_app_with};
 
 async fn operator(app: &TestApp, login: &str) -> String {
     app.domain
+        .accounts()
         .create_user(
             SignUp {
                 login_id: login.into(),
@@ -193,11 +194,13 @@ async fn operators_see_across_accounts_and_every_read_is_audited(db: Db) {
     }
     let conversation = app
         .domain
+        .conversations()
         .start_conversation(&bob_user, ConversationChild::default())
         .await
         .unwrap()
         .0;
     app.domain
+        .conversations()
         .send_message(&bob_user, &conversation.id.to_string(), "토끼가 좋아")
         .await
         .unwrap();
@@ -322,7 +325,11 @@ async fn operators_see_across_accounts_and_every_read_is_audited(db: Db) {
     );
 
     // A demotion takes effect at once, on the same token.
-    app.domain.set_role("ops.team", Role::Member).await.unwrap();
+    app.domain
+        .ops()
+        .set_role("ops.team", Role::Member)
+        .await
+        .unwrap();
     let body = app
         .graphql("{ ops { audit { action } } }", json!({}), Some(&op))
         .await
@@ -337,10 +344,12 @@ async fn transcripts_are_readable_only_when_allowed(db: Db) {
     let user = app.user(&member).await;
     let (conversation, _) = app
         .domain
+        .conversations()
         .start_conversation(&user, ConversationChild::default())
         .await
         .unwrap();
     app.domain
+        .conversations()
         .send_message(&user, &conversation.id.to_string(), "공룡 이야기")
         .await
         .unwrap();
@@ -488,6 +497,7 @@ async fn figures_and_metrics_follow_the_database(db: Db) {
         for id in &ids {
             n += app
                 .domain
+                .stories()
                 .generation_steps(id.parse().unwrap())
                 .await
                 .unwrap()
@@ -590,6 +600,7 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
     let user = app.user(&member).await;
     let (conversation, _) = app
         .domain
+        .conversations()
         .start_conversation(&user, ConversationChild::default())
         .await
         .unwrap();
@@ -602,6 +613,7 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.domain
+        .conversations()
         .send_message(&user, &conversation.id.to_string(), "비밀 이야기")
         .await
         .unwrap();
@@ -642,6 +654,7 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     let user = app.user(&member).await;
     let (conversation, _) = app
         .domain
+        .conversations()
         .start_conversation(&user, ConversationChild::default())
         .await
         .unwrap();
@@ -671,11 +684,13 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     );
     // Demoted: the next event of each is the refusal, then `complete`.
     app.domain
+        .ops()
         .set_role("demoted.op", Role::Member)
         .await
         .unwrap();
     app.create_story(&member, "숲").await;
     app.domain
+        .conversations()
         .send_message(&user, &conversation.id.to_string(), "안녕")
         .await
         .unwrap();

@@ -170,6 +170,7 @@ async fn stories_use_only_the_callers_conversations(db: Db) {
     let alice_user = app.user(&alice).await;
     let conversation = app
         .domain
+        .conversations()
         .create_conversation(
             &alice_user,
             ConversationChild {
@@ -191,6 +192,7 @@ async fn stories_use_only_the_callers_conversations(db: Db) {
     // The story is for the conversation's child, not the account's default child.
     let stored = app
         .domain
+        .stories()
         .story(&alice_user, story["id"].as_str().unwrap())
         .await
         .unwrap();
@@ -271,6 +273,7 @@ async fn read_rename_delete_a_story(db: Db) {
     assert_eq!(renamed["title"], "우리 가족 이야기");
     assert!(renamed["updated_at"].as_str() >= story["updated_at"].as_str());
     app.domain
+        .stories()
         .set_generated_title(id, "생성된 제목")
         .await
         .unwrap();
