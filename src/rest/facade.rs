@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::{Map, Value};
 
-use super::names::{to_camel, to_snake};
+use super::names::to_camel;
 use super::routes::{Body, Param, ParamKind, Route, Shape};
 use super::shapes::InputShapes;
 use crate::error::ErrorCode;
@@ -123,7 +123,7 @@ async fn handle(
     if let Body::Input = route.body {
         let input = camel_case_keys(read_json_object(&headers, body, compiled.max_text)?)?;
         if let Some(type_name) = &compiled.input_type {
-            compiled.shapes.check(type_name, &input, "")?;
+            compiled.shapes.check(type_name, &input)?;
         }
         variables.insert("input".into(), input);
     }
@@ -135,16 +135,13 @@ async fn handle(
     // The route table's own documents: checked when the table was built.
     let response = crate::graphql::execute(&schema, None, request).await;
     if let Some(err) = response.errors.first() {
+        // The body and the parameters were checked above in REST's words, so what comes
+        // back is the resolvers' own answer (already the catalogue's words).
         let code = code_of(err).unwrap_or(ErrorCode::ServerError);
-        let message = if code == ErrorCode::ValidationError {
-            rest_validation_message(&err.message, route.query, &compiled.shapes)
-        } else {
-            err.message.clone()
-        };
         return Err(RestError {
             retry_after: retry_after_of(err),
             causes: InternalCauses::of(&response.errors),
-            ..RestError::new(code, message)
+            ..RestError::new(code, err.message.clone())
         });
     }
     // The answer is shaped by moving values out of the GraphQL result and serialised once.
@@ -383,49 +380,6 @@ fn integral(value: Value) -> Value {
     }
 }
 
-/// GraphQL's input-coercion messages name GraphQL types and `camelCase` fields; REST
-/// clients sent `snake_case` JSON. Say it in their terms; other messages pass through.
-fn rest_validation_message(message: &str, params: &[Param], shapes: &InputShapes) -> String {
-    let quoted: Vec<&str> = message.split('"').skip(1).step_by(2).collect();
-    let field = |q: &str| {
-        if let Some(p) = params.iter().find(|p| p.variable == q) {
-            return p.name.to_string();
-        }
-        let path = q.strip_prefix("input").unwrap_or(q).trim_start_matches('.');
-        path.split('.').map(to_snake).collect::<Vec<_>>().join(".")
-    };
-    if let Some(i) = message.find("unknown field \"") {
-        let name = message[i + 15..].split('"').next().unwrap_or_default();
-        return format!("알 수 없는 필드입니다: `{}`", to_snake(name));
-    }
-    if message.contains("is required but not provided")
-        && let Some(name) = quoted.get(1)
-    {
-        let parent = field(quoted[0]);
-        let name = to_snake(name);
-        let name = if parent.is_empty() {
-            name
-        } else {
-            format!("{parent}.{name}")
-        };
-        return format!("필수 필드가 누락되었습니다: `{name}`");
-    }
-    if message.starts_with("Invalid value for argument")
-        && let Some(arg) = quoted.first()
-    {
-        let name = field(arg);
-        if name.is_empty() {
-            return "요청 본문의 형식이 올바르지 않습니다.".into();
-        }
-        let expected = quoted
-            .get(1)
-            .map(|t| format!(" ({})", shapes.describe(t)))
-            .unwrap_or_default();
-        return format!("`{name}` 필드의 값이 올바르지 않습니다{expected}.");
-    }
-    message.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,39 +403,57 @@ mod tests {
     }
 
     #[test]
-    fn graphql_coercion_messages_speak_rest() {
+    fn bodies_are_refused_in_rest_words() {
+        let shapes = shapes();
+        let refusal = |ty: &str, body: Value| shapes.check(ty, &body).unwrap_err().message;
         assert_eq!(
-            rest_validation_message(
-                r#"Invalid value for argument "input", unknown field "fooBar" of type "SignUpInput""#,
-                &[],
-                &shapes()
-            ),
+            refusal("SignUpInput", serde_json::json!({"fooBar": 1})),
             "알 수 없는 필드입니다: `foo_bar`"
         );
+        let sign_up = serde_json::json!({"userId": "a", "password": "p", "name": "n", "age": "7", "guardianConsent": true});
         assert_eq!(
-            rest_validation_message(
-                r#"Invalid value for argument "input.age", expected type "Int""#,
-                &[],
-                &shapes()
-            ),
+            refusal("SignUpInput", sign_up),
             "`age` 필드의 값이 올바르지 않습니다 (정수)."
         );
         assert_eq!(
-            rest_validation_message(
-                r#"Invalid value for argument "input", field "guardianConsent" of type "SignUpInput" is required but not provided"#,
-                &[],
-                &shapes()
+            refusal(
+                "SignUpInput",
+                serde_json::json!({"userId": "a", "password": "p", "name": "n", "age": 7})
             ),
             "필수 필드가 누락되었습니다: `guardian_consent`"
         );
+        let huge = serde_json::json!({"userPreferences": {"theme": "숲", "length": "huge"}});
         assert_eq!(
-            rest_validation_message("다른 메시지", &[], &shapes()),
-            "다른 메시지"
-        );
-        let length = r#"Invalid value for argument "input.userPreferences.length", enumeration type "StoryLength" does not contain the value "huge""#;
-        assert_eq!(
-            rest_validation_message(length, &[], &shapes()),
+            refusal("CreateStoryInput", huge),
             "`user_preferences.length` 필드의 값이 올바르지 않습니다 (short, medium, long 중 하나)."
+        );
+        assert_eq!(
+            refusal(
+                "CreateStoryInput",
+                serde_json::json!({"userPreferences": {}})
+            ),
+            "필수 필드가 누락되었습니다: `user_preferences.theme`"
+        );
+        assert_eq!(
+            refusal(
+                "CreateStoryInput",
+                serde_json::json!({"userPreferences": "숲"})
+            ),
+            "`user_preferences` 필드의 값이 올바르지 않습니다 (객체)."
+        );
+        let null_item =
+            serde_json::json!({"userPreferences": {"theme": "숲", "characters": [null]}});
+        assert_eq!(
+            refusal("CreateStoryInput", null_item),
+            "`user_preferences.characters` 필드의 값이 올바르지 않습니다 (문자열)."
+        );
+        let fine = serde_json::json!({"userPreferences": {"theme": "숲", "characters": ["토끼"], "length": "short"}, "conversationId": null});
+        assert!(shapes.check("CreateStoryInput", &fine).is_ok());
+        // A default stands in for a missing field.
+        assert!(
+            shapes
+                .check("StartConversationInput", &serde_json::json!({}))
+                .is_ok()
         );
     }
 

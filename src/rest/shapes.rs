@@ -1,8 +1,11 @@
-//! Which input fields are lists, read once from the schema's SDL.
+//! The schema's input types, read once from its SDL, and the facade's check of a request
+//! body against them.
 //!
-//! GraphQL coerces a single value into a one-element list (`"characters": "토끼"` would
-//! become `["토끼"]`); a REST client sending a string where the contract says array has
-//! made a mistake, so the facade checks list-typed fields before GraphQL sees them.
+//! The facade checks a body itself, before GraphQL sees it, so a refusal speaks REST (its
+//! `snake_case` fields, its values) and never depends on the wording of GraphQL's own
+//! coercion errors. It is also stricter in one place: GraphQL coerces a single value into
+//! a one-element list (`"characters": "토끼"` would become `["토끼"]`), while a REST
+//! client sending a string where the contract says array has made a mistake.
 
 use std::collections::HashMap;
 
@@ -16,19 +19,24 @@ struct Field {
     list: bool,
     /// The named type inside any list/non-null wrappers.
     named: String,
+    /// Must be given (non-null, without a default).
+    required: bool,
+    /// A list whose items may not be `null`.
+    items_required: bool,
 }
 
 #[derive(Default)]
 pub(crate) struct InputShapes {
-    types: HashMap<String, HashMap<String, Field>>,
+    /// Input object type → its fields, in the order the schema declares them.
+    types: HashMap<String, Vec<(String, Field)>>,
     /// Enum type → its values as REST spells them.
     enums: HashMap<String, Vec<String>>,
 }
 
-fn unwrap(ty: &Type) -> (bool, String) {
+fn unwrap(ty: &Type) -> (bool, String, bool) {
     match &ty.base {
-        BaseType::Named(name) => (false, name.to_string()),
-        BaseType::List(inner) => (true, unwrap(inner).1),
+        BaseType::Named(name) => (false, name.to_string(), false),
+        BaseType::List(inner) => (true, unwrap(inner).1, !inner.nullable),
     }
 }
 
@@ -55,8 +63,16 @@ impl InputShapes {
                     .fields
                     .into_iter()
                     .map(|f| {
-                        let (list, named) = unwrap(&f.node.ty.node);
-                        (f.node.name.node.to_string(), Field { list, named })
+                        let ty = &f.node.ty.node;
+                        let (list, named, items_required) = unwrap(ty);
+                        let required = !ty.nullable && f.node.default_value.is_none();
+                        let field = Field {
+                            list,
+                            named,
+                            required,
+                            items_required,
+                        };
+                        (f.node.name.node.to_string(), field)
                     })
                     .collect();
                 types.insert(ty.name.node.to_string(), fields);
@@ -81,41 +97,102 @@ impl InputShapes {
         }
     }
 
-    /// Checks that every list-typed field of input type `type_name` holds an array (or
-    /// `null`), recursing into nested input objects. `value` has camelCase keys.
-    pub(crate) fn check(
+    /// Checks a request body (`value`, with camelCase keys) against input type
+    /// `type_name` as GraphQL would coerce it, and refuses it in REST's words: unknown
+    /// fields, missing required ones, values of the wrong type, and single values where
+    /// the contract says array (which GraphQL would quietly wrap in a list). A body that
+    /// passes cannot fail GraphQL's input coercion. Scalars of the schema's own
+    /// (`DateTime`) are left to GraphQL.
+    pub(crate) fn check(&self, type_name: &str, value: &Value) -> Result<(), RestError> {
+        match self.types.get(type_name) {
+            Some(fields) => self.check_object(fields, value, ""),
+            None => Ok(()),
+        }
+    }
+
+    fn check_object(
         &self,
-        type_name: &str,
+        fields: &[(String, Field)],
         value: &Value,
         path: &str,
     ) -> Result<(), RestError> {
-        let (Some(fields), Value::Object(map)) = (self.types.get(type_name), value) else {
-            return Ok(());
-        };
-        for (key, v) in map {
-            let Some(field) = fields.get(key) else {
-                continue;
-            };
-            let here = if path.is_empty() {
-                to_snake(key)
+        let Value::Object(map) = value else {
+            return Err(if path.is_empty() {
+                RestError::validation("요청 본문의 형식이 올바르지 않습니다.")
             } else {
-                format!("{path}.{}", to_snake(key))
+                invalid(path, "객체")
+            });
+        };
+        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
+            return Err(RestError::validation(format!(
+                "알 수 없는 필드입니다: `{}`",
+                to_snake(unknown)
+            )));
+        }
+        for (name, field) in fields {
+            let here = if path.is_empty() {
+                to_snake(name)
+            } else {
+                format!("{path}.{}", to_snake(name))
             };
-            match (field.list, v) {
-                (_, Value::Null) => {}
-                (true, Value::Array(items)) => {
+            match map.get(name) {
+                None | Some(Value::Null) if field.required => {
+                    return Err(RestError::validation(format!(
+                        "필수 필드가 누락되었습니다: `{here}`"
+                    )));
+                }
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) if field.list => {
                     for item in items {
-                        self.check(&field.named, item, &here)?;
+                        if item.is_null() {
+                            if field.items_required {
+                                return Err(invalid(&here, &self.describe(&field.named)));
+                            }
+                            continue;
+                        }
+                        self.check_named(&field.named, item, &here)?;
                     }
                 }
-                (true, _) => {
+                Some(_) if field.list => {
                     return Err(RestError::validation(format!(
                         "`{here}` 필드는 배열이어야 합니다."
                     )));
                 }
-                (false, v) => self.check(&field.named, v, &here)?,
+                Some(v) => self.check_named(&field.named, v, &here)?,
             }
         }
         Ok(())
     }
+
+    /// Checks one non-null value of the named type `named`.
+    fn check_named(&self, named: &str, value: &Value, here: &str) -> Result<(), RestError> {
+        if let Some(fields) = self.types.get(named) {
+            return self.check_object(fields, value, here);
+        }
+        let fits = match named {
+            "Int" => value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            "Float" => value.is_number(),
+            "String" => value.is_string(),
+            "ID" => value.is_string() || value.is_i64() || value.is_u64(),
+            "Boolean" => value.is_boolean(),
+            _ => match self.enums.get(named) {
+                Some(values) => value
+                    .as_str()
+                    .is_some_and(|v| values.iter().any(|e| e == v)),
+                None => true,
+            },
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(invalid(here, &self.describe(named)))
+        }
+    }
+}
+
+/// A value of the wrong type at `here`, with what it must be.
+fn invalid(here: &str, expected: &str) -> RestError {
+    RestError::validation(format!(
+        "`{here}` 필드의 값이 올바르지 않습니다 ({expected})."
+    ))
 }

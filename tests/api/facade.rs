@@ -262,6 +262,24 @@ async fn refusals_name_rest_fields_and_values(db: Db) {
             "`user_preferences.length` 필드의 값이 올바르지 않습니다 (short, medium, long 중 하나)",
         ),
         (
+            app.post_json(
+                "/api/v1/stories",
+                &serde_json::json!({"user_preferences": {"characters": ["토끼"]}}),
+                Some(&token),
+            )
+            .await,
+            "필수 필드가 누락되었습니다: `user_preferences.theme`",
+        ),
+        (
+            app.post_json(
+                "/api/v1/users",
+                &serde_json::json!({"user_id": "rest.age", "password": "password-1", "name": "아이", "age": 7.5, "guardian_consent": true}),
+                None,
+            )
+            .await,
+            "`age` 필드의 값이 올바르지 않습니다 (정수)",
+        ),
+        (
             app.patch_json(&path, &serde_json::json!({"title": 5}), Some(&token))
                 .await,
             "`title` 필드의 값이 올바르지 않습니다 (문자열)",
