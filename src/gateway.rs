@@ -9,7 +9,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::types::UserId;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -30,6 +29,7 @@ use crate::error::ErrorCode;
 use crate::http::client::rate_key;
 use crate::http::{ClientAddr, ClientIp, RestError, refusal};
 use crate::shutdown::Shutdown;
+use crate::store::types::UserId;
 use crate::tally::{Tally, Ticket};
 
 type KeyedLimiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, NoOpMiddleware>;

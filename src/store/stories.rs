@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{ChapterRow, ChapterText, MediaFileRow, StoryRow};
 use super::schema::{chapters, media_files, stories, story_requests};
 use super::types::{ChapterId, MediaFileId, StoryId, StoryRequestId, StoryStatus, UserId};
-use super::{Db, DbError, SqliteConn, locked_transaction, on_db, transaction};
+use super::{Db, DbError, Page, SqliteConn, locked_transaction, on_db, transaction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SortKey {
@@ -52,10 +52,110 @@ pub(crate) struct PageQuery {
     pub(crate) sort: SortKey,
     pub(crate) order: SortOrder,
     pub(crate) resume: Option<Resume>,
-    /// Rows read: one more than the page holds (is there a next page?).
-    pub(crate) limit: i64,
-    /// Rows the page holds.
+    /// Rows the page holds (one more is read: is there a next page?).
     pub(crate) first: usize,
+}
+
+/// `$q` (a boxed select of stories) ordered by `$sort` in `$order`, ties broken by id.
+macro_rules! ordered {
+    ($q:expr, $sort:expr, $order:expr) => {
+        match ($sort, $order) {
+            (SortKey::CreatedAt, SortOrder::Asc) => {
+                $q.order_by((stories::created_at.asc(), stories::id.asc()))
+            }
+            (SortKey::CreatedAt, SortOrder::Desc) => {
+                $q.order_by((stories::created_at.desc(), stories::id.desc()))
+            }
+            (SortKey::UpdatedAt, SortOrder::Asc) => {
+                $q.order_by((stories::updated_at.asc(), stories::id.asc()))
+            }
+            (SortKey::UpdatedAt, SortOrder::Desc) => {
+                $q.order_by((stories::updated_at.desc(), stories::id.desc()))
+            }
+            // Stories without a title come last in both orders.
+            (SortKey::Title, SortOrder::Asc) => $q.order_by((
+                stories::title.is_null().asc(),
+                stories::title.asc(),
+                stories::id.asc(),
+            )),
+            (SortKey::Title, SortOrder::Desc) => $q.order_by((
+                stories::title.is_null().asc(),
+                stories::title.desc(),
+                stories::id.desc(),
+            )),
+        }
+    };
+}
+
+/// `$q` (a boxed select of stories, ordered as [`ordered!`]) after `$resume` in `$order`.
+macro_rules! resumed {
+    ($q:expr, $resume:expr, $order:expr) => {
+        match ($resume, $order) {
+            (None, _) => $q,
+            (Some(Resume::CreatedAt(t, id)), SortOrder::Asc) => $q.filter(
+                stories::created_at
+                    .gt(*t)
+                    .or(stories::created_at.eq(*t).and(stories::id.gt(id))),
+            ),
+            (Some(Resume::CreatedAt(t, id)), SortOrder::Desc) => $q.filter(
+                stories::created_at
+                    .lt(*t)
+                    .or(stories::created_at.eq(*t).and(stories::id.lt(id))),
+            ),
+            (Some(Resume::UpdatedAt(t, id)), SortOrder::Asc) => $q.filter(
+                stories::updated_at
+                    .gt(*t)
+                    .or(stories::updated_at.eq(*t).and(stories::id.gt(id))),
+            ),
+            (Some(Resume::UpdatedAt(t, id)), SortOrder::Desc) => $q.filter(
+                stories::updated_at
+                    .lt(*t)
+                    .or(stories::updated_at.eq(*t).and(stories::id.lt(id))),
+            ),
+            (Some(Resume::Title(Some(title), id)), SortOrder::Asc) => $q.filter(
+                stories::title
+                    .gt(title)
+                    .or(stories::title.eq(title).and(stories::id.gt(id)))
+                    .or(stories::title.is_null()),
+            ),
+            (Some(Resume::Title(Some(title), id)), SortOrder::Desc) => $q.filter(
+                stories::title
+                    .lt(title)
+                    .or(stories::title.eq(title).and(stories::id.lt(id)))
+                    .or(stories::title.is_null()),
+            ),
+            (Some(Resume::Title(None, id)), SortOrder::Asc) => {
+                $q.filter(stories::title.is_null().and(stories::id.gt(id)))
+            }
+            (Some(Resume::Title(None, id)), SortOrder::Desc) => {
+                $q.filter(stories::title.is_null().and(stories::id.lt(id)))
+            }
+        }
+    };
+}
+
+/// The page's story rows for `$query` (a [`PageQuery`]), one more than asked for (is
+/// there a next page?): a macro, as the boxed query's type differs per backend.
+macro_rules! page_rows {
+    ($query:expr) => {{
+        let query: &PageQuery = $query;
+        let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
+        if let Some(o) = &query.owner {
+            q = q.filter(stories::owner_id.eq(o));
+        }
+        if let Some(s) = query.status {
+            q = q.filter(stories::status.eq(s));
+        }
+        if let Some(t) = query.created_after {
+            q = q.filter(stories::created_at.ge(t));
+        }
+        if let Some(t) = query.created_before {
+            q = q.filter(stories::created_at.lt(t));
+        }
+        q = ordered!(q, query.sort, query.order);
+        q = resumed!(q, &query.resume, query.order);
+        q.limit(query.first as i64 + 1)
+    }};
 }
 
 /// A page's story rows, whether there is a next page, and the rows' chapters. The rows
@@ -64,118 +164,23 @@ pub(crate) struct PageQuery {
 pub(crate) async fn page(
     db: &mut Db<'_>,
     query: PageQuery,
-) -> Result<(Vec<StoryRow>, bool, Vec<Joined>), DbError> {
-    let PageQuery {
-        owner,
-        status,
-        created_after,
-        created_before,
-        sort,
-        order,
-        resume,
-        limit,
-        first,
-    } = query;
-    // The page's story rows, one more than asked for (is there a next page?).
-    macro_rules! page_rows {
-        () => {{
-            let mut q = stories::table.select(StoryRow::as_select()).into_boxed();
-            if let Some(o) = &owner {
-                q = q.filter(stories::owner_id.eq(o));
-            }
-            if let Some(s) = status {
-                q = q.filter(stories::status.eq(s));
-            }
-            if let Some(t) = created_after {
-                q = q.filter(stories::created_at.ge(t));
-            }
-            if let Some(t) = created_before {
-                q = q.filter(stories::created_at.lt(t));
-            }
-            q = match (sort, order) {
-                (SortKey::CreatedAt, SortOrder::Asc) => {
-                    q.order_by((stories::created_at.asc(), stories::id.asc()))
-                }
-                (SortKey::CreatedAt, SortOrder::Desc) => {
-                    q.order_by((stories::created_at.desc(), stories::id.desc()))
-                }
-                (SortKey::UpdatedAt, SortOrder::Asc) => {
-                    q.order_by((stories::updated_at.asc(), stories::id.asc()))
-                }
-                (SortKey::UpdatedAt, SortOrder::Desc) => {
-                    q.order_by((stories::updated_at.desc(), stories::id.desc()))
-                }
-                // Stories without a title come last in both orders.
-                (SortKey::Title, SortOrder::Asc) => q.order_by((
-                    stories::title.is_null().asc(),
-                    stories::title.asc(),
-                    stories::id.asc(),
-                )),
-                (SortKey::Title, SortOrder::Desc) => q.order_by((
-                    stories::title.is_null().asc(),
-                    stories::title.desc(),
-                    stories::id.desc(),
-                )),
-            };
-            q = match (&resume, order) {
-                (None, _) => q,
-                (Some(Resume::CreatedAt(t, id)), SortOrder::Asc) => q.filter(
-                    stories::created_at
-                        .gt(*t)
-                        .or(stories::created_at.eq(*t).and(stories::id.gt(id))),
-                ),
-                (Some(Resume::CreatedAt(t, id)), SortOrder::Desc) => q.filter(
-                    stories::created_at
-                        .lt(*t)
-                        .or(stories::created_at.eq(*t).and(stories::id.lt(id))),
-                ),
-                (Some(Resume::UpdatedAt(t, id)), SortOrder::Asc) => q.filter(
-                    stories::updated_at
-                        .gt(*t)
-                        .or(stories::updated_at.eq(*t).and(stories::id.gt(id))),
-                ),
-                (Some(Resume::UpdatedAt(t, id)), SortOrder::Desc) => q.filter(
-                    stories::updated_at
-                        .lt(*t)
-                        .or(stories::updated_at.eq(*t).and(stories::id.lt(id))),
-                ),
-                (Some(Resume::Title(Some(title), id)), SortOrder::Asc) => q.filter(
-                    stories::title
-                        .gt(title)
-                        .or(stories::title.eq(title).and(stories::id.gt(id)))
-                        .or(stories::title.is_null()),
-                ),
-                (Some(Resume::Title(Some(title), id)), SortOrder::Desc) => q.filter(
-                    stories::title
-                        .lt(title)
-                        .or(stories::title.eq(title).and(stories::id.lt(id)))
-                        .or(stories::title.is_null()),
-                ),
-                (Some(Resume::Title(None, id)), SortOrder::Asc) => {
-                    q.filter(stories::title.is_null().and(stories::id.gt(id)))
-                }
-                (Some(Resume::Title(None, id)), SortOrder::Desc) => {
-                    q.filter(stories::title.is_null().and(stories::id.lt(id)))
-                }
-            };
-            q.limit(limit)
-        }};
-    }
+) -> Result<(Page<StoryRow>, Vec<Joined>), DbError> {
+    let first = query.first;
     // The rows and their chapters on one connection: one pool checkout per page, and
     // on SQLite one trip to the connection's thread.
     Ok(match db {
         Db::Pg(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;
-            let (rows, has_more) = one_page(page_rows!().load(c).await?, first);
-            let joined = chapters_pg(c, &ids_of(&rows)).await?;
-            (rows, has_more, joined)
+            let page = Page::of(page_rows!(&query).load(c).await?, first);
+            let joined = chapters_pg(c, &ids_of(&page.rows)).await?;
+            (page, joined)
         }
         Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
             c.spawn_blocking(move |c| {
-                let (rows, has_more) = one_page(diesel::RunQueryDsl::load(page_rows!(), c)?, first);
-                let joined = chapters_sqlite(c, &ids_of(&rows))?;
-                Ok((rows, has_more, joined))
+                let page = Page::of(diesel::RunQueryDsl::load(page_rows!(&query), c)?, first);
+                let joined = chapters_sqlite(c, &ids_of(&page.rows))?;
+                Ok((page, joined))
             })
             .await?
         }
@@ -295,14 +300,6 @@ fn chapters_sqlite(
     }
     let in_page = super::in_json_array(chapters::story_id, ids)?;
     diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
-}
-
-/// A page's rows, read with one row more than `first`: the first `first`, and whether
-/// there is a next page.
-fn one_page(mut rows: Vec<StoryRow>, first: usize) -> (Vec<StoryRow>, bool) {
-    let has_more = rows.len() > first;
-    rows.truncate(first);
-    (rows, has_more)
 }
 
 fn ids_of(rows: &[StoryRow]) -> Vec<StoryId> {

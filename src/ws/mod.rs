@@ -10,16 +10,15 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::store::types::UserId;
 use async_graphql::{OutputType, Request, Variables};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use governor::{Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -38,6 +37,7 @@ use crate::graphql::{AppSchema, RequestAuth};
 use crate::http::ClientAddr;
 use crate::http::socket_close::{await_client_close, echo_code};
 use crate::server::HeldConnection;
+use crate::store::types::UserId;
 use crate::tally::Ticket;
 use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
 
@@ -376,18 +376,8 @@ async fn session(
     let token = token.unwrap_or_default();
     tracing::info!(user_id = %user.id, "conversation socket opened");
     let _gauge = SocketGauge::open(state.domain.clone());
-    let limiter = RateLimiter::direct(Quota::per_minute(
-        NonZeroU32::new(state.config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
-    ));
     let voice_forwarder = forward_voice_events(&state.schema, &token, out_tx.clone()).await;
-    let mut ping = tokio::time::interval(state.config.ping_interval);
-    ping.reset();
-    let idle = tokio::time::sleep(state.config.idle_timeout);
-    tokio::pin!(idle);
-    // When the access token expires the socket closes (4401), like one opened with it.
-    let expiry = tokio::time::sleep(state.domain.token_time_left(&token).unwrap_or_default());
-    tokio::pin!(expiry);
-    let (closing_tx, mut closing_rx) = mpsc::unbounded_channel::<()>();
+    let (closing_tx, closing_rx) = mpsc::unbounded_channel::<()>();
     let mut session = Session {
         defaults: prefill(&params),
         state,
@@ -399,29 +389,70 @@ async fn session(
         interests: Vec::new(),
         speech: Speech::default(),
     };
-    // Whether the client ended the connection (its Close, or the stream's end); if not,
-    // the server's own Close waits for the client's answer.
-    let mut peer_closed = false;
-    let mut too_big = false;
+    let ending = serve(&mut session, &mut stream, client, closing_rx).await;
+    let user_id = session.user.id;
+    session.close().await;
+    voice_forwarder.abort();
+    let _ = writer.await;
+    match ending {
+        // The client may still be writing the big frame: keep the connection a moment
+        // so it can read the close frame.
+        Ending::TooBig => tokio::time::sleep(Duration::from_millis(500)).await,
+        // The server's own Close waits for the client's answer.
+        Ending::ByServer => await_client_close(&mut stream).await,
+        Ending::ByClient => {}
+    }
+    tracing::info!(user_id = %user_id, "conversation socket closed");
+}
 
+/// How a socket's loop ended.
+enum Ending {
+    /// The client ended the connection (its Close, or the stream's end).
+    ByClient,
+    /// The server closed it (shutdown, idle, token expiry, a failed session).
+    ByServer,
+    /// A frame over the size cap (closed with 1009).
+    TooBig,
+}
+
+/// Reads the client's frames until the connection ends, keeping it alive (pings), timing
+/// it out (idle, token expiry) and holding it to its message budgets.
+async fn serve(
+    session: &mut Session,
+    stream: &mut SplitStream<WebSocket>,
+    client: IpAddr,
+    mut closing: mpsc::UnboundedReceiver<()>,
+) -> Ending {
+    let config = session.state.config.clone();
+    let limiter = RateLimiter::direct(Quota::per_minute(
+        NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
+    ));
+    let mut ping = tokio::time::interval(config.ping_interval);
+    ping.reset();
+    let idle = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(idle);
+    // When the access token expires the socket closes (4401), like one opened with it.
+    let left = session.state.domain.token_time_left(&session.token);
+    let expiry = tokio::time::sleep(left.unwrap_or_default());
+    tokio::pin!(expiry);
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
             () = session.state.gateway.shutdown().requested() => {
                 session.send(Outbound::Close(1001, "server shutting down"));
-                break;
+                return Ending::ByServer;
             }
             _ = ping.tick() => { session.send(Outbound::Ping); continue; }
             _ = &mut idle => {
                 session.send(Outbound::Close(1001, "idle timeout"));
-                break;
+                return Ending::ByServer;
             }
             _ = &mut expiry => {
                 session.send(error(ErrorCode::InvalidToken, "토큰이 만료되었습니다. 새 토큰으로 다시 연결하세요."));
                 session.send(Outbound::Close(4401, "token expired"));
-                break;
+                return Ending::ByServer;
             }
-            Some(()) = closing_rx.recv() => break,
+            Some(()) = closing.recv() => return Ending::ByServer,
         };
         let frame = match frame {
             Some(Ok(f)) => f,
@@ -429,40 +460,17 @@ async fn session(
                 // Most often a frame over the size cap.
                 tracing::debug!(error = %e, "conversation socket read failed");
                 session.send(Outbound::Close(1009, "message too big"));
-                too_big = true;
-                break;
+                return Ending::TooBig;
             }
-            None => {
-                peer_closed = true;
-                break;
-            }
-        };
-        let counts = match &frame {
-            // Later frames of one raw-PCM utterance are not messages of their own.
-            Message::Binary(_) if session.speech.under_way() => false,
-            Message::Text(_) | Message::Binary(_) => true,
-            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => false,
+            None => return Ending::ByClient,
         };
         if matches!(frame, Message::Text(_) | Message::Binary(_)) {
             idle.as_mut()
-                .reset(tokio::time::Instant::now() + session.state.config.idle_timeout);
+                .reset(tokio::time::Instant::now() + config.idle_timeout);
         }
-        if counts {
-            // This socket's own pace, then the client's and the account's budgets
-            // (shared with every other door of this process).
-            let over = match limiter.check() {
-                Err(_) => Some(None),
-                Ok(()) => session
-                    .state
-                    .gateway
-                    .check_message(client, Some(session.user.id))
-                    .err()
-                    .map(Some),
-            };
-            if let Some(retry_after) = over {
-                session.send(rate_limited(retry_after));
-                continue;
-            }
+        if let Some(retry_after) = session.over_budget(&frame, &limiter, client) {
+            session.send(rate_limited(retry_after));
+            continue;
         }
         match frame {
             Message::Text(text) => session.on_text(&text).await,
@@ -470,24 +478,11 @@ async fn session(
             Message::Close(close) => {
                 // Answered in kind (the writer's Close flushes tungstenite's echo).
                 session.send(Outbound::Close(echo_code(close.as_ref()), ""));
-                peer_closed = true;
-                break;
+                return Ending::ByClient;
             }
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
-    let user_id = session.user.id;
-    session.close().await;
-    voice_forwarder.abort();
-    let _ = writer.await;
-    if too_big {
-        // The client may still be writing the big frame: keep the connection a moment
-        // so it can read the close frame.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    } else if !peer_closed {
-        await_client_close(&mut stream).await;
-    }
-    tracing::info!(user_id = %user_id, "conversation socket closed");
 }
 
 /// One authenticated conversation socket: what the client's messages act on.
@@ -510,6 +505,35 @@ struct Session {
 }
 
 impl Session {
+    /// Whether `frame` goes over a message budget: this socket's own pace (`Some(None)`),
+    /// or the client's and the account's, shared with every other door of this process
+    /// (`Some(Some(seconds))` to wait). Control frames, and the later frames of one
+    /// raw-PCM utterance, are not messages of their own.
+    fn over_budget(
+        &self,
+        frame: &Message,
+        limiter: &DefaultDirectRateLimiter,
+        client: IpAddr,
+    ) -> Option<Option<u64>> {
+        let counts = match frame {
+            Message::Binary(_) if self.speech.under_way() => false,
+            Message::Text(_) | Message::Binary(_) => true,
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => false,
+        };
+        if !counts {
+            return None;
+        }
+        match limiter.check() {
+            Err(_) => Some(None),
+            Ok(()) => self
+                .state
+                .gateway
+                .check_message(client, Some(self.user.id))
+                .err()
+                .map(Some),
+        }
+    }
+
     fn send(&self, message: Outbound) {
         let _ = self.out.send(message);
     }

@@ -50,21 +50,11 @@ impl Conversations<'_> {
         conversation: &Conversation,
         child_text: Option<&str>,
     ) -> AppResult<Reply> {
-        let providers = self.providers();
         let flagged = match child_text {
             None => false,
-            Some(text) => {
-                let texts = [text.to_string()];
-                let verdict = with_retry(
-                    providers.retry,
-                    || providers.moderator.check(&texts),
-                    |_| {},
-                )
-                .await;
-                // Unverifiable input is treated like flagged input: the guide changes the
-                // subject instead of building on it.
-                !matches!(verdict, Ok(Verdict::Allowed))
-            }
+            // Unverifiable input is treated like flagged input: the guide changes the
+            // subject instead of building on it.
+            Some(text) => !self.allowed(text.to_string()).await,
         };
         if let Some(text) = child_text {
             self.append_message(conversation.id, MessageRole::Child, text, flagged, None)
@@ -84,37 +74,7 @@ impl Conversations<'_> {
             history,
             redirect: flagged,
         };
-        let answer = with_retry(providers.retry, || providers.guide.reply(&request), |_| {}).await;
-        let mut answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(conversation_id = %conversation.id, error = %e, "guide unavailable");
-                self.events()
-                    .publish(Event::ConversationError {
-                        id: conversation.id,
-                        code: ErrorCode::AiUnavailable.as_str().into(),
-                    })
-                    .await;
-                return Err(AppError::code_only(ErrorCode::AiUnavailable));
-            }
-        };
-        // The guide's words are checked too; a flagged answer is replaced by a safe one.
-        let verdict = with_retry(
-            providers.retry,
-            || providers.moderator.check(std::slice::from_ref(&answer)),
-            |_| {},
-        )
-        .await;
-        if !matches!(verdict, Ok(Verdict::Allowed)) {
-            tracing::warn!(conversation_id = %conversation.id, "guide answer flagged; replaced");
-            answer = RuleGuide
-                .reply(&GuideRequest {
-                    redirect: true,
-                    ..request.clone()
-                })
-                .await
-                .map_err(|e| internal("offline guide", e))?;
-        }
+        let answer = self.answer(conversation.id, &request).await?;
         let audio_path = self.speak(owner, conversation.id, &answer).await;
         let seq = self
             .append_message(
@@ -138,6 +98,55 @@ impl Conversations<'_> {
             user_text: child_text.map(str::to_string),
             audio_path,
         })
+    }
+
+    /// Whether the moderator lets `text` through (an unanswered check does not).
+    async fn allowed(&self, text: String) -> bool {
+        let providers = self.providers();
+        let texts = [text];
+        let verdict = with_retry(
+            providers.retry,
+            || providers.moderator.check(&texts),
+            |_| {},
+        )
+        .await;
+        matches!(verdict, Ok(Verdict::Allowed))
+    }
+
+    /// The guide's answer to `request`, checked by the moderator: a flagged answer is
+    /// replaced by a safe one. When the guide cannot answer, the conversation's
+    /// subscribers hear of it and the turn fails with `AI_UNAVAILABLE`.
+    async fn answer(
+        &self,
+        conversation: ConversationId,
+        request: &GuideRequest,
+    ) -> AppResult<String> {
+        let providers = self.providers();
+        let answer = with_retry(providers.retry, || providers.guide.reply(request), |_| {}).await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(conversation_id = %conversation, error = %e, "guide unavailable");
+                self.events()
+                    .publish(Event::ConversationError {
+                        id: conversation,
+                        code: ErrorCode::AiUnavailable.as_str().into(),
+                    })
+                    .await;
+                return Err(AppError::code_only(ErrorCode::AiUnavailable));
+            }
+        };
+        if self.allowed(answer.clone()).await {
+            return Ok(answer);
+        }
+        tracing::warn!(conversation_id = %conversation, "guide answer flagged; replaced");
+        RuleGuide
+            .reply(&GuideRequest {
+                redirect: true,
+                ..request.clone()
+            })
+            .await
+            .map_err(|e| internal("offline guide", e))
     }
 
     /// Narrates `text` (in the account's cloned voice when there is one) into the media

@@ -99,7 +99,7 @@ impl Stories<'_> {
         range: Option<TimeRange>,
         query: ListStories,
     ) -> AppResult<StoryPage> {
-        let limit = page_limit(query.first)? + 1;
+        let first = page_limit(query.first)? as usize;
         let (created_after, created_before) = range.unwrap_or((None, None));
         let scope = cursor_scope(&query, owner, (created_after, created_before));
         let created_after = created_after.map(to_db);
@@ -118,20 +118,20 @@ impl Stories<'_> {
             sort: query.sort,
             order: query.order,
             resume,
-            limit,
-            first: query.first as usize,
+            first,
         };
         let mut conn = self.pool().get().await?;
-        let (rows, has_more, joined) = store::stories::page(&mut conn.db(), page).await?;
+        let (page, joined) = store::stories::page(&mut conn.db(), page).await?;
         drop(conn);
-        let cursors: Vec<String> = rows
+        let cursors: Vec<String> = page
+            .rows
             .iter()
             .map(|r| self.cursors().encode(&scope, &position_of(r, query.sort)))
             .collect();
-        let stories = stories_from_rows(rows, joined)?;
+        let stories = stories_from_rows(page.rows, joined)?;
         Ok(StoryPage {
             items: cursors.into_iter().zip(stories).collect(),
-            has_more,
+            has_more: page.has_more,
         })
     }
 }
