@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::shutdown::Shutdown;
-use crate::store::notify::{self, listen};
+use crate::store::notify::{self, Channel, listen};
 use crate::store::types::{ConversationId, StoryId, UserId};
 use crate::store::{Backend, DbError, Pool};
 
@@ -104,7 +103,7 @@ impl Events {
 /// Sends queued events as NOTIFYs on a dedicated connection (reconnecting as needed);
 /// while the database cannot be reached, delivers them locally at least.
 async fn notify_loop(
-    mut conn: AsyncPgConnection,
+    mut conn: Channel,
     url: String,
     mut queue: mpsc::UnboundedReceiver<Event>,
     local: broadcast::Sender<Event>,
@@ -125,7 +124,7 @@ async fn notify_loop(
     }
 }
 
-async fn forward(mut conn: AsyncPgConnection, url: String, tx: broadcast::Sender<Event>) {
+async fn forward(mut conn: Channel, url: String, tx: broadcast::Sender<Event>) {
     loop {
         {
             let mut stream = std::pin::pin!(notify::payloads(&mut conn));

@@ -96,6 +96,14 @@ impl Metrics {
     /// The Prometheus text exposition (version 0.0.4).
     pub(crate) fn render(&self, db: &DbFigures) -> String {
         let mut out = String::new();
+        self.render_gauges(&mut out, db);
+        self.render_attempts(&mut out);
+        self.render_durations(&mut out);
+        out
+    }
+
+    /// The database's figures and the open sockets.
+    fn render_gauges(&self, out: &mut String, db: &DbFigures) {
         let _ = writeln!(
             out,
             "# HELP jjongal_stories Stories by status.\n# TYPE jjongal_stories gauge"
@@ -123,6 +131,10 @@ impl Metrics {
             "# HELP jjongal_open_sockets Conversation sockets open on this process.\n# TYPE jjongal_open_sockets gauge\njjongal_open_sockets {}",
             self.open_sockets()
         );
+    }
+
+    /// Provider attempts by step, provider and outcome, and errors by kind.
+    fn render_attempts(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP jjongal_provider_attempts_total Provider calls made by generation.\n# TYPE jjongal_provider_attempts_total counter"
@@ -148,6 +160,10 @@ impl Metrics {
                 escape(kind)
             );
         }
+    }
+
+    /// The generation steps' duration histograms.
+    fn render_durations(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP jjongal_generation_step_duration_seconds Duration of generation step attempts.\n# TYPE jjongal_generation_step_duration_seconds histogram"
@@ -177,6 +193,5 @@ impl Metrics {
                 h.count
             );
         }
-        out
     }
 }

@@ -130,12 +130,39 @@ pub(crate) async fn get(
     headers: HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,
 ) -> axum::response::Response {
+    let mut request = match get_request(&headers, params) {
+        Ok(request) => request,
+        Err(refused) => return *refused,
+    };
+    // Admitted here (scanned, parsed, checked): deciding "query or not" needs the document.
+    let limits = DocumentLimits::from_config(&domain.config().graphql);
+    if let Err(refused) = limits.admit(&mut request) {
+        return respond(super::refusal(refused));
+    }
+    // GET is for queries only: a mutation must not ride on a link or an <img>.
+    if let Err(refused) = queries_only(&mut request) {
+        return *refused;
+    }
+    let auth = prepared_auth(&domain, &headers).await;
+    // Admitted above.
+    respond(super::execute(&schema, None, request.data(auth)).await)
+}
+
+/// The request a `GET /graphql` carries in its query string (GraphiQL's page for a
+/// browser that asks for none), or the answer refusing it.
+/// The answer refusing a request (boxed: a response is large to return by value).
+type Refusal = Box<axum::response::Response>;
+
+fn get_request(
+    headers: &HeaderMap,
+    params: Result<Query<GetParams>, QueryRejection>,
+) -> Result<Request, Refusal> {
     let Ok(Query(params)) = params else {
-        return error_response(
+        return Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             ErrorCode::ValidationError,
             "malformed query string",
-        );
+        )));
     };
     let GetParams {
         query: Some(query),
@@ -148,25 +175,27 @@ pub(crate) async fn get(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
         if wants_html {
-            return (
-                [(header::CONTENT_SECURITY_POLICY, crate::docs::PAGE_CSP)],
-                Html(crate::docs::GRAPHIQL_PAGE),
-            )
-                .into_response();
+            return Err(Box::new(
+                (
+                    [(header::CONTENT_SECURITY_POLICY, crate::docs::PAGE_CSP)],
+                    Html(crate::docs::GRAPHIQL_PAGE),
+                )
+                    .into_response(),
+            ));
         }
-        return error_response(
+        return Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             ErrorCode::ValidationError,
             "GET /graphql needs a `query` parameter",
-        );
+        )));
     };
-    if !preflighted(&headers) {
-        return error_response(
+    if !preflighted(headers) {
+        return Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
             ErrorCode::ValidationError,
             "GET /graphql needs a `GraphQL-Require-Preflight: 1` header (or a JSON Content-Type), \
              so that no other site can send it from a browser; or use POST",
-        );
+        )));
     }
     let mut request = Request::new(query);
     if let Some(name) = operation_name {
@@ -176,24 +205,23 @@ pub(crate) async fn get(
         match serde_json::from_str(&vars) {
             Ok(v) => request = request.variables(async_graphql::Variables::from_json(v)),
             Err(_) => {
-                return error_response(
+                return Err(Box::new(error_response(
                     StatusCode::BAD_REQUEST,
                     ErrorCode::ValidationError,
                     "`variables` must be a JSON object",
-                );
+                )));
             }
         }
     }
-    // Admitted here (scanned, parsed, checked): deciding "query or not" needs the document.
-    let limits = DocumentLimits::from_config(&domain.config().graphql);
-    if let Err(refused) = limits.admit(&mut request) {
-        return respond(super::refusal(refused));
-    }
-    // GET is for queries only: a mutation must not ride on a link or an <img>.
-    match only_queries(&mut request) {
-        Ok(true) => {}
-        Ok(false) => {
-            return (
+    Ok(request)
+}
+
+/// Refuses a GET whose operation is not a query (405) or cannot be told (400).
+fn queries_only(request: &mut Request) -> Result<(), Refusal> {
+    match only_queries(request) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Box::new(
+            (
                 StatusCode::METHOD_NOT_ALLOWED,
                 [(header::ALLOW, "POST")],
                 axum::Json(serde_json::json!({
@@ -201,20 +229,17 @@ pub(crate) async fn get(
                         "extensions": {"code": ErrorCode::MethodNotAllowed.as_str()}}]
                 })),
             )
-                .into_response();
-        }
+                .into_response(),
+        )),
         Err(e) => {
             let mut response = Response::from_errors(vec![e]);
             response.errors[0]
                 .extensions
                 .get_or_insert_with(Default::default)
                 .set("code", ErrorCode::ValidationError.as_str());
-            return respond(response);
+            Err(Box::new(respond(response)))
         }
     }
-    let auth = prepared_auth(&domain, &headers).await;
-    // Admitted above.
-    respond(super::execute(&schema, None, request.data(auth)).await)
 }
 
 /// CSRF protection for GET: a browser sends a cross-site GET without asking first only

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_graphql::parser::types::{
-    ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
+    Directive, ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
 };
 use async_graphql::{
     ErrorExtensionValues, Name, Positioned, Request, ServerError, Value, Variables,
@@ -109,25 +109,7 @@ pub(crate) fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result
                 }
                 continue;
             }
-            b'"' => {
-                if bytes[i..].starts_with(b"\"\"\"") {
-                    i += 3;
-                    while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
-                        i += if bytes[i..].starts_with(b"\\\"\"\"") {
-                            4
-                        } else {
-                            1
-                        };
-                    }
-                    i = (i + 3).min(bytes.len());
-                } else {
-                    i += 1;
-                    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                        i += if bytes[i] == b'\\' { 2 } else { 1 };
-                    }
-                    i = (i + 1).min(bytes.len());
-                }
-            }
+            b'"' => i = string_end(bytes, i),
             b'{' | b'(' | b'[' => {
                 depth += 1;
                 if depth > max_nesting {
@@ -147,29 +129,7 @@ pub(crate) fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result
                     i += 1;
                 }
             }
-            b'-' | b'0'..=b'9' => {
-                // GraphQL's number: -?digits(.digits)?([eE][+-]?digits)? and no more, as
-                // the parser reads it (`0-0-0` is three numbers, not one).
-                let digits = |mut i: usize| {
-                    while i < bytes.len() && bytes[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                    i
-                };
-                i = digits(i + 1);
-                if i + 1 < bytes.len() && bytes[i] == b'.' && bytes[i + 1].is_ascii_digit() {
-                    i = digits(i + 1);
-                }
-                if i < bytes.len() && matches!(bytes[i], b'e' | b'E') {
-                    let mut j = i + 1;
-                    if j < bytes.len() && matches!(bytes[j], b'+' | b'-') {
-                        j += 1;
-                    }
-                    if j < bytes.len() && bytes[j].is_ascii_digit() {
-                        i = digits(j);
-                    }
-                }
-            }
+            b'-' | b'0'..=b'9' => i = number_end(bytes, i),
             lead => {
                 // Punctuators (`! $ & : = @ |`), a byte-order mark, or a stray character
                 // (one token either way): skip one UTF-8 sequence, judged by its lead byte.
@@ -189,6 +149,53 @@ pub(crate) fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> Result
     Ok(())
 }
 
+/// Where the string (block or plain) starting at `bytes[i]` ends (its end, unterminated).
+fn string_end(bytes: &[u8], mut i: usize) -> usize {
+    if bytes[i..].starts_with(b"\"\"\"") {
+        i += 3;
+        while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+            i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                4
+            } else {
+                1
+            };
+        }
+        (i + 3).min(bytes.len())
+    } else {
+        i += 1;
+        while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        (i + 1).min(bytes.len())
+    }
+}
+
+/// Where the number starting at `bytes[i]` ends. GraphQL's number is
+/// -?digits(.digits)?([eE][+-]?digits)? and no more, as the parser reads it (`0-0-0` is
+/// three numbers, not one).
+fn number_end(bytes: &[u8], i: usize) -> usize {
+    let digits = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = digits(i + 1);
+    if i + 1 < bytes.len() && bytes[i] == b'.' && bytes[i + 1].is_ascii_digit() {
+        i = digits(i + 1);
+    }
+    if i < bytes.len() && matches!(bytes[i], b'e' | b'E') {
+        let mut j = i + 1;
+        if j < bytes.len() && matches!(bytes[j], b'+' | b'-') {
+            j += 1;
+        }
+        if j < bytes.len() && bytes[j].is_ascii_digit() {
+            i = digits(j);
+        }
+    }
+    i
+}
+
 /// Aliases in the whole document, root fields per operation (fragments at the root
 /// expanded, each once), and the length of every string literal.
 pub(crate) fn check_document(
@@ -203,63 +210,7 @@ pub(crate) fn check_document(
         introspection,
         max_text,
     } = rules;
-    let mut aliases = 0usize;
-    let mut sets: Vec<&SelectionSet> = document
-        .operations
-        .iter()
-        .map(|(_, op)| &op.node.selection_set.node)
-        .collect();
-    sets.extend(
-        document
-            .fragments
-            .values()
-            .map(|f| &f.node.selection_set.node),
-    );
-    // Every selection set of the document, walked iteratively (no recursion to exhaust).
-    while let Some(set) = sets.pop() {
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(field) => {
-                    let field = &field.node;
-                    if !introspection && matches!(field.name.node.as_str(), "__schema" | "__type") {
-                        return Err("introspection is disabled on this server".into());
-                    }
-                    if field.alias.is_some() {
-                        aliases += 1;
-                        if aliases > max_aliases {
-                            return Err(format!(
-                                "the document uses more than {max_aliases} aliases"
-                            ));
-                        }
-                    }
-                    for (name, value) in &field.arguments {
-                        check_value(&value.node, &name.node, max_text)?;
-                    }
-                    for directive in &field.directives {
-                        for (name, value) in &directive.node.arguments {
-                            check_value(&value.node, &name.node, max_text)?;
-                        }
-                    }
-                    sets.push(&field.selection_set.node);
-                }
-                Selection::InlineFragment(fragment) => {
-                    for directive in &fragment.node.directives {
-                        for (name, value) in &directive.node.arguments {
-                            check_value(&value.node, &name.node, max_text)?;
-                        }
-                    }
-                    sets.push(&fragment.node.selection_set.node)
-                }
-                Selection::FragmentSpread(spread) => {
-                    for directive in &spread.node.directives {
-                        for (name, value) in &directive.node.arguments {
-                            check_value(&value.node, &name.node, max_text)?;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    check_selections(document, introspection, max_aliases, max_text)?;
     let definition_directives = document
         .operations
         .iter()
@@ -271,9 +222,7 @@ pub(crate) fn check_document(
                 .flat_map(|f| f.node.directives.iter()),
         );
     for directive in definition_directives {
-        for (name, value) in &directive.node.arguments {
-            check_value(&value.node, &name.node, max_text)?;
-        }
+        check_directives(std::slice::from_ref(directive), max_text)?;
     }
     for (_, operation) in document.operations.iter() {
         for variable in &operation.node.variable_definitions {
@@ -297,6 +246,72 @@ pub(crate) fn check_document(
             return Err(format!(
                 "an operation may select at most {max_root_fields} root fields"
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Every selection set of the document, walked iteratively (no recursion to exhaust):
+/// introspection where it is off, the aliases in all, and the string literals of
+/// arguments and directives.
+fn check_selections(
+    document: &ExecutableDocument,
+    introspection: bool,
+    max_aliases: usize,
+    max_text: usize,
+) -> Result<(), String> {
+    let mut aliases = 0usize;
+    let mut sets: Vec<&SelectionSet> = document
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .collect();
+    sets.extend(
+        document
+            .fragments
+            .values()
+            .map(|f| &f.node.selection_set.node),
+    );
+    while let Some(set) = sets.pop() {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    if !introspection && matches!(field.name.node.as_str(), "__schema" | "__type") {
+                        return Err("introspection is disabled on this server".into());
+                    }
+                    if field.alias.is_some() {
+                        aliases += 1;
+                        if aliases > max_aliases {
+                            return Err(format!(
+                                "the document uses more than {max_aliases} aliases"
+                            ));
+                        }
+                    }
+                    for (name, value) in &field.arguments {
+                        check_value(&value.node, &name.node, max_text)?;
+                    }
+                    check_directives(&field.directives, max_text)?;
+                    sets.push(&field.selection_set.node);
+                }
+                Selection::InlineFragment(fragment) => {
+                    check_directives(&fragment.node.directives, max_text)?;
+                    sets.push(&fragment.node.selection_set.node)
+                }
+                Selection::FragmentSpread(spread) => {
+                    check_directives(&spread.node.directives, max_text)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The string literals given to `directives`.
+fn check_directives(directives: &[Positioned<Directive>], max_text: usize) -> Result<(), String> {
+    for directive in directives {
+        for (name, value) in &directive.node.arguments {
+            check_value(&value.node, &name.node, max_text)?;
         }
     }
     Ok(())

@@ -29,7 +29,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -39,6 +39,7 @@ use super::errors::is_request_error;
 use super::limits::DocumentLimits;
 use super::{AppSchema, RequestAuth};
 use crate::domain::Domain;
+use crate::domain::accounts::User;
 use crate::error::ErrorCode;
 use crate::gateway::Gateway;
 use crate::http::ClientAddr;
@@ -156,6 +157,27 @@ struct Principal {
     _place: Option<Arc<Ticket<UserId>>>,
 }
 
+/// What an open connection holds: who it is (after `connection_init`), its running
+/// operations by id, and the queues to its writer and of finished operations.
+struct Live {
+    principal: Option<Principal>,
+    active: HashMap<String, AbortHandle>,
+    out: mpsc::Sender<Outbound>,
+    done: mpsc::UnboundedSender<(String, tokio::task::Id)>,
+    max_subscriptions: usize,
+}
+
+impl Live {
+    /// Forgets operation `id` once its task `task` finished (unless the id names a newer
+    /// task by now); whether none is running any more.
+    fn finished(&mut self, id: &str, task: tokio::task::Id) -> bool {
+        if self.active.get(id).is_some_and(|h| h.id() == task) {
+            self.active.remove(id);
+        }
+        self.active.is_empty()
+    }
+}
+
 /// The outcome of one client message.
 enum Step {
     Continue,
@@ -256,9 +278,14 @@ impl Connection {
         let (out_tx, out_rx) = mpsc::channel::<Outbound>(64);
         let writer = spawn_writer(sink, out_rx);
         let config = self.domain.config().graphql.clone();
-        let mut principal: Option<Principal> = None;
-        let mut active: HashMap<String, AbortHandle> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, tokio::task::Id)>();
+        let mut live = Live {
+            principal: None,
+            active: HashMap::new(),
+            out: out_tx,
+            done: done_tx,
+            max_subscriptions: config.ws_max_subscriptions,
+        };
         let init_deadline = tokio::time::sleep(config.ws_init_timeout);
         tokio::pin!(init_deadline);
         // Idle: no message from the client and no operation running, this long.
@@ -278,19 +305,15 @@ impl Connection {
                 // Finished operations first: their slots are free before the next message.
                 biased;
                 Some((id, task)) = done_rx.recv() => {
-                    // Only if that id still names the finished task (not a new one).
-                    if active.get(&id).is_some_and(|h| h.id() == task) {
-                        active.remove(&id);
-                    }
-                    if active.is_empty() {
+                    if live.finished(&id, task) {
                         idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     }
                     continue;
                 }
-                () = &mut init_deadline, if principal.is_none() => {
+                () = &mut init_deadline, if live.principal.is_none() => {
                     break close(4408, "Connection initialisation timeout");
                 }
-                () = &mut idle, if active.is_empty() => {
+                () = &mut idle, if live.active.is_empty() => {
                     break close(1001, "Idle timeout");
                 }
                 () = &mut expiry, if expiry_set => {
@@ -300,8 +323,8 @@ impl Connection {
                     break close(1001, "Server shutting down");
                 }
                 frame = stream.next() => frame,
-                _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && principal.is_some() => {
-                    let _ = out_tx.send(Outbound::Json(json!({"type": "ka"}))).await;
+                _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && live.principal.is_some() => {
+                    let _ = live.out.send(Outbound::Json(json!({"type": "ka"}))).await;
                     continue;
                 }
             };
@@ -327,56 +350,25 @@ impl Connection {
                 }
                 // (The close for an oversized message is sent below; the client may still
                 // be writing, so the connection lingers a moment for it to read it.)
-                Some(Ok(Message::Text(text))) => {
-                    self.on_text(
-                        &text,
-                        &mut principal,
-                        &mut active,
-                        &out_tx,
-                        &done_tx,
-                        config.ws_max_subscriptions,
-                    )
-                    .await
-                }
+                Some(Ok(Message::Text(text))) => self.on_text(&mut live, &text).await,
                 Some(Ok(Message::Binary(_))) => close(4400, "Binary messages are not supported"),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
             };
             if let Step::Close(code, reason) = step {
                 break Step::Close(code, reason);
             }
-            if !expiry_set && let Some(token) = principal.as_ref().and_then(|p| p.token.as_deref())
+            if !expiry_set
+                && let Some(token) = live.principal.as_ref().and_then(|p| p.token.as_deref())
             {
                 let left = self.domain.token_time_left(token).unwrap_or_default();
                 expiry.as_mut().reset(tokio::time::Instant::now() + left);
                 expiry_set = true;
             }
         };
-        for (_, task) in active.drain() {
-            task.abort();
-        }
-        let linger = matches!(outcome, Step::Close(1009, _));
-        if let Step::Close(code, reason) = outcome {
-            let closing = out_tx.send(Outbound::Close(code, reason));
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, closing).await;
-        }
-        drop(out_tx);
-        let _ = writer.await;
-        if linger {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        } else if !peer_closed {
-            await_client_close(&mut stream).await;
-        }
+        finish(live, outcome, writer, &mut stream, peer_closed).await;
     }
 
-    async fn on_text(
-        &self,
-        text: &str,
-        principal: &mut Option<Principal>,
-        active: &mut HashMap<String, AbortHandle>,
-        out: &mpsc::Sender<Outbound>,
-        done: &mpsc::UnboundedSender<(String, tokio::task::Id)>,
-        max_subscriptions: usize,
-    ) -> Step {
+    async fn on_text(&self, live: &mut Live, text: &str) -> Step {
         let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
             return close(4400, "Invalid message received");
         };
@@ -385,34 +377,27 @@ impl Connection {
         };
         let legacy = self.protocol == Protocol::Legacy;
         match kind {
-            "connection_init" => self.on_init(&message, principal, out).await,
+            "connection_init" => self.on_init(&message, live).await,
             "ping" if !legacy => {
                 let mut pong = json!({"type": "pong"});
                 if let Some(p) = message.get("payload") {
                     pong["payload"] = p.clone();
                 }
-                let _ = out.send(Outbound::Json(pong)).await;
+                let _ = live.out.send(Outbound::Json(pong)).await;
                 Step::Continue
             }
             "pong" if !legacy => Step::Continue,
             "subscribe" | "start" if (kind == "start") == legacy => {
-                self.on_subscribe(
-                    &message,
-                    principal.as_ref(),
-                    active,
-                    out,
-                    done,
-                    max_subscriptions,
-                )
-                .await
+                self.on_subscribe(&message, live).await
             }
             "complete" | "stop" if (kind == "stop") == legacy => {
                 if let Some(id) = message.get("id").and_then(Value::as_str)
-                    && let Some(task) = active.remove(id)
+                    && let Some(task) = live.active.remove(id)
                 {
                     task.abort();
                     if legacy {
-                        let _ = out
+                        let _ = live
+                            .out
                             .send(Outbound::Json(json!({"type": "complete", "id": id})))
                             .await;
                     }
@@ -429,14 +414,10 @@ impl Connection {
 
     /// `connection_init`: the token (from the payload, else the upgrade's header) is
     /// checked once and the account's socket place taken; then `connection_ack`.
-    async fn on_init(
-        &self,
-        message: &serde_json::Map<String, Value>,
-        principal: &mut Option<Principal>,
-        out: &mpsc::Sender<Outbound>,
-    ) -> Step {
+    async fn on_init(&self, message: &serde_json::Map<String, Value>, live: &mut Live) -> Step {
         let legacy = self.protocol == Protocol::Legacy;
-        if principal.is_some() {
+        let out = &live.out;
+        if live.principal.is_some() {
             return close(4429, "Too many initialisation requests");
         }
         let payload = message.get("payload").cloned().unwrap_or(Value::Null);
@@ -481,10 +462,11 @@ impl Connection {
                 }
             },
         };
-        *principal = Some(Principal {
+        live.principal = Some(Principal {
             token,
             _place: place,
         });
+        let out = &live.out;
         let _ = out
             .send(Outbound::Json(json!({"type": "connection_ack"})))
             .await;
@@ -499,32 +481,15 @@ impl Connection {
     async fn on_subscribe(
         &self,
         message: &serde_json::Map<String, Value>,
-        principal: Option<&Principal>,
-        active: &mut HashMap<String, AbortHandle>,
-        out: &mpsc::Sender<Outbound>,
-        done: &mpsc::UnboundedSender<(String, tokio::task::Id)>,
-        max_subscriptions: usize,
+        live: &mut Live,
     ) -> Step {
         let legacy = self.protocol == Protocol::Legacy;
-        let Some(who) = principal else {
+        let Some(who) = live.principal.clone() else {
             return close(4401, "Unauthorized");
         };
-        // The login is checked again for each operation: a token that expired, or
-        // an account deleted, since connection_init ends the connection.
-        let user = match &who.token {
-            None => None,
-            Some(t) => match self.domain.accounts().authenticate(Some(t)).await {
-                Ok(user) => Some(user),
-                Err(e) if e.code() == ErrorCode::InvalidToken => {
-                    return close(4403, "Forbidden: the token is no longer valid");
-                }
-                Err(e) => {
-                    if let Some(cause) = e.into_public().cause {
-                        crate::http::errors::log(&cause);
-                    }
-                    return close(1011, "Internal error; try again");
-                }
-            },
+        let user = match self.login_again(&who).await {
+            Ok(user) => user,
+            Err(step) => return step,
         };
         let Some(id) = message
             .get("id")
@@ -533,7 +498,7 @@ impl Connection {
         else {
             return close(4400, "Invalid message received: no id");
         };
-        if active.contains_key(id) {
+        if live.active.contains_key(id) {
             return close(4409, format!("Subscriber for {id} already exists"));
         }
         let request = match message
@@ -543,26 +508,8 @@ impl Connection {
             Some(Ok(r)) => r,
             _ => return close(4400, "Invalid message received: bad payload"),
         };
-        let refusal = if active.len() >= max_subscriptions {
-            Some(coded_error(
-                ErrorCode::RateLimitExceeded,
-                &format!("이 연결에서는 동시에 {max_subscriptions}개까지만 구독할 수 있습니다."),
-                None,
-            ))
-        } else {
-            let account = user.as_ref().map(|u| u.id);
-            self.gateway
-                .check_message(self.client, account)
-                .err()
-                .map(|secs| {
-                    coded_error(
-                        ErrorCode::RateLimitExceeded,
-                        ErrorCode::RateLimitExceeded.default_message(),
-                        Some(secs),
-                    )
-                })
-        };
-        if let Some(error) = refusal {
+        if let Some(error) = self.refusal(live, user.as_ref()) {
+            let out = &live.out;
             let _ = out
                 .send(Outbound::Json(error_message(
                     self.protocol,
@@ -582,11 +529,82 @@ impl Connection {
             self.protocol,
             id.to_string(),
             request.data(RequestAuth::for_user(who.token.clone(), user)),
-            out.clone(),
-            done.clone(),
+            live.out.clone(),
+            live.done.clone(),
         ));
-        active.insert(id.to_string(), task.abort_handle());
+        live.active.insert(id.to_string(), task.abort_handle());
         Step::Continue
+    }
+
+    /// The login checked again for an operation: a token that expired, or an account
+    /// deleted, since `connection_init` ends the connection (the `Err` is how).
+    async fn login_again(&self, who: &Principal) -> Result<Option<User>, Step> {
+        let Some(token) = &who.token else {
+            return Ok(None);
+        };
+        match self.domain.accounts().authenticate(Some(token)).await {
+            Ok(user) => Ok(Some(user)),
+            Err(e) if e.code() == ErrorCode::InvalidToken => {
+                Err(close(4403, "Forbidden: the token is no longer valid"))
+            }
+            Err(e) => {
+                if let Some(cause) = e.into_public().cause {
+                    crate::http::errors::log(&cause);
+                }
+                Err(close(1011, "Internal error; try again"))
+            }
+        }
+    }
+
+    /// Why a new operation may not start, as the error to send: the connection's
+    /// subscription cap, or the client's and the account's message budgets.
+    fn refusal(&self, live: &Live, user: Option<&User>) -> Option<Value> {
+        let max = live.max_subscriptions;
+        if live.active.len() >= max {
+            return Some(coded_error(
+                ErrorCode::RateLimitExceeded,
+                &format!("이 연결에서는 동시에 {max}개까지만 구독할 수 있습니다."),
+                None,
+            ));
+        }
+        self.gateway
+            .check_message(self.client, user.map(|u| u.id))
+            .err()
+            .map(|secs| {
+                coded_error(
+                    ErrorCode::RateLimitExceeded,
+                    ErrorCode::RateLimitExceeded.default_message(),
+                    Some(secs),
+                )
+            })
+    }
+}
+
+/// Ends a connection: its operations stop, the close frame (if the server closes) is
+/// sent, the writer drains, and the server waits for the client's answering Close (or,
+/// after an oversized message the client may still be writing, lingers a moment so it
+/// can read the close frame).
+async fn finish(
+    mut live: Live,
+    outcome: Step,
+    writer: tokio::task::JoinHandle<()>,
+    stream: &mut SplitStream<WebSocket>,
+    peer_closed: bool,
+) {
+    for (_, task) in live.active.drain() {
+        task.abort();
+    }
+    let linger = matches!(outcome, Step::Close(1009, _));
+    if let Step::Close(code, reason) = outcome {
+        let closing = live.out.send(Outbound::Close(code, reason));
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, closing).await;
+    }
+    drop(live);
+    let _ = writer.await;
+    if linger {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    } else if !peer_closed {
+        await_client_close(stream).await;
     }
 }
 

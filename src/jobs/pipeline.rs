@@ -14,7 +14,7 @@ use crate::domain::stories::{MediaKind, Story, StoryStatus};
 use crate::error::{AppError, AppResult};
 use crate::providers::retry::{Attempt, with_retry};
 use crate::providers::{
-    IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
+    GeneratedStory, IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
 };
 use crate::store::models::GenerationStepRow;
 use crate::store::types::{ChapterId, MessageRole, StepId, StepOutcome, StoryId};
@@ -198,16 +198,7 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
         steps,
     } = run;
     // 1. The inputs must be fit for a child before anything is written.
-    let mut inputs = vec![request.theme.clone()];
-    inputs.extend(request.characters.iter().cloned());
-    inputs.extend(request.interests.iter().cloned());
-    inputs.extend(
-        request
-            .transcript
-            .iter()
-            .filter(|(r, _)| *r == MessageRole::Child)
-            .map(|(_, t)| t.clone()),
-    );
+    let inputs = inputs_of(request);
     if let Some(reason) = moderate(
         domain,
         providers,
@@ -221,26 +212,7 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
         return Ok(Written::Refused(reason));
     }
     // 2. The text.
-    let written = {
-        let _slot = providers
-            .writer_slots
-            .acquire()
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        with_retry(
-            providers.retry,
-            || providers.writer.write(request),
-            steps.observer(
-                domain.metrics(),
-                story.id,
-                "write_text",
-                None,
-                providers.writer.name(),
-            ),
-        )
-        .await
-    };
-    let generated = match written {
+    let generated = match write(run, story, request).await? {
         Ok(g) => g,
         Err(e) => {
             return Ok(Written::Refused(format!(
@@ -277,6 +249,54 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
     domain.stories().put_chapters(story.id, &chapters).await?;
     steps.flush(domain).await;
     Ok(Written::Stored)
+}
+
+/// What the story is made from, as moderation reads it: the theme, the characters, the
+/// child's interests and what the child said.
+fn inputs_of(request: &StoryRequest) -> Vec<String> {
+    let mut inputs = vec![request.theme.clone()];
+    inputs.extend(request.characters.iter().cloned());
+    inputs.extend(request.interests.iter().cloned());
+    inputs.extend(
+        request
+            .transcript
+            .iter()
+            .filter(|(r, _)| *r == MessageRole::Child)
+            .map(|(_, t)| t.clone()),
+    );
+    inputs
+}
+
+/// The writer's text for `request`, in one of the writer's slots, every attempt
+/// recorded.
+async fn write(
+    run: Run<'_>,
+    story: &Story,
+    request: &StoryRequest,
+) -> AppResult<Result<GeneratedStory, ProviderError>> {
+    let Run {
+        domain,
+        providers,
+        steps,
+        ..
+    } = run;
+    let _slot = providers
+        .writer_slots
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(with_retry(
+        providers.retry,
+        || providers.writer.write(request),
+        steps.observer(
+            domain.metrics(),
+            story.id,
+            "write_text",
+            None,
+            providers.writer.name(),
+        ),
+    )
+    .await)
 }
 
 /// Step 4: illustrations and narrations of the chapters still without them, all at

@@ -144,89 +144,68 @@ fn failure(description: &str, codes: &[ErrorCode]) -> Value {
 /// 503), plus those of its own kind.
 fn failures(route_auth: bool, has_id: bool) -> Map<String, Value> {
     use ErrorCode::*;
-    let mut out = Map::new();
-    out.insert(
-        "400".into(),
-        failure(
+    let (unauthorised, unauthorised_codes): (&str, &[ErrorCode]) = if route_auth {
+        (
+            "No valid access token (missing, malformed, expired, revoked, or its account deleted).",
+            &[InvalidToken],
+        )
+    } else {
+        (
+            "Wrong credentials, or a refresh token that is not valid.",
+            &[AuthenticationFailed, InvalidToken],
+        )
+    };
+    let not_found = if has_id {
+        "No such object."
+    } else {
+        "No such object (or route)."
+    };
+    let table: [(&str, &str, &[ErrorCode]); 10] = [
+        (
+            "400",
             "The request is malformed: bad JSON or `Content-Type`, unknown or missing fields, \
              values out of range, text over 10,000 characters, a malformed id.",
             &[ValidationError],
         ),
-    );
-    out.insert(
-        "401".into(),
-        failure(
-            if route_auth {
-                "No valid access token (missing, malformed, expired, revoked, or its account deleted)."
-            } else {
-                "Wrong credentials, or a refresh token that is not valid."
-            },
-            if route_auth {
-                &[InvalidToken]
-            } else {
-                &[AuthenticationFailed, InvalidToken]
-            },
-        ),
-    );
-    out.insert(
-        "403".into(),
-        failure(
+        ("401", unauthorised, unauthorised_codes),
+        (
+            "403",
             "The object belongs to another account, or the action is not allowed.",
             &[InsufficientPermission],
         ),
-    );
-    out.insert(
-        "404".into(),
-        failure(
-            if has_id {
-                "No such object."
-            } else {
-                "No such object (or route)."
-            },
-            &[ResourceNotFound],
-        ),
-    );
-    out.insert(
-        "405".into(),
-        failure(
+        ("404", not_found, &[ResourceNotFound]),
+        (
+            "405",
             "The path does not support this method.",
             &[MethodNotAllowed],
         ),
-    );
-    out.insert(
-        "409".into(),
-        failure(
+        (
+            "409",
             "The request conflicts with the current state (a taken login id, a story not in `failed`).",
             &[Conflict],
         ),
-    );
-    out.insert(
-        "413".into(),
-        failure("The body is over 1 MiB.", &[PayloadTooLarge]),
-    );
-    out.insert(
-        "429".into(),
-        failure(
+        ("413", "The body is over 1 MiB.", &[PayloadTooLarge]),
+        (
+            "429",
             "Over a rate limit (per client address, per account, or the story quota).",
             &[RateLimitExceeded],
         ),
-    );
-    out.insert(
-        "500".into(),
-        failure(
+        (
+            "500",
             "An unexpected failure (its details are logged, not shown).",
             &[ServerError],
         ),
-    );
-    out.insert(
-        "503".into(),
-        failure(
+        (
+            "503",
             "The database is unavailable or busy, the request took too long, or the service \
              is overloaded.",
             &[ServiceUnavailable],
         ),
-    );
-    out
+    ];
+    table
+        .into_iter()
+        .map(|(status, description, codes)| (status.into(), failure(description, codes)))
+        .collect()
 }
 
 fn parameters(route: &Route) -> Vec<Value> {

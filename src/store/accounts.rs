@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{RefreshTokenRow, UserRow};
 use super::schema::{refresh_tokens, users};
 use super::types::{Role, TokenFamilyId, UserId};
-use super::{Db, DbError, Page, on_db, transaction};
+use super::{Db, DbError, Page, newest_first, on_db, transaction};
 
 pub(crate) async fn insert_user(db: &mut Db<'_>, row: &UserRow) -> Result<(), DbError> {
     on_db!(db, |c| diesel::insert_into(users::table)
@@ -76,18 +76,8 @@ pub(crate) async fn accounts_newest_first(
     first: usize,
 ) -> Result<Page<UserRow>, DbError> {
     let rows = on_db!(db, |c| {
-        let mut q = users::table
-            .select(UserRow::as_select())
-            .order_by((users::created_at.desc(), users::id.desc()))
-            .into_boxed();
-        if let Some((t, id)) = &after {
-            q = q.filter(
-                users::created_at
-                    .lt(*t)
-                    .or(users::created_at.eq(*t).and(users::id.lt(*id))),
-            );
-        }
-        q.limit(first as i64 + 1).load(c).await
+        let q = users::table.select(UserRow::as_select()).into_boxed();
+        newest_first!(q, users, &after, first).load(c).await
     })?;
     Ok(Page::of(rows, first))
 }

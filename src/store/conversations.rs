@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{ConversationRow, MessageRow};
 use super::schema::{conversation_messages as messages, conversations};
 use super::types::{ConversationId, ConversationStatus, UserId};
-use super::{Db, DbError, Page, on_db, transaction};
+use super::{Db, DbError, Page, newest_first, on_db, transaction};
 
 pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(), DbError> {
     on_db!(db, |c| diesel::insert_into(conversations::table)
@@ -117,21 +117,11 @@ pub(crate) async fn newest_first(
     let rows = on_db!(db, |c| {
         let mut q = conversations::table
             .select(ConversationRow::as_select())
-            .order_by((conversations::created_at.desc(), conversations::id.desc()))
             .into_boxed();
         if let Some(o) = owner {
             q = q.filter(conversations::owner_id.eq(o));
         }
-        if let Some((t, id)) = &after {
-            q = q.filter(
-                conversations::created_at
-                    .lt(*t)
-                    .or(conversations::created_at
-                        .eq(*t)
-                        .and(conversations::id.lt(*id))),
-            );
-        }
-        q.limit(first as i64 + 1).load(c).await
+        newest_first!(q, conversations, &after, first).load(c).await
     })?;
     Ok(Page::of(rows, first))
 }

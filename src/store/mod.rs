@@ -82,6 +82,25 @@ impl<T> Page<T> {
     }
 }
 
+/// One page of a newest-first keyset listing: the boxed select `$q` of `$table` ordered by
+/// (`created_at`, `id`) descending, after `$after` (an `&Option` of the last creation time
+/// and id seen), limited to one row more than `$first` (read the rows into
+/// [`Page::of`]).
+macro_rules! newest_first {
+    ($q:expr, $table:ident, $after:expr, $first:expr) => {{
+        let mut q = $q.order_by(($table::created_at.desc(), $table::id.desc()));
+        if let Some((t, id)) = $after {
+            q = q.filter(
+                $table::created_at
+                    .lt(*t)
+                    .or($table::created_at.eq(*t).and($table::id.lt(*id))),
+            );
+        }
+        q.limit($first as i64 + 1)
+    }};
+}
+pub(crate) use newest_first;
+
 /// Which backend a database URL selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Backend {
