@@ -178,6 +178,13 @@ impl Live {
     }
 }
 
+/// Whether a connection goes on after a frame; when it stops, how (`by_client`: the
+/// client's Close or the stream's end, which need no answering Close awaited).
+enum Flow {
+    Go,
+    Stop { step: Step, by_client: bool },
+}
+
 /// The outcome of one client message.
 enum Step {
     Continue,
@@ -332,30 +339,12 @@ impl Connection {
                 idle.as_mut()
                     .reset(tokio::time::Instant::now() + idle_timeout);
             }
-            let step = match frame {
-                None => {
-                    peer_closed = true;
-                    break Step::Continue;
+            match self.on_frame(&mut live, frame).await {
+                Flow::Go => {}
+                Flow::Stop { step, by_client } => {
+                    peer_closed = by_client;
+                    break step;
                 }
-                // Answered in kind (the writer's Close flushes tungstenite's echo).
-                Some(Ok(Message::Close(frame))) => {
-                    peer_closed = true;
-                    break Step::Close(echo_code(frame.as_ref()), String::new());
-                }
-                // Most often a message over the size cap.
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "graphql socket read failed");
-                    let (code, reason) = read_failure(&e);
-                    break close(code, reason);
-                }
-                // (The close for an oversized message is sent below; the client may still
-                // be writing, so the connection lingers a moment for it to read it.)
-                Some(Ok(Message::Text(text))) => self.on_text(&mut live, &text).await,
-                Some(Ok(Message::Binary(_))) => close(4400, "Binary messages are not supported"),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
-            };
-            if let Step::Close(code, reason) = step {
-                break Step::Close(code, reason);
             }
             if !expiry_set
                 && let Some(token) = live.principal.as_ref().and_then(|p| p.token.as_deref())
@@ -366,6 +355,43 @@ impl Connection {
             }
         };
         finish(live, outcome, writer, &mut stream, peer_closed).await;
+    }
+
+    /// One frame read (or the stream's end): whether the connection goes on.
+    async fn on_frame(&self, live: &mut Live, frame: Option<Result<Message, axum::Error>>) -> Flow {
+        let step = match frame {
+            None => {
+                return Flow::Stop {
+                    step: Step::Continue,
+                    by_client: true,
+                };
+            }
+            // Answered in kind (the writer's Close flushes tungstenite's echo).
+            Some(Ok(Message::Close(frame))) => {
+                return Flow::Stop {
+                    step: Step::Close(echo_code(frame.as_ref()), String::new()),
+                    by_client: true,
+                };
+            }
+            // Most often a message over the size cap. (The close for an oversized
+            // message is sent at the end; the client may still be writing, so the
+            // connection lingers a moment for it to read it.)
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "graphql socket read failed");
+                let (code, reason) = read_failure(&e);
+                close(code, reason)
+            }
+            Some(Ok(Message::Text(text))) => self.on_text(live, &text).await,
+            Some(Ok(Message::Binary(_))) => close(4400, "Binary messages are not supported"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
+        };
+        match step {
+            Step::Continue => Flow::Go,
+            step => Flow::Stop {
+                step,
+                by_client: false,
+            },
+        }
     }
 
     async fn on_text(&self, live: &mut Live, text: &str) -> Step {

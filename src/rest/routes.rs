@@ -153,12 +153,15 @@ const TOKEN_FIELDS: &str = "token_type: tokenType access_token: accessToken \
 /// Every REST route of the facade.
 pub fn table() -> Vec<Route> {
     let mut routes = account_routes();
+    routes.extend(token_routes());
     routes.extend(story_routes());
+    routes.extend(one_story_routes());
     routes.extend(conversation_routes());
+    routes.extend(voice_routes());
     routes
 }
 
-/// Sign-up, the account, and its tokens.
+/// Sign-up and the account.
 fn account_routes() -> Vec<Route> {
     vec![
         Route {
@@ -217,6 +220,12 @@ fn account_routes() -> Vec<Route> {
                 response: None,
             },
         },
+    ]
+}
+
+/// Logging in, token rotation, logging out.
+fn token_routes() -> Vec<Route> {
+    vec![
         Route {
             method: Method::POST,
             path: "/api/v1/auth/token",
@@ -278,7 +287,7 @@ fn account_routes() -> Vec<Route> {
     ]
 }
 
-/// The account's stories.
+/// The account's stories: creating one, listing them.
 fn story_routes() -> Vec<Route> {
     let story = story_fields();
     vec![
@@ -325,6 +334,13 @@ fn story_routes() -> Vec<Route> {
                 response: Some("StoryList"),
             },
         },
+    ]
+}
+
+/// One of the account's stories.
+fn one_story_routes() -> Vec<Route> {
+    let story = story_fields();
+    vec![
         Route {
             method: Method::GET,
             path: "/api/v1/stories/{id}",
@@ -384,7 +400,7 @@ fn story_routes() -> Vec<Route> {
     ]
 }
 
-/// Conversations and the cloned voice.
+/// The account's conversations.
 fn conversation_routes() -> Vec<Route> {
     vec![
         Route {
@@ -447,23 +463,27 @@ fn conversation_routes() -> Vec<Route> {
                 response: None,
             },
         },
-        Route {
-            method: Method::DELETE,
-            path: "/api/v1/users/me/voice",
-            document: "mutation { data: deleteVoice }".into(),
-            body: Body::None,
-            query: &[],
-            shape: Shape::NoContent,
-            status: StatusCode::NO_CONTENT,
-            message: "목소리가 삭제되었습니다.",
-            doc: Doc {
-                operation_id: "deleteVoice",
-                tag: "conversations",
-                summary: "Delete the voice samples and the cloned voice",
-                auth: true,
-                request: None,
-                response: None,
-            },
-        },
     ]
+}
+
+/// The account's cloned voice.
+fn voice_routes() -> Vec<Route> {
+    vec![Route {
+        method: Method::DELETE,
+        path: "/api/v1/users/me/voice",
+        document: "mutation { data: deleteVoice }".into(),
+        body: Body::None,
+        query: &[],
+        shape: Shape::NoContent,
+        status: StatusCode::NO_CONTENT,
+        message: "목소리가 삭제되었습니다.",
+        doc: Doc {
+            operation_id: "deleteVoice",
+            tag: "conversations",
+            summary: "Delete the voice samples and the cloned voice",
+            auth: true,
+            request: None,
+            response: None,
+        },
+    }]
 }
