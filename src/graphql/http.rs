@@ -148,11 +148,11 @@ pub(crate) async fn get(
     respond(super::execute(&schema, None, request.data(auth)).await)
 }
 
-/// The request a `GET /graphql` carries in its query string (GraphiQL's page for a
-/// browser that asks for none), or the answer refusing it.
 /// The answer refusing a request (boxed: a response is large to return by value).
 type Refusal = Box<axum::response::Response>;
 
+/// The request a `GET /graphql` carries in its query string (GraphiQL's page for a
+/// browser that asks for none), or the answer refusing it.
 fn get_request(
     headers: &HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,

@@ -625,13 +625,17 @@ async fn finish(
         let closing = live.out.send(Outbound::Close(code, reason));
         let _ = tokio::time::timeout(WRITE_TIMEOUT, closing).await;
     }
-    drop(live);
+    // The writer ends with its queue; who the connection is (and the account's socket
+    // place) stays until the connection is gone.
+    let Live { principal, out, .. } = live;
+    drop(out);
     let _ = writer.await;
     if linger {
         tokio::time::sleep(Duration::from_millis(500)).await;
     } else if !peer_closed {
         await_client_close(stream).await;
     }
+    drop(principal);
 }
 
 /// An operation's refusal before execution: `error` with a list of errors

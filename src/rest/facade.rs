@@ -407,7 +407,10 @@ mod tests {
         let shapes = shapes();
         let refusal = |ty: &str, body: Value| shapes.check(ty, &body).unwrap_err().message;
         assert_eq!(
-            refusal("SignUpInput", serde_json::json!({"fooBar": 1})),
+            refusal(
+                "SignUpInput",
+                serde_json::json!({"userId": "a", "password": "p", "name": "n", "age": 7, "guardianConsent": true, "fooBar": 1})
+            ),
             "알 수 없는 필드입니다: `foo_bar`"
         );
         let sign_up = serde_json::json!({"userId": "a", "password": "p", "name": "n", "age": "7", "guardianConsent": true});
@@ -446,6 +449,17 @@ mod tests {
         assert_eq!(
             refusal("CreateStoryInput", null_item),
             "`user_preferences.characters` 필드의 값이 올바르지 않습니다 (문자열)."
+        );
+        let null_length = serde_json::json!({"userPreferences": {"theme": "숲", "length": null}});
+        assert_eq!(
+            refusal("CreateStoryInput", null_length),
+            "`user_preferences.length` 필드의 값이 올바르지 않습니다 (short, medium, long 중 하나)."
+        );
+        // Declared fields are judged before unknown ones (a misspelt field is missing).
+        let misspelt = serde_json::json!({"userId": "a", "pasword": "p", "name": "n", "age": 7, "guardianConsent": true});
+        assert_eq!(
+            refusal("SignUpInput", misspelt),
+            "필수 필드가 누락되었습니다: `password`"
         );
         let fine = serde_json::json!({"userPreferences": {"theme": "숲", "characters": ["토끼"], "length": "short"}, "conversationId": null});
         assert!(shapes.check("CreateStoryInput", &fine).is_ok());

@@ -41,7 +41,8 @@ pub struct Param {
     pub name: &'static str,
     pub variable: &'static str,
     pub kind: ParamKind,
-    /// The values it takes, when it is one of a list (documented; GraphQL checks them).
+    /// The values it takes, when it is one of a list (documented, and checked by the
+    /// facade in REST's words).
     pub values: &'static [&'static str],
     /// What the OpenAPI document says of it.
     pub description: &'static str,

@@ -19,6 +19,8 @@ struct Field {
     list: bool,
     /// The named type inside any list/non-null wrappers.
     named: String,
+    /// May not be `null` (non-null type).
+    non_null: bool,
     /// Must be given (non-null, without a default).
     required: bool,
     /// A list whose items may not be `null`.
@@ -65,10 +67,12 @@ impl InputShapes {
                     .map(|f| {
                         let ty = &f.node.ty.node;
                         let (list, named, items_required) = unwrap(ty);
-                        let required = !ty.nullable && f.node.default_value.is_none();
+                        let non_null = !ty.nullable;
+                        let required = non_null && f.node.default_value.is_none();
                         let field = Field {
                             list,
                             named,
+                            non_null,
                             required,
                             items_required,
                         };
@@ -123,12 +127,6 @@ impl InputShapes {
                 invalid(path, "객체")
             });
         };
-        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
-            return Err(RestError::validation(format!(
-                "알 수 없는 필드입니다: `{}`",
-                to_snake(unknown)
-            )));
-        }
         for (name, field) in fields {
             let here = if path.is_empty() {
                 to_snake(name)
@@ -136,10 +134,14 @@ impl InputShapes {
                 format!("{path}.{}", to_snake(name))
             };
             match map.get(name) {
-                None | Some(Value::Null) if field.required => {
+                None if field.required => {
                     return Err(RestError::validation(format!(
                         "필수 필드가 누락되었습니다: `{here}`"
                     )));
+                }
+                // A default stands in for a missing value, never for an explicit null.
+                Some(Value::Null) if field.non_null => {
+                    return Err(invalid(&here, &self.describe(&field.named)));
                 }
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) if field.list => {
@@ -161,6 +163,13 @@ impl InputShapes {
                 Some(v) => self.check_named(&field.named, v, &here)?,
             }
         }
+        // As GraphQL does: the declared fields first, then any the type does not have.
+        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
+            return Err(RestError::validation(format!(
+                "알 수 없는 필드입니다: `{}`",
+                to_snake(unknown)
+            )));
+        }
         Ok(())
     }
 
@@ -173,7 +182,7 @@ impl InputShapes {
             "Int" => value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
             "Float" => value.is_number(),
             "String" => value.is_string(),
-            "ID" => value.is_string() || value.is_i64() || value.is_u64(),
+            "ID" => value.is_string() || value.is_i64(),
             "Boolean" => value.is_boolean(),
             _ => match self.enums.get(named) {
                 Some(values) => value

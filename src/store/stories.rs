@@ -1,6 +1,8 @@
-//! The stories' reads: a keyset page of story rows with their chapters and media, and
-//! one story with its chapters, each in one trip to the database (on SQLite, one call on
-//! the connection's thread, read with diesel's synchronous API).
+//! Stories, their chapters and media. The reads — a keyset page of story rows with their
+//! chapters and media, one story with its chapters — each take one trip to the database
+//! (on SQLite, one call on the connection's thread, read with diesel's synchronous API).
+//! The writes: the quota-checked insert, renaming, deleting, retrying, the worker's
+//! status, title and chapters, and linking a chapter's media.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -318,8 +320,8 @@ pub(crate) async fn story(db: &mut Db<'_>, id: StoryId) -> Result<Option<StoryRo
 /// Whether a story went in under its owner's creation quota.
 pub(crate) enum Quota {
     Inserted,
-    /// Refused: the owner asked for `count` stories since the window's start, the oldest
-    /// of them at `oldest`.
+    /// Refused: the owner asked for more than the quota since the window's start; the
+    /// oldest of those requests was at `oldest`.
     Exceeded {
         oldest: NaiveDateTime,
     },
@@ -508,7 +510,8 @@ pub enum MediaKind {
 }
 
 /// Records the media file `file` and links it to chapter `chapter` as its `kind`, in
-/// one transaction (it fails when the chapter is gone).
+/// one transaction. It fails when the file's story (or account) is gone; a chapter that
+/// is gone is simply not linked.
 pub(crate) async fn link_media(
     db: &mut Db<'_>,
     file: &MediaFileRow,

@@ -131,9 +131,23 @@ macro_rules! uuid_id {
         {
             fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<$name> {
                 let stored = String::from_sql(bytes)?;
-                uuid::Uuid::parse_str(&stored).map($name).map_err(|e| {
-                    format!(concat!("stored ", stringify!($name), " {:?}: {}"), stored, e).into()
-                })
+                // Only the form the service writes: lower-case, hyphenated (36 characters).
+                // Another spelling of the same UUID would not match the stored text in a
+                // lookup or a keyset comparison.
+                let canonical = stored.len() == 36 && !stored.bytes().any(|b| b.is_ascii_uppercase());
+                match uuid::Uuid::parse_str(&stored) {
+                    Ok(id) if canonical => Ok($name(id)),
+                    Ok(_) => Err(format!(
+                        concat!("stored ", stringify!($name), " {:?} is not lower-case hyphenated"),
+                        stored
+                    )
+                    .into()),
+                    Err(e) => Err(format!(
+                        concat!("stored ", stringify!($name), " {:?}: {}"),
+                        stored, e
+                    )
+                    .into()),
+                }
             }
         }
     )+};

@@ -647,7 +647,31 @@ async fn deleting_stories_and_accounts_removes_files(db: Db) {
     assert_eq!(list["results"], json!([]));
 }
 
+/// Ids are read as the service writes them (lower-case, hyphenated): the same UUID
+/// stored in another spelling is a load error (500, its cause logged), not a story that
+/// silently stops matching lookups and cursors.
+async fn ids_in_another_spelling_are_load_errors(db: Db) {
+    let app = spawn_app(db).await;
+    let token = app.new_account("id.spelling").await;
+    let story = app.create_story(&token, "숲").await;
+    let id = story["id"].as_str().unwrap().to_string();
+    let listed = app
+        .get("/api/v1/stories", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(listed["results"][0]["id"], id.as_str());
+    app.storage()
+        .execute(&format!(
+            "UPDATE stories SET id = '{}' WHERE id = '{id}'",
+            id.to_uppercase()
+        ))
+        .await;
+    let reply = app.get("/api/v1/stories", Some(&token)).await;
+    reply.assert_error(500, "SERVER_ERROR");
+}
+
 db_tests!(
+    ids_in_another_spelling_are_load_errors,
     create_story_answers_202_with_a_pending_story,
     create_story_validates_its_input,
     stories_use_only_the_callers_conversations,

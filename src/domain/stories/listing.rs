@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::rows::stories_from_rows;
 use super::{ListStories, StoryPage, StoryStatus, TimeRange};
 use crate::domain::accounts::User;
-use crate::domain::cursor::micros_to_db;
+use crate::domain::cursor::{invalid_cursor, micros_to_db};
 use crate::domain::{Stories, page_limit};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::store::models::StoryRow;
 use crate::store::stories::{Resume, SortKey, SortOrder};
 use crate::store::types::{StoryId, UserId};
@@ -23,9 +23,7 @@ impl Resume {
             (SortKey::CreatedAt, Some(t)) => Ok(Resume::CreatedAt(t, after.id)),
             (SortKey::UpdatedAt, Some(t)) => Ok(Resume::UpdatedAt(t, after.id)),
             (SortKey::Title, _) => Ok(Resume::Title(after.title, after.id)),
-            (SortKey::CreatedAt | SortKey::UpdatedAt, None) => {
-                Err(AppError::validation("start_cursor가 올바르지 않습니다."))
-            }
+            (SortKey::CreatedAt | SortKey::UpdatedAt, None) => Err(invalid_cursor()),
         }
     }
 }

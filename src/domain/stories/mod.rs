@@ -234,9 +234,10 @@ impl Stories<'_> {
     /// A story for the generation worker (no viewer: the worker acts for the owner).
     pub async fn story_for_job(&self, id: StoryId) -> AppResult<Story> {
         let mut conn = self.pool().get().await?;
+        // Claimed, then gone: an internal failure for the worker, as before.
         let row = store::stories::story(&mut conn.db(), id)
             .await?
-            .ok_or_else(AppError::not_found)?;
+            .ok_or_else(|| internal("story to generate", id))?;
         let mut stories = with_chapters_on(&mut conn, vec![row]).await?;
         Ok(stories.remove(0))
     }
@@ -278,7 +279,7 @@ impl Stories<'_> {
         self.owned_story(viewer, parse_id("story_id", id)?).await
     }
 
-    /// [`Domain::story`] of a parsed id.
+    /// [`Stories::story`] of a parsed id.
     async fn owned_story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
         let mut conn = self.pool().get().await?;
         let (row, joined) =
