@@ -116,6 +116,26 @@ impl TimePosition {
     }
 }
 
+impl CursorCodec {
+    /// The rows of a newest-first page of `scope`, each made an item with the cursor that
+    /// resumes after it (`key`: the row's creation time and id).
+    pub(crate) fn newest_first_items<R, T, Id: std::fmt::Display>(
+        &self,
+        scope: &str,
+        rows: Vec<R>,
+        key: impl Fn(&R) -> (chrono::NaiveDateTime, Id),
+        mut item: impl FnMut(R) -> AppResult<T>,
+    ) -> AppResult<Vec<(String, T)>> {
+        rows.into_iter()
+            .map(|row| {
+                let (t, id) = key(&row);
+                let cursor = self.encode(scope, &TimePosition::of(t, id));
+                Ok((cursor, item(row)?))
+            })
+            .collect()
+    }
+}
+
 /// Microseconds from a cursor back to a stored timestamp.
 pub(crate) fn micros_to_db(us: i64) -> AppResult<chrono::NaiveDateTime> {
     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)

@@ -52,6 +52,16 @@ pub(crate) async fn claim(
     Ok(on_db!(db, |c| query.get_result(c).await.optional())?)
 }
 
+/// Story `$id` while `$owner` holds its lease (in progress, leased to it).
+macro_rules! held {
+    ($id:expr, $owner:expr) => {
+        stories::table
+            .find($id)
+            .filter(stories::lease_owner.eq($owner))
+            .filter(stories::status.eq(StoryStatus::InProgress))
+    };
+}
+
 /// Extends `owner`'s lease on story `id` to `expires`; `false` when it holds none.
 pub(crate) async fn renew(
     db: &mut Db<'_>,
@@ -59,15 +69,10 @@ pub(crate) async fn renew(
     id: StoryId,
     expires: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n = on_db!(db, |c| diesel::update(
-        stories::table
-            .find(id)
-            .filter(stories::lease_owner.eq(owner))
-            .filter(stories::status.eq(StoryStatus::InProgress)),
-    )
-    .set(stories::lease_expires_at.eq(Some(expires)))
-    .execute(c)
-    .await)?;
+    let n = on_db!(db, |c| diesel::update(held!(id, owner),)
+        .set(stories::lease_expires_at.eq(Some(expires)))
+        .execute(c)
+        .await)?;
     Ok(n == 1)
 }
 
@@ -78,10 +83,7 @@ pub(crate) async fn holds(
     id: StoryId,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n: i64 = on_db!(db, |c| stories::table
-        .find(id)
-        .filter(stories::lease_owner.eq(owner))
-        .filter(stories::status.eq(StoryStatus::InProgress))
+    let n: i64 = on_db!(db, |c| held!(id, owner)
         .filter(stories::lease_expires_at.gt(now))
         .count()
         .get_result(c)
@@ -91,18 +93,13 @@ pub(crate) async fn holds(
 
 /// Gives `owner`'s lease on story `id` up, leaving it in progress for the next claim.
 pub(crate) async fn release(db: &mut Db<'_>, owner: &str, id: StoryId) -> Result<(), DbError> {
-    on_db!(db, |c| diesel::update(
-        stories::table
-            .find(id)
-            .filter(stories::lease_owner.eq(owner))
-            .filter(stories::status.eq(StoryStatus::InProgress)),
-    )
-    .set((
-        stories::lease_owner.eq(None::<String>),
-        stories::lease_expires_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(c)
-    .await)?;
+    on_db!(db, |c| diesel::update(held!(id, owner),)
+        .set((
+            stories::lease_owner.eq(None::<String>),
+            stories::lease_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(c)
+        .await)?;
     Ok(())
 }
 
@@ -116,21 +113,16 @@ pub(crate) async fn finish(
     reason: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n = on_db!(db, |c| diesel::update(
-        stories::table
-            .find(id)
-            .filter(stories::lease_owner.eq(owner))
-            .filter(stories::status.eq(StoryStatus::InProgress)),
-    )
-    .set((
-        stories::status.eq(status),
-        stories::failure_reason.eq(reason),
-        stories::lease_owner.eq(None::<String>),
-        stories::lease_expires_at.eq(None::<NaiveDateTime>),
-        stories::updated_at.eq(now),
-    ))
-    .execute(c)
-    .await)?;
+    let n = on_db!(db, |c| diesel::update(held!(id, owner),)
+        .set((
+            stories::status.eq(status),
+            stories::failure_reason.eq(reason),
+            stories::lease_owner.eq(None::<String>),
+            stories::lease_expires_at.eq(None::<NaiveDateTime>),
+            stories::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
     Ok(n == 1)
 }
 

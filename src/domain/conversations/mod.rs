@@ -294,16 +294,12 @@ impl Conversations<'_> {
         let page = store::conversations::newest_first(&mut conn.db(), Some(owner.id), after, first)
             .await?;
         let has_more = page.has_more;
-        let items = page
-            .rows
-            .into_iter()
-            .map(|row| {
-                let cursor = self
-                    .cursors()
-                    .encode(scope, &TimePosition::of(row.created_at, row.id));
-                Ok((cursor, conversation_from_row(row, owner)?))
-            })
-            .collect::<AppResult<Vec<_>>>()?;
+        let items = self.cursors().newest_first_items(
+            scope,
+            page.rows,
+            |row| (row.created_at, row.id),
+            |row| conversation_from_row(row, owner),
+        )?;
         Ok(ConversationPage { items, has_more })
     }
 }

@@ -147,16 +147,12 @@ impl Ops<'_> {
         let mut conn = self.pool().get().await?;
         let page = store::accounts::accounts_newest_first(&mut conn.db(), after, limit).await?;
         let has_more = page.has_more;
-        let items = page
-            .rows
-            .into_iter()
-            .map(|row| {
-                let cursor = self
-                    .cursors()
-                    .encode(scope, &TimePosition::of(row.created_at, row.id));
-                Ok((cursor, User::try_from(row)?))
-            })
-            .collect::<AppResult<Vec<_>>>()?;
+        let items = self.cursors().newest_first_items(
+            scope,
+            page.rows,
+            |row| (row.created_at, row.id),
+            User::try_from,
+        )?;
         Ok((items, has_more))
     }
 
