@@ -215,11 +215,7 @@ impl Voices<'_> {
         store::voices::delete_samples(&mut db, oid).await?;
         store::voices::set_voice(&mut db, oid, VoiceStatus::NotCloned, None).await?;
         drop(conn);
-        match tokio::fs::remove_dir_all(self.samples_dir(owner.id)).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::error!(error = %e, "removing voice samples"),
-        }
+        crate::media::remove_tree(&self.samples_dir(owner.id), "removing voice samples").await;
         Ok(())
     }
 }

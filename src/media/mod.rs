@@ -97,13 +97,8 @@ impl MediaStore {
     /// Removes a directory below the media directory and everything in it (a story's or
     /// an account's files); one that is not there is already removed.
     pub(crate) async fn remove_dir(&self, relative: &str) {
-        let Some(path) = self.resolve(relative) else {
-            return;
-        };
-        match tokio::fs::remove_dir_all(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "removing media"),
+        if let Some(path) = self.resolve(relative) {
+            remove_tree(&path, "removing media").await;
         }
     }
 
@@ -171,6 +166,16 @@ impl MediaStore {
             return Err(LinkError::Expired);
         }
         Ok(())
+    }
+}
+
+/// Removes the directory `path` and everything in it; one that is not there is already
+/// removed, and any other failure is logged as `what` (the caller goes on).
+pub(crate) async fn remove_tree(path: &Path, what: &str) {
+    match tokio::fs::remove_dir_all(path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(path = %path.display(), error = %e, "{what}"),
     }
 }
 
