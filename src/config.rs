@@ -158,6 +158,9 @@ pub struct ConfigArgs {
     /// Concurrent llm calls at most.
     #[arg(long, env = "JJONGAL_LLM_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub llm_concurrency: u32,
+    /// Largest answer accepted from the chat model, MiB (a larger one is refused, not read).
+    #[arg(long, env = "JJONGAL_LLM_MAX_RESPONSE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub llm_max_response_mib: u32,
     /// Base URL of illustrations (OpenAI-compatible images API); unset: the offline built-in.
     #[arg(long, env = "JJONGAL_IMAGE_BASE_URL", global = true)]
     pub image_base_url: Option<String>,
@@ -178,6 +181,9 @@ pub struct ConfigArgs {
     /// Concurrent image calls at most.
     #[arg(long, env = "JJONGAL_IMAGE_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub image_concurrency: u32,
+    /// Largest answer accepted from illustrations, MiB (a larger one is refused, not read).
+    #[arg(long, env = "JJONGAL_IMAGE_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub image_max_response_mib: u32,
     /// Base URL of narration (OpenAI-compatible /audio/speech); unset: the offline built-in.
     #[arg(long, env = "JJONGAL_SPEECH_BASE_URL", global = true)]
     pub speech_base_url: Option<String>,
@@ -198,6 +204,9 @@ pub struct ConfigArgs {
     /// Concurrent speech calls at most.
     #[arg(long, env = "JJONGAL_SPEECH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub speech_concurrency: u32,
+    /// Largest answer accepted from narration, MiB (a larger one is refused, not read).
+    #[arg(long, env = "JJONGAL_SPEECH_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub speech_max_response_mib: u32,
     /// Base URL of moderation (OpenAI-compatible /moderations); unset: the offline built-in.
     #[arg(long, env = "JJONGAL_MODERATION_BASE_URL", global = true)]
     pub moderation_base_url: Option<String>,
@@ -218,6 +227,9 @@ pub struct ConfigArgs {
     /// Concurrent moderation calls at most.
     #[arg(long, env = "JJONGAL_MODERATION_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub moderation_concurrency: u32,
+    /// Largest answer accepted from moderation, MiB (a larger one is refused, not read).
+    #[arg(long, env = "JJONGAL_MODERATION_MAX_RESPONSE_MIB", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub moderation_max_response_mib: u32,
     /// Base URL of voice cloning and cloned-voice narration (ElevenLabs-compatible); unset: the offline built-in.
     #[arg(long, env = "JJONGAL_VOICE_BASE_URL", global = true)]
     pub voice_base_url: Option<String>,
@@ -238,6 +250,9 @@ pub struct ConfigArgs {
     /// Concurrent voice calls at most.
     #[arg(long, env = "JJONGAL_VOICE_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub voice_concurrency: u32,
+    /// Largest answer accepted from the voice provider, MiB (a larger one is refused, not read).
+    #[arg(long, env = "JJONGAL_VOICE_MAX_RESPONSE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub voice_max_response_mib: u32,
     /// Base URL of speech-to-text (OpenAI-compatible /audio/transcriptions) for utterances
     /// sent as raw PCM on the conversation socket; unset: no server speech recognition.
     #[arg(long, env = "JJONGAL_STT_BASE_URL", global = true)]
@@ -259,6 +274,9 @@ pub struct ConfigArgs {
     /// Concurrent speech-to-text calls at most.
     #[arg(long, env = "JJONGAL_STT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
     pub stt_concurrency: u32,
+    /// Largest answer accepted from speech-to-text, MiB (a larger one is refused, not read).
+    #[arg(long, env = "JJONGAL_STT_MAX_RESPONSE_MIB", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub stt_max_response_mib: u32,
     /// Voice for OpenAI-compatible narration.
     #[arg(
         long,
@@ -267,6 +285,22 @@ pub struct ConfigArgs {
         global = true
     )]
     pub speech_voice: String,
+    /// Longest text sent in one OpenAI-compatible speech call, characters (OpenAI takes
+    /// 4096); longer chapters are narrated in pieces, cut at sentence ends, and joined.
+    #[arg(long, env = "JJONGAL_SPEECH_MAX_INPUT_CHARS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(100..=100_000), global = true)]
+    pub speech_max_input_chars: u32,
+    /// Which token limit the chat model gets: `auto` sends `max_completion_tokens` to
+    /// OpenAI (and for reasoning models anywhere) and `max_tokens` to other servers.
+    #[arg(long, env = "JJONGAL_LLM_TOKEN_LIMIT_PARAM", value_enum, default_value_t = TokenLimitParam::Auto, global = true)]
+    pub llm_token_limit_param: TokenLimitParam,
+    /// Whether the chat model gets a `temperature`: `auto` omits it for reasoning models
+    /// (GPT-5, o-series), which refuse any but the default.
+    #[arg(long, env = "JJONGAL_LLM_TEMPERATURE", value_enum, default_value_t = TemperatureParam::Auto, global = true)]
+    pub llm_temperature: TemperatureParam,
+    /// Let media URLs that providers answer with point at loopback or private addresses
+    /// (for providers on this machine or network); off: such URLs are refused.
+    #[arg(long, env = "JJONGAL_PROVIDER_ALLOW_PRIVATE_URLS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub provider_allow_private_urls: bool,
     /// A category score at or above this flags text (stricter than the provider's own).
     #[arg(
         long,
@@ -612,6 +646,32 @@ pub struct ProviderConfig {
     pub model: Option<String>,
     pub timeout: Duration,
     pub concurrency: usize,
+    pub max_response_bytes: usize,
+}
+
+/// `JJONGAL_LLM_TOKEN_LIMIT_PARAM`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum TokenLimitParam {
+    #[default]
+    Auto,
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+/// `JJONGAL_LLM_TEMPERATURE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum TemperatureParam {
+    #[default]
+    Auto,
+    Send,
+    Omit,
+}
+
+/// Which chat parameters a chat server takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChatParams {
+    pub token_limit: TokenLimitParam,
+    pub temperature: TemperatureParam,
 }
 
 #[derive(Clone, Debug)]
@@ -623,6 +683,9 @@ pub struct ProvidersConfig {
     pub voice: ProviderConfig,
     pub stt: ProviderConfig,
     pub speech_voice: String,
+    pub speech_max_input_chars: usize,
+    pub chat: ChatParams,
+    pub allow_private_urls: bool,
     pub moderation_threshold: f64,
     pub max_attempts: u32,
     pub backoff: Duration,
@@ -762,13 +825,14 @@ fn secrets(args: &ConfigArgs) -> anyhow::Result<(Secret, Secret)> {
 
 /// The AI providers (each one HTTP provider, or the offline one when no URL is set).
 fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
-    let providers = ProvidersConfig {
+    let mut providers = ProvidersConfig {
         llm: provider(
             &args.llm_base_url,
             &args.llm_api_key,
             &args.llm_model,
             args.llm_timeout,
             args.llm_concurrency,
+            args.llm_max_response_mib,
         ),
         image: provider(
             &args.image_base_url,
@@ -776,6 +840,7 @@ fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
             &args.image_model,
             args.image_timeout,
             args.image_concurrency,
+            args.image_max_response_mib,
         ),
         speech: provider(
             &args.speech_base_url,
@@ -783,6 +848,7 @@ fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
             &args.speech_model,
             args.speech_timeout,
             args.speech_concurrency,
+            args.speech_max_response_mib,
         ),
         moderation: provider(
             &args.moderation_base_url,
@@ -790,6 +856,7 @@ fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
             &args.moderation_model,
             args.moderation_timeout,
             args.moderation_concurrency,
+            args.moderation_max_response_mib,
         ),
         voice: provider(
             &args.voice_base_url,
@@ -797,6 +864,7 @@ fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
             &args.voice_model,
             args.voice_timeout,
             args.voice_concurrency,
+            args.voice_max_response_mib,
         ),
         stt: provider(
             &args.stt_base_url,
@@ -804,27 +872,65 @@ fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersConfig> {
             &args.stt_model,
             args.stt_timeout,
             args.stt_concurrency,
+            args.stt_max_response_mib,
         ),
         speech_voice: args.speech_voice.clone(),
+        speech_max_input_chars: args.speech_max_input_chars as usize,
+        chat: ChatParams {
+            token_limit: args.llm_token_limit_param,
+            temperature: args.llm_temperature,
+        },
+        allow_private_urls: args.provider_allow_private_urls,
         moderation_threshold: args.moderation_threshold,
         max_attempts: args.provider_max_attempts,
         backoff: Duration::from_millis(args.provider_backoff_ms),
     };
-    for (name, p) in [
-        ("LLM", &providers.llm),
-        ("IMAGE", &providers.image),
-        ("SPEECH", &providers.speech),
-        ("MODERATION", &providers.moderation),
-        ("VOICE", &providers.voice),
-        ("STT", &providers.stt),
+    for (name, p, shape) in [
+        ("LLM", &mut providers.llm, BaseShape::OpenAi),
+        ("IMAGE", &mut providers.image, BaseShape::OpenAi),
+        ("SPEECH", &mut providers.speech, BaseShape::OpenAi),
+        ("MODERATION", &mut providers.moderation, BaseShape::OpenAi),
+        ("VOICE", &mut providers.voice, BaseShape::ElevenLabs),
+        ("STT", &mut providers.stt, BaseShape::OpenAi),
     ] {
-        if let Some(url) = &p.base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            bail!("JJONGAL_{name}_BASE_URL must be an http(s) URL");
+        if let Some(url) = &p.base_url {
+            p.base_url = Some(
+                normalise_base_url(url, shape)
+                    .with_context(|| format!("JJONGAL_{name}_BASE_URL"))?,
+            );
         }
     }
     Ok(providers)
+}
+
+/// Which API root a provider's base URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BaseShape {
+    /// OpenAI-compatible: the root the paths hang off (`…/v1`); a bare host gets `/v1`
+    /// (OpenAI, Ollama, vLLM, llama.cpp, LocalAI all serve there), any other path is
+    /// kept as given (Azure-style or proxied roots).
+    OpenAi,
+    /// ElevenLabs-compatible: the host, with or without `/v1` (the paths add it).
+    ElevenLabs,
+}
+
+/// A provider base URL in the one form the providers append their paths to.
+pub(crate) fn normalise_base_url(url: &str, shape: BaseShape) -> anyhow::Result<String> {
+    let parsed =
+        reqwest::Url::parse(url.trim()).map_err(|_| anyhow::anyhow!("must be an http(s) URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        bail!("must be an http(s) URL");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        bail!("must not have a query or fragment");
+    }
+    let text = parsed.as_str().trim_end_matches('/').to_string();
+    let path = parsed.path().trim_end_matches('/');
+    Ok(match shape {
+        BaseShape::OpenAi if path.is_empty() => format!("{text}/v1"),
+        BaseShape::OpenAi => text,
+        BaseShape::ElevenLabs => text.strip_suffix("/v1").map(str::to_string).unwrap_or(text),
+    })
 }
 
 /// Rate limits, trusted proxies and load shedding.
@@ -851,6 +957,7 @@ fn provider(
     model: &Option<String>,
     timeout_secs: u64,
     concurrency: u32,
+    max_response_mib: u32,
 ) -> ProviderConfig {
     ProviderConfig {
         base_url: non_empty(base_url.clone()),
@@ -858,6 +965,7 @@ fn provider(
         model: non_empty(model.clone()),
         timeout: Duration::from_secs(timeout_secs),
         concurrency: concurrency as usize,
+        max_response_bytes: max_response_mib as usize * 1024 * 1024,
     }
 }
 
@@ -1091,6 +1199,41 @@ fn restrict_permissions(_path: &Path, _mode: u32) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_base_urls_are_normalised() {
+        let open = |u: &str| normalise_base_url(u, BaseShape::OpenAi).unwrap();
+        assert_eq!(open("https://api.openai.com"), "https://api.openai.com/v1");
+        assert_eq!(open("https://api.openai.com/"), "https://api.openai.com/v1");
+        assert_eq!(
+            open("https://api.openai.com/v1/"),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            open("http://localhost:11434/v1"),
+            "http://localhost:11434/v1"
+        );
+        assert_eq!(
+            open("https://proxy.example/openai/v1"),
+            "https://proxy.example/openai/v1"
+        );
+        let eleven = |u: &str| normalise_base_url(u, BaseShape::ElevenLabs).unwrap();
+        assert_eq!(
+            eleven("https://api.elevenlabs.io"),
+            "https://api.elevenlabs.io"
+        );
+        assert_eq!(
+            eleven("https://api.elevenlabs.io/v1"),
+            "https://api.elevenlabs.io"
+        );
+        assert_eq!(
+            eleven("https://api.elevenlabs.io/v1/"),
+            "https://api.elevenlabs.io"
+        );
+        for bad in ["ftp://x", "api.openai.com", "http://", "https://x/v1?key=1"] {
+            assert!(normalise_base_url(bad, BaseShape::OpenAi).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn secret_entropy_tells_random_from_repeated() {

@@ -34,8 +34,13 @@ pub(crate) enum Event {
     },
     /// An account's voice was cloned.
     VoiceCloned { user: UserId, voice_id: String },
-    /// Cloning an account's voice failed (`message` is for the guardian).
-    VoiceCloneFailed { user: UserId, message: String },
+    /// Cloning an account's voice failed (`message` is for the guardian); `retryable`
+    /// when the service tries again by itself, not when the operator must act.
+    VoiceCloneFailed {
+        user: UserId,
+        message: String,
+        retryable: bool,
+    },
 }
 
 #[derive(Clone)]

@@ -43,10 +43,39 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Check the configured AI providers: one minimal real call each (exit 1 if any
+    /// fails).
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+    /// Cloned voices the voice provider did not confirm deleted.
+    Voices {
+        #[command(subcommand)]
+        command: VoicesCommand,
+    },
     /// Print the GraphQL schema (SDL).
     PrintSchema,
     /// Print the REST facade's OpenAPI 3.1 document (JSON), as served at `/openapi.json`.
     PrintOpenapi,
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// Call every configured provider once and print, per capability, OK or the
+    /// provider's own error (URL, status, code). The image check makes one picture.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum VoicesCommand {
+    /// Ask the voice provider again to delete every voice still pending deletion.
+    RetryDeletions {
+        /// Settle the ones the provider still does not confirm (deleted by other means,
+        /// or impossible to delete): they are recorded as `forced`.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +124,49 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::resolve(cli.config)?;
             let applied = store::migrate(&config.database_url).await?;
             tracing::info!(migrations = ?applied, "database is up to date");
+            Ok(())
+        }
+        Command::Providers {
+            command: ProvidersCommand::Check,
+        } => {
+            let config = Config::resolve(cli.config)?;
+            let lines = jjongal::providers::check::check_all(&config.providers).await;
+            for line in &lines {
+                println!("{line}");
+            }
+            if lines.iter().all(|l| l.ok()) {
+                Ok(())
+            } else {
+                bail!("a provider check failed")
+            }
+        }
+        Command::Voices {
+            command: VoicesCommand::RetryDeletions { force },
+        } => {
+            let domain = cli_domain(Config::resolve(cli.config)?).await?;
+            let outcomes = domain
+                .voices()
+                .retry_voice_deletions(force)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
+            if outcomes.is_empty() {
+                println!("no voice deletions are pending");
+            }
+            for o in &outcomes {
+                println!(
+                    "{} (account {}): {}{}",
+                    o.voice_id,
+                    o.owner_id,
+                    o.status,
+                    o.error
+                        .as_deref()
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            if outcomes.iter().any(|o| o.status == "pending") {
+                bail!("some voices are still at the provider")
+            }
             Ok(())
         }
         Command::Users {

@@ -28,6 +28,8 @@ pub(crate) struct Metrics {
     errors: Mutex<BTreeMap<(String, String), u64>>,
     /// step → durations.
     durations: Mutex<BTreeMap<String, Histogram>>,
+    /// (step, from, to) → times a provider failed and the next one was tried.
+    fallbacks: Mutex<BTreeMap<(String, String, String), u64>>,
     open_sockets: AtomicI64,
 }
 
@@ -47,7 +49,17 @@ fn escape(label: &str) -> String {
 }
 
 impl Metrics {
-    /// Records one provider attempt of a generation step.
+    /// Records that `from` failed at `step` and `to` was tried instead.
+    pub(crate) fn record_fallback(&self, step: &str, from: &str, to: &str) {
+        *self
+            .fallbacks
+            .lock()
+            .expect("metrics lock")
+            .entry((step.into(), from.into(), to.into()))
+            .or_default() += 1;
+    }
+
+    /// Records one provider attempt of a step (story generation or a conversation turn).
     pub(crate) fn record_attempt(
         &self,
         step: &str,
@@ -137,7 +149,7 @@ impl Metrics {
     fn render_attempts(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "# HELP jjongal_provider_attempts_total Provider calls made by generation.\n# TYPE jjongal_provider_attempts_total counter"
+            "# HELP jjongal_provider_attempts_total Provider calls (story generation and conversations) by step.\n# TYPE jjongal_provider_attempts_total counter"
         );
         for ((step, provider, outcome), n) in self.attempts.lock().expect("metrics lock").iter() {
             let _ = writeln!(
@@ -158,6 +170,19 @@ impl Metrics {
                 "jjongal_provider_errors_total{{provider=\"{}\",kind=\"{}\"}} {n}",
                 escape(provider),
                 escape(kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_provider_fallbacks_total Times a provider failed and the next one in line was used.\n# TYPE jjongal_provider_fallbacks_total counter"
+        );
+        for ((step, from, to), n) in self.fallbacks.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jjongal_provider_fallbacks_total{{step=\"{}\",from=\"{}\",to=\"{}\"}} {n}",
+                escape(step),
+                escape(from),
+                escape(to)
             );
         }
     }

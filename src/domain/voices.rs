@@ -6,33 +6,14 @@ use super::Voices;
 use super::accounts::User;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
+use crate::providers::audio::sniff;
+use crate::providers::retry::with_retry;
 use crate::providers::voice::Sample;
-use crate::store::models::VoiceSampleRow;
-use crate::store::types::{UserId, VoiceSampleId, VoiceStatus};
+use crate::providers::{ErrorKind, ProviderError};
+use crate::store::models::{VoiceDeletionRow, VoiceSampleRow};
+use crate::store::types::{DeletionStatus, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus};
 use crate::store::voices::SampleCaps;
 use crate::store::{self, to_db};
-
-/// The audio format of a sample, from its bytes (never from anything the client says).
-pub(crate) fn sniff_audio(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
-    let at = |i: usize, s: &[u8]| bytes.len() >= i + s.len() && &bytes[i..i + s.len()] == s;
-    if at(0, b"RIFF") && at(8, b"WAVE") {
-        Some(("wav", "audio/wav"))
-    } else if at(0, b"OggS") {
-        Some(("ogg", "audio/ogg"))
-    } else if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) {
-        Some(("webm", "audio/webm"))
-    } else if at(4, b"ftyp")
-        && (at(8, b"M4A ") || at(8, b"mp42") || at(8, b"isom") || at(8, b"M4B "))
-    {
-        Some(("m4a", "audio/mp4"))
-    } else if at(0, b"ID3")
-        || (bytes.len() > 3 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0 && bytes[1] & 0x06 != 0)
-    {
-        Some(("mp3", "audio/mpeg"))
-    } else {
-        None
-    }
-}
 
 /// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
 /// the samples as they are).
@@ -67,9 +48,10 @@ impl Voices<'_> {
     /// voice at the threshold. Progress, success and cloning failures are announced on the
     /// account's voice events (`voiceEvents`); an unusable sample is an error here.
     pub(crate) async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<()> {
-        let Some((ext, _)) = sniff_audio(bytes) else {
+        let Some(format) = sniff(bytes) else {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
         };
+        let ext = format.extension;
         let id = VoiceSampleId::random();
         let row = VoiceSampleRow {
             id,
@@ -137,6 +119,7 @@ impl Voices<'_> {
                     user: owner.id,
                     message: "목소리 복제 서비스가 설정되지 않았습니다. 샘플은 보관되어 있어요."
                         .into(),
+                    retryable: false,
                 })
                 .await;
             return Ok(());
@@ -153,8 +136,8 @@ impl Voices<'_> {
         let mut samples = Vec::new();
         for row in &rows {
             if let Ok(bytes) = tokio::fs::read(dir.join(&row.path)).await {
-                let content_type = sniff_audio(&bytes)
-                    .map(|(_, t)| t)
+                let content_type = sniff(&bytes)
+                    .map(|f| f.content_type)
                     .unwrap_or("application/octet-stream");
                 samples.push(Sample {
                     bytes,
@@ -163,9 +146,27 @@ impl Voices<'_> {
                 });
             }
         }
-        let result = cloner
-            .clone_voice(&format!("jjongal-{}", owner.id), samples)
-            .await;
+        let name = format!("jjongal-{}", owner.id);
+        let providers = self.providers();
+        let result = match providers.voice_slots.acquire().await {
+            Ok(_slot) => {
+                let metrics = self.metrics();
+                with_retry(
+                    providers.retry,
+                    || cloner.clone_voice(&name, &samples),
+                    |a| {
+                        metrics.record_attempt(
+                            "clone_voice",
+                            "elevenlabs-voices",
+                            a.duration.as_secs_f64(),
+                            a.error.map(|e| e.kind.as_str()),
+                        )
+                    },
+                )
+                .await
+            }
+            Err(_) => Err(ProviderError::new(ErrorKind::Unavailable, "shutting down")),
+        };
         let (status, voice_id, event) = match result {
             Ok(voice_id) => (
                 VoiceStatus::Cloned,
@@ -176,16 +177,22 @@ impl Voices<'_> {
                 },
             ),
             Err(e) => {
-                tracing::warn!(user_id = %owner.id, error = %e, "voice cloning failed");
+                let failure = clone_failure(&e, self.config().voice_clone_samples);
+                tracing::warn!(
+                    user_id = %owner.id,
+                    error = %e,
+                    provider_status = e.status,
+                    provider_code = e.code.as_deref().unwrap_or(""),
+                    retryable = failure.retryable,
+                    "voice cloning failed"
+                );
                 (
                     VoiceStatus::NotCloned,
                     None,
                     Event::VoiceCloneFailed {
                         user: owner.id,
-                        message: format!(
-                            "목소리 복제에 실패했어요. 샘플은 보관되어 있으니 샘플이 {}개 더 모이면 다시 시도할게요.",
-                            self.config().voice_clone_samples
-                        ),
+                        message: failure.message,
+                        retryable: failure.retryable,
                     },
                 )
             }
@@ -197,18 +204,36 @@ impl Voices<'_> {
         Ok(())
     }
 
-    /// Removes the samples, the stored voice id and the voice at the provider.
+    /// Removes the samples, the stored voice id and the voice at the provider. The
+    /// family's erasure never waits on the provider: when it cannot delete the voice
+    /// (after the retry policy), what is left there is recorded for the operator
+    /// (`voice_deletions`, `jjongal voices retry-deletions`) and the rest goes on.
     pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
         let oid = owner.id;
         let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), oid).await?;
         if let (Some(id), Some(cloner)) = (&voice_id, &self.providers().cloner) {
-            cloner.delete_voice(id).await.map_err(|e| {
-                tracing::warn!(error = %e, "deleting the voice at the provider failed");
-                AppError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "목소리 복제 서비스에서 삭제하지 못했습니다. 잠시 후 다시 시도해 주세요.",
-                )
-            })?;
+            let providers = self.providers();
+            let deleted = with_retry(providers.retry, || cloner.delete_voice(id), |_| {}).await;
+            if let Err(e) = deleted {
+                tracing::error!(
+                    user_id = %oid,
+                    error = %e,
+                    provider_code = e.code.as_deref().unwrap_or(""),
+                    "the voice provider did not delete the cloned voice; recorded for the operator"
+                );
+                let now = to_db(store::now());
+                let row = VoiceDeletionRow {
+                    id: VoiceDeletionId::random(),
+                    voice_id: id.clone(),
+                    owner_id: oid,
+                    status: DeletionStatus::Pending,
+                    last_error: e.to_string(),
+                    attempts: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                store::voices::insert_deletion(&mut self.pool().get().await?.db(), &row).await?;
+            }
         }
         let mut conn = self.pool().get().await?;
         let mut db = conn.db();
@@ -218,57 +243,101 @@ impl Voices<'_> {
         crate::media::remove_tree(&self.samples_dir(owner.id), "removing voice samples").await;
         Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_come_from_the_bytes() {
-        assert_eq!(sniff_audio(b"RIFF\0\0\0\0WAVEfmt ").unwrap().0, "wav");
-        assert_eq!(sniff_audio(b"OggS\0\x02").unwrap().0, "ogg");
-        assert_eq!(sniff_audio(&[0x1A, 0x45, 0xDF, 0xA3, 1]).unwrap().0, "webm");
-        assert_eq!(sniff_audio(b"\0\0\0\x20ftypM4A \0").unwrap().0, "m4a");
-        assert_eq!(sniff_audio(b"ID3\x04\0\0").unwrap().0, "mp3");
-        assert_eq!(sniff_audio(&[0xFF, 0xFB, 0x90, 0x00]).unwrap().0, "mp3");
-        assert!(sniff_audio(b"\x89PNG\r\n\x1a\n").is_none());
-        assert!(sniff_audio(b"hello").is_none());
-        assert!(sniff_audio(b"").is_none());
+    /// Tries again every voice deletion still pending at the provider (the operator's
+    /// `jjongal voices retry-deletions`); with `force`, one the provider still does not
+    /// confirm is settled as `forced` (the operator deleted it by other means, or it
+    /// cannot be). Returns each row's outcome.
+    pub async fn retry_voice_deletions(&self, force: bool) -> AppResult<Vec<DeletionOutcome>> {
+        let pending = store::voices::pending_deletions(&mut self.pool().get().await?.db()).await?;
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for row in pending {
+            let attempt = match &self.providers().cloner {
+                Some(cloner) => cloner.delete_voice(&row.voice_id).await,
+                None => Err(ProviderError::new(
+                    ErrorKind::Unavailable,
+                    "no voice provider is configured (JJONGAL_VOICE_BASE_URL)",
+                )),
+            };
+            let (status, error) = match attempt {
+                Ok(()) => (DeletionStatus::Deleted, String::new()),
+                Err(e) if force => (DeletionStatus::Forced, e.to_string()),
+                Err(e) => (DeletionStatus::Pending, e.to_string()),
+            };
+            let kept_error = if error.is_empty() {
+                row.last_error.clone()
+            } else {
+                error.clone()
+            };
+            store::voices::settle_deletion(
+                &mut self.pool().get().await?.db(),
+                row.id,
+                status,
+                &kept_error,
+                to_db(store::now()),
+            )
+            .await?;
+            tracing::info!(voice_id = %row.voice_id, owner = %row.owner_id, status = status.as_str(), "voice deletion retried");
+            outcomes.push(DeletionOutcome {
+                voice_id: row.voice_id,
+                owner_id: row.owner_id.to_string(),
+                status: status.as_str(),
+                error: (!error.is_empty()).then_some(error),
+            });
+        }
+        Ok(outcomes)
     }
 }
 
-#[cfg(test)]
-mod properties {
-    use super::sniff_audio;
-    use proptest::prelude::*;
+/// What `retry_voice_deletions` did with one pending deletion.
+#[derive(Debug)]
+pub struct DeletionOutcome {
+    pub voice_id: String,
+    pub owner_id: String,
+    /// `deleted`, `forced` or (still) `pending`.
+    pub status: &'static str,
+    /// The provider's answer when it did not confirm.
+    pub error: Option<String>,
+}
 
-    proptest! {
-        /// Any bytes: a known format or none, never a panic (short inputs included).
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = sniff_audio(&bytes);
-        }
+/// What the guardian is told when cloning failed.
+struct CloneFailure {
+    message: String,
+    /// Whether the service tries again by itself (once more samples come).
+    retryable: bool,
+}
 
-        /// Each container's magic decides, whatever follows it.
-        #[test]
-        fn magic_numbers_decide(size in any::<[u8; 4]>(), rest in prop::collection::vec(any::<u8>(), 0..64)) {
-            let with = |head: &[u8]| [head, &rest].concat();
-            let wav = [b"RIFF".as_slice(), &size, b"WAVE"].concat();
-            prop_assert_eq!(sniff_audio(&with(&wav)).map(|f| f.0), Some("wav"));
-            prop_assert_eq!(sniff_audio(&with(b"OggS")).map(|f| f.0), Some("ogg"));
-            prop_assert_eq!(sniff_audio(&with(&[0x1A, 0x45, 0xDF, 0xA3])).map(|f| f.0), Some("webm"));
-            let m4a = [size.as_slice(), b"ftypM4A "].concat();
-            prop_assert_eq!(sniff_audio(&with(&m4a)).map(|f| f.0), Some("m4a"));
-            prop_assert_eq!(sniff_audio(&with(b"ID3")).map(|f| f.0), Some("mp3"));
-        }
-
-        /// JSON or SVG text is never taken for audio (unless it spells an MP4 box
-        /// header, which is how MP4 is recognised).
-        #[test]
-        fn text_is_not_audio(text in "[{<][ -~]{0,63}") {
-            prop_assume!(!text.contains("ftyp"));
-            prop_assert_eq!(sniff_audio(text.as_bytes()), None);
-        }
+/// Tells a passing failure (the provider busy or unreachable: it will be tried again)
+/// from one that needs the operator (voice slots full, quota, key or URL wrong).
+fn clone_failure(e: &ProviderError, threshold: u32) -> CloneFailure {
+    let code = e.code.as_deref().unwrap_or_default();
+    let permanent = |message: &str| CloneFailure {
+        message: message.to_string(),
+        retryable: false,
+    };
+    if code.contains("voice_limit") || code.contains("voice_slots") {
+        return permanent(
+            "목소리 복제 서비스에 목소리를 더 저장할 자리가 없어요. 운영자에게 알려 주세요. 샘플은 보관되어 있어요.",
+        );
+    }
+    match e.kind {
+        ErrorKind::Quota => permanent(
+            "목소리 복제 서비스의 사용 한도에 도달했어요. 운영자에게 알려 주세요. 샘플은 보관되어 있어요.",
+        ),
+        ErrorKind::Unauthorized => permanent(
+            "목소리 복제 서비스 설정(키)에 문제가 있어요. 운영자에게 알려 주세요. 샘플은 보관되어 있어요.",
+        ),
+        ErrorKind::Refused => permanent(
+            "목소리 복제 서비스가 이 녹음으로는 목소리를 만들 수 없다고 했어요. 목소리를 지우고 다시 녹음해 주세요.",
+        ),
+        kind if kind.retryable() => CloneFailure {
+            message: format!(
+                "목소리 복제 서비스가 지금 응답하지 않아요. 샘플은 보관되어 있으니 샘플이 {threshold}개 더 모이면 다시 시도할게요."
+            ),
+            retryable: true,
+        },
+        _ => permanent(
+            "목소리 복제 서비스 설정(주소나 요청)에 문제가 있어요. 운영자에게 알려 주세요. 샘플은 보관되어 있어요.",
+        ),
     }
 }

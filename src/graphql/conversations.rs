@@ -403,6 +403,10 @@ pub(crate) struct VoiceCloneFailure {
     /// Always `VOICE_CLONE_FAILED`.
     pub code: String,
     pub message: String,
+    /// True when the failure is passing (the provider busy or unreachable) and cloning
+    /// is tried again once more samples come; false when the operator must act (voice
+    /// slots full, quota, key or URL wrong).
+    pub retryable: bool,
 }
 
 /// What happens to the account's voice.
@@ -450,12 +454,15 @@ impl VoiceSubscription {
                                 message: "목소리 복제 완료!".into(),
                             })
                         }
-                        Event::VoiceCloneFailed { user: u, message } if u == user => {
-                            VoiceEvent::Failure(VoiceCloneFailure {
-                                code: ErrorCode::VoiceCloneFailed.as_str().into(),
-                                message,
-                            })
-                        }
+                        Event::VoiceCloneFailed {
+                            user: u,
+                            message,
+                            retryable,
+                        } if u == user => VoiceEvent::Failure(VoiceCloneFailure {
+                            code: ErrorCode::VoiceCloneFailed.as_str().into(),
+                            message,
+                            retryable,
+                        }),
                         _ => continue,
                     };
                     return Some((item, rx));

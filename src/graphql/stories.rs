@@ -165,7 +165,8 @@ impl StoryObject {
     async fn updated_at(&self) -> Timestamp {
         Timestamp(self.0.updated_at)
     }
-    /// Why generation failed (only for `failed` stories).
+    /// Why generation failed (`failed` stories); on a `completed` story, what could not
+    /// be made at all (e.g. every illustration failed, and why); `null` otherwise.
     async fn failure_reason(&self) -> Option<&str> {
         self.0.failure_reason.as_deref()
     }

@@ -61,6 +61,24 @@ impl Steps {
         }
     }
 
+    /// Records, in the story's history, that a whole step came to nothing (`step` is the
+    /// summary's name, e.g. `illustrate_all`).
+    fn note(&self, story: StoryId, step: &str, kind: crate::providers::ErrorKind, message: &str) {
+        self.0.lock().expect("steps lock").push(GenerationStepRow {
+            id: StepId::random(),
+            story_id: story,
+            step: step.to_string(),
+            chapter_number: None,
+            provider: "-".to_string(),
+            attempt: 0,
+            started_at: to_db(store::now()),
+            duration_ms: 0,
+            outcome: StepOutcome::Errored,
+            error_kind: Some(kind.as_str().to_string()),
+            error_message: Some(message.chars().take(500).collect()),
+        });
+    }
+
     /// Marks the last recorded attempt of a moderation step as having flagged content.
     fn mark_flagged(&self) {
         if let Some(last) = self.0.lock().expect("steps lock").last_mut() {
@@ -102,7 +120,7 @@ pub(crate) async fn run(
     let result = generate(domain, providers, owner, job, &lost, &steps).await;
     steps.flush(domain).await;
     let (status, reason) = match result? {
-        Ok(()) => (StoryStatus::Completed, None),
+        Ok(note) => (StoryStatus::Completed, note),
         Err(reason) => (StoryStatus::Failed, Some(reason)),
     };
     if *lost.borrow() {
@@ -114,7 +132,8 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// `Ok(Ok(()))` completed, `Ok(Err(reason))` failed, `Err` internal.
+/// `Ok(Ok(note))` completed (with a note when a kind of media could not be made at
+/// all), `Ok(Err(reason))` failed, `Err` internal.
 async fn generate(
     domain: &Domain,
     providers: &Providers,
@@ -122,7 +141,7 @@ async fn generate(
     job: &Claimed,
     lost: &watch::Receiver<bool>,
     steps: &Steps,
-) -> AppResult<Result<(), String>> {
+) -> AppResult<Result<Option<String>, String>> {
     let run = Run {
         domain,
         providers,
@@ -155,11 +174,10 @@ async fn generate(
         match write_text(run, &story, &request).await? {
             Written::Stored => domain.stories().story_for_job(job.id).await?,
             Written::Refused(reason) => return Ok(Err(reason)),
-            Written::Lost => return Ok(Ok(())),
+            Written::Lost => return Ok(Ok(None)),
         }
     };
-    make_media(run, &story).await?;
-    Ok(Ok(()))
+    Ok(Ok(make_media(run, &story).await?))
 }
 
 /// How writing the text ended.
@@ -218,7 +236,7 @@ async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppR
             return Ok(Written::Refused(format!(
                 "이야기 본문을 만들지 못했습니다 ({}): {}",
                 e.kind.as_str(),
-                public_detail(&e)
+                public_detail(e.kind)
             )));
         }
     };
@@ -299,21 +317,40 @@ async fn write(
     .await)
 }
 
+/// How one chapter's illustration or narration ended.
+enum Made {
+    Stored,
+    /// Another worker holds the story now.
+    Lost,
+    Failed(crate::providers::ErrorKind),
+}
+
+/// A boxed media task (the futures differ in type).
+type MediaTask<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = AppResult<Made>> + Send + 'a>>;
+
 /// Step 4: illustrations and narrations of the chapters still without them, all at
-/// once, bounded per provider; a failure leaves that file `null`.
-async fn make_media(run: Run<'_>, story: &Story) -> AppResult<()> {
+/// once, bounded per provider; a failure leaves that file `null`. Narration is in the
+/// account's cloned voice when there is one, falling back to the stock narrator, then
+/// the offline one. When every illustration (or narration) of the story failed, the
+/// note says so: the story is complete but not as promised.
+async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
     let Run {
-        domain,
-        providers,
-        owner,
-        job,
-        lost,
-        steps,
+        domain, providers, ..
     } = run;
     let sheet = character_sheet(story);
     let mut figures = vec![story.child_name.clone()];
     figures.extend(story.characters.iter().cloned());
-    let mut tasks = Vec::new();
+    let voice = match story.chapters.iter().any(|c| c.audio.is_none()) {
+        true => domain
+            .accounts()
+            .find_user(story.owner_id)
+            .await?
+            .and_then(|u| u.voice_id),
+        false => None,
+    };
+    let mut images: Vec<MediaTask<'_>> = Vec::new();
+    let mut narrations: Vec<MediaTask<'_>> = Vec::new();
     for chapter in &story.chapters {
         if chapter.image.is_none() {
             let req = IllustrationRequest {
@@ -324,122 +361,182 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<()> {
                 character_sheet: sheet.clone(),
                 characters: figures.clone(),
             };
-            let (chapter_id, number) = (chapter.id, chapter.number);
-            tasks.push(Box::pin(media_task(
-                domain,
-                owner,
-                job.id,
-                steps,
-                "illustrate",
-                number,
-                providers.illustrator.name(),
-                providers.image_slots.clone(),
-                providers.retry,
-                MediaKind::Image,
-                chapter_id,
-                lost,
-                move || {
-                    let illustrator = providers.illustrator.clone();
-                    let req = req.clone();
-                    async move { illustrator.illustrate(&req).await }
-                },
-            ))
-                as std::pin::Pin<
-                    Box<dyn std::future::Future<Output = AppResult<()>> + Send + '_>,
-                >);
+            let slot = MediaSlot {
+                step: "illustrate",
+                kind: MediaKind::Image,
+                chapter_id: chapter.id,
+                number: chapter.number,
+            };
+            images.push(Box::pin(async move {
+                let illustrator = providers.illustrator.clone();
+                let made = attempt(
+                    run,
+                    &slot,
+                    illustrator.name(),
+                    &providers.image_slots,
+                    || {
+                        let illustrator = illustrator.clone();
+                        let req = req.clone();
+                        async move { illustrator.illustrate(&req).await }
+                    },
+                )
+                .await?;
+                store_media(run, &slot, made).await
+            }));
         }
         if chapter.audio.is_none() {
             let text = format!("{}. {}", chapter.title, chapter.content);
-            let narrator = providers.narrator.clone();
-            let (chapter_id, number) = (chapter.id, chapter.number);
-            tasks.push(Box::pin(media_task(
-                domain,
-                owner,
-                job.id,
-                steps,
-                "narrate",
-                number,
-                narrator.name(),
-                providers.speech_slots.clone(),
-                providers.retry,
-                MediaKind::Audio,
-                chapter_id,
-                lost,
-                move || {
-                    let narrator = narrator.clone();
-                    let text = text.clone();
-                    async move { narrator.narrate(&text, None).await }
-                },
-            )));
+            let slot = MediaSlot {
+                step: "narrate",
+                kind: MediaKind::Audio,
+                chapter_id: chapter.id,
+                number: chapter.number,
+            };
+            let voice = voice.clone();
+            narrations.push(Box::pin(async move {
+                let made = narrate(run, &slot, &text, voice.as_deref()).await?;
+                store_media(run, &slot, made).await
+            }));
         }
     }
-    for result in join_all(tasks).await {
-        result?;
+    let (images, narrations) =
+        futures_util::future::join(join_all(images), join_all(narrations)).await;
+    let mut notes = Vec::new();
+    for (results, what, step) in [
+        (images, "삽화", "illustrate_all"),
+        (narrations, "낭독", "narrate_all"),
+    ] {
+        let mut failed = None;
+        let mut any_made = false;
+        for result in results {
+            match result? {
+                Made::Stored | Made::Lost => any_made = true,
+                Made::Failed(kind) => failed = Some(kind),
+            }
+        }
+        if let (false, Some(kind)) = (any_made, failed) {
+            let note = format!(
+                "{what}을(를) 하나도 만들지 못했습니다: {}",
+                public_detail(kind).replace("이야기 서비스", &format!("{what} 서비스"))
+            );
+            run.steps.note(story.id, step, kind, &note);
+            notes.push(note);
+        }
     }
-    Ok(())
+    Ok((!notes.is_empty()).then(|| notes.join(" / ")))
 }
 
-/// One illustration or narration: a failure leaves the chapter's file `null`.
-#[allow(clippy::too_many_arguments)]
-async fn media_task<'a, F, Fut>(
-    domain: &'a Domain,
-    owner: &'a str,
-    story_id: StoryId,
-    steps: &'a Steps,
-    step: &'a str,
-    chapter_number: i32,
-    provider: &'a str,
-    slots: Arc<Semaphore>,
-    retry: crate::providers::RetryPolicy,
+/// Which chapter file a media task makes.
+struct MediaSlot {
+    step: &'static str,
     kind: MediaKind,
     chapter_id: ChapterId,
-    lost: &'a watch::Receiver<bool>,
+    number: i32,
+}
+
+/// One provider's attempts at one chapter file, in one of its capability's slots, every
+/// attempt recorded.
+async fn attempt<F, Fut>(
+    run: Run<'_>,
+    slot: &MediaSlot,
+    provider: &str,
+    slots: &Arc<Semaphore>,
     call: F,
-) -> AppResult<()>
+) -> AppResult<Result<Media, ProviderError>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Media, ProviderError>>,
 {
-    let result = {
-        let _slot = slots
-            .acquire_owned()
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        with_retry(
-            retry,
-            call,
-            steps.observer(
-                domain.metrics(),
-                story_id,
-                step,
-                Some(chapter_number),
-                provider,
-            ),
-        )
+    let _slot = slots
+        .acquire()
         .await
-    };
-    match result {
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(with_retry(
+        run.providers.retry,
+        call,
+        run.steps.observer(
+            run.domain.metrics(),
+            run.job.id,
+            slot.step,
+            Some(slot.number),
+            provider,
+        ),
+    )
+    .await)
+}
+
+/// A chapter's narration down the narration chain: the first narrator that succeeds
+/// wins; each fallback is logged and counted.
+async fn narrate(
+    run: Run<'_>,
+    slot: &MediaSlot,
+    text: &str,
+    voice: Option<&str>,
+) -> AppResult<Result<Media, ProviderError>> {
+    let chain = run.providers.narration_chain(voice);
+    let mut last = None;
+    for (i, option) in chain.iter().enumerate() {
+        let narrator = &option.narrator;
+        let voice = option.voice.as_deref();
+        let result = attempt(run, slot, narrator.name(), &option.slots, || {
+            narrator.narrate(text, voice)
+        })
+        .await?;
+        match result {
+            Ok(media) => return Ok(Ok(media)),
+            Err(e) => {
+                if let Some(next) = chain.get(i + 1) {
+                    tracing::warn!(story_id = %run.job.id, chapter = slot.number, from = narrator.name(), to = next.narrator.name(), error = %e, "narrator failed; falling back");
+                    run.domain.metrics().record_fallback(
+                        "narrate",
+                        narrator.name(),
+                        next.narrator.name(),
+                    );
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Ok(Err(last.expect("the narration chain is never empty")))
+}
+
+/// Stores what a media task made (unless the lease is lost); a failure leaves the
+/// chapter's file `null`.
+async fn store_media(
+    run: Run<'_>,
+    slot: &MediaSlot,
+    made: Result<Media, ProviderError>,
+) -> AppResult<Made> {
+    let Run {
+        domain,
+        owner,
+        job,
+        lost,
+        ..
+    } = run;
+    match made {
         Ok(media) => {
-            if *lost.borrow() || !claim::holds(domain, owner, story_id).await? {
-                return Ok(());
+            if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
+                return Ok(Made::Lost);
             }
             domain
                 .stories()
                 .put_chapter_media(
-                    story_id,
-                    chapter_id,
-                    kind,
+                    job.id,
+                    slot.chapter_id,
+                    slot.kind,
                     &media.bytes,
                     &media.content_type,
                     media.extension,
                 )
                 .await?;
+            Ok(Made::Stored)
         }
         Err(e) => {
-            tracing::warn!(story_id = %story_id, chapter = chapter_number, step, error = %e, "media left empty");
+            tracing::warn!(story_id = %job.id, chapter = slot.number, step = slot.step, error = %e, "media left empty");
+            Ok(Made::Failed(e.kind))
         }
     }
-    Ok(())
 }
 
 /// `Some(reason)` when the texts are not fit for a child, or cannot be checked.
@@ -451,6 +548,9 @@ async fn moderate(
     step: &str,
     texts: &[String],
 ) -> Option<String> {
+    let Ok(_slot) = providers.moderation_slots.acquire().await else {
+        return Some("안전 검사를 할 수 없어 이야기를 완성하지 않았습니다 (unavailable).".into());
+    };
     let verdict = with_retry(
         providers.retry,
         || providers.moderator.check(texts),
@@ -486,14 +586,14 @@ async fn moderate(
 }
 
 /// What of a provider error a guardian may read.
-fn public_detail(e: &ProviderError) -> &'static str {
+fn public_detail(kind: crate::providers::ErrorKind) -> &'static str {
     use crate::providers::ErrorKind::*;
-    match e.kind {
+    match kind {
         Timeout => "이야기 서비스가 제때 응답하지 않았습니다",
         RateLimited | Quota => "이야기 서비스의 사용 한도에 도달했습니다",
         Server | Network => "이야기 서비스에 연결할 수 없습니다",
         Unauthorized => "이야기 서비스 설정에 문제가 있습니다",
-        Refused => "이야기 서비스가 요청을 거절했습니다",
+        Refused => "이야기 서비스가 내용을 이유로 요청을 거절했습니다",
         BadResponse => "이야기 서비스의 응답을 이해할 수 없습니다",
         Unavailable => "이야기 서비스를 사용할 수 없습니다",
     }

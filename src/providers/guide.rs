@@ -5,10 +5,10 @@
 
 use async_trait::async_trait;
 use reqwest::Client;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::korean::{a_ya, eul_reul};
-use super::{ErrorKind, HttpSettings, ProviderError};
+use super::{HttpSettings, ProviderError};
 use crate::store::types::MessageRole;
 
 /// What the guide knows when it answers.
@@ -178,27 +178,14 @@ impl Guide for ChatGuide {
         if req.history.is_empty() {
             messages.push(json!({"role": "user", "content": "(대화 시작: 아이에게 인사하고 첫 질문을 해 줘)"}));
         }
-        let body = json!({
-            "model": self.settings.model.as_deref().unwrap_or("gpt-4o-mini"),
-            "messages": messages,
-            "temperature": 0.7,
-            "max_tokens": 300,
-        });
-        let rb = self
-            .client
-            .post(super::http::endpoint(&self.settings, "chat/completions"))
-            .json(&body);
-        let value: Value = super::http::send(super::http::with_bearer(rb, &self.settings))
-            .await?
-            .json()
-            .await
-            .map_err(|e| ProviderError::new(ErrorKind::BadResponse, e.without_url().to_string()))?;
-        value["choices"][0]["message"]["content"]
-            .as_str()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| t.chars().take(2000).collect())
-            .ok_or_else(|| ProviderError::new(ErrorKind::BadResponse, "no reply text"))
+        let call = super::openai::ChatCall {
+            messages: &messages,
+            temperature: 0.7,
+            max_tokens: Some(300),
+            json: false,
+        };
+        let text = super::openai::chat(&self.client, &self.settings, &call).await?;
+        Ok(text.chars().take(2000).collect())
     }
 }
 

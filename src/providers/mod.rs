@@ -2,12 +2,16 @@
 //! (OpenAI-compatible; ElevenLabs-compatible for voices) and an honest offline one.
 //! Configuration picks one per capability (see [`ProviderConfig`]).
 
+pub(crate) mod audio;
+pub mod check;
 pub(crate) mod guide;
 pub mod http;
 pub(crate) mod korean;
 pub(crate) mod moderation;
 pub(crate) mod offline;
+pub(crate) mod openai;
 pub(crate) mod retry;
+pub(crate) mod story_text;
 pub(crate) mod transcribe;
 pub(crate) mod voice;
 
@@ -74,6 +78,9 @@ pub struct ProviderError {
     pub message: String,
     /// The HTTP status the provider answered with, when it answered.
     pub status: Option<u16>,
+    /// The provider's own error code (OpenAI's `error.code`/`error.type`, ElevenLabs'
+    /// `detail.status`), when it gave one.
+    pub code: Option<String>,
 }
 
 impl ProviderError {
@@ -83,6 +90,7 @@ impl ProviderError {
             retry_after: None,
             message: message.into(),
             status: None,
+            code: None,
         }
     }
 }
@@ -174,10 +182,35 @@ pub trait Moderator: Send + Sync {
 /// Settings of one HTTP provider (`JJONGAL_<CAPABILITY>_*`).
 #[derive(Clone, Debug)]
 pub(crate) struct HttpSettings {
+    /// Normalised: no trailing `/`; OpenAI-compatible bases end in their API root
+    /// (`/v1` added to a bare host), ElevenLabs-compatible ones have no `/v1`.
     pub base_url: String,
     pub api_key: Option<Secret>,
     pub model: Option<String>,
     pub timeout: Duration,
+    /// Largest answer body read from this provider.
+    pub max_response_bytes: usize,
+    /// Whether media URLs the provider answers with may point at loopback or private
+    /// addresses (local providers).
+    pub allow_private_urls: bool,
+    /// Which chat parameters to send (chat capability only).
+    pub chat: crate::config::ChatParams,
+}
+
+/// The HTTP settings of capability `p`, when it has a base URL (else it is offline).
+pub(crate) fn http_settings(
+    p: &crate::config::ProviderConfig,
+    config: &crate::config::ProvidersConfig,
+) -> Option<HttpSettings> {
+    p.base_url.as_ref().map(|base_url| HttpSettings {
+        base_url: base_url.clone(),
+        api_key: p.api_key.clone(),
+        model: p.model.clone(),
+        timeout: p.timeout,
+        max_response_bytes: p.max_response_bytes,
+        allow_private_urls: config.allow_private_urls,
+        chat: config.chat,
+    })
 }
 
 /// Retry policy for provider calls.
@@ -202,51 +235,65 @@ pub struct Providers {
     pub cloner: Option<Arc<voice::VoiceCloner>>,
     /// Speech-to-text for raw-PCM utterances, when configured (there is no offline one).
     pub transcriber: Option<Arc<dyn transcribe::Transcriber>>,
+    /// Used when the stock `narrator` is an HTTP one and fails.
+    pub offline_narrator: Option<Arc<dyn Narrator>>,
+    /// One bound per capability: every provider call takes its capability's slot (the
+    /// story writer and the conversation guide share the chat model's).
     pub writer_slots: Arc<Semaphore>,
     pub image_slots: Arc<Semaphore>,
     pub speech_slots: Arc<Semaphore>,
+    pub moderation_slots: Arc<Semaphore>,
+    pub voice_slots: Arc<Semaphore>,
     pub stt_slots: Arc<Semaphore>,
     pub retry: RetryPolicy,
+}
+
+/// One way to narrate, in the order they are tried.
+pub(crate) struct NarrationOption {
+    pub narrator: Arc<dyn Narrator>,
+    /// The cloned voice, for the cloned-voice narrator.
+    pub voice: Option<String>,
+    pub slots: Arc<Semaphore>,
 }
 
 impl Providers {
     /// Builds the providers configuration asks for: HTTP where a base URL is set, the
     /// offline built-ins elsewhere.
     pub fn from_config(config: &crate::config::ProvidersConfig) -> Providers {
-        use crate::config::ProviderConfig;
-        fn http(p: &ProviderConfig) -> Option<HttpSettings> {
-            p.base_url.as_ref().map(|base_url| HttpSettings {
-                base_url: base_url.clone(),
-                api_key: p.api_key.clone(),
-                model: p.model.clone(),
-                timeout: p.timeout,
-            })
-        }
+        let http = |p: &crate::config::ProviderConfig| http_settings(p, config);
         let guide: Arc<dyn guide::Guide> = match http(&config.llm) {
             Some(s) => Arc::new(guide::ChatGuide::new(s)),
             None => Arc::new(guide::RuleGuide),
         };
         let writer: Arc<dyn StoryWriter> = match http(&config.llm) {
-            Some(s) => Arc::new(http::ChatStoryWriter::new(s)),
+            Some(s) => Arc::new(openai::ChatStoryWriter::new(s)),
             None => Arc::new(offline::TemplateWriter),
         };
         let illustrator: Arc<dyn Illustrator> = match http(&config.image) {
-            Some(s) => Arc::new(http::ImagesIllustrator::new(s)),
+            Some(s) => Arc::new(openai::ImagesIllustrator::new(s)),
             None => Arc::new(offline::SvgIllustrator),
         };
-        let narrator: Arc<dyn Narrator> = match http(&config.speech) {
-            Some(s) => Arc::new(http::SpeechNarrator::new(s, config.speech_voice.clone())),
-            None => Arc::new(offline::EspeakNarrator::detect()),
-        };
+        let (narrator, offline_narrator): (Arc<dyn Narrator>, Option<Arc<dyn Narrator>>) =
+            match http(&config.speech) {
+                Some(s) => (
+                    Arc::new(openai::SpeechNarrator::new(
+                        s,
+                        config.speech_voice.clone(),
+                        config.speech_max_input_chars,
+                    )),
+                    Some(Arc::new(offline::EspeakNarrator::detect())),
+                ),
+                None => (Arc::new(offline::EspeakNarrator::detect()), None),
+            };
         let cloner = http(&config.voice).map(|s| Arc::new(voice::VoiceCloner::new(s)));
         let voice_narrator: Option<Arc<dyn Narrator>> = http(&config.voice)
-            .map(|s| Arc::new(http::ElevenLabsNarrator::new(s, None)) as Arc<dyn Narrator>);
+            .map(|s| Arc::new(voice::ElevenLabsNarrator::new(s)) as Arc<dyn Narrator>);
         let transcriber = http(&config.stt).map(|s| {
             Arc::new(transcribe::TranscriptionApi::new(s)) as Arc<dyn transcribe::Transcriber>
         });
         let moderator: Arc<dyn Moderator> = match http(&config.moderation) {
             Some(s) => Arc::new(moderation::Layered {
-                api: http::ModerationApi::new(s, config.moderation_threshold),
+                api: openai::ModerationApi::new(s, config.moderation_threshold),
             }),
             None => Arc::new(moderation::Blocklist),
         };
@@ -260,24 +307,56 @@ impl Providers {
             speech_to_text = transcriber.as_ref().map(|t| t.name()).unwrap_or("none"),
             "providers (names starting with offline- are the built-in offline ones)"
         );
+        let slots = |p: &crate::config::ProviderConfig| Arc::new(Semaphore::new(p.concurrency));
         Providers {
             writer,
             illustrator,
             narrator,
             voice_narrator,
+            offline_narrator,
             moderator,
             guide,
             cloner,
             transcriber,
-            stt_slots: Arc::new(Semaphore::new(config.stt.concurrency)),
-            writer_slots: Arc::new(Semaphore::new(config.llm.concurrency)),
-            image_slots: Arc::new(Semaphore::new(config.image.concurrency)),
-            speech_slots: Arc::new(Semaphore::new(config.speech.concurrency)),
+            writer_slots: slots(&config.llm),
+            image_slots: slots(&config.image),
+            speech_slots: slots(&config.speech),
+            moderation_slots: slots(&config.moderation),
+            voice_slots: slots(&config.voice),
+            stt_slots: slots(&config.stt),
             retry: RetryPolicy {
                 max_attempts: config.max_attempts,
                 base_delay: config.backoff,
                 max_delay: Duration::from_secs(30),
             },
         }
+    }
+
+    /// The narrators to try, in order, for an account with cloned voice `voice`: the
+    /// cloned voice (when there is one and a voice provider), the stock narrator, then
+    /// the offline one when the stock narrator is an HTTP provider.
+    pub(crate) fn narration_chain(&self, voice: Option<&str>) -> Vec<NarrationOption> {
+        let mut chain = Vec::with_capacity(3);
+        if let (Some(narrator), Some(voice)) = (&self.voice_narrator, voice) {
+            chain.push(NarrationOption {
+                narrator: narrator.clone(),
+                voice: Some(voice.to_string()),
+                slots: self.voice_slots.clone(),
+            });
+        }
+        chain.push(NarrationOption {
+            narrator: self.narrator.clone(),
+            voice: None,
+            slots: self.speech_slots.clone(),
+        });
+        if let Some(offline) = &self.offline_narrator {
+            chain.push(NarrationOption {
+                narrator: offline.clone(),
+                voice: None,
+                // The offline narrator runs on this machine: the same bound as speech.
+                slots: self.speech_slots.clone(),
+            });
+        }
+        chain
     }
 }

@@ -161,7 +161,7 @@ impl Moderator for Blocklist {
 /// The HTTP moderation API with the blocklist in front: text the blocklist catches is
 /// flagged without a call; everything else is asked of the API.
 pub(crate) struct Layered {
-    pub api: super::http::ModerationApi,
+    pub api: super::openai::ModerationApi,
 }
 
 #[async_trait]

@@ -6,7 +6,6 @@
 use async_trait::async_trait;
 use reqwest::Client;
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
 
 use super::{ErrorKind, HttpSettings, ProviderError};
 
@@ -49,7 +48,7 @@ impl Transcriber for TranscriptionApi {
             .settings
             .model
             .clone()
-            .unwrap_or_else(|| "whisper-1".to_string());
+            .unwrap_or_else(|| super::openai::DEFAULT_STT_MODEL.to_string());
         let form = Form::new()
             .part("file", file)
             .text("model", model)
@@ -62,11 +61,11 @@ impl Transcriber for TranscriptionApi {
                 "audio/transcriptions",
             ))
             .multipart(form);
-        let value: Value = super::http::send(super::http::with_bearer(rb, &self.settings))
-            .await?
-            .json()
-            .await
-            .map_err(|e| ProviderError::new(ErrorKind::BadResponse, e.without_url().to_string()))?;
+        let value = super::http::json_capped(
+            super::http::send(super::http::with_bearer(rb, &self.settings)).await?,
+            self.settings.max_response_bytes,
+        )
+        .await?;
         let text = value["text"]
             .as_str()
             .ok_or_else(|| ProviderError::new(ErrorKind::BadResponse, "no text in the answer"))?;

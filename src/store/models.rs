@@ -4,14 +4,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::types::{
-    AuditId, ChapterId, ConversationId, ConversationStatus, MediaFileId, MessageId, MessageRole,
-    RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength, StoryStatus, TokenFamilyId,
-    UserId, VoiceSampleId, VoiceStatus,
+    AuditId, ChapterId, ConversationId, ConversationStatus, DeletionStatus, MediaFileId, MessageId,
+    MessageRole, RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength, StoryStatus,
+    TokenFamilyId, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus,
 };
 
 use super::schema::{
     chapters, conversation_messages, conversations, generation_steps, media_files, ops_audit,
-    refresh_tokens, stories, users, voice_samples,
+    refresh_tokens, stories, users, voice_deletions, voice_samples,
 };
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -177,4 +177,18 @@ pub(crate) struct AuditRow {
     pub action: String,
     pub detail: String,
     pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = voice_deletions)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct VoiceDeletionRow {
+    pub id: VoiceDeletionId,
+    pub voice_id: String,
+    pub owner_id: UserId,
+    pub status: DeletionStatus,
+    pub last_error: String,
+    pub attempts: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }

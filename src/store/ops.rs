@@ -54,13 +54,15 @@ pub(crate) struct StepSample {
     pub(crate) error_kind: Option<String>,
 }
 
-/// The provider attempts started since `since`.
+/// The provider attempts started since `since` (not the history's summary rows, which
+/// are numbered attempt 0).
 pub(crate) async fn steps_since(
     db: &mut Db<'_>,
     since: NaiveDateTime,
 ) -> Result<Vec<StepSample>, DbError> {
     let rows: Vec<(String, String, i64, Option<String>)> = on_db!(db, |c| steps::table
         .filter(steps::started_at.ge(since))
+        .filter(steps::attempt.gt(0))
         .select((
             steps::step,
             steps::provider,

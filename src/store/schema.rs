@@ -151,6 +151,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    voice_deletions (id) {
+        id -> Text,
+        voice_id -> Text,
+        owner_id -> Text,
+        status -> Text,
+        last_error -> Text,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(conversations -> users (owner_id));
 diesel::joinable!(stories -> users (owner_id));
@@ -166,5 +179,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     story_requests,
     conversation_messages,
     voice_samples,
-    ops_audit
+    ops_audit,
+    voice_deletions
 );

@@ -178,6 +178,8 @@ uuid_id! {
     StepId;
     /// `ops_audit.id`.
     AuditId;
+    /// `voice_deletions.id`.
+    VoiceDeletionId;
 }
 
 text_enum! {
@@ -187,6 +189,15 @@ text_enum! {
         InProgress => "in_progress",
         Completed => "completed",
         Failed => "failed",
+    }
+}
+
+text_enum! {
+    /// Where a cloned voice's deletion at the provider stands (`voice_deletions.status`).
+    DeletionStatus {
+        Pending => "pending",
+        Deleted => "deleted",
+        Forced => "forced",
     }
 }
 

@@ -3,9 +3,11 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::models::VoiceSampleRow;
-use super::schema::{users, voice_samples};
-use super::types::{UserId, VoiceSampleId, VoiceStatus};
+use chrono::NaiveDateTime;
+
+use super::models::{VoiceDeletionRow, VoiceSampleRow};
+use super::schema::{users, voice_deletions, voice_samples};
+use super::types::{DeletionStatus, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus};
 use super::{Db, DbError, locked_transaction, on_db};
 
 /// The caps on one account's samples.
@@ -125,5 +127,48 @@ pub(crate) async fn delete_samples(db: &mut Db<'_>, owner: UserId) -> Result<(),
     )
     .execute(c)
     .await)?;
+    Ok(())
+}
+
+/// Records a cloned voice the provider did not confirm deleted.
+pub(crate) async fn insert_deletion(
+    db: &mut Db<'_>,
+    row: &VoiceDeletionRow,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::insert_into(voice_deletions::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The voice deletions still pending at the provider, oldest first.
+pub(crate) async fn pending_deletions(db: &mut Db<'_>) -> Result<Vec<VoiceDeletionRow>, DbError> {
+    Ok(on_db!(db, |c| voice_deletions::table
+        .filter(voice_deletions::status.eq(DeletionStatus::Pending))
+        .order_by((voice_deletions::created_at, voice_deletions::id))
+        .select(VoiceDeletionRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Records another attempt at a pending deletion: its outcome `status` and, while it
+/// stays pending, the provider's answer.
+pub(crate) async fn settle_deletion(
+    db: &mut Db<'_>,
+    id: VoiceDeletionId,
+    status: DeletionStatus,
+    last_error: &str,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::update(voice_deletions::table.find(id))
+        .set((
+            voice_deletions::status.eq(status),
+            voice_deletions::last_error.eq(last_error),
+            voice_deletions::attempts.eq(voice_deletions::attempts + 1),
+            voice_deletions::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
     Ok(())
 }

@@ -891,7 +891,7 @@ async fn forward_events(
 const VOICE_EVENTS: &str = "subscription { voiceEvents { __typename \
     ... on VoiceCloneProgress { sampleCount readyForCloning } \
     ... on VoiceCloneSuccess { voiceId message } \
-    ... on VoiceCloneFailure { code message } } }";
+    ... on VoiceCloneFailure { code message retryable } } }";
 
 /// Follows the account's `voiceEvents` for the socket, as spec messages.
 async fn forward_voice_events(
@@ -918,6 +918,7 @@ async fn forward_voice_events(
                 "type": "error",
                 "error_code": event["code"],
                 "error_message": event["message"],
+                "retryable": event["retryable"],
             }),
             _ => return Forward::Skip,
         };

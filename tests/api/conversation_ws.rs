@@ -6,10 +6,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::db_tests;
+use crate::fakes::openai::{self, Api, chat_answer, transcription_answer};
+use crate::fakes::{ELEVEN_KEY, Fakes, elevenlabs, requests_to};
 use crate::helpers::{Db, TestApp, gql_code, spawn_app_with};
 
 type Socket =
@@ -501,30 +503,33 @@ async fn a_graphql_subscriber_sees_what_the_socket_sees(db: Db) {
     .assert_error(403, "INSUFFICIENT_PERMISSION");
 }
 
-/// The voice provider clones every set of samples as `voice_id`.
-async fn clones_as(provider: &MockServer, voice_id: &str) {
+/// The strict voice provider, cloning every set of samples as `voice_id`.
+async fn clones_as(voice_id: &str) -> Fakes {
+    let fakes = Fakes::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/voices/add"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"voice_id": voice_id})))
-        .mount(provider)
+        .respond_with(elevenlabs::strict(
+            &fakes.voices,
+            elevenlabs::ClonesAs {
+                account: fakes.voices.clone(),
+                id: voice_id.to_string(),
+            },
+        ))
+        .mount(&fakes.server)
         .await;
+    fakes
 }
 
 async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
-    let provider = MockServer::start().await;
-    clones_as(&provider, "voice-123").await;
-    Mock::given(method("DELETE"))
-        .and(path_regex("^/v1/voices/.+$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
-        .mount(&provider)
-        .await;
+    let fakes = clones_as("voice-123").await;
+    let provider = &fakes.server;
     let app = spawn_app_with(
         db,
         &[
             "--voice-base-url",
             &provider.uri(),
             "--voice-api-key",
-            "xi-secret",
+            ELEVEN_KEY,
         ],
     )
     .await;
@@ -562,7 +567,7 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
         .filter(|r| r.url.path() == "/v1/voices/add")
         .collect();
     assert_eq!(clones.len(), 1, "exactly one clone call");
-    assert_eq!(clones[0].headers["xi-api-key"], "xi-secret");
+    assert_eq!(clones[0].headers["xi-api-key"], ELEVEN_KEY);
     let body = String::from_utf8_lossy(&clones[0].body);
     assert_eq!(body.matches("name=\"files\"").count(), 5);
     assert!(app.user(&token).await.voice_id.as_deref() == Some("voice-123"));
@@ -594,50 +599,117 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
     assert_eq!(recv(&mut ws).await["sample_count"], 1);
 }
 
-/// Deleting a voice the provider no longer has (404) succeeds; a provider failure (500)
-/// is `503` and keeps the voice, so the guardian can try again.
+/// Deleting a voice the provider no longer has (`voice_does_not_exist`) succeeds; when
+/// the provider cannot delete it at all (a revoked key), the family's deletion still
+/// completes at once, and what is left at the provider is recorded for the operator,
+/// who can retry (and settles it once the provider confirms).
 async fn deleting_a_voice_the_provider_lost_succeeds(db: Db) {
-    let provider = MockServer::start().await;
-    clones_as(&provider, "voice-gone").await;
-    Mock::given(method("DELETE"))
-        .and(path("/v1/voices/voice-gone"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&provider)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path("/v1/voices/voice-gone"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"detail": "not found"})))
-        .mount(&provider)
-        .await;
+    let fakes = Fakes::start().await;
     let app = spawn_app_with(
         db,
         &[
             "--voice-base-url",
-            &provider.uri(),
+            &format!("{}/v1", fakes.server.uri()),
+            "--voice-api-key",
+            ELEVEN_KEY,
             "--voice-clone-samples",
             "1",
+            "--provider-backoff-ms",
+            "5",
         ],
     )
     .await;
     let token = app.new_account("lost.voice").await;
+    let clone = async |ws: &mut Socket, n: u8| {
+        ws.send(Message::binary(wav(n))).await.unwrap();
+        assert_eq!(recv(ws).await["ready_for_cloning"], true);
+        let success = recv(ws).await;
+        assert_eq!(success["type"], "voice_clone_success", "{success}");
+        success["voice_id"].as_str().unwrap().to_string()
+    };
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
-    ws.send(Message::binary(wav(1))).await.unwrap();
-    assert_eq!(recv(&mut ws).await["ready_for_cloning"], true);
-    assert_eq!(recv(&mut ws).await["type"], "voice_clone_success");
-    // The provider fails: the voice stays, and the guardian is told to try again.
-    app.delete("/api/v1/users/me/voice", Some(&token))
-        .await
-        .assert_error(503, "SERVICE_UNAVAILABLE");
-    assert_eq!(
-        app.user(&token).await.voice_id.as_deref(),
-        Some("voice-gone")
-    );
-    // The provider has lost it (404): deleted is what was asked for.
+    let first = clone(&mut ws, 1).await;
+    // The provider lost it: it answers `400 voice_does_not_exist`, which is deleted.
+    fakes.voices.forget_voice(&first);
     let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     assert_eq!(app.user(&token).await.voice_id, None);
+    let deletes = requests_to(&fakes.server, &format!("/v1/voices/{first}")).await;
+    assert_eq!(
+        deletes.len(),
+        1,
+        "a voice already gone is not asked for again"
+    );
+
+    // The key is revoked: the provider can never delete. The guardian is not kept
+    // waiting: 204, the voice id and samples are gone here, and the voice left at the
+    // provider is recorded.
+    let second = clone(&mut ws, 2).await;
+    fakes.voices.revoke_key();
+    let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert_eq!(app.user(&token).await.voice_id, None);
+    assert_eq!(fakes.voices.voices(), vec![second.clone()]);
+    // The operator retries while the key is still revoked: still pending.
+    let outcomes = app
+        .domain
+        .voices()
+        .retry_voice_deletions(false)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].voice_id, second);
+    assert_eq!(outcomes[0].status, "pending");
+    assert!(
+        outcomes[0].error.as_deref().unwrap().contains("401"),
+        "{outcomes:?}"
+    );
+    // With a working key the retry deletes it there, and nothing is pending any more.
+    fakes.voices.set_key(ELEVEN_KEY);
+    let outcomes = app
+        .domain
+        .voices()
+        .retry_voice_deletions(false)
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].status, "deleted");
+    assert!(fakes.voices.voices().is_empty());
+    assert!(
+        app.domain
+            .voices()
+            .retry_voice_deletions(false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleting the whole account with the key revoked completes too (the guardian's
+    // right to erase), and the operator may settle what is left by force.
+    let third = clone(&mut ws, 3).await;
+    drop(ws);
+    fakes.voices.revoke_key();
+    let reply = app.delete("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+    let outcomes = app
+        .domain
+        .voices()
+        .retry_voice_deletions(true)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].voice_id, third);
+    assert_eq!(outcomes[0].status, "forced");
+    assert!(
+        app.domain
+            .voices()
+            .retry_voice_deletions(false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn without_a_cloning_provider_samples_are_kept(db: Db) {
@@ -656,21 +728,23 @@ async fn without_a_cloning_provider_samples_are_kept(db: Db) {
 }
 
 async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
-    let provider = MockServer::start().await;
+    let fakes = clones_as("voice-abc").await;
+    let provider = &fakes.server;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "안녕! 나는 모델이 쓴 쫑이야."}}]
-        })))
-        .mount(&provider)
+        .respond_with(openai::strict(
+            Api::Chat,
+            chat_answer("안녕! 나는 모델이 쓴 쫑이야."),
+        ))
+        .mount(provider)
         .await;
-    clones_as(&provider, "voice-abc").await;
     Mock::given(method("POST"))
         .and(path("/v1/text-to-speech/voice-abc"))
-        .respond_with(
+        .respond_with(elevenlabs::strict(
+            &fakes.voices,
             ResponseTemplate::new(200).set_body_bytes(b"ID3\x04\x00cloned-voice".to_vec()),
-        )
-        .mount(&provider)
+        ))
+        .mount(provider)
         .await;
     let llm = format!("{}/v1", provider.uri());
     let app = spawn_app_with(
@@ -678,8 +752,12 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
         &[
             "--llm-base-url",
             &llm,
+            "--llm-api-key",
+            "sk-test",
             "--voice-base-url",
             &provider.uri(),
+            "--voice-api-key",
+            ELEVEN_KEY,
             "--voice-clone-samples",
             "1",
         ],
@@ -747,15 +825,18 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
     );
 }
 
-/// A voice provider whose every clone fails (500).
+/// A voice provider whose every clone fails (500, ElevenLabs' error shape).
 async fn failing_voice_provider() -> MockServer {
-    let provider = MockServer::start().await;
+    let fakes = Fakes::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/voices/add"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&provider)
+        .respond_with(elevenlabs::strict(
+            &fakes.voices,
+            elevenlabs::error(500, "internal_error", "Something went wrong."),
+        ))
+        .mount(&fakes.server)
         .await;
-    provider
+    fakes.server
 }
 
 async fn cloning_failures_are_reported_and_retried(db: Db) {
@@ -765,8 +846,14 @@ async fn cloning_failures_are_reported_and_retried(db: Db) {
         &[
             "--voice-base-url",
             &provider.uri(),
+            "--voice-api-key",
+            ELEVEN_KEY,
             "--voice-clone-samples",
             "2",
+            "--provider-max-attempts",
+            "2",
+            "--provider-backoff-ms",
+            "5",
         ],
     )
     .await;
@@ -778,15 +865,20 @@ async fn cloning_failures_are_reported_and_retried(db: Db) {
     assert_eq!(recv(&mut ws).await["ready_for_cloning"], true);
     let failed = recv(&mut ws).await;
     assert_eq!(failed["error_code"], "VOICE_CLONE_FAILED", "{failed}");
+    assert_eq!(failed["retryable"], true, "{failed}");
     // The samples are kept; the next attempt comes once `threshold` (2) more did, not
     // on every new one.
     ws.send(Message::binary(wav(3))).await.unwrap();
     assert_eq!(recv(&mut ws).await["sample_count"], 3);
     ws.send(Message::binary(wav(4))).await.unwrap();
     assert_eq!(recv(&mut ws).await["sample_count"], 4);
-    assert_eq!(recv(&mut ws).await["error_code"], "VOICE_CLONE_FAILED");
-    let calls = provider.received_requests().await.unwrap().len();
-    assert_eq!(calls, 2);
+    let again = recv(&mut ws).await;
+    assert_eq!(again["error_code"], "VOICE_CLONE_FAILED");
+    // A passing failure: the client hears that it will be tried again.
+    assert_eq!(again["retryable"], true, "{again}");
+    // Each of the two clone attempts was retried once (the provider retry policy).
+    let calls = requests_to(&provider, "/v1/voices/add").await.len();
+    assert_eq!(calls, 4);
     assert_eq!(app.user(&token).await.voice_id, None);
 }
 
@@ -794,7 +886,16 @@ async fn an_unreachable_guide_is_ai_unavailable(db: Db) {
     let provider = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(503))
+        .respond_with(openai::strict(
+            Api::Chat,
+            openai::error(
+                503,
+                "server_error",
+                None,
+                None,
+                "The engine is currently overloaded.",
+            ),
+        ))
         .mount(&provider)
         .await;
     let llm = format!("{}/v1", provider.uri());
@@ -803,6 +904,8 @@ async fn an_unreachable_guide_is_ai_unavailable(db: Db) {
         &[
             "--llm-base-url",
             &llm,
+            "--llm-api-key",
+            "sk-test",
             "--provider-max-attempts",
             "2",
             "--provider-backoff-ms",
@@ -835,17 +938,25 @@ async fn slow_requests_are_cut_off_with_503(db: Db) {
     let provider = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(5))
-                .set_body_json(
-                    json!({"choices": [{"message": {"role": "assistant", "content": "늦었지?"}}]}),
-                ),
-        )
+        .respond_with(openai::strict(
+            Api::Chat,
+            chat_answer("늦었지?").set_delay(Duration::from_secs(5)),
+        ))
         .mount(&provider)
         .await;
     let llm = format!("{}/v1", provider.uri());
-    let app = spawn_app_with(db, &["--llm-base-url", &llm, "--request-timeout-secs", "1"]).await;
+    let app = spawn_app_with(
+        db,
+        &[
+            "--llm-base-url",
+            &llm,
+            "--llm-api-key",
+            "sk-test",
+            "--request-timeout-secs",
+            "1",
+        ],
+    )
+    .await;
     let token = app.new_account("impatient").await;
     let reply = app
         .graphql(
@@ -873,6 +984,8 @@ async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
         &[
             "--voice-base-url",
             &provider.uri(),
+            "--voice-api-key",
+            ELEVEN_KEY,
             "--provider-max-attempts",
             "1",
             "--voice-clone-samples",
@@ -1193,13 +1306,19 @@ async fn utterances_are_transcribed_and_answered(db: Db) {
     let provider = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/audio/transcriptions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": " 공룡이 좋아 "})))
+        .respond_with(openai::strict(
+            Api::Transcriptions,
+            transcription_answer(" 공룡이 좋아 "),
+        ))
         .up_to_n_times(1)
         .mount(&provider)
         .await;
     Mock::given(method("POST"))
         .and(path("/v1/audio/transcriptions"))
-        .respond_with(ResponseTemplate::new(500))
+        .respond_with(openai::strict(
+            Api::Transcriptions,
+            openai::error(500, "server_error", None, None, "The server had an error."),
+        ))
         .mount(&provider)
         .await;
     let stt = format!("{}/v1", provider.uri());
@@ -1263,7 +1382,7 @@ async fn utterances_are_transcribed_and_answered(db: Db) {
     assert_eq!(calls.len(), 1);
     let body = String::from_utf8_lossy(&calls[0].body);
     assert!(
-        body.contains("name=\"model\"\r\n\r\nwhisper-1"),
+        body.contains("name=\"model\"\r\n\r\ngpt-4o-mini-transcribe"),
         "{body:.300}"
     );
     assert!(body.contains("name=\"language\"\r\n\r\nko"));

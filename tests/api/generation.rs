@@ -4,103 +4,37 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::db_tests;
-use crate::helpers::{Db, TestApp, spawn_app_on, spawn_app_sharing, spawn_app_with};
+use crate::helpers::{
+    Db, TestApp, espeak_installed, spawn_app_on, spawn_app_sharing, spawn_app_with,
+};
 
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRfake-png-bytes";
-const MP3: &[u8] = b"ID3\x04\x00\x00fake-mp3-bytes";
+use crate::fakes::openai::Natural;
+use crate::fakes::openai::{
+    Api, MP3, PNG, chat_answer, error, image_b64, moderation_answer, speech_answer, story_json,
+    strict,
+};
+use crate::fakes::{Fakes, requests_to};
 
-/// A chat-completions answer whose content is `content`.
-fn chat(content: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "id": "chatcmpl-test", "object": "chat.completion",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}]
-    }))
-}
-
-/// A well-formed story of `n` chapters, as the model would write it.
-fn story_json(title: &str, n: usize) -> String {
-    json!({
-        "title": title,
-        "chapters": (1..=n).map(|i| json!({"title": format!("{i}장 제목"), "content": format!("{i}장: 토끼와 민준이 숲을 걸었어요.")})).collect::<Vec<_>>()
-    })
-    .to_string()
-}
-
-/// Answers with the story sized to what the request asked for ("정확히 N장").
-struct SizedStory;
-
-impl Respond for SizedStory {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        let prompt = body["messages"][1]["content"].as_str().unwrap_or_default();
-        let n = prompt
-            .split("정확히 ")
-            .nth(1)
-            .and_then(|r| r.split('장').next())
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(3);
-        let theme = prompt
-            .split("주제: ")
-            .nth(1)
-            .and_then(|r| r.lines().next())
-            .unwrap_or("이야기");
-        chat(&story_json(&format!("{theme} 이야기"), n))
-    }
-}
-
-fn image_ok() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "created": 0, "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(PNG)}]
-    }))
-}
-
-fn speech_ok() -> ResponseTemplate {
-    ResponseTemplate::new(200)
-        .insert_header("content-type", "audio/mpeg")
-        .set_body_bytes(MP3)
-}
-
-fn moderation(flagged: bool) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "id": "modr-test", "model": "omni-moderation-latest",
-        "results": [{"flagged": flagged, "categories": {"violence": flagged},
-                     "category_scores": {"violence": if flagged { 0.9 } else { 0.001 }}}]
-    }))
-}
-
-/// One fake server playing every provider; tests mount what they need.
+/// One server playing every provider strictly (see `fakes`); tests mount their own
+/// answers, behind the same checks, over the natural ones.
 async fn providers() -> MockServer {
-    MockServer::start().await
+    Fakes::start().await.server
 }
 
-async fn mount_defaults(server: &MockServer) {
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(SizedStory)
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/images/generations"))
-        .respond_with(image_ok())
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/audio/speech"))
-        .respond_with(speech_ok())
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/moderations"))
-        .respond_with(moderation(false))
-        .mount(server)
-        .await;
+/// OpenAI's answer when its servers fail.
+fn server_error(status: u16) -> ResponseTemplate {
+    error(
+        status,
+        "server_error",
+        None,
+        None,
+        "The server had an error while processing your request.",
+    )
 }
 
 /// Flags pointing every capability at `server`, with fast retries.
@@ -213,19 +147,8 @@ async fn failure_reason(app: &TestApp, token: &str, id: &str) -> String {
         .to_string()
 }
 
-async fn requests_to(server: &MockServer, p: &str) -> Vec<Request> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.url.path() == p)
-        .collect()
-}
-
 async fn happy_path_with_http_providers(db: Db) {
     let server = providers().await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(db, &server, &[]).await;
     let token = app.new_account("happy").await;
     let id = new_story(&app, &token, "우주 모험", "short").await;
@@ -298,14 +221,21 @@ async fn rate_limits_are_retried_after_retry_after(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1").set_body_json(
-            json!({"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}),
+        .respond_with(strict(
+            Api::Chat,
+            error(
+                429,
+                "requests",
+                Some("rate_limit_exceeded"),
+                None,
+                "slow down",
+            )
+            .insert_header("retry-after", "1"),
         ))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(db, &server, &[]).await;
     let token = app.new_account("patient").await;
     let id = new_story(&app, &token, "바다", "short").await;
@@ -334,12 +264,11 @@ async fn server_errors_are_retried_then_fail_the_text(db: Db) {
     // Illustrations: two 500s, then fine. The text: always 500.
     Mock::given(method("POST"))
         .and(path("/v1/images/generations"))
-        .respond_with(ResponseTemplate::new(500))
+        .respond_with(strict(Api::Images, server_error(500)))
         .up_to_n_times(2)
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(db, &server, &[]).await;
     let token = app.new_account("bursty").await;
     let id = new_story(&app, &token, "별", "short").await;
@@ -360,10 +289,9 @@ async fn server_errors_are_retried_then_fail_the_text(db: Db) {
     let broken = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(503))
+        .respond_with(strict(Api::Chat, server_error(503)))
         .mount(&broken)
         .await;
-    mount_defaults(&broken).await;
     let app = spawn_with_providers(db, &broken, &[]).await;
     let token = app.new_account("unlucky").await;
     let id = new_story(&app, &token, "별", "short").await;
@@ -376,15 +304,19 @@ async fn server_errors_are_retried_then_fail_the_text(db: Db) {
     assert_eq!(requests_to(&broken, "/v1/chat/completions").await.len(), 3);
 }
 
+/// Narration that times out is retried, then handed to the offline narrator (audio when
+/// espeak-ng is installed, `null` and a note on the story when not); the story completes.
 async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/audio/speech"))
-        .respond_with(speech_ok().set_delay(Duration::from_secs(5)))
+        .respond_with(strict(
+            Api::Speech,
+            speech_answer("mp3").set_delay(Duration::from_secs(5)),
+        ))
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(
         db,
         &server,
@@ -395,9 +327,10 @@ async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
     let id = new_story(&app, &token, "구름", "short").await;
     let story = wait_done(&app, &token, &id).await;
     assert_eq!(story["status"], "completed");
+    let espeak = espeak_installed();
     for chapter in story["chapters"].as_array().unwrap() {
         assert!(chapter["image"].is_object());
-        assert_eq!(chapter["audio"], Value::Null);
+        assert_eq!(chapter["audio"].is_object(), espeak, "{chapter}");
     }
     let steps = app
         .domain
@@ -405,7 +338,10 @@ async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
         .generation_steps(id.parse().unwrap())
         .await
         .unwrap();
-    let narrations: Vec<_> = steps.iter().filter(|s| s.step == "narrate").collect();
+    let narrations: Vec<_> = steps
+        .iter()
+        .filter(|s| s.step == "narrate" && s.provider == "openai-speech")
+        .collect();
     assert_eq!(
         narrations.len(),
         6,
@@ -416,18 +352,35 @@ async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
             .iter()
             .all(|s| s.error_kind.as_deref() == Some("timeout"))
     );
+    let offline = steps
+        .iter()
+        .filter(|s| s.step == "narrate" && s.provider == "offline-espeak-ng")
+        .count();
+    assert_eq!(offline, 3, "the offline narrator took over each chapter");
+    let note = app
+        .graphql(
+            "query($id: ID!) { story(id: $id) { failureReason } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await
+        .json()["data"]["story"]["failureReason"]
+        .clone();
+    assert_eq!(note.is_null(), espeak, "{note}");
 }
 
 async fn malformed_model_output_is_repaired_once(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(chat("이야기를 써 볼게요! {\"title\": 잘못된"))
+        .respond_with(strict(
+            Api::Chat,
+            chat_answer("이야기를 써 볼게요! {\"title\": 잘못된"),
+        ))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(db, &server, &[]).await;
     let token = app.new_account("repair").await;
     let id = new_story(&app, &token, "숲", "short").await;
@@ -453,10 +406,12 @@ async fn malformed_model_output_is_repaired_once(db: Db) {
     let stubborn = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(chat(&story_json("장 수가 틀림", 2)))
+        .respond_with(strict(
+            Api::Chat,
+            chat_answer(&story_json("장 수가 틀림", 2)),
+        ))
         .mount(&stubborn)
         .await;
-    mount_defaults(&stubborn).await;
     let app = spawn_with_providers(db, &stubborn, &[]).await;
     let token = app.new_account("stubborn").await;
     let id = new_story(&app, &token, "숲", "short").await;
@@ -473,11 +428,10 @@ async fn moderation_flags_fail_the_story_with_a_reason(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/moderations"))
-        .respond_with(moderation(true))
+        .respond_with(strict(Api::Moderations, moderation_answer(true)))
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(db, &server, &[]).await;
     let token = app.new_account("flagged").await;
     let id = new_story(&app, &token, "무서운 이야기", "short").await;
@@ -517,31 +471,59 @@ async fn image_and_speech_failures_leave_null_media(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/images/generations"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(
-            json!({"error": {"message": "no", "type": "invalid_request_error", "code": "content_policy_violation"}}),
+        .respond_with(strict(
+            Api::Images,
+            error(
+                400,
+                "invalid_request_error",
+                Some("moderation_blocked"),
+                None,
+                "Your request was rejected by the safety system.",
+            ),
         ))
         .with_priority(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/v1/audio/speech"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "bad key"}})),
-        )
+        .respond_with(strict(
+            Api::Speech,
+            error(
+                401,
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                None,
+                "Incorrect API key provided.",
+            ),
+        ))
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let app = spawn_with_providers(db, &server, &[]).await;
     let token = app.new_account("plain").await;
     let id = new_story(&app, &token, "달", "short").await;
     let story = wait_done(&app, &token, &id).await;
     assert_eq!(story["status"], "completed");
+    let espeak = espeak_installed();
     for chapter in story["chapters"].as_array().unwrap() {
         assert_eq!(chapter["image"], Value::Null);
-        assert_eq!(chapter["audio"], Value::Null);
+        // The stock narrator's key is refused: the offline narrator reads instead.
+        assert_eq!(chapter["audio"].is_object(), espeak, "{chapter}");
         assert!(!chapter["content"].as_str().unwrap().is_empty());
     }
+    // Not one picture: the story says so, and why (the provider refused the content).
+    let note = app
+        .graphql(
+            "query($id: ID!) { story(id: $id) { status failureReason } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await
+        .json()["data"]["story"]["failureReason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(note.contains("삽화") && note.contains("거절"), "{note}");
     // Errors that cannot succeed are not retried.
     assert_eq!(
         requests_to(&server, "/v1/images/generations").await.len(),
@@ -563,9 +545,15 @@ async fn image_and_speech_failures_leave_null_media(db: Db) {
     assert!(
         steps
             .iter()
-            .filter(|s| s.step == "narrate")
+            .filter(|s| s.step == "narrate" && s.provider == "openai-speech")
             .all(|s| s.error_kind.as_deref() == Some("unauthorized"))
     );
+    let summary: Vec<_> = steps
+        .iter()
+        .filter(|s| s.step == "illustrate_all")
+        .collect();
+    assert_eq!(summary.len(), 1, "the history says every picture failed");
+    assert_eq!(summary[0].error_kind.as_deref(), Some("refused"));
 }
 
 async fn a_crash_mid_generation_resumes_without_duplicates(db: Db) {
@@ -573,12 +561,14 @@ async fn a_crash_mid_generation_resumes_without_duplicates(db: Db) {
     // Illustrations hang long enough to crash the first server while they are pending.
     Mock::given(method("POST"))
         .and(path("/v1/images/generations"))
-        .respond_with(image_ok().set_delay(Duration::from_secs(30)))
+        .respond_with(strict(
+            Api::Images,
+            image_b64(PNG).set_delay(Duration::from_secs(30)),
+        ))
         .up_to_n_times(3)
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let first = spawn_with_providers(
         db,
         &server,
@@ -640,12 +630,14 @@ async fn graceful_shutdown_hands_unfinished_stories_over(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/images/generations"))
-        .respond_with(image_ok().set_delay(Duration::from_secs(30)))
+        .respond_with(strict(
+            Api::Images,
+            image_b64(PNG).set_delay(Duration::from_secs(30)),
+        ))
         .up_to_n_times(3)
         .with_priority(1)
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     // A long lease: only an explicit release lets a successor start at once.
     let first = spawn_with_providers(
         db,
@@ -683,10 +675,14 @@ async fn two_workers_never_generate_one_story_twice(db: Db) {
     let server = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(SizedStory)
+        .respond_with(strict(
+            Api::Chat,
+            Natural {
+                base: String::new(),
+            },
+        ))
         .mount(&server)
         .await;
-    mount_defaults(&server).await;
     let a = spawn_with_providers(db, &server, &["--worker-concurrency", "3"]).await;
     let flags: Vec<String> = provider_flags(&server)
         .into_iter()

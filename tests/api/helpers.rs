@@ -710,3 +710,10 @@ pub mod ws {
         }
     }
 }
+
+/// Whether `espeak-ng` (the offline narrator) is installed here: tests that narrate
+/// offline expect audio exactly when it is.
+pub fn espeak_installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()))
+}

@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::Verdict;
 use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
-use crate::providers::retry::with_retry;
+use crate::providers::retry::{Attempt, with_retry};
 use crate::store::types::ConversationId;
 
 impl Conversations<'_> {
@@ -30,7 +30,8 @@ impl Conversations<'_> {
             .acquire()
             .await
             .map_err(|e| AppError::Internal(e.into()))?;
-        match with_retry(providers.retry, || transcriber.transcribe(wav), |_| {}).await {
+        let observe = self.observer("transcribe", transcriber.name());
+        match with_retry(providers.retry, || transcriber.transcribe(wav), observe).await {
             Ok(text) => Ok(text),
             Err(e) => {
                 tracing::warn!(provider = transcriber.name(), error = %e, "speech-to-text failed");
@@ -52,9 +53,12 @@ impl Conversations<'_> {
     ) -> AppResult<Reply> {
         let flagged = match child_text {
             None => false,
-            // Unverifiable input is treated like flagged input: the guide changes the
-            // subject instead of building on it.
-            Some(text) => !self.allowed(text.to_string()).await,
+            // Words that cannot be checked are neither stored nor answered: the client
+            // hears AI_UNAVAILABLE and may send them again.
+            Some(text) => match self.allowed(text.to_string()).await {
+                Ok(allowed) => !allowed,
+                Err(e) => return Err(self.unavailable(conversation.id, "moderation", e).await),
+            },
         };
         if let Some(text) = child_text {
             self.append_message(conversation.id, MessageRole::Child, text, flagged, None)
@@ -100,44 +104,86 @@ impl Conversations<'_> {
         })
     }
 
-    /// Whether the moderator lets `text` through (an unanswered check does not).
-    async fn allowed(&self, text: String) -> bool {
+    /// Records every provider attempt of a conversation step in the provider metrics.
+    fn observer<'a>(&'a self, step: &'a str, provider: &'a str) -> impl FnMut(Attempt<'_>) + 'a {
+        let metrics = self.metrics();
+        move |a: Attempt<'_>| {
+            metrics.record_attempt(
+                step,
+                provider,
+                a.duration.as_secs_f64(),
+                a.error.map(|e| e.kind.as_str()),
+            )
+        }
+    }
+
+    /// A provider the turn needs did not answer: the conversation's subscribers hear
+    /// of it, the cause is logged, and the turn fails with `AI_UNAVAILABLE`.
+    async fn unavailable(
+        &self,
+        conversation: ConversationId,
+        what: &str,
+        e: crate::providers::ProviderError,
+    ) -> AppError {
+        tracing::warn!(conversation_id = %conversation, provider = what, error = %e, "conversation turn: provider unavailable");
+        self.events()
+            .publish(Event::ConversationError {
+                id: conversation,
+                code: ErrorCode::AiUnavailable.as_str().into(),
+            })
+            .await;
+        AppError::new(
+            ErrorCode::AiUnavailable,
+            "지금은 쫑이가 대답할 수 없어요. 잠시 후 같은 말을 다시 보내 주세요.",
+        )
+    }
+
+    /// Whether the moderator lets `text` through; `Err` when it cannot say.
+    async fn allowed(&self, text: String) -> Result<bool, crate::providers::ProviderError> {
         let providers = self.providers();
         let texts = [text];
+        let _slot = providers.moderation_slots.acquire().await.map_err(|_| {
+            crate::providers::ProviderError::new(crate::providers::ErrorKind::Unavailable, "closed")
+        })?;
         let verdict = with_retry(
             providers.retry,
             || providers.moderator.check(&texts),
-            |_| {},
+            self.observer("moderate_message", providers.moderator.name()),
         )
-        .await;
-        matches!(verdict, Ok(Verdict::Allowed))
+        .await?;
+        Ok(matches!(verdict, Verdict::Allowed))
     }
 
     /// The guide's answer to `request`, checked by the moderator: a flagged answer is
-    /// replaced by a safe one. When the guide cannot answer, the conversation's
-    /// subscribers hear of it and the turn fails with `AI_UNAVAILABLE`.
+    /// replaced by a safe one. When the guide or the moderator cannot answer, the turn
+    /// fails with `AI_UNAVAILABLE` (an unchecked answer is never sent to a child).
     async fn answer(
         &self,
         conversation: ConversationId,
         request: &GuideRequest,
     ) -> AppResult<String> {
         let providers = self.providers();
-        let answer = with_retry(providers.retry, || providers.guide.reply(request), |_| {}).await;
+        let answer = {
+            let _slot = providers
+                .writer_slots
+                .acquire()
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?;
+            with_retry(
+                providers.retry,
+                || providers.guide.reply(request),
+                self.observer("guide", providers.guide.name()),
+            )
+            .await
+        };
         let answer = match answer {
             Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(conversation_id = %conversation, error = %e, "guide unavailable");
-                self.events()
-                    .publish(Event::ConversationError {
-                        id: conversation,
-                        code: ErrorCode::AiUnavailable.as_str().into(),
-                    })
-                    .await;
-                return Err(AppError::code_only(ErrorCode::AiUnavailable));
-            }
+            Err(e) => return Err(self.unavailable(conversation, "guide", e).await),
         };
-        if self.allowed(answer.clone()).await {
-            return Ok(answer);
+        match self.allowed(answer.clone()).await {
+            Ok(true) => return Ok(answer),
+            Ok(false) => {}
+            Err(e) => return Err(self.unavailable(conversation, "moderation", e).await),
         }
         tracing::warn!(conversation_id = %conversation, "guide answer flagged; replaced");
         RuleGuide
@@ -158,26 +204,38 @@ impl Conversations<'_> {
         text: &str,
     ) -> Option<String> {
         let providers = self.providers();
-        let (narrator, voice) = match (&providers.voice_narrator, &owner.voice_id) {
-            (Some(n), Some(v)) => (n.clone(), Some(v.clone())),
-            _ => (providers.narrator.clone(), None),
-        };
-        let media = {
-            let _slot = providers.speech_slots.acquire().await.ok()?;
-            with_retry(
-                providers.retry,
-                || narrator.narrate(text, voice.as_deref()),
-                |_| {},
-            )
-            .await
-        };
-        let media = match media {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(error = %e, "reply not spoken");
-                return None;
+        let chain = providers.narration_chain(owner.voice_id.as_deref());
+        let mut spoken = None;
+        for (i, option) in chain.iter().enumerate() {
+            let narrator = &option.narrator;
+            let result = {
+                let _slot = option.slots.acquire().await.ok()?;
+                with_retry(
+                    providers.retry,
+                    || narrator.narrate(text, option.voice.as_deref()),
+                    self.observer("narrate_reply", narrator.name()),
+                )
+                .await
+            };
+            match result {
+                Ok(m) => {
+                    spoken = Some(m);
+                    break;
+                }
+                Err(e) => match chain.get(i + 1) {
+                    Some(next) => {
+                        tracing::warn!(conversation_id = %conversation, from = narrator.name(), to = next.narrator.name(), error = %e, "reply narrator failed; falling back");
+                        self.metrics().record_fallback(
+                            "narrate_reply",
+                            narrator.name(),
+                            next.narrator.name(),
+                        );
+                    }
+                    None => tracing::debug!(error = %e, "reply not spoken"),
+                },
             }
-        };
+        }
+        let media = spoken?;
         let relative = format!(
             "{}/conversations/{conversation}/{}.{}",
             owner.id,
