@@ -343,8 +343,46 @@ pub(crate) struct Figures {
     pub providers: Vec<ProviderFigures>,
 }
 
+/// What one capability's provider check found.
+#[derive(SimpleObject)]
+pub(crate) struct ProviderCheck {
+    /// `llm`, `image`, `speech`, `moderation`, `voice` or `stt`.
+    pub capability: &'static str,
+    /// The base URL called; `null` when the capability runs on the offline built-in.
+    pub url: Option<String>,
+    pub ok: bool,
+    /// The provider's HTTP status, when it answered with an error.
+    pub status: Option<i32>,
+    /// The provider's own error code (e.g. `invalid_api_key`, `unknown_parameter`).
+    pub code: Option<String>,
+    /// What went wrong, as the provider said it.
+    pub message: Option<String>,
+}
+
 #[Object]
 impl OpsFigures {
+    /// One minimal real call to every configured AI provider (as `jjongal providers
+    /// check`): a wrong base URL, key or model shows here, not in a child's story.
+    /// Audited; with an image provider configured it makes one picture.
+    async fn provider_check(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProviderCheck>> {
+        let user = viewer(ctx).await?;
+        let lines = domain(ctx).ops().provider_check(&user).await?;
+        Ok(lines
+            .into_iter()
+            .map(|l| {
+                let error = l.outcome.err();
+                ProviderCheck {
+                    capability: l.capability,
+                    ok: error.is_none(),
+                    url: l.url,
+                    status: error.as_ref().and_then(|e| e.status).map(i32::from),
+                    code: error.as_ref().and_then(|e| e.code.clone()),
+                    message: error.map(|e| e.message),
+                }
+            })
+            .collect())
+    }
+
     /// Figures over the last `windowMinutes` (1–10080, default 60).
     async fn figures(
         &self,

@@ -34,13 +34,14 @@ impl fmt::Display for CheckLine {
                 self.capability
             ),
             (Some(url), Ok(())) => write!(f, "{:<11} OK      {url}", self.capability),
-            (Some(url), Err(e)) => {
-                write!(f, "{:<11} FAILED  {url}: {}", self.capability, e.message)?;
-                if let Some(code) = &e.code {
-                    write!(f, " [code {code}]")?;
-                }
-                write!(f, " [{}]", e.kind.as_str())
-            }
+            // The message carries the status and the provider's own code and words.
+            (Some(url), Err(e)) => write!(
+                f,
+                "{:<11} FAILED  {url}: {} [{}]",
+                self.capability,
+                e.message,
+                e.kind.as_str()
+            ),
         }
     }
 }

@@ -68,6 +68,18 @@ impl Ops<'_> {
         Ok(fresh)
     }
 
+    /// Calls every configured AI provider once (as `jjongal providers check`), for an
+    /// operator; audited (an image provider makes one picture).
+    pub(crate) async fn provider_check(
+        &self,
+        viewer: &User,
+    ) -> AppResult<Vec<crate::providers::check::CheckLine>> {
+        let operator = self.require_operator(viewer).await?;
+        self.audit(&operator, "provider_check", String::new())
+            .await?;
+        Ok(crate::providers::check::check_all(&self.config().providers).await)
+    }
+
     /// Audits an operator read made outside this module (live subscriptions).
     pub(crate) async fn record_ops_read(
         &self,
