@@ -211,9 +211,32 @@ impl Voices<'_> {
     pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
         let oid = owner.id;
         let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), oid).await?;
-        if let (Some(id), Some(cloner)) = (&voice_id, &self.providers().cloner) {
+        if let Some(id) = &voice_id {
             let providers = self.providers();
-            let deleted = with_retry(providers.retry, || cloner.delete_voice(id), |_| {}).await;
+            let deleted = match &providers.cloner {
+                Some(cloner) => {
+                    let metrics = self.metrics();
+                    with_retry(
+                        providers.retry,
+                        || cloner.delete_voice(id),
+                        |a| {
+                            metrics.record_attempt(
+                                "delete_voice",
+                                "elevenlabs-voices",
+                                a.duration.as_secs_f64(),
+                                a.error.map(|e| e.kind.as_str()),
+                            )
+                        },
+                    )
+                    .await
+                }
+                // The voice was cloned with a provider no longer configured: it is still
+                // there, and the operator must hear of it.
+                None => Err(ProviderError::new(
+                    ErrorKind::Unavailable,
+                    "no voice provider is configured (JJONGAL_VOICE_BASE_URL)",
+                )),
+            };
             if let Err(e) = deleted {
                 tracing::error!(
                     user_id = %oid,

@@ -8,7 +8,10 @@ use std::fmt;
 use super::openai::{ChatCall, ImagesIllustrator, ModerationApi, SpeechNarrator, chat};
 use super::transcribe::{Transcriber, TranscriptionApi};
 use super::voice::VoiceCloner;
-use super::{IllustrationRequest, Illustrator, Moderator, Narrator, ProviderError, http_settings};
+use super::{
+    HttpSettings, IllustrationRequest, Illustrator, Moderator, Narrator, ProviderError,
+    http_settings,
+};
 use crate::config::ProvidersConfig;
 
 /// What one capability's check found.
@@ -51,96 +54,115 @@ fn silence() -> Vec<u8> {
     crate::domain::voices::pcm_wav(16_000, &[0u8; 8000])
 }
 
-/// Calls every configured provider once (no retries) and reports each.
+/// Calls every configured provider once (no retries, all at once) and reports each.
 pub async fn check_all(config: &ProvidersConfig) -> Vec<CheckLine> {
-    let mut lines = Vec::new();
-    let mut line = |capability, url: Option<&String>, outcome| {
-        lines.push(CheckLine {
-            capability,
-            url: url.cloned(),
-            outcome,
-        })
-    };
+    let (llm, image, speech, moderation, voice, stt) = futures_util::join!(
+        check_llm(config),
+        check_image(config),
+        check_speech(config),
+        check_moderation(config),
+        check_voice(config),
+        check_stt(config),
+    );
+    vec![llm, image, speech, moderation, voice, stt]
+}
 
-    match http_settings(&config.llm, config) {
-        Some(s) => {
-            let client = super::http::client_for(&s);
-            let messages =
-                [serde_json::json!({"role": "user", "content": "Answer with the single word OK."})];
-            let call = ChatCall {
-                messages: &messages,
-                temperature: 0.0,
-                max_tokens: Some(5),
-                json: false,
-            };
-            let outcome = chat(&client, &s, &call).await.map(|_| ());
-            line("llm", Some(&s.base_url), outcome);
-        }
-        None => line("llm", None, Ok(())),
+/// One capability's line: offline when it has no base URL, else what `call` found.
+async fn checked<F, Fut>(
+    capability: &'static str,
+    p: &crate::config::ProviderConfig,
+    config: &ProvidersConfig,
+    call: F,
+) -> CheckLine
+where
+    F: FnOnce(HttpSettings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ProviderError>>,
+{
+    match http_settings(p, config) {
+        Some(s) => CheckLine {
+            capability,
+            url: Some(s.base_url.clone()),
+            outcome: call(s).await,
+        },
+        None => CheckLine {
+            capability,
+            url: None,
+            outcome: Ok(()),
+        },
     }
-    match http_settings(&config.image, config) {
-        Some(s) => {
-            let url = s.base_url.clone();
-            let request = IllustrationRequest {
-                seed: 0,
-                chapter_number: 1,
-                chapter_title: "check".into(),
-                scene: "a small yellow star".into(),
-                character_sheet: "a small yellow star".into(),
-                characters: vec![],
-            };
-            let outcome = ImagesIllustrator::new(s)
-                .illustrate(&request)
-                .await
-                .map(|_| ());
-            line("image", Some(&url), outcome);
-        }
-        None => line("image", None, Ok(())),
-    }
-    match http_settings(&config.speech, config) {
-        Some(s) => {
-            let url = s.base_url.clone();
-            let narrator = SpeechNarrator::new(
-                s,
-                config.speech_voice.clone(),
-                config.speech_max_input_chars,
-            );
-            let outcome = narrator.narrate("안녕.", None).await.map(|_| ());
-            line("speech", Some(&url), outcome);
-        }
-        None => line("speech", None, Ok(())),
-    }
-    match http_settings(&config.moderation, config) {
-        Some(s) => {
-            let url = s.base_url.clone();
-            let api = ModerationApi::new(s, config.moderation_threshold);
-            let outcome = api.check(&["hello".to_string()]).await.map(|_| ());
-            line("moderation", Some(&url), outcome);
-        }
-        None => line("moderation", None, Ok(())),
-    }
-    match http_settings(&config.voice, config) {
-        Some(s) => {
-            // Deleting a voice that does not exist: the provider must say it does not
-            // know it (key and URL right), which clones and spends nothing.
-            let url = s.base_url.clone();
-            let outcome = VoiceCloner::new(s)
-                .delete_voice("jjongal-providers-check-no-such-voice")
-                .await;
-            line("voice", Some(&url), outcome);
-        }
-        None => line("voice", None, Ok(())),
-    }
-    match http_settings(&config.stt, config) {
-        Some(s) => {
-            let url = s.base_url.clone();
-            let outcome = TranscriptionApi::new(s)
-                .transcribe(&silence())
-                .await
-                .map(|_| ());
-            line("stt", Some(&url), outcome);
-        }
-        None => line("stt", None, Ok(())),
-    }
-    lines
+}
+
+async fn check_llm(config: &ProvidersConfig) -> CheckLine {
+    checked("llm", &config.llm, config, async |s| {
+        let client = super::http::client_for(&s);
+        let messages =
+            [serde_json::json!({"role": "user", "content": "Answer with the single word OK."})];
+        let call = ChatCall {
+            messages: &messages,
+            temperature: 0.0,
+            max_tokens: Some(5),
+            json: false,
+        };
+        chat(&client, &s, &call).await.map(|_| ())
+    })
+    .await
+}
+
+async fn check_image(config: &ProvidersConfig) -> CheckLine {
+    checked("image", &config.image, config, async |s| {
+        let request = IllustrationRequest {
+            seed: 0,
+            chapter_number: 1,
+            chapter_title: "check".into(),
+            scene: "a small yellow star".into(),
+            character_sheet: "a small yellow star".into(),
+            characters: vec![],
+        };
+        ImagesIllustrator::new(s)
+            .illustrate(&request)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+async fn check_speech(config: &ProvidersConfig) -> CheckLine {
+    checked("speech", &config.speech, config, async |s| {
+        let narrator = SpeechNarrator::new(
+            s,
+            config.speech_voice.clone(),
+            config.speech_max_input_chars,
+        );
+        narrator.narrate("안녕.", None).await.map(|_| ())
+    })
+    .await
+}
+
+async fn check_moderation(config: &ProvidersConfig) -> CheckLine {
+    checked("moderation", &config.moderation, config, async |s| {
+        let api = ModerationApi::new(s, config.moderation_threshold);
+        api.check(&["hello".to_string()]).await.map(|_| ())
+    })
+    .await
+}
+
+/// Deleting a voice that does not exist: the provider must say it does not know it
+/// (key and URL right), which clones and spends nothing.
+async fn check_voice(config: &ProvidersConfig) -> CheckLine {
+    checked("voice", &config.voice, config, async |s| {
+        VoiceCloner::new(s)
+            .delete_voice("jjongal-providers-check-no-such-voice")
+            .await
+    })
+    .await
+}
+
+async fn check_stt(config: &ProvidersConfig) -> CheckLine {
+    checked("stt", &config.stt, config, async |s| {
+        TranscriptionApi::new(s)
+            .transcribe(&silence())
+            .await
+            .map(|_| ())
+    })
+    .await
 }

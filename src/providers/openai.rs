@@ -332,8 +332,9 @@ pub(crate) fn audio_media(bytes: Vec<u8>) -> Result<Media, ProviderError> {
 }
 
 /// Narrates `text` piece by piece (each at most `limit` characters) and joins the
-/// pieces' audio; every piece must succeed. MP3 (what is asked for) joins by
-/// concatenation.
+/// pieces' audio; every piece must succeed. MP3 (what is asked for), AAC (ADTS) and Ogg
+/// streams join by concatenation; a server that answers a long text in a container that
+/// does not (WAV, FLAC…) fails the narration, so the next narrator in line reads it.
 pub(crate) async fn narrate_in_pieces<F, Fut>(
     text: &str,
     limit: usize,
@@ -343,9 +344,23 @@ where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, ProviderError>>,
 {
+    let pieces = split_for_speech(text, limit);
+    let several = pieces.len() > 1;
     let mut joined = Vec::new();
-    for part in split_for_speech(text, limit) {
-        joined.extend(piece(part).await?);
+    for part in pieces {
+        let bytes = piece(part).await?;
+        let format = audio::sniff(&bytes)
+            .ok_or_else(|| ProviderError::new(ErrorKind::BadResponse, "not an audio file"))?;
+        if several && !matches!(format.extension, "mp3" | "aac" | "ogg") {
+            return Err(ProviderError::new(
+                ErrorKind::BadResponse,
+                format!(
+                    "the speech server answered {}, which cannot be joined; long texts need MP3",
+                    format.extension
+                ),
+            ));
+        }
+        joined.extend(bytes);
     }
     audio_media(joined)
 }
@@ -533,6 +548,23 @@ mod tests {
         let vllm = body("http://vllm:8000/v1", "qwen", forced);
         assert_eq!(vllm["max_completion_tokens"], 300);
         assert!(vllm.get("temperature").is_none());
+    }
+
+    #[tokio::test]
+    async fn pieces_join_only_where_the_format_allows() {
+        let text = "하나. 둘. 셋.";
+        let mp3 = |_: String| async { Ok(b"ID3\x04\0\0mp3".to_vec()) };
+        let joined = narrate_in_pieces(text, 4, mp3).await.unwrap();
+        assert_eq!(joined.extension, "mp3");
+        assert_eq!(joined.bytes.len(), 3 * 9, "three pieces, joined");
+        let wav = |_: String| async { Ok(b"RIFF\0\0\0\0WAVEfmt ".to_vec()) };
+        assert!(
+            narrate_in_pieces(text, 4, wav).await.is_err(),
+            "WAV pieces cannot be joined"
+        );
+        // One piece in any format is fine.
+        let one = narrate_in_pieces(text, 100, wav).await.unwrap();
+        assert_eq!(one.extension, "wav");
     }
 
     #[test]

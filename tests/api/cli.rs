@@ -381,7 +381,59 @@ async fn only_the_cli_grants_the_operator_role(db: Db) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("RESOURCE_NOT_FOUND"));
 }
 
+/// `jjongal voices retry-deletions`: a voice the provider did not confirm deleted stays
+/// pending (exit 1) until the provider deletes it, or the operator settles it by force.
+async fn voice_deletions_are_retried_from_the_command_line(db: Db) {
+    let storage = TestStorage::new(db).await;
+    // The schema first (any command migrates), then two voices left at the provider.
+    let migrated = command(&storage).arg("migrate").output().await.unwrap();
+    assert!(migrated.status.success());
+    storage
+        .execute(
+            "INSERT INTO voice_deletions (id, voice_id, owner_id, status, last_error, attempts, created_at, updated_at) VALUES \
+             ('00000000-0000-4000-8000-000000000001', 'keptVoice', '00000000-0000-4000-8000-0000000000aa', 'pending', 'HTTP 401', 1, '2026-12-05 00:00:00', '2026-12-05 00:00:00'), \
+             ('00000000-0000-4000-8000-000000000002', 'goneVoice', '00000000-0000-4000-8000-0000000000bb', 'pending', 'HTTP 401', 1, '2026-12-05 00:00:01', '2026-12-05 00:00:01')",
+        )
+        .await;
+    let fakes = crate::fakes::Fakes::start().await;
+    fakes.voices.add_voice("keptVoice");
+    let retry = |args: &[&str], key: &str| {
+        let mut cmd = command(&storage);
+        cmd.args(["voices", "retry-deletions"])
+            .args(args)
+            .env("JJONGAL_VOICE_BASE_URL", fakes.server.uri())
+            .env("JJONGAL_VOICE_API_KEY", key)
+            .env("JJONGAL_PROVIDER_MAX_ATTEMPTS", "1");
+        async move { cmd.output().await.unwrap() }
+    };
+    // Still revoked: both stay pending, and the command says so.
+    let out = retry(&[], "wrong-key").await;
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches(": pending").count(), 2, "{text}");
+    // The key works again: the provider deletes one, and says the other is gone.
+    let out = retry(&[], crate::fakes::ELEVEN_KEY).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("keptVoice (account 00000000-0000-4000-8000-0000000000aa): deleted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("goneVoice (account 00000000-0000-4000-8000-0000000000bb): deleted"),
+        "{text}"
+    );
+    assert!(fakes.voices.voices().is_empty());
+    let out = retry(&["--force"], crate::fakes::ELEVEN_KEY).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no voice deletions are pending"));
+}
+
 db_tests!(
+    voice_deletions_are_retried_from_the_command_line,
     internal_causes_are_logged_once_with_the_request_id_never_answered,
     only_the_cli_grants_the_operator_role,
     users_create_reads_the_password_from_stdin,

@@ -863,6 +863,39 @@ async fn providers_check_reports_each_capability(_db: Db) {
     );
 }
 
+/// A voice cloned with a provider no longer configured is still at that provider: its
+/// deletion is recorded for the operator, never dropped silently.
+async fn a_voice_without_its_provider_is_recorded(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("orphan.voice").await;
+    let user = app.user(&token).await;
+    app.storage()
+        .execute(&format!(
+            "UPDATE users SET voice_id = 'orphanVoice', voice_status = 'cloned' WHERE id = '{}'",
+            user.id
+        ))
+        .await;
+    let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert_eq!(app.user(&token).await.voice_id, None);
+    let outcomes = app
+        .domain
+        .voices()
+        .retry_voice_deletions(false)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].voice_id, "orphanVoice");
+    assert_eq!(outcomes[0].status, "pending");
+    assert!(
+        outcomes[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no voice provider")
+    );
+}
+
 /// The same check for operators, as a GraphQL ops field (members cannot reach it).
 async fn operators_can_check_the_providers(db: Db) {
     let fakes = Fakes::start().await;
@@ -902,6 +935,7 @@ async fn operators_can_check_the_providers(db: Db) {
 }
 
 db_tests!(
+    a_voice_without_its_provider_is_recorded,
     operators_can_check_the_providers,
     gpt_image_models_get_only_what_they_take,
     image_urls_are_fetched_only_where_allowed,
