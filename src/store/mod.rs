@@ -303,7 +303,16 @@ impl Pool {
                 });
                 let manager =
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-                Ok(Pool::Sqlite(build_pool!(manager, max_size, wait)?))
+                let pool = DeadPool::builder(manager)
+                    .max_size(max_size)
+                    .wait_timeout(Some(wait))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .pre_recycle(deadpool::managed::Hook::async_fn(|conn, _| {
+                        Box::pin(sqlite_thread::settle(conn))
+                    }))
+                    .build()
+                    .map_err(|e| DbError::Pool(e.to_string()))?;
+                Ok(Pool::Sqlite(pool))
             }
         }
     }

@@ -10,6 +10,13 @@
 //! *Memory on SQLite*). Here a connection's calls run one after another on its own
 //! thread, started with the connection and ended when it is dropped, so its memory stays
 //! in one heap, and SQLite work no longer grows the blocking pool.
+//!
+//! **Cancellation.** A request whose client goes away is dropped mid-query; the call it
+//! had sent still runs on the connection's thread and holds the connection's shared
+//! state until it ends. The pool must not hand the connection on (or check it, which
+//! needs that state alone: diesel-async panics "Cannot access shared transaction
+//! state", diesel-rs/diesel_async#281) before then, so [`settle`] runs before every
+//! recycle: an empty call queued behind whatever is still running, awaited.
 
 use std::error::Error;
 use std::panic::AssertUnwindSafe;
@@ -77,6 +84,18 @@ impl SpawnBlocking for ConnectionThread {
     }
 }
 
+/// Waits until every call sent to `conn`'s thread has finished (an empty call, queued
+/// behind them, has run), so nothing but `conn` holds the connection any more.
+pub(super) async fn settle(
+    conn: &mut super::SqliteConn,
+) -> Result<(), deadpool::managed::HookError<diesel_async::pooled_connection::PoolError>> {
+    conn.spawn_blocking(|_| Ok(())).await.map_err(|e| {
+        deadpool::managed::HookError::Backend(
+            diesel_async::pooled_connection::PoolError::QueryError(e),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +124,48 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(id, seen[0].0);
+    }
+
+    /// A query abandoned mid-flight (its client went away) does not make the next
+    /// checkout of its connection panic: the pool waits for it to end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_query_never_breaks_the_next_checkout() {
+        use diesel::sql_types::BigInt;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("t.db").to_string_lossy().into_owned();
+        // One connection: every checkout is the same one.
+        let pool = super::super::Pool::connect(&url, 1).await.unwrap();
+        let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) \
+                    SELECT count(*) AS n FROM c";
+        for _ in 0..3 {
+            let mut conn = pool.get().await.unwrap();
+            let super::super::Conn::Sqlite(c) = &mut conn else {
+                unreachable!()
+            };
+            let query = diesel::sql_query(slow).get_result::<Count>(&mut **c);
+            // The client goes away while the query runs.
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(5), query)
+                    .await
+                    .is_err()
+            );
+            drop(conn);
+            // The next checkout waits for the abandoned query, then works.
+            let mut conn = pool.get().await.unwrap();
+            let super::super::Conn::Sqlite(c) = &mut conn else {
+                unreachable!()
+            };
+            let done = diesel::sql_query("SELECT 41 + 1 AS n")
+                .get_result::<Count>(&mut **c)
+                .await;
+            assert_eq!(done.unwrap().n, 42);
+        }
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ mod media;
 mod ops;
 mod pagination;
 mod providers;
+mod reliability;
 mod sockets;
 mod stack_limit;
 mod stories;
