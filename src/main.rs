@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             command: ProvidersCommand::Check,
         } => {
             let config = Config::resolve(cli.config)?;
-            let lines = jjongal::providers::check::check_all(&config.providers).await;
+            let lines = jjongal::providers::check::check_all(&config.providers, None).await;
             for line in &lines {
                 println!("{line}");
             }

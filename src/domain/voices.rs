@@ -7,7 +7,7 @@ use super::accounts::User;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::audio::sniff;
-use crate::providers::retry::with_retry;
+use crate::providers::retry::{with_retry, with_retry_if};
 use crate::providers::voice::Sample;
 use crate::providers::{ErrorKind, ProviderError};
 use crate::store::models::{VoiceDeletionRow, VoiceSampleRow};
@@ -151,7 +151,10 @@ impl Voices<'_> {
         let result = match providers.voice_slots.acquire().await {
             Ok(_slot) => {
                 let metrics = self.metrics();
-                with_retry(
+                // Busy (429), failing (5xx) or unreachable: tried again. Not after a
+                // timeout: that clone may have been made, and a second would be a voice
+                // nobody knows of.
+                with_retry_if(
                     providers.retry,
                     || cloner.clone_voice(&name, &samples),
                     |a| {
@@ -162,6 +165,7 @@ impl Voices<'_> {
                             a.error.map(|e| e.kind.as_str()),
                         )
                     },
+                    |e| e.kind.retryable() && e.kind != ErrorKind::Timeout,
                 )
                 .await
             }
@@ -198,73 +202,119 @@ impl Voices<'_> {
             }
         };
         let mut conn = self.pool().get().await?;
-        store::voices::set_voice(&mut conn.db(), oid, status, voice_id.as_deref()).await?;
+        let kept =
+            store::voices::end_cloning(&mut conn.db(), oid, status, voice_id.as_deref()).await?;
         drop(conn);
+        if !kept {
+            // The voice (or the account) was deleted while it was being cloned: the new
+            // voice must not outlive that.
+            if let Some(id) = voice_id {
+                tracing::info!(user_id = %oid, "voice deleted while cloning; deleting the new clone");
+                self.delete_at_provider(oid, &id).await?;
+            }
+            return Ok(());
+        }
         self.events().publish(event).await;
         Ok(())
     }
 
     /// Removes the samples, the stored voice id and the voice at the provider. The
-    /// family's erasure never waits on the provider: when it cannot delete the voice
-    /// (after the retry policy), what is left there is recorded for the operator
-    /// (`voice_deletions`, `jjongal voices retry-deletions`) and the rest goes on.
+    /// family's erasure never waits on the provider: the deletion is recorded first
+    /// (`voice_deletions`), the local data goes, then the provider is asked within a
+    /// short deadline; what it did not confirm stays recorded for the operator
+    /// (`jjongal voices retry-deletions`).
     pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
         let oid = owner.id;
         let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), oid).await?;
-        if let Some(id) = &voice_id {
-            let providers = self.providers();
-            let deleted = match &providers.cloner {
-                Some(cloner) => {
-                    let metrics = self.metrics();
-                    with_retry(
-                        providers.retry,
-                        || cloner.delete_voice(id),
-                        |a| {
-                            metrics.record_attempt(
-                                "delete_voice",
-                                "elevenlabs-voices",
-                                a.duration.as_secs_f64(),
-                                a.error.map(|e| e.kind.as_str()),
-                            )
-                        },
-                    )
-                    .await
-                }
-                // The voice was cloned with a provider no longer configured: it is still
-                // there, and the operator must hear of it.
-                None => Err(ProviderError::new(
-                    ErrorKind::Unavailable,
-                    "no voice provider is configured (JJONGAL_VOICE_BASE_URL)",
-                )),
-            };
-            if let Err(e) = deleted {
-                tracing::error!(
-                    user_id = %oid,
-                    error = %e,
-                    provider_code = e.code.as_deref().unwrap_or(""),
-                    "the voice provider did not delete the cloned voice; recorded for the operator"
-                );
-                let now = to_db(store::now());
-                let row = VoiceDeletionRow {
-                    id: VoiceDeletionId::random(),
-                    voice_id: id.clone(),
-                    owner_id: oid,
-                    status: DeletionStatus::Pending,
-                    last_error: e.to_string(),
-                    attempts: 1,
-                    created_at: now,
-                    updated_at: now,
-                };
-                store::voices::insert_deletion(&mut self.pool().get().await?.db(), &row).await?;
-            }
-        }
         let mut conn = self.pool().get().await?;
         let mut db = conn.db();
         store::voices::delete_samples(&mut db, oid).await?;
         store::voices::set_voice(&mut db, oid, VoiceStatus::NotCloned, None).await?;
         drop(conn);
         crate::media::remove_tree(&self.samples_dir(owner.id), "removing voice samples").await;
+        if let Some(id) = voice_id {
+            self.delete_at_provider(oid, &id).await?;
+        }
         Ok(())
+    }
+
+    /// Deletes voice `id` (of account `owner`) at the provider: recorded as pending
+    /// first, so that nothing — a provider that cannot delete, a deadline, a cancelled
+    /// request — forgets it; settled as deleted when the provider confirms within the
+    /// deadline (a few attempts, half the request timeout at most).
+    async fn delete_at_provider(&self, owner: UserId, id: &str) -> AppResult<()> {
+        let now = to_db(store::now());
+        let row = VoiceDeletionRow {
+            id: VoiceDeletionId::random(),
+            voice_id: id.to_string(),
+            owner_id: owner,
+            status: DeletionStatus::Pending,
+            last_error: "not yet confirmed by the provider".into(),
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        store::voices::insert_deletion(&mut self.pool().get().await?.db(), &row).await?;
+        let deadline = (self.config().request_timeout / 2).min(std::time::Duration::from_secs(15));
+        let outcome = match tokio::time::timeout(deadline, self.ask_provider_to_delete(id)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::new(
+                ErrorKind::Timeout,
+                format!("no confirmation within {} s", deadline.as_secs()),
+            )),
+        };
+        let (status, error) = match &outcome {
+            Ok(()) => (DeletionStatus::Deleted, String::new()),
+            Err(e) => {
+                tracing::error!(
+                    user_id = %owner,
+                    error = %e,
+                    provider_code = e.code.as_deref().unwrap_or(""),
+                    "the voice provider did not delete the cloned voice; recorded for the operator"
+                );
+                (DeletionStatus::Pending, e.to_string())
+            }
+        };
+        store::voices::settle_deletion(
+            &mut self.pool().get().await?.db(),
+            row.id,
+            status,
+            &error,
+            to_db(store::now()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One deletion at the voice provider, in a voice slot, with the retry policy.
+    async fn ask_provider_to_delete(&self, id: &str) -> Result<(), ProviderError> {
+        let providers = self.providers();
+        // Cloned with a provider no longer configured: it is still there.
+        let Some(cloner) = &providers.cloner else {
+            return Err(ProviderError::new(
+                ErrorKind::Unavailable,
+                "no voice provider is configured (JJONGAL_VOICE_BASE_URL)",
+            ));
+        };
+        let _slot = providers
+            .voice_slots
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::new(ErrorKind::Unavailable, "shutting down"))?;
+        let metrics = self.metrics();
+        with_retry(
+            providers.retry,
+            || cloner.delete_voice(id),
+            |a| {
+                metrics.record_attempt(
+                    "delete_voice",
+                    "elevenlabs-voices",
+                    a.duration.as_secs_f64(),
+                    a.error.map(|e| e.kind.as_str()),
+                )
+            },
+        )
+        .await
     }
 
     /// Tries again every voice deletion still pending at the provider (the operator's
@@ -275,13 +325,7 @@ impl Voices<'_> {
         let pending = store::voices::pending_deletions(&mut self.pool().get().await?.db()).await?;
         let mut outcomes = Vec::with_capacity(pending.len());
         for row in pending {
-            let attempt = match &self.providers().cloner {
-                Some(cloner) => cloner.delete_voice(&row.voice_id).await,
-                None => Err(ProviderError::new(
-                    ErrorKind::Unavailable,
-                    "no voice provider is configured (JJONGAL_VOICE_BASE_URL)",
-                )),
-            };
+            let attempt = self.ask_provider_to_delete(&row.voice_id).await;
             let (status, error) = match attempt {
                 Ok(()) => (DeletionStatus::Deleted, String::new()),
                 Err(e) if force => (DeletionStatus::Forced, e.to_string()),

@@ -414,7 +414,10 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
                 Made::Failed(kind) => failed = Some(kind),
             }
         }
-        if let (false, Some(kind)) = (any_made, failed) {
+        // A capability this server does not have at all (no narrator installed) is
+        // configuration, said at start-up, not a failure of this story.
+        let missing = failed == Some(crate::providers::ErrorKind::Unavailable);
+        if let (false, Some(kind), false) = (any_made, failed, missing) {
             let note = format!(
                 "{what}을(를) 하나도 만들지 못했습니다: {}",
                 public_detail(kind).replace("이야기 서비스", &format!("{what} 서비스"))
@@ -466,7 +469,8 @@ where
 }
 
 /// A chapter's narration down the narration chain: the first narrator that succeeds
-/// wins; each fallback is logged and counted.
+/// wins; each fallback is logged and counted. When none does, the error is the first
+/// real failure (not a narrator that is merely not installed).
 async fn narrate(
     run: Run<'_>,
     slot: &MediaSlot,
@@ -493,7 +497,12 @@ async fn narrate(
                         next.narrator.name(),
                     );
                 }
-                last = Some(e);
+                // The error that says most: a provider's failure over "not installed".
+                if last.as_ref().is_none_or(|l: &ProviderError| {
+                    l.kind == crate::providers::ErrorKind::Unavailable
+                }) {
+                    last = Some(e);
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! error code and message).
 
 use std::fmt;
+use std::time::Duration;
 
 use super::openai::{ChatCall, ImagesIllustrator, ModerationApi, SpeechNarrator, chat};
 use super::transcribe::{Transcriber, TranscriptionApi};
@@ -54,15 +55,17 @@ fn silence() -> Vec<u8> {
     crate::domain::voices::pcm_wav(16_000, &[0u8; 8000])
 }
 
-/// Calls every configured provider once (no retries, all at once) and reports each.
-pub async fn check_all(config: &ProvidersConfig) -> Vec<CheckLine> {
+/// Calls every configured provider once (no retries, all at once) and reports each;
+/// with a `deadline`, a capability that has not answered by then is reported as such
+/// (a request's own timeout must not swallow the whole report).
+pub async fn check_all(config: &ProvidersConfig, deadline: Option<Duration>) -> Vec<CheckLine> {
     let (llm, image, speech, moderation, voice, stt) = futures_util::join!(
-        check_llm(config),
-        check_image(config),
-        check_speech(config),
-        check_moderation(config),
-        check_voice(config),
-        check_stt(config),
+        check_llm(config, deadline),
+        check_image(config, deadline),
+        check_speech(config, deadline),
+        check_moderation(config, deadline),
+        check_voice(config, deadline),
+        check_stt(config, deadline),
     );
     vec![llm, image, speech, moderation, voice, stt]
 }
@@ -72,6 +75,7 @@ async fn checked<F, Fut>(
     capability: &'static str,
     p: &crate::config::ProviderConfig,
     config: &ProvidersConfig,
+    deadline: Option<Duration>,
     call: F,
 ) -> CheckLine
 where
@@ -79,11 +83,28 @@ where
     Fut: std::future::Future<Output = Result<(), ProviderError>>,
 {
     match http_settings(p, config) {
-        Some(s) => CheckLine {
-            capability,
-            url: Some(s.base_url.clone()),
-            outcome: call(s).await,
-        },
+        Some(s) => {
+            let url = Some(s.base_url.clone());
+            let outcome = match deadline {
+                None => call(s).await,
+                Some(deadline) => tokio::time::timeout(deadline, call(s))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ProviderError::new(
+                            super::ErrorKind::Timeout,
+                            format!(
+                                "no answer within {} s here (`jjongal providers check` waits the full timeout)",
+                                deadline.as_secs()
+                            ),
+                        ))
+                    }),
+            };
+            CheckLine {
+                capability,
+                url,
+                outcome,
+            }
+        }
         None => CheckLine {
             capability,
             url: None,
@@ -92,8 +113,8 @@ where
     }
 }
 
-async fn check_llm(config: &ProvidersConfig) -> CheckLine {
-    checked("llm", &config.llm, config, async |s| {
+async fn check_llm(config: &ProvidersConfig, deadline: Option<Duration>) -> CheckLine {
+    checked("llm", &config.llm, config, deadline, async |s| {
         let client = super::http::client_for(&s);
         let messages =
             [serde_json::json!({"role": "user", "content": "Answer with the single word OK."})];
@@ -108,8 +129,8 @@ async fn check_llm(config: &ProvidersConfig) -> CheckLine {
     .await
 }
 
-async fn check_image(config: &ProvidersConfig) -> CheckLine {
-    checked("image", &config.image, config, async |s| {
+async fn check_image(config: &ProvidersConfig, deadline: Option<Duration>) -> CheckLine {
+    checked("image", &config.image, config, deadline, async |s| {
         let request = IllustrationRequest {
             seed: 0,
             chapter_number: 1,
@@ -126,8 +147,8 @@ async fn check_image(config: &ProvidersConfig) -> CheckLine {
     .await
 }
 
-async fn check_speech(config: &ProvidersConfig) -> CheckLine {
-    checked("speech", &config.speech, config, async |s| {
+async fn check_speech(config: &ProvidersConfig, deadline: Option<Duration>) -> CheckLine {
+    checked("speech", &config.speech, config, deadline, async |s| {
         let narrator = SpeechNarrator::new(
             s,
             config.speech_voice.clone(),
@@ -138,18 +159,24 @@ async fn check_speech(config: &ProvidersConfig) -> CheckLine {
     .await
 }
 
-async fn check_moderation(config: &ProvidersConfig) -> CheckLine {
-    checked("moderation", &config.moderation, config, async |s| {
-        let api = ModerationApi::new(s, config.moderation_threshold);
-        api.check(&["hello".to_string()]).await.map(|_| ())
-    })
+async fn check_moderation(config: &ProvidersConfig, deadline: Option<Duration>) -> CheckLine {
+    checked(
+        "moderation",
+        &config.moderation,
+        config,
+        deadline,
+        async |s| {
+            let api = ModerationApi::new(s, config.moderation_threshold);
+            api.check(&["hello".to_string()]).await.map(|_| ())
+        },
+    )
     .await
 }
 
 /// Deleting a voice that does not exist: the provider must say it does not know it
 /// (key and URL right), which clones and spends nothing.
-async fn check_voice(config: &ProvidersConfig) -> CheckLine {
-    checked("voice", &config.voice, config, async |s| {
+async fn check_voice(config: &ProvidersConfig, deadline: Option<Duration>) -> CheckLine {
+    checked("voice", &config.voice, config, deadline, async |s| {
         VoiceCloner::new(s)
             .delete_voice("jjongal-providers-check-no-such-voice")
             .await
@@ -157,8 +184,8 @@ async fn check_voice(config: &ProvidersConfig) -> CheckLine {
     .await
 }
 
-async fn check_stt(config: &ProvidersConfig) -> CheckLine {
-    checked("stt", &config.stt, config, async |s| {
+async fn check_stt(config: &ProvidersConfig, deadline: Option<Duration>) -> CheckLine {
+    checked("stt", &config.stt, config, deadline, async |s| {
         TranscriptionApi::new(s)
             .transcribe(&silence())
             .await

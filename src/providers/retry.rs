@@ -23,8 +23,24 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// attempt is reported to `observe`.
 pub(crate) async fn with_retry<T, F, Fut>(
     policy: RetryPolicy,
+    call: F,
+    observe: impl FnMut(Attempt<'_>),
+) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    with_retry_if(policy, call, observe, |e| e.kind.retryable()).await
+}
+
+/// [`with_retry`], retrying only the errors `retryable` accepts (a call that creates
+/// something at the provider is not repeated after a timeout: the first may have
+/// succeeded).
+pub(crate) async fn with_retry_if<T, F, Fut>(
+    policy: RetryPolicy,
     mut call: F,
     mut observe: impl FnMut(Attempt<'_>),
+    retryable: impl Fn(&ProviderError) -> bool,
 ) -> Result<T, ProviderError>
 where
     F: FnMut() -> Fut,
@@ -45,7 +61,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if !err.kind.retryable() || attempt >= policy.max_attempts {
+        if !retryable(&err) || attempt >= policy.max_attempts {
             return Err(err);
         }
         let delay = match err.retry_after {

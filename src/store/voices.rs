@@ -111,6 +111,25 @@ pub(crate) async fn set_voice(
     Ok(())
 }
 
+/// Ends this process's cloning: the voice's outcome is written only while the account
+/// is still cloning (not deleted, its voice not deleted meanwhile); `false` otherwise.
+pub(crate) async fn end_cloning(
+    db: &mut Db<'_>,
+    owner: UserId,
+    status: VoiceStatus,
+    voice_id: Option<&str>,
+) -> Result<bool, DbError> {
+    let n = on_db!(db, |c| diesel::update(
+        users::table
+            .find(owner)
+            .filter(users::voice_status.eq(VoiceStatus::Cloning)),
+    )
+    .set((users::voice_status.eq(status), users::voice_id.eq(voice_id)))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
 /// The account's voice id at the provider, if it has one.
 pub(crate) async fn voice_id(db: &mut Db<'_>, owner: UserId) -> Result<Option<String>, DbError> {
     Ok(on_db!(db, |c| users::table

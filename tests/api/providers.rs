@@ -896,6 +896,57 @@ async fn a_voice_without_its_provider_is_recorded(db: Db) {
     );
 }
 
+/// The family's erasure never waits on a voice provider that hangs: the account is
+/// gone within the request's time (not a 503 to try again for ever), and the voice left
+/// at the provider is recorded for the operator.
+async fn erasure_never_waits_on_a_hanging_voice_provider(db: Db) {
+    let fakes = Fakes::start().await;
+    fakes.voices.add_voice("slowVoice");
+    Mock::given(method("DELETE"))
+        .and(path_regex("^/v1/voices/"))
+        .respond_with(elevenlabs::strict(
+            &fakes.voices,
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "ok"}))
+                .set_delay(Duration::from_secs(30)),
+        ))
+        .mount(&fakes.server)
+        .await;
+    let app = spawn(
+        db,
+        &fakes,
+        &["--request-timeout-secs", "4", "--voice-timeout", "1"],
+    )
+    .await;
+    let token = app.new_account("hanging.provider").await;
+    let user = app.user(&token).await;
+    app.storage()
+        .execute(&format!(
+            "UPDATE users SET voice_id = 'slowVoice', voice_status = 'cloned' WHERE id = '{}'",
+            user.id
+        ))
+        .await;
+    let reply = app.delete("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    app.get("/api/v1/users/me", Some(&token))
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+    let outcomes = app
+        .domain
+        .voices()
+        .retry_voice_deletions(false)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].voice_id, "slowVoice");
+    assert_eq!(outcomes[0].owner_id, user.id.to_string());
+    assert_eq!(outcomes[0].status, "pending");
+    assert!(
+        outcomes[0].error.as_deref().unwrap().contains("timeout"),
+        "{outcomes:?}"
+    );
+}
+
 /// The same check for operators, as a GraphQL ops field (members cannot reach it).
 async fn operators_can_check_the_providers(db: Db) {
     let fakes = Fakes::start().await;
@@ -935,6 +986,7 @@ async fn operators_can_check_the_providers(db: Db) {
 }
 
 db_tests!(
+    erasure_never_waits_on_a_hanging_voice_provider,
     a_voice_without_its_provider_is_recorded,
     operators_can_check_the_providers,
     gpt_image_models_get_only_what_they_take,

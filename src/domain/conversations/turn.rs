@@ -43,8 +43,10 @@ impl Conversations<'_> {
         }
     }
 
-    /// One turn: store the child's words (flagged or not), ask the guide, check and speak
-    /// the answer, store it, announce it.
+    /// One turn: check the child's words, ask the guide, check and speak the answer,
+    /// then store both (the child's words flagged or not) and announce the answer. A turn
+    /// that fails (a provider unreachable) stores nothing: the client hears
+    /// `AI_UNAVAILABLE` and may send the same words again.
     pub(super) async fn guide_turn(
         &self,
         owner: &User,
@@ -53,24 +55,21 @@ impl Conversations<'_> {
     ) -> AppResult<Reply> {
         let flagged = match child_text {
             None => false,
-            // Words that cannot be checked are neither stored nor answered: the client
-            // hears AI_UNAVAILABLE and may send them again.
             Some(text) => match self.allowed(text.to_string()).await {
                 Ok(allowed) => !allowed,
                 Err(e) => return Err(self.unavailable(conversation.id, "moderation", e).await),
             },
         };
-        if let Some(text) = child_text {
-            self.append_message(conversation.id, MessageRole::Child, text, flagged, None)
-                .await?;
-        }
-        let history: Vec<(MessageRole, String)> = self
+        let mut history: Vec<(MessageRole, String)> = self
             .messages(conversation.id)
             .await?
             .into_iter()
             .filter(|m| !m.flagged)
             .map(|m| (m.role, m.text))
             .collect();
+        if let Some(text) = child_text.filter(|_| !flagged) {
+            history.push((MessageRole::Child, text.to_string()));
+        }
         let request = GuideRequest {
             child_name: conversation.child_name.clone(),
             child_age: conversation.child_age,
@@ -79,6 +78,10 @@ impl Conversations<'_> {
             redirect: flagged,
         };
         let answer = self.answer(conversation.id, &request).await?;
+        if let Some(text) = child_text {
+            self.append_message(conversation.id, MessageRole::Child, text, flagged, None)
+                .await?;
+        }
         let audio_path = self.speak(owner, conversation.id, &answer).await;
         let seq = self
             .append_message(

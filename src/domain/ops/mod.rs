@@ -77,7 +77,9 @@ impl Ops<'_> {
         let operator = self.require_operator(viewer).await?;
         self.audit(&operator, "provider_check", String::new())
             .await?;
-        Ok(crate::providers::check::check_all(&self.config().providers).await)
+        // Within the request's own timeout, so the report always comes back.
+        let deadline = self.config().request_timeout * 3 / 4;
+        Ok(crate::providers::check::check_all(&self.config().providers, Some(deadline)).await)
     }
 
     /// Audits an operator read made outside this module (live subscriptions).

@@ -442,6 +442,21 @@ fn rules(api: Api, body: &Value) -> Result<(), ResponseTemplate> {
             }
         }
         Api::Speech => {
+            // "Supported built-in voices are alloy, ash, ballad, coral, echo, fable, onyx,
+            // nova, sage, shimmer, verse, marin, and cedar" (or a custom `{"id"}`).
+            const VOICES: [&str; 13] = [
+                "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
+                "shimmer", "verse", "marin", "cedar",
+            ];
+            if let Some(voice) = body["voice"].as_str()
+                && !VOICES.contains(&voice)
+            {
+                return Err(invalid(
+                    "invalid_value",
+                    Some("voice"),
+                    &format!("Invalid value for 'voice': '{voice}'."),
+                ));
+            }
             if model.starts_with("tts-1") && has("instructions") {
                 return Err(invalid(
                     "unsupported_parameter",
