@@ -273,6 +273,30 @@ impl OpsReads {
             .collect())
     }
 
+    /// Recorded deletions of cloned voices at the provider, newest first: what is still
+    /// there (`pending`) after a family's erasure.
+    #[graphql(complexity = "first.clamp(1, 100) as usize * child_complexity")]
+    async fn voice_deletions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> async_graphql::Result<Vec<VoiceDeletion>> {
+        let user = viewer(ctx).await?;
+        let rows = domain(ctx).ops().voice_deletions(&user, first).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| VoiceDeletion {
+                voice_id: r.voice_id,
+                owner_id: ID(r.owner_id.to_string()),
+                status: r.status.as_str(),
+                last_error: r.last_error,
+                attempts: r.attempts,
+                created_at: Timestamp(crate::store::from_db(r.created_at)),
+                updated_at: Timestamp(crate::store::from_db(r.updated_at)),
+            })
+            .collect())
+    }
+
     /// The audit log of operator reads, newest first.
     #[graphql(complexity = "first.clamp(1, 100) as usize * child_complexity")]
     async fn audit(
@@ -293,6 +317,24 @@ impl OpsReads {
             })
             .collect())
     }
+}
+
+/// A cloned voice whose deletion at the voice provider was recorded when its account or
+/// voice was deleted (`jjongal voices retry-deletions` retries the pending ones).
+#[derive(SimpleObject)]
+pub(crate) struct VoiceDeletion {
+    /// The voice's id at the provider.
+    pub voice_id: String,
+    /// The account it belonged to (it may no longer exist).
+    pub owner_id: ID,
+    /// `pending` (still at the provider), `deleted` (the provider confirmed) or
+    /// `forced` (settled by an operator without the provider's confirmation).
+    pub status: &'static str,
+    /// The provider's last answer, while it did not confirm.
+    pub last_error: String,
+    pub attempts: i32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(SimpleObject)]

@@ -161,6 +161,22 @@ pub(crate) async fn insert_deletion(
     Ok(())
 }
 
+/// The newest `limit` voice deletion records, any status, newest first.
+pub(crate) async fn deletions(
+    db: &mut Db<'_>,
+    limit: i64,
+) -> Result<Vec<VoiceDeletionRow>, DbError> {
+    Ok(on_db!(db, |c| voice_deletions::table
+        .order_by((
+            voice_deletions::created_at.desc(),
+            voice_deletions::id.desc()
+        ))
+        .limit(limit)
+        .select(VoiceDeletionRow::as_select())
+        .load(c)
+        .await)?)
+}
+
 /// The voice deletions still pending at the provider, oldest first.
 pub(crate) async fn pending_deletions(db: &mut Db<'_>) -> Result<Vec<VoiceDeletionRow>, DbError> {
     Ok(on_db!(db, |c| voice_deletions::table

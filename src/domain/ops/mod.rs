@@ -82,6 +82,18 @@ impl Ops<'_> {
         Ok(crate::providers::check::check_all(&self.config().providers, Some(deadline)).await)
     }
 
+    /// Cloned voices whose deletion at the provider was recorded (pending, deleted later,
+    /// or settled by force), newest first; operators only.
+    pub(crate) async fn voice_deletions(
+        &self,
+        viewer: &User,
+        first: i32,
+    ) -> AppResult<Vec<crate::store::models::VoiceDeletionRow>> {
+        self.require_operator(viewer).await?;
+        let limit = page_limit(first)?;
+        Ok(store::voices::deletions(&mut self.pool().get().await?.db(), limit).await?)
+    }
+
     /// Audits an operator read made outside this module (live subscriptions).
     pub(crate) async fn record_ops_read(
         &self,
