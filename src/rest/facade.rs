@@ -301,8 +301,99 @@ fn read_json_object(
     let Value::Object(object) = value else {
         return Err(RestError::validation("요청 본문은 JSON 객체여야 합니다."));
     };
+    // JSON keeps the last of two equal keys; a body that says a field twice is
+    // ambiguous, and refused as query strings and GraphQL refuse it.
+    if let Some(path) = duplicate_key(&bytes) {
+        return Err(RestError::validation(format!(
+            "`{path}` 필드가 두 번 나옵니다."
+        )));
+    }
     check_text_lengths(&object, "", max_text)?;
     Ok(object)
+}
+
+/// The path of the first key that appears twice in one object of `json` (valid JSON).
+fn duplicate_key(json: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Walk<'a> {
+        path: String,
+        found: &'a RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Walk {
+                    path: format!("{}[{i}]", self.path),
+                    found: self.found,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) && self.found.borrow().is_none() {
+                    *self.found.borrow_mut() = Some(path.clone());
+                }
+                map.next_value_seed(Walk {
+                    path,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(json);
+    Walk {
+        path: String::new(),
+        found: &found,
+    }
+    .deserialize(&mut de)
+    .ok()?;
+    found.into_inner()
 }
 
 /// NUL (U+0000) is refused in every text: PostgreSQL cannot store it in `text`, and no
@@ -382,6 +473,18 @@ fn integral(value: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_said_twice_is_found_with_its_path() {
+        let dup = |j: &str| super::duplicate_key(j.as_bytes());
+        assert_eq!(dup(r#"{"a": 1, "a": 2}"#).as_deref(), Some("a"));
+        assert_eq!(
+            dup(r#"{"a": {"b": 1, "c": [{"d": 1, "d": 1}]}}"#).as_deref(),
+            Some("a.c[0].d")
+        );
+        assert_eq!(dup(r#"{"a": {"b": 1}, "c": {"b": 2}}"#), None);
+        assert_eq!(dup(r#"{"a": [1, 2, {"x": null}]}"#), None);
+    }
+
     use super::*;
 
     #[test]

@@ -568,6 +568,10 @@ impl Session {
             Ok(ClientMessage::Start(payload, audio)) => self.start(&payload, audio).await,
             Ok(ClientMessage::UserMessage(text)) => self.user_message(&text).await,
             Ok(ClientMessage::End(story)) => self.end(story).await,
+            Ok(ClientMessage::EndRefused(reason)) => {
+                self.send(error(ErrorCode::ValidationError, reason));
+                self.end(None).await;
+            }
             Err(reason) => self.send(error(ErrorCode::ValidationError, reason)),
         }
     }

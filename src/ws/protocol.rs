@@ -32,6 +32,9 @@ pub(crate) enum ClientMessage {
     /// `end_conversation`, with `payload.create_story` when the client wants the story
     /// of this conversation made at once (`theme`, `characters`, `length`, all optional).
     End(Option<StoryRequest>),
+    /// `end_conversation` whose payload is refused (the message names the field): the
+    /// client hears why, and the conversation still ends (without a story).
+    EndRefused(String),
 }
 
 /// Parses a text frame; `Err` carries a message for a `VALIDATION_ERROR`.
@@ -39,14 +42,18 @@ pub(crate) fn parse_client_message(text: &str) -> Result<ClientMessage, String> 
     let value: Value =
         serde_json::from_str(text).map_err(|_| "JSON 형식이 올바르지 않습니다.".to_string())?;
     let object = value.as_object().ok_or("메시지는 JSON 객체여야 합니다.")?;
-    if let Some(path) = nul_path(&value, String::new()) {
-        return Err(format!("`{path}`에 NUL 문자(U+0000)를 쓸 수 없습니다."));
-    }
     let kind = object
         .get("type")
         .or_else(|| object.get("event"))
-        .and_then(Value::as_str)
-        .ok_or("`type`이 필요합니다.")?;
+        .and_then(Value::as_str);
+    if let Some(path) = nul_path(&value, String::new()) {
+        let problem = format!("`{path}`에 NUL 문자(U+0000)를 쓸 수 없습니다.");
+        return match kind {
+            Some("end_conversation") => Ok(ClientMessage::EndRefused(problem)),
+            _ => Err(problem),
+        };
+    }
+    let kind = kind.ok_or("`type`이 필요합니다.")?;
     match kind {
         "start_conversation" => {
             let mut payload = match object.get("payload") {
@@ -72,7 +79,10 @@ pub(crate) fn parse_client_message(text: &str) -> Result<ClientMessage, String> 
             Some(Value::String(_)) => Err("`text`가 비어 있습니다.".into()),
             _ => Err("`text`(문자열)가 필요합니다.".into()),
         },
-        "end_conversation" => parse_end(object.get("payload")).map(ClientMessage::End),
+        "end_conversation" => Ok(match parse_end(object.get("payload")) {
+            Ok(story) => ClientMessage::End(story),
+            Err(problem) => ClientMessage::EndRefused(problem),
+        }),
         other => Err(format!("알 수 없는 메시지 종류입니다: `{other}`")),
     }
 }
@@ -217,9 +227,15 @@ mod tests {
             r#"{"create_story": {"characters": [1]}}"#,
             r#"{"create_story": []}"#,
             r#"{"story": {}}"#,
+            r#"{"create_story": {"theme": "a\u0000b"}}"#,
             "[]",
         ] {
-            assert!(end(bad).is_err(), "{bad}");
+            // Refused, naming what is wrong — and the conversation still ends.
+            assert!(
+                matches!(end(bad), Ok(ClientMessage::EndRefused(ref m)) if m.contains('`')),
+                "{bad}: {:?}",
+                end(bad)
+            );
         }
     }
 

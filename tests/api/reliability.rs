@@ -103,4 +103,150 @@ async fn dropped_clients_leave_no_trace(db: Db) {
     }
 }
 
-db_tests!(dropped_clients_leave_no_trace);
+/// Point 7: a conversation list's cursor is its account's own; another account's is
+/// refused like a story cursor.
+async fn conversation_cursors_are_the_accounts_own(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let a = app.new_account("cursor.owner").await;
+    let b = app.new_account("cursor.thief").await;
+    for token in [&a, &a, &b, &b] {
+        let started = app
+            .graphql(
+                "mutation { startConversation { conversation { id } } }",
+                json!({}),
+                Some(token),
+            )
+            .await
+            .json();
+        assert!(started["errors"].is_null(), "{started}");
+    }
+    let page = app
+        .get("/api/v1/conversations?page_size=1", Some(&a))
+        .await
+        .assert_ok(200);
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    // The owner walks on.
+    app.get(
+        &format!("/api/v1/conversations?page_size=1&start_cursor={cursor}"),
+        Some(&a),
+    )
+    .await
+    .assert_ok(200);
+    // Someone else cannot.
+    app.get(
+        &format!("/api/v1/conversations?page_size=1&start_cursor={cursor}"),
+        Some(&b),
+    )
+    .await
+    .assert_error(400, "VALIDATION_ERROR");
+}
+
+/// Point 9: a REST body that names a field twice is refused, naming it (JSON would
+/// silently keep the last).
+async fn duplicate_json_keys_are_refused(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("said.twice").await;
+    let send = |body: &'static str| {
+        app.client
+            .post(app.url("/api/v1/stories"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let top = app
+        .send(send(
+            r#"{"user_preferences": {"theme": "a"}, "user_preferences": {"theme": "b"}}"#,
+        ))
+        .await;
+    let message = top.assert_error(400, "VALIDATION_ERROR");
+    assert!(message.contains("`user_preferences`"), "{message}");
+    let nested = app
+        .send(send(
+            r#"{"user_preferences": {"theme": "바다", "theme": "숲"}}"#,
+        ))
+        .await;
+    let message = nested.assert_error(400, "VALIDATION_ERROR");
+    assert!(message.contains("`user_preferences.theme`"), "{message}");
+    // Nothing was created.
+    let list = app
+        .get("/api/v1/stories", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(list["results"], json!([]));
+}
+
+/// Point 11: `end_conversation` with a malformed `create_story` (wrong type, unknown
+/// field, NUL) gets an error naming the field, and the conversation still ends.
+async fn a_refused_create_story_still_ends_the_conversation(db: Db) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("ends.anyway").await;
+    for (payload, field) in [
+        (
+            json!({"create_story": {"theme": 5}}),
+            "payload.create_story.theme",
+        ),
+        (
+            json!({"create_story": {"colour": "red"}}),
+            "payload.create_story.colour",
+        ),
+        (
+            json!({"create_story": {"theme": "a\u{0}b"}}),
+            "payload.create_story.theme",
+        ),
+    ] {
+        let url = app.base.replace("http://", "ws://") + &format!("/wss/v1/audio?token={token}");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(
+            json!({"type": "start_conversation"}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let mut seen = Vec::new();
+        let mut sent_end = false;
+        let code = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(15), ws.next())
+                .await
+                .expect("the conversation ends in time");
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "conversation_started" && !sent_end {
+                        sent_end = true;
+                        let end = json!({"type": "end_conversation", "payload": payload});
+                        ws.send(Message::text(end.to_string())).await.unwrap();
+                    }
+                    seen.push(v);
+                }
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("{other:?} after {seen:?}"),
+            }
+        };
+        assert_eq!(code, Some(1000), "{seen:?}");
+        let error = seen
+            .iter()
+            .find(|m| m["type"] == "error")
+            .expect("an error");
+        assert_eq!(error["error_code"], "VALIDATION_ERROR");
+        assert!(
+            error["error_message"].as_str().unwrap().contains(field),
+            "{error}"
+        );
+        assert!(
+            seen.iter().any(|m| m["type"] == "conversation_ended"),
+            "{seen:?}"
+        );
+    }
+}
+
+db_tests!(
+    dropped_clients_leave_no_trace,
+    conversation_cursors_are_the_accounts_own,
+    duplicate_json_keys_are_refused,
+    a_refused_create_story_still_ends_the_conversation,
+);

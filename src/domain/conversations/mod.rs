@@ -288,7 +288,9 @@ impl Conversations<'_> {
         after: Option<&str>,
     ) -> AppResult<ConversationPage> {
         let first = page_limit(first)? as usize;
-        let scope = "conversations:created_at:desc";
+        // A cursor is the account's own: another account's is refused (400), as for
+        // stories.
+        let scope = &format!("conversations:{}:created_at:desc", owner.id);
         let after = TimePosition::resume(self.cursors(), scope, after)?;
         let mut conn = self.pool().get().await?;
         let page = store::conversations::newest_first(&mut conn.db(), Some(owner.id), after, first)
