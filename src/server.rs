@@ -1,9 +1,12 @@
 //! The public listener's accept loop: what `axum::serve` does, plus the limits it cannot
 //! set — a deadline for a request's headers, and a cap on one client's open connections.
 //!
+//! - HTTP/1.1 only (no h2c, see [`speaks_http1`]); the first bytes are awaited with the
+//!   header deadline too.
 //! - `JJONGAL_HEADER_READ_TIMEOUT_SECS` (10): a connection whose request headers are not
-//!   complete by then is closed (unfinished headers were held 324 s, uncounted, and no
-//!   request timeout applies before a request exists).
+//!   complete by then is closed — one that sends nothing, or only part of a request line,
+//!   included (unfinished headers were held 324 s, uncounted, and no request timeout
+//!   applies before a request exists).
 //! - `JJONGAL_MAX_CONNECTIONS_PER_IP` (256): a client beyond it is disconnected at once.
 //!   Trusted proxies (`JJONGAL_TRUSTED_PROXIES`) are exempt: every client behind Nginx
 //!   arrives from its address (Nginx caps per client with `limit_conn`).
@@ -43,6 +46,34 @@ pub(crate) struct ConnectionLimits {
 /// but the client still holds the connection.
 #[derive(Clone)]
 pub(crate) struct HeldConnection(#[allow(dead_code)] Option<Arc<Ticket<IpAddr>>>);
+
+/// Waits, at most `deadline`, until the connection shows it speaks HTTP/1: bytes that do
+/// not start the HTTP/2 preface. `false` (close it) for silence, a preface (h2c is not
+/// served: behind Nginx, which speaks HTTP/1.1 to its upstreams, HTTP/2 brings nothing)
+/// or its first bytes alone. hyper's own header deadline starts only once it has chosen
+/// HTTP/1, after its sniffing: before this, a connection that sent nothing, a lone `P` or
+/// the preface was held for ever.
+async fn speaks_http1(stream: &tokio::net::TcpStream, deadline: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let sniff = async {
+        let mut buf = [0u8; PREFACE.len()];
+        loop {
+            let n = match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            if buf[..n] != PREFACE[..n] {
+                return true;
+            }
+            if n == PREFACE.len() {
+                return false;
+            }
+            // The start of the preface: more may come (peek does not wait for it).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(deadline, sniff).await.unwrap_or(false)
+}
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
 pub(crate) async fn serve(
@@ -95,13 +126,18 @@ pub(crate) async fn serve(
                 request
             });
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_bytes = limits.header_read_timeout;
         tokio::spawn(async move {
             let _counted = counted;
-            if let Err(e) = connection.await {
+            if !speaks_http1(&stream, first_bytes).await {
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

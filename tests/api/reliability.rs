@@ -244,7 +244,48 @@ async fn a_refused_create_story_still_ends_the_conversation(db: Db) {
     }
 }
 
+/// Point 2: a connection that never becomes a request is closed at the header deadline:
+/// one that sends nothing, a lone `P`, the HTTP/2 preface (h2c is not served), part of a
+/// request line, or that stays idle after a request.
+async fn connections_that_never_become_requests_are_closed(db: Db) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(db, &["--header-read-timeout-secs", "1"]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let h2_preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let cases: [(&str, &[u8]); 5] = [
+        ("nothing", b""),
+        ("a lone P", b"P"),
+        ("the HTTP/2 preface", h2_preface),
+        ("half a request line", b"GET /healthz HT"),
+        (
+            "idle after a request",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        // Read whatever the server says until it closes; it must close well before
+        // the bound (an upper bound for a loaded machine, not a speed expectation).
+        let mut buf = vec![0u8; 4096];
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "{what}: the connection was still open after 20 s"
+        );
+    }
+}
+
 db_tests!(
+    connections_that_never_become_requests_are_closed,
     dropped_clients_leave_no_trace,
     conversation_cursors_are_the_accounts_own,
     duplicate_json_keys_are_refused,
