@@ -165,6 +165,41 @@ struct Live {
     out: mpsc::Sender<Outbound>,
     done: mpsc::UnboundedSender<(String, tokio::task::Id)>,
     max_subscriptions: usize,
+    /// Keep-alive messages (`ping`/`pong`, and WebSocket ping/pong frames) this minute;
+    /// past `JJONGAL_WS_MESSAGES_PER_MINUTE` the connection is closed with `4429`.
+    keepalive: MinuteBudget,
+}
+
+/// A count of messages per minute against a cap.
+struct MinuteBudget {
+    cap: u32,
+    window: tokio::time::Instant,
+    used: u32,
+}
+
+impl MinuteBudget {
+    fn new(cap: u32) -> MinuteBudget {
+        MinuteBudget {
+            cap,
+            window: tokio::time::Instant::now(),
+            used: 0,
+        }
+    }
+
+    /// Counts one message; `false` once this minute's are used up.
+    fn take(&mut self) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(60) {
+            self.window = tokio::time::Instant::now();
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.cap
+    }
+}
+
+/// The close for a connection that sends keep-alives past its budget.
+fn too_many_messages() -> Step {
+    close(4429, "Too many messages")
 }
 
 impl Live {
@@ -292,6 +327,7 @@ impl Connection {
             out: out_tx,
             done: done_tx,
             max_subscriptions: config.ws_max_subscriptions,
+            keepalive: MinuteBudget::new(self.domain.config().ws.messages_per_minute),
         };
         let init_deadline = tokio::time::sleep(config.ws_init_timeout);
         tokio::pin!(init_deadline);
@@ -383,6 +419,9 @@ impl Connection {
             }
             Some(Ok(Message::Text(text))) => self.on_text(live, &text).await,
             Some(Ok(Message::Binary(_))) => close(4400, "Binary messages are not supported"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) if !live.keepalive.take() => {
+                too_many_messages()
+            }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::Continue,
         };
         match step {
@@ -402,6 +441,11 @@ impl Connection {
             return close(4400, "Invalid message received: no type");
         };
         let legacy = self.protocol == Protocol::Legacy;
+        // Keep-alives count against the connection's budget, before and after
+        // `connection_init` alike (answering them was free: 56,900 pongs in 10 s).
+        if matches!(kind, "ping" | "pong") && !live.keepalive.take() {
+            return too_many_messages();
+        }
         match kind {
             "connection_init" => self.on_init(&message, live).await,
             "ping" if !legacy => {

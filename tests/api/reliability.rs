@@ -284,7 +284,58 @@ async fn connections_that_never_become_requests_are_closed(db: Db) {
     }
 }
 
+/// Point 3: `/graphql/ws` keep-alives count against the connection's message budget,
+/// before `connection_init` too; a flood is closed with `4429`, an honest client is not.
+async fn graphql_socket_pings_are_budgeted(db: Db) {
+    use crate::helpers::ws::{closed, init, open, recv, send};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app_with(db, &["--ws-messages-per-minute", "20"]).await;
+    // Anonymous, before connection_init: 20 pongs, then the close.
+    let mut flood = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    for _ in 0..50 {
+        if flood
+            .send(Message::text(json!({"type": "ping"}).to_string()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut pongs = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(15), flood.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                assert!(t.contains("pong"), "{t}");
+                pongs += 1;
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{other:?} after {pongs} pongs"),
+        }
+    };
+    assert_eq!(code, Some(4429));
+    assert_eq!(pongs, 20);
+    // WebSocket-level pings count too.
+    let mut frames = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    for _ in 0..50 {
+        if frames.send(Message::Ping(vec![1].into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(closed(&mut frames).await, 4429);
+    // An honest client pings a few times and goes on.
+    let token = app.new_account("honest.pinger").await;
+    let mut honest = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    init(&mut honest, Some(&token)).await;
+    for _ in 0..5 {
+        send(&mut honest, json!({"type": "ping"})).await;
+        assert_eq!(recv(&mut honest).await["type"], "pong");
+    }
+}
+
 db_tests!(
+    graphql_socket_pings_are_budgeted,
     connections_that_never_become_requests_are_closed,
     dropped_clients_leave_no_trace,
     conversation_cursors_are_the_accounts_own,
