@@ -129,6 +129,12 @@ pub struct ConfigArgs {
         global = true
     )]
     pub bench_routes: bool,
+    /// Protections production may be started without, named one by one (comma
+    /// separated): `catch-all-proxies` (a trusted proxy range of /0), `public-metrics`
+    /// (`JJONGAL_METRICS_BIND` on a public or unspecified address), `media-dir`
+    /// (`JJONGAL_MEDIA_DIR` that is the data dir or holds it). Each is refused otherwise.
+    #[arg(long, env = "JJONGAL_ALLOW_UNSAFE", default_value = "", global = true)]
+    pub allow_unsafe: String,
     /// Lifetime of access tokens, in seconds (`expires_in`).
     #[arg(long, env = "JJONGAL_ACCESS_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
     pub access_token_ttl: u64,
@@ -708,12 +714,14 @@ impl Config {
         refuse_empty_settings(&args)?;
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-        let database_url = args.database_url.clone().unwrap_or_else(|| {
-            args.data_dir
+        let database_url = match &args.database_url {
+            Some(url) => database_url(url)?,
+            None => args
+                .data_dir
                 .join("jjongal.db")
                 .to_string_lossy()
-                .into_owned()
-        });
+                .into_owned(),
+        };
         let public_url = args.public_url.trim_end_matches('/').to_string();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("JJONGAL_PUBLIC_URL must be an http(s) URL");
@@ -723,6 +731,12 @@ impl Config {
             bail!("JJONGAL_BENCH_ROUTES is for the load benchmark and refused in production mode");
         }
         let providers = providers_config(&args)?;
+        let media_dir = args
+            .media_dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("media"));
+        let gateway = gateway_config(&args)?;
+        refuse_unsafe(&args, &gateway, &media_dir)?;
         if !(0.0..=1.0).contains(&args.moderation_threshold) {
             bail!("JJONGAL_MODERATION_THRESHOLD must be between 0 and 1");
         }
@@ -757,16 +771,13 @@ impl Config {
             database_acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,
             max_text_chars: args.max_text_chars as usize,
-            gateway: gateway_config(&args)?,
+            gateway,
             graphql: graphql_config(&args),
             story_quota: args.story_quota,
             story_quota_window: Duration::from_secs(args.story_quota_window),
             bind: args.bind,
             database_url,
-            media_dir: args
-                .media_dir
-                .clone()
-                .unwrap_or_else(|| args.data_dir.join("media")),
+            media_dir,
             data_dir: args.data_dir,
             public_url,
             jwt_secret,
@@ -1010,6 +1021,104 @@ fn parse_origins(list: &str) -> anyhow::Result<Vec<String>> {
     Ok(origins)
 }
 
+/// `JJONGAL_DATABASE_URL` as the store takes it: a `postgres://`/`postgresql://` URL (the
+/// scheme in any case, RFC 3986), a `sqlite://` URL or a plain file path for SQLite.
+/// Anything else that looks like a URL (`postgres:/…`, `mysql://…`) is an error, never a
+/// SQLite file named like it (in a multi-process deployment each process would get its
+/// own database).
+pub(crate) fn database_url(url: &str) -> anyhow::Result<String> {
+    let scheme_end = url.find(':').filter(|&i| {
+        i > 1
+            && url[..i].chars().enumerate().all(|(n, c)| {
+                c.is_ascii_alphabetic() || (n > 0 && (c.is_ascii_digit() || "+-.".contains(c)))
+            })
+    });
+    let Some(end) = scheme_end else {
+        return Ok(url.to_string());
+    };
+    let scheme = url[..end].to_ascii_lowercase();
+    let rest = &url[end..];
+    match scheme.as_str() {
+        "postgres" | "postgresql" | "sqlite" if rest.starts_with("://") => {
+            Ok(format!("{scheme}{rest}"))
+        }
+        "postgres" | "postgresql" => bail!(
+            "JJONGAL_DATABASE_URL: `{scheme}:` must be followed by `//` (postgres://user@host/db)"
+        ),
+        _ => bail!(
+            "JJONGAL_DATABASE_URL: unrecognised scheme `{scheme}:` (postgres://… for PostgreSQL, a file path or sqlite://… for SQLite)"
+        ),
+    }
+}
+
+/// Production refuses settings that switch its own protections off, unless
+/// `JJONGAL_ALLOW_UNSAFE` names each one (development only warns).
+fn refuse_unsafe(
+    args: &ConfigArgs,
+    gateway: &GatewayConfig,
+    media_dir: &Path,
+) -> anyhow::Result<()> {
+    let allowed: Vec<&str> = args
+        .allow_unsafe
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in &allowed {
+        if !["catch-all-proxies", "public-metrics", "media-dir"].contains(name) {
+            bail!(
+                "JJONGAL_ALLOW_UNSAFE: unknown exception `{name}` (catch-all-proxies, public-metrics, media-dir)"
+            );
+        }
+    }
+    let mut problems = Vec::new();
+    if gateway.trusted_proxies.iter().any(|net| net.prefix == 0) {
+        problems.push((
+            "catch-all-proxies",
+            "JJONGAL_TRUSTED_PROXIES holds a catch-all range (/0): every client could choose its own address, and so its rate-limit key",
+        ));
+    }
+    let metrics = args.metrics_bind.ip();
+    if metrics.is_unspecified() || crate::providers::http::is_public(metrics) {
+        problems.push((
+            "public-metrics",
+            "JJONGAL_METRICS_BIND is on a public (or every) address: /metrics must stay internal",
+        ));
+    }
+    if media_holds(media_dir, &args.data_dir) {
+        problems.push((
+            "media-dir",
+            "JJONGAL_MEDIA_DIR is the data dir or holds it: what serves media would serve the database, secrets and voice samples",
+        ));
+    }
+    for (name, problem) in problems {
+        if allowed.contains(&name) {
+            tracing::warn!(
+                exception = name,
+                "{problem} (allowed by JJONGAL_ALLOW_UNSAFE)"
+            );
+        } else if args.environment == Environment::Production {
+            bail!("{problem}; refused in production (JJONGAL_ALLOW_UNSAFE={name} to start anyway)");
+        } else {
+            tracing::warn!("{problem}; production mode would refuse it");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `media` is `data` or one of its ancestors (`/`), once both are absolute.
+fn media_holds(media: &Path, data: &Path) -> bool {
+    let absolute = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            std::env::current_dir()
+                .map(|d| d.join(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        })
+    };
+    let (media, data) = (absolute(media), absolute(data));
+    data.starts_with(&media)
+}
+
 /// `10.0.0.1, 192.168.0.0/16, ::1` → networks; anything unparsable stops start-up.
 fn parse_proxies(list: &str) -> anyhow::Result<Vec<IpNet>> {
     list.split(',')
@@ -1200,6 +1309,39 @@ fn restrict_permissions(_path: &Path, _mode: u32) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_are_read_or_refused_never_guessed() {
+        for (given, read) in [
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("Postgres://u@h/db", "postgres://u@h/db"),
+            ("POSTGRESQL://u@h/db", "postgresql://u@h/db"),
+            ("sqlite://data/x.db", "sqlite://data/x.db"),
+            ("./data/jjongal.db", "./data/jjongal.db"),
+            ("/var/lib/jjongal.db", "/var/lib/jjongal.db"),
+            ("jjongal.db", "jjongal.db"),
+        ] {
+            assert_eq!(database_url(given).unwrap(), read, "{given}");
+        }
+        for bad in [
+            "postgres:/u@h/db",
+            "postgres:u@h",
+            "mysql://u@h/db",
+            "http://x",
+        ] {
+            assert!(database_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_dirs_that_hold_the_data_dir_are_found() {
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        assert!(media_holds(d, d));
+        assert!(media_holds(Path::new("/"), d));
+        assert!(media_holds(d.parent().unwrap(), d));
+        assert!(!media_holds(&d.join("media"), d));
+    }
 
     #[test]
     fn provider_base_urls_are_normalised() {

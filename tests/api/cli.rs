@@ -506,6 +506,95 @@ async fn production_mode_refuses_missing_or_weak_secrets() {
     assert!(!storage.dir.path().join("secrets").exists());
 }
 
+/// Issue 28 point 4: production refuses settings that switch its own protections off —
+/// a catch-all trusted proxy, a public metrics listener, a media dir that holds the data
+/// dir — unless `JJONGAL_ALLOW_UNSAFE` names the exception; and a database URL that is
+/// not understood is an error in every mode, never a SQLite file named like it.
+#[tokio::test]
+async fn unsafe_settings_and_unknown_database_urls_are_refused() {
+    let storage = TestStorage::new(Db::Sqlite).await;
+    let secrets = [
+        ("JJONGAL_JWT_SECRET", "0123456789abcdef0123456789abcdef-a"),
+        ("JJONGAL_MEDIA_SECRET", "0123456789abcdef0123456789abcdef-b"),
+    ];
+    let data = storage.dir.path().to_string_lossy().to_string();
+    let run = async |env: &[(&str, &str)], production: bool| {
+        let mut cmd = command(&storage);
+        cmd.arg("migrate");
+        if production {
+            cmd.env("JJONGAL_ENV", "production");
+            for (k, v) in secrets {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (env, expected) in [
+        (vec![("JJONGAL_TRUSTED_PROXIES", "0.0.0.0/0")], "catch-all"),
+        (
+            vec![("JJONGAL_TRUSTED_PROXIES", "10.0.0.1, ::/0")],
+            "catch-all",
+        ),
+        (
+            vec![("JJONGAL_METRICS_BIND", "0.0.0.0:9100")],
+            "JJONGAL_METRICS_BIND",
+        ),
+        (vec![("JJONGAL_MEDIA_DIR", "/")], "JJONGAL_MEDIA_DIR"),
+        (
+            vec![("JJONGAL_MEDIA_DIR", data.as_str())],
+            "JJONGAL_MEDIA_DIR",
+        ),
+    ] {
+        let (ok, stderr) = run(&env, true).await;
+        assert!(!ok, "production started with {env:?}");
+        assert!(
+            stderr.contains(expected) && stderr.contains("JJONGAL_ALLOW_UNSAFE"),
+            "{stderr}"
+        );
+        // Development starts (and warns).
+        let (ok, stderr) = run(&env, false).await;
+        assert!(ok, "{env:?}: {stderr}");
+    }
+    // Named exceptions let production start.
+    let (ok, stderr) = run(
+        &[
+            ("JJONGAL_TRUSTED_PROXIES", "0.0.0.0/0"),
+            ("JJONGAL_METRICS_BIND", "0.0.0.0:9100"),
+            ("JJONGAL_ALLOW_UNSAFE", "catch-all-proxies, public-metrics"),
+        ],
+        true,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = run(&[("JJONGAL_ALLOW_UNSAFE", "everything")], true).await;
+    assert!(!ok && stderr.contains("unknown exception"), "{stderr}");
+    // Database URLs: understood or refused, in any mode; never a file named like them.
+    for url in ["postgres:/postgres@127.0.0.1/x", "mysql://root@127.0.0.1/x"] {
+        for production in [false, true] {
+            let (ok, stderr) = run(&[("JJONGAL_DATABASE_URL", url)], production).await;
+            assert!(!ok, "{url} accepted");
+            assert!(stderr.contains("JJONGAL_DATABASE_URL"), "{stderr}");
+        }
+    }
+    let files: Vec<String> = std::fs::read_dir(storage.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("postgres") || f.contains("mysql")),
+        "{files:?}"
+    );
+}
+
 /// A setting set to nothing is refused at start-up, named (it used to start "ready" and
 /// answer 500 to every request); the default is had by leaving it unset.
 #[tokio::test]
