@@ -63,7 +63,7 @@ impl Steps {
 
     /// Records, in the story's history, that a whole step came to nothing (`step` is the
     /// summary's name, e.g. `illustrate_all`).
-    fn note(&self, story: StoryId, step: &str, kind: crate::providers::ErrorKind, message: &str) {
+    fn note(&self, story: StoryId, step: &str, kind: &str, message: &str) {
         self.0.lock().expect("steps lock").push(GenerationStepRow {
             id: StepId::random(),
             story_id: story,
@@ -74,7 +74,7 @@ impl Steps {
             started_at: to_db(store::now()),
             duration_ms: 0,
             outcome: StepOutcome::Errored,
-            error_kind: Some(kind.as_str().to_string()),
+            error_kind: Some(kind.to_string()),
             error_message: Some(message.chars().take(500).collect()),
         });
     }
@@ -322,7 +322,35 @@ enum Made {
     Stored,
     /// Another worker holds the story now.
     Lost,
-    Failed(crate::providers::ErrorKind),
+    Failed(Why),
+}
+
+/// Why a chapter file was not made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// The provider failed.
+    Provider(crate::providers::ErrorKind),
+    /// The file could not be written (the media disk full, say).
+    Storage,
+}
+
+impl Why {
+    fn kind(self) -> &'static str {
+        match self {
+            Why::Provider(kind) => kind.as_str(),
+            Why::Storage => "storage",
+        }
+    }
+
+    /// What of it a guardian may read, for `what` (삽화, 낭독).
+    fn public(self, what: &str) -> String {
+        match self {
+            Why::Provider(kind) => {
+                public_detail(kind).replace("이야기 서비스", &format!("{what} 서비스"))
+            }
+            Why::Storage => "서버에 파일을 저장하지 못했습니다".to_string(),
+        }
+    }
 }
 
 /// A boxed media task (the futures differ in type).
@@ -416,13 +444,13 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
         }
         // A capability this server does not have at all (no narrator installed) is
         // configuration, said at start-up, not a failure of this story.
-        let missing = failed == Some(crate::providers::ErrorKind::Unavailable);
-        if let (false, Some(kind), false) = (any_made, failed, missing) {
+        let missing = failed == Some(Why::Provider(crate::providers::ErrorKind::Unavailable));
+        if let (false, Some(why), false) = (any_made, failed, missing) {
             let note = format!(
                 "{what}을(를) 하나도 만들지 못했습니다: {}",
-                public_detail(kind).replace("이야기 서비스", &format!("{what} 서비스"))
+                why.public(what)
             );
-            run.steps.note(story.id, step, kind, &note);
+            run.steps.note(story.id, step, why.kind(), &note);
             notes.push(note);
         }
     }
@@ -528,7 +556,7 @@ async fn store_media(
             if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
                 return Ok(Made::Lost);
             }
-            domain
+            let stored = domain
                 .stories()
                 .put_chapter_media(
                     job.id,
@@ -539,11 +567,19 @@ async fn store_media(
                     media.extension,
                 )
                 .await?;
-            Ok(Made::Stored)
+            match stored {
+                Ok(_) => Ok(Made::Stored),
+                // The media disk is full (or failing): the chapter keeps `null` and the
+                // story goes on, as for a provider's failure; nothing half-written stays.
+                Err(e) => {
+                    tracing::error!(story_id = %job.id, chapter = slot.number, step = slot.step, error = %e, "media could not be stored; left empty");
+                    Ok(Made::Failed(Why::Storage))
+                }
+            }
         }
         Err(e) => {
             tracing::warn!(story_id = %job.id, chapter = slot.number, step = slot.step, error = %e, "media left empty");
-            Ok(Made::Failed(e.kind))
+            Ok(Made::Failed(Why::Provider(e.kind)))
         }
     }
 }

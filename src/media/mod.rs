@@ -89,8 +89,15 @@ impl MediaStore {
         }
         let mut tmp = path.clone().into_os_string();
         tmp.push(".part");
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
+        let written = match tokio::fs::write(&tmp, bytes).await {
+            Ok(()) => tokio::fs::rename(&tmp, &path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            // A full disk leaves an empty or partial file: nothing half-written stays.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
         Ok(path)
     }
 
@@ -226,6 +233,27 @@ mod tests {
             "https://example.org".into(),
             Duration::from_secs(3600),
         )
+    }
+
+    /// A write that fails (here the rename: a directory stands where the file goes; a
+    /// full disk fails the same way earlier) leaves no `.part` file behind.
+    #[tokio::test]
+    async fn a_failed_write_leaves_nothing_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let media = MediaStore::new(
+            dir.path().to_path_buf(),
+            Secret::new(b"media-secret".to_vec()),
+            "https://example.org".into(),
+            Duration::from_secs(3600),
+        );
+        std::fs::create_dir_all(dir.path().join("a/b.png/inside")).unwrap();
+        assert!(media.write("a/b.png", b"png").await.is_err());
+        assert!(!dir.path().join("a/b.png.part").exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
+        // And a write that works leaves only the file.
+        media.write("a/c.png", b"png").await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/c.png")).unwrap(), b"png");
+        assert!(!dir.path().join("a/c.png.part").exists());
     }
 
     #[test]

@@ -580,6 +580,7 @@ impl TestApp {
                 .stories()
                 .put_chapter_media(id, chapter, MediaKind::Image, SVG, "image/svg+xml", "svg")
                 .await
+                .unwrap()
                 .unwrap();
             if seed.audio {
                 let wav: Vec<u8> = (0..2048u32).map(|i| (i % 251) as u8).collect();
@@ -587,6 +588,7 @@ impl TestApp {
                     .stories()
                     .put_chapter_media(id, chapter, MediaKind::Audio, &wav, "audio/wav", "wav")
                     .await
+                    .unwrap()
                     .unwrap();
             }
         }

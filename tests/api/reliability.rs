@@ -334,7 +334,67 @@ async fn graphql_socket_pings_are_budgeted(db: Db) {
     }
 }
 
+/// Point 5: when media cannot be written (the media disk full or failing), a story whose
+/// text was written completes with `null` media and says why — it does not fail after
+/// retries — and nothing half-written is left.
+async fn a_media_disk_that_fails_leaves_media_null_not_the_story_failed(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = app.new_account("full.disk").await;
+    let user = app.user(&token).await;
+    // Where this account's media would go is a file: every media write fails (as root,
+    // permissions would not stop it; ENOTDIR does).
+    let media = app.domain.media().dir().to_path_buf();
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join(user.id.to_string()), b"not a directory").unwrap();
+    let id = app.create_story(&token, "바다").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut story = serde_json::Value::Null;
+    for _ in 0..600 {
+        story = app
+            .get(&format!("/api/v1/stories/{id}"), Some(&token))
+            .await
+            .assert_ok(200);
+        if story["status"] == "completed" || story["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(story["status"], "completed", "{story}");
+    let chapters = story["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), 3);
+    assert!(
+        chapters
+            .iter()
+            .all(|c| c["image"].is_null() && c["audio"].is_null())
+    );
+    let note = app
+        .graphql(
+            "query($id: ID!) { story(id: $id) { failureReason } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await
+        .json()["data"]["story"]["failureReason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(note.contains("저장하지 못했습니다"), "{note}");
+    let mut stack = vec![media];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert!(!path.to_string_lossy().ends_with(".part"), "{path:?}");
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+}
+
 db_tests!(
+    a_media_disk_that_fails_leaves_media_null_not_the_story_failed,
     graphql_socket_pings_are_budgeted,
     connections_that_never_become_requests_are_closed,
     dropped_clients_leave_no_trace,

@@ -2,7 +2,7 @@
 //! generated title, chapters and their media. Each write is announced as a change.
 
 use super::{MediaFile, MediaKind, StoryStatus};
-use crate::domain::{Stories, internal};
+use crate::domain::Stories;
 use crate::error::AppResult;
 use crate::store::models::{ChapterRow, MediaFileRow};
 use crate::store::types::{ChapterId, MediaFileId, StoryId};
@@ -71,15 +71,14 @@ impl Stories<'_> {
         bytes: &[u8],
         content_type: &str,
         extension: &str,
-    ) -> AppResult<MediaFile> {
+    ) -> AppResult<Result<MediaFile, std::io::Error>> {
         let owner = store::stories::owner_of(&mut self.pool().get().await?.db(), story_id).await?;
         let file_id = MediaFileId::random();
         let relative = format!("{owner}/{story_id}/{file_id}.{extension}");
-        let path = self
-            .media()
-            .write(&relative, bytes)
-            .await
-            .map_err(|e| internal("writing media", e))?;
+        let path = match self.media().write(&relative, bytes).await {
+            Ok(path) => path,
+            Err(e) => return Ok(Err(e)),
+        };
         let row = MediaFileRow {
             id: file_id,
             owner_id: owner,
@@ -98,10 +97,10 @@ impl Stories<'_> {
             return Err(e.into());
         }
         self.story_changed(story_id).await;
-        Ok(MediaFile {
+        Ok(Ok(MediaFile {
             id: file_id,
             path: row.path,
             content_type: row.content_type,
-        })
+        }))
     }
 }
