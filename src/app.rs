@@ -475,11 +475,19 @@ async fn readyz(State(domain): State<Domain>) -> Response {
         ),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
-            RestError::new(
-                ErrorCode::ServiceUnavailable,
-                "데이터베이스에 연결할 수 없습니다.",
-            )
-            .into_response()
+            let mut refusal = if e.is_storage_full() {
+                RestError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "데이터베이스에 쓸 수 없습니다 (저장 공간이 부족합니다).",
+                )
+            } else {
+                RestError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "데이터베이스에 연결할 수 없습니다.",
+                )
+            };
+            refusal.retry_after = Some(30);
+            refusal.into_response()
         }
     }
 }

@@ -151,8 +151,12 @@ pub enum AppError {
         retry_after: u64,
     },
     Internal(anyhow::Error),
-    /// `SERVICE_UNAVAILABLE`: a dependency (the database) could not be reached.
-    Unavailable(anyhow::Error),
+    /// `SERVICE_UNAVAILABLE`: a dependency (the database) could not be reached, or could
+    /// not write; `retry_after` when a wait is known to help (a full disk being freed).
+    Unavailable {
+        cause: anyhow::Error,
+        retry_after: Option<u64>,
+    },
 }
 
 /// The cause of an internal failure, on its way to the one place that logs it; never
@@ -231,7 +235,7 @@ impl AppError {
             AppError::Public { code, .. } => *code,
             AppError::Limited { .. } => ErrorCode::RateLimitExceeded,
             AppError::Internal(_) => ErrorCode::ServerError,
-            AppError::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            AppError::Unavailable { .. } => ErrorCode::ServiceUnavailable,
         }
     }
 
@@ -239,6 +243,7 @@ impl AppError {
     pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
             AppError::Limited { retry_after, .. } => Some(*retry_after),
+            AppError::Unavailable { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -247,7 +252,7 @@ impl AppError {
     pub(crate) fn public_message(&self) -> String {
         match self {
             AppError::Public { message, .. } | AppError::Limited { message, .. } => message.clone(),
-            AppError::Internal(_) | AppError::Unavailable(_) => {
+            AppError::Internal(_) | AppError::Unavailable { .. } => {
                 self.code().default_message().to_string()
             }
         }
@@ -259,7 +264,9 @@ impl AppError {
         let message = self.public_message();
         let retry_after = self.retry_after();
         let cause = match self {
-            AppError::Internal(e) | AppError::Unavailable(e) => Some(InternalCause::new(code, e)),
+            AppError::Internal(e) | AppError::Unavailable { cause: e, .. } => {
+                Some(InternalCause::new(code, e))
+            }
             AppError::Public { .. } | AppError::Limited { .. } => None,
         };
         PublicError {
@@ -274,9 +281,15 @@ impl AppError {
 impl From<DbError> for AppError {
     fn from(e: DbError) -> AppError {
         match e {
-            DbError::Pool(_) | DbError::Connect(_) => {
-                AppError::Unavailable(anyhow::Error::from(e).context("database unavailable"))
-            }
+            DbError::Pool(_) | DbError::Connect(_) => AppError::Unavailable {
+                cause: anyhow::Error::from(e).context("database unavailable"),
+                retry_after: None,
+            },
+            // A full disk is answered 503 with a time to come back, never 500.
+            full if full.is_storage_full() => AppError::Unavailable {
+                cause: anyhow::Error::from(full).context("database storage full or failing"),
+                retry_after: Some(30),
+            },
             other => AppError::Internal(other.into()),
         }
     }

@@ -27,7 +27,7 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
@@ -54,6 +54,25 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// True when the database cannot write because its storage is full or failing
+    /// (SQLite's "database or disk is full" / "disk I/O error", PostgreSQL's "could not
+    /// extend file" / "No space left on device"): a passing condition for the client.
+    pub(crate) fn is_storage_full(&self) -> bool {
+        let DbError::Query(diesel::result::Error::DatabaseError(_, info)) = self else {
+            return false;
+        };
+        let message = info.message();
+        [
+            "database or disk is full",
+            "disk I/O error",
+            "No space left on device",
+            "could not extend file",
+            "could not write to file",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
+    }
+
     /// True when the error is a unique-constraint violation (e.g. a taken login id).
     pub(crate) fn is_unique_violation(&self) -> bool {
         matches!(
@@ -340,12 +359,22 @@ impl Pool {
         }
     }
 
-    /// Checks that the database answers (readiness).
+    /// Checks that the database answers and takes a write (readiness): one row of a
+    /// few kilobytes written and deleted in one committed transaction, so a full or
+    /// failing disk shows here as it does for every other write.
     pub(crate) async fn ping(&self) -> Result<(), DbError> {
         let mut conn = self.get().await?;
-        on_db!(conn.db(), |c| diesel::sql_query("SELECT 1")
-            .execute(c)
-            .await)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let insert = format!(
+            "INSERT INTO readiness_probe (id, filler) VALUES ('{id}', '{}')",
+            "x".repeat(4000)
+        );
+        let delete = format!("DELETE FROM readiness_probe WHERE id = '{id}'");
+        transaction!(&mut conn.db(), |tx| {
+            on_db!(&mut *tx, |c| c.batch_execute(&insert).await)?;
+            on_db!(&mut *tx, |c| c.batch_execute(&delete).await)?;
+            Ok::<(), diesel::result::Error>(())
+        })?;
         Ok(())
     }
 }

@@ -393,6 +393,85 @@ async fn a_media_disk_that_fails_leaves_media_null_not_the_story_failed(db: Db) 
     }
 }
 
+/// Point 6 (SQLite: its file is ours to fill): when the database's disk is full, writes
+/// are answered `503 SERVICE_UNAVAILABLE` with `Retry-After` (not 500), `/readyz` says
+/// not ready, and both recover once space is freed. Needs a small filesystem of its own
+/// (a tmpfs, mounted as root); skipped, saying so, where that cannot be had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_disk_is_503_and_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .output();
+    if !mounted.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED a_full_database_disk_is_503_and_not_ready: cannot mount a small tmpfs here (needs root)"
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let data = mnt.to_string_lossy().to_string();
+    let db = mnt.join("full.db").to_string_lossy().to_string();
+    let app = spawn_app_with(Db::Sqlite, &["--data-dir", &data, "--database-url", &db]).await;
+    let token = app.new_account("full.database").await;
+    app.get("/readyz", None).await.assert_ok(200);
+    // Fill the disk.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(mnt.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while filler.write_all(&block).is_ok() {}
+        let _ = filler.sync_all();
+    }
+    let mut refused = None;
+    for i in 0..400 {
+        let reply = app
+            .post_json(
+                "/api/v1/stories",
+                &json!({"user_preferences": {
+                    "theme": format!("가득 찬 디스크 {i} {}", "이야기".repeat(60)),
+                    "characters": (0..10).map(|n| format!("{n} {}", "등장인물".repeat(24))).collect::<Vec<_>>(),
+                }}),
+                Some(&token),
+            )
+            .await;
+        assert_ne!(reply.status, 500, "{}", reply.text);
+        if reply.status != 202 {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let refused = refused.expect("a write failed once the disk was full");
+    refused.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(refused.header("retry-after"), Some("30"));
+    let ready = app.get("/readyz", None).await;
+    ready.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(ready.header("retry-after").is_some());
+    // Space is freed: ready again, and writes work.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    app.get("/readyz", None).await.assert_ok(200);
+    app.post_json(
+        "/api/v1/stories",
+        &json!({"user_preferences": {"theme": "다시 쓸 수 있어요"}}),
+        Some(&token),
+    )
+    .await
+    .assert_ok(202);
+    drop(app);
+}
+
 db_tests!(
     a_media_disk_that_fails_leaves_media_null_not_the_story_failed,
     graphql_socket_pings_are_budgeted,
