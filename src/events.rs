@@ -34,6 +34,8 @@ pub(crate) enum Event {
     },
     /// An account's voice was cloned.
     VoiceCloned { user: UserId, voice_id: String },
+    /// An account was deleted: its open sockets (on every process) close at once.
+    AccountGone { user: UserId },
     /// Cloning an account's voice failed (`message` is for the guardian); `retryable`
     /// when the service tries again by itself, not when the operator must act.
     VoiceCloneFailed {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::tokens::{hash_refresh_token, new_refresh_token};
 use super::{Accounts, char_len};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::events::Event;
 use crate::store::models::{RefreshTokenRow, UserRow};
 use crate::store::{self, DbError, from_db, to_db};
 
@@ -385,6 +386,10 @@ impl Accounts<'_> {
         if !deleted {
             return Err(AppError::invalid_token());
         }
+        // Its sockets, here and on every other process, close now.
+        self.events()
+            .publish(Event::AccountGone { user: user.id })
+            .await;
         // Rows cascaded; the account's media directory goes with them.
         self.media().remove_dir(&user.id.to_string()).await;
         tracing::info!(user_id = %user.id, "account deleted");

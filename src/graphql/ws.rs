@@ -153,6 +153,8 @@ struct Connection {
 #[derive(Clone)]
 struct Principal {
     token: Option<String>,
+    /// The account, when the token authenticated one.
+    user: Option<crate::store::types::UserId>,
     /// The account's place among its open sockets (none for an anonymous connection).
     _place: Option<Arc<Ticket<UserId>>>,
 }
@@ -342,6 +344,8 @@ impl Connection {
         let mut expiry_set = false;
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.reset();
+        // The account deleted (on any process): the connection closes at once (4401).
+        let mut events = self.domain.events().subscribe();
 
         let outcome = loop {
             let frame = tokio::select! {
@@ -364,6 +368,19 @@ impl Connection {
                 }
                 () = self.gateway.shutdown().requested() => {
                     break close(1001, "Server shutting down");
+                }
+                event = events.recv() => {
+                    let me = live.principal.as_ref().and_then(|p| p.user);
+                    match event {
+                        Ok(crate::events::Event::AccountGone { user }) if Some(user) == me => {
+                            break close(4401, "Account deleted");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            events = self.domain.events().subscribe();
+                        }
+                        _ => {}
+                    }
+                    continue;
                 }
                 frame = stream.next() => frame,
                 _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && live.principal.is_some() => {
@@ -493,12 +510,16 @@ impl Connection {
         let payload = message.get("payload").cloned().unwrap_or(Value::Null);
         let token = token_from_payload(&payload).or_else(|| self.header_token.clone());
         let mut place = None;
+        let mut account = None;
         match &token {
             None => {}
             Some(t) => match self.domain.accounts().authenticate(Some(t)).await {
                 // One account's open sockets are capped, on every door together.
                 Ok(user) => match self.gateway.open_socket(user.id) {
-                    Ok(ticket) => place = Some(Arc::new(ticket)),
+                    Ok(ticket) => {
+                        place = Some(Arc::new(ticket));
+                        account = Some(user.id);
+                    }
                     Err(max) => {
                         tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
                         if legacy {
@@ -534,6 +555,7 @@ impl Connection {
         };
         live.principal = Some(Principal {
             token,
+            user: account,
             _place: place,
         });
         let out = &live.out;

@@ -435,9 +435,24 @@ async fn serve(
     let left = session.state.domain.token_time_left(&session.token);
     let expiry = tokio::time::sleep(left.unwrap_or_default());
     tokio::pin!(expiry);
+    // The account deleted (on any process): the socket closes at once (4401).
+    let mut events = session.state.domain.events().subscribe();
+    let me = session.user.id;
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            event = events.recv() => match event {
+                Ok(crate::events::Event::AccountGone { user }) if user == me => {
+                    session.send(error(ErrorCode::InvalidToken, "계정이 삭제되었습니다."));
+                    session.send(Outbound::Close(4401, "account deleted"));
+                    return Ending::ByServer;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    events = session.state.domain.events().subscribe();
+                    continue;
+                }
+                _ => continue,
+            },
             () = session.state.gateway.shutdown().requested() => {
                 session.send(Outbound::Close(1001, "server shutting down"));
                 return Ending::ByServer;

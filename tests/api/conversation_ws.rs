@@ -93,8 +93,7 @@ async fn a_full_conversation_becomes_a_story(db: Db) {
         greeting.contains("지우야") && greeting.contains("공룡"),
         "{greeting}"
     );
-    let espeak = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
+    let espeak = crate::helpers::espeak_installed();
     assert_eq!(started["audio_url"].is_string(), espeak, "{started}");
 
     let lines = [
@@ -1084,13 +1083,8 @@ async fn ending_a_conversation_can_create_its_story(db: Db) {
     )
     .await;
     assert_eq!(recv(&mut ws).await["type"], "ai_response");
-    // A bad request is told; the conversation goes on.
-    send(
-        &mut ws,
-        json!({"event": "end_conversation", "payload": {"create_story": {"colour": "red"}}}),
-    )
-    .await;
-    assert_eq!(recv(&mut ws).await["error_code"], "VALIDATION_ERROR");
+    // (A refused create_story is told and still ends the conversation: see
+    // reliability::a_refused_create_story_still_ends_the_conversation.)
     send(
         &mut ws,
         json!({"event": "end_conversation", "payload": {"create_story": {"length": "short"}}}),

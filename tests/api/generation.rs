@@ -791,8 +791,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
         {
             assert!(text.contains(needle), "{needle} missing: {text}");
         }
-        let espeak = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
+        let espeak = espeak_installed();
         let mut pictures = std::collections::HashSet::new();
         for chapter in chapters {
             let url = chapter["image"]["url"]

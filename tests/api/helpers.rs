@@ -714,8 +714,15 @@ pub mod ws {
 }
 
 /// Whether `espeak-ng` (the offline narrator) is installed here: tests that narrate
-/// offline expect audio exactly when it is.
+/// offline expect audio exactly when it is, and say which they checked.
 pub fn espeak_installed() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()))
+    let installed = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
+    if !installed {
+        eprintln!(
+            "espeak-ng is not installed: offline narration is checked as absent (audio null); \
+             install espeak-ng to check the narration itself"
+        );
+    }
+    installed
 }

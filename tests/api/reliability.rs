@@ -472,7 +472,38 @@ async fn a_full_database_disk_is_503_and_not_ready() {
     drop(app);
 }
 
+/// Point 8: deleting an account closes its open sockets at once — the conversation
+/// socket (an `INVALID_TOKEN` error, then 4401) and `/graphql/ws` (4401) — on this
+/// process and, on PostgreSQL, on another one.
+async fn deleting_an_account_closes_its_sockets(db: Db) {
+    use crate::helpers::ws::{closed, init, open, recv};
+    let app = spawn_app_with(db, &[]).await;
+    // On PostgreSQL a second process shares the database (and the event bus).
+    let other = match db {
+        Db::Postgres => Some(crate::helpers::spawn_app_sharing(&app, &[]).await),
+        Db::Sqlite => None,
+    };
+    let token = app.new_account("leaving.family").await;
+    let bystander = app.new_account("staying.family").await;
+    let host = other.as_ref().unwrap_or(&app);
+    let mut talk = open(host, &format!("/wss/v1/audio?token={token}"), None).await;
+    let mut subs = open(host, "/graphql/ws", Some("graphql-transport-ws")).await;
+    init(&mut subs, Some(&token)).await;
+    let mut theirs = open(host, "/graphql/ws", Some("graphql-transport-ws")).await;
+    init(&mut theirs, Some(&bystander)).await;
+    let reply = app.delete("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    let told = recv(&mut talk).await;
+    assert_eq!(told["error_code"], "INVALID_TOKEN", "{told}");
+    assert_eq!(closed(&mut talk).await, 4401);
+    assert_eq!(closed(&mut subs).await, 4401);
+    // Another family's socket stays open.
+    crate::helpers::ws::send(&mut theirs, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut theirs).await["type"], "pong");
+}
+
 db_tests!(
+    deleting_an_account_closes_its_sockets,
     a_media_disk_that_fails_leaves_media_null_not_the_story_failed,
     graphql_socket_pings_are_budgeted,
     connections_that_never_become_requests_are_closed,
