@@ -187,7 +187,7 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
     if domain.config().graphql.introspection {
         let texts = std::sync::Arc::new(SchemaTexts {
             public: graphql::public_sdl(),
-            full: schema.sdl(),
+            full: graphql::sdl(),
         });
         let viewer = domain.clone();
         api = api.route(

@@ -34,7 +34,8 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> axum::r
 /// is `400` with `errors` only: the GraphQL-over-HTTP spec has no `data` entry then
 /// (`"data": null` would claim execution ran and yielded null).
 /// Internal causes of the errors go to the log (`http::errors`), never into the body.
-fn respond(response: Response) -> axum::response::Response {
+fn respond(mut response: Response) -> axum::response::Response {
+    super::errors::graphql_words(&mut response.errors);
     let causes = InternalCauses::of(&response.errors);
     let mut answer = if super::errors::is_request_error(&response) {
         let body = serde_json::json!({"errors": response.errors});

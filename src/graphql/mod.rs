@@ -46,7 +46,8 @@ pub(crate) struct SubscriptionRoot(
 
 pub(crate) type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// The query root as everyone but operators sees it (no `ops`): only for the public SDL.
+// The query root as everyone but operators sees it (no `ops`): only for the public SDL.
+// (A plain comment: a doc comment would become the type's description there.)
 #[derive(MergedObject, Default)]
 #[graphql(name = "QueryRoot")]
 struct PublicQueryRoot(
@@ -55,7 +56,7 @@ struct PublicQueryRoot(
     conversations::ConversationQuery,
 );
 
-/// The subscription root without the operators' subscriptions: only for the public SDL.
+// The subscription root without the operators' subscriptions: only for the public SDL.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "SubscriptionRoot")]
 struct PublicSubscriptionRoot(
@@ -187,24 +188,48 @@ pub(crate) fn refusal(error: async_graphql::ServerError) -> Response {
 /// without the operator surface (`ops`, `opsStoryUpdates`, `opsConversationEvents` and
 /// the types only they reach), as introspection shows it to them.
 pub(crate) fn public_sdl() -> String {
-    Schema::build(
+    let sdl = Schema::build(
         PublicQueryRoot::default(),
         MutationRoot::default(),
         PublicSubscriptionRoot::default(),
     )
     .finish()
-    .sdl()
+    .sdl();
+    tidy_sdl(&sdl)
+}
+
+/// async-graphql prints an argument list that has a described argument with the other
+/// arguments run together on one line, separated by `,` and tabs
+/// (`first: Int,\t\tafter: String,…`): one argument a line instead.
+fn tidy_sdl(sdl: &str) -> String {
+    let mut out = String::with_capacity(sdl.len());
+    for line in sdl.lines() {
+        if line.starts_with("\t\t") && line.contains(",\t\t") {
+            for (i, part) in line.split(",\t\t").enumerate() {
+                if i > 0 {
+                    out.push_str("\t\t");
+                }
+                out.push_str(part.trim_end_matches(','));
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The schema's SDL (what `jjongal print-schema` prints and `schema.graphql` holds).
 pub fn sdl() -> String {
-    Schema::build(
+    let sdl = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
     .finish()
-    .sdl()
+    .sdl();
+    tidy_sdl(&sdl)
 }
 
 pub(crate) fn domain<'a>(ctx: &Context<'a>) -> &'a Domain {

@@ -344,7 +344,8 @@ impl Connection {
         let mut expiry_set = false;
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.reset();
-        // The account deleted (on any process): the connection closes at once (4401).
+        // The account deleted (on any process): the connection closes at once with
+        // 4403, as an operation of a deleted account's would.
         let mut events = self.domain.events().subscribe();
 
         let outcome = loop {
@@ -373,7 +374,7 @@ impl Connection {
                     let me = live.principal.as_ref().and_then(|p| p.user);
                     match event {
                         Ok(crate::events::Event::AccountGone { user }) if Some(user) == me => {
-                            break close(4401, "Account deleted");
+                            break close(4403, "Forbidden");
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             events = self.domain.events().subscribe();
@@ -749,8 +750,9 @@ async fn run_operation(
     let mut results = super::execute_stream(&schema, Some(&limits), request);
     let mut first = true;
     let mut refused = false;
-    while let Some(response) = results.next().await {
+    while let Some(mut response) = results.next().await {
         crate::http::errors::log_graphql(&response.errors);
+        super::errors::graphql_words(&mut response.errors);
         if first && is_request_error(&response) {
             let errors = server_errors(&response.errors);
             let _ = out

@@ -558,11 +558,17 @@ mod tests {
             refusal("CreateStoryInput", null_length),
             "`user_preferences.length` 필드의 값이 올바르지 않습니다 (short, medium, long 중 하나)."
         );
-        // Declared fields are judged before unknown ones (a misspelt field is missing).
+        // A field the type does not have is named first (a misspelt field, or `status`
+        // sent to PATCH alone), not what is then missing.
         let misspelt = serde_json::json!({"userId": "a", "pasword": "p", "name": "n", "age": 7, "guardianConsent": true});
         assert_eq!(
             refusal("SignUpInput", misspelt),
-            "필수 필드가 누락되었습니다: `password`"
+            "알 수 없는 필드입니다: `pasword`"
+        );
+        let nested = serde_json::json!({"userPreferences": {"theme": "숲", "colour": "red"}});
+        assert_eq!(
+            refusal("CreateStoryInput", nested),
+            "알 수 없는 필드입니다: `user_preferences.colour`"
         );
         let fine = serde_json::json!({"userPreferences": {"theme": "숲", "characters": ["토끼"], "length": "short"}, "conversationId": null});
         assert!(shapes.check("CreateStoryInput", &fine).is_ok());

@@ -127,6 +127,19 @@ impl InputShapes {
                 invalid(path, "객체")
             });
         };
+        // A field the type does not have is named first: `{"status": …}` (or a
+        // misspelt `pasword`) is answered with that name, not with what is then missing.
+        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
+            let name = to_snake(unknown);
+            let here = if path.is_empty() {
+                name
+            } else {
+                format!("{path}.{name}")
+            };
+            return Err(RestError::validation(format!(
+                "알 수 없는 필드입니다: `{here}`"
+            )));
+        }
         for (name, field) in fields {
             let here = if path.is_empty() {
                 to_snake(name)
@@ -162,13 +175,6 @@ impl InputShapes {
                 }
                 Some(v) => self.check_named(&field.named, v, &here)?,
             }
-        }
-        // As GraphQL does: the declared fields first, then any the type does not have.
-        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
-            return Err(RestError::validation(format!(
-                "알 수 없는 필드입니다: `{}`",
-                to_snake(unknown)
-            )));
         }
         Ok(())
     }

@@ -473,7 +473,7 @@ async fn a_full_database_disk_is_503_and_not_ready() {
 }
 
 /// Point 8: deleting an account closes its open sockets at once — the conversation
-/// socket (an `INVALID_TOKEN` error, then 4401) and `/graphql/ws` (4401) — on this
+/// socket (an `INVALID_TOKEN` error, then 4401) and `/graphql/ws` (4403) — on this
 /// process and, on PostgreSQL, on another one.
 async fn deleting_an_account_closes_its_sockets(db: Db) {
     use crate::helpers::ws::{closed, init, open, recv};
@@ -496,13 +496,99 @@ async fn deleting_an_account_closes_its_sockets(db: Db) {
     let told = recv(&mut talk).await;
     assert_eq!(told["error_code"], "INVALID_TOKEN", "{told}");
     assert_eq!(closed(&mut talk).await, 4401);
-    assert_eq!(closed(&mut subs).await, 4401);
+    assert_eq!(closed(&mut subs).await, 4403);
     // Another family's socket stays open.
     crate::helpers::ws::send(&mut theirs, json!({"type": "ping"})).await;
     assert_eq!(recv(&mut theirs).await["type"], "pong");
 }
 
+/// Point 10: each door speaks its own names — GraphQL errors name GraphQL arguments
+/// (`id`, `conversationId`, `after`), REST errors REST fields (`start_cursor`, `status`);
+/// a GraphQL parse error is a short message with its line and column; the public SDL
+/// lists one argument a line and has no internal notes.
+async fn each_door_speaks_its_own_names(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("two.doors").await;
+    let message = |body: &serde_json::Value| {
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let story = app
+        .graphql(
+            "{ story(id: \"not-a-uuid\") { id } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let m = message(&story);
+    assert!(m.contains("`id`") && !m.contains("story_id"), "{m}");
+    let create = app
+        .graphql(
+            "mutation($i: CreateStoryInput!) { createStory(input: $i) { id } }",
+            json!({"i": {"userPreferences": {"theme": "바다"}, "conversationId": "nope"}}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let m = message(&create);
+    assert!(
+        m.contains("`conversationId`") && !m.contains("conversation_id"),
+        "{m}"
+    );
+    let page = app
+        .graphql(
+            "{ stories(first: 5, after: \"garbage\") { edges { cursor } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let m = message(&page);
+    assert!(m.contains("`after`") && !m.contains("start_cursor"), "{m}");
+    // REST keeps its own words.
+    let m = app
+        .get("/api/v1/stories?start_cursor=garbage", Some(&token))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    assert!(m.contains("start_cursor"), "{m}");
+    let id = app.create_story(&token, "숲").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = app
+        .patch_json(
+            &format!("/api/v1/stories/{id}"),
+            &json!({"status": "completed"}),
+            Some(&token),
+        )
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    assert!(m.contains("`status`"), "{m}");
+    // A parse error: where, and what was expected.
+    let parse = app
+        .graphql("{ stories(first: }", json!({}), Some(&token))
+        .await;
+    assert_eq!(parse.status, 400);
+    let m = message(&parse.json());
+    assert!(
+        m.contains("1번째 줄") && m.contains("18번째 칸") && !m.contains("-->"),
+        "{m}"
+    );
+    // The public SDL.
+    let sdl = app.get("/graphql/schema.graphql", None).await.text;
+    assert!(!sdl.contains(",\t\t"), "arguments run together");
+    assert!(
+        sdl.contains("\t\tfirst: Int\n\t\tafter: String\n"),
+        "{sdl:.2000}"
+    );
+    assert!(!sdl.contains("only for the public SDL"));
+}
+
 db_tests!(
+    each_door_speaks_its_own_names,
     deleting_an_account_closes_its_sockets,
     a_media_disk_that_fails_leaves_media_null_not_the_story_failed,
     graphql_socket_pings_are_budgeted,
