@@ -467,15 +467,14 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(domain): State<Domain>) -> Response {
-    match domain.pool().ping().await {
+    match domain.ready().await {
         Ok(()) => envelope::success(
             StatusCode::OK,
             "서비스가 준비되었습니다.",
             json!({"status": "ready", "database": "ok"}),
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness check failed");
-            let mut refusal = if e.is_storage_full() {
+        Err(storage_full) => {
+            let mut refusal = if storage_full {
                 RestError::new(
                     ErrorCode::ServiceUnavailable,
                     "데이터베이스에 쓸 수 없습니다 (저장 공간이 부족합니다).",

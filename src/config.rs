@@ -1027,6 +1027,19 @@ fn parse_origins(list: &str) -> anyhow::Result<Vec<String>> {
 /// SQLite file named like it (in a multi-process deployment each process would get its
 /// own database).
 pub(crate) fn database_url(url: &str) -> anyhow::Result<String> {
+    if url.trim() != url || url.starts_with(['"', '\'']) || url.ends_with(['"', '\'']) {
+        bail!(
+            "JJONGAL_DATABASE_URL has surrounding spaces or quotes (an env file that quotes it?)"
+        );
+    }
+    // Anything that names a scheme with `://` is a URL: one of ours, or an error.
+    if let Some((scheme, _)) = url.split_once("://")
+        && !["postgres", "postgresql", "sqlite"].contains(&scheme.to_ascii_lowercase().as_str())
+    {
+        bail!(
+            "JJONGAL_DATABASE_URL: unrecognised scheme `{scheme}://` (postgres://… for PostgreSQL, a file path or sqlite://… for SQLite)"
+        );
+    }
     let scheme_end = url.find(':').filter(|&i| {
         i > 1
             && url[..i].chars().enumerate().all(|(n, c)| {
@@ -1072,10 +1085,16 @@ fn refuse_unsafe(
         }
     }
     let mut problems = Vec::new();
-    if gateway.trusted_proxies.iter().any(|net| net.prefix == 0) {
+    // Wider than any one network a proxy lives in (a /8 of IPv4, a /32 of IPv6): a
+    // catch-all, however it is split (`0.0.0.0/1, 128.0.0.0/1`).
+    let too_wide = |net: &IpNet| match net.addr {
+        IpAddr::V4(_) => net.prefix < 8,
+        IpAddr::V6(_) => net.prefix < 32,
+    };
+    if gateway.trusted_proxies.iter().any(too_wide) {
         problems.push((
             "catch-all-proxies",
-            "JJONGAL_TRUSTED_PROXIES holds a catch-all range (/0): every client could choose its own address, and so its rate-limit key",
+            "JJONGAL_TRUSTED_PROXIES holds a catch-all range (wider than /8, or /32 for IPv6): every client could choose its own address, and so its rate-limit key",
         ));
     }
     let metrics = args.metrics_bind.ip();
@@ -1108,15 +1127,36 @@ fn refuse_unsafe(
 
 /// Whether `media` is `data` or one of its ancestors (`/`), once both are absolute.
 fn media_holds(media: &Path, data: &Path) -> bool {
-    let absolute = |p: &Path| {
-        std::fs::canonicalize(p).unwrap_or_else(|_| {
-            std::env::current_dir()
-                .map(|d| d.join(p))
-                .unwrap_or_else(|_| p.to_path_buf())
-        })
-    };
-    let (media, data) = (absolute(media), absolute(data));
+    let (media, data) = (resolved(media), resolved(data));
     data.starts_with(&media)
+}
+
+/// `p` absolute, with `.` and `..` resolved, and symbolic links too as far as the path
+/// exists (a media dir is often created later, so `data/media/..` must still be seen
+/// as `data`).
+fn resolved(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+        if let Ok(real) = std::fs::canonicalize(&out) {
+            out = real;
+        }
+    }
+    out
 }
 
 /// `10.0.0.1, 192.168.0.0/16, ::1` → networks; anything unparsable stops start-up.
@@ -1324,6 +1364,10 @@ mod tests {
             assert_eq!(database_url(given).unwrap(), read, "{given}");
         }
         for bad in [
+            "\"postgres://u@h/db\"",
+            " postgres://u@h/db",
+            "'postgres://u@h/db'",
+            "1postgres://u@h/db",
             "postgres:/u@h/db",
             "postgres:u@h",
             "mysql://u@h/db",
@@ -1341,6 +1385,9 @@ mod tests {
         assert!(media_holds(Path::new("/"), d));
         assert!(media_holds(d.parent().unwrap(), d));
         assert!(!media_holds(&d.join("media"), d));
+        // Not there yet, and `..` back into the data dir.
+        assert!(media_holds(&d.join("media/.."), d));
+        assert!(media_holds(&d.join("new/deeper/../.."), d));
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::store::types::{StoryId, UserId};
 use cursor::CursorCodec;
 use tokens::TokenKeys;
 
+/// How often `/readyz` may write its probe row.
+const READINESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Shared handle to the domain services.
 #[derive(Clone)]
 pub struct Domain {
@@ -45,6 +48,9 @@ struct Inner {
     passwords: accounts::PasswordWork,
     /// Woken when a story becomes pending, so the local worker starts at once.
     work: Notify,
+    /// The last readiness probe (a database write) and when it ran: `/readyz` probes
+    /// at most once a few seconds, however often it is asked.
+    readiness: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), bool>)>>,
     config: Config,
 }
 
@@ -69,6 +75,7 @@ impl Domain {
                 providers,
                 metrics: Metrics::default(),
                 work: Notify::new(),
+                readiness: tokio::sync::Mutex::new(None),
                 config,
             }),
         }
@@ -76,6 +83,24 @@ impl Domain {
 
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    /// Whether the database answers and takes a write (`/readyz`). The probe writes, so
+    /// it runs at most once every [`READINESS_EVERY`]; callers in between get its result.
+    /// `Err(true)` when writes fail for lack of storage, `Err(false)` otherwise.
+    pub(crate) async fn ready(&self) -> Result<(), bool> {
+        let mut last = self.inner.readiness.lock().await;
+        if let Some((at, result)) = *last
+            && at.elapsed() < READINESS_EVERY
+        {
+            return result;
+        }
+        let result = self.inner.pool.ping().await.map_err(|e| {
+            tracing::error!(error = %e, "readiness check failed");
+            e.is_storage_full()
+        });
+        *last = Some((std::time::Instant::now(), result));
+        result
     }
 
     pub fn config(&self) -> &Config {

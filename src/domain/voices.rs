@@ -226,23 +226,34 @@ impl Voices<'_> {
     pub(crate) async fn delete_voice(&self, owner: &User) -> AppResult<()> {
         let oid = owner.id;
         let voice_id = store::voices::voice_id(&mut self.pool().get().await?.db(), oid).await?;
+        // The record before anything is removed: a request cut short from here on still
+        // leaves the voice known to the operator.
+        let record = match &voice_id {
+            Some(id) => Some(self.record_deletion(oid, id).await?),
+            None => None,
+        };
         let mut conn = self.pool().get().await?;
         let mut db = conn.db();
         store::voices::delete_samples(&mut db, oid).await?;
         store::voices::set_voice(&mut db, oid, VoiceStatus::NotCloned, None).await?;
         drop(conn);
         crate::media::remove_tree(&self.samples_dir(owner.id), "removing voice samples").await;
-        if let Some(id) = voice_id {
-            self.delete_at_provider(oid, &id).await?;
+        if let (Some(id), Some(record)) = (voice_id, record) {
+            self.settle_at_provider(oid, &id, record).await?;
         }
         Ok(())
     }
 
     /// Deletes voice `id` (of account `owner`) at the provider: recorded as pending
     /// first, so that nothing — a provider that cannot delete, a deadline, a cancelled
-    /// request — forgets it; settled as deleted when the provider confirms within the
-    /// deadline (a few attempts, half the request timeout at most).
+    /// request — forgets it.
     async fn delete_at_provider(&self, owner: UserId, id: &str) -> AppResult<()> {
+        let record = self.record_deletion(owner, id).await?;
+        self.settle_at_provider(owner, id, record).await
+    }
+
+    /// Records voice `id` as pending deletion at the provider; returns the record.
+    async fn record_deletion(&self, owner: UserId, id: &str) -> AppResult<VoiceDeletionId> {
         let now = to_db(store::now());
         let row = VoiceDeletionRow {
             id: VoiceDeletionId::random(),
@@ -255,6 +266,18 @@ impl Voices<'_> {
             updated_at: now,
         };
         store::voices::insert_deletion(&mut self.pool().get().await?.db(), &row).await?;
+        Ok(row.id)
+    }
+
+    /// Asks the provider to delete voice `id` within a short deadline (a few attempts,
+    /// half the request timeout at most) and settles `record` as deleted when it
+    /// confirms; otherwise the record stays pending with the provider's answer.
+    async fn settle_at_provider(
+        &self,
+        owner: UserId,
+        id: &str,
+        record: VoiceDeletionId,
+    ) -> AppResult<()> {
         let deadline = (self.config().request_timeout / 2).min(std::time::Duration::from_secs(15));
         let outcome = match tokio::time::timeout(deadline, self.ask_provider_to_delete(id)).await {
             Ok(result) => result,
@@ -277,7 +300,7 @@ impl Voices<'_> {
         };
         store::voices::settle_deletion(
             &mut self.pool().get().await?.db(),
-            row.id,
+            record,
             status,
             &error,
             to_db(store::now()),

@@ -55,7 +55,6 @@ pub(crate) fn graphql_words(errors: &mut [async_graphql::ServerError]) {
 
 fn graphql_message(message: &str) -> String {
     let message = message
-        .replace("`story_id`", "`id`")
         .replace("start_cursor", "`after`")
         .replace("status/sort_by/order", "status/sortBy/order");
     // Every backticked snake_case path becomes camelCase.
@@ -135,7 +134,7 @@ mod words {
         use super::graphql_message as g;
         assert_eq!(
             g("`story_id`은(는) UUID여야 합니다."),
-            "`id`은(는) UUID여야 합니다."
+            "`storyId`은(는) UUID여야 합니다."
         );
         assert_eq!(
             g("`conversation_id`은(는) UUID여야 합니다."),

@@ -204,16 +204,23 @@ pub(crate) fn public_sdl() -> String {
 fn tidy_sdl(sdl: &str) -> String {
     let mut out = String::with_capacity(sdl.len());
     for line in sdl.lines() {
-        if line.starts_with("\t\t") && line.contains(",\t\t") {
-            for (i, part) in line.split(",\t\t").enumerate() {
-                if i > 0 {
-                    out.push_str("\t\t");
-                }
-                out.push_str(part.trim_end_matches(','));
-                out.push('\n');
-            }
-        } else {
+        if !line.contains(",\t\t") && !line.contains("(\t\t") {
             out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        // `\tfield(\t\ta: A,\t\tb: B` or `\t\ta: A,\t\tb: B`: one argument a line.
+        let (head, args) = match line.split_once("(\t\t") {
+            Some((head, args)) => (Some(head), args),
+            None => (None, line.trim_start_matches('\t')),
+        };
+        if let Some(head) = head {
+            out.push_str(head);
+            out.push_str("(\n");
+        }
+        for arg in args.split(",\t\t") {
+            out.push_str("\t\t");
+            out.push_str(arg.trim_end_matches(','));
             out.push('\n');
         }
     }

@@ -376,6 +376,14 @@ impl Connection {
                         Ok(crate::events::Event::AccountGone { user }) if Some(user) == me => {
                             break close(4403, "Forbidden");
                         }
+                        // Events were missed: the deletion may have been among them.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            if let Some(id) = me
+                                && matches!(self.domain.accounts().find_user(id).await, Ok(None))
+                            {
+                                break close(4403, "Forbidden");
+                            }
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             events = self.domain.events().subscribe();
                         }
@@ -463,6 +471,16 @@ impl Connection {
         // `connection_init` alike (answering them was free: 56,900 pongs in 10 s).
         if matches!(kind, "ping" | "pong") && !live.keepalive.take() {
             return too_many_messages();
+        }
+        // A ping asks for work (a pong): it spends the client's and the account's message
+        // budgets too, as operations do; over them it goes unanswered (the connection
+        // stays, as for an operation refused for its budget). A pong answers, and spends
+        // only the cap above.
+        if kind == "ping" {
+            let account = live.principal.as_ref().and_then(|p| p.user);
+            if self.gateway.check_message(self.client, account).is_err() {
+                return Step::Continue;
+            }
         }
         match kind {
             "connection_init" => self.on_init(&message, live).await,

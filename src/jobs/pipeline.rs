@@ -436,15 +436,20 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
     ] {
         let mut failed = None;
         let mut any_made = false;
+        let unavailable = Why::Provider(crate::providers::ErrorKind::Unavailable);
         for result in results {
             match result? {
                 Made::Stored | Made::Lost => any_made = true,
-                Made::Failed(kind) => failed = Some(kind),
+                // The failure that says most: a real one over "not available here".
+                Made::Failed(why) if failed.is_none() || failed == Some(unavailable) => {
+                    failed = Some(why)
+                }
+                Made::Failed(_) => {}
             }
         }
-        // A capability this server does not have at all (no narrator installed) is
+        // A server with no narrator at all (no speech provider, no espeak-ng) is
         // configuration, said at start-up, not a failure of this story.
-        let missing = failed == Some(Why::Provider(crate::providers::ErrorKind::Unavailable));
+        let missing = step == "narrate_all" && failed == Some(unavailable);
         if let (false, Some(why), false) = (any_made, failed, missing) {
             let note = format!(
                 "{what}을(를) 하나도 만들지 못했습니다: {}",

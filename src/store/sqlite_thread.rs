@@ -89,12 +89,22 @@ impl SpawnBlocking for ConnectionThread {
 pub(super) async fn settle(
     conn: &mut super::SqliteConn,
 ) -> Result<(), deadpool::managed::HookError<diesel_async::pooled_connection::PoolError>> {
-    conn.spawn_blocking(|_| Ok(())).await.map_err(|e| {
-        deadpool::managed::HookError::Backend(
+    use deadpool::managed::HookError;
+    // Not longer than this: a connection still busy then is dropped (its thread ends
+    // with its last call) and the pool takes or makes another.
+    match tokio::time::timeout(SETTLE_AT_MOST, conn.spawn_blocking(|_| Ok(()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(HookError::Backend(
             diesel_async::pooled_connection::PoolError::QueryError(e),
-        )
-    })
+        )),
+        Err(_) => Err(HookError::Message(
+            "a SQLite connection was still busy with an abandoned call".into(),
+        )),
+    }
 }
+
+/// Longest a checkout waits for a connection's abandoned call to end.
+const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

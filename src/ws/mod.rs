@@ -447,6 +447,19 @@ async fn serve(
                     session.send(Outbound::Close(4401, "account deleted"));
                     return Ending::ByServer;
                 }
+                // Events were missed: the deletion may have been among them.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let gone = matches!(
+                        session.state.domain.accounts().find_user(me).await,
+                        Ok(None)
+                    );
+                    if gone {
+                        session.send(error(ErrorCode::InvalidToken, "계정이 삭제되었습니다."));
+                        session.send(Outbound::Close(4401, "account deleted"));
+                        return Ending::ByServer;
+                    }
+                    continue;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                     events = session.state.domain.events().subscribe();
                     continue;

@@ -147,8 +147,20 @@ async fn the_per_account_limit_is_shared_by_every_door(db: Db) {
     // ...and both sockets stay open.
     send(&mut talk, json!({"type": "nonsense"})).await;
     assert_eq!(recv(&mut talk).await["error_code"], "RATE_LIMIT_EXCEEDED");
+    // A ping over the budget goes unanswered (pings spend it too); the next operation
+    // is still answered, with the refusal.
     send(&mut gql, json!({"type": "ping"})).await;
-    assert_eq!(recv(&mut gql).await["type"], "pong");
+    send(
+        &mut gql,
+        json!({"id": "b", "type": "subscribe", "payload": {"query": "{ me { id } }"}}),
+    )
+    .await;
+    let after = recv(&mut gql).await;
+    assert_eq!(after["id"], "b", "{after}");
+    assert_eq!(
+        after["payload"][0]["extensions"]["code"],
+        "RATE_LIMIT_EXCEEDED"
+    );
 
     // Another account, and requests without a token, are not affected.
     app.get("/api/v1/users/me", Some(&other))

@@ -237,7 +237,7 @@ impl Conversations<'_> {
 
     /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
     pub(crate) async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
-        let id = parse_id("conversation_id", id)?;
+        let id = parse_id("id", id)?;
         let row = store::conversations::conversation(&mut self.pool().get().await?.db(), id)
             .await?
             .ok_or_else(AppError::not_found)?;

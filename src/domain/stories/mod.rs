@@ -226,7 +226,7 @@ impl Stories<'_> {
     /// Loads a story row and checks that `viewer` owns it: 404 when it does not exist,
     /// 403 when it is someone else's.
     async fn owned_story_row(&self, viewer: &User, id: &str) -> AppResult<StoryRow> {
-        let id = parse_id("story_id", id)?;
+        let id = parse_id("id", id)?;
         let row = store::stories::story(&mut self.pool().get().await?.db(), id).await?;
         owned_by(row, viewer.id)
     }
@@ -276,7 +276,7 @@ impl Stories<'_> {
     /// is someone else's. One trip to the database: the row, the ownership check and the
     /// chapters on one connection (on SQLite in one call on its thread).
     pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {
-        self.owned_story(viewer, parse_id("story_id", id)?).await
+        self.owned_story(viewer, parse_id("id", id)?).await
     }
 
     /// [`Stories::story`] of a parsed id.
