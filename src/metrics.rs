@@ -49,6 +49,23 @@ fn escape(label: &str) -> String {
 }
 
 impl Metrics {
+    /// Records every attempt of a provider call (of `provider`, at `step`) it is given:
+    /// the observer `with_retry` takes.
+    pub(crate) fn observer<'a>(
+        &'a self,
+        step: &'a str,
+        provider: &'a str,
+    ) -> impl FnMut(crate::providers::retry::Attempt<'_>) + 'a {
+        move |a| {
+            self.record_attempt(
+                step,
+                provider,
+                a.duration.as_secs_f64(),
+                a.error.map(|e| e.kind.as_str()),
+            )
+        }
+    }
+
     /// Records that `from` failed at `step` and `to` was tried instead.
     pub(crate) fn record_fallback(&self, step: &str, from: &str, to: &str) {
         *self

@@ -150,21 +150,13 @@ impl Voices<'_> {
         let providers = self.providers();
         let result = match providers.voice_slots.acquire().await {
             Ok(_slot) => {
-                let metrics = self.metrics();
                 // Busy (429), failing (5xx) or unreachable: tried again. Not after a
                 // timeout: that clone may have been made, and a second would be a voice
                 // nobody knows of.
                 with_retry_if(
                     providers.retry,
                     || cloner.clone_voice(&name, &samples),
-                    |a| {
-                        metrics.record_attempt(
-                            "clone_voice",
-                            "elevenlabs-voices",
-                            a.duration.as_secs_f64(),
-                            a.error.map(|e| e.kind.as_str()),
-                        )
-                    },
+                    self.metrics().observer("clone_voice", "elevenlabs-voices"),
                     |e| e.kind.retryable() && e.kind != ErrorKind::Timeout,
                 )
                 .await
@@ -324,18 +316,10 @@ impl Voices<'_> {
             .acquire()
             .await
             .map_err(|_| ProviderError::new(ErrorKind::Unavailable, "shutting down"))?;
-        let metrics = self.metrics();
         with_retry(
             providers.retry,
             || cloner.delete_voice(id),
-            |a| {
-                metrics.record_attempt(
-                    "delete_voice",
-                    "elevenlabs-voices",
-                    a.duration.as_secs_f64(),
-                    a.error.map(|e| e.kind.as_str()),
-                )
-            },
+            self.metrics().observer("delete_voice", "elevenlabs-voices"),
         )
         .await
     }

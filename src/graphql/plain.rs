@@ -3,7 +3,7 @@
 //!
 //! A page of 20 stories selects about 1,900 fields. async-graphql's generic object
 //! resolution makes a boxed future per field and a `FuturesUnordered` per object, which
-//! was 30 % of a page's CPU in the load benchmark's profile (README, *Performance: the
+//! was 30 % of a page's CPU in the load benchmark's profile (docs/performance.md, *The
 //! load benchmark*). These fields take no arguments and cannot fail, so when an object's
 //! selection set is *plain* — fields only, none with a directive, no fragments, no
 //! response key twice — the values are computed here, in selection order. Anything else

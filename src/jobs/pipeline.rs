@@ -33,13 +33,8 @@ impl Steps {
         chapter: Option<i32>,
         provider: &'a str,
     ) -> impl FnMut(Attempt<'_>) + 'a {
+        let mut count = metrics.observer(step, provider);
         move |a: Attempt<'_>| {
-            metrics.record_attempt(
-                step,
-                provider,
-                a.duration.as_secs_f64(),
-                a.error.map(|e| e.kind.as_str()),
-            );
             let row = GenerationStepRow {
                 id: StepId::random(),
                 story_id: story,
@@ -58,6 +53,7 @@ impl Steps {
                 error_message: a.error.map(|e| e.message.chars().take(500).collect()),
             };
             self.0.lock().expect("steps lock").push(row);
+            count(a);
         }
     }
 
@@ -422,7 +418,7 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
             };
             let voice = voice.clone();
             narrations.push(Box::pin(async move {
-                let made = narrate(run, &slot, &text, voice.as_deref()).await?;
+                let made = narrate(run, &slot, &text, voice.as_deref()).await;
                 store_media(run, &slot, made).await
             }));
         }
@@ -501,45 +497,22 @@ where
     .await)
 }
 
-/// A chapter's narration down the narration chain: the first narrator that succeeds
-/// wins; each fallback is logged and counted. When none does, the error is the first
-/// real failure (not a narrator that is merely not installed).
+/// A chapter's narration down the narration chain (`Providers::narrate`), every
+/// attempt recorded in the story's history.
 async fn narrate(
     run: Run<'_>,
     slot: &MediaSlot,
     text: &str,
     voice: Option<&str>,
-) -> AppResult<Result<Media, ProviderError>> {
-    let chain = run.providers.narration_chain(voice);
-    let mut last = None;
-    for (i, option) in chain.iter().enumerate() {
-        let narrator = &option.narrator;
-        let voice = option.voice.as_deref();
-        let result = attempt(run, slot, narrator.name(), &option.slots, || {
-            narrator.narrate(text, voice)
+) -> Result<Media, ProviderError> {
+    let context = format!("story {} chapter {}", run.job.id, slot.number);
+    let metrics = run.domain.metrics();
+    run.providers
+        .narrate(text, voice, "narrate", &context, metrics, |provider, a| {
+            run.steps
+                .observer(metrics, run.job.id, slot.step, Some(slot.number), provider)(a)
         })
-        .await?;
-        match result {
-            Ok(media) => return Ok(Ok(media)),
-            Err(e) => {
-                if let Some(next) = chain.get(i + 1) {
-                    tracing::warn!(story_id = %run.job.id, chapter = slot.number, from = narrator.name(), to = next.narrator.name(), error = %e, "narrator failed; falling back");
-                    run.domain.metrics().record_fallback(
-                        "narrate",
-                        narrator.name(),
-                        next.narrator.name(),
-                    );
-                }
-                // The error that says most: a provider's failure over "not installed".
-                if last.as_ref().is_none_or(|l: &ProviderError| {
-                    l.kind == crate::providers::ErrorKind::Unavailable
-                }) {
-                    last = Some(e);
-                }
-            }
-        }
-    }
-    Ok(Err(last.expect("the narration chain is never empty")))
+        .await
 }
 
 /// Stores what a media task made (unless the lease is lost); a failure leaves the

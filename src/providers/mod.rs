@@ -332,6 +332,55 @@ impl Providers {
         }
     }
 
+    /// Narrates `text` down the narration chain for `voice` (see [`Self::narration_chain`]):
+    /// each narrator in one of its capability's slots, with the retry policy, every
+    /// attempt reported to `observe(provider, attempt)`; each step down is logged at warn
+    /// (naming `context`) and counted under `step`. When none succeeds, the error is the
+    /// first real failure (not a narrator that is merely not installed).
+    pub(crate) async fn narrate(
+        &self,
+        text: &str,
+        voice: Option<&str>,
+        step: &str,
+        context: &str,
+        metrics: &crate::metrics::Metrics,
+        mut observe: impl FnMut(&'static str, retry::Attempt<'_>),
+    ) -> Result<Media, ProviderError> {
+        let chain = self.narration_chain(voice);
+        let mut telling: Option<ProviderError> = None;
+        for (i, option) in chain.iter().enumerate() {
+            let narrator = &option.narrator;
+            let name = narrator.name();
+            let result = match option.slots.acquire().await {
+                Ok(_slot) => {
+                    retry::with_retry(
+                        self.retry,
+                        || narrator.narrate(text, option.voice.as_deref()),
+                        |a| observe(name, a),
+                    )
+                    .await
+                }
+                Err(_) => Err(ProviderError::new(ErrorKind::Unavailable, "shutting down")),
+            };
+            let e = match result {
+                Ok(media) => return Ok(media),
+                Err(e) => e,
+            };
+            if let Some(next) = chain.get(i + 1) {
+                let to = next.narrator.name();
+                tracing::warn!(context, from = name, to, error = %e, "narrator failed; falling back");
+                metrics.record_fallback(step, name, to);
+            }
+            if telling
+                .as_ref()
+                .is_none_or(|t| t.kind == ErrorKind::Unavailable)
+            {
+                telling = Some(e);
+            }
+        }
+        Err(telling.expect("the narration chain is never empty"))
+    }
+
     /// The narrators to try, in order, for an account with cloned voice `voice`: the
     /// cloned voice (when there is one and a voice provider), the stock narrator, then
     /// the offline one when the stock narrator is an HTTP provider.

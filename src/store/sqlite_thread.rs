@@ -6,7 +6,7 @@
 //! by bursts and kept while busy. SQLite's memory for a connection (page cache,
 //! statements, parse trees) was then allocated and freed on all of them, and the
 //! allocator's per-thread heaps each kept a share of it: in the load benchmark's
-//! 10-minute soak the server's memory grew when a burst had grown the pool (README,
+//! 10-minute soak the server's memory grew when a burst had grown the pool (docs/performance.md,
 //! *Memory on SQLite*). Here a connection's calls run one after another on its own
 //! thread, started with the connection and ended when it is dropped, so its memory stays
 //! in one heap, and SQLite work no longer grows the blocking pool.

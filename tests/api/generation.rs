@@ -37,30 +37,9 @@ fn server_error(status: u16) -> ResponseTemplate {
     )
 }
 
-/// Flags pointing every capability at `server`, with fast retries.
+/// Flags pointing every capability at `server` (see `fakes::provider_flags`).
 fn provider_flags(server: &MockServer) -> Vec<String> {
-    let base = format!("{}/v1", server.uri());
-    let mut flags = vec![];
-    for cap in ["llm", "image", "speech", "moderation"] {
-        flags.push(format!("--{cap}-base-url"));
-        flags.push(base.clone());
-        flags.push(format!("--{cap}-api-key"));
-        flags.push(format!("test-key-{cap}"));
-    }
-    flags.extend(
-        [
-            "--worker",
-            "true",
-            "--worker-poll-ms",
-            "50",
-            "--provider-backoff-ms",
-            "5",
-            "--provider-max-attempts",
-            "3",
-        ]
-        .map(String::from),
-    );
-    flags
+    crate::fakes::provider_flags(&format!("{}/v1", server.uri()), &server.uri())
 }
 
 async fn spawn_with_providers(db: Db, server: &MockServer, extra: &[&str]) -> TestApp {
@@ -70,32 +49,8 @@ async fn spawn_with_providers(db: Db, server: &MockServer, extra: &[&str]) -> Te
     spawn_app_with(db, &flags).await
 }
 
-/// Polls the story until it is `completed` or `failed` (an upper bound for a loaded
-/// machine, not a speed expectation).
 async fn wait_done(app: &TestApp, token: &str, id: &str) -> Value {
-    for _ in 0..2400 {
-        let story = app
-            .get(&format!("/api/v1/stories/{id}"), Some(token))
-            .await
-            .assert_ok(200);
-        if story["status"] == "completed" || story["status"] == "failed" {
-            return story;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let steps = app
-        .domain
-        .stories()
-        .generation_steps(id.parse().unwrap())
-        .await
-        .unwrap();
-    let story = app
-        .domain
-        .stories()
-        .story_for_job(id.parse().unwrap())
-        .await
-        .unwrap();
-    panic!("story {id} did not finish: {story:?}\nsteps: {steps:#?}");
+    app.wait_finished(token, id).await
 }
 
 /// Waits until the story's text is stored (3 chapters) and its illustrations have been
@@ -132,19 +87,11 @@ async fn new_story(app: &TestApp, token: &str, theme: &str, length: &str) -> Str
 }
 
 async fn failure_reason(app: &TestApp, token: &str, id: &str) -> String {
-    let body = app
-        .graphql(
-            "query($id: ID!) { story(id: $id) { status failureReason } }",
-            json!({"id": id}),
-            Some(token),
-        )
+    let story = app.wait_finished(token, id).await;
+    assert_eq!(story["status"], "failed", "{story}");
+    app.story_note(token, id)
         .await
-        .json();
-    assert_eq!(body["data"]["story"]["status"], "failed", "{body}");
-    body["data"]["story"]["failureReason"]
-        .as_str()
-        .unwrap()
-        .to_string()
+        .expect("a failed story's reason")
 }
 
 async fn happy_path_with_http_providers(db: Db) {
@@ -357,16 +304,8 @@ async fn timeouts_leave_media_empty_not_the_story_failed(db: Db) {
         .filter(|s| s.step == "narrate" && s.provider == "offline-espeak-ng")
         .count();
     assert_eq!(offline, 3, "the offline narrator took over each chapter");
-    let note = app
-        .graphql(
-            "query($id: ID!) { story(id: $id) { failureReason } }",
-            json!({"id": id}),
-            Some(&token),
-        )
-        .await
-        .json()["data"]["story"]["failureReason"]
-        .clone();
-    assert_eq!(note.is_null(), espeak, "{note}");
+    let note = app.story_note(&token, &id).await;
+    assert_eq!(note.is_none(), espeak, "{note:?}");
 }
 
 async fn malformed_model_output_is_repaired_once(db: Db) {
@@ -512,17 +451,7 @@ async fn image_and_speech_failures_leave_null_media(db: Db) {
         assert!(!chapter["content"].as_str().unwrap().is_empty());
     }
     // Not one picture: the story says so, and why (the provider refused the content).
-    let note = app
-        .graphql(
-            "query($id: ID!) { story(id: $id) { status failureReason } }",
-            json!({"id": id}),
-            Some(&token),
-        )
-        .await
-        .json()["data"]["story"]["failureReason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let note = app.story_note(&token, &id).await.unwrap_or_default();
     assert!(note.contains("삽화") && note.contains("거절"), "{note}");
     // Errors that cannot succeed are not retried.
     assert_eq!(

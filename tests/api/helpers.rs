@@ -544,6 +544,50 @@ impl TestApp {
             .expect("token is valid")
     }
 
+    /// Polls the story until it is `completed` or `failed` (an upper bound for a loaded
+    /// machine, not a speed expectation); on timeout, panics with its row and history.
+    pub async fn wait_finished(&self, token: &str, id: &str) -> Value {
+        for _ in 0..2400 {
+            let story = self
+                .get(&format!("/api/v1/stories/{id}"), Some(token))
+                .await
+                .assert_ok(200);
+            if story["status"] == "completed" || story["status"] == "failed" {
+                return story;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let stories = self.domain.stories();
+        let steps = stories.generation_steps(id.parse().unwrap()).await.unwrap();
+        let story = stories.story_for_job(id.parse().unwrap()).await.unwrap();
+        panic!("story {id} did not finish: {story:?}\nsteps: {steps:#?}");
+    }
+
+    /// The story's `failureReason` as GraphQL reads it: why it failed, or (completed)
+    /// what could not be made.
+    pub async fn story_note(&self, token: &str, id: &str) -> Option<String> {
+        self.graphql(
+            "query($id: ID!) { story(id: $id) { failureReason } }",
+            json!({"id": id}),
+            Some(token),
+        )
+        .await
+        .json()["data"]["story"]["failureReason"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Gives the account behind `token` the cloned voice `voice_id`, as a clone would.
+    pub async fn give_cloned_voice(&self, token: &str, voice_id: &str) {
+        let user = self.user(token).await;
+        self.storage()
+            .execute(&format!(
+                "UPDATE users SET voice_id = '{voice_id}', voice_status = 'cloned' WHERE id = '{}'",
+                user.id
+            ))
+            .await;
+    }
+
     /// `POST /api/v1/stories` with a theme; returns the story.
     pub async fn create_story(&self, token: &str, theme: &str) -> Value {
         self.post_json(

@@ -16,35 +16,13 @@ use crate::fakes::openai::{
     self, Api, MP3, PNG, chat_answer, error, image_b64, image_url, moderation_answer,
     refusal_answer, speech_answer, strict,
 };
-use crate::fakes::{ELEVEN_KEY, Fakes, elevenlabs, requests_to};
+use crate::fakes::{ELEVEN_KEY, Fakes, elevenlabs, provider_flags, requests_to};
 use crate::helpers::{Db, TestApp, spawn_app_with};
 
-/// Flags pointing every OpenAI capability at the fake (at `base`) and the voice
-/// capability at its ElevenLabs side, with fast retries and the worker on.
+/// The fakes' flags (see `fakes::provider_flags`), OpenAI-compatible capabilities at
+/// `base`, and `extra`.
 fn flags(fakes: &Fakes, base: &str, extra: &[&str]) -> Vec<String> {
-    let mut flags = vec![];
-    for cap in ["llm", "image", "speech", "moderation", "stt"] {
-        flags.extend([format!("--{cap}-base-url"), base.to_string()]);
-        flags.extend([format!("--{cap}-api-key"), format!("sk-test-{cap}")]);
-    }
-    flags.extend([
-        "--voice-base-url".into(),
-        fakes.server.uri(),
-        "--voice-api-key".into(),
-        ELEVEN_KEY.into(),
-    ]);
-    for f in [
-        "--worker",
-        "true",
-        "--worker-poll-ms",
-        "50",
-        "--provider-backoff-ms",
-        "5",
-        "--provider-max-attempts",
-        "3",
-    ] {
-        flags.push(f.into());
-    }
+    let mut flags = provider_flags(base, &fakes.server.uri());
     flags.extend(extra.iter().map(|s| s.to_string()));
     flags
 }
@@ -68,32 +46,12 @@ async fn new_story(app: &TestApp, token: &str, theme: &str) -> String {
         .to_string()
 }
 
-/// Polls until the story is `completed` or `failed` (a bound for a loaded machine).
 async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
-    for _ in 0..1200 {
-        let story = app
-            .get(&format!("/api/v1/stories/{id}"), Some(token))
-            .await
-            .assert_ok(200);
-        if story["status"] == "completed" || story["status"] == "failed" {
-            return story;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("story {id} did not finish");
+    app.wait_finished(token, id).await
 }
 
-/// The story's reason (failed) or note (completed), as GraphQL reads it.
 async fn reason(app: &TestApp, token: &str, id: &str) -> Option<String> {
-    app.graphql(
-        "query($id: ID!) { story(id: $id) { failureReason } }",
-        json!({"id": id}),
-        Some(token),
-    )
-    .await
-    .json()["data"]["story"]["failureReason"]
-        .as_str()
-        .map(str::to_string)
+    app.story_note(token, id).await
 }
 
 async fn steps(app: &TestApp, id: &str) -> Vec<jjongal::store::models::GenerationStepRow> {
@@ -135,7 +93,7 @@ async fn gpt_image_models_get_only_what_they_take(db: Db) {
                     base: fakes.server.uri(),
                 },
             )
-            .key("sk-test-image"),
+            .key("test-key-image"),
         )
         .mount(&fakes.server)
         .await;
@@ -289,13 +247,7 @@ async fn stories_are_narrated_in_the_cloned_voice(db: Db) {
     fakes.voices.add_voice("parentVoice01");
     let app = spawn(db, &fakes, &[]).await;
     let token = app.new_account("cloned.reader").await;
-    let user = app.user(&token).await;
-    app.storage()
-        .execute(&format!(
-            "UPDATE users SET voice_id = 'parentVoice01', voice_status = 'cloned' WHERE id = '{}'",
-            user.id
-        ))
-        .await;
+    app.give_cloned_voice(&token, "parentVoice01").await;
     let id = new_story(&app, &token, "우리 집").await;
     let story = finished(&app, &token, &id).await;
     assert_eq!(story["status"], "completed", "{story}");
@@ -470,13 +422,7 @@ async fn base_urls_with_or_without_v1(db: Db) {
     all[at + 1] = format!("{bare}/v1/");
     let app = spawn_app_with(db, &all.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let token = app.new_account("bare.hosts").await;
-    let user = app.user(&token).await;
-    app.storage()
-        .execute(&format!(
-            "UPDATE users SET voice_id = 'v1Voice', voice_status = 'cloned' WHERE id = '{}'",
-            user.id
-        ))
-        .await;
+    app.give_cloned_voice(&token, "v1Voice").await;
     let id = new_story(&app, &token, "기차").await;
     let story = finished(&app, &token, &id).await;
     assert_eq!(story["status"], "completed", "{story}");
@@ -868,13 +814,7 @@ async fn providers_check_reports_each_capability(_db: Db) {
 async fn a_voice_without_its_provider_is_recorded(db: Db) {
     let app = spawn_app_with(db, &[]).await;
     let token = app.new_account("orphan.voice").await;
-    let user = app.user(&token).await;
-    app.storage()
-        .execute(&format!(
-            "UPDATE users SET voice_id = 'orphanVoice', voice_status = 'cloned' WHERE id = '{}'",
-            user.id
-        ))
-        .await;
+    app.give_cloned_voice(&token, "orphanVoice").await;
     let reply = app.delete("/api/v1/users/me/voice", Some(&token)).await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     assert_eq!(app.user(&token).await.voice_id, None);
@@ -919,13 +859,8 @@ async fn erasure_never_waits_on_a_hanging_voice_provider(db: Db) {
     )
     .await;
     let token = app.new_account("hanging.provider").await;
-    let user = app.user(&token).await;
-    app.storage()
-        .execute(&format!(
-            "UPDATE users SET voice_id = 'slowVoice', voice_status = 'cloned' WHERE id = '{}'",
-            user.id
-        ))
-        .await;
+    let account = app.user(&token).await.id;
+    app.give_cloned_voice(&token, "slowVoice").await;
     let reply = app.delete("/api/v1/users/me", Some(&token)).await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     app.get("/api/v1/users/me", Some(&token))
@@ -939,7 +874,7 @@ async fn erasure_never_waits_on_a_hanging_voice_provider(db: Db) {
         .unwrap();
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     assert_eq!(outcomes[0].voice_id, "slowVoice");
-    assert_eq!(outcomes[0].owner_id, user.id.to_string());
+    assert_eq!(outcomes[0].owner_id, account.to_string());
     assert_eq!(outcomes[0].status, "pending");
     assert!(
         outcomes[0].error.as_deref().unwrap().contains("timeout"),

@@ -350,17 +350,7 @@ async fn a_media_disk_that_fails_leaves_media_null_not_the_story_failed(db: Db) 
         .as_str()
         .unwrap()
         .to_string();
-    let mut story = serde_json::Value::Null;
-    for _ in 0..600 {
-        story = app
-            .get(&format!("/api/v1/stories/{id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        if story["status"] == "completed" || story["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let story = app.wait_finished(&token, &id).await;
     assert_eq!(story["status"], "completed", "{story}");
     let chapters = story["chapters"].as_array().unwrap();
     assert_eq!(chapters.len(), 3);
@@ -369,17 +359,7 @@ async fn a_media_disk_that_fails_leaves_media_null_not_the_story_failed(db: Db) 
             .iter()
             .all(|c| c["image"].is_null() && c["audio"].is_null())
     );
-    let note = app
-        .graphql(
-            "query($id: ID!) { story(id: $id) { failureReason } }",
-            json!({"id": id}),
-            Some(&token),
-        )
-        .await
-        .json()["data"]["story"]["failureReason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let note = app.story_note(&token, &id).await.unwrap_or_default();
     assert!(note.contains("저장하지 못했습니다"), "{note}");
     let mut stack = vec![media];
     while let Some(dir) = stack.pop() {

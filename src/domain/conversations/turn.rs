@@ -109,15 +109,7 @@ impl Conversations<'_> {
 
     /// Records every provider attempt of a conversation step in the provider metrics.
     fn observer<'a>(&'a self, step: &'a str, provider: &'a str) -> impl FnMut(Attempt<'_>) + 'a {
-        let metrics = self.metrics();
-        move |a: Attempt<'_>| {
-            metrics.record_attempt(
-                step,
-                provider,
-                a.duration.as_secs_f64(),
-                a.error.map(|e| e.kind.as_str()),
-            )
-        }
+        self.metrics().observer(step, provider)
     }
 
     /// A provider the turn needs did not answer: the conversation's subscribers hear
@@ -206,39 +198,25 @@ impl Conversations<'_> {
         conversation: ConversationId,
         text: &str,
     ) -> Option<String> {
-        let providers = self.providers();
-        let chain = providers.narration_chain(owner.voice_id.as_deref());
-        let mut spoken = None;
-        for (i, option) in chain.iter().enumerate() {
-            let narrator = &option.narrator;
-            let result = {
-                let _slot = option.slots.acquire().await.ok()?;
-                with_retry(
-                    providers.retry,
-                    || narrator.narrate(text, option.voice.as_deref()),
-                    self.observer("narrate_reply", narrator.name()),
-                )
-                .await
-            };
-            match result {
-                Ok(m) => {
-                    spoken = Some(m);
-                    break;
-                }
-                Err(e) => match chain.get(i + 1) {
-                    Some(next) => {
-                        tracing::warn!(conversation_id = %conversation, from = narrator.name(), to = next.narrator.name(), error = %e, "reply narrator failed; falling back");
-                        self.metrics().record_fallback(
-                            "narrate_reply",
-                            narrator.name(),
-                            next.narrator.name(),
-                        );
-                    }
-                    None => tracing::debug!(error = %e, "reply not spoken"),
-                },
+        let context = format!("conversation {conversation}");
+        let spoken = self
+            .providers()
+            .narrate(
+                text,
+                owner.voice_id.as_deref(),
+                "narrate_reply",
+                &context,
+                self.metrics(),
+                |provider, a| self.observer("narrate_reply", provider)(a),
+            )
+            .await;
+        let media = match spoken {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::debug!(error = %e, "reply not spoken");
+                return None;
             }
-        }
-        let media = spoken?;
+        };
         let relative = format!(
             "{}/conversations/{conversation}/{}.{}",
             owner.id,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::{multipart, schema};
@@ -282,37 +282,19 @@ impl Respond for Natural {
 /// Mounts the three endpoints, strict and natural, for `account`; tests mount their own
 /// answers at a higher priority (wrapped in [`strict`]).
 pub async fn mount_all(server: &MockServer, account: &Account) {
-    Mock::given(method("POST"))
-        .and(path("/v1/voices/add"))
-        .respond_with(strict(
-            account,
-            Natural {
-                account: account.clone(),
-            },
-        ))
-        .with_priority(10)
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/v1/text-to-speech/[^/]+$"))
-        .respond_with(strict(
-            account,
-            Natural {
-                account: account.clone(),
-            },
-        ))
-        .with_priority(10)
-        .mount(server)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path_regex(r"^/v1/voices/[^/]+$"))
-        .respond_with(strict(
-            account,
-            Natural {
-                account: account.clone(),
-            },
-        ))
-        .with_priority(10)
-        .mount(server)
-        .await;
+    for (verb, route) in [
+        ("POST", r"^/v1/voices/add$"),
+        ("POST", r"^/v1/text-to-speech/[^/]+$"),
+        ("DELETE", r"^/v1/voices/[^/]+$"),
+    ] {
+        let natural = Natural {
+            account: account.clone(),
+        };
+        Mock::given(method(verb))
+            .and(path_regex(route))
+            .respond_with(strict(account, natural))
+            .with_priority(10)
+            .mount(server)
+            .await;
+    }
 }

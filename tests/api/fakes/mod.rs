@@ -35,6 +35,35 @@ impl Fakes {
     }
 }
 
+/// Flags pointing every OpenAI-compatible capability at `openai_base` (each with its own
+/// key, `test-key-<cap>`) and the voice capability at `voice_base` (the ElevenLabs key),
+/// with the story worker on and fast retries.
+pub fn provider_flags(openai_base: &str, voice_base: &str) -> Vec<String> {
+    let mut flags = vec![];
+    for cap in ["llm", "image", "speech", "moderation", "stt"] {
+        flags.extend([format!("--{cap}-base-url"), openai_base.to_string()]);
+        flags.extend([format!("--{cap}-api-key"), format!("test-key-{cap}")]);
+    }
+    flags.extend([
+        "--voice-base-url".into(),
+        voice_base.to_string(),
+        "--voice-api-key".into(),
+        ELEVEN_KEY.into(),
+    ]);
+    let fast = [
+        "--worker",
+        "true",
+        "--worker-poll-ms",
+        "50",
+        "--provider-backoff-ms",
+        "5",
+        "--provider-max-attempts",
+        "3",
+    ];
+    flags.extend(fast.map(String::from));
+    flags
+}
+
 pub async fn requests_to(server: &MockServer, path: &str) -> Vec<wiremock::Request> {
     server
         .received_requests()
