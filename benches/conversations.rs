@@ -74,7 +74,25 @@ async fn exchange(ws: &mut Socket, text: &str) -> Duration {
     assert_eq!(reply["user_text"], text, "{reply}");
     assert_eq!(reply["text"], ANSWER, "{reply}");
     assert!(reply["audio_url"].is_string(), "{reply}");
+    assert_eq!(reply["audio_status"], "ready", "{reply}");
     elapsed
+}
+
+/// `jjongal_sql_statements_total` from the server's metrics listener.
+async fn sql_statements(client: &reqwest::Client, metrics: &str) -> u64 {
+    let text = client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("jjongal_sql_statements_total "))
+        .expect("the counter is exported")
+        .parse()
+        .unwrap()
 }
 
 #[tokio::main]
@@ -126,11 +144,14 @@ async fn main() {
         .expect("start the release binary");
     let pid = server.id().unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr = loop {
+    let (addr, metrics) = loop {
         let line = lines.next_line().await.unwrap().expect("server log");
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if v["message"] == "listening" {
-            break v["address"].as_str().unwrap().to_string();
+            break (
+                v["address"].as_str().unwrap().to_string(),
+                v["metrics"].as_str().unwrap().to_string(),
+            );
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -187,11 +208,15 @@ async fn main() {
     let busy_rss = rss_kib(pid);
     let per_socket = (busy_rss.saturating_sub(idle_rss)) as f64 / args.connections as f64;
 
-    // Latency with the server otherwise idle: one socket, one message at a time.
+    // Latency with the server otherwise idle: one socket, one message at a time; the SQL
+    // statements they cost, from the server's own counter.
+    let statements_before = sql_statements(&client, &metrics).await;
     let mut solo = Vec::new();
     for i in 0..20 {
         solo.push(exchange(&mut sockets[0], &format!("혼자 말하기 {i}")).await);
     }
+    let per_message =
+        (sql_statements(&client, &metrics).await - statements_before) as f64 / solo.len() as f64;
     solo.sort();
 
     // Everyone talks at once.
@@ -220,6 +245,7 @@ async fn main() {
         per_socket,
         open_time.as_secs_f64()
     );
+    println!("SQL statements per user_message: {per_message:.2}");
     println!(
         "one conversation alone: ai_response in median {:.1} ms = L + {:.1} ms (p95 L + {:.1} ms)",
         ms(percentile(&solo, 0.5)),

@@ -152,12 +152,34 @@ impl Application {
                 worker.run(signal.clone()).await;
             }
         };
-        let (served, metrics_served, ()) = tokio::join!(serve, metrics.into_future(), worker);
+        let housekeeping = end_idle_conversations(self.domain.clone(), signal.clone());
+        let (served, metrics_served, (), ()) =
+            tokio::join!(serve, metrics.into_future(), worker, housekeeping);
         if !self.shutdown.drain(SOCKET_GRACE).await {
             tracing::warn!("some sockets had not closed when the shutdown's grace ended");
         }
         metrics_served.context("serving metrics")?;
         served.context("serving HTTP")
+    }
+}
+
+/// Ends abandoned conversations (no message for `JJONGAL_CONVERSATION_IDLE_END_SECS`)
+/// until the shutdown; every process does it (each conversation ends once).
+async fn end_idle_conversations(domain: Domain, shutdown: Shutdown) {
+    let every = (domain.config().ws.conversation_idle_end / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.requested() => return,
+        }
+        if let Err(e) = domain.conversations().end_idle().await {
+            tracing::warn!(error = ?e, "ending idle conversations failed; trying again later");
+        }
     }
 }
 
@@ -205,6 +227,11 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
         domain: domain.clone(),
         config: domain.config().ws.clone(),
         gateway: gateway.clone(),
+        documents: std::sync::Arc::new(crate::ws::Documents::parse()),
+        speech: crate::ws::SpeechBudget::new(
+            domain.config().ws.speech_buffer_per_account,
+            domain.config().ws.speech_buffer_total,
+        ),
     };
     let conversation_ws = Router::new()
         .route("/wss/v1/audio", get(crate::ws::audio))

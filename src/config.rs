@@ -349,6 +349,32 @@ pub struct ConfigArgs {
     /// Messages (text or binary) one conversation socket may send per minute.
     #[arg(long, env = "JJONGAL_WS_MESSAGES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub ws_messages_per_minute: u32,
+    /// Frames one socket (either door) may have waiting for the client to read; past it
+    /// the client is too slow and the socket closes with 1008.
+    #[arg(long, env = "JJONGAL_WS_SEND_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(4..=10_000), global = true)]
+    pub ws_send_queue: u32,
+    /// How long one write to a socket may take before the client counts as gone, seconds.
+    #[arg(long, env = "JJONGAL_WS_WRITE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub ws_write_timeout_secs: u64,
+    /// Messages a conversation socket may have waiting while the guide answers an earlier
+    /// one; past it a message is refused with `error` (`RATE_LIMIT_EXCEEDED`).
+    #[arg(long, env = "JJONGAL_WS_TURN_QUEUE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub ws_turn_queue: u32,
+    /// How long a reply waits for its narration, milliseconds; past it `ai_response` goes
+    /// out with `audio_url: null` and `audio_status: "timed_out"`.
+    #[arg(long, env = "JJONGAL_REPLY_NARRATION_DEADLINE_MS", default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=600_000), global = true)]
+    pub reply_narration_deadline_ms: u64,
+    /// An active conversation with no message for this long (and so no open socket: it
+    /// must be at least the socket idle timeout) is ended, seconds.
+    #[arg(long, env = "JJONGAL_CONVERSATION_IDLE_END_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=2_592_000), global = true)]
+    pub conversation_idle_end_secs: u64,
+    /// Raw-PCM speech one account may have buffered (not yet stored) across its sockets,
+    /// bytes.
+    #[arg(long, env = "JJONGAL_SPEECH_BUFFER_PER_ACCOUNT", default_value_t = 16_777_216, value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824), global = true)]
+    pub speech_buffer_per_account: u64,
+    /// Raw-PCM speech this process may have buffered across every socket, bytes.
+    #[arg(long, env = "JJONGAL_SPEECH_BUFFER_TOTAL", default_value_t = 268_435_456, value_parser = clap::value_parser!(u64).range(65_536..=17_179_869_184), global = true)]
+    pub speech_buffer_total: u64,
     /// Voice samples needed before the voice is cloned (once).
     #[arg(long, env = "JJONGAL_VOICE_CLONE_SAMPLES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub voice_clone_samples: u32,
@@ -643,6 +669,16 @@ pub struct WsConfig {
     pub ping_interval: Duration,
     pub messages_per_minute: u32,
     pub max_text_chars: usize,
+    /// Frames waiting for a slow reader before its socket closes (both doors).
+    pub send_queue: usize,
+    pub write_timeout: Duration,
+    /// Conversation messages waiting while a turn runs.
+    pub turn_queue: usize,
+    pub reply_narration_deadline: Duration,
+    /// An active conversation with no message this long is ended.
+    pub conversation_idle_end: Duration,
+    pub speech_buffer_per_account: usize,
+    pub speech_buffer_total: usize,
 }
 
 /// One provider capability: HTTP when `base_url` is set, else the offline built-in.
@@ -740,6 +776,13 @@ impl Config {
         if !(0.0..=1.0).contains(&args.moderation_threshold) {
             bail!("JJONGAL_MODERATION_THRESHOLD must be between 0 and 1");
         }
+        if args.conversation_idle_end_secs < args.ws_idle_timeout_secs {
+            bail!(
+                "JJONGAL_CONVERSATION_IDLE_END_SECS ({}) must be at least JJONGAL_WS_IDLE_TIMEOUT_SECS ({}): a conversation with an open socket is never ended for idleness",
+                args.conversation_idle_end_secs,
+                args.ws_idle_timeout_secs
+            );
+        }
         Ok(Config {
             providers,
             worker: WorkerConfig {
@@ -754,6 +797,13 @@ impl Config {
                 ping_interval: Duration::from_secs(args.ws_ping_secs),
                 messages_per_minute: args.ws_messages_per_minute,
                 max_text_chars: args.max_text_chars as usize,
+                send_queue: args.ws_send_queue as usize,
+                write_timeout: Duration::from_secs(args.ws_write_timeout_secs),
+                turn_queue: args.ws_turn_queue as usize,
+                reply_narration_deadline: Duration::from_millis(args.reply_narration_deadline_ms),
+                conversation_idle_end: Duration::from_secs(args.conversation_idle_end_secs),
+                speech_buffer_per_account: args.speech_buffer_per_account as usize,
+                speech_buffer_total: args.speech_buffer_total as usize,
             },
             voice_clone_samples: args.voice_clone_samples,
             voice_max_samples: args.voice_max_samples,

@@ -20,8 +20,18 @@ use crate::store::{Backend, DbError, Pool};
 pub(crate) enum Event {
     /// A story's status, title or chapters changed.
     Story { id: StoryId },
-    /// The guide answered in a conversation: message `seq` is the answer.
-    ConversationReply { id: ConversationId, seq: i32 },
+    /// The guide answered in a conversation: message `seq` is the answer. `origin` is the
+    /// socket that asked (it sent the answer itself); `reply` is the answer for
+    /// subscribers of this process (a notification carries only the number: subscribers
+    /// of other processes read it).
+    ConversationReply {
+        id: ConversationId,
+        seq: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<u64>,
+        #[serde(skip)]
+        reply: Option<std::sync::Arc<crate::domain::conversations::Reply>>,
+    },
     /// A conversation could not go on for a moment (`code` from the catalogue).
     ConversationError { id: ConversationId, code: String },
     /// A conversation ended (or was deleted).
@@ -36,6 +46,9 @@ pub(crate) enum Event {
     VoiceCloned { user: UserId, voice_id: String },
     /// An account was deleted: its open sockets (on every process) close at once.
     AccountGone { user: UserId },
+    /// An account's role changed: its open sockets (on every process) close at once, so
+    /// the next one is opened as what the account is now.
+    AccountChanged { user: UserId },
     /// Cloning an account's voice failed (`message` is for the guardian); `retryable`
     /// when the service tries again by itself, not when the operator must act.
     VoiceCloneFailed {

@@ -248,6 +248,6 @@ fn describe(e: jjongal::error::AppError) -> String {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let application = Application::build(config).await?;
-    tracing::info!(address = %application.local_addr(), "listening");
+    tracing::info!(address = %application.local_addr(), metrics = %application.metrics_addr(), "listening");
     application.run_until(app::shutdown_signal()).await
 }

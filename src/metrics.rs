@@ -31,6 +31,8 @@ pub(crate) struct Metrics {
     /// (step, from, to) → times a provider failed and the next one was tried.
     fallbacks: Mutex<BTreeMap<(String, String, String), u64>>,
     open_sockets: AtomicI64,
+    /// Conversations a socket of this process follows now.
+    open_conversations: AtomicI64,
 }
 
 /// Database figures included in a scrape.
@@ -38,7 +40,8 @@ pub(crate) struct DbFigures {
     pub stories_by_status: Vec<(String, i64)>,
     pub queue_depth: i64,
     pub oldest_pending_seconds: f64,
-    pub open_conversations: i64,
+    /// Conversations not ended (open, or waiting to be resumed until their idle end).
+    pub active_conversations: i64,
 }
 
 fn escape(label: &str) -> String {
@@ -118,6 +121,19 @@ impl Metrics {
         self.open_sockets.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn conversation_followed(&self) {
+        self.open_conversations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn conversation_left(&self) {
+        self.open_conversations.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Conversations followed by an open socket of this process.
+    pub(crate) fn open_conversations(&self) -> i64 {
+        self.open_conversations.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn open_sockets(&self) -> i64 {
         self.open_sockets.load(Ordering::Relaxed)
     }
@@ -152,8 +168,18 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP jjongal_open_conversations Conversations not yet ended.\n# TYPE jjongal_open_conversations gauge\njjongal_open_conversations {}",
-            db.open_conversations
+            "# HELP jjongal_open_conversations Conversations followed by an open socket of this process.\n# TYPE jjongal_open_conversations gauge\njjongal_open_conversations {}",
+            self.open_conversations()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_active_conversations Conversations not ended (open, or resumable until their idle end).\n# TYPE jjongal_active_conversations gauge\njjongal_active_conversations {}",
+            db.active_conversations
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jjongal_sql_statements_total SQL statements run by this process.\n# TYPE jjongal_sql_statements_total counter\njjongal_sql_statements_total {}",
+            crate::store::statements()
         );
         let _ = writeln!(
             out,

@@ -17,6 +17,14 @@ use crate::store::{self, to_db};
 
 /// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
 /// the samples as they are).
+/// What became of a voice sample.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SampleAdded {
+    Stored,
+    /// Not stored: the account's samples are at their caps (the message says which).
+    Full(String),
+}
+
 pub(crate) fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
     let data_len = pcm.len() as u32;
     let mut wav = Vec::with_capacity(44 + pcm.len());
@@ -47,7 +55,11 @@ impl Voices<'_> {
     /// Stores one voice sample (a binary frame of the conversation socket) and clones the
     /// voice at the threshold. Progress, success and cloning failures are announced on the
     /// account's voice events (`voiceEvents`); an unusable sample is an error here.
-    pub(crate) async fn add_voice_sample(&self, owner: &User, bytes: &[u8]) -> AppResult<()> {
+    pub(crate) async fn add_voice_sample(
+        &self,
+        owner: &User,
+        bytes: &[u8],
+    ) -> AppResult<SampleAdded> {
         let Some(format) = sniff(bytes) else {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
         };
@@ -75,7 +87,7 @@ impl Voices<'_> {
         let count = match admitted {
             Some(count) => count,
             None => {
-                return Err(AppError::validation(format!(
+                return Ok(SampleAdded::Full(format!(
                     "목소리 샘플은 {}개, 모두 {}MB까지 보관할 수 있어요. 목소리를 지운 뒤 다시 녹음해 주세요.",
                     config.voice_max_samples,
                     config.voice_max_sample_bytes / (1024 * 1024)
@@ -108,20 +120,14 @@ impl Voices<'_> {
         if count >= threshold && (count - threshold) % threshold == 0 {
             self.clone_once(owner).await?;
         }
-        Ok(())
+        Ok(SampleAdded::Stored)
     }
 
     /// Clones the voice if it has not been (exactly one caller wins the claim).
     async fn clone_once(&self, owner: &User) -> AppResult<()> {
+        // Without a voice provider there is nothing to try: the samples wait (the
+        // guardian sees them in the voice status; the child's socket was told once).
         let Some(cloner) = self.providers().cloner.clone() else {
-            self.events()
-                .publish(Event::VoiceCloneFailed {
-                    user: owner.id,
-                    message: "목소리 복제 서비스가 설정되지 않았습니다. 샘플은 보관되어 있어요."
-                        .into(),
-                    retryable: false,
-                })
-                .await;
             return Ok(());
         };
         let oid = owner.id;

@@ -120,6 +120,41 @@ impl AiResponse {
     async fn user_text(&self) -> Option<&str> {
         self.0.user_text.as_deref()
     }
+    /// Why `audioUrl` is `null` when it is: `unavailable` (no narrator could speak it)
+    /// or `timed_out` (its narration missed the reply's deadline); `ready` otherwise.
+    async fn audio_status(&self) -> AudioStatus {
+        self.0.audio_status.into()
+    }
+}
+
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(
+    name = "AudioStatus",
+    remote = "crate::domain::conversations::AudioStatus",
+    rename_items = "snake_case"
+)]
+pub(crate) enum AudioStatus {
+    Ready,
+    Unavailable,
+    TimedOut,
+}
+
+/// Something conversations cannot do on this server (said once, not as an error on
+/// every message): `VOICE_CLONING_UNAVAILABLE`, `SPEECH_TO_TEXT_UNAVAILABLE`.
+#[derive(SimpleObject)]
+pub(crate) struct ConversationNotice {
+    pub code: String,
+    pub message: String,
+}
+
+/// Which socket (or client) an operation comes from: set by the conversation socket on
+/// its operations, so its own `conversationEvents` skip the replies it already sent from
+/// the mutation's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TurnOrigin(pub u64);
+
+fn origin(ctx: &Context<'_>) -> Option<u64> {
+    ctx.data_opt::<TurnOrigin>().map(|o| o.0)
 }
 
 #[derive(SimpleObject)]
@@ -146,7 +181,13 @@ pub(crate) enum ConversationEvent {
 #[derive(SimpleObject)]
 pub(crate) struct ConversationStarted {
     pub conversation: ConversationObject,
+    /// The guide's greeting; for a resumed conversation, the last reply (what the child
+    /// heard last), with `seq` the conversation's last message.
     pub greeting: AiResponse,
+    /// True when an active conversation was continued (`input.conversationId`).
+    pub resumed: bool,
+    /// What conversations cannot do on this server.
+    pub notices: Vec<ConversationNotice>,
 }
 
 #[derive(SimpleObject)]
@@ -168,6 +209,34 @@ pub(crate) struct StartConversationInput {
     pub age: Option<i32>,
     #[graphql(default)]
     pub interests: Vec<String>,
+    /// Continue this active conversation of the viewer's instead of starting one (after
+    /// a socket closed); the child's details above must then be left out.
+    pub conversation_id: Option<ID>,
+    /// The client will send speech (raw PCM) to be transcribed: `notices` say when this
+    /// server cannot understand it.
+    #[graphql(default)]
+    pub speaks: bool,
+}
+
+/// The story to make from a conversation; what is left out comes from the conversation
+/// (the theme: the child's interests in it, or "오늘 나눈 이야기").
+#[derive(InputObject)]
+pub(crate) struct ConversationStoryInput {
+    pub theme: Option<String>,
+    #[graphql(default)]
+    pub characters: Vec<String>,
+    #[graphql(default_with = "super::stories::StoryLength::Medium")]
+    pub length: super::stories::StoryLength,
+}
+
+impl Default for ConversationStoryInput {
+    fn default() -> Self {
+        ConversationStoryInput {
+            theme: None,
+            characters: Vec::new(),
+            length: super::stories::StoryLength::Medium,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -242,24 +311,74 @@ impl ConversationMutation {
         #[graphql(default)] input: StartConversationInput,
     ) -> async_graphql::Result<ConversationStarted> {
         let viewer = viewer(ctx).await?;
-        let (conversation, greeting) = domain(ctx)
-            .conversations()
-            .start_conversation(
-                &viewer,
-                ConversationChild {
-                    name: input.child_name,
-                    age: input.age,
-                    interests: input.interests,
-                },
-            )
-            .await?;
+        let conversations = domain(ctx).conversations();
+        let resumed = input.conversation_id.is_some();
+        let (conversation, greeting) = match input.conversation_id {
+            Some(id) => {
+                if input.child_name.is_some() || input.age.is_some() || !input.interests.is_empty()
+                {
+                    return Err(crate::error::AppError::validation(
+                        "이어 가는 대화에는 childName, age, interests를 줄 수 없습니다.",
+                    )
+                    .into());
+                }
+                conversations.resume_conversation(&viewer, &id).await?
+            }
+            None => {
+                conversations
+                    .start_conversation(
+                        &viewer,
+                        ConversationChild {
+                            name: input.child_name,
+                            age: input.age,
+                            interests: input.interests,
+                        },
+                        origin(ctx),
+                    )
+                    .await?
+            }
+        };
+        let notices = conversations
+            .notices(input.speaks)
+            .into_iter()
+            .map(|n| ConversationNotice {
+                code: n.code.to_string(),
+                message: n.message.to_string(),
+            })
+            .collect();
         Ok(ConversationStarted {
             conversation: ConversationObject {
                 conversation,
                 messages: None,
             },
             greeting: AiResponse(greeting),
+            resumed,
+            notices,
         })
+    }
+
+    /// Makes the story of one of the viewer's conversations (what the conversation
+    /// socket's `end_conversation` with `create_story` does before ending it).
+    async fn create_story_from_conversation(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: ID,
+        #[graphql(default)] input: ConversationStoryInput,
+    ) -> async_graphql::Result<super::stories::StoryObject> {
+        let viewer = viewer(ctx).await?;
+        let story = domain(ctx)
+            .stories()
+            .create_story(
+                &viewer,
+                crate::domain::stories::NewStory {
+                    theme: input.theme,
+                    characters: input.characters,
+                    length: input.length.into(),
+                    conversation_id: Some(conversation_id.0),
+                },
+            )
+            .await?;
+        Ok(super::stories::StoryObject(story))
     }
 
     /// The child says something; the guide answers (also on `conversationEvents`).
@@ -272,7 +391,7 @@ impl ConversationMutation {
         let viewer = viewer(ctx).await?;
         let reply = domain(ctx)
             .conversations()
-            .send_message(&viewer, &conversation_id, &text)
+            .send_message(&viewer, &conversation_id, &text, origin(ctx))
             .await?;
         Ok(AiResponse(reply))
     }
@@ -324,6 +443,7 @@ impl ConversationSubscription {
         // sends a message cannot miss the answer.
         let domain = domain(ctx).clone();
         let events = domain.events().subscribe();
+        let own = origin(ctx);
         let viewer = viewer(ctx).await?;
         let conversation = domain
             .conversations()
@@ -347,15 +467,28 @@ impl ConversationSubscription {
                         Err(RecvError::Closed) => return None,
                     };
                     let item = match event {
-                        Event::ConversationReply { id: cid, seq }
-                            if cid == id && seq > after_seq =>
+                        // A reply the subscribing socket asked for is already sent by it.
+                        Event::ConversationReply { origin, .. }
+                            if origin.is_some() && origin == own =>
                         {
-                            match domain.conversations().reply_at(id, seq).await {
-                                Ok(reply) => {
-                                    (ConversationEvent::AiResponse(AiResponse(reply)), false)
-                                }
-                                Err(_) => continue,
-                            }
+                            continue;
+                        }
+                        Event::ConversationReply {
+                            id: cid,
+                            seq,
+                            reply,
+                            ..
+                        } if cid == id && seq > after_seq => {
+                            let reply = match reply {
+                                // In hand on this process; read from the database when the
+                                // event came from another process.
+                                Some(reply) => (*reply).clone(),
+                                None => match domain.conversations().reply_at(id, seq).await {
+                                    Ok(reply) => reply,
+                                    Err(_) => continue,
+                                },
+                            };
+                            (ConversationEvent::AiResponse(AiResponse(reply)), false)
                         }
                         Event::ConversationError { id: cid, code } if cid == id => {
                             let message = ErrorCode::parse(&code)

@@ -376,7 +376,11 @@ pub(crate) struct Figures {
     pub queue_depth: i64,
     /// Age of the oldest pending story, seconds (0 when none waits).
     pub oldest_pending_seconds: f64,
+    /// Conversations followed by an open socket of the process that answered.
     pub open_conversations: i64,
+    /// Conversations not ended: open, or waiting to be resumed until
+    /// `JJONGAL_CONVERSATION_IDLE_END_SECS` ends them.
+    pub active_conversations: i64,
     /// Conversation sockets open on the process that answered.
     pub open_sockets: i64,
     /// Generation step durations over the window.
@@ -442,6 +446,7 @@ impl OpsFigures {
             queue_depth: f.queue_depth,
             oldest_pending_seconds: f.oldest_pending_seconds,
             open_conversations: f.open_conversations,
+            active_conversations: f.active_conversations,
             open_sockets: f.open_sockets,
             steps: f
                 .steps
@@ -598,9 +603,18 @@ impl OpsSubscription {
                         return Some((Err(e.into()), None));
                     }
                     let item = match event {
-                        Event::ConversationReply { id: cid, seq } if cid == id => {
-                            let Ok(reply) = domain.conversations().reply_at(id, seq).await else {
-                                continue;
+                        Event::ConversationReply {
+                            id: cid,
+                            seq,
+                            reply,
+                            ..
+                        } if cid == id => {
+                            let reply = match reply {
+                                Some(reply) => (*reply).clone(),
+                                None => match domain.conversations().reply_at(id, seq).await {
+                                    Ok(reply) => reply,
+                                    Err(_) => continue,
+                                },
                             };
                             OpsConversationEvent {
                                 conversation_id: ID(id.to_string()),

@@ -395,7 +395,7 @@ impl StoryMutation {
             .create_story(
                 &viewer,
                 NewStory {
-                    theme: prefs.theme,
+                    theme: Some(prefs.theme),
                     characters: prefs.characters,
                     length: prefs.length.into(),
                     conversation_id: input.conversation_id.map(|id| id.0),

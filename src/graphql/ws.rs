@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use async_graphql::{Request, ServerError};
 use axum::Extension;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -44,6 +44,7 @@ use crate::error::ErrorCode;
 use crate::gateway::Gateway;
 use crate::http::ClientAddr;
 use crate::http::socket_close::{await_client_close, echo_code};
+use crate::http::socket_writer::{self, Outbox, Writer};
 use crate::server::HeldConnection;
 use crate::shutdown::TaskGuard;
 use crate::store::types::UserId;
@@ -130,12 +131,6 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| connection.serve(socket))
 }
 
-/// What the writer task sends.
-enum Outbound {
-    Json(Value),
-    Close(u16, String),
-}
-
 struct Connection {
     schema: AppSchema,
     domain: Domain,
@@ -164,7 +159,8 @@ struct Principal {
 struct Live {
     principal: Option<Principal>,
     active: HashMap<String, AbortHandle>,
-    out: mpsc::Sender<Outbound>,
+    /// To the connection's writer (bounded; a client that does not read is closed).
+    out: Outbox,
     done: mpsc::UnboundedSender<(String, tokio::task::Id)>,
     max_subscriptions: usize,
     /// Keep-alive messages (`ping`/`pong`, and WebSocket ping/pong frames) this minute;
@@ -228,8 +224,6 @@ enum Step {
     Close(u16, String),
 }
 
-/// A close frame's reason is at most 123 bytes (a control frame carries 125, the code
-/// takes two); longer ones, which may echo client text, are cut at a character boundary.
 /// The close code for a failed read (RFC 6455 §7.4.1), from tungstenite's own error
 /// (axum wraps it): a message over the cap is 1009, text that is not UTF-8 1007.
 fn read_failure(e: &axum::Error) -> (u16, &'static str) {
@@ -245,19 +239,8 @@ fn read_failure(e: &axum::Error) -> (u16, &'static str) {
 }
 
 fn close(code: u16, reason: impl Into<String>) -> Step {
-    let mut reason = reason.into();
-    if reason.len() > 123 {
-        let mut end = 123;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    Step::Close(code, reason)
+    Step::Close(code, reason.into())
 }
-
-/// How long one write to the client may take; a client that stops reading is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn coded_error(code: ErrorCode, message: &str, retry_after: Option<u64>) -> Value {
     let mut extensions = json!({"code": code.as_str()});
@@ -282,45 +265,11 @@ fn token_from_payload(payload: &Value) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The connection's one writer (each send bounded by [`WRITE_TIMEOUT`]); a Close, or a
-/// write that fails or times out, ends it.
-fn spawn_writer(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut out_rx: mpsc::Receiver<Outbound>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(item) = out_rx.recv().await {
-            let result = match item {
-                Outbound::Json(v) => {
-                    let text = Message::Text(v.to_string().into());
-                    tokio::time::timeout(WRITE_TIMEOUT, sink.send(text)).await
-                }
-                Outbound::Close(code, reason) => {
-                    let frame = Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    }));
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await;
-                    // After the client's Close the send above is refused (the echo
-                    // is already queued); closing the sink flushes it.
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
-                    break;
-                }
-            };
-            if !matches!(result, Ok(Ok(()))) {
-                break;
-            }
-        }
-    })
-}
-
 impl Connection {
     async fn serve(self, socket: WebSocket) {
-        let (sink, mut stream) = socket.split();
-        // Bounded: a client that does not read slows its own subscriptions down instead
-        // of growing the server's memory.
-        let (out_tx, out_rx) = mpsc::channel::<Outbound>(64);
-        let writer = spawn_writer(sink, out_rx);
+        let ws = &self.domain.config().ws;
+        let (mut stream, writer, out_tx) =
+            socket_writer::split(socket, ws.send_queue, ws.write_timeout);
         let config = self.domain.config().graphql.clone();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, tokio::task::Id)>();
         let mut live = Live {
@@ -370,6 +319,12 @@ impl Connection {
                 () = self.gateway.shutdown().requested() => {
                     break close(1001, "Server shutting down");
                 }
+                // The writer stopped (a client too slow to read, or gone): nothing more
+                // can be said.
+                () = live.out.gone() => {
+                    peer_closed = true;
+                    break Step::Continue;
+                }
                 event = events.recv() => {
                     let me = live.principal.as_ref().and_then(|p| p.user);
                     match event {
@@ -393,7 +348,7 @@ impl Connection {
                 }
                 frame = stream.next() => frame,
                 _ = keep_alive.tick(), if self.protocol == Protocol::Legacy && live.principal.is_some() => {
-                    let _ = live.out.send(Outbound::Json(json!({"type": "ka"}))).await;
+                    let _ = live.out.text(json!({"type": "ka"}).to_string());
                     continue;
                 }
             };
@@ -489,7 +444,7 @@ impl Connection {
                 if let Some(p) = message.get("payload") {
                     pong["payload"] = p.clone();
                 }
-                let _ = live.out.send(Outbound::Json(pong)).await;
+                let _ = live.out.text(pong.to_string());
                 Step::Continue
             }
             "pong" if !legacy => Step::Continue,
@@ -504,8 +459,7 @@ impl Connection {
                     if legacy {
                         let _ = live
                             .out
-                            .send(Outbound::Json(json!({"type": "complete", "id": id})))
-                            .await;
+                            .text(json!({"type": "complete", "id": id}).to_string());
                     }
                 }
                 Step::Continue
@@ -543,11 +497,10 @@ impl Connection {
                         tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
                         if legacy {
                             let _ = out
-                                .send(Outbound::Json(json!({
+                                .text(json!({
                                     "type": "connection_error",
                                     "payload": coded_error(ErrorCode::RateLimitExceeded, &Gateway::too_many_sockets(max), None),
-                                })))
-                                .await;
+                                }).to_string());
                         }
                         return close(1013, "Too many open sockets for this account");
                     }
@@ -562,11 +515,10 @@ impl Connection {
                 Err(_) => {
                     if legacy {
                         let _ = out
-                            .send(Outbound::Json(json!({
+                            .text(json!({
                                 "type": "connection_error",
                                 "payload": coded_error(ErrorCode::InvalidToken, ErrorCode::InvalidToken.default_message(), None),
-                            })))
-                            .await;
+                            }).to_string());
                     }
                     return close(4403, "Forbidden");
                 }
@@ -578,11 +530,9 @@ impl Connection {
             _place: place,
         });
         let out = &live.out;
-        let _ = out
-            .send(Outbound::Json(json!({"type": "connection_ack"})))
-            .await;
+        let _ = out.text(json!({"type": "connection_ack"}).to_string());
         if legacy {
-            let _ = out.send(Outbound::Json(json!({"type": "ka"}))).await;
+            let _ = out.text(json!({"type": "ka"}).to_string());
         }
         Step::Continue
     }
@@ -621,16 +571,10 @@ impl Connection {
         };
         if let Some(error) = self.refusal(live, user.as_ref()) {
             let out = &live.out;
-            let _ = out
-                .send(Outbound::Json(error_message(
-                    self.protocol,
-                    id,
-                    vec![error],
-                )))
-                .await;
+            let _ = out.text(error_message(self.protocol, id, vec![error]).to_string());
             if legacy {
                 let complete = json!({"type": "complete", "id": id});
-                let _ = out.send(Outbound::Json(complete)).await;
+                let _ = out.text(complete.to_string());
             }
             return Step::Continue;
         }
@@ -698,7 +642,7 @@ impl Connection {
 async fn finish(
     mut live: Live,
     outcome: Step,
-    writer: tokio::task::JoinHandle<()>,
+    writer: Writer,
     stream: &mut SplitStream<WebSocket>,
     peer_closed: bool,
 ) {
@@ -707,14 +651,18 @@ async fn finish(
     }
     let linger = matches!(outcome, Step::Close(1009, _));
     if let Step::Close(code, reason) = outcome {
-        let closing = live.out.send(Outbound::Close(code, reason));
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, closing).await;
+        if peer_closed {
+            // The answer to the client's Close overtakes anything still queued.
+            live.out.close_now(code, reason);
+        } else {
+            live.out.close_after(code, reason);
+        }
     }
     // The writer ends with its queue; who the connection is (and the account's socket
     // place) stays until the connection is gone.
     let Live { principal, out, .. } = live;
     drop(out);
-    let _ = writer.await;
+    writer.finish().await;
     if linger {
         tokio::time::sleep(Duration::from_millis(500)).await;
     } else if !peer_closed {
@@ -752,7 +700,7 @@ async fn run_operation(
     protocol: Protocol,
     id: String,
     request: Request,
-    out: mpsc::Sender<Outbound>,
+    out: Outbox,
     done: mpsc::UnboundedSender<(String, tokio::task::Id)>,
 ) {
     let next = match protocol {
@@ -773,30 +721,20 @@ async fn run_operation(
         super::errors::graphql_words(&mut response.errors);
         if first && is_request_error(&response) {
             let errors = server_errors(&response.errors);
-            let _ = out
-                .send(Outbound::Json(error_message(protocol, &id, errors)))
-                .await;
+            let _ = out.text(error_message(protocol, &id, errors).to_string());
             refused = true;
             break;
         }
         first = false;
         let payload = serde_json::to_value(&response).unwrap_or(Value::Null);
-        if out
-            .send(Outbound::Json(
-                json!({"type": next, "id": id, "payload": payload}),
-            ))
-            .await
-            .is_err()
-        {
+        if !out.text(json!({"type": next, "id": id, "payload": payload}).to_string()) {
             return;
         }
     }
     // The slot is free before the client can see `complete` and reuse the id.
     slot.release();
     if !refused || protocol == Protocol::Legacy {
-        let _ = out
-            .send(Outbound::Json(json!({"type": "complete", "id": id})))
-            .await;
+        let _ = out.text(json!({"type": "complete", "id": id}).to_string());
     }
 }
 

@@ -12,6 +12,7 @@ pub(crate) mod envelope;
 pub(crate) mod errors;
 pub(crate) mod media;
 pub(crate) mod socket_close;
+pub(crate) mod socket_writer;
 
 pub(crate) use bearer::bearer;
 pub(crate) use client::{ClientAddr, ClientIp};

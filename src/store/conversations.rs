@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{ConversationRow, MessageRow};
 use super::schema::{conversation_messages as messages, conversations};
 use super::types::{ConversationId, ConversationStatus, UserId};
-use super::{Db, DbError, Page, newest_first, on_db, transaction};
+use super::{Db, DbError, Page, count_statements, newest_first, on_db};
 
 pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(), DbError> {
     on_db!(db, |c| diesel::insert_into(conversations::table)
@@ -58,33 +58,97 @@ pub(crate) async fn delete(db: &mut Db<'_>, id: ConversationId) -> Result<(), Db
     Ok(())
 }
 
-/// Appends `message` under the next sequence number of its conversation (its `seq` is
-/// ignored); returns that number. The conversation is touched first, so on SQLite the
-/// transaction takes the write lock before it reads the last number.
-pub(crate) async fn append_message(
+/// Appends the messages of one turn (the child's words and the guide's answer, already
+/// numbered after the last message the caller read) in one statement. A unique-key
+/// conflict means another turn took those numbers meanwhile: the caller renumbers and
+/// tries again ([`DbError::is_unique_violation`]).
+pub(crate) async fn insert_messages(db: &mut Db<'_>, rows: &[MessageRow]) -> Result<(), DbError> {
+    use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamp};
+    // One multi-row INSERT, written out: diesel-async's SQLite connection does not take
+    // diesel's batch insert.
+    macro_rules! insert {
+        ($c:expr, $backend:ty, $placeholder:expr) => {{
+            let mut sql = String::from(
+                "INSERT INTO conversation_messages \
+                 (id, conversation_id, seq, role, text, flagged, audio_path, created_at) VALUES ",
+            );
+            for (r, _) in rows.iter().enumerate() {
+                if r > 0 {
+                    sql.push_str(", ");
+                }
+                let marks: Vec<String> = (1..=8).map(|k| $placeholder(r * 8 + k)).collect();
+                sql.push('(');
+                sql.push_str(&marks.join(", "));
+                sql.push(')');
+            }
+            let mut query = diesel::sql_query(sql).into_boxed::<$backend>();
+            for m in rows {
+                query = query
+                    .bind::<Text, _>(m.id)
+                    .bind::<Text, _>(m.conversation_id)
+                    .bind::<Integer, _>(m.seq)
+                    .bind::<Text, _>(m.role)
+                    .bind::<Text, _>(m.text.clone())
+                    .bind::<Bool, _>(m.flagged)
+                    .bind::<Nullable<Text>, _>(m.audio_path.clone())
+                    .bind::<Timestamp, _>(m.created_at);
+            }
+            query.execute($c).await
+        }};
+    }
+    count_statements(1);
+    match db {
+        Db::Pg(c) => insert!(&mut **c, diesel::pg::Pg, |k: usize| format!("${k}")),
+        Db::Sqlite(c) => insert!(&mut **c, diesel::sqlite::Sqlite, |_k: usize| "?"
+            .to_string()),
+    }?;
+    Ok(())
+}
+
+/// The number of a conversation's last message (0 when it has none).
+pub(crate) async fn last_seq(db: &mut Db<'_>, id: ConversationId) -> Result<i32, DbError> {
+    let last: Option<i32> = on_db!(db, |c| messages::table
+        .filter(messages::conversation_id.eq(id))
+        .select(diesel::dsl::max(messages::seq))
+        .first(c)
+        .await)?;
+    Ok(last.unwrap_or(0))
+}
+
+/// Marks a conversation as changed at `now` (a turn was stored).
+pub(crate) async fn touch(
     db: &mut Db<'_>,
-    mut message: MessageRow,
-) -> Result<i32, DbError> {
-    transaction!(db, |tx| {
-        let cid = message.conversation_id;
-        on_db!(&mut *tx, |c| diesel::update(
-            conversations::table.find(&cid)
-        )
-        .set(conversations::updated_at.eq(message.created_at))
+    id: ConversationId,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
+    on_db!(db, |c| diesel::update(conversations::table.find(id))
+        .set(conversations::updated_at.eq(now))
         .execute(c)
         .await)?;
-        let last: Option<i32> = on_db!(&mut *tx, |c| messages::table
-            .filter(messages::conversation_id.eq(&cid))
-            .select(diesel::dsl::max(messages::seq))
-            .first(c)
-            .await)?;
-        message.seq = last.unwrap_or(0) + 1;
-        on_db!(&mut *tx, |c| diesel::insert_into(messages::table)
-            .values(&message)
-            .execute(c)
-            .await)?;
-        Ok::<_, DbError>(message.seq)
-    })
+    Ok(())
+}
+
+/// Ends every active conversation unchanged since `before` (abandoned: no socket follows
+/// it any more); returns their ids. Safe on several processes: each conversation is
+/// ended, and returned, once.
+pub(crate) async fn end_idle(
+    db: &mut Db<'_>,
+    before: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Result<Vec<ConversationId>, DbError> {
+    Ok(on_db!(db, |c| diesel::update(
+        conversations::table
+            .filter(conversations::status.eq(ConversationStatus::Active))
+            .filter(conversations::updated_at.lt(before)),
+    )
+    .set((
+        conversations::status.eq(ConversationStatus::Ended),
+        conversations::ended_at.eq(Some(now)),
+        conversations::updated_at.eq(now),
+    ))
+    .returning(conversations::id)
+    .get_results(c)
+    .await)?)
 }
 
 /// The messages of a conversation with numbers in `seqs` (all when `None`), oldest first.

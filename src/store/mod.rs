@@ -173,8 +173,23 @@ pub(crate) enum Db<'a> {
 
 /// Runs the same diesel code on whichever backend the [`Db`] `$db` holds. Each arm is
 /// monomorphised for its connection type, so the body must compile for both.
+/// Statements run through [`on_db!`] and [`transaction!`] since the process started
+/// (`jjongal_sql_statements_total`): what the benchmarks count per operation.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[doc(hidden)]
+pub fn count_statements(n: u64) {
+    STATEMENTS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Statements run since the process started.
+pub fn statements() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 macro_rules! on_db {
-    ($db:expr, |$c:ident| $body:expr) => {
+    ($db:expr, |$c:ident| $body:expr) => {{
+        $crate::store::count_statements(1);
         match $db {
             $crate::store::Db::Pg($c) => {
                 let $c: &mut diesel_async::AsyncPgConnection = $c;
@@ -185,7 +200,7 @@ macro_rules! on_db {
                 $body
             }
         }
-    };
+    }};
 }
 pub(crate) use on_db;
 
@@ -194,7 +209,9 @@ pub(crate) use on_db;
 /// returns `Result<_, E>` with `E: From<diesel::result::Error>`. On SQLite the body
 /// should start with a write so the lock is taken up front (busy timeout applies).
 macro_rules! transaction {
-    ($db:expr, |$tx:ident| $body:expr) => {
+    ($db:expr, |$tx:ident| $body:expr) => {{
+        // BEGIN and COMMIT (or ROLLBACK).
+        $crate::store::count_statements(2);
         match $db {
             $crate::store::Db::Pg(c) => {
                 let c: &mut diesel_async::AsyncPgConnection = c;
@@ -213,7 +230,7 @@ macro_rules! transaction {
                 .await
             }
         }
-    };
+    }};
 }
 pub(crate) use transaction;
 
@@ -223,7 +240,9 @@ pub(crate) use transaction;
 /// exact); on SQLite the transaction itself serialises writers (the body should start
 /// with a write).
 macro_rules! locked_transaction {
-    ($db:expr, $key:expr, |$tx:ident| $body:expr) => {
+    ($db:expr, $key:expr, |$tx:ident| $body:expr) => {{
+        // BEGIN, the advisory lock on PostgreSQL, and COMMIT.
+        $crate::store::count_statements(3);
         match $db {
             $crate::store::Db::Pg(c) => {
                 let c: &mut diesel_async::AsyncPgConnection = c;
@@ -248,7 +267,7 @@ macro_rules! locked_transaction {
                 .await
             }
         }
-    };
+    }};
 }
 pub(crate) use locked_transaction;
 

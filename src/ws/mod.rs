@@ -1,45 +1,72 @@
 //! The conversation WebSocket `/wss/v1/audio` (spec §7, contract §6), adapted onto the
 //! GraphQL schema: spec messages become `startConversation` / `sendMessage` /
-//! `endConversation` mutations, and the `conversationEvents` subscription stream comes
-//! back as spec JSON. No business rule lives here.
+//! `createStoryFromConversation` / `endConversation` mutations, and the
+//! `conversationEvents` and `voiceEvents` subscriptions come back as spec messages. It
+//! holds no business rule: it translates.
+//!
+//! One socket is three tasks around one writer ([`crate::http::socket_writer`]):
+//! - the **reader** (this connection's task) reads every frame as it comes — pings are
+//!   answered, a Close is answered at once, budgets are kept, raw-PCM speech is
+//!   gathered — and hands messages to the turn task through a bounded queue (full: the
+//!   message is refused with `error`);
+//! - the **turn task** runs the messages one after another as GraphQL operations
+//!   (documents parsed once, at start-up; answers read into types) and sends each
+//!   answer from the value in hand;
+//! - the **event tasks** follow the subscriptions for what others cause (a dashboard
+//!   ending the conversation, voice progress); the socket's own replies are not
+//!   repeated (its operations carry its [`TurnOrigin`]).
+//!
+//! The account is authenticated once, when the socket opens; its deletion or a change of
+//! its role closes the socket at once (`4401`), on every process.
 
+mod documents;
 mod protocol;
+mod speech;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_graphql::{OutputType, Request, Variables};
+use async_graphql::{Request, Variables};
 use axum::Extension;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::WsConfig;
 use crate::domain::Domain;
 use crate::domain::accounts::User;
-use crate::domain::voices::pcm_wav;
+use crate::domain::voices::{SampleAdded, pcm_wav};
 use crate::error::{AppError, ErrorCode};
+use crate::events::Event;
 use crate::gateway::Gateway;
-use crate::graphql::conversations::{
-    AiResponse, ConversationEnded, VoiceCloneFailure, VoiceCloneProgress, VoiceCloneSuccess,
-};
+use crate::graphql::conversations::TurnOrigin;
 use crate::graphql::errors::code_of;
 use crate::graphql::{AppSchema, RequestAuth};
 use crate::http::ClientAddr;
 use crate::http::socket_close::{await_client_close, echo_code};
+use crate::http::socket_writer::{self, Outbox};
 use crate::server::HeldConnection;
 use crate::store::types::UserId;
 use crate::tally::Ticket;
-use protocol::{AudioConfig, ClientMessage, StoryRequest, parse_client_message};
+pub(crate) use documents::Documents;
+use documents::{
+    ConversationEvent, EndAnswer, EventsAnswer, SendAnswer, StartAnswer, StoryAnswer, VoiceAnswer,
+    VoiceEvent,
+};
+use protocol::{AudioConfig, ClientMessage, ServerMessage, StartPayload, StoryRequest};
+pub(crate) use speech::SpeechBudget;
+use speech::{Cap, Pushed, Speech, Utterance};
 
 /// Binary frames (voice samples) longer than this are refused (the socket stays open).
 pub(crate) const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
@@ -53,194 +80,39 @@ pub(crate) struct WsState {
     pub config: WsConfig,
     /// Also the shutdown signal: on shutdown every open conversation closes with `1001`.
     pub gateway: Gateway,
+    /// The socket's GraphQL documents, parsed once.
+    pub documents: Arc<Documents>,
+    /// Raw-PCM speech buffered on this process.
+    pub speech: Arc<SpeechBudget>,
 }
 
-const START: &str = "mutation($input: StartConversationInput) { startConversation(input: $input) { \
-    conversation { id } greeting { seq text audioUrl } } }";
-const SEND: &str =
-    "mutation($id: ID!, $text: String!) { sendMessage(conversationId: $id, text: $text) { seq } }";
-const END: &str = "mutation($id: ID!) { endConversation(conversationId: $id) { id } }";
-const CREATE_STORY: &str =
-    "mutation($input: CreateStoryInput!) { createStory(input: $input) { id } }";
-
-/// The theme of a story asked for at the end of a conversation without one.
-const DEFAULT_THEME: &str = "오늘 나눈 이야기";
-
-/// `createStory`'s input for `end_conversation`'s `create_story`: the conversation's own
-/// story; without a theme, the child's interests (or "today's talk") are the theme.
-fn story_input(conversation: &str, story: StoryRequest, interests: &[String]) -> Value {
-    let theme = story.theme.unwrap_or_else(|| {
-        // As many interests as fit a theme (200 characters).
-        let mut theme = String::new();
-        for interest in interests {
-            let next = if theme.is_empty() {
-                interest.clone()
-            } else {
-                format!("{theme}, {interest}")
-            };
-            if next.chars().count() > 200 {
-                break;
-            }
-            theme = next;
-        }
-        if theme.is_empty() {
-            DEFAULT_THEME.to_string()
-        } else {
-            theme
-        }
-    });
-    let mut preferences = json!({"theme": theme});
-    if let Some(characters) = story.characters {
-        preferences["characters"] = json!(characters);
-    }
-    if let Some(length) = story.length {
-        preferences["length"] = json!(length);
-    }
-    json!({"userPreferences": preferences, "conversationId": conversation})
-}
-
-/// Raw-PCM speech (`audio_config`) of the current conversation, gathered from binary
-/// frames until the next text frame: one utterance.
-#[derive(Default)]
-struct Speech {
-    config: Option<AudioConfig>,
-    pcm: Vec<u8>,
-    /// This utterance grew over the cap: the rest of it is dropped (the client was told).
-    refused: bool,
-    /// The client was told that this server has no speech-to-text (once per socket).
-    told_no_stt: bool,
-}
-
-impl Speech {
-    /// Whether an utterance is under way (its later frames are not separate messages).
-    fn under_way(&self) -> bool {
-        self.config.is_some() && (!self.pcm.is_empty() || self.refused)
-    }
-
-    /// Adds one binary frame; the utterance is refused once it would exceed the cap.
-    fn push(&mut self, bytes: &[u8]) -> Option<Outbound> {
-        if self.refused {
-            return None;
-        }
-        if 44 + self.pcm.len() + bytes.len() > MAX_SAMPLE_BYTES {
-            self.pcm = Vec::new();
-            self.refused = true;
-            return Some(error(
-                ErrorCode::PayloadTooLarge,
-                "한 번에 말한 음성은 5MB(16 kHz에서 약 2분 40초)를 넘을 수 없어요. 이 말은 저장하지 않았어요.",
-            ));
-        }
-        self.pcm.extend_from_slice(bytes);
-        None
-    }
-
-    /// The finished utterance (if any) and its sample rate; the next one starts empty.
-    fn take(&mut self) -> Option<(AudioConfig, Vec<u8>)> {
-        self.refused = false;
-        let pcm = std::mem::take(&mut self.pcm);
-        match self.config {
-            Some(config) if !pcm.is_empty() => Some((config, pcm)),
-            _ => None,
-        }
-    }
-}
-
-/// Ends an utterance: stored as a WAV voice sample (it counts toward cloning), then, when
-/// `answer` and the server has speech-to-text, transcribed and sent like `user_message`.
-async fn finish_utterance(
-    state: &WsState,
-    user: &User,
-    token: &str,
-    conversation: Option<&str>,
-    speech: &mut Speech,
-    answer: bool,
-    out: &mpsc::UnboundedSender<Outbound>,
-) {
-    let send = |o: Outbound| {
-        let _ = out.send(o);
-    };
-    let Some((config, pcm)) = speech.take() else {
-        return;
-    };
-    if pcm.len() % 2 != 0 {
-        send(error(
-            ErrorCode::InvalidAudio,
-            "pcm_s16le 음성은 2바이트 단위여야 해요. 이 말은 저장하지 않았어요.",
-        ));
-        return;
-    }
-    let wav = pcm_wav(config.sample_rate, &pcm);
-    drop(pcm);
-    if let Err(e) = state.domain.voices().add_voice_sample(user, &wav).await {
-        send(app_error(e));
-    }
-    let Some(conversation) = conversation.filter(|_| answer) else {
-        return;
-    };
-    match state.domain.conversations().transcribe(&wav).await {
-        Ok(text) if text.is_empty() => send(error(
-            ErrorCode::InvalidAudio,
-            "알아들을 수 있는 말이 없었어요. 다시 말해 주세요.",
-        )),
-        // Answered exactly like `user_message`: `ai_response` comes on the subscription.
-        Ok(text) => {
-            if let Err((code, message)) = execute(
-                &state.schema,
-                token,
-                SEND,
-                json!({"id": conversation, "text": text}),
-            )
-            .await
-            {
-                send(error(code, message));
-            }
-        }
-        // Without speech-to-text the client is told once, not after every utterance.
-        Err(e) if state.domain.providers().transcriber.is_none() => {
-            if !speech.told_no_stt {
-                speech.told_no_stt = true;
-                send(app_error(e));
-            }
-        }
-        Err(e) => send(app_error(e)),
-    }
-}
-
-/// What the session's writer sends.
-enum Outbound {
-    Json(Value),
-    Ping,
-    Close(u16, &'static str),
-}
-
-fn error(code: ErrorCode, message: impl Into<String>) -> Outbound {
-    Outbound::Json(
-        json!({"type": "error", "error_code": code.as_str(), "error_message": message.into()}),
-    )
-}
-
-/// `RATE_LIMIT_EXCEEDED`, with `retry_after` (seconds) when the gateway knows it.
-fn rate_limited(retry_after: Option<u64>) -> Outbound {
-    let mut message = json!({
-        "type": "error",
-        "error_code": ErrorCode::RateLimitExceeded.as_str(),
-        "error_message": "메시지를 너무 빨리 보내고 있어요. 잠시 후 다시 보내 주세요.",
-    });
-    if let Some(secs) = retry_after {
-        message["retry_after"] = json!(secs);
-    }
-    Outbound::Json(message)
+fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::error(code, message)
 }
 
 /// A domain error as the socket answers it (an internal cause is logged).
-fn app_error(e: AppError) -> Outbound {
+fn app_error(e: AppError) -> ServerMessage {
     let public = crate::http::errors::answered(e);
     error(public.code, public.message)
 }
 
-fn not_started() -> Outbound {
+fn not_started() -> ServerMessage {
     let code = ErrorCode::ConversationNotStarted;
     error(code, code.default_message())
+}
+
+/// `RATE_LIMIT_EXCEEDED`, with `retry_after` (seconds) when the gateway knows it.
+fn rate_limited(message: &str, retry_after: Option<u64>) -> ServerMessage {
+    ServerMessage::Error {
+        error_code: ErrorCode::RateLimitExceeded.as_str().into(),
+        error_message: message.into(),
+        retry_after,
+        retryable: None,
+    }
+}
+
+fn say(out: &Outbox, message: ServerMessage) -> bool {
+    out.text(message.to_text())
 }
 
 pub(crate) async fn audio(
@@ -256,71 +128,23 @@ pub(crate) async fn audio(
         .cloned()
         .filter(|t| !t.is_empty())
         .or_else(|| crate::http::bearer(&headers));
+    // The account, once: kept as the socket's principal (a refusal is told on the
+    // socket, as the contract says).
+    let admitted = admit(&state, token.as_deref()).await;
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        // Mostly small JSON: a small read buffer keeps thousands of idle sockets cheap
-        // (large voice samples still arrive whole; the buffer grows as needed).
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        // Mostly small JSON: small buffers keep thousands of idle sockets cheap (large
+        // voice samples still arrive whole; the buffers grow as needed).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             // The connection stays counted for its client while the socket is open, and
             // the shutdown waits for the socket.
             let _held = held;
             let _running = state.gateway.shutdown().track();
-            session(socket, state, token, params, client).await
+            session(socket, state, token, admitted, params, client).await
         })
-}
-
-/// The child's details from the query string (`start_conversation` overrides them).
-fn prefill(params: &HashMap<String, String>) -> Value {
-    let mut payload = serde_json::Map::new();
-    if let Some(name) = params.get("child_name").filter(|n| !n.is_empty()) {
-        payload.insert("child_name".into(), json!(name));
-    }
-    if let Some(age) = params.get("age").and_then(|a| a.parse::<i64>().ok()) {
-        payload.insert("age".into(), json!(age));
-    }
-    if let Some(interests) = params.get("interests") {
-        let list: Vec<&str> = interests
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        payload.insert("interests".into(), json!(list));
-    }
-    Value::Object(payload)
-}
-
-/// The socket's one writer: replies, forwarded events and pings all go through it; a
-/// Close ends it.
-fn spawn_writer(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut out: mpsc::UnboundedReceiver<Outbound>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(item) = out.recv().await {
-            let result = match item {
-                Outbound::Json(v) => sink.send(Message::Text(v.to_string().into())).await,
-                Outbound::Ping => sink.send(Message::Ping(Vec::new().into())).await,
-                Outbound::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    // After the client's Close the send above is refused (the echo is
-                    // already queued); closing the sink flushes it.
-                    let _ = sink.close().await;
-                    break;
-                }
-            };
-            if result.is_err() {
-                break;
-            }
-        }
-    })
 }
 
 /// Who the socket is for, and its place among the account's open sockets; or what the
@@ -329,25 +153,77 @@ fn spawn_writer(
 async fn admit(
     state: &WsState,
     token: Option<&str>,
-) -> Result<(User, Ticket<UserId>), [Outbound; 2]> {
+) -> Result<(User, Ticket<UserId>), (ServerMessage, u16, &'static str)> {
     let Ok(user) = state.domain.accounts().authenticate(token).await else {
-        return Err([
+        return Err((
             error(
                 ErrorCode::InvalidToken,
                 ErrorCode::InvalidToken.default_message(),
             ),
-            Outbound::Close(4401, "invalid token"),
-        ]);
+            4401,
+            "invalid token",
+        ));
     };
     match state.gateway.open_socket(user.id) {
         Ok(place) => Ok((user, place)),
         Err(max) => {
             tracing::warn!(user_id = %user.id, max, "too many open sockets for one account; refused");
-            Err([
+            Err((
                 error(ErrorCode::RateLimitExceeded, Gateway::too_many_sockets(max)),
-                Outbound::Close(1013, "too many open sockets"),
-            ])
+                1013,
+                "too many open sockets",
+            ))
         }
+    }
+}
+
+/// The child's details from the query string (`start_conversation` overrides them).
+fn prefill(params: &HashMap<String, String>) -> StartPayload {
+    StartPayload {
+        child_name: params.get("child_name").filter(|n| !n.is_empty()).cloned(),
+        age: params.get("age").and_then(|a| a.parse().ok()),
+        interests: params.get("interests").map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        conversation_id: None,
+        audio: None,
+    }
+}
+
+/// What the socket's operations run as: the account authenticated when it opened (its
+/// voice kept current by the voice events), and the socket's origin.
+#[derive(Clone)]
+struct Principal {
+    user: Arc<RwLock<User>>,
+    token: Arc<str>,
+    origin: TurnOrigin,
+}
+
+impl Principal {
+    fn user(&self) -> User {
+        self.user.read().expect("principal lock").clone()
+    }
+
+    fn id(&self) -> UserId {
+        self.user.read().expect("principal lock").id
+    }
+
+    fn request(&self, doc: &documents::Document, variables: impl Serialize) -> Request {
+        let mut request = Request::new(doc.source)
+            .variables(Variables::from_json(
+                serde_json::to_value(variables).expect("variables serialise"),
+            ))
+            .data(RequestAuth::for_user(
+                Some(self.token.to_string()),
+                Some(self.user()),
+            ))
+            .data(self.origin);
+        request.set_parsed_query(doc.parsed.clone());
+        request
     }
 }
 
@@ -355,45 +231,64 @@ async fn session(
     socket: WebSocket,
     state: WsState,
     token: Option<String>,
+    admitted: Result<(User, Ticket<UserId>), (ServerMessage, u16, &'static str)>,
     params: HashMap<String, String>,
     client: IpAddr,
 ) {
-    let (sink, mut stream) = socket.split();
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
-    let writer = spawn_writer(sink, out_rx);
-    let (user, _place) = match admit(&state, token.as_deref()).await {
+    let (mut stream, writer, out) =
+        socket_writer::split(socket, state.config.send_queue, state.config.write_timeout);
+    let (user, _place) = match admitted {
         Ok(admitted) => admitted,
-        Err(refusal) => {
-            for message in refusal {
-                let _ = out_tx.send(message);
-            }
-            drop(out_tx);
-            let _ = writer.await;
+        Err((message, code, reason)) => {
+            say(&out, message);
+            out.close_after(code, reason);
+            drop(out);
+            writer.finish().await;
             await_client_close(&mut stream).await;
             return;
         }
     };
-    let token = token.unwrap_or_default();
-    tracing::info!(user_id = %user.id, "conversation socket opened");
+    let user_id = user.id;
+    tracing::info!(user_id = %user_id, "conversation socket opened");
     let _gauge = SocketGauge::open(state.domain.clone());
-    let voice_forwarder = forward_voice_events(&state.schema, &token, out_tx.clone()).await;
-    let (closing_tx, closing_rx) = mpsc::unbounded_channel::<()>();
-    let mut session = Session {
-        defaults: prefill(&params),
-        state,
-        user,
-        token,
-        out: out_tx,
-        closing: closing_tx,
-        conversation: None,
-        interests: Vec::new(),
-        speech: Speech::default(),
+    let principal = Principal {
+        user: Arc::new(RwLock::new(user)),
+        token: token.unwrap_or_default().into(),
+        origin: TurnOrigin(rand::random()),
     };
-    let ending = serve(&mut session, &mut stream, client, closing_rx).await;
-    let user_id = session.user.id;
-    session.close().await;
-    voice_forwarder.abort();
-    let _ = writer.await;
+    let voice_events = follow_voice(&state, &principal, out.clone()).await;
+    let (closing_tx, closing_rx) = mpsc::unbounded_channel::<()>();
+    let (work_tx, work_rx) = mpsc::channel::<Work>(state.config.turn_queue);
+    let turns = tokio::spawn(
+        Turns {
+            state: state.clone(),
+            principal: principal.clone(),
+            out: out.clone(),
+            closing: closing_tx,
+            defaults: prefill(&params),
+            conversation: None,
+            told: HashSet::new(),
+        }
+        .run(work_rx),
+    );
+    let mut reader = Reader {
+        speech: Speech::new(state.speech.clone(), user_id),
+        state,
+        principal,
+        out,
+        work: work_tx,
+    };
+    let ending = reader.serve(&mut stream, client, closing_rx).await;
+    // Speech cut off by the close is still kept (never answered: the socket is gone).
+    if let Some(utterance) = reader.speech.take() {
+        let _ = reader.work.try_send(Work::Utterance(utterance, false));
+    }
+    let Reader { out, work, .. } = reader;
+    drop(work);
+    drop(out);
+    voice_events.abort();
+    // The writer stops with the close (sent or answered); nothing is sent after it.
+    writer.finish().await;
     match ending {
         // The client may still be writing the big frame: keep the connection a moment
         // so it can read the close frame.
@@ -402,6 +297,10 @@ async fn session(
         Ending::ByServer => await_client_close(&mut stream).await,
         Ending::ByClient => {}
     }
+    drop(stream);
+    // A turn under way finishes and is stored (the child hears it on resuming); the
+    // account's socket place is held until then.
+    let _ = turns.await;
     tracing::info!(user_id = %user_id, "conversation socket closed");
 }
 
@@ -415,124 +314,132 @@ enum Ending {
     TooBig,
 }
 
-/// Reads the client's frames until the connection ends, keeping it alive (pings), timing
-/// it out (idle, token expiry) and holding it to its message budgets.
-async fn serve(
-    session: &mut Session,
-    stream: &mut SplitStream<WebSocket>,
-    client: IpAddr,
-    mut closing: mpsc::UnboundedReceiver<()>,
-) -> Ending {
-    let config = session.state.config.clone();
-    let limiter = RateLimiter::direct(Quota::per_minute(
-        NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
-    ));
-    let mut ping = tokio::time::interval(config.ping_interval);
-    ping.reset();
-    let idle = tokio::time::sleep(config.idle_timeout);
-    tokio::pin!(idle);
-    // When the access token expires the socket closes (4401), like one opened with it.
-    let left = session.state.domain.token_time_left(&session.token);
-    let expiry = tokio::time::sleep(left.unwrap_or_default());
-    tokio::pin!(expiry);
-    // The account deleted (on any process): the socket closes at once (4401).
-    let mut events = session.state.domain.events().subscribe();
-    let me = session.user.id;
-    loop {
-        let frame = tokio::select! {
-            frame = stream.next() => frame,
-            event = events.recv() => match event {
-                Ok(crate::events::Event::AccountGone { user }) if user == me => {
-                    session.send(error(ErrorCode::InvalidToken, "계정이 삭제되었습니다."));
-                    session.send(Outbound::Close(4401, "account deleted"));
-                    return Ending::ByServer;
-                }
-                // Events were missed: the deletion may have been among them.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let gone = matches!(
-                        session.state.domain.accounts().find_user(me).await,
-                        Ok(None)
-                    );
-                    if gone {
-                        session.send(error(ErrorCode::InvalidToken, "계정이 삭제되었습니다."));
-                        session.send(Outbound::Close(4401, "account deleted"));
-                        return Ending::ByServer;
-                    }
-                    continue;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    events = session.state.domain.events().subscribe();
-                    continue;
-                }
-                _ => continue,
-            },
-            () = session.state.gateway.shutdown().requested() => {
-                session.send(Outbound::Close(1001, "server shutting down"));
-                return Ending::ByServer;
-            }
-            _ = ping.tick() => { session.send(Outbound::Ping); continue; }
-            _ = &mut idle => {
-                session.send(Outbound::Close(1001, "idle timeout"));
-                return Ending::ByServer;
-            }
-            _ = &mut expiry => {
-                session.send(error(ErrorCode::InvalidToken, "토큰이 만료되었습니다. 새 토큰으로 다시 연결하세요."));
-                session.send(Outbound::Close(4401, "token expired"));
-                return Ending::ByServer;
-            }
-            Some(()) = closing.recv() => return Ending::ByServer,
-        };
-        let frame = match frame {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                // Most often a frame over the size cap.
-                tracing::debug!(error = %e, "conversation socket read failed");
-                session.send(Outbound::Close(1009, "message too big"));
-                return Ending::TooBig;
-            }
-            None => return Ending::ByClient,
-        };
-        if matches!(frame, Message::Text(_) | Message::Binary(_)) {
-            idle.as_mut()
-                .reset(tokio::time::Instant::now() + config.idle_timeout);
-        }
-        if let Some(retry_after) = session.over_budget(&frame, &limiter, client) {
-            session.send(rate_limited(retry_after));
-            continue;
-        }
-        match frame {
-            Message::Text(text) => session.on_text(&text).await,
-            Message::Binary(bytes) => session.on_binary(&bytes).await,
-            Message::Close(close) => {
-                // Answered in kind (the writer's Close flushes tungstenite's echo).
-                session.send(Outbound::Close(echo_code(close.as_ref()), ""));
-                return Ending::ByClient;
-            }
-            Message::Ping(_) | Message::Pong(_) => {}
-        }
-    }
+/// What the reader hands to the turn task.
+enum Work {
+    Start(StartPayload),
+    Message(String),
+    End(Option<StoryRequest>),
+    /// A voice sample frame (a complete audio file).
+    Sample(Vec<u8>),
+    /// A finished raw-PCM utterance; `true` when it is to be answered.
+    Utterance(Utterance, bool),
 }
 
-/// One authenticated conversation socket: what the client's messages act on.
-struct Session {
+struct Reader {
     state: WsState,
-    user: User,
-    token: String,
-    /// To the socket's one writer.
-    out: mpsc::UnboundedSender<Outbound>,
-    /// Told by the events' forwarder when the conversation has ended (then the socket
-    /// closes).
-    closing: mpsc::UnboundedSender<()>,
-    /// The child's details from the query string (`start_conversation` overrides them).
-    defaults: Value,
-    /// The conversation under way, and the task forwarding its events.
-    conversation: Option<(String, JoinHandle<()>)>,
-    /// The child's interests as the conversation started (a theme for `create_story`).
-    interests: Vec<String>,
+    principal: Principal,
+    out: Outbox,
+    work: mpsc::Sender<Work>,
     speech: Speech,
 }
 
-impl Session {
+impl Reader {
+    /// Reads the client's frames until the connection ends, keeping it alive (pings),
+    /// timing it out (idle, token expiry) and holding it to its message budgets.
+    async fn serve(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        client: IpAddr,
+        mut closing: mpsc::UnboundedReceiver<()>,
+    ) -> Ending {
+        let config = self.state.config.clone();
+        let limiter = RateLimiter::direct(Quota::per_minute(
+            NonZeroU32::new(config.messages_per_minute).unwrap_or(NonZeroU32::MIN),
+        ));
+        let mut ping = tokio::time::interval(config.ping_interval);
+        ping.reset();
+        let idle = tokio::time::sleep(config.idle_timeout);
+        tokio::pin!(idle);
+        // When the access token expires the socket closes (4401), like one opened with it.
+        let left = self.state.domain.token_time_left(&self.principal.token);
+        let expiry = tokio::time::sleep(left.unwrap_or_default());
+        tokio::pin!(expiry);
+        // The account deleted or changed (on any process): the socket closes at once.
+        let mut events = self.state.domain.events().subscribe();
+        let me = self.principal.id();
+        let out = self.out.clone();
+        let goodbye = |message: &str, code: u16, reason: &'static str| {
+            say(&out, error(ErrorCode::InvalidToken, message));
+            out.close_after(code, reason);
+            Ending::ByServer
+        };
+        loop {
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
+                event = events.recv() => match event {
+                    Ok(Event::AccountGone { user }) if user == me => {
+                        return goodbye("계정이 삭제되었습니다.", 4401, "account deleted");
+                    }
+                    Ok(Event::AccountChanged { user }) if user == me => {
+                        return goodbye("계정이 바뀌었습니다. 다시 연결해 주세요.", 4401, "account changed");
+                    }
+                    // Events were missed: the deletion may have been among them.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if matches!(self.state.domain.accounts().find_user(me).await, Ok(None)) {
+                            return goodbye("계정이 삭제되었습니다.", 4401, "account deleted");
+                        }
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        events = self.state.domain.events().subscribe();
+                        continue;
+                    }
+                    _ => continue,
+                },
+                () = self.state.gateway.shutdown().requested() => {
+                    self.out.close_after(1001, "server shutting down");
+                    return Ending::ByServer;
+                }
+                _ = ping.tick() => { self.out.ping(); continue; }
+                _ = &mut idle => {
+                    self.out.close_after(1001, "idle timeout");
+                    return Ending::ByServer;
+                }
+                _ = &mut expiry => {
+                    return goodbye("토큰이 만료되었습니다. 새 토큰으로 다시 연결하세요.", 4401, "token expired");
+                }
+                // The conversation ended (its `conversation_ended` and Close are queued).
+                Some(()) = closing.recv() => return Ending::ByServer,
+                // The writer stopped: a client too slow to read, or gone.
+                () = self.out.gone() => return Ending::ByClient,
+            };
+            let frame = match frame {
+                Some(Ok(f)) => f,
+                Some(Err(e)) => {
+                    // Most often a frame over the size cap.
+                    tracing::debug!(error = %e, "conversation socket read failed");
+                    self.out.close_now(1009, "message too big");
+                    return Ending::TooBig;
+                }
+                None => return Ending::ByClient,
+            };
+            if matches!(frame, Message::Text(_) | Message::Binary(_)) {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + config.idle_timeout);
+            }
+            if let Some(retry_after) = self.over_budget(&frame, &limiter, client) {
+                say(
+                    &self.out,
+                    rate_limited(
+                        "메시지를 너무 빨리 보내고 있어요. 잠시 후 다시 보내 주세요.",
+                        retry_after,
+                    ),
+                );
+                continue;
+            }
+            match frame {
+                Message::Text(text) => self.on_text(&text),
+                Message::Binary(bytes) => self.on_binary(bytes.into()),
+                Message::Close(close) => {
+                    // Answered at once, ahead of anything queued.
+                    self.out.close_now(echo_code(close.as_ref()), "");
+                    return Ending::ByClient;
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+    }
+
     /// Whether `frame` goes over a message budget: this socket's own pace (`Some(None)`),
     /// or the client's and the account's, shared with every other door of this process
     /// (`Some(Some(seconds))` to wait). Control frames, and the later frames of one
@@ -556,123 +463,242 @@ impl Session {
             Ok(()) => self
                 .state
                 .gateway
-                .check_message(client, Some(self.user.id))
+                .check_message(client, Some(self.principal.id()))
                 .err()
                 .map(Some),
         }
     }
 
-    fn send(&self, message: Outbound) {
-        let _ = self.out.send(message);
+    /// Hands `work` to the turn task; a full queue refuses it with `error`.
+    fn hand_over(&self, work: Work) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.work.try_send(work) {
+            say(
+                &self.out,
+                rate_limited(
+                    "쫑이가 앞의 말에 대답하고 있어요. 대답을 들은 뒤 다시 보내 주세요.",
+                    None,
+                ),
+            );
+        }
+    }
+
+    /// A text frame: first the utterance before it is finished (answered first), then
+    /// the spec message it carries.
+    fn on_text(&mut self, text: &str) {
+        if let Some(utterance) = self.speech.take() {
+            self.hand_over(Work::Utterance(utterance, true));
+        }
+        let max = self.state.config.max_text_chars;
+        if text.chars().count() > max {
+            say(
+                &self.out,
+                error(
+                    ErrorCode::ValidationError,
+                    format!("메시지는 {max}자를 넘을 수 없습니다."),
+                ),
+            );
+            return;
+        }
+        match protocol::parse_client_message(text) {
+            Ok(ClientMessage::StartConversation(payload)) => {
+                // Binary frames after this are speech (when the payload says so).
+                self.speech.take();
+                self.speech.config = payload.audio;
+                self.hand_over(Work::Start(payload));
+            }
+            Ok(ClientMessage::UserMessage(text)) => self.hand_over(Work::Message(text)),
+            Ok(ClientMessage::EndConversation(story)) => self.hand_over(Work::End(story)),
+            Ok(ClientMessage::EndRefused(reason)) => {
+                say(&self.out, error(ErrorCode::ValidationError, reason));
+                self.hand_over(Work::End(None));
+            }
+            Err(reason) => {
+                say(&self.out, error(ErrorCode::ValidationError, reason));
+            }
+        }
+    }
+
+    /// A binary frame: raw PCM of the utterance under way, or a voice sample.
+    fn on_binary(&mut self, bytes: Vec<u8>) {
+        if self.speech.config.is_some() {
+            match self.speech.push(&bytes) {
+                Pushed::Kept | Pushed::Dropped => {}
+                Pushed::Cut(cap, kept) => {
+                    say(&self.out, cut_notice(cap));
+                    if let Some(utterance) = kept {
+                        self.hand_over(Work::Utterance(utterance, true));
+                    }
+                }
+            }
+            return;
+        }
+        if bytes.len() > MAX_SAMPLE_BYTES {
+            say(
+                &self.out,
+                error(
+                    ErrorCode::PayloadTooLarge,
+                    "음성 샘플은 5MB를 넘을 수 없습니다.",
+                ),
+            );
+            return;
+        }
+        self.hand_over(Work::Sample(bytes));
+    }
+}
+
+/// What the client hears when its utterance was cut at a cap.
+fn cut_notice(cap: Cap) -> ServerMessage {
+    match cap {
+        Cap::Utterance => error(
+            ErrorCode::PayloadTooLarge,
+            "한 번에 말한 음성은 5MB(16 kHz에서 약 2분 40초)까지예요. 거기까지는 들었고, 나머지는 저장하지 않았어요.",
+        ),
+        Cap::Account | Cap::Process => rate_limited(
+            "지금은 음성을 더 받아 둘 수 없어요. 여기까지는 들었어요. 잠시 후 다시 말해 주세요.",
+            Some(1),
+        ),
+    }
+}
+
+/// The socket's turns: its messages run one after another as GraphQL operations.
+struct Turns {
+    state: WsState,
+    principal: Principal,
+    out: Outbox,
+    /// Told by the events' task when the conversation has ended (the socket closes).
+    closing: mpsc::UnboundedSender<()>,
+    defaults: StartPayload,
+    /// The conversation under way, and the task following its events.
+    conversation: Option<(String, Following)>,
+    /// The notices this socket has told (each once).
+    told: HashSet<String>,
+}
+
+impl Turns {
+    async fn run(mut self, mut work: mpsc::Receiver<Work>) {
+        while let Some(item) = work.recv().await {
+            match item {
+                Work::Start(payload) => self.start(payload).await,
+                Work::Message(text) => self.user_message(&text).await,
+                Work::End(story) => self.end(story).await,
+                Work::Sample(bytes) => self.sample(&bytes).await,
+                Work::Utterance(utterance, answer) => self.utterance(utterance, answer).await,
+            }
+        }
+        if let Some((_, events)) = self.conversation.take() {
+            events.abort();
+        }
+    }
+
+    fn say(&self, message: ServerMessage) {
+        say(&self.out, message);
+    }
+
+    /// Runs one of the socket's documents; a GraphQL error becomes the client's `error`.
+    async fn run_doc<T: DeserializeOwned>(
+        &self,
+        doc: &documents::Document,
+        variables: impl Serialize,
+    ) -> Result<T, ServerMessage> {
+        let request = self.principal.request(doc, variables);
+        let response = crate::graphql::execute(&self.state.schema, None, request).await;
+        crate::http::errors::log_graphql(&response.errors);
+        if let Some(err) = response.errors.first() {
+            let code = code_of(err).unwrap_or(ErrorCode::ServerError);
+            return Err(error(code, err.message.clone()));
+        }
+        async_graphql::from_value(response.data).map_err(|e| {
+            app_error(AppError::Internal(anyhow::anyhow!(
+                "the conversation socket's answer did not read: {e}"
+            )))
+        })
+    }
+
+    /// Says what this server cannot do, once per socket.
+    fn tell_once(&mut self, code: String, message: String) {
+        if self.told.insert(code.clone()) {
+            self.say(ServerMessage::Notice { code, message });
+        }
+    }
+
+    /// A sample was stored: whether it can be cloned here is said once.
+    fn after_sample(&mut self, user: &User) {
+        if let Some(notice) = self.state.domain.conversations().sample_notice(user) {
+            self.tell_once(notice.code.to_string(), notice.message.to_string());
+        }
     }
 
     fn conversation_id(&self) -> Option<&str> {
         self.conversation.as_ref().map(|(id, _)| id.as_str())
     }
 
-    /// A text frame: first the utterance before it is finished (answered first), then
-    /// the spec message it carries.
-    async fn on_text(&mut self, text: &str) {
-        let conversation = self.conversation.as_ref().map(|(id, _)| id.as_str());
-        finish_utterance(
-            &self.state,
-            &self.user,
-            &self.token,
-            conversation,
-            &mut self.speech,
-            true,
-            &self.out,
-        )
-        .await;
-        let max = self.state.config.max_text_chars;
-        if text.chars().count() > max {
-            self.send(error(
-                ErrorCode::ValidationError,
-                format!("메시지는 {max}자를 넘을 수 없습니다."),
-            ));
-            return;
-        }
-        match parse_client_message(text) {
-            Ok(ClientMessage::Start(payload, audio)) => self.start(&payload, audio).await,
-            Ok(ClientMessage::UserMessage(text)) => self.user_message(&text).await,
-            Ok(ClientMessage::End(story)) => self.end(story).await,
-            Ok(ClientMessage::EndRefused(reason)) => {
-                self.send(error(ErrorCode::ValidationError, reason));
-                self.end(None).await;
-            }
-            Err(reason) => self.send(error(ErrorCode::ValidationError, reason)),
-        }
-    }
-
     /// `start_conversation`: ends the current one (quietly: this socket goes on with the
-    /// new one), starts a new one and follows its events.
-    async fn start(&mut self, payload: &Value, audio: Option<AudioConfig>) {
-        self.speech.config = None;
-        if let Some((id, forwarder)) = self.conversation.take() {
-            forwarder.abort();
-            let _ = execute(&self.state.schema, &self.token, END, json!({"id": id})).await;
+    /// new one) unless it is the one resumed, starts or resumes one and follows its
+    /// events.
+    async fn start(&mut self, payload: StartPayload) {
+        let resuming = payload.conversation_id.clone();
+        if let Some((id, events)) = self.conversation.take() {
+            events.abort();
+            if resuming.as_deref() != Some(id.as_str()) {
+                let docs = self.state.documents.clone();
+                let _ = self
+                    .run_doc::<EndAnswer>(&docs.end, documents::IdVars { id: &id })
+                    .await;
+            }
         }
-        let input = merge(&self.defaults, payload);
-        self.interests = input["interests"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let data = match execute(
-            &self.state.schema,
-            &self.token,
-            START,
-            json!({"input": input}),
-        )
-        .await
+        let input = documents::StartInput::new(&self.defaults, payload);
+        let docs = self.state.documents.clone();
+        let started: StartAnswer = match self
+            .run_doc(&docs.start, documents::InputVars { input })
+            .await
         {
-            Ok(data) => data,
-            Err((code, message)) => return self.send(error(code, message)),
+            Ok(answer) => answer,
+            Err(refusal) => return self.say(refusal),
         };
-        let started = &data["startConversation"];
-        let id = started["conversation"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let started = started.start_conversation;
+        let id = started.conversation.id;
         // Events after the greeting (which this answer carries).
-        let after = started["greeting"]["seq"].as_i64().unwrap_or(0);
-        let forwarder = forward_events(
-            &self.state.schema,
-            &self.token,
+        let events = follow_conversation(
+            &self.state,
+            &self.principal,
             &id,
-            after,
+            started.greeting.seq,
             self.out.clone(),
             self.closing.clone(),
         )
         .await;
-        self.send(Outbound::Json(json!({
-            "type": "conversation_started",
-            "conversation_id": id,
-            "text": started["greeting"]["text"],
-            "audio_url": started["greeting"]["audioUrl"],
-        })));
-        self.conversation = Some((id, forwarder));
-        self.speech.config = audio;
+        self.say(ServerMessage::ConversationStarted {
+            conversation_id: id.clone(),
+            text: started.greeting.text,
+            audio_url: started.greeting.audio_url,
+            resumed: started.resumed,
+        });
+        for notice in started.notices {
+            self.tell_once(notice.code, notice.message);
+        }
+        self.conversation = Some((id, Following::new(self.state.domain.clone(), events)));
     }
 
-    /// `user_message`: the answer arrives through the subscription as `ai_response`.
+    /// `user_message`: the answer is sent from the mutation's result.
     async fn user_message(&self, text: &str) {
         let Some(id) = self.conversation_id() else {
-            return self.send(not_started());
+            return self.say(not_started());
         };
-        let sent = execute(
-            &self.state.schema,
-            &self.token,
-            SEND,
-            json!({"id": id, "text": text}),
-        )
-        .await;
-        if let Err((code, message)) = sent {
-            self.send(error(code, message));
+        let docs = self.state.documents.clone();
+        match self
+            .run_doc::<SendAnswer>(&docs.send, documents::SendVars { id, text })
+            .await
+        {
+            Ok(answer) => {
+                let reply = answer.send_message;
+                self.say(ServerMessage::AiResponse {
+                    text: reply.text,
+                    audio_url: reply.audio_url,
+                    user_text: reply.user_text,
+                    audio_status: reply.audio_status,
+                });
+            }
+            Err(refusal) => self.say(refusal),
         }
     }
 
@@ -681,74 +707,254 @@ impl Session {
     /// and the close come from the subscription.
     async fn end(&self, story: Option<StoryRequest>) {
         let Some(id) = self.conversation_id() else {
-            return self.send(not_started());
+            return self.say(not_started());
         };
+        let docs = self.state.documents.clone();
         if let Some(story) = story {
-            let input = story_input(id, story, &self.interests);
-            match execute(
-                &self.state.schema,
-                &self.token,
-                CREATE_STORY,
-                json!({"input": input}),
-            )
-            .await
-            {
-                Ok(data) => self.send(Outbound::Json(json!({
-                    "type": "story_id_assigned",
-                    "story_id": data["createStory"]["id"],
-                }))),
-                Err((code, message)) => self.send(error(code, message)),
+            let vars = documents::StoryVars::new(id, story);
+            match self.run_doc::<StoryAnswer>(&docs.story, vars).await {
+                Ok(answer) => self.say(ServerMessage::StoryIdAssigned {
+                    story_id: answer.create_story_from_conversation.id,
+                }),
+                Err(refusal) => self.say(refusal),
             }
         }
-        if let Err((code, message)) =
-            execute(&self.state.schema, &self.token, END, json!({"id": id})).await
+        if let Err(refusal) = self
+            .run_doc::<EndAnswer>(&docs.end, documents::IdVars { id })
+            .await
         {
-            self.send(error(code, message));
+            self.say(refusal);
         }
     }
 
-    /// A binary frame: raw PCM of the utterance under way, or a voice sample (straight to
-    /// the voice service; progress returns on `voiceEvents`).
-    async fn on_binary(&mut self, bytes: &[u8]) {
-        if self.speech.config.is_some() {
-            if let Some(refusal) = self.speech.push(bytes) {
-                self.send(refusal);
-            }
-            return;
-        }
-        if bytes.len() > MAX_SAMPLE_BYTES {
-            return self.send(error(
-                ErrorCode::PayloadTooLarge,
-                "음성 샘플은 5MB를 넘을 수 없습니다.",
-            ));
-        }
-        if let Err(e) = self
+    /// A voice sample frame (the guardian's recording): stored by the voice service;
+    /// progress returns on `voiceEvents`. Full storage is told (the guardian acts).
+    async fn sample(&mut self, bytes: &[u8]) {
+        let user = self.principal.user();
+        match self
             .state
             .domain
             .voices()
-            .add_voice_sample(&self.user, bytes)
+            .add_voice_sample(&user, bytes)
             .await
         {
-            self.send(app_error(e));
+            Ok(SampleAdded::Stored) => self.after_sample(&user),
+            Ok(SampleAdded::Full(message)) => self.say(error(ErrorCode::ValidationError, message)),
+            Err(e) => self.say(app_error(e)),
         }
     }
 
-    /// The socket ends: speech cut off by it is still kept as a voice sample; the
-    /// conversation's forwarder stops (the conversation itself stays, to be resumed).
-    async fn close(mut self) {
-        finish_utterance(
-            &self.state,
-            &self.user,
-            &self.token,
-            None,
-            &mut self.speech,
-            false,
-            &self.out,
-        )
-        .await;
-        if let Some((_, forwarder)) = self.conversation.take() {
-            forwarder.abort();
+    /// A raw-PCM utterance: kept as a voice sample (quietly not, once the account's
+    /// samples are full: the guardian sees it in the voice status), then, when `answer`
+    /// and this server has speech-to-text, transcribed and answered like `user_message`.
+    async fn utterance(&mut self, utterance: Utterance, answer: bool) {
+        if !utterance.pcm.len().is_multiple_of(2) {
+            return self.say(error(
+                ErrorCode::InvalidAudio,
+                "pcm_s16le 음성은 2바이트 단위여야 해요. 이 말은 저장하지 않았어요.",
+            ));
         }
+        let AudioConfig { sample_rate } = utterance.config;
+        let wav = pcm_wav(sample_rate, &utterance.pcm);
+        drop(utterance);
+        let user = self.principal.user();
+        match self
+            .state
+            .domain
+            .voices()
+            .add_voice_sample(&user, &wav)
+            .await
+        {
+            Ok(SampleAdded::Stored) => self.after_sample(&user),
+            Ok(SampleAdded::Full(_)) => {}
+            Err(e) => self.say(app_error(e)),
+        }
+        if !answer || self.conversation.is_none() {
+            return;
+        }
+        // Without speech-to-text the client heard it once (a notice at the start).
+        if self.state.domain.providers().transcriber.is_none() {
+            return;
+        }
+        match self.state.domain.conversations().transcribe(&wav).await {
+            Ok(text) if text.trim().is_empty() => self.say(error(
+                ErrorCode::InvalidAudio,
+                "알아들을 수 있는 말이 없었어요. 다시 말해 주세요.",
+            )),
+            // Answered exactly like `user_message`.
+            Ok(text) => self.user_message(&text).await,
+            Err(e) => self.say(app_error(e)),
+        }
+    }
+}
+
+/// Starts `request` as a subscription and hands each result to `forward` until it
+/// returns `false`. The stream is polled once before returning: the resolvers subscribe
+/// to the event bus before their first await, so nothing published after this returns
+/// can be missed.
+async fn follow<T, F>(schema: &AppSchema, request: Request, mut forward: F) -> JoinHandle<()>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: FnMut(Result<T, ServerMessage>) -> bool + Send + 'static,
+{
+    let mut stream = crate::graphql::execute_stream(schema, None, request);
+    let first = futures_util::poll!(stream.next());
+    tokio::spawn(async move {
+        let mut pending = match first {
+            std::task::Poll::Ready(item) => Some(item),
+            std::task::Poll::Pending => None,
+        };
+        loop {
+            let item = match pending.take() {
+                Some(item) => item,
+                None => stream.next().await,
+            };
+            let Some(response) = item else { return };
+            crate::http::errors::log_graphql(&response.errors);
+            let result = match response.errors.first() {
+                Some(err) => Err(error(
+                    code_of(err).unwrap_or(ErrorCode::ServerError),
+                    err.message.clone(),
+                )),
+                None => async_graphql::from_value::<T>(response.data).map_err(|e| {
+                    app_error(AppError::Internal(anyhow::anyhow!(
+                        "a subscription event did not read: {e}"
+                    )))
+                }),
+            };
+            let failed = result.is_err();
+            if !forward(result) || failed {
+                return;
+            }
+        }
+    })
+}
+
+/// Follows `conversationEvents` for the socket: answers asked for elsewhere become
+/// `ai_response` (the socket's own were sent by its turns), the end becomes
+/// `conversation_ended` followed by a normal close.
+async fn follow_conversation(
+    state: &WsState,
+    principal: &Principal,
+    id: &str,
+    after_seq: i32,
+    out: Outbox,
+    closing: mpsc::UnboundedSender<()>,
+) -> JoinHandle<()> {
+    let request = principal.request(
+        &state.documents.events,
+        documents::EventsVars {
+            id,
+            after: after_seq,
+        },
+    );
+    let id = id.to_string();
+    follow(
+        &state.schema,
+        request,
+        move |event: Result<EventsAnswer, _>| {
+            match event.map(|e| e.conversation_events) {
+                Err(refusal) => {
+                    say(&out, refusal);
+                    false
+                }
+                Ok(ConversationEvent::AiResponse {
+                    text,
+                    audio_url,
+                    user_text,
+                    audio_status,
+                }) => say(
+                    &out,
+                    ServerMessage::AiResponse {
+                        text,
+                        audio_url,
+                        user_text,
+                        audio_status,
+                    },
+                ),
+                Ok(ConversationEvent::ConversationEnded) => {
+                    say(
+                        &out,
+                        ServerMessage::ConversationEnded {
+                            conversation_id: id.clone(),
+                        },
+                    );
+                    out.close_after(1000, "conversation ended");
+                    let _ = closing.send(());
+                    false
+                }
+                // The socket's own turn already answered with the error.
+                Ok(ConversationEvent::ConversationError) => true,
+            }
+        },
+    )
+    .await
+}
+
+/// Follows the account's `voiceEvents` for the socket, as spec messages; a cloned voice
+/// becomes the principal's (later replies are spoken in it).
+async fn follow_voice(state: &WsState, principal: &Principal, out: Outbox) -> JoinHandle<()> {
+    let request = principal.request(&state.documents.voice_events, documents::NoVars {});
+    let user = principal.user.clone();
+    follow(
+        &state.schema,
+        request,
+        move |event: Result<VoiceAnswer, _>| {
+            let message = match event.map(|e| e.voice_events) {
+                Err(refusal) => {
+                    say(&out, refusal);
+                    return false;
+                }
+                Ok(VoiceEvent::VoiceCloneProgress {
+                    sample_count,
+                    ready_for_cloning,
+                }) => ServerMessage::VoiceCloneProgress {
+                    sample_count,
+                    ready_for_cloning,
+                },
+                Ok(VoiceEvent::VoiceCloneSuccess { voice_id, message }) => {
+                    user.write().expect("principal lock").voice_id = Some(voice_id.clone());
+                    ServerMessage::VoiceCloneSuccess { voice_id, message }
+                }
+                Ok(VoiceEvent::VoiceCloneFailure {
+                    code,
+                    message,
+                    retryable,
+                }) => ServerMessage::Error {
+                    error_code: code,
+                    error_message: message,
+                    retry_after: None,
+                    retryable: Some(retryable),
+                },
+            };
+            say(&out, message)
+        },
+    )
+    .await
+}
+
+/// The task following a conversation's events, counted as an open conversation (for
+/// `/metrics` and the ops figures) until dropped, which stops it.
+struct Following {
+    domain: Domain,
+    events: JoinHandle<()>,
+}
+
+impl Following {
+    fn new(domain: Domain, events: JoinHandle<()>) -> Following {
+        domain.metrics().conversation_followed();
+        Following { domain, events }
+    }
+
+    fn abort(&self) {
+        self.events.abort();
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.events.abort();
+        self.domain.metrics().conversation_left();
     }
 }
 
@@ -766,195 +972,4 @@ impl Drop for SocketGauge {
     fn drop(&mut self) {
         self.0.metrics().socket_closed();
     }
-}
-
-/// `payload` over `defaults`, as GraphQL input (camelCase).
-fn merge(defaults: &Value, payload: &Value) -> Value {
-    let mut merged = defaults.as_object().cloned().unwrap_or_default();
-    if let Some(p) = payload.as_object() {
-        for (k, v) in p {
-            merged.insert(k.clone(), v.clone());
-        }
-    }
-    let mut input = serde_json::Map::new();
-    for (k, v) in merged {
-        let key = match k.as_str() {
-            "child_name" => "childName",
-            other => other,
-        };
-        input.insert(key.to_string(), v);
-    }
-    Value::Object(input)
-}
-
-/// Runs one GraphQL operation for this socket's account.
-async fn execute(
-    schema: &AppSchema,
-    token: &str,
-    query: &str,
-    variables: Value,
-) -> Result<Value, (ErrorCode, String)> {
-    let request = Request::new(query)
-        .variables(Variables::from_json(variables))
-        .data(RequestAuth::new(Some(token.to_string())));
-    // The socket's own documents (its text limits are checked where messages arrive).
-    let response = crate::graphql::execute(schema, None, request).await;
-    crate::http::errors::log_graphql(&response.errors);
-    if let Some(err) = response.errors.first() {
-        let code = code_of(err).unwrap_or(ErrorCode::ServerError);
-        return Err((code, err.message.clone()));
-    }
-    response
-        .data
-        .into_json()
-        .map_err(|e| (ErrorCode::ServerError, e.to_string()))
-}
-
-/// Starts `request` as a subscription for the socket and forwards what `map` makes of
-/// each result until the stream or `map` ends it. The stream is polled once before
-/// returning: the resolvers subscribe to the event bus before their first await, so
-/// nothing published after this returns can be missed. When `map` ends the forwarding,
-/// `done` (if any) is told after the last message was queued.
-async fn forward<F>(
-    schema: &AppSchema,
-    request: Request,
-    out: mpsc::UnboundedSender<Outbound>,
-    done: Option<mpsc::UnboundedSender<()>>,
-    mut map: F,
-) -> JoinHandle<()>
-where
-    F: FnMut(&Value) -> Forward + Send + 'static,
-{
-    let mut stream = crate::graphql::execute_stream(schema, None, request);
-    let first = futures_util::poll!(stream.next());
-    tokio::spawn(async move {
-        let mut pending = match first {
-            std::task::Poll::Ready(item) => Some(item),
-            std::task::Poll::Pending => None,
-        };
-        loop {
-            let item = match pending.take() {
-                Some(item) => item,
-                None => stream.next().await,
-            };
-            let Some(response) = item else { return };
-            crate::http::errors::log_graphql(&response.errors);
-            if let Some(err) = response.errors.first() {
-                let code = code_of(err).unwrap_or(ErrorCode::ServerError);
-                let _ = out.send(error(code, err.message.clone()));
-                return;
-            }
-            let Ok(data) = response.data.into_json() else {
-                continue;
-            };
-            match map(&data) {
-                Forward::Skip => {}
-                Forward::Send(messages, last) => {
-                    for m in messages {
-                        if out.send(m).is_err() {
-                            return;
-                        }
-                    }
-                    if last {
-                        if let Some(done) = &done {
-                            let _ = done.send(());
-                        }
-                        return;
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// What to do with one subscription result.
-enum Forward {
-    Skip,
-    /// Send these; `true` ends the forwarding.
-    Send(Vec<Outbound>, bool),
-}
-
-const EVENTS: &str = "subscription($id: ID!, $after: Int) { conversationEvents(conversationId: $id, afterSeq: $after) { \
-    __typename \
-    ... on AiResponse { text audioUrl userText } \
-    ... on ConversationEnded { conversationId } } }";
-
-/// Follows `conversationEvents` for the socket: answers become `ai_response`, the end
-/// becomes `conversation_ended` followed by a normal close.
-async fn forward_events(
-    schema: &AppSchema,
-    token: &str,
-    id: &str,
-    after_seq: i64,
-    out: mpsc::UnboundedSender<Outbound>,
-    closing: mpsc::UnboundedSender<()>,
-) -> JoinHandle<()> {
-    let request = Request::new(EVENTS)
-        .variables(Variables::from_json(json!({"id": id, "after": after_seq})))
-        .data(RequestAuth::new(Some(token.to_string())));
-    let id = id.to_string();
-    forward(schema, request, out, Some(closing), move |data| {
-        let event = &data["conversationEvents"];
-        let kind = event["__typename"].as_str().unwrap_or_default();
-        // The union members' names come from their Rust types, so they cannot drift.
-        match kind {
-            _ if kind == AiResponse::type_name() => Forward::Send(
-                vec![Outbound::Json(json!({
-                    "type": "ai_response",
-                    "text": event["text"],
-                    "audio_url": event["audioUrl"],
-                    "user_text": event["userText"],
-                }))],
-                false,
-            ),
-            _ if kind == ConversationEnded::type_name() => Forward::Send(
-                vec![
-                    Outbound::Json(json!({"type": "conversation_ended", "conversation_id": id})),
-                    Outbound::Close(1000, "conversation ended"),
-                ],
-                true,
-            ),
-            _ => Forward::Skip,
-        }
-    })
-    .await
-}
-
-const VOICE_EVENTS: &str = "subscription { voiceEvents { __typename \
-    ... on VoiceCloneProgress { sampleCount readyForCloning } \
-    ... on VoiceCloneSuccess { voiceId message } \
-    ... on VoiceCloneFailure { code message retryable } } }";
-
-/// Follows the account's `voiceEvents` for the socket, as spec messages.
-async fn forward_voice_events(
-    schema: &AppSchema,
-    token: &str,
-    out: mpsc::UnboundedSender<Outbound>,
-) -> JoinHandle<()> {
-    let request = Request::new(VOICE_EVENTS).data(RequestAuth::new(Some(token.to_string())));
-    forward(schema, request, out, None, |data| {
-        let event = &data["voiceEvents"];
-        let kind = event["__typename"].as_str().unwrap_or_default();
-        let message = match kind {
-            _ if kind == VoiceCloneProgress::type_name() => json!({
-                "type": "voice_clone_progress",
-                "sample_count": event["sampleCount"],
-                "ready_for_cloning": event["readyForCloning"],
-            }),
-            _ if kind == VoiceCloneSuccess::type_name() => json!({
-                "type": "voice_clone_success",
-                "voice_id": event["voiceId"],
-                "message": event["message"],
-            }),
-            _ if kind == VoiceCloneFailure::type_name() => json!({
-                "type": "error",
-                "error_code": event["code"],
-                "error_message": event["message"],
-                "retryable": event["retryable"],
-            }),
-            _ => return Forward::Skip,
-        };
-        Forward::Send(vec![Outbound::Json(message)], false)
-    })
-    .await
 }

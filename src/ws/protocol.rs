@@ -1,13 +1,20 @@
-//! Client → server messages of the conversation protocol (contract §6): JSON objects
-//! with `type` (or its alias `event`).
+//! The conversation protocol's messages (contract §6) as types: what the client sends
+//! ([`ClientMessage`], read with serde once `event` is normalised to `type`) and what the
+//! server sends ([`ServerMessage`], written with serde).
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What `end_conversation`'s `payload.create_story` asks for.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StoryRequest {
+    #[serde(default)]
     pub theme: Option<String>,
+    #[serde(default)]
     pub characters: Option<Vec<String>>,
+    #[serde(default)]
     pub length: Option<String>,
 }
 
@@ -22,150 +29,212 @@ pub(crate) struct AudioConfig {
 /// Sample rates accepted for raw PCM.
 pub(crate) const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
 
+/// `start_conversation`'s payload.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct StartPayload {
+    pub child_name: Option<String>,
+    pub age: Option<i32>,
+    pub interests: Option<Vec<String>>,
+    /// Continue this active conversation (after a socket closed).
+    pub conversation_id: Option<String>,
+    pub audio: Option<AudioConfig>,
+}
+
 #[derive(Debug, PartialEq)]
 pub(crate) enum ClientMessage {
-    /// `start_conversation` with its payload (`child_name`, `age`, `interests`) and, when
-    /// the client streams raw PCM, its `audio_config`.
-    Start(Value, Option<AudioConfig>),
-    /// `user_message` with its text.
+    StartConversation(StartPayload),
     UserMessage(String),
     /// `end_conversation`, with `payload.create_story` when the client wants the story
-    /// of this conversation made at once (`theme`, `characters`, `length`, all optional).
-    End(Option<StoryRequest>),
+    /// of this conversation made at once.
+    EndConversation(Option<StoryRequest>),
     /// `end_conversation` whose payload is refused (the message names the field): the
     /// client hears why, and the conversation still ends (without a story).
     EndRefused(String),
+}
+
+/// The frame's shape, `type` read once.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Frame {
+    StartConversation {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    UserMessage {
+        text: Value,
+    },
+    EndConversation {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartFields {
+    #[serde(default)]
+    child_name: Option<String>,
+    #[serde(default)]
+    age: Option<i32>,
+    #[serde(default)]
+    interests: Option<Vec<String>>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
+    audio_config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AudioFields {
+    sample_rate: Value,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    channels: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndFields {
+    #[serde(default)]
+    create_story: Option<Value>,
+}
+
+/// Reads the object `value` (`null` is an empty one) as `T`; a refusal names `path`
+/// and says what serde found wrong. (Only an object: serde would also read a struct
+/// from an array.)
+fn read_object<T: DeserializeOwned>(path: &str, value: Value) -> Result<T, String> {
+    let value = match value {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        Value::Object(map) => Value::Object(map),
+        _ => return Err(format!("`{path}`는 객체여야 합니다.")),
+    };
+    read(path, value)
+}
+
+/// Reads `value` as `T`; a refusal names the field at fault (`path.field`, found by
+/// reading each field alone) and says what serde found wrong.
+fn read<T: DeserializeOwned>(path: &str, value: Value) -> Result<T, String> {
+    let fault = match serde_json::from_value::<T>(value.clone()) {
+        Ok(read) => return Ok(read),
+        Err(e) => e,
+    };
+    let field = match &value {
+        Value::Object(map) => map
+            .iter()
+            .find(|(k, v)| {
+                let alone = Value::Object([((*k).clone(), (*v).clone())].into_iter().collect());
+                serde_json::from_value::<T>(alone)
+                    .is_err_and(|e| !e.to_string().starts_with("missing field"))
+            })
+            .map(|(k, _)| k.clone()),
+        _ => None,
+    };
+    let at = match (path.is_empty(), field) {
+        (true, None) => return Err(format!("메시지가 올바르지 않습니다: {fault}")),
+        (true, Some(f)) => f,
+        (false, None) => path.to_string(),
+        (false, Some(f)) => format!("{path}.{f}"),
+    };
+    Err(format!("`{at}`가 올바르지 않습니다: {fault}"))
 }
 
 /// Parses a text frame; `Err` carries a message for a `VALIDATION_ERROR`.
 pub(crate) fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|_| "JSON 형식이 올바르지 않습니다.".to_string())?;
-    let object = value.as_object().ok_or("메시지는 JSON 객체여야 합니다.")?;
+    let Value::Object(mut object) = value else {
+        return Err("메시지는 JSON 객체여야 합니다.".into());
+    };
+    // `event` is the mobile app's name for `type` (contract §6): normalised here, once.
+    if !object.contains_key("type")
+        && let Some(kind) = object.remove("event")
+    {
+        object.insert("type".into(), kind);
+    }
     let kind = object
         .get("type")
-        .or_else(|| object.get("event"))
-        .and_then(Value::as_str);
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let value = Value::Object(object);
     if let Some(path) = nul_path(&value, String::new()) {
         let problem = format!("`{path}`에 NUL 문자(U+0000)를 쓸 수 없습니다.");
-        return match kind {
+        return match kind.as_deref() {
             Some("end_conversation") => Ok(ClientMessage::EndRefused(problem)),
             _ => Err(problem),
         };
     }
-    let kind = kind.ok_or("`type`이 필요합니다.")?;
-    match kind {
-        "start_conversation" => {
-            let mut payload = match object.get("payload") {
-                None | Some(Value::Null) => serde_json::Map::new(),
-                Some(Value::Object(p)) => p.clone(),
-                Some(_) => return Err("`payload`는 객체여야 합니다.".into()),
-            };
-            let audio = match payload.remove("audio_config") {
+    match kind.as_deref() {
+        None => return Err("`type`이 필요합니다.".into()),
+        Some("start_conversation" | "user_message" | "end_conversation") => {}
+        Some(other) => return Err(format!("알 수 없는 메시지 종류입니다: `{other}`")),
+    }
+    match read::<Frame>("", value)? {
+        Frame::StartConversation { payload } => {
+            let fields: StartFields = read_object("payload", payload.unwrap_or(Value::Null))?;
+            let audio = match fields.audio_config {
                 None | Some(Value::Null) => None,
-                Some(config) => Some(parse_audio_config(&config)?),
+                Some(config) => Some(audio_config(read_object("payload.audio_config", config)?)?),
             };
-            for key in payload.keys() {
-                if !matches!(key.as_str(), "child_name" | "age" | "interests") {
-                    return Err(format!("알 수 없는 필드입니다: `payload.{key}`"));
-                }
-            }
-            Ok(ClientMessage::Start(Value::Object(payload), audio))
+            Ok(ClientMessage::StartConversation(StartPayload {
+                child_name: fields.child_name,
+                age: fields.age,
+                interests: fields.interests,
+                conversation_id: fields.conversation_id,
+                audio,
+            }))
         }
-        "user_message" => match object.get("text") {
-            Some(Value::String(t)) if !t.trim().is_empty() => {
-                Ok(ClientMessage::UserMessage(t.clone()))
-            }
-            Some(Value::String(_)) => Err("`text`가 비어 있습니다.".into()),
+        Frame::UserMessage { text } => match text {
+            Value::String(t) if !t.trim().is_empty() => Ok(ClientMessage::UserMessage(t)),
+            Value::String(_) => Err("`text`가 비어 있습니다.".into()),
             _ => Err("`text`(문자열)가 필요합니다.".into()),
         },
-        "end_conversation" => Ok(match parse_end(object.get("payload")) {
-            Ok(story) => ClientMessage::End(story),
+        Frame::EndConversation { payload } => Ok(match end_payload(payload) {
+            Ok(story) => ClientMessage::EndConversation(story),
             Err(problem) => ClientMessage::EndRefused(problem),
         }),
-        other => Err(format!("알 수 없는 메시지 종류입니다: `{other}`")),
+    }
+}
+
+/// `end_conversation`'s payload: nothing, `{}`, or `{"create_story": {…}}`.
+fn end_payload(payload: Option<Value>) -> Result<Option<StoryRequest>, String> {
+    let fields: EndFields = read_object("payload", payload.unwrap_or(Value::Null))?;
+    match fields.create_story {
+        None | Some(Value::Null) => Ok(None),
+        Some(story) => read_object("payload.create_story", story).map(Some),
     }
 }
 
 /// `payload.audio_config`: `sample_rate` (8000–48000, required), `encoding` (only
 /// `pcm_s16le`, the default) and `channels` (only 1).
-fn parse_audio_config(config: &Value) -> Result<AudioConfig, String> {
-    let config = config
-        .as_object()
-        .ok_or("`payload.audio_config`는 객체여야 합니다.")?;
-    let mut sample_rate = None;
-    for (key, value) in config {
-        let field = format!("payload.audio_config.{key}");
-        match key.as_str() {
-            "sample_rate" => {
-                let rate = value
-                    .as_u64()
-                    .and_then(|r| u32::try_from(r).ok())
-                    .filter(|r| SAMPLE_RATES.contains(r))
-                    .ok_or_else(|| {
-                        format!(
-                            "`{field}`는 {}에서 {} 사이의 정수(Hz)여야 합니다.",
-                            SAMPLE_RATES.start(),
-                            SAMPLE_RATES.end()
-                        )
-                    })?;
-                sample_rate = Some(rate);
-            }
-            "encoding" => {
-                if value.as_str() != Some("pcm_s16le") {
-                    return Err(format!(
-                        "`{field}`는 `pcm_s16le`만 지원합니다 (16비트 리틀 엔디언 PCM)."
-                    ));
-                }
-            }
-            "channels" => {
-                if value.as_u64() != Some(1) {
-                    return Err(format!("`{field}`는 1(모노)만 지원합니다."));
-                }
-            }
-            _ => return Err(format!("알 수 없는 필드입니다: `{field}`")),
-        }
+fn audio_config(fields: AudioFields) -> Result<AudioConfig, String> {
+    let field = "payload.audio_config";
+    let sample_rate = fields
+        .sample_rate
+        .as_u64()
+        .and_then(|r| u32::try_from(r).ok())
+        .filter(|r| SAMPLE_RATES.contains(r))
+        .ok_or_else(|| {
+            format!(
+                "`{field}.sample_rate`는 {}에서 {} 사이의 정수(Hz)여야 합니다.",
+                SAMPLE_RATES.start(),
+                SAMPLE_RATES.end()
+            )
+        })?;
+    if fields.encoding.as_deref().is_some_and(|e| e != "pcm_s16le") {
+        return Err(format!(
+            "`{field}.encoding`는 `pcm_s16le`만 지원합니다 (16비트 리틀 엔디언 PCM)."
+        ));
     }
-    let sample_rate = sample_rate.ok_or("`payload.audio_config.sample_rate`가 필요합니다.")?;
+    if fields
+        .channels
+        .as_ref()
+        .is_some_and(|c| c.as_u64() != Some(1))
+    {
+        return Err(format!("`{field}.channels`는 1(모노)만 지원합니다."));
+    }
     Ok(AudioConfig { sample_rate })
-}
-
-/// `end_conversation`'s payload: nothing, `{}`, or `{"create_story": {…}}`.
-fn parse_end(payload: Option<&Value>) -> Result<Option<StoryRequest>, String> {
-    let payload = match payload {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(p)) => p,
-        Some(_) => return Err("`payload`는 객체여야 합니다.".into()),
-    };
-    if let Some(key) = payload.keys().find(|k| k.as_str() != "create_story") {
-        return Err(format!("알 수 없는 필드입니다: `payload.{key}`"));
-    }
-    let request = match payload.get("create_story") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(r)) => r,
-        Some(_) => return Err("`payload.create_story`는 객체여야 합니다.".into()),
-    };
-    let mut story = StoryRequest::default();
-    for (key, value) in request {
-        let field = format!("payload.create_story.{key}");
-        match (key.as_str(), value) {
-            (_, Value::Null) => {}
-            ("theme", Value::String(t)) => story.theme = Some(t.clone()),
-            ("length", Value::String(l)) => story.length = Some(l.clone()),
-            ("characters", Value::Array(items)) => {
-                let names = items
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| format!("`{field}`는 문자열 목록이어야 합니다."))?;
-                story.characters = Some(names);
-            }
-            ("theme" | "length", _) => return Err(format!("`{field}`는 문자열이어야 합니다.")),
-            ("characters", _) => return Err(format!("`{field}`는 문자열 목록이어야 합니다.")),
-            _ => return Err(format!("알 수 없는 필드입니다: `{field}`")),
-        }
-    }
-    Ok(Some(story))
 }
 
 /// The path of the first string (or key) holding NUL, which no text may hold (PostgreSQL
@@ -193,6 +262,70 @@ fn nul_path(value: &Value, path: String) -> Option<String> {
     }
 }
 
+/// Server → client messages (contract §6; `notice` and the resume fields are this
+/// service's additions, documented in the README's protocol section).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ServerMessage {
+    ConversationStarted {
+        conversation_id: String,
+        text: String,
+        audio_url: Option<String>,
+        /// Present (true) when an active conversation was continued.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
+    },
+    AiResponse {
+        text: String,
+        audio_url: Option<String>,
+        user_text: Option<String>,
+        /// `ready`, `unavailable` or `timed_out` (why `audio_url` is null).
+        audio_status: String,
+    },
+    ConversationEnded {
+        conversation_id: String,
+    },
+    StoryIdAssigned {
+        story_id: String,
+    },
+    VoiceCloneProgress {
+        sample_count: i64,
+        ready_for_cloning: bool,
+    },
+    VoiceCloneSuccess {
+        voice_id: String,
+        message: String,
+    },
+    /// What this server cannot do, said once per socket (not an error).
+    Notice {
+        code: String,
+        message: String,
+    },
+    Error {
+        error_code: String,
+        error_message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retryable: Option<bool>,
+    },
+}
+
+impl ServerMessage {
+    pub(crate) fn error(code: crate::error::ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            error_code: code.as_str().to_string(),
+            error_message: message.into(),
+            retry_after: None,
+            retryable: None,
+        }
+    }
+
+    pub(crate) fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("server messages serialise")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,38 +337,41 @@ mod tests {
                 r#"{{"event": "end_conversation", "payload": {payload}}}"#
             ))
         };
-        assert_eq!(end("{}"), Ok(ClientMessage::End(None)));
-        assert_eq!(end("null"), Ok(ClientMessage::End(None)));
+        assert_eq!(end("{}"), Ok(ClientMessage::EndConversation(None)));
+        assert_eq!(end("null"), Ok(ClientMessage::EndConversation(None)));
         assert_eq!(
             end(r#"{"create_story": {}}"#),
-            Ok(ClientMessage::End(Some(StoryRequest::default())))
+            Ok(ClientMessage::EndConversation(
+                Some(StoryRequest::default())
+            ))
         );
         assert_eq!(
             end(
                 r#"{"create_story": {"theme": "바다", "characters": ["고래"], "length": "short"}}"#
             ),
-            Ok(ClientMessage::End(Some(StoryRequest {
+            Ok(ClientMessage::EndConversation(Some(StoryRequest {
                 theme: Some("바다".into()),
                 characters: Some(vec!["고래".into()]),
                 length: Some("short".into()),
             })))
         );
-        for bad in [
-            r#"{"create_story": {"colour": "red"}}"#,
-            r#"{"create_story": {"theme": 5}}"#,
-            r#"{"create_story": {"characters": "고래"}}"#,
-            r#"{"create_story": {"characters": [1]}}"#,
-            r#"{"create_story": []}"#,
-            r#"{"story": {}}"#,
-            r#"{"create_story": {"theme": "a\u0000b"}}"#,
-            "[]",
+        for (bad, names) in [
+            (r#"{"create_story": {"colour": "red"}}"#, "colour"),
+            (r#"{"create_story": {"theme": 5}}"#, "payload"),
+            (r#"{"create_story": {"characters": "고래"}}"#, "payload"),
+            (r#"{"create_story": {"characters": [1]}}"#, "payload"),
+            (r#"{"create_story": []}"#, "payload"),
+            (r#"{"story": {}}"#, "story"),
+            (r#"{"create_story": {"theme": "a\u0000b"}}"#, "theme"),
+            ("[]", "payload"),
         ] {
             // Refused, naming what is wrong — and the conversation still ends.
-            assert!(
-                matches!(end(bad), Ok(ClientMessage::EndRefused(ref m)) if m.contains('`')),
-                "{bad}: {:?}",
-                end(bad)
-            );
+            match end(bad) {
+                Ok(ClientMessage::EndRefused(m)) => {
+                    assert!(m.contains(names) && m.contains('`'), "{bad}: {m}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
         }
     }
 
@@ -251,24 +387,25 @@ mod tests {
             parse_client_message(
                 r#"{"event":"start_conversation","payload":{"audio_config":{"sample_rate":16000,"encoding":"pcm_s16le"}}}"#
             ),
-            Ok(ClientMessage::Start(
-                serde_json::json!({}),
-                Some(AudioConfig { sample_rate: 16000 })
-            ))
+            Ok(ClientMessage::StartConversation(StartPayload {
+                audio: Some(AudioConfig { sample_rate: 16000 }),
+                ..StartPayload::default()
+            }))
         );
         assert_eq!(
             start(r#"{"sample_rate": 48000, "channels": 1}"#),
-            Ok(ClientMessage::Start(
-                serde_json::json!({"child_name": "민준"}),
-                Some(AudioConfig { sample_rate: 48000 })
-            ))
+            Ok(ClientMessage::StartConversation(StartPayload {
+                child_name: Some("민준".into()),
+                audio: Some(AudioConfig { sample_rate: 48000 }),
+                ..StartPayload::default()
+            }))
         );
         assert_eq!(
             start("null"),
-            Ok(ClientMessage::Start(
-                serde_json::json!({"child_name": "민준"}),
-                None
-            ))
+            Ok(ClientMessage::StartConversation(StartPayload {
+                child_name: Some("민준".into()),
+                ..StartPayload::default()
+            }))
         );
         for (bad, names) in [
             (r#"{"encoding": "pcm_s16le"}"#, "sample_rate"),
@@ -279,11 +416,29 @@ mod tests {
             (r#"{"sample_rate": 16000, "encoding": "opus"}"#, "encoding"),
             (r#"{"sample_rate": 16000, "channels": 2}"#, "channels"),
             (r#"{"sample_rate": 16000, "bits": 16}"#, "bits"),
-            ("16000", "audio_config"),
+            ("16000", "payload"),
         ] {
             let err = start(bad).unwrap_err();
             assert!(err.contains(names), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_conversation_to_resume_is_named_in_the_payload() {
+        assert_eq!(
+            parse_client_message(
+                r#"{"type": "start_conversation", "payload": {"conversation_id": "c-1"}}"#
+            ),
+            Ok(ClientMessage::StartConversation(StartPayload {
+                conversation_id: Some("c-1".into()),
+                ..StartPayload::default()
+            }))
+        );
+        let err = parse_client_message(
+            r#"{"type": "start_conversation", "payload": {"conversation_id": 7}}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("payload"), "{err}");
     }
 
     #[test]
@@ -311,27 +466,54 @@ mod tests {
         );
         assert_eq!(
             parse_client_message(r#"{"event": "end_conversation"}"#),
-            Ok(ClientMessage::End(None))
+            Ok(ClientMessage::EndConversation(None))
         );
         assert!(matches!(
             parse_client_message(
                 r#"{"event": "start_conversation", "payload": {"child_name": "민준"}}"#
             ),
-            Ok(ClientMessage::Start(_, None))
+            Ok(ClientMessage::StartConversation(_))
         ));
-        for bad in [
-            "not json",
-            "[]",
-            r#"{"text": "x"}"#,
-            r#"{"type": "dance"}"#,
-            r#"{"type": "user_message"}"#,
-            r#"{"type": "user_message", "text": ""}"#,
-            r#"{"type": "user_message", "text": 5}"#,
-            r#"{"type": "start_conversation", "payload": 3}"#,
-            r#"{"type": "start_conversation", "payload": {"nickname": "x"}}"#,
+        for (bad, says) in [
+            ("not json", "JSON"),
+            ("[]", "객체"),
+            (r#"{"text": "x"}"#, "`type`"),
+            (r#"{"type": "dance"}"#, "`dance`"),
+            (r#"{"type": "user_message"}"#, "text"),
+            (r#"{"type": "user_message", "text": ""}"#, "text"),
+            (r#"{"type": "user_message", "text": 5}"#, "text"),
+            (r#"{"type": "start_conversation", "payload": 3}"#, "payload"),
+            (
+                r#"{"type": "start_conversation", "payload": {"nickname": "x"}}"#,
+                "nickname",
+            ),
+            (
+                r#"{"type": "start_conversation", "payload": {"age": "seven"}}"#,
+                "payload",
+            ),
         ] {
-            assert!(parse_client_message(bad).is_err(), "{bad}");
+            let err = parse_client_message(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn server_messages_are_the_contracts_shapes() {
+        let started = ServerMessage::ConversationStarted {
+            conversation_id: "c".into(),
+            text: "안녕".into(),
+            audio_url: None,
+            resumed: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&started).unwrap(),
+            serde_json::json!({"type": "conversation_started", "conversation_id": "c", "text": "안녕", "audio_url": null})
+        );
+        let error = ServerMessage::error(crate::error::ErrorCode::InvalidToken, "x");
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            serde_json::json!({"type": "error", "error_code": "INVALID_TOKEN", "error_message": "x"})
+        );
     }
 
     mod properties {

@@ -22,3 +22,4 @@ mod stack_limit;
 mod stories;
 mod subscriptions;
 mod tokens;
+mod turns;

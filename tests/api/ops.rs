@@ -195,13 +195,13 @@ async fn operators_see_across_accounts_and_every_read_is_audited(db: Db) {
     let conversation = app
         .domain
         .conversations()
-        .start_conversation(&bob_user, ConversationChild::default())
+        .start_conversation(&bob_user, ConversationChild::default(), None)
         .await
         .unwrap()
         .0;
     app.domain
         .conversations()
-        .send_message(&bob_user, &conversation.id.to_string(), "토끼가 좋아")
+        .send_message(&bob_user, &conversation.id.to_string(), "토끼가 좋아", None)
         .await
         .unwrap();
 
@@ -345,12 +345,12 @@ async fn transcripts_are_readable_only_when_allowed(db: Db) {
     let (conversation, _) = app
         .domain
         .conversations()
-        .start_conversation(&user, ConversationChild::default())
+        .start_conversation(&user, ConversationChild::default(), None)
         .await
         .unwrap();
     app.domain
         .conversations()
-        .send_message(&user, &conversation.id.to_string(), "공룡 이야기")
+        .send_message(&user, &conversation.id.to_string(), "공룡 이야기", None)
         .await
         .unwrap();
     let body = app
@@ -607,7 +607,7 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
     let (conversation, _) = app
         .domain
         .conversations()
-        .start_conversation(&user, ConversationChild::default())
+        .start_conversation(&user, ConversationChild::default(), None)
         .await
         .unwrap();
     let mut conv_ws = connect().await;
@@ -620,7 +620,7 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.domain
         .conversations()
-        .send_message(&user, &conversation.id.to_string(), "비밀 이야기")
+        .send_message(&user, &conversation.id.to_string(), "비밀 이야기", None)
         .await
         .unwrap();
     let msg = next_text(&mut conv_ws).await;
@@ -661,7 +661,7 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     let (conversation, _) = app
         .domain
         .conversations()
-        .start_conversation(&user, ConversationChild::default())
+        .start_conversation(&user, ConversationChild::default(), None)
         .await
         .unwrap();
     send(
@@ -697,7 +697,7 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     app.create_story(&member, "숲").await;
     app.domain
         .conversations()
-        .send_message(&user, &conversation.id.to_string(), "안녕")
+        .send_message(&user, &conversation.id.to_string(), "안녕", None)
         .await
         .unwrap();
     // (Story events already on their way when the role changed may still come first.)

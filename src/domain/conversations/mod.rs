@@ -51,14 +51,63 @@ pub(crate) struct Message {
 }
 
 /// A reply of the guide, with what the child said before it (none for the greeting).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub conversation_id: ConversationId,
     pub seq: i32,
     pub text: String,
     pub user_text: Option<String>,
     pub audio_path: Option<String>,
+    pub audio_status: AudioStatus,
 }
+
+/// Whether a reply has its spoken audio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioStatus {
+    Ready,
+    /// No narrator could speak it (none configured, or every one failed).
+    Unavailable,
+    /// The narration missed the reply's deadline (`JJONGAL_REPLY_NARRATION_DEADLINE_MS`).
+    TimedOut,
+}
+
+impl AudioStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioStatus::Ready => "ready",
+            AudioStatus::Unavailable => "unavailable",
+            AudioStatus::TimedOut => "timed_out",
+        }
+    }
+
+    fn of_stored(audio_path: &Option<String>) -> AudioStatus {
+        if audio_path.is_some() {
+            AudioStatus::Ready
+        } else {
+            AudioStatus::Unavailable
+        }
+    }
+}
+
+/// Something a conversation cannot do on this server, said once to the child's client
+/// (instead of an error on every message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// The voice cannot be cloned here (no voice provider configured).
+pub const VOICE_CLONING_UNAVAILABLE: Notice = Notice {
+    code: "VOICE_CLONING_UNAVAILABLE",
+    message: "이 서버에는 목소리 복제가 설정되어 있지 않아요. 이야기는 기본 목소리로 읽어 줄게요.",
+};
+
+/// Spoken (raw-PCM) messages cannot be understood here (no speech-to-text configured).
+pub const SPEECH_TO_TEXT_UNAVAILABLE: Notice = Notice {
+    code: "SPEECH_TO_TEXT_UNAVAILABLE",
+    message: "이 서버에는 음성 인식이 설정되어 있지 않아요. 말은 글(user_message)로 보내 주세요.",
+};
 
 #[derive(Clone, Debug)]
 pub(crate) struct ConversationPage {
@@ -80,6 +129,27 @@ fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conver
         updated_at: from_db(row.updated_at),
         ended_at: row.ended_at.map(from_db),
     })
+}
+
+/// A new message row of `conversation` (numbered when stored).
+fn message_row(
+    conversation: ConversationId,
+    role: MessageRole,
+    text: &str,
+    flagged: bool,
+    audio_path: Option<String>,
+    created_at: chrono::NaiveDateTime,
+) -> MessageRow {
+    MessageRow {
+        id: MessageId::random(),
+        conversation_id: conversation,
+        seq: 0,
+        role,
+        text: text.to_string(),
+        flagged,
+        audio_path,
+        created_at,
+    }
 }
 
 fn message_from_row(row: MessageRow) -> Message {
@@ -147,10 +217,11 @@ impl Conversations<'_> {
         &self,
         owner: &User,
         child: ConversationChild,
+        origin: Option<u64>,
     ) -> AppResult<(Conversation, Reply)> {
         let id = self.create_conversation(owner, child).await?;
         let conversation = self.conversation(owner, &id.to_string()).await?;
-        match self.guide_turn(owner, &conversation, None).await {
+        match self.guide_turn(owner, &conversation, None, origin).await {
             Ok(reply) => Ok((conversation, reply)),
             Err(e) => {
                 // No greeting, no conversation: do not leave an empty one behind.
@@ -168,6 +239,7 @@ impl Conversations<'_> {
         owner: &User,
         conversation_id: &str,
         text: &str,
+        origin: Option<u64>,
     ) -> AppResult<Reply> {
         if text.trim().is_empty() || char_len(text) > 10_000 {
             return Err(AppError::validation("text는 1~10,000자여야 합니다."));
@@ -179,30 +251,91 @@ impl Conversations<'_> {
                 "이미 끝난 대화입니다. 새 대화를 시작해 주세요.",
             ));
         }
-        self.guide_turn(owner, &conversation, Some(text)).await
+        self.guide_turn(owner, &conversation, Some(text), origin)
+            .await
     }
 
-    /// Appends a message with the next sequence number; returns it.
-    async fn append_message(
+    /// Continues an active conversation of `owner`'s (on a new socket, after the old one
+    /// closed): its history stays and its numbering goes on. Returns the conversation,
+    /// its last reply (what the child heard last) and the number of its last message.
+    /// An ended conversation cannot be resumed (`CONVERSATION_NOT_STARTED`).
+    pub async fn resume_conversation(
         &self,
-        conversation: ConversationId,
-        role: MessageRole,
-        text: &str,
-        flagged: bool,
-        audio_path: Option<String>,
-    ) -> AppResult<i32> {
-        let message = MessageRow {
-            id: MessageId::random(),
-            conversation_id: conversation,
-            seq: 0,
-            role,
-            text: text.to_string(),
-            flagged,
-            audio_path,
-            created_at: to_db(store::now()),
+        owner: &User,
+        conversation_id: &str,
+    ) -> AppResult<(Conversation, Reply)> {
+        let conversation = self.conversation(owner, conversation_id).await?;
+        if conversation.status != ConversationStatus::Active {
+            return Err(AppError::new(
+                ErrorCode::ConversationNotStarted,
+                "이미 끝난 대화는 이어 갈 수 없어요. 새 대화를 시작해 주세요.",
+            ));
+        }
+        let messages = self.messages(conversation.id).await?;
+        let last_seq = messages.last().map_or(0, |m| m.seq);
+        let answer = messages
+            .iter()
+            .rposition(|m| m.role == MessageRole::Assistant)
+            .ok_or_else(|| internal("resume", "a conversation without a greeting"))?;
+        let heard = &messages[answer];
+        let reply = Reply {
+            conversation_id: conversation.id,
+            // Events after this are new to the resuming client.
+            seq: last_seq,
+            text: heard.text.clone(),
+            user_text: answer
+                .checked_sub(1)
+                .map(|i| &messages[i])
+                .filter(|m| m.role == MessageRole::Child)
+                .map(|m| m.text.clone()),
+            audio_path: heard.audio_path.clone(),
+            audio_status: AudioStatus::of_stored(&heard.audio_path),
         };
-        let mut conn = self.pool().get().await?;
-        Ok(store::conversations::append_message(&mut conn.db(), message).await?)
+        // Resumed now: the idle end counts from here.
+        let now = to_db(store::now());
+        store::conversations::touch(&mut self.pool().get().await?.db(), conversation.id, now)
+            .await?;
+        Ok((conversation, reply))
+    }
+
+    /// Ends every active conversation that had no message (and no resume) for
+    /// `JJONGAL_CONVERSATION_IDLE_END_SECS`: its socket is long gone. Subscribers hear
+    /// `ConversationEnded`; returns how many ended.
+    pub async fn end_idle(&self) -> AppResult<usize> {
+        let idle = chrono::Duration::from_std(self.config().ws.conversation_idle_end)
+            .map_err(|e| internal("idle end", e))?;
+        let now = store::now();
+        let ended = store::conversations::end_idle(
+            &mut self.pool().get().await?.db(),
+            to_db(now - idle),
+            to_db(now),
+        )
+        .await?;
+        for id in &ended {
+            tracing::info!(conversation_id = %id, "conversation ended after its idle time");
+            self.events()
+                .publish(Event::ConversationEnded { id: *id })
+                .await;
+        }
+        Ok(ended.len())
+    }
+
+    /// What a starting conversation cannot do on this server, for the child's client to
+    /// hear once: understanding speech without speech-to-text (when the client streams
+    /// speech).
+    pub fn notices(&self, speaks: bool) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        if speaks && self.providers().transcriber.is_none() {
+            notices.push(SPEECH_TO_TEXT_UNAVAILABLE);
+        }
+        notices
+    }
+
+    /// After a voice sample of `owner`'s was stored: whether to say that it cannot be
+    /// cloned here (no voice provider, and no voice yet).
+    pub fn sample_notice(&self, owner: &User) -> Option<Notice> {
+        (self.providers().cloner.is_none() && owner.voice_id.is_none())
+            .then_some(VOICE_CLONING_UNAVAILABLE)
     }
 
     /// Ends a conversation; it is kept (its id is what `POST /stories` takes).
@@ -277,6 +410,7 @@ impl Conversations<'_> {
                 .find(|m| m.seq == seq - 1 && m.role == MessageRole::Child)
                 .map(|m| m.text.clone()),
             audio_path: answer.audio_path.clone(),
+            audio_status: AudioStatus::of_stored(&answer.audio_path),
         })
     }
 

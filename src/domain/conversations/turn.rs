@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::{Conversation, MessageRole, Reply};
+use super::{AudioStatus, Conversation, MessageRole, Reply, message_row};
 use crate::domain::accounts::User;
 use crate::domain::{Conversations, internal};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -12,7 +12,9 @@ use crate::events::Event;
 use crate::providers::Verdict;
 use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
 use crate::providers::retry::{Attempt, with_retry};
+use crate::store::models::MessageRow;
 use crate::store::types::ConversationId;
+use crate::store::{self, to_db};
 
 impl Conversations<'_> {
     /// The words of one spoken utterance (a WAV file), by the configured speech-to-text
@@ -46,12 +48,17 @@ impl Conversations<'_> {
     /// One turn: check the child's words, ask the guide, check and speak the answer,
     /// then store both (the child's words flagged or not) and announce the answer. A turn
     /// that fails (a provider unreachable) stores nothing: the client hears
-    /// `AI_UNAVAILABLE` and may send the same words again.
+    /// `AI_UNAVAILABLE` and may send the same words again. `origin` names the socket that
+    /// asked (it has the reply in hand; its own subscription skips the announcement).
+    ///
+    /// SQL: the history (one read), both messages (one insert), the conversation's
+    /// `updated_at` (one update).
     pub(super) async fn guide_turn(
         &self,
         owner: &User,
         conversation: &Conversation,
         child_text: Option<&str>,
+        origin: Option<u64>,
     ) -> AppResult<Reply> {
         let flagged = match child_text {
             None => false,
@@ -60,9 +67,9 @@ impl Conversations<'_> {
                 Err(e) => return Err(self.unavailable(conversation.id, "moderation", e).await),
             },
         };
-        let mut history: Vec<(MessageRole, String)> = self
-            .messages(conversation.id)
-            .await?
+        let messages = self.messages(conversation.id).await?;
+        let last_seq = messages.last().map_or(0, |m| m.seq);
+        let mut history: Vec<(MessageRole, String)> = messages
             .into_iter()
             .filter(|m| !m.flagged)
             .map(|m| (m.role, m.text))
@@ -78,33 +85,77 @@ impl Conversations<'_> {
             redirect: flagged,
         };
         let answer = self.answer(conversation.id, &request).await?;
+        let (audio_path, audio_status) = self.speak_in_time(owner, conversation.id, &answer).await;
+        let now = to_db(store::now());
+        let mut rows = Vec::with_capacity(2);
         if let Some(text) = child_text {
-            self.append_message(conversation.id, MessageRole::Child, text, flagged, None)
-                .await?;
-        }
-        let audio_path = self.speak(owner, conversation.id, &answer).await;
-        let seq = self
-            .append_message(
+            rows.push(message_row(
                 conversation.id,
-                MessageRole::Assistant,
-                &answer,
-                false,
-                audio_path.clone(),
-            )
+                MessageRole::Child,
+                text,
+                flagged,
+                None,
+                now,
+            ));
+        }
+        rows.push(message_row(
+            conversation.id,
+            MessageRole::Assistant,
+            &answer,
+            false,
+            audio_path.clone(),
+            now,
+        ));
+        let seq = self
+            .store_turn(conversation.id, &mut rows, last_seq)
             .await?;
-        self.events()
-            .publish(Event::ConversationReply {
-                id: conversation.id,
-                seq,
-            })
-            .await;
-        Ok(Reply {
+        let reply = Reply {
             conversation_id: conversation.id,
             seq,
             text: answer,
             user_text: child_text.map(str::to_string),
             audio_path,
-        })
+            audio_status,
+        };
+        self.events()
+            .publish(Event::ConversationReply {
+                id: conversation.id,
+                seq,
+                origin,
+                reply: Some(std::sync::Arc::new(reply.clone())),
+            })
+            .await;
+        Ok(reply)
+    }
+
+    /// Stores a turn's messages numbered after `last_seq` (renumbered when another turn
+    /// of the conversation took those numbers meanwhile); returns the answer's number.
+    async fn store_turn(
+        &self,
+        conversation: ConversationId,
+        rows: &mut [MessageRow],
+        mut last_seq: i32,
+    ) -> AppResult<i32> {
+        let mut conn = self.pool().get().await?;
+        let mut attempts = 0;
+        loop {
+            for (i, row) in rows.iter_mut().enumerate() {
+                row.seq = last_seq + 1 + i as i32;
+            }
+            match store::conversations::insert_messages(&mut conn.db(), rows).await {
+                Ok(()) => break,
+                Err(e) if e.is_unique_violation() && attempts < 5 => {
+                    attempts += 1;
+                    last_seq = store::conversations::last_seq(&mut conn.db(), conversation).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let now = rows
+            .last()
+            .map_or_else(|| to_db(store::now()), |r| r.created_at);
+        store::conversations::touch(&mut conn.db(), conversation, now).await?;
+        Ok(rows.last().map_or(last_seq, |r| r.seq))
     }
 
     /// Records every provider attempt of a conversation step in the provider metrics.
@@ -188,6 +239,28 @@ impl Conversations<'_> {
             })
             .await
             .map_err(|e| internal("offline guide", e))
+    }
+
+    /// [`Self::speak`] within the reply's narration deadline
+    /// (`JJONGAL_REPLY_NARRATION_DEADLINE_MS`): the reply does not wait longer for its
+    /// voice; past it, it goes without one and says so.
+    async fn speak_in_time(
+        &self,
+        owner: &User,
+        conversation: ConversationId,
+        text: &str,
+    ) -> (Option<String>, AudioStatus) {
+        let deadline = self.config().ws.reply_narration_deadline;
+        match tokio::time::timeout(deadline, self.speak(owner, conversation, text)).await {
+            Ok(Some(path)) => (Some(path), AudioStatus::Ready),
+            Ok(None) => (None, AudioStatus::Unavailable),
+            Err(_) => {
+                tracing::info!(conversation_id = %conversation, deadline_ms = deadline.as_millis() as u64, "reply narration missed its deadline; the reply goes without audio");
+                self.metrics()
+                    .record_fallback("narrate_reply", "deadline", "no_audio");
+                (None, AudioStatus::TimedOut)
+            }
+        }
     }
 
     /// Narrates `text` (in the account's cloned voice when there is one) into the media

@@ -32,7 +32,10 @@ pub(crate) struct Figures {
     pub stories_by_status: Vec<(String, i64)>,
     pub queue_depth: i64,
     pub oldest_pending_seconds: f64,
+    /// Conversations followed by an open socket (of the process answering).
     pub open_conversations: i64,
+    /// Conversations not ended (open, or resumable until their idle end).
+    pub active_conversations: i64,
     pub open_sockets: i64,
     pub steps: Vec<StepFigures>,
     pub providers: Vec<ProviderFigures>,
@@ -72,7 +75,7 @@ impl Ops<'_> {
             oldest_pending_seconds: oldest
                 .map(|t| (store::now() - from_db(t)).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0),
-            open_conversations: open,
+            active_conversations: open,
         })
     }
 
@@ -111,7 +114,8 @@ impl Ops<'_> {
             stories_by_status: db_figures.stories_by_status,
             queue_depth: db_figures.queue_depth,
             oldest_pending_seconds: db_figures.oldest_pending_seconds,
-            open_conversations: db_figures.open_conversations,
+            open_conversations: self.metrics().open_conversations(),
+            active_conversations: db_figures.active_conversations,
             open_sockets: self.metrics().open_sockets(),
             steps: by_step
                 .into_iter()

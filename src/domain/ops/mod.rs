@@ -292,6 +292,12 @@ impl Ops<'_> {
         let row = store::accounts::user_by_login(&mut db, &key)
             .await?
             .ok_or_else(AppError::not_found)?;
-        User::try_from(row)
+        drop(conn);
+        let user = User::try_from(row)?;
+        // Open sockets were admitted as what the account was: they close now.
+        self.events()
+            .publish(crate::events::Event::AccountChanged { user: user.id })
+            .await;
+        Ok(user)
     }
 }

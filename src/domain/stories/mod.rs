@@ -76,7 +76,9 @@ pub struct Story {
 /// What a guardian asks for (spec §6.3).
 #[derive(Clone, Debug)]
 pub(crate) struct NewStory {
-    pub theme: String,
+    /// `None` only with a conversation: then the child's interests in it are the theme
+    /// (see [`theme_from_interests`]).
+    pub theme: Option<String>,
     pub characters: Vec<String>,
     pub length: StoryLength,
     pub conversation_id: Option<String>,
@@ -124,10 +126,34 @@ fn validate_text(field: &str, value: &str, max: usize) -> AppResult<()> {
     Ok(())
 }
 
+/// The theme of a story made from a conversation that named none: as many of the
+/// child's interests as fit a theme (200 characters), else "today's talk".
+pub(crate) fn theme_from_interests(interests: &[String]) -> String {
+    let mut theme = String::new();
+    for interest in interests {
+        let next = if theme.is_empty() {
+            interest.clone()
+        } else {
+            format!("{theme}, {interest}")
+        };
+        if next.chars().count() > 200 {
+            break;
+        }
+        theme = next;
+    }
+    if theme.is_empty() {
+        "오늘 나눈 이야기".to_string()
+    } else {
+        theme
+    }
+}
+
 impl Stories<'_> {
     /// Creates a `pending` story for `owner` (contract §5).
     pub(crate) async fn create_story(&self, owner: &User, input: NewStory) -> AppResult<Story> {
-        validate_text("user_preferences.theme", &input.theme, 200)?;
+        if let Some(theme) = &input.theme {
+            validate_text("user_preferences.theme", theme, 200)?;
+        }
         if input.characters.len() > 10 {
             return Err(AppError::validation(
                 "`user_preferences.characters`는 최대 10개입니다.",
@@ -136,20 +162,34 @@ impl Stories<'_> {
         for c in &input.characters {
             validate_text("user_preferences.characters", c, 100)?;
         }
-        let (conversation_id, child_name, child_age) = match &input.conversation_id {
-            None => (None, owner.name.clone(), owner.age),
+        let (conversation_id, child_name, child_age, theme) = match &input.conversation_id {
+            None => {
+                let theme = input.theme.ok_or_else(|| {
+                    AppError::validation("`user_preferences.theme`가 필요합니다.")
+                })?;
+                (None, owner.name.clone(), owner.age, theme)
+            }
             Some(raw) => {
                 let id = parse_id("conversation_id", raw)?;
                 let conversation = self.conversation_row(id).await?;
                 if conversation.owner_id != owner.id {
                     return Err(AppError::code_only(ErrorCode::InsufficientPermission));
                 }
+                let theme = match input.theme {
+                    Some(theme) => theme,
+                    None => {
+                        let interests: Vec<String> = serde_json::from_str(&conversation.interests)
+                            .map_err(|e| internal("interests", e))?;
+                        theme_from_interests(&interests)
+                    }
+                };
                 (
                     Some(id),
                     conversation
                         .child_name
                         .unwrap_or_else(|| owner.name.clone()),
                     conversation.child_age.unwrap_or(owner.age),
+                    theme,
                 )
             }
         };
@@ -161,7 +201,7 @@ impl Stories<'_> {
             title: None,
             title_from_guardian: false,
             status: StoryStatus::Pending,
-            theme: input.theme,
+            theme,
             characters: serde_json::to_string(&input.characters)
                 .map_err(|e| internal("characters", e))?,
             length: input.length,
