@@ -12,7 +12,7 @@ use super::stories::PageInfo;
 use super::{domain, viewer};
 use crate::domain::conversations::{Conversation, ConversationChild, Message, Reply};
 use crate::error::ErrorCode;
-use crate::events::Event;
+use crate::events::{Event, Topic};
 
 fn signed(ctx: &Context<'_>, path: &Option<String>) -> Option<String> {
     path.as_ref()
@@ -152,6 +152,17 @@ pub(crate) struct ConversationNotice {
 /// the mutation's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TurnOrigin(pub u64);
+
+/// The viewer's id when it is known without an await: resolved already (a socket's
+/// principal), or the subject of a token whose signature holds (the account itself is
+/// still read before anything is sent).
+fn known_viewer(ctx: &Context<'_>) -> Option<crate::store::types::UserId> {
+    let auth = ctx.data_opt::<super::RequestAuth>()?;
+    if let Some(user) = auth.resolved() {
+        return Some(user.id);
+    }
+    domain(ctx).keys().verify(auth.bearer()?).ok()
+}
 
 fn origin(ctx: &Context<'_>) -> Option<u64> {
     ctx.data_opt::<TurnOrigin>().map(|o| o.0)
@@ -442,7 +453,9 @@ impl ConversationSubscription {
         // Subscribe before the first await: a client that starts this stream and then
         // sends a message cannot miss the answer.
         let domain = domain(ctx).clone();
-        let events = domain.events().subscribe();
+        // Only this conversation's events (the id is checked again, with the owner, below).
+        let cid = crate::domain::stories::parse_id("conversationId", &conversation_id)?;
+        let events = domain.events().follow(Topic::Conversation(cid));
         let own = origin(ctx);
         let viewer = viewer(ctx).await?;
         let conversation = domain
@@ -560,8 +573,12 @@ impl VoiceSubscription {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<impl Stream<Item = VoiceEvent> + use<>> {
-        // Subscribe before the first await (see conversationEvents).
-        let events = domain(ctx).events().subscribe();
+        // Subscribe before the first await (see conversationEvents): to the account's
+        // events when who it is is known without the database, else to every event.
+        let events = match known_viewer(ctx) {
+            Some(id) => domain(ctx).events().follow(Topic::Account(id)),
+            None => domain(ctx).events().subscribe(),
+        };
         let user = viewer(ctx).await?.id;
         Ok(futures_util::stream::unfold(
             events,

@@ -571,9 +571,11 @@ impl OpsSubscription {
         impl futures_util::Stream<Item = async_graphql::Result<OpsConversationEvent>> + use<>,
     > {
         let domain = domain(ctx).clone();
-        let events = domain.events().subscribe();
-        let operator = viewer(ctx).await?;
         let id = parse_id("conversation_id", &conversation_id)?;
+        let events = domain
+            .events()
+            .follow(crate::events::Topic::Conversation(id));
+        let operator = viewer(ctx).await?;
         let readable = domain.config().operator_can_read_transcripts;
         domain
             .ops()

@@ -293,9 +293,10 @@ impl Connection {
         let mut expiry_set = false;
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.reset();
-        // The account deleted (on any process): the connection closes at once with
-        // 4403, as an operation of a deleted account's would.
-        let mut events = self.domain.events().subscribe();
+        // The account deleted or its role changed (on any process): the connection closes
+        // at once with 4403, as the login it was opened with no longer holds.
+        // (Followed once the connection knows its account.)
+        let mut events: Option<tokio::sync::broadcast::Receiver<crate::events::Event>> = None;
 
         let outcome = loop {
             let frame = tokio::select! {
@@ -325,10 +326,18 @@ impl Connection {
                     peer_closed = true;
                     break Step::Continue;
                 }
-                event = events.recv() => {
+                event = async {
+                    match events.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     let me = live.principal.as_ref().and_then(|p| p.user);
                     match event {
-                        Ok(crate::events::Event::AccountGone { user }) if Some(user) == me => {
+                        Ok(
+                            crate::events::Event::AccountGone { user }
+                            | crate::events::Event::AccountChanged { user },
+                        ) if Some(user) == me => {
                             break close(4403, "Forbidden");
                         }
                         // Events were missed: the deletion may have been among them.
@@ -340,7 +349,9 @@ impl Connection {
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            events = self.domain.events().subscribe();
+                            events = me.map(|id| {
+                                self.domain.events().follow(crate::events::Topic::Account(id))
+                            });
                         }
                         _ => {}
                     }
@@ -362,6 +373,15 @@ impl Connection {
                     peer_closed = by_client;
                     break step;
                 }
+            }
+            if events.is_none()
+                && let Some(id) = live.principal.as_ref().and_then(|p| p.user)
+            {
+                events = Some(
+                    self.domain
+                        .events()
+                        .follow(crate::events::Topic::Account(id)),
+                );
             }
             if !expiry_set
                 && let Some(token) = live.principal.as_ref().and_then(|p| p.token.as_deref())

@@ -48,7 +48,7 @@ use crate::domain::Domain;
 use crate::domain::accounts::User;
 use crate::domain::voices::{SampleAdded, pcm_wav};
 use crate::error::{AppError, ErrorCode};
-use crate::events::Event;
+use crate::events::{Event, Topic};
 use crate::gateway::Gateway;
 use crate::graphql::conversations::TurnOrigin;
 use crate::graphql::errors::code_of;
@@ -281,7 +281,9 @@ async fn session(
     let ending = reader.serve(&mut stream, client, closing_rx).await;
     // Speech cut off by the close is still kept (never answered: the socket is gone).
     if let Some(utterance) = reader.speech.take() {
-        let _ = reader.work.try_send(Work::Utterance(utterance, false));
+        let _ = reader
+            .work
+            .try_send(Work::Utterance(Box::new(utterance), false));
     }
     let Reader { out, work, .. } = reader;
     drop(work);
@@ -314,15 +316,16 @@ enum Ending {
     TooBig,
 }
 
-/// What the reader hands to the turn task.
+/// What the reader hands to the turn task. Kept small (the big cases boxed): the queue
+/// allocates its slots up front, on every socket.
 enum Work {
-    Start(StartPayload),
+    Start(Box<StartPayload>),
     Message(String),
-    End(Option<StoryRequest>),
+    End(Option<Box<StoryRequest>>),
     /// A voice sample frame (a complete audio file).
     Sample(Vec<u8>),
     /// A finished raw-PCM utterance; `true` when it is to be answered.
-    Utterance(Utterance, bool),
+    Utterance(Box<Utterance>, bool),
 }
 
 struct Reader {
@@ -355,8 +358,8 @@ impl Reader {
         let expiry = tokio::time::sleep(left.unwrap_or_default());
         tokio::pin!(expiry);
         // The account deleted or changed (on any process): the socket closes at once.
-        let mut events = self.state.domain.events().subscribe();
         let me = self.principal.id();
+        let mut events = self.state.domain.events().follow(Topic::Account(me));
         let out = self.out.clone();
         let goodbye = |message: &str, code: u16, reason: &'static str| {
             say(&out, error(ErrorCode::InvalidToken, message));
@@ -375,13 +378,14 @@ impl Reader {
                     }
                     // Events were missed: the deletion may have been among them.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if matches!(self.state.domain.accounts().find_user(me).await, Ok(None)) {
+                        let account = Box::pin(self.state.domain.accounts().find_user(me)).await;
+                        if matches!(account, Ok(None)) {
                             return goodbye("계정이 삭제되었습니다.", 4401, "account deleted");
                         }
                         continue;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        events = self.state.domain.events().subscribe();
+                        events = self.state.domain.events().follow(Topic::Account(me));
                         continue;
                     }
                     _ => continue,
@@ -486,7 +490,7 @@ impl Reader {
     /// the spec message it carries.
     fn on_text(&mut self, text: &str) {
         if let Some(utterance) = self.speech.take() {
-            self.hand_over(Work::Utterance(utterance, true));
+            self.hand_over(Work::Utterance(Box::new(utterance), true));
         }
         let max = self.state.config.max_text_chars;
         if text.chars().count() > max {
@@ -504,10 +508,12 @@ impl Reader {
                 // Binary frames after this are speech (when the payload says so).
                 self.speech.take();
                 self.speech.config = payload.audio;
-                self.hand_over(Work::Start(payload));
+                self.hand_over(Work::Start(Box::new(payload)));
             }
             Ok(ClientMessage::UserMessage(text)) => self.hand_over(Work::Message(text)),
-            Ok(ClientMessage::EndConversation(story)) => self.hand_over(Work::End(story)),
+            Ok(ClientMessage::EndConversation(story)) => {
+                self.hand_over(Work::End(story.map(Box::new)))
+            }
             Ok(ClientMessage::EndRefused(reason)) => {
                 say(&self.out, error(ErrorCode::ValidationError, reason));
                 self.hand_over(Work::End(None));
@@ -526,7 +532,7 @@ impl Reader {
                 Pushed::Cut(cap, kept) => {
                     say(&self.out, cut_notice(cap));
                     if let Some(utterance) = kept {
-                        self.hand_over(Work::Utterance(utterance, true));
+                        self.hand_over(Work::Utterance(Box::new(utterance), true));
                     }
                 }
             }
@@ -578,11 +584,11 @@ impl Turns {
     async fn run(mut self, mut work: mpsc::Receiver<Work>) {
         while let Some(item) = work.recv().await {
             match item {
-                Work::Start(payload) => self.start(payload).await,
+                Work::Start(payload) => self.start(*payload).await,
                 Work::Message(text) => self.user_message(&text).await,
-                Work::End(story) => self.end(story).await,
+                Work::End(story) => self.end(story.map(|s| *s)).await,
                 Work::Sample(bytes) => self.sample(&bytes).await,
-                Work::Utterance(utterance, answer) => self.utterance(utterance, answer).await,
+                Work::Utterance(utterance, answer) => self.utterance(*utterance, answer).await,
             }
         }
         if let Some((_, events)) = self.conversation.take() {
@@ -601,7 +607,9 @@ impl Turns {
         variables: impl Serialize,
     ) -> Result<T, ServerMessage> {
         let request = self.principal.request(doc, variables);
-        let response = crate::graphql::execute(&self.state.schema, None, request).await;
+        // Boxed: an operation's future is large, and an idle socket's task should not
+        // carry its space between turns.
+        let response = Box::pin(crate::graphql::execute(&self.state.schema, None, request)).await;
         crate::http::errors::log_graphql(&response.errors);
         if let Some(err) = response.errors.first() {
             let code = code_of(err).unwrap_or(ErrorCode::ServerError);
@@ -731,13 +739,8 @@ impl Turns {
     /// progress returns on `voiceEvents`. Full storage is told (the guardian acts).
     async fn sample(&mut self, bytes: &[u8]) {
         let user = self.principal.user();
-        match self
-            .state
-            .domain
-            .voices()
-            .add_voice_sample(&user, bytes)
-            .await
-        {
+        let voices = self.state.domain.voices();
+        match Box::pin(voices.add_voice_sample(&user, bytes)).await {
             Ok(SampleAdded::Stored) => self.after_sample(&user),
             Ok(SampleAdded::Full(message)) => self.say(error(ErrorCode::ValidationError, message)),
             Err(e) => self.say(app_error(e)),
@@ -758,13 +761,8 @@ impl Turns {
         let wav = pcm_wav(sample_rate, &utterance.pcm);
         drop(utterance);
         let user = self.principal.user();
-        match self
-            .state
-            .domain
-            .voices()
-            .add_voice_sample(&user, &wav)
-            .await
-        {
+        let voices = self.state.domain.voices();
+        match Box::pin(voices.add_voice_sample(&user, &wav)).await {
             Ok(SampleAdded::Stored) => self.after_sample(&user),
             Ok(SampleAdded::Full(_)) => {}
             Err(e) => self.say(app_error(e)),
@@ -776,13 +774,13 @@ impl Turns {
         if self.state.domain.providers().transcriber.is_none() {
             return;
         }
-        match self.state.domain.conversations().transcribe(&wav).await {
+        match Box::pin(self.state.domain.conversations().transcribe(&wav)).await {
             Ok(text) if text.trim().is_empty() => self.say(error(
                 ErrorCode::InvalidAudio,
                 "알아들을 수 있는 말이 없었어요. 다시 말해 주세요.",
             )),
             // Answered exactly like `user_message`.
-            Ok(text) => self.user_message(&text).await,
+            Ok(text) => Box::pin(self.user_message(&text)).await,
             Err(e) => self.say(app_error(e)),
         }
     }

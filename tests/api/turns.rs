@@ -431,11 +431,14 @@ async fn open_conversations(app: &TestApp) -> i64 {
     last
 }
 
-/// A change of the account's role reaches its open socket at once (4401).
+/// A change of the account's role reaches its open sockets at once: the conversation
+/// socket (4401) and `/graphql/ws` (4403), each opened as what the account was.
 async fn a_role_change_closes_the_socket(db: Db) {
     let app = spawn_app_with(db, &[]).await;
     let token = app.new_account("promoted").await;
     let (mut ws, _) = started(&app, &token).await;
+    let mut graphql = open(&app, "/graphql/ws", Some("graphql-transport-ws")).await;
+    crate::helpers::ws::init(&mut graphql, Some(&token)).await;
     app.domain
         .ops()
         .set_role("promoted", jjongal::store::types::Role::Operator)
@@ -447,6 +450,7 @@ async fn a_role_change_closes_the_socket(db: Db) {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4401),
         other => panic!("expected 4401, got {other:?}"),
     }
+    assert_eq!(crate::helpers::ws::closed(&mut graphql).await, 4403);
 }
 
 db_tests!(

@@ -51,8 +51,8 @@ impl Conversations<'_> {
     /// `AI_UNAVAILABLE` and may send the same words again. `origin` names the socket that
     /// asked (it has the reply in hand; its own subscription skips the announcement).
     ///
-    /// SQL: the history (one read), both messages (one insert), the conversation's
-    /// `updated_at` (one update).
+    /// SQL: the history (one read) and both messages (one insert; the conversation's
+    /// `updated_at` follows by a trigger).
     pub(super) async fn guide_turn(
         &self,
         owner: &User,
@@ -151,10 +151,7 @@ impl Conversations<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let now = rows
-            .last()
-            .map_or_else(|| to_db(store::now()), |r| r.created_at);
-        store::conversations::touch(&mut conn.db(), conversation, now).await?;
+        // (The conversation's `updated_at` follows by a trigger: migration 000008.)
         Ok(rows.last().map_or(last_seq, |r| r.seq))
     }
 

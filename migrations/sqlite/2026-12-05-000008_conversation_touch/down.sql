@@ -1,0 +1,2 @@
+DROP INDEX conversations_active_updated;
+DROP TRIGGER conversation_messages_touch;
