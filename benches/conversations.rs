@@ -126,6 +126,13 @@ async fn main() {
         .env("JJONGAL_LLM_BASE_URL", format!("{}/v1", llm.uri()))
         .env("JJONGAL_SPEECH_BASE_URL", format!("{}/v1", llm.uri()))
         .env("JJONGAL_SPEECH_CONCURRENCY", "64")
+        // Every conversation may ask the (fake) model at once: the provider's concurrency
+        // cap (8 by default, for a real provider's rate limits) would otherwise be what
+        // is measured (1000 turns / 8 × L).
+        .env(
+            "JJONGAL_LLM_CONCURRENCY",
+            args.connections.max(1).min(4096).to_string(),
+        )
         .env("JJONGAL_LOG", "warn,jjongal=info")
         .env("JJONGAL_LOG_FORMAT", "json")
         .env("JJONGAL_WORKER", "false")
@@ -178,7 +185,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
 
-    // Open every socket and start a conversation on each (in waves of 100).
+    // Open every socket (in waves of 100), then start a conversation on each.
     let started = Instant::now();
     let mut sockets: Vec<Socket> = Vec::with_capacity(args.connections);
     while sockets.len() < args.connections {
@@ -186,27 +193,36 @@ async fn main() {
         let opened = futures_util::future::join_all((0..wave).map(|_| {
             let url = url.clone();
             async move {
-                let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                tokio_tungstenite::connect_async(url)
                     .await
-                    .expect("connect");
-                ws.send(Message::text(
-                    json!({"type": "start_conversation"}).to_string(),
-                ))
-                .await
-                .unwrap();
-                let hello = recv(&mut ws).await;
-                assert_eq!(hello["type"], "conversation_started", "{hello}");
-                assert_eq!(hello["text"], ANSWER);
-                ws
+                    .expect("connect")
+                    .0
             }
         }))
         .await;
         sockets.extend(opened);
     }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sockets_rss = rss_kib(pid);
+    for wave in sockets.chunks_mut(100) {
+        futures_util::future::join_all(wave.iter_mut().map(|ws| async move {
+            ws.send(Message::text(
+                json!({"type": "start_conversation"}).to_string(),
+            ))
+            .await
+            .unwrap();
+            let hello = recv(ws).await;
+            assert_eq!(hello["type"], "conversation_started", "{hello}");
+            assert_eq!(hello["text"], ANSWER);
+        }))
+        .await;
+    }
     let open_time = started.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Idle: what the allocator kept of the greetings' work is given back meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let busy_rss = rss_kib(pid);
     let per_socket = (busy_rss.saturating_sub(idle_rss)) as f64 / args.connections as f64;
+    let per_bare_socket = (sockets_rss.saturating_sub(idle_rss)) as f64 / args.connections as f64;
 
     // Latency with the server otherwise idle: one socket, one message at a time; the SQL
     // statements they cost, from the server's own counter.
@@ -237,8 +253,9 @@ async fn main() {
         "fake LLM latency L = {} ms; {} conversation sockets on one server process",
         args.latency_ms, args.connections
     );
+    println!("memory: {per_bare_socket:.1} KiB per open socket before its conversation starts");
     println!(
-        "memory: server RSS {:.1} MiB idle → {:.1} MiB with {} open conversations = {:.1} KiB per conversation socket (opened in {:.1} s)",
+        "memory: server RSS {:.1} MiB idle → {:.1} MiB with {} open, idle conversations = {:.1} KiB per conversation socket (opened in {:.1} s)",
         idle_rss as f64 / 1024.0,
         busy_rss as f64 / 1024.0,
         args.connections,

@@ -163,7 +163,7 @@ pub struct ConfigArgs {
     pub llm_timeout: u64,
     /// Concurrent llm calls at most: story writing and the conversation guide together
     /// (keep it above the worker's concurrency, so children are not kept waiting).
-    #[arg(long, env = "JJONGAL_LLM_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    #[arg(long, env = "JJONGAL_LLM_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
     pub llm_concurrency: u32,
     /// Largest answer accepted from the chat model, MiB (a larger one is refused, not read).
     #[arg(long, env = "JJONGAL_LLM_MAX_RESPONSE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]

@@ -7,9 +7,10 @@ use diesel_async::RunQueryDsl;
 use super::models::{ConversationRow, MessageRow};
 use super::schema::{conversation_messages as messages, conversations};
 use super::types::{ConversationId, ConversationStatus, UserId};
-use super::{Db, DbError, Page, count_statements, newest_first, on_db};
+use super::{Db, DbError, Page, count_statements, newest_first, on_db, write_turn};
 
 pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(), DbError> {
+    let _turn = write_turn(db).await;
     on_db!(db, |c| diesel::insert_into(conversations::table)
         .values(row)
         .execute(c)
@@ -35,6 +36,7 @@ pub(crate) async fn end(
     id: ConversationId,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
+    let _turn = write_turn(db).await;
     on_db!(db, |c| diesel::update(
         conversations::table
             .find(id)
@@ -96,6 +98,7 @@ pub(crate) async fn insert_messages(db: &mut Db<'_>, rows: &[MessageRow]) -> Res
             query.execute($c).await
         }};
     }
+    let _turn = write_turn(db).await;
     count_statements(1);
     match db {
         Db::Pg(c) => insert!(&mut **c, diesel::pg::Pg, |k: usize| format!("${k}")),
@@ -121,6 +124,7 @@ pub(crate) async fn touch(
     id: ConversationId,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
+    let _turn = write_turn(db).await;
     on_db!(db, |c| diesel::update(conversations::table.find(id))
         .set(conversations::updated_at.eq(now))
         .execute(c)
@@ -136,6 +140,7 @@ pub(crate) async fn end_idle(
     before: NaiveDateTime,
     now: NaiveDateTime,
 ) -> Result<Vec<ConversationId>, DbError> {
+    let _turn = write_turn(db).await;
     Ok(on_db!(db, |c| diesel::update(
         conversations::table
             .filter(conversations::status.eq(ConversationStatus::Active))

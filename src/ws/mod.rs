@@ -256,7 +256,6 @@ async fn session(
         token: token.unwrap_or_default().into(),
         origin: TurnOrigin(rand::random()),
     };
-    let voice_events = follow_voice(&state, &principal, out.clone()).await;
     let (closing_tx, closing_rx) = mpsc::unbounded_channel::<()>();
     let (work_tx, work_rx) = mpsc::channel::<Work>(state.config.turn_queue);
     let turns = tokio::spawn(
@@ -267,6 +266,7 @@ async fn session(
             closing: closing_tx,
             defaults: prefill(&params),
             conversation: None,
+            voice: None,
             told: HashSet::new(),
         }
         .run(work_rx),
@@ -288,7 +288,6 @@ async fn session(
     let Reader { out, work, .. } = reader;
     drop(work);
     drop(out);
-    voice_events.abort();
     // The writer stops with the close (sent or answered); nothing is sent after it.
     writer.finish().await;
     match ending {
@@ -375,6 +374,11 @@ impl Reader {
                     }
                     Ok(Event::AccountChanged { user }) if user == me => {
                         return goodbye("계정이 바뀌었습니다. 다시 연결해 주세요.", 4401, "account changed");
+                    }
+                    // The account's voice was cloned (by any socket): later replies use it.
+                    Ok(Event::VoiceCloned { user, voice_id }) if user == me => {
+                        self.principal.user.write().expect("principal lock").voice_id = Some(voice_id);
+                        continue;
                     }
                     // Events were missed: the deletion may have been among them.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -576,6 +580,9 @@ struct Turns {
     defaults: StartPayload,
     /// The conversation under way, and the task following its events.
     conversation: Option<(String, Following)>,
+    /// The task following the account's voice events, from this socket's first sample
+    /// on (a socket that sends none does not pay for it).
+    voice: Option<JoinHandle<()>>,
     /// The notices this socket has told (each once).
     told: HashSet<String>,
 }
@@ -593,6 +600,17 @@ impl Turns {
         }
         if let Some((_, events)) = self.conversation.take() {
             events.abort();
+        }
+        if let Some(voice) = self.voice.take() {
+            voice.abort();
+        }
+    }
+
+    /// Follows the account's voice events before this socket's first sample is stored
+    /// (so its progress cannot be missed).
+    async fn follow_voice(&mut self) {
+        if self.voice.is_none() {
+            self.voice = Some(follow_voice(&self.state, &self.principal, self.out.clone()).await);
         }
     }
 
@@ -738,6 +756,7 @@ impl Turns {
     /// A voice sample frame (the guardian's recording): stored by the voice service;
     /// progress returns on `voiceEvents`. Full storage is told (the guardian acts).
     async fn sample(&mut self, bytes: &[u8]) {
+        self.follow_voice().await;
         let user = self.principal.user();
         let voices = self.state.domain.voices();
         match Box::pin(voices.add_voice_sample(&user, bytes)).await {
@@ -760,6 +779,7 @@ impl Turns {
         let AudioConfig { sample_rate } = utterance.config;
         let wav = pcm_wav(sample_rate, &utterance.pcm);
         drop(utterance);
+        self.follow_voice().await;
         let user = self.principal.user();
         let voices = self.state.domain.voices();
         match Box::pin(voices.add_voice_sample(&user, &wav)).await {
@@ -889,11 +909,9 @@ async fn follow_conversation(
     .await
 }
 
-/// Follows the account's `voiceEvents` for the socket, as spec messages; a cloned voice
-/// becomes the principal's (later replies are spoken in it).
+/// Follows the account's `voiceEvents` for the socket, as spec messages.
 async fn follow_voice(state: &WsState, principal: &Principal, out: Outbox) -> JoinHandle<()> {
     let request = principal.request(&state.documents.voice_events, documents::NoVars {});
-    let user = principal.user.clone();
     follow(
         &state.schema,
         request,
@@ -911,7 +929,6 @@ async fn follow_voice(state: &WsState, principal: &Principal, out: Outbox) -> Jo
                     ready_for_cloning,
                 },
                 Ok(VoiceEvent::VoiceCloneSuccess { voice_id, message }) => {
-                    user.write().expect("principal lock").voice_id = Some(voice_id.clone());
                     ServerMessage::VoiceCloneSuccess { voice_id, message }
                 }
                 Ok(VoiceEvent::VoiceCloneFailure {
