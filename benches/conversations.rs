@@ -131,7 +131,7 @@ async fn main() {
         // is measured (1000 turns / 8 × L).
         .env(
             "JJONGAL_LLM_CONCURRENCY",
-            args.connections.max(1).min(4096).to_string(),
+            args.connections.clamp(1, 4096).to_string(),
         )
         .env("JJONGAL_LOG", "warn,jjongal=info")
         .env("JJONGAL_LOG_FORMAT", "json")
