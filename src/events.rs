@@ -41,6 +41,9 @@ pub(crate) enum Event {
         user: UserId,
         count: i64,
         ready: bool,
+        /// The socket that sent the sample (it told its client itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<u64>,
     },
     /// An account's voice was cloned.
     VoiceCloned { user: UserId, voice_id: String },

@@ -20,7 +20,13 @@ use crate::store::{self, to_db};
 /// What became of a voice sample.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SampleAdded {
-    Stored,
+    /// Stored: the account now has `count` samples (`ready` for cloning); `clone_due`
+    /// when this sample is the one to clone at ([`Voices::clone_when_due`]).
+    Stored {
+        count: i64,
+        ready: bool,
+        clone_due: bool,
+    },
     /// Not stored: the account's samples are at their caps (the message says which).
     Full(String),
 }
@@ -59,6 +65,7 @@ impl Voices<'_> {
         &self,
         owner: &User,
         bytes: &[u8],
+        origin: Option<u64>,
     ) -> AppResult<SampleAdded> {
         let Some(format) = sniff(bytes) else {
             return Err(AppError::code_only(ErrorCode::InvalidAudio));
@@ -113,14 +120,23 @@ impl Voices<'_> {
                 user: owner.id,
                 count,
                 ready: count >= threshold,
+                origin,
             })
             .await;
         // At the threshold, and after a failed attempt only once `threshold` more samples
         // have come (not on every new one: each attempt reads samples and calls out).
-        if count >= threshold && (count - threshold) % threshold == 0 {
-            self.clone_once(owner).await?;
-        }
-        Ok(SampleAdded::Stored)
+        Ok(SampleAdded::Stored {
+            count,
+            ready: count >= threshold,
+            clone_due: count >= threshold && (count - threshold) % threshold == 0,
+        })
+    }
+
+    /// Clones `owner`'s voice if it has not been (after a sample said `clone_due`; the
+    /// caller tells its client of the sample first). Success or failure is announced on
+    /// the account's voice events.
+    pub(crate) async fn clone_when_due(&self, owner: &User) -> AppResult<()> {
+        self.clone_once(owner).await
     }
 
     /// Clones the voice if it has not been (exactly one caller wins the claim).

@@ -579,6 +579,7 @@ impl VoiceSubscription {
             Some(id) => domain(ctx).events().follow(Topic::Account(id)),
             None => domain(ctx).events().subscribe(),
         };
+        let own = origin(ctx);
         let user = viewer(ctx).await?.id;
         Ok(futures_util::stream::unfold(
             events,
@@ -590,10 +591,17 @@ impl VoiceSubscription {
                         Err(RecvError::Closed) => return None,
                     };
                     let item = match event {
+                        // Progress the subscribing socket told its client itself.
+                        Event::VoiceProgress { origin, .. }
+                            if origin.is_some() && origin == own =>
+                        {
+                            continue;
+                        }
                         Event::VoiceProgress {
                             user: u,
                             count,
                             ready,
+                            ..
                         } if u == user => VoiceEvent::Progress(VoiceCloneProgress {
                             sample_count: count,
                             ready_for_cloning: ready,

@@ -647,8 +647,19 @@ impl Turns {
         }
     }
 
-    /// A sample was stored: whether it can be cloned here is said once.
-    fn after_sample(&mut self, user: &User) {
+    /// A sample was stored: its progress is told from the value in hand (in order with
+    /// what this socket says next: the subscription skips it), and whether it can be
+    /// cloned here is said once.
+    async fn after_sample(&mut self, user: &User, count: i64, ready: bool, clone_due: bool) {
+        self.say(ServerMessage::VoiceCloneProgress {
+            sample_count: count,
+            ready_for_cloning: ready,
+        });
+        // Cloning after the progress was told: its success or failure comes after it.
+        if clone_due && let Err(e) = Box::pin(self.state.domain.voices().clone_when_due(user)).await
+        {
+            self.say(app_error(e));
+        }
         if let Some(notice) = self.state.domain.conversations().sample_notice(user) {
             self.tell_once(notice.code.to_string(), notice.message.to_string());
         }
@@ -759,8 +770,12 @@ impl Turns {
         self.follow_voice().await;
         let user = self.principal.user();
         let voices = self.state.domain.voices();
-        match Box::pin(voices.add_voice_sample(&user, bytes)).await {
-            Ok(SampleAdded::Stored) => self.after_sample(&user),
+        match Box::pin(voices.add_voice_sample(&user, bytes, Some(self.principal.origin.0))).await {
+            Ok(SampleAdded::Stored {
+                count,
+                ready,
+                clone_due,
+            }) => self.after_sample(&user, count, ready, clone_due).await,
             Ok(SampleAdded::Full(message)) => self.say(error(ErrorCode::ValidationError, message)),
             Err(e) => self.say(app_error(e)),
         }
@@ -782,8 +797,12 @@ impl Turns {
         self.follow_voice().await;
         let user = self.principal.user();
         let voices = self.state.domain.voices();
-        match Box::pin(voices.add_voice_sample(&user, &wav)).await {
-            Ok(SampleAdded::Stored) => self.after_sample(&user),
+        match Box::pin(voices.add_voice_sample(&user, &wav, Some(self.principal.origin.0))).await {
+            Ok(SampleAdded::Stored {
+                count,
+                ready,
+                clone_due,
+            }) => self.after_sample(&user, count, ready, clone_due).await,
             Ok(SampleAdded::Full(_)) => {}
             Err(e) => self.say(app_error(e)),
         }
