@@ -8,7 +8,8 @@
 //!   holding `JJONGAL_MAX_SOCKETS_PER_ACCOUNT` sockets: 1013;
 //! - `subscribe` before the acknowledgement: 4401; an id already running: 4409;
 //!   a malformed message: 4400; a frame over `JJONGAL_GRAPHQL_WS_MAX_MESSAGE_BYTES`
-//!   (64 KiB): 1009;
+//!   (64 KiB): 1009; a client that does not read what it is sent (the shared socket
+//!   writer's queue full): 1008; the account deleted or its role changed: 4403;
 //! - more than `JJONGAL_GRAPHQL_WS_MAX_SUBSCRIPTIONS` operations at once, or over the
 //!   client's or account's rate limit: an `error` for that operation (the connection
 //!   stays open), with `RATE_LIMIT_EXCEEDED`.
@@ -322,8 +323,11 @@ impl Connection {
                 }
                 // The writer stopped (a client too slow to read, or gone): nothing more
                 // can be said.
+                // (What the client still sends is read and dropped for a moment before the
+                // connection goes: closed with unread data, the kernel would reset it and
+                // the client would lose what it had not read yet, the close included.)
                 () = live.out.gone() => {
-                    peer_closed = true;
+                    peer_closed = false;
                     break Step::Continue;
                 }
                 event = async {

@@ -408,8 +408,10 @@ impl Reader {
                 }
                 // The conversation ended (its `conversation_ended` and Close are queued).
                 Some(()) = closing.recv() => return Ending::ByServer,
-                // The writer stopped: a client too slow to read, or gone.
-                () = self.out.gone() => return Ending::ByClient,
+                // The writer stopped: a client too slow to read, or gone. (What it still
+                // sends is read and dropped for a moment: closed with unread data, the
+                // kernel would reset the connection and the client lose the close.)
+                () = self.out.gone() => return Ending::ByServer,
             };
             let frame = match frame {
                 Some(Ok(f)) => f,

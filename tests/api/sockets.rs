@@ -362,7 +362,80 @@ async fn the_server_waits_for_the_clients_close_reply(db: Db) {
     }
 }
 
+/// A client that stops reading is not given the server's memory: its socket's writer has
+/// a bounded queue, and once it is full the socket closes with `1008` — the close comes
+/// after what was already sent, when the client reads again (issue 29).
+async fn a_client_that_does_not_read_is_closed_with_1008(db: Db) {
+    let app = spawn_app_with(
+        db,
+        &[
+            "--ws-send-queue",
+            "4",
+            "--ws-write-timeout-secs",
+            "60",
+            "--graphql-introspection",
+            "true",
+            "--rate-limit-ip-per-minute",
+            "0",
+            "--rate-limit-account-per-minute",
+            "0",
+        ],
+    )
+    .await;
+    // A small receive buffer, so the kernel holds little of what the client leaves unread.
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    init(&mut ws, None).await;
+    // Large answers, asked for faster than they are read (not read at all, for now).
+    let query = "{ __schema { types { name description fields { name description } } } }";
+    let asked = 200;
+    for i in 0..asked {
+        let message =
+            json!({"id": format!("q{i}"), "type": "subscribe", "payload": {"query": query}});
+        if ws.send(Message::text(message.to_string())).await.is_err() {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Reading again: what was sent before the queue filled, then the close.
+    let mut answers = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the socket ends in time")
+        {
+            Some(Ok(Message::Text(t))) => {
+                if t.contains("\"next\"") {
+                    answers += 1;
+                }
+            }
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(_)) => {}
+            other => panic!("expected the close frame, got {other:?} after {answers} answers"),
+        }
+    };
+    assert_eq!(code, 1008, "after {answers} answers");
+    assert!(
+        answers < asked,
+        "{answers} of {asked} answered: the queue did not bound them"
+    );
+}
+
 db_tests!(
+    a_client_that_does_not_read_is_closed_with_1008,
     the_shutdown_closes_every_socket,
     invalid_utf8_closes_the_graphql_socket_with_1007,
     sockets_close_when_their_token_expires,
