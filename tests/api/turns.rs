@@ -403,6 +403,67 @@ async fn conversations_resume_on_a_new_socket(db: Db) {
     );
 }
 
+/// Two sockets on one conversation (the second resumed it) talking at once: every turn is
+/// kept, numbered without gaps or repeats (a turn that lost its numbers to the other
+/// renumbers), and each socket hears its own answers.
+async fn two_sockets_on_one_conversation_keep_its_numbering(db: Db) {
+    let app = spawn_app_with(db, &["--ws-messages-per-minute", "1000"]).await;
+    let token = app.new_account("two.devices").await;
+    let (mut one, id) = started(&app, &token).await;
+    let mut two = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(
+        &mut two,
+        json!({"type": "start_conversation", "payload": {"conversation_id": id}}),
+    )
+    .await;
+    assert_eq!(recv(&mut two).await["resumed"], true);
+    // Each socket hears its own answers from its turns and the other's through the
+    // conversation's events: it reads until its own last one.
+    async fn talk(ws: &mut Socket, side: &str) -> Vec<Value> {
+        let mut heard = Vec::new();
+        for i in 0..8 {
+            let text = format!("{side} {i}");
+            send(ws, json!({"type": "user_message", "text": text})).await;
+            loop {
+                let reply = recv(ws).await;
+                assert_eq!(reply["type"], "ai_response", "{reply}");
+                heard.push(reply["user_text"].clone());
+                if reply["user_text"] == text.as_str() {
+                    break;
+                }
+            }
+        }
+        heard
+    }
+    let (a, b) = tokio::join!(talk(&mut one, "하나"), talk(&mut two, "둘"));
+    let own = |heard: &[Value], side: &str| {
+        heard
+            .iter()
+            .filter(|t| t.as_str().is_some_and(|t| t.starts_with(side)))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mine = |side: &str| {
+        (0..8)
+            .map(|i| json!(format!("{side} {i}")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        own(&a, "하나"),
+        mine("하나"),
+        "its own answers, once each, in order"
+    );
+    assert_eq!(own(&b, "둘"), mine("둘"));
+    let stored = messages_of(&app, &token, &id).await;
+    let seqs: Vec<i64> = stored.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=33).collect::<Vec<i64>>(), "{stored:?}");
+    // Each child message is followed by its own answer.
+    for pair in stored[1..].chunks(2) {
+        assert_eq!(pair[0]["role"], "child", "{pair:?}");
+        assert_eq!(pair[1]["role"], "assistant", "{pair:?}");
+    }
+}
+
 /// `jjongal_open_conversations` on `/metrics`, once it settles (sockets close
 /// asynchronously).
 async fn open_conversations(app: &TestApp) -> i64 {
@@ -459,5 +520,6 @@ db_tests!(
     speech_in_memory_is_capped_per_account,
     replies_do_not_wait_for_slow_narration,
     conversations_resume_on_a_new_socket,
+    two_sockets_on_one_conversation_keep_its_numbering,
     a_role_change_closes_the_socket,
 );
