@@ -148,13 +148,9 @@ async fn run(
     loop {
         let frame = tokio::select! {
             biased;
-            Ok(()) = now.changed() => {
-                let close = now.borrow_and_update().clone();
-                if let Some((code, reason)) = close {
-                    send_close(&mut sink, code, reason, write_timeout).await;
-                    break;
-                }
-                continue;
+            Some((code, reason)) = close_asked(&mut now) => {
+                send_close(&mut sink, code, reason, write_timeout).await;
+                break;
             }
             frame = queue.recv() => frame,
         };
@@ -174,13 +170,9 @@ async fn run(
         // A close asked for while this write waits on a slow client overtakes it.
         let written = tokio::select! {
             biased;
-            Ok(()) = now.changed() => {
-                let close = now.borrow_and_update().clone();
-                if let Some((code, reason)) = close {
-                    send_close(&mut sink, code, reason, write_timeout).await;
-                    break;
-                }
-                continue;
+            Some((code, reason)) = close_asked(&mut now) => {
+                send_close(&mut sink, code, reason, write_timeout).await;
+                break;
             }
             written = tokio::time::timeout(write_timeout, sink.send(message)) => written,
         };
@@ -203,6 +195,16 @@ async fn run(
     }
     // Whatever is still queued is dropped with the receiver: senders see the socket gone.
     queue.close();
+}
+
+/// The close asked for with [`Outbox::close_now`]; `None` once no outbox can ask any more.
+async fn close_asked(now: &mut watch::Receiver<CloseNow>) -> CloseNow {
+    loop {
+        now.changed().await.ok()?;
+        if let Some(close) = now.borrow_and_update().clone() {
+            return Some(close);
+        }
+    }
 }
 
 /// Sends a Close and flushes it. After the client's own Close the send is refused (the

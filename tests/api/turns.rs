@@ -76,6 +76,24 @@ async fn next_frame(ws: &mut Socket, secs: u64) -> Message {
         .expect("valid frame")
 }
 
+/// What `read` gives once `done` holds, or after 10 s (the caller asserts on it): for
+/// what the server finishes after it answered.
+async fn settled<T, F, Fut>(mut read: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut value = read().await;
+    for _ in 0..100 {
+        if done(&value) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        value = read().await;
+    }
+    value
+}
+
 async fn messages_of(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     let body = app
         .get(&format!("/api/v1/conversations/{id}"), Some(token))
@@ -149,14 +167,11 @@ async fn the_socket_listens_while_the_guide_thinks(db: Db) {
         "nothing after the close: {after:?}"
     );
     // The turn finishes on the server and is kept for a resume.
-    let mut stored = Vec::new();
-    for _ in 0..100 {
-        stored = messages_of(&app, &token, &id).await;
-        if stored.len() == 7 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stored = settled(
+        || messages_of(&app, &token, &id),
+        |stored: &Vec<Value>| stored.len() == 7,
+    )
+    .await;
     assert_eq!(stored.len(), 7, "greeting + three turns: {stored:?}");
     assert_eq!(stored[5]["text"], "천천히 하나 더");
     assert_eq!(stored[6]["role"], "assistant");
@@ -256,14 +271,11 @@ async fn speech_in_memory_is_capped_per_account(db: Db) {
     )
     .await;
     assert_eq!(recv(&mut one).await["type"], "voice_clone_progress");
-    let mut sizes = Vec::new();
-    for _ in 0..50 {
-        sizes = voice_samples(&app, user.id);
-        if sizes.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sizes = settled(
+        || async { voice_samples(&app, user.id) },
+        |sizes: &Vec<u64>| sizes.len() == 2,
+    )
+    .await;
     assert_eq!(sizes, vec![44 + 16 * 1024, 44 + 48 * 1024]);
 }
 
@@ -376,18 +388,16 @@ async fn conversations_resume_on_a_new_socket(db: Db) {
 
     // Abandoned: the idle time ends it, and no socket follows it any more.
     drop(again);
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        let body = app
-            .get(&format!("/api/v1/conversations/{id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        status = body["status"].clone();
-        if status == "ended" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = settled(
+        || async {
+            app.get(&format!("/api/v1/conversations/{id}"), Some(&token))
+                .await
+                .assert_ok(200)["status"]
+                .clone()
+        },
+        |status: &Value| status == "ended",
+    )
+    .await;
     assert_eq!(status, "ended");
     assert_eq!(open_conversations(&app).await, 0);
     // An ended conversation cannot be resumed.
