@@ -8,6 +8,15 @@
 //!
 //! The server runs as its own process (the release binary), so its memory is measured
 //! alone; the file-descriptor limit (`ulimit -n`) must allow the sockets.
+//!
+//! Where the idle sockets' memory goes (glibc build, for the heap profiler):
+//!
+//!     cargo bench --no-default-features --bench conversations -- 200 \
+//!         --wrap "heaptrack -o /tmp/conversations" --stop-after-idle
+//!     heaptrack_print --print-leaks /tmp/conversations.zst
+//!
+//! `--stop-after-idle` kills the server (SIGKILL) once the idle conversations are measured,
+//! so what the profiler reports as leaked is what those sockets held.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -30,6 +39,12 @@ struct Args {
     /// Fake LLM latency L in milliseconds.
     #[arg(default_value_t = 200)]
     latency_ms: u64,
+    /// Run the server under this command (e.g. a heap profiler), split on spaces.
+    #[arg(long)]
+    wrap: Option<String>,
+    /// Kill the server once the idle conversations are measured, and stop.
+    #[arg(long)]
+    stop_after_idle: bool,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -58,6 +73,38 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Opens sockets (100 at a time) until there are `target`.
+async fn open_sockets(url: &str, sockets: &mut Vec<Socket>, target: usize) {
+    while sockets.len() < target {
+        let wave = (target - sockets.len()).min(100);
+        let opened = futures_util::future::join_all((0..wave).map(|_| async move {
+            tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect")
+                .0
+        }))
+        .await;
+        sockets.extend(opened);
+    }
+}
+
+/// Starts a conversation on each socket (100 at a time), checking each greeting.
+async fn start_conversations(sockets: &mut [Socket]) {
+    for wave in sockets.chunks_mut(100) {
+        futures_util::future::join_all(wave.iter_mut().map(|ws| async move {
+            ws.send(Message::text(
+                json!({"type": "start_conversation"}).to_string(),
+            ))
+            .await
+            .unwrap();
+            let hello = recv(ws).await;
+            assert_eq!(hello["type"], "conversation_started", "{hello}");
+            assert_eq!(hello["text"], ANSWER);
+        }))
+        .await;
+    }
 }
 
 /// One user message and its answer; returns the round trip.
@@ -117,9 +164,21 @@ async fn main() {
         .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_jjongal"))
+    let mut command = match &args.wrap {
+        Some(wrap) => {
+            let mut words = wrap.split_whitespace();
+            let mut command =
+                tokio::process::Command::new(words.next().expect("--wrap names a command"));
+            command.args(words).arg(env!("CARGO_BIN_EXE_jjongal"));
+            command
+        }
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_jjongal")),
+    };
+    let mut server = command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // mimalloc's own settings pass through (MIMALLOC_ALLOW_THP=0, …), for experiments.
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
         .env("JJONGAL_DATA_DIR", dir.path())
         .env("JJONGAL_BIND", "127.0.0.1:0")
         .env("JJONGAL_METRICS_BIND", "127.0.0.1:0")
@@ -185,44 +244,49 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
 
-    // Open every socket (in waves of 100), then start a conversation on each.
-    let started = Instant::now();
+    // The sockets open, then start their conversations, in two halves: what the second
+    // half adds is the marginal cost of a socket, with the pools (database connections,
+    // provider connections) and caches the first half warmed already counted out.
+    let mut open_time = Duration::ZERO;
     let mut sockets: Vec<Socket> = Vec::with_capacity(args.connections);
-    while sockets.len() < args.connections {
-        let wave = (args.connections - sockets.len()).min(100);
-        let opened = futures_util::future::join_all((0..wave).map(|_| {
-            let url = url.clone();
-            async move {
-                tokio_tungstenite::connect_async(url)
-                    .await
-                    .expect("connect")
-                    .0
-            }
-        }))
-        .await;
-        sockets.extend(opened);
+    let half = args.connections / 2;
+    let mut rss = Vec::new();
+    for target in [half, args.connections] {
+        let first = sockets.len();
+        let started = Instant::now();
+        open_sockets(&url, &mut sockets, target).await;
+        open_time += started.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let bare = rss_kib(pid);
+        let started = Instant::now();
+        start_conversations(&mut sockets[first..]).await;
+        open_time += started.elapsed();
+        // Idle: what the allocator kept of the greetings' work is given back meanwhile.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rss.push((bare, rss_kib(pid)));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let sockets_rss = rss_kib(pid);
-    for wave in sockets.chunks_mut(100) {
-        futures_util::future::join_all(wave.iter_mut().map(|ws| async move {
-            ws.send(Message::text(
-                json!({"type": "start_conversation"}).to_string(),
-            ))
-            .await
-            .unwrap();
-            let hello = recv(ws).await;
-            assert_eq!(hello["type"], "conversation_started", "{hello}");
-            assert_eq!(hello["text"], ANSWER);
-        }))
-        .await;
+    let (_, half_rss) = rss[0];
+    let (bare_rss, busy_rss) = rss[1];
+    let second = (args.connections - half) as f64;
+    let per_socket = busy_rss.saturating_sub(half_rss) as f64 / second;
+    let per_bare_socket = bare_rss.saturating_sub(half_rss) as f64 / second;
+    let average = busy_rss.saturating_sub(idle_rss) as f64 / args.connections as f64;
+    if args.stop_after_idle {
+        // The server is the wrapper's child (or the process itself): killed outright, the
+        // heap it held is what a profiler reports as not freed.
+        let pid = pid.to_string();
+        let _ = match args.wrap {
+            Some(_) => std::process::Command::new("pkill")
+                .args(["-KILL", "-P", &pid, "-x", "jjongal"])
+                .status(),
+            None => std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status(),
+        };
+        let _ = server.wait().await;
+        println!("stopped after {} idle conversations", args.connections);
+        return;
     }
-    let open_time = started.elapsed();
-    // Idle: what the allocator kept of the greetings' work is given back meanwhile.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let busy_rss = rss_kib(pid);
-    let per_socket = (busy_rss.saturating_sub(idle_rss)) as f64 / args.connections as f64;
-    let per_bare_socket = (sockets_rss.saturating_sub(idle_rss)) as f64 / args.connections as f64;
 
     // Latency with the server otherwise idle: one socket, one message at a time; the SQL
     // statements they cost, from the server's own counter.
@@ -253,13 +317,14 @@ async fn main() {
         "fake LLM latency L = {} ms; {} conversation sockets on one server process",
         args.latency_ms, args.connections
     );
-    println!("memory: {per_bare_socket:.1} KiB per open socket before its conversation starts");
     println!(
-        "memory: server RSS {:.1} MiB idle → {:.1} MiB with {} open, idle conversations = {:.1} KiB per conversation socket (opened in {:.1} s)",
+        "memory: {per_socket:.1} KiB per open, idle conversation socket ({per_bare_socket:.1} KiB before its conversation starts), measured over the second {second} sockets"
+    );
+    println!(
+        "memory: server RSS {:.1} MiB idle → {:.1} MiB with {} open, idle conversations = {average:.1} KiB per socket with the pools' warm-up (opened in {:.1} s)",
         idle_rss as f64 / 1024.0,
         busy_rss as f64 / 1024.0,
         args.connections,
-        per_socket,
         open_time.as_secs_f64()
     );
     println!("SQL statements per user_message: {per_message:.2}");

@@ -15,6 +15,7 @@ use jjongal::store::{self, Pool};
 
 /// mimalloc: per-thread heaps, no global arena locks (glibc malloc was a third of a story
 /// page's CPU in the load benchmark's profile).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -102,8 +103,22 @@ enum UsersCommand {
     },
 }
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its arenas
+/// (`madvise(MADV_HUGEPAGE)`, which this kernel's default `madvise` mode grants), so every
+/// 2 MiB region it touched stayed resident whole: with them, an open, idle conversation
+/// socket cost 120 KiB of RSS instead of 61 KiB (the conversation benchmark; see
+/// docs/performance.md). The flag also covers faults already advised, and C code.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    no_transparent_huge_pages();
     // TLS for provider calls uses rustls with the ring provider.
     jjongal::providers::http::install_tls();
     let cli = Cli::parse();

@@ -494,12 +494,16 @@ impl ConversationSubscription {
                         } if cid == id && seq > after_seq => {
                             let reply = match reply {
                                 // In hand on this process; read from the database when the
-                                // event came from another process.
+                                // event came from another process (boxed: the stream waits
+                                // between events holding only its receiver, not the space of
+                                // a database read — an idle conversation socket holds one).
                                 Some(reply) => (*reply).clone(),
-                                None => match domain.conversations().reply_at(id, seq).await {
-                                    Ok(reply) => reply,
-                                    Err(_) => continue,
-                                },
+                                None => {
+                                    match Box::pin(domain.conversations().reply_at(id, seq)).await {
+                                        Ok(reply) => reply,
+                                        Err(_) => continue,
+                                    }
+                                }
                             };
                             (ConversationEvent::AiResponse(AiResponse(reply)), false)
                         }

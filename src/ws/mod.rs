@@ -134,9 +134,10 @@ pub(crate) async fn audio(
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        // Mostly small JSON: small buffers keep thousands of idle sockets cheap (large
-        // voice samples still arrive whole; the buffers grow as needed).
-        .read_buffer_size(4 * 1024)
+        // Mostly small JSON: small buffers keep thousands of idle sockets cheap (a frame's
+        // whole length is reserved when its header arrives, so large voice samples still
+        // arrive whole; the buffer is what an idle socket keeps).
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             // The connection stays counted for its client while the socket is open, and
