@@ -222,7 +222,7 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
         .layer(axum::Extension(domain.clone()))
         .layer(axum::Extension(gateway.clone()))
         .with_state(schema.clone());
-    let ws_state = crate::ws::WsState {
+    let ws_state = crate::ws::WsState::new(crate::ws::WsParts {
         schema,
         domain: domain.clone(),
         config: domain.config().ws.clone(),
@@ -232,7 +232,7 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
             domain.config().ws.speech_buffer_per_account,
             domain.config().ws.speech_buffer_total,
         ),
-    };
+    });
     let conversation_ws = Router::new()
         .route("/wss/v1/audio", get(crate::ws::audio))
         .route("/wss/v1/audio/", get(crate::ws::audio))

@@ -84,20 +84,12 @@ impl MediaStore {
                 format!("not a media path: {relative:?}"),
             )
         })?;
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".part");
-        let written = match tokio::fs::write(&tmp, bytes).await {
-            Ok(()) => tokio::fs::rename(&tmp, &path).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            // A full disk leaves an empty or partial file: nothing half-written stays.
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
+        // One trip to the blocking pool for the directory, the file and its rename.
+        let bytes = bytes.to_vec();
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || write_whole(&written, &bytes))
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(path)
     }
 
@@ -184,6 +176,21 @@ pub(crate) async fn remove_tree(path: &Path, what: &str) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::error!(path = %path.display(), error = %e, "{what}"),
     }
+}
+
+/// Writes `bytes` to `path` whole or not at all: its directory made, the bytes written to
+/// a `.part` file beside it and renamed over it (a full disk leaves nothing half-written).
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

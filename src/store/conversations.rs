@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{ConversationRow, MessageRow};
 use super::schema::{conversation_messages as messages, conversations};
 use super::types::{ConversationId, ConversationStatus, UserId};
-use super::{Db, DbError, Page, count_statements, newest_first, on_db, write_turn};
+use super::{Db, DbError, Page, SqliteConn, count_statements, newest_first, on_db, write_turn};
 
 pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(), DbError> {
     let _turn = write_turn(db).await;
@@ -28,6 +28,64 @@ pub(crate) async fn conversation(
         .first(c)
         .await
         .optional())?)
+}
+
+/// Conversation `id`'s row and, when `owner` owns it, its messages oldest first (none are
+/// read otherwise): one trip (on SQLite, one call on the connection's thread).
+pub(crate) async fn conversation_with_messages(
+    db: &mut Db<'_>,
+    id: ConversationId,
+    owner: UserId,
+) -> Result<(Option<ConversationRow>, Vec<MessageRow>), DbError> {
+    let (row, rows) = match db {
+        Db::Pg(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            let row: Option<ConversationRow> = conversations::table
+                .find(id)
+                .select(ConversationRow::as_select())
+                .first(c)
+                .await
+                .optional()?;
+            let rows = match &row {
+                Some(r) if r.owner_id == owner => {
+                    messages::table
+                        .filter(messages::conversation_id.eq(id))
+                        .order_by(messages::seq.asc())
+                        .select(MessageRow::as_select())
+                        .load(c)
+                        .await?
+                }
+                _ => Vec::new(),
+            };
+            (row, rows)
+        }
+        Db::Sqlite(c) => {
+            let c: &mut SqliteConn = c;
+            c.spawn_blocking(move |c| {
+                let row: Option<ConversationRow> = diesel::RunQueryDsl::first(
+                    conversations::table
+                        .find(id)
+                        .select(ConversationRow::as_select()),
+                    c,
+                )
+                .optional()?;
+                let rows = match &row {
+                    Some(r) if r.owner_id == owner => diesel::RunQueryDsl::load(
+                        messages::table
+                            .filter(messages::conversation_id.eq(id))
+                            .order_by(messages::seq.asc())
+                            .select(MessageRow::as_select()),
+                        c,
+                    )?,
+                    _ => Vec::new(),
+                };
+                Ok((row, rows))
+            })
+            .await?
+        }
+    };
+    count_statements(1 + u64::from(row.as_ref().is_some_and(|r| r.owner_id == owner)));
+    Ok((row, rows))
 }
 
 /// Ends an active conversation at `now` (an ended one stays as it is).

@@ -16,11 +16,15 @@
 //! state until it ends. The pool must not hand the connection on (or check it, which
 //! needs that state alone: diesel-async panics "Cannot access shared transaction
 //! state", diesel-rs/diesel_async#281) before then, so [`settle`] runs before every
-//! recycle: an empty call queued behind whatever is still running, awaited.
+//! recycle: while some call is abandoned and still running (counted process-wide), an
+//! empty call queued behind whatever is still running, awaited; otherwise nothing (a
+//! call that was waited for has let go of the connection before its caller got the
+//! result), so a checkout costs no trip to the connection's thread.
 
 use std::error::Error;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, mpsc};
 
 use diesel_async::sync_connection_wrapper::SpawnBlocking;
 use futures_util::future::BoxFuture;
@@ -43,10 +47,16 @@ impl SpawnBlocking for ConnectionThread {
         R: Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
+        let call = Arc::new(AtomicU8::new(RUNNING));
+        let ran = call.clone();
         // A panicking call is reported to its caller, as tokio's blocking pool does, and
         // the thread goes on serving the connection.
         let job: Job = Box::new(move || {
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(task));
+            // `task` (and its hold on the connection) is gone: before the result is sent.
+            if ran.swap(FINISHED, SeqCst) == CALLER_GONE {
+                ABANDONED.fetch_sub(1, SeqCst);
+            }
             let _ = done.send(outcome);
         });
         let sent = match &self.jobs {
@@ -55,7 +65,14 @@ impl SpawnBlocking for ConnectionThread {
                 .map_err(|_| "the SQLite connection's thread has stopped".to_string()),
             Err(e) => Err(e.clone()),
         };
+        if sent.is_err() {
+            // Never runs: nothing to wait for.
+            call.store(FINISHED, SeqCst);
+        }
+        // Dropped with the future, polled or not: the call was sent already.
+        let watch = Watch(call);
         Box::pin(async move {
+            let _watch = watch;
             sent.map_err(SpawnError::from)?;
             match result.await {
                 Ok(Ok(value)) => Ok(value),
@@ -84,12 +101,43 @@ impl SpawnBlocking for ConnectionThread {
     }
 }
 
+/// A call's state: running, finished (its hold on the connection released), or still
+/// running with its caller gone (counted in [`ABANDONED`]).
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const CALLER_GONE: u8 = 2;
+
+/// Calls of every connection whose caller stopped waiting and that have not finished.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its call as abandoned when dropped before the call finished. Counted first and
+/// taken back if the call finished meanwhile: the count may be one too high for a
+/// moment, never too low.
+struct Watch(Arc<AtomicU8>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        ABANDONED.fetch_add(1, SeqCst);
+        if self
+            .0
+            .compare_exchange(RUNNING, CALLER_GONE, SeqCst, SeqCst)
+            .is_err()
+        {
+            ABANDONED.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
 /// Waits until every call sent to `conn`'s thread has finished (an empty call, queued
-/// behind them, has run), so nothing but `conn` holds the connection any more.
+/// behind them, has run), so nothing but `conn` holds the connection any more. With no
+/// abandoned call anywhere, every call has finished already: nothing to wait for.
 pub(super) async fn settle(
     conn: &mut super::SqliteConn,
 ) -> Result<(), deadpool::managed::HookError<diesel_async::pooled_connection::PoolError>> {
     use deadpool::managed::HookError;
+    if ABANDONED.load(SeqCst) == 0 {
+        return Ok(());
+    }
     // Not longer than this: a connection still busy then is dropped (its thread ends
     // with its last call) and the pool takes or makes another.
     match tokio::time::timeout(SETTLE_AT_MOST, conn.spawn_blocking(|_| Ok(()))).await {
@@ -176,6 +224,23 @@ mod tests {
                 .await;
             assert_eq!(done.unwrap().n, 42);
         }
+    }
+
+    /// A call dropped before it ran (never polled, even) counts as abandoned until it
+    /// has run: then the pool waits for it before handing its connection on.
+    #[tokio::test]
+    async fn a_call_dropped_before_it_ran_counts_as_abandoned_until_it_ran() {
+        let mut thread = ConnectionThread::get_runtime();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        // The thread is busy until released.
+        let busy = thread.spawn_blocking(move || held.recv().is_ok());
+        drop(thread.spawn_blocking(|| 1));
+        // (Other tests may count theirs at the same time: never fewer than this one.)
+        assert!(ABANDONED.load(SeqCst) >= 1);
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap());
+        // Behind it in the queue: the dropped call has run once this returns.
+        assert_eq!(thread.spawn_blocking(|| 2).await.unwrap(), 2);
     }
 
     #[tokio::test]

@@ -73,8 +73,26 @@ pub(crate) const MAX_SAMPLE_BYTES: usize = 5 * 1024 * 1024;
 /// Frames longer than this close the socket with 1009.
 pub(crate) const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
+/// What every conversation socket shares; cloned into each of a socket's tasks, so one
+/// pointer (thousands of idle sockets hold a few copies each).
 #[derive(Clone)]
-pub(crate) struct WsState {
+pub(crate) struct WsState(Arc<WsParts>);
+
+impl WsState {
+    pub(crate) fn new(parts: WsParts) -> WsState {
+        WsState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for WsState {
+    type Target = WsParts;
+
+    fn deref(&self) -> &WsParts {
+        &self.0
+    }
+}
+
+pub(crate) struct WsParts {
     pub schema: AppSchema,
     pub domain: Domain,
     pub config: WsConfig,
@@ -272,6 +290,8 @@ async fn session(
         }
         .run(work_rx),
     );
+    // (The query string, token included, is not kept for the socket's life.)
+    drop(params);
     let mut reader = Reader {
         speech: Speech::new(state.speech.clone(), user_id),
         state,
@@ -593,19 +613,25 @@ struct Turns {
 impl Turns {
     async fn run(mut self, mut work: mpsc::Receiver<Work>) {
         while let Some(item) = work.recv().await {
-            match item {
-                Work::Start(payload) => self.start(*payload).await,
-                Work::Message(text) => self.user_message(&text).await,
-                Work::End(story) => self.end(story.map(|s| *s)).await,
-                Work::Sample(bytes) => self.sample(&bytes).await,
-                Work::Utterance(utterance, answer) => self.utterance(*utterance, answer).await,
-            }
+            // Boxed: between turns the task holds only itself, not the space of its
+            // largest turn.
+            Box::pin(self.turn(item)).await;
         }
         if let Some((_, events)) = self.conversation.take() {
             events.abort();
         }
         if let Some(voice) = self.voice.take() {
             voice.abort();
+        }
+    }
+
+    async fn turn(&mut self, item: Work) {
+        match item {
+            Work::Start(payload) => self.start(*payload).await,
+            Work::Message(text) => self.user_message(&text).await,
+            Work::End(story) => self.end(story.map(|s| *s)).await,
+            Work::Sample(bytes) => self.sample(&bytes).await,
+            Work::Utterance(utterance, answer) => self.utterance(*utterance, answer).await,
         }
     }
 

@@ -693,7 +693,8 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     for (length, n) in [("short", 3), ("medium", 5), ("long", 7)] {
         let id = app
             .post_json(

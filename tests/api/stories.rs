@@ -180,7 +180,8 @@ async fn stories_use_only_the_callers_conversations(db: Db) {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let body = json!({"user_preferences": {"theme": "마법"}, "conversation_id": conversation});
     app.post_json("/api/v1/stories", &body, Some(&bob))
         .await

@@ -187,12 +187,12 @@ pub(crate) fn validate_child(child: &ConversationChild) -> AppResult<()> {
 }
 
 impl Conversations<'_> {
-    /// Opens a conversation owned by `owner`; returns its id.
+    /// Opens a conversation owned by `owner`.
     pub async fn create_conversation(
         &self,
         owner: &User,
         child: ConversationChild,
-    ) -> AppResult<ConversationId> {
+    ) -> AppResult<Conversation> {
         validate_child(&child)?;
         let now = to_db(store::now());
         let id = ConversationId::random();
@@ -209,7 +209,7 @@ impl Conversations<'_> {
             ended_at: None,
         };
         store::conversations::insert(&mut self.pool().get().await?.db(), &row).await?;
-        Ok(id)
+        conversation_from_row(row, owner)
     }
 
     /// Starts a conversation and greets the child.
@@ -219,9 +219,12 @@ impl Conversations<'_> {
         child: ConversationChild,
         origin: Option<u64>,
     ) -> AppResult<(Conversation, Reply)> {
-        let id = self.create_conversation(owner, child).await?;
-        let conversation = self.conversation(owner, &id.to_string()).await?;
-        match self.guide_turn(owner, &conversation, None, origin).await {
+        let conversation = self.create_conversation(owner, child).await?;
+        let id = conversation.id;
+        match self
+            .guide_turn(owner, &conversation, Vec::new(), None, origin)
+            .await
+        {
             Ok(reply) => Ok((conversation, reply)),
             Err(e) => {
                 // No greeting, no conversation: do not leave an empty one behind.
@@ -244,14 +247,16 @@ impl Conversations<'_> {
         if text.trim().is_empty() || char_len(text) > 10_000 {
             return Err(AppError::validation("text는 1~10,000자여야 합니다."));
         }
-        let conversation = self.conversation(owner, conversation_id).await?;
+        let (conversation, messages) = self
+            .conversation_and_messages(owner, conversation_id)
+            .await?;
         if conversation.status != ConversationStatus::Active {
             return Err(AppError::new(
                 ErrorCode::ConversationNotStarted,
                 "이미 끝난 대화입니다. 새 대화를 시작해 주세요.",
             ));
         }
-        self.guide_turn(owner, &conversation, Some(text), origin)
+        self.guide_turn(owner, &conversation, messages, Some(text), origin)
             .await
     }
 
@@ -264,14 +269,15 @@ impl Conversations<'_> {
         owner: &User,
         conversation_id: &str,
     ) -> AppResult<(Conversation, Reply)> {
-        let conversation = self.conversation(owner, conversation_id).await?;
+        let (conversation, messages) = self
+            .conversation_and_messages(owner, conversation_id)
+            .await?;
         if conversation.status != ConversationStatus::Active {
             return Err(AppError::new(
                 ErrorCode::ConversationNotStarted,
                 "이미 끝난 대화는 이어 갈 수 없어요. 새 대화를 시작해 주세요.",
             ));
         }
-        let messages = self.messages(conversation.id).await?;
         let last_seq = messages.last().map_or(0, |m| m.seq);
         let answer = messages
             .iter()
@@ -378,6 +384,30 @@ impl Conversations<'_> {
             return Err(AppError::code_only(ErrorCode::InsufficientPermission));
         }
         conversation_from_row(row, owner)
+    }
+
+    /// `owner`'s conversation `id` and its messages, oldest first, in one trip to the
+    /// database (the messages are read only when the owner matches).
+    pub(crate) async fn conversation_and_messages(
+        &self,
+        owner: &User,
+        id: &str,
+    ) -> AppResult<(Conversation, Vec<Message>)> {
+        let id = parse_id("id", id)?;
+        let (row, messages) = store::conversations::conversation_with_messages(
+            &mut self.pool().get().await?.db(),
+            id,
+            owner.id,
+        )
+        .await?;
+        let row = row.ok_or_else(AppError::not_found)?;
+        if row.owner_id != owner.id {
+            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+        }
+        Ok((
+            conversation_from_row(row, owner)?,
+            messages.into_iter().map(message_from_row).collect(),
+        ))
     }
 
     /// The messages of a conversation, oldest first (ownership checked by the caller).

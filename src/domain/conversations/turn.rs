@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::{AudioStatus, Conversation, MessageRole, Reply, message_row};
+use super::{AudioStatus, Conversation, Message, MessageRole, Reply, message_row};
 use crate::domain::accounts::User;
 use crate::domain::{Conversations, internal};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -51,12 +51,14 @@ impl Conversations<'_> {
     /// `AI_UNAVAILABLE` and may send the same words again. `origin` names the socket that
     /// asked (it has the reply in hand; its own subscription skips the announcement).
     ///
-    /// SQL: the history (one read) and both messages (one insert; the conversation's
-    /// `updated_at` follows by a trigger).
+    /// `messages` is the conversation so far (read with it by the caller, in one trip).
+    /// SQL: both messages in one insert (the conversation's `updated_at` follows by a
+    /// trigger).
     pub(super) async fn guide_turn(
         &self,
         owner: &User,
         conversation: &Conversation,
+        messages: Vec<Message>,
         child_text: Option<&str>,
         origin: Option<u64>,
     ) -> AppResult<Reply> {
@@ -67,7 +69,6 @@ impl Conversations<'_> {
                 Err(e) => return Err(self.unavailable(conversation.id, "moderation", e).await),
             },
         };
-        let messages = self.messages(conversation.id).await?;
         let last_seq = messages.last().map_or(0, |m| m.seq);
         let mut history: Vec<(MessageRole, String)> = messages
             .into_iter()
