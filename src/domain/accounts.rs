@@ -373,7 +373,7 @@ impl Accounts<'_> {
     }
 
     pub(crate) async fn find_user(&self, id: UserId) -> AppResult<Option<User>> {
-        let row = store::accounts::user(&mut self.pool().get().await?.db(), id).await?;
+        let row = store::read!(self.pool(), |db| store::accounts::user(db, id).await)?;
         row.map(User::try_from).transpose()
     }
 

@@ -73,6 +73,19 @@ impl DbError {
         .any(|m| message.contains(m))
     }
 
+    /// True when the connection itself was lost (the server restarted or ended it): the
+    /// statement may not have reached the server, and another connection may succeed.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UnableToSendCommand
+                    | diesel::result::DatabaseErrorKind::ClosedConnection,
+                _
+            ))
+        )
+    }
+
     /// True when the error is a unique-constraint violation (e.g. a taken login id).
     pub(crate) fn is_unique_violation(&self) -> bool {
         matches!(
@@ -153,6 +166,44 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// Takes the connection out of the pool for good (it is closed, not handed out again).
+    pub(crate) fn discard(self) {
+        match self {
+            Conn::Pg(pooled) => drop(Object::take(pooled)),
+            Conn::Sqlite(pooled) => drop(Object::take(pooled)),
+        }
+    }
+
+    /// Whether `error` came from this connection being lost: a statement that could not
+    /// be sent, or (PostgreSQL) a server error after which the connection is closed — a
+    /// backend ended by a restart or `pg_terminate_backend` answers the next statement
+    /// with its FATAL reason (SQLSTATE 57P01, which diesel does not pass on) and closes,
+    /// so the closing is waited for a moment (an error that is not a loss waits those
+    /// few milliseconds; reads rarely fail otherwise).
+    pub(crate) async fn was_lost(&mut self, error: &DbError) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        use diesel_async::pooled_connection::PoolableConnection;
+        if error.is_connection_lost() {
+            return true;
+        }
+        let Conn::Pg(pooled) = self else {
+            return false;
+        };
+        if !matches!(
+            error,
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, _))
+        ) {
+            return false;
+        }
+        for _ in 0..LOSS_CHECKS {
+            if PoolableConnection::is_broken(&mut **pooled) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    }
+
     /// The connection as the store's functions take it.
     pub(crate) fn db(&mut self) -> Db<'_> {
         match self {
@@ -166,6 +217,9 @@ impl Conn {
 /// transaction runs on ([`transaction!`](crate::store::transaction)). Every function of
 /// the store takes one, so the same function runs inside a caller's transaction or
 /// outside any.
+/// How often [`Conn::was_lost`] looks (2 ms apart) for an erring connection to close.
+const LOSS_CHECKS: u32 = 25;
+
 pub(crate) enum Db<'a> {
     Pg(&'a mut AsyncPgConnection),
     Sqlite(&'a mut SqliteConn),
@@ -201,6 +255,39 @@ pub fn count_statements(n: u64) {
 pub fn statements() -> u64 {
     STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Runs `$body` (a `Result<_, DbError>`, with `$db` the [`Db`] of a pooled connection of
+/// `$pool`) and, when it failed because that connection was lost ([`Conn::was_lost`]:
+/// the server restarted or ended it), again on another — the lost one leaves the pool —
+/// as long as connections turn out lost, at most once per connection the pool may hold
+/// (after a restart every pooled connection is gone; the last try gets a new one). For
+/// reads, and other work that may safely run again. (A macro: an async closure's future
+/// is not `Send` for every borrow it takes.)
+macro_rules! read {
+    ($pool:expr, |$db:ident| $body:expr) => {{
+        let pool: &$crate::store::Pool = $pool;
+        let mut lost = 0;
+        loop {
+            let mut conn = match pool.get().await {
+                Ok(conn) => conn,
+                Err(e) => break Err(e),
+            };
+            let done = {
+                let $db = &mut conn.db();
+                $body
+            };
+            match done {
+                Err(e) if lost < pool.max_size() && conn.was_lost(&e).await => {
+                    tracing::warn!(error = %e, "a pooled database connection was lost; the read runs again on another");
+                    conn.discard();
+                    lost += 1;
+                }
+                done => break done,
+            }
+        }
+    }};
+}
+pub(crate) use read;
 
 macro_rules! on_db {
     ($db:expr, |$c:ident| $body:expr) => {{
@@ -318,7 +405,15 @@ impl Pool {
     ) -> Result<Pool, DbError> {
         match Backend::of_url(url) {
             Backend::Postgres => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                // A checked-out connection is not test-queried first (diesel-async's
+                // default runs `SELECT 1`, one more round trip on every checkout): one
+                // the server closed is known without a query (its connection task has
+                // ended; the pool drops it), and a read that still meets a lost
+                // connection runs once more on another ([`Pool::read`]).
+                config.recycling_method = RecyclingMethod::Fast;
+                let manager =
+                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
                 Ok(Pool::Pg(build_pool!(manager, max_size, wait)?))
             }
             Backend::Sqlite => {
@@ -374,6 +469,14 @@ impl Pool {
         match self {
             Pool::Pg(_) => Backend::Postgres,
             Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The most connections the pool holds.
+    pub(crate) fn max_size(&self) -> usize {
+        match self {
+            Pool::Pg(p) => p.status().max_size,
+            Pool::Sqlite(p) => p.status().max_size,
         }
     }
 
@@ -498,4 +601,64 @@ pub fn to_db(t: DateTime<Utc>) -> NaiveDateTime {
 
 pub(crate) fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost() -> DbError {
+        DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UnableToSendCommand,
+            Box::new("connection closed".to_string()),
+        ))
+    }
+
+    async fn read_counting(
+        pool: &Pool,
+        answers: &mut Vec<Result<i32, DbError>>,
+        calls: &mut u32,
+    ) -> Result<i32, DbError> {
+        read!(pool, |db| {
+            let _ = db;
+            *calls += 1;
+            answers.remove(0)
+        })
+    }
+
+    /// A read that met a lost connection runs again on another connection, at most once
+    /// per connection the pool may hold; any other failure is the caller's.
+    #[tokio::test]
+    async fn a_read_runs_again_when_its_connection_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("t.db").to_string_lossy().into_owned();
+        let pool = Pool::connect(&url, 2).await.unwrap();
+
+        let (mut answers, mut calls) = (vec![Err(lost()), Ok(42)], 0);
+        let read = read_counting(&pool, &mut answers, &mut calls).await;
+        assert_eq!((read.unwrap(), calls), (42, 2));
+
+        // Every pooled connection lost (a restart): the third try, on a new one, works.
+        let (mut answers, mut calls) = (vec![Err(lost()), Err(lost()), Ok(7)], 0);
+        let read = read_counting(&pool, &mut answers, &mut calls).await;
+        assert_eq!((read.unwrap(), calls), (7, 3));
+
+        let (mut answers, mut calls) = (vec![Err(lost()), Err(lost()), Err(lost()), Ok(7)], 0);
+        let read = read_counting(&pool, &mut answers, &mut calls).await;
+        assert!(read.unwrap_err().is_connection_lost());
+        assert_eq!(calls, 3, "at most once per pooled connection more");
+
+        let refused = DbError::Query(diesel::result::Error::NotFound);
+        let (mut answers, mut calls) = (vec![Err(refused), Ok(7)], 0);
+        let read = read_counting(&pool, &mut answers, &mut calls).await;
+        assert!(matches!(
+            read,
+            Err(DbError::Query(diesel::result::Error::NotFound))
+        ));
+        assert_eq!(calls, 1, "only a lost connection is tried again");
+
+        // The pool still serves (the lost connections left it; new ones were made).
+        let mut conn = pool.get().await.unwrap();
+        assert!(matches!(conn.db(), Db::Sqlite(_)));
+    }
 }

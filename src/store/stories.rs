@@ -37,6 +37,7 @@ pub(crate) enum SortOrder {
 }
 
 /// Where a listing resumes: after this sort key value and id.
+#[derive(Clone)]
 pub(crate) enum Resume {
     CreatedAt(NaiveDateTime, StoryId),
     UpdatedAt(NaiveDateTime, StoryId),
@@ -44,6 +45,7 @@ pub(crate) enum Resume {
 }
 
 /// One page of stories: the filters, the order, and where it resumes.
+#[derive(Clone)]
 pub(crate) struct PageQuery {
     /// Only this account's stories (`None`: everyone's, for operators).
     pub(crate) owner: Option<UserId>,

@@ -485,6 +485,44 @@ async fn deleting_an_account_closes_its_sockets(db: Db) {
     assert_eq!(recv(&mut theirs).await["type"], "pong");
 }
 
+/// Issue 30: the database ending every pooled connection (a restart, a failover, an
+/// operator's `pg_terminate_backend`) costs the clients nothing, although the pool no
+/// longer test-queries a connection before handing it out: a connection known to be
+/// closed is dropped at checkout, and a read that still meets one runs once more on
+/// another. (On SQLite nothing can end them; the reads are checked all the same.)
+async fn reads_survive_the_database_ending_every_connection(db: Db) {
+    let app = spawn_app_with(db, &[]).await;
+    let token = app.new_account("restart.family").await;
+    let reads = || async {
+        // Several at once: each takes its own pooled connection.
+        let replies = futures_util::future::join_all((0..6).map(|i| {
+            let path = if i % 2 == 0 {
+                "/api/v1/users/me"
+            } else {
+                "/api/v1/stories?page_size=5"
+            };
+            app.get(path, Some(&token))
+        }))
+        .await;
+        for reply in replies {
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_eq!(reply.json()["success"], true, "{}", reply.text);
+        }
+    };
+    reads().await;
+    for _ in 0..3 {
+        if db == Db::Postgres {
+            app.storage()
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .await;
+        }
+        reads().await;
+    }
+}
+
 /// Point 10: each door speaks its own names — GraphQL errors name GraphQL arguments
 /// (`id`, `conversationId`, `after`), REST errors REST fields (`start_cursor`, `status`);
 /// a GraphQL parse error is a short message with its line and column; the public SDL
@@ -574,6 +612,7 @@ async fn each_door_speaks_its_own_names(db: Db) {
 }
 
 db_tests!(
+    reads_survive_the_database_ending_every_connection,
     each_door_speaks_its_own_names,
     deleting_an_account_closes_its_sockets,
     a_media_disk_that_fails_leaves_media_null_not_the_story_failed,

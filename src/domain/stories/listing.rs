@@ -118,9 +118,9 @@ impl Stories<'_> {
             resume,
             first,
         };
-        let mut conn = self.pool().get().await?;
-        let (page, joined) = store::stories::page(&mut conn.db(), page).await?;
-        drop(conn);
+        let (page, joined) =
+            store::read!(self.pool(), |db| store::stories::page(db, page.clone())
+                .await)?;
         let cursors: Vec<String> = page
             .rows
             .iter()

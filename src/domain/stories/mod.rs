@@ -321,10 +321,9 @@ impl Stories<'_> {
 
     /// [`Stories::story`] of a parsed id.
     async fn owned_story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
-        let mut conn = self.pool().get().await?;
-        let (row, joined) =
-            store::stories::story_with_chapters(&mut conn.db(), id, viewer.id).await?;
-        drop(conn);
+        let (row, joined) = store::read!(self.pool(), |db| {
+            store::stories::story_with_chapters(db, id, viewer.id).await
+        })?;
         let row = owned_by(row, viewer.id)?;
         let mut stories = stories_from_rows(vec![row], joined)?;
         Ok(stories.remove(0))
