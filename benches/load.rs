@@ -92,6 +92,8 @@ struct Server {
     child: tokio::process::Child,
     pid: u32,
     addr: SocketAddr,
+    /// The metrics listener (`jjongal_sql_statements_total`).
+    metrics: SocketAddr,
     log: PathBuf,
 }
 
@@ -125,16 +127,19 @@ impl Server {
             .context("start the release binary")?;
         let pid = child.id().context("server pid")?;
         let started = Instant::now();
-        let addr = loop {
+        let (addr, metrics) = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let listening = text.lines().find_map(|line| {
                 let v: serde_json::Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "listening")
-                    .then(|| v["address"].as_str().map(str::to_string))
-                    .flatten()
+                (v["message"] == "listening").then(|| {
+                    Some((
+                        v["address"].as_str()?.parse().ok()?,
+                        v["metrics"].as_str()?.parse().ok()?,
+                    ))
+                })?
             });
-            if let Some(a) = listening {
-                break a.parse()?;
+            if let Some(found) = listening {
+                break found;
             }
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("the server did not start; its log:\n{text}");
@@ -145,8 +150,23 @@ impl Server {
             child,
             pid,
             addr,
+            metrics,
             log,
         })
+    }
+
+    /// SQL statements the server has run (`jjongal_sql_statements_total`). A scrape runs
+    /// statements of its own, counted before the figure is read: about three.
+    async fn statements(&self) -> anyhow::Result<u64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("jjongal_sql_statements_total "))
+            .context("the statement counter is exported")?
+            .parse()
+            .context("a count")
     }
 
     fn memory(&self) -> Memory {
@@ -857,6 +877,8 @@ impl Plan {
 struct Sample {
     /// Latencies in microseconds.
     latencies: Vec<u32>,
+    /// SQL statements the server ran meanwhile (read rounds only).
+    statements: u64,
     errors: u64,
     first_errors: Vec<String>,
     elapsed: Duration,
@@ -865,6 +887,7 @@ struct Sample {
 impl Sample {
     fn merge(&mut self, other: Sample) {
         self.latencies.extend(other.latencies);
+        self.statements += other.statements;
         self.errors += other.errors;
         for e in other.first_errors {
             if self.first_errors.len() < 3 {
@@ -1024,6 +1047,8 @@ fn sample_memory(
 struct Row {
     scenario: Scenario,
     throughput: f64,
+    /// SQL statements per request (answered or not), from the server's own counter.
+    statements: f64,
     p50: f64,
     p99: f64,
     p999: f64,
@@ -1036,6 +1061,8 @@ impl Row {
         Row {
             scenario,
             throughput: sample.throughput(),
+            statements: sample.statements as f64
+                / (sample.latencies.len() as u64 + sample.errors).max(1) as f64,
             p50: sample.percentile(0.50),
             p99: sample.percentile(0.99),
             p999: sample.percentile(0.999),
@@ -1161,11 +1188,18 @@ async fn run_backend(
         }
     }
     let slice = Duration::from_secs_f64(args.duration as f64 / args.rounds as f64);
+    let scrape = {
+        let first = server.statements().await?;
+        server.statements().await? - first
+    };
     let mut samples: HashMap<Scenario, Sample> = HashMap::new();
     for round in 1..=args.rounds {
         print!("  round {round}/{}:", args.rounds);
         for &s in &reads {
-            let sample = load(addr, &plan, s, args.concurrency, slice, None).await;
+            let before = server.statements().await?;
+            let mut sample = load(addr, &plan, s, args.concurrency, slice, None).await;
+            // (Less the scrape's own: two scrapes with nothing between them, measured once.)
+            sample.statements = (server.statements().await? - before).saturating_sub(scrape);
             print!(" {:?} {:.0}/s", s, sample.throughput());
             use std::io::Write;
             let _ = std::io::stdout().flush();
@@ -1348,12 +1382,13 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
     let mut header = format!("{:<44}", "scenario");
     for r in reports {
         header.push_str(&format!(
-            " | {:>8} {:>7} {:>7} {:>8} {:>4}",
+            " | {:>8} {:>7} {:>7} {:>8} {:>4} {:>7}",
             format!("{} r/s", r.backend),
             "p50 ms",
             "p99 ms",
             "p99.9 ms",
-            "err"
+            "err",
+            "SQL/req"
         ));
     }
     println!("\n{header}");
@@ -1363,10 +1398,19 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
         for r in reports {
             match r.row(s) {
                 Some(row) => line.push_str(&format!(
-                    " | {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>4}",
-                    row.throughput, row.p50, row.p99, row.p999, row.errors
+                    " | {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>4} {:>7}",
+                    row.throughput,
+                    row.p50,
+                    row.p99,
+                    row.p999,
+                    row.errors,
+                    if s != Scenario::Create {
+                        format!("{:.2}", row.statements)
+                    } else {
+                        "-".into()
+                    }
                 )),
-                None => line.push_str(&format!(" | {:>40}", "-")),
+                None => line.push_str(&format!(" | {:>48}", "-")),
             }
         }
         println!("{line}");

@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{ConversationRow, MessageRow};
 use super::schema::{conversation_messages as messages, conversations};
 use super::types::{ConversationId, ConversationStatus, UserId};
-use super::{Db, DbError, Page, SqliteConn, count_statements, newest_first, on_db, write_turn};
+use super::{Db, DbError, Page, SqliteConn, newest_first, on_db, write_turn};
 
 pub(crate) async fn insert(db: &mut Db<'_>, row: &ConversationRow) -> Result<(), DbError> {
     let _turn = write_turn(db).await;
@@ -84,7 +84,6 @@ pub(crate) async fn conversation_with_messages(
             .await?
         }
     };
-    count_statements(1 + u64::from(row.as_ref().is_some_and(|r| r.owner_id == owner)));
     Ok((row, rows))
 }
 
@@ -157,7 +156,6 @@ pub(crate) async fn insert_messages(db: &mut Db<'_>, rows: &[MessageRow]) -> Res
         }};
     }
     let _turn = write_turn(db).await;
-    count_statements(1);
     match db {
         Db::Pg(c) => insert!(&mut **c, diesel::pg::Pg, |k: usize| format!("${k}")),
         Db::Sqlite(c) => insert!(&mut **c, diesel::sqlite::Sqlite, |_k: usize| "?"

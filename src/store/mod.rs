@@ -242,13 +242,33 @@ pub(crate) async fn write_turn(db: &Db<'_>) -> Option<tokio::sync::MutexGuard<'s
     }
 }
 
-/// Statements run through [`on_db!`] and [`transaction!`] since the process started
-/// (`jjongal_sql_statements_total`): what the benchmarks count per operation.
+/// Statements run by every connection of the process since it started
+/// (`jjongal_sql_statements_total`): what the benchmarks count per operation. Counted by
+/// diesel's instrumentation, installed for every new connection of either backend
+/// ([`count_every_statement`]): BEGIN and COMMIT, the pool's own and a
+/// `pg_notify` count like any other.
 static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-#[doc(hidden)]
-pub fn count_statements(n: u64) {
-    STATEMENTS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+/// Makes every connection opened from now on count its statements in [`statements`].
+pub(crate) fn count_every_statement() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        fn counter() -> Option<Box<dyn diesel::connection::Instrumentation>> {
+            Some(Box::new(
+                |event: diesel::connection::InstrumentationEvent<'_>| {
+                    if matches!(
+                        event,
+                        diesel::connection::InstrumentationEvent::StartQuery { .. }
+                    ) {
+                        STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                },
+            ))
+        }
+        if let Err(e) = diesel::connection::set_default_instrumentation(counter) {
+            tracing::warn!(error = %e, "SQL statements will not be counted");
+        }
+    });
 }
 
 /// Statements run since the process started.
@@ -291,7 +311,6 @@ pub(crate) use read;
 
 macro_rules! on_db {
     ($db:expr, |$c:ident| $body:expr) => {{
-        $crate::store::count_statements(1);
         match $db {
             $crate::store::Db::Pg($c) => {
                 let $c: &mut diesel_async::AsyncPgConnection = $c;
@@ -312,8 +331,6 @@ pub(crate) use on_db;
 /// should start with a write so the lock is taken up front (busy timeout applies).
 macro_rules! transaction {
     ($db:expr, |$tx:ident| $body:expr) => {{
-        // BEGIN and COMMIT (or ROLLBACK).
-        $crate::store::count_statements(2);
         match $db {
             $crate::store::Db::Pg(c) => {
                 let c: &mut diesel_async::AsyncPgConnection = c;
@@ -343,8 +360,6 @@ pub(crate) use transaction;
 /// with a write).
 macro_rules! locked_transaction {
     ($db:expr, $key:expr, |$tx:ident| $body:expr) => {{
-        // BEGIN, the advisory lock on PostgreSQL, and COMMIT.
-        $crate::store::count_statements(3);
         match $db {
             $crate::store::Db::Pg(c) => {
                 let c: &mut diesel_async::AsyncPgConnection = c;
@@ -403,6 +418,7 @@ impl Pool {
         max_size: usize,
         wait: Duration,
     ) -> Result<Pool, DbError> {
+        count_every_statement();
         match Backend::of_url(url) {
             Backend::Postgres => {
                 let mut config = ManagerConfig::<AsyncPgConnection>::default();

@@ -28,7 +28,6 @@ pub(crate) async fn listen(url: &str) -> Result<Channel, DbError> {
 
 /// Sends `payload` on the channel.
 pub(crate) async fn notify(conn: &mut Channel, payload: &str) -> Result<(), DbError> {
-    super::count_statements(1);
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<diesel::sql_types::Text, _>(CHANNEL)
         .bind::<diesel::sql_types::Text, _>(payload)
