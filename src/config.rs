@@ -138,6 +138,12 @@ pub struct ConfigArgs {
     /// Lifetime of access tokens, in seconds (`expires_in`).
     #[arg(long, env = "JJONGAL_ACCESS_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
     pub access_token_ttl: u64,
+    /// How long an authenticated account may be served from this process's memory
+    /// instead of the database, in milliseconds (0: always read). Deletion, role and
+    /// voice changes drop it at once, on every process; this bounds a missed
+    /// notification.
+    #[arg(long, env = "JJONGAL_ACCOUNT_CACHE_TTL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000), global = true)]
+    pub account_cache_ttl_ms: u64,
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "JJONGAL_REFRESH_TOKEN_TTL", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(300..), global = true)]
     pub refresh_token_ttl: u64,
@@ -546,6 +552,7 @@ pub struct Config {
     /// The load benchmark's stack-limit routes (never in production).
     pub bench_routes: bool,
     pub access_token_ttl: Duration,
+    pub account_cache_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub media_url_ttl: Duration,
     pub database_pool_size: usize,
@@ -837,6 +844,7 @@ impl Config {
             allow_signup: args.allow_signup,
             bench_routes: args.bench_routes,
             access_token_ttl: Duration::from_secs(args.access_token_ttl),
+            account_cache_ttl: Duration::from_millis(args.account_cache_ttl_ms),
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl),
             media_url_ttl: Duration::from_secs(args.media_url_ttl),
             database_pool_size: args.database_pool_size as usize,

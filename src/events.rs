@@ -52,6 +52,9 @@ pub(crate) enum Event {
     /// An account's role changed: its open sockets (on every process) close at once, so
     /// the next one is opened as what the account is now.
     AccountChanged { user: UserId },
+    /// Something else of an account's row changed that its readers see (its voice was
+    /// deleted): copies kept in memory are dropped.
+    AccountUpdated { user: UserId },
     /// Cloning an account's voice failed (`message` is for the guardian); `retryable`
     /// when the service tries again by itself, not when the operator must act.
     VoiceCloneFailed {
@@ -82,6 +85,7 @@ impl Event {
             | Event::VoiceCloned { user, .. }
             | Event::AccountGone { user }
             | Event::AccountChanged { user }
+            | Event::AccountUpdated { user }
             | Event::VoiceCloneFailed { user, .. } => Some(Topic::Account(*user)),
         }
     }

@@ -363,13 +363,23 @@ impl Accounts<'_> {
     }
 
     /// Resolves a bearer token to a live account: signature, claims, and that the
-    /// account still exists (a deleted account's tokens stop working at once).
+    /// account still exists (a deleted account's tokens stop working at once). The
+    /// account comes from the account cache when it was read a moment ago and has not
+    /// changed since ([`super::account_cache`]).
     pub async fn authenticate(&self, bearer: Option<&str>) -> AppResult<User> {
         let token = bearer.ok_or_else(AppError::invalid_token)?;
         let user_id = self.keys().verify(token)?;
-        self.find_user(user_id)
+        let cache = self.account_cache();
+        if let Some(user) = cache.get(user_id) {
+            return Ok(user);
+        }
+        let seen = cache.generation();
+        let user = self
+            .find_user(user_id)
             .await?
-            .ok_or_else(AppError::invalid_token)
+            .ok_or_else(AppError::invalid_token)?;
+        cache.put(user.clone(), seen);
+        Ok(user)
     }
 
     pub(crate) async fn find_user(&self, id: UserId) -> AppResult<Option<User>> {
@@ -383,6 +393,8 @@ impl Accounts<'_> {
         self.voices().delete_voice(user).await?;
         let deleted =
             store::accounts::delete_user(&mut self.pool().get().await?.db(), user.id).await?;
+        // (Dropped from this process's memory whatever happened: the row may be gone.)
+        self.account_cache().forget(user.id);
         if !deleted {
             return Err(AppError::invalid_token());
         }

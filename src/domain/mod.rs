@@ -6,6 +6,7 @@
 //! [`Conversations`], [`Voices`] and [`Ops`] (`domain.stories().story(viewer, id)`). A
 //! service holds the aggregate's rules and ownership checks; its SQL is in `store`.
 
+pub(crate) mod account_cache;
 pub mod accounts;
 pub mod conversations;
 pub(crate) mod cursor;
@@ -39,6 +40,8 @@ pub struct Domain {
 
 struct Inner {
     pool: Pool,
+    /// Authenticated accounts, for a moment (dropped as they change, on every process).
+    accounts: Arc<account_cache::AccountCache>,
     keys: TokenKeys,
     cursors: CursorCodec,
     media: MediaStore,
@@ -56,8 +59,13 @@ struct Inner {
 
 impl Domain {
     pub fn new(config: Config, pool: Pool, events: Events, providers: Providers) -> Domain {
+        let accounts = Arc::new(account_cache::AccountCache::new(config.account_cache_ttl));
+        let follower = Arc::downgrade(&accounts);
+        let bus = events.clone();
+        tokio::spawn(async move { account_cache::AccountCache::follow(follower, &bus).await });
         Domain {
             inner: Arc::new(Inner {
+                accounts,
                 keys: TokenKeys::new(&config.jwt_secret),
                 cursors: CursorCodec::new(&config.jwt_secret),
                 media: MediaStore::new(
@@ -105,6 +113,10 @@ impl Domain {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn account_cache(&self) -> &account_cache::AccountCache {
+        &self.inner.accounts
     }
 
     pub(crate) fn keys(&self) -> &TokenKeys {

@@ -726,7 +726,79 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     assert_eq!(code, 4403);
 }
 
+/// Issue 30: the account check is served from memory for a moment, yet a demoted
+/// operator and a deleted account are refused at once here and, on PostgreSQL, on
+/// another process as soon as its notification arrives. The cache's lifetime is a
+/// minute in this test: only the invalidation can make it pass.
+async fn cached_accounts_never_outlive_their_changes(db: Db) {
+    let long = ["--account-cache-ttl-ms", "60000"];
+    let app = spawn_app_with(db, &long).await;
+    let other = match db {
+        Db::Postgres => Some(crate::helpers::spawn_app_sharing(&app, &long).await),
+        Db::Sqlite => None,
+    };
+    let hosts: Vec<&TestApp> = std::iter::once(&app).chain(other.as_ref()).collect();
+    let op = operator(&app, "cached.op").await;
+    let member = app.new_account("cached.family").await;
+    let audit = "{ ops { audit { action } } }";
+    // Both accounts are checked (and kept) on every process.
+    for host in &hosts {
+        let body = host.graphql(audit, json!({}), Some(&op)).await.json();
+        assert!(body["errors"].is_null(), "{body}");
+        assert_eq!(
+            host.get("/api/v1/users/me", Some(&member)).await.status,
+            200
+        );
+    }
+    // Within this long, another process must have heard of a change.
+    async fn soon<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) -> bool {
+        for _ in 0..40 {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    app.domain
+        .ops()
+        .set_role("cached.op", Role::Member)
+        .await
+        .unwrap();
+    // At once where it changed.
+    let body = app.graphql(audit, json!({}), Some(&op)).await.json();
+    assert_eq!(gql_code(&body), "INSUFFICIENT_PERMISSION", "{body}");
+    for host in &hosts {
+        let refused = soon(|| async {
+            let body = host.graphql(audit, json!({}), Some(&op)).await.json();
+            gql_code(&body) == "INSUFFICIENT_PERMISSION"
+        })
+        .await;
+        assert!(
+            refused,
+            "a demoted operator was still served on {}",
+            host.base
+        );
+    }
+
+    let gone = app.delete("/api/v1/users/me", Some(&member)).await;
+    assert_eq!(gone.status, 204, "{}", gone.text);
+    assert_eq!(app.get("/api/v1/users/me", Some(&member)).await.status, 401);
+    for host in &hosts {
+        let refused =
+            soon(|| async { host.get("/api/v1/users/me", Some(&member)).await.status == 401 })
+                .await;
+        assert!(
+            refused,
+            "a deleted account was still served on {}",
+            host.base
+        );
+    }
+}
+
 db_tests!(
+    cached_accounts_never_outlive_their_changes,
     demotion_ends_live_ops_subscriptions,
     operators_watch_stories_and_conversations_live,
     figures_and_metrics_follow_the_database,
