@@ -162,6 +162,35 @@ macro_rules! page_rows {
     }};
 }
 
+/// The chapters of `$stories` joined with both of their media files, ordered by story and
+/// number: one query for any number of stories. (Two queries before: SQLite prepared the
+/// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
+macro_rules! chapters_with_media {
+    ($stories:expr) => {{
+        let (image, audio) =
+            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
+        let file_columns = (
+            media_files::id,
+            media_files::path,
+            media_files::content_type,
+        );
+        chapters::table
+            .left_join(
+                image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
+            )
+            .left_join(
+                audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
+            )
+            .filter($stories)
+            .order_by((chapters::story_id, chapters::chapter_number))
+            .select((
+                ChapterText::as_select(),
+                image.fields(file_columns).nullable(),
+                audio.fields(file_columns).nullable(),
+            ))
+    }};
+}
+
 /// A page's story rows, whether there is a next page, and the rows' chapters. The rows
 /// and their chapters on one connection: one pool checkout per page, and on SQLite one
 /// trip to the connection's thread.
@@ -200,18 +229,23 @@ pub(crate) async fn story_with_chapters(
 ) -> Result<(Option<StoryRow>, Vec<Joined>), DbError> {
     Ok(match db {
         Db::Pg(c) => {
-            let c: &mut diesel_async::AsyncPgConnection = c;
-            let row: Option<StoryRow> = stories::table
-                .find(&id)
+            // Both statements sent at once (pipelined: one round trip); the chapters'
+            // own condition is the ownership, so neither waits for the other.
+            let c: &diesel_async::AsyncPgConnection = c;
+            let row = stories::table
+                .find(id)
                 .select(StoryRow::as_select())
-                .first(c)
-                .await
-                .optional()?;
-            let joined = match &row {
-                Some(r) if r.owner_id == viewer => chapters_pg(c, &[id]).await?,
-                _ => Vec::new(),
-            };
-            (row, joined)
+                .first::<StoryRow>(&mut &*c);
+            // (An uncorrelated EXISTS: planned once, the chapters found by their index.)
+            let owned = diesel::dsl::exists(
+                stories::table
+                    .filter(stories::id.eq(id))
+                    .filter(stories::owner_id.eq(viewer)),
+            );
+            let joined =
+                chapters_with_media!(chapters::story_id.eq(id).and(owned)).load::<Joined>(&mut &*c);
+            let (row, joined) = futures_util::join!(row, joined);
+            (row.optional()?, joined?)
         }
         Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
@@ -248,35 +282,6 @@ pub(crate) async fn chapters(db: &mut Db<'_>, rows: &[StoryRow]) -> Result<Vec<J
 pub(crate) type MediaColumns = (MediaFileId, String, String);
 /// A chapter row with both of its media files, as one joined row.
 pub(crate) type Joined = (ChapterText, Option<MediaColumns>, Option<MediaColumns>);
-
-/// The chapters of `$stories` joined with both of their media files, ordered by story and
-/// number: one query for any number of stories. (Two queries before: SQLite prepared the
-/// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
-macro_rules! chapters_with_media {
-    ($stories:expr) => {{
-        let (image, audio) =
-            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-        let file_columns = (
-            media_files::id,
-            media_files::path,
-            media_files::content_type,
-        );
-        chapters::table
-            .left_join(
-                image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
-            )
-            .left_join(
-                audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
-            )
-            .filter($stories)
-            .order_by((chapters::story_id, chapters::chapter_number))
-            .select((
-                ChapterText::as_select(),
-                image.fields(file_columns).nullable(),
-                audio.fields(file_columns).nullable(),
-            ))
-    }};
-}
 
 /// PostgreSQL: `story_id = ANY($1)`, one statement for any number of stories.
 async fn chapters_pg(
