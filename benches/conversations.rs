@@ -107,33 +107,36 @@ async fn start_conversations(sockets: &mut [Socket]) {
     }
 }
 
+/// POSTs `body` as JSON.
+async fn post(client: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
+    client.post(url).json(&body).send().await.unwrap()
+}
+
 /// The median time a client here takes for the turn's two provider calls to the fakes,
 /// one after the other (the chat completion of latency L, then the narration).
 async fn fakes_alone(client: &reqwest::Client, base: &str) -> Duration {
     let mut times = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        let chat: Value = client
-            .post(format!("{base}/v1/chat/completions"))
-            .json(
-                &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "안녕"}]}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let chat: Value = post(
+            client,
+            format!("{base}/v1/chat/completions"),
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "안녕"}]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
         assert_eq!(chat["choices"][0]["message"]["content"], ANSWER);
-        let speech = client
-            .post(format!("{base}/v1/audio/speech"))
-            .json(&json!({"model": "tts-1", "input": ANSWER, "voice": "alloy"}))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let speech = post(
+            client,
+            format!("{base}/v1/audio/speech"),
+            json!({"model": "tts-1", "input": ANSWER, "voice": "alloy"}),
+        )
+        .await
+        .bytes()
+        .await
+        .unwrap();
         assert!(speech.starts_with(b"ID3"));
         times.push(started.elapsed());
     }
@@ -263,21 +266,21 @@ async fn main() {
     });
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
-    client
-        .post(format!("{base}/api/v1/users"))
-        .json(&json!({"user_id": "bench", "password": "password123", "name": "벤치", "age": 7, "guardian_consent": true}))
-        .send()
-        .await
-        .unwrap();
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/token"))
-        .json(&json!({"user_id": "bench", "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    post(
+        &client,
+        format!("{base}/api/v1/users"),
+        json!({"user_id": "bench", "password": "password123", "name": "벤치", "age": 7, "guardian_consent": true}),
+    )
+    .await;
+    let login: Value = post(
+        &client,
+        format!("{base}/api/v1/auth/token"),
+        json!({"user_id": "bench", "password": "password123"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let token = login["data"]["access_token"].as_str().unwrap().to_string();
     let url = format!("ws://{addr}/wss/v1/audio?token={token}");
 
@@ -314,15 +317,14 @@ async fn main() {
     if args.stop_after_idle {
         // The server is the wrapper's child (or the process itself): killed outright, the
         // heap it held is what a profiler reports as not freed.
-        let pid = pid.to_string();
-        let _ = match args.wrap {
-            Some(_) => std::process::Command::new("pkill")
-                .args(["-KILL", "-P", &pid, "-x", "jjongal"])
-                .status(),
-            None => std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status(),
-        };
+        match args.wrap {
+            Some(_) => {
+                let _ = std::process::Command::new("pkill")
+                    .args(["-KILL", "-P", &pid.to_string(), "-x", "jjongal"])
+                    .status();
+            }
+            None => server.start_kill().expect("kill the server"),
+        }
         let _ = server.wait().await;
         println!("stopped after {} idle conversations", args.connections);
         return;

@@ -101,7 +101,9 @@ struct Hub {
     )>,
 }
 
-/// Events one topic may hold for a slow subscriber (it re-checks what it missed).
+/// Events one topic may hold for a slow subscriber. One that falls further behind is told
+/// it lagged: a socket's account follower then re-reads the account; the conversation
+/// stream skips what it missed (not recovered yet).
 const TOPIC_CAPACITY: usize = 32;
 
 impl Hub {

@@ -133,14 +133,9 @@ impl Voices<'_> {
     }
 
     /// Clones `owner`'s voice if it has not been (after a sample said `clone_due`; the
-    /// caller tells its client of the sample first). Success or failure is announced on
-    /// the account's voice events.
+    /// caller tells its client of the sample first; exactly one caller wins the claim).
+    /// Success or failure is announced on the account's voice events.
     pub(crate) async fn clone_when_due(&self, owner: &User) -> AppResult<()> {
-        self.clone_once(owner).await
-    }
-
-    /// Clones the voice if it has not been (exactly one caller wins the claim).
-    async fn clone_once(&self, owner: &User) -> AppResult<()> {
         // Without a voice provider there is nothing to try: the samples wait (the
         // guardian sees them in the voice status; the child's socket was told once).
         let Some(cloner) = self.providers().cloner.clone() else {

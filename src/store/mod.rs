@@ -165,6 +165,9 @@ pub enum Conn {
     Sqlite(Object<SqliteConn>),
 }
 
+/// How often [`Conn::was_lost`] looks (2 ms apart) for an erring connection to close.
+const LOSS_CHECKS: u32 = 25;
+
 impl Conn {
     /// Takes the connection out of the pool for good (it is closed, not handed out again).
     pub(crate) fn discard(self) {
@@ -217,16 +220,11 @@ impl Conn {
 /// transaction runs on ([`transaction!`](crate::store::transaction)). Every function of
 /// the store takes one, so the same function runs inside a caller's transaction or
 /// outside any.
-/// How often [`Conn::was_lost`] looks (2 ms apart) for an erring connection to close.
-const LOSS_CHECKS: u32 = 25;
-
 pub(crate) enum Db<'a> {
     Pg(&'a mut AsyncPgConnection),
     Sqlite(&'a mut SqliteConn),
 }
 
-/// Runs the same diesel code on whichever backend the [`Db`] `$db` holds. Each arm is
-/// monomorphised for its connection type, so the body must compile for both.
 /// SQLite takes one writer at a time; writers that find the lock taken sleep in SQLite's
 /// busy handler (1, 2, 5 … 100 ms steps), idle time that made 1000 conversation turns at
 /// once take 25 s (2154 sleeps in 15 s, the CPU mostly idle). The hot single-statement
@@ -309,6 +307,8 @@ macro_rules! read {
 }
 pub(crate) use read;
 
+/// Runs the same diesel code on whichever backend the [`Db`] `$db` holds. Each arm is
+/// monomorphised for its connection type, so the body must compile for both.
 macro_rules! on_db {
     ($db:expr, |$c:ident| $body:expr) => {{
         match $db {
@@ -426,7 +426,7 @@ impl Pool {
                 // default runs `SELECT 1`, one more round trip on every checkout): one
                 // the server closed is known without a query (its connection task has
                 // ended; the pool drops it), and a read that still meets a lost
-                // connection runs once more on another ([`Pool::read`]).
+                // connection runs again on another ([`read!`]).
                 config.recycling_method = RecyclingMethod::Fast;
                 let manager =
                     AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);

@@ -726,10 +726,11 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     assert_eq!(code, 4403);
 }
 
-/// Issue 30: the account check is served from memory for a moment, yet a demoted
-/// operator and a deleted account are refused at once here and, on PostgreSQL, on
-/// another process as soon as its notification arrives. The cache's lifetime is a
-/// minute in this test: only the invalidation can make it pass.
+/// Issue 30: the account check is served from memory for a moment, yet a deleted
+/// account is refused at once here and, on PostgreSQL, on another process as soon as its
+/// notification arrives: the cache's lifetime is a minute in this test, so only the
+/// invalidation can make that pass. A demoted operator is refused likewise (the operator
+/// guard reads the role itself: that part holds with or without the cache).
 async fn cached_accounts_never_outlive_their_changes(db: Db) {
     let long = ["--account-cache-ttl-ms", "60000"];
     let app = spawn_app_with(db, &long).await;

@@ -117,6 +117,15 @@ pub(crate) struct ConversationPage {
 
 pub(crate) const MAX_INTERESTS: usize = 10;
 
+/// `row` when it is there and `owner`'s (404, else 403).
+fn owned(row: Option<ConversationRow>, owner: &User) -> AppResult<ConversationRow> {
+    let row = row.ok_or_else(AppError::not_found)?;
+    if row.owner_id != owner.id {
+        return Err(AppError::code_only(ErrorCode::InsufficientPermission));
+    }
+    Ok(row)
+}
+
 fn conversation_from_row(row: ConversationRow, owner: &User) -> AppResult<Conversation> {
     Ok(Conversation {
         id: row.id,
@@ -377,13 +386,9 @@ impl Conversations<'_> {
     /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
     pub(crate) async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
         let id = parse_id("id", id)?;
-        let row = store::conversations::conversation(&mut self.pool().get().await?.db(), id)
-            .await?
-            .ok_or_else(AppError::not_found)?;
-        if row.owner_id != owner.id {
-            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
-        }
-        conversation_from_row(row, owner)
+        let row =
+            store::conversations::conversation(&mut self.pool().get().await?.db(), id).await?;
+        conversation_from_row(owned(row, owner)?, owner)
     }
 
     /// `owner`'s conversation `id` and its messages, oldest first, in one trip to the
@@ -400,12 +405,8 @@ impl Conversations<'_> {
             owner.id,
         )
         .await?;
-        let row = row.ok_or_else(AppError::not_found)?;
-        if row.owner_id != owner.id {
-            return Err(AppError::code_only(ErrorCode::InsufficientPermission));
-        }
         Ok((
-            conversation_from_row(row, owner)?,
+            conversation_from_row(owned(row, owner)?, owner)?,
             messages.into_iter().map(message_from_row).collect(),
         ))
     }
