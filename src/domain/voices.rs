@@ -132,6 +132,11 @@ impl Voices<'_> {
         })
     }
 
+    /// How many samples `owner` has stored.
+    pub(crate) async fn sample_count(&self, owner: UserId) -> AppResult<i64> {
+        Ok(store::voices::sample_count(&mut self.pool().get().await?.db(), owner).await?)
+    }
+
     /// Clones `owner`'s voice if it has not been (after a sample said `clone_due`; the
     /// caller tells its client of the sample first; exactly one caller wins the claim).
     /// Success or failure is announced on the account's voice events.

@@ -585,9 +585,14 @@ impl VoiceSubscription {
         };
         let own = origin(ctx);
         let user = viewer(ctx).await?.id;
+        // Progress of samples stored before this subscription started may still be on
+        // its way (another process's NOTIFY, a closed socket's): not news to this
+        // subscriber, so only counts above the present one are told (from 0 again once
+        // the voice is deleted).
+        let stored = domain(ctx).voices().sample_count(user).await?;
         Ok(futures_util::stream::unfold(
-            events,
-            move |mut rx| async move {
+            (events, stored),
+            move |(mut rx, mut stored)| async move {
                 loop {
                     let event = match rx.recv().await {
                         Ok(e) => e,
@@ -606,10 +611,12 @@ impl VoiceSubscription {
                             count,
                             ready,
                             ..
-                        } if u == user => VoiceEvent::Progress(VoiceCloneProgress {
-                            sample_count: count,
-                            ready_for_cloning: ready,
-                        }),
+                        } if u == user && count > stored => {
+                            VoiceEvent::Progress(VoiceCloneProgress {
+                                sample_count: count,
+                                ready_for_cloning: ready,
+                            })
+                        }
                         Event::VoiceCloned { user: u, voice_id } if u == user => {
                             VoiceEvent::Success(VoiceCloneSuccess {
                                 voice_id,
@@ -625,9 +632,14 @@ impl VoiceSubscription {
                             message,
                             retryable,
                         }),
+                        // The voice was deleted: its samples with it.
+                        Event::AccountUpdated { user: u } if u == user => {
+                            stored = 0;
+                            continue;
+                        }
                         _ => continue,
                     };
-                    return Some((item, rx));
+                    return Some((item, (rx, stored)));
                 }
             },
         ))

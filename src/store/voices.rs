@@ -61,6 +61,15 @@ pub(crate) async fn admit_sample(
     }
 }
 
+/// How many samples `owner` has stored.
+pub(crate) async fn sample_count(db: &mut Db<'_>, owner: UserId) -> Result<i64, DbError> {
+    Ok(on_db!(db, |c| voice_samples::table
+        .filter(voice_samples::owner_id.eq(owner))
+        .count()
+        .get_result(c)
+        .await)?)
+}
+
 pub(crate) async fn delete_sample(db: &mut Db<'_>, id: VoiceSampleId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::delete(voice_samples::table.find(id))
         .execute(c)
