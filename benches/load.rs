@@ -9,6 +9,8 @@
 //! scenario alike:
 //! - the stack's limit: a handler answering bytes held in memory (a stored facade page)
 //!   through the same middleware, without and with the token check;
+//! - the database limit: the page's statements issued by the benchmark itself (the
+//!   store's page read on a pool of the server's size, no HTTP), judged against the page;
 //! - `GET /api/v1/stories?page_size=20` (REST facade) and the same page by `POST /graphql`;
 //! - `GET /api/v1/stories/{id}`, `GET /api/v1/users/me`;
 //!
@@ -786,6 +788,8 @@ async fn insert_rows(
 enum Scenario {
     Limit,
     LimitAuth,
+    /// Not through the server: the page's statements issued by the benchmark itself.
+    DbLimit,
     Facade,
     Graphql,
     Story,
@@ -798,6 +802,7 @@ impl Scenario {
         match self {
             Scenario::Limit => "limit: bytes from memory, same middleware",
             Scenario::LimitAuth => "limit + token check (JWT, account row)",
+            Scenario::DbLimit => "database limit: the page's statements direct",
             Scenario::Facade => "GET /api/v1/stories?page_size=20",
             Scenario::Graphql => "POST /graphql (the same page)",
             Scenario::Story => "GET /api/v1/stories/{id}",
@@ -864,6 +869,7 @@ impl Plan {
                 get(path, Expect::Story(account, index))
             }
             Scenario::Me => get("/api/v1/users/me".into(), Expect::Me(account)),
+            Scenario::DbLimit => unreachable!("the database limit is not an HTTP request"),
             Scenario::Create => Call {
                 method: Method::POST,
                 body: Some(self.create_body.clone()),
@@ -976,6 +982,78 @@ async fn load(
     let mut total = Sample::default();
     for task in tasks {
         total.merge(task.await.expect("client task"));
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// The server's connection pool size (`JJONGAL_DATABASE_POOL_SIZE`, left at its default).
+const SERVER_POOL_SIZE: usize = 10;
+
+/// The database limit: `concurrency` tasks reading account pages through the store's own
+/// page read (the statements `GET /api/v1/stories` runs, prepared, on a pool of the
+/// server's size) in the benchmark's process, with no HTTP, GraphQL or JSON; every page
+/// checked (its story ids newest first, a next page, five chapters each).
+async fn db_limit(
+    pool: &jjongal::store::Pool,
+    plan: &Arc<Plan>,
+    concurrency: usize,
+    duration: Duration,
+) -> Sample {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|client| {
+            let (plan, pool, stop) = (plan.clone(), pool.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sample = Sample::default();
+                let n = plan.accounts.len();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let account = &plan.accounts[(client + i * 7919) % n];
+                    i += 1;
+                    let owner: UserId = account.id.parse().expect("account ids are UUIDs");
+                    let t = Instant::now();
+                    let outcome = jjongal::store::page_for_benchmark(&pool, owner, PAGE).await;
+                    let latency = t.elapsed();
+                    let verdict = match outcome {
+                        Ok((ids, more, chapters)) => {
+                            let newest = account.stories.len() - 1;
+                            let expected =
+                                (0..PAGE).map(|k| account.stories[newest - k].id.as_str());
+                            if !more || chapters != PAGE * CHAPTERS {
+                                Err(format!("next page {more}, {chapters} chapters"))
+                            } else if !ids
+                                .iter()
+                                .map(|id| id.to_string())
+                                .eq(expected.map(String::from))
+                            {
+                                Err(format!("page ids {ids:?}"))
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        Err(e) => Err(format!("database: {e}")),
+                    };
+                    match verdict {
+                        Ok(()) => sample.latencies.push(latency.as_micros() as u32),
+                        Err(e) => {
+                            sample.errors += 1;
+                            if sample.first_errors.len() < 3 {
+                                sample.first_errors.push(e);
+                            }
+                        }
+                    }
+                }
+                sample
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Sample::default();
+    for task in tasks {
+        total.merge(task.await.expect("database limit task"));
     }
     total.elapsed = started.elapsed();
     total
@@ -1161,6 +1239,7 @@ async fn run_backend(
     let reads = [
         Scenario::Limit,
         Scenario::LimitAuth,
+        Scenario::DbLimit,
         Scenario::Facade,
         Scenario::Graphql,
         Scenario::Story,
@@ -1169,17 +1248,20 @@ async fn run_backend(
     .into_iter()
     .filter(|s| args.only.is_empty() || args.only.contains(s))
     .collect::<Vec<_>>();
+    // The database limit's own pool: as many connections as the server's.
+    let direct = jjongal::store::Pool::connect(database_url, SERVER_POOL_SIZE).await?;
+    let measure = |s: Scenario, duration: Duration| {
+        let (plan, direct) = (plan.clone(), direct.clone());
+        async move {
+            match s {
+                Scenario::DbLimit => db_limit(&direct, &plan, args.concurrency, duration).await,
+                _ => load(addr, &plan, s, args.concurrency, duration, None).await,
+            }
+        }
+    };
     // Warm-up: every scenario once, briefly (connections, caches, the allocator).
     for &s in &reads {
-        let warm = load(
-            addr,
-            &plan,
-            s,
-            args.concurrency,
-            Duration::from_secs(2),
-            None,
-        )
-        .await;
+        let warm = measure(s, Duration::from_secs(2)).await;
         if warm.errors > 0 {
             bail!(
                 "{backend} {s:?} fails already in the warm-up: {:?}",
@@ -1197,9 +1279,15 @@ async fn run_backend(
         print!("  round {round}/{}:", args.rounds);
         for &s in &reads {
             let before = server.statements().await?;
-            let mut sample = load(addr, &plan, s, args.concurrency, slice, None).await;
-            // (Less the scrape's own: two scrapes with nothing between them, measured once.)
-            sample.statements = (server.statements().await? - before).saturating_sub(scrape);
+            let ours = jjongal::store::statements();
+            let mut sample = measure(s, slice).await;
+            sample.statements = if s == Scenario::DbLimit {
+                jjongal::store::statements() - ours
+            } else {
+                // (Less the scrape's own: two scrapes with nothing between them, measured
+                // once.)
+                (server.statements().await? - before).saturating_sub(scrape)
+            };
             print!(" {:?} {:.0}/s", s, sample.throughput());
             use std::io::Write;
             let _ = std::io::stdout().flush();
@@ -1373,6 +1461,7 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
     let scenarios = [
         Scenario::Limit,
         Scenario::LimitAuth,
+        Scenario::DbLimit,
         Scenario::Facade,
         Scenario::Graphql,
         Scenario::Story,
@@ -1447,6 +1536,15 @@ fn print_report(args: &Args, reports: &[Report]) -> bool {
             );
         } else {
             println!("  ratios: not all of limit, limit + token check, facade and GraphQL ran");
+        }
+        // The page through the whole service against its statements issued directly.
+        if let (Some(facade), Some(direct)) = (r.row(Scenario::Facade), r.row(Scenario::DbLimit)) {
+            let of_db = facade.throughput / direct.throughput;
+            all_met &= of_db >= 0.5;
+            println!(
+                "  facade/database limit: throughput {of_db:.2} (target ≥ 0.50: {})",
+                verdict(of_db >= 0.5)
+            );
         }
         // One story against the cheapest authenticated read, and that read against the
         // token check alone.
@@ -1575,7 +1673,37 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("\n\n======== all backends, side by side");
-    if !print_report(&args, &reports) {
+    let mut all_met = print_report(&args, &reports);
+    if let (Some(sqlite), Some(pg)) = (
+        reports.iter().find(|r| r.backend == "sqlite"),
+        reports.iter().find(|r| r.backend == "postgres"),
+    ) {
+        println!("\npostgres/sqlite throughput, measured in this run:");
+        for s in [
+            Scenario::DbLimit,
+            Scenario::Facade,
+            Scenario::Story,
+            Scenario::Me,
+        ] {
+            if let (Some(a), Some(b)) = (sqlite.row(s), pg.row(s)) {
+                let ratio = b.throughput / a.throughput;
+                let judged = s != Scenario::DbLimit;
+                all_met &= !judged || ratio >= 0.75;
+                println!(
+                    "  {:<44} {ratio:.2}{}",
+                    s.label(),
+                    if !judged {
+                        " (the databases alone: not a target)".to_string()
+                    } else if ratio >= 0.75 {
+                        " (target ≥ 0.75: met)".to_string()
+                    } else {
+                        " (target ≥ 0.75: NOT MET)".to_string()
+                    }
+                );
+            }
+        }
+    }
+    if !all_met {
         println!("\nsome targets were not met (see above)");
     }
     Ok(())

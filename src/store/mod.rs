@@ -307,6 +307,35 @@ macro_rules! read {
 }
 pub(crate) use read;
 
+/// The load benchmark's database limit (`cargo bench --bench load`, not for the
+/// service): one page of `owner`'s stories, newest first, `first` of them with their
+/// chapters — the very statements `GET /api/v1/stories?page_size=…` runs, on a pool like
+/// the service's — without the service around them. Returns the page's story ids,
+/// whether there is a next page, and the chapters read.
+#[doc(hidden)]
+pub async fn page_for_benchmark(
+    pool: &Pool,
+    owner: types::UserId,
+    first: usize,
+) -> Result<(Vec<types::StoryId>, bool, usize), DbError> {
+    let query = stories::PageQuery {
+        owner: Some(owner),
+        status: None,
+        created_after: None,
+        created_before: None,
+        sort: stories::SortKey::CreatedAt,
+        order: stories::SortOrder::Desc,
+        resume: None,
+        first,
+    };
+    let (page, joined) = read!(pool, |db| stories::page(db, query.clone()).await)?;
+    Ok((
+        page.rows.iter().map(|r| r.id).collect(),
+        page.has_more,
+        joined.len(),
+    ))
+}
+
 /// Runs the same diesel code on whichever backend the [`Db`] `$db` holds. Each arm is
 /// monomorphised for its connection type, so the body must compile for both.
 macro_rules! on_db {
