@@ -150,17 +150,24 @@ impl TestStorage {
     /// Runs `sql` on this storage's database over a connection of its own: to break what
     /// a running server relies on, for the failure tests.
     pub async fn execute(&self, sql: &str) {
+        if let Err(e) = self.try_execute(sql).await {
+            panic!("the test's SQL fails: {e}");
+        }
+    }
+
+    /// [`TestStorage::execute`], its failure told.
+    pub async fn try_execute(&self, sql: &str) -> Result<(), String> {
         if self._pg.is_some() {
             let mut conn = AsyncPgConnection::establish(&self.database_url)
                 .await
                 .expect("connect to the test database");
-            conn.batch_execute(sql).await.expect("the test's SQL runs");
+            conn.batch_execute(sql).await.map_err(|e| e.to_string())
         } else {
             use diesel::Connection;
             use diesel::connection::SimpleConnection;
             let mut conn = diesel::SqliteConnection::establish(&self.database_url)
                 .expect("open the test database");
-            conn.batch_execute(sql).expect("the test's SQL runs");
+            conn.batch_execute(sql).map_err(|e| e.to_string())
         }
     }
 

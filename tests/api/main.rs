@@ -13,6 +13,7 @@ mod graphql;
 mod graphql_limits;
 mod helpers;
 mod media;
+mod migrations;
 mod ops;
 mod pagination;
 mod providers;

@@ -1,0 +1,101 @@
+//! Schema migrations run on databases that already hold data.
+
+use crate::helpers::{Db, Seed};
+
+/// Migration 000009 on a populated PostgreSQL database (issue 30): undone on a database
+/// holding a story with chapters and media, then run again by a server starting on it.
+/// The columns referring to `COLLATE "C"` ids take that collation, a join on such a pair
+/// can use the referring column's index (with two collations it cannot, whatever the
+/// planner would like), and the story reads back the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(jjongal_pg),
+    ignore = "PostgreSQL only: set JJONGAL_TEST_DATABASE_URL to run it"
+)]
+async fn the_id_collation_migration_runs_on_a_populated_database() {
+    let app = crate::helpers::spawn_app(Db::Postgres).await;
+    let token = app.new_account("collation.migration").await;
+    let id = app
+        .seed_story(
+            &token,
+            Seed {
+                title: Some("산호 마을"),
+                status: jjongal::domain::stories::StoryStatus::Completed,
+                chapters: 3,
+                audio: true,
+                ..Seed::default()
+            },
+        )
+        .await;
+    let path = format!("/api/v1/stories/{id}");
+    let before = app.get(&path, Some(&token)).await.assert_ok(200);
+    assert_eq!(before["chapters"].as_array().unwrap().len(), 3);
+
+    let columns = "('stories', 'conversation_id'), ('media_files', 'story_id'), \
+        ('chapters', 'story_id'), ('chapters', 'image_file_id'), ('chapters', 'audio_file_id'), \
+        ('generation_steps', 'story_id'), ('conversation_messages', 'conversation_id')";
+    // Fails (so the test fails) unless every listed column has `collation` (an SQL
+    // literal; NULL is the database default).
+    let collations_are = |collation: &str| {
+        format!(
+            "DO $$ DECLARE n integer; BEGIN \
+               SELECT count(*) INTO n FROM (VALUES {columns}) AS w(t, c) \
+               JOIN information_schema.columns i ON i.table_name = w.t AND i.column_name = w.c \
+               WHERE i.collation_name IS NOT DISTINCT FROM {collation}; \
+               IF n <> 7 THEN RAISE EXCEPTION 'only % of 7 columns have the collation expected', n; END IF; \
+             END $$"
+        )
+    };
+    // Fails unless joining chapters on their story's id can use the chapters index.
+    let join_uses_the_index = format!(
+        "DO $$ DECLARE line text; plan text := ''; BEGIN \
+           SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+           FOR line IN EXPLAIN SELECT c.id FROM stories s JOIN chapters c ON c.story_id = s.id \
+             WHERE s.id = '{id}' LOOP plan := plan || line || ' '; END LOOP; \
+           IF plan NOT LIKE '%Index Scan using chapters_story_id_chapter_number_key%' \
+             THEN RAISE EXCEPTION 'chapters not found by their index: %', plan; END IF; \
+         END $$"
+    );
+    let storage = app.storage();
+    storage.execute(&collations_are("'C'")).await;
+    storage.execute(&join_uses_the_index).await;
+
+    // Undone, as on a database of the release before: the index is out of the join's reach.
+    storage
+        .execute(include_str!(
+            "../../migrations/postgres/2026-12-05-000009_id_collation/down.sql"
+        ))
+        .await;
+    storage
+        .execute("DELETE FROM __diesel_schema_migrations WHERE version = '20261205000009'")
+        .await;
+    storage.execute(&collations_are("NULL")).await;
+    let refused = storage.try_execute(&join_uses_the_index).await;
+    assert!(
+        refused.is_err_and(|e| e.contains("chapters not found by their index")),
+        "with two collations the join cannot use the index"
+    );
+
+    // A server starting on the populated database migrates it.
+    let again = crate::helpers::spawn_app_sharing(&app, &[]).await;
+    storage.execute(&collations_are("'C'")).await;
+    storage.execute(&join_uses_the_index).await;
+    let after = again.get(&path, Some(&token)).await.assert_ok(200);
+    // (The signed media URLs differ by their signing time; everything else is equal.)
+    let unsigned = |story: &serde_json::Value| {
+        let mut chapters = story["chapters"].clone();
+        for c in chapters.as_array_mut().unwrap() {
+            for media in ["image", "audio"] {
+                let url = c[media]["url"].as_str().unwrap();
+                c[media]["url"] = url.split('?').next().unwrap().into();
+                c[media]["expiry_time"] = serde_json::Value::Null;
+            }
+        }
+        chapters
+    };
+    assert_eq!(
+        unsigned(&after),
+        unsigned(&before),
+        "the chapters read back the same"
+    );
+}
