@@ -13,8 +13,9 @@
 //! it in the second half of its lifetime reads it (and puts it back fresh) while the
 //! others are still served. Without that, every request arriving while the read of an
 //! expired entry was on its way read the account too: on PostgreSQL under load, where
-//! a read waits for a pooled connection, up to a dozen reads per expiry (one per story
-//! read in the load benchmark, 1.4 statements per `GET /stories/{id}` instead of 1.0).
+//! a read waits for a pooled connection, up to a dozen reads per expiry (in the load
+//! benchmark, 1.4 statements per `GET /stories/{id}` instead of 1.0). A failed re-read
+//! fails its request, as a read of an expired entry would; the entry then expires.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -244,10 +244,10 @@ pub(crate) async fn story_with_chapters(
                 media_files::content_type,
             );
             let rows: Vec<StoryWithChapter> = stories::table
+                // (The chapters by the id itself: their index serves it whatever the
+                // columns' collations.)
                 .left_join(
-                    chapters::table.on(chapters::story_id
-                        .eq(stories::id)
-                        .and(stories::owner_id.eq(viewer))),
+                    chapters::table.on(chapters::story_id.eq(id).and(stories::owner_id.eq(viewer))),
                 )
                 .left_join(
                     image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
