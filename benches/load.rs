@@ -891,6 +891,18 @@ struct Sample {
 }
 
 impl Sample {
+    /// One request's outcome: its latency when its answer was right, its error if not.
+    fn record(&mut self, latency: Duration, verdict: Result<(), String>) {
+        match verdict {
+            Ok(()) => self.latencies.push(latency.as_micros() as u32),
+            Err(e) => {
+                self.errors += 1;
+                if self.first_errors.len() < 3 {
+                    self.first_errors.push(e);
+                }
+            }
+        }
+    }
     fn merge(&mut self, other: Sample) {
         self.latencies.extend(other.latencies);
         self.statements += other.statements;
@@ -963,28 +975,13 @@ async fn load(
                             Err(format!("transport: {e:#}"))
                         }
                     };
-                    match verdict {
-                        Ok(()) => sample.latencies.push(latency.as_micros() as u32),
-                        Err(e) => {
-                            sample.errors += 1;
-                            if sample.first_errors.len() < 3 {
-                                sample.first_errors.push(e);
-                            }
-                        }
-                    }
+                    sample.record(latency, verdict);
                 }
                 sample
             })
         })
         .collect();
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = Sample::default();
-    for task in tasks {
-        total.merge(task.await.expect("client task"));
-    }
-    total.elapsed = started.elapsed();
-    total
+    gather(tasks, &stop, duration, started).await
 }
 
 /// The server's connection pool size (`JJONGAL_DATABASE_POOL_SIZE`, left at its default).
@@ -1035,25 +1032,28 @@ async fn db_limit(
                         }
                         Err(e) => Err(format!("database: {e}")),
                     };
-                    match verdict {
-                        Ok(()) => sample.latencies.push(latency.as_micros() as u32),
-                        Err(e) => {
-                            sample.errors += 1;
-                            if sample.first_errors.len() < 3 {
-                                sample.first_errors.push(e);
-                            }
-                        }
-                    }
+                    sample.record(latency, verdict);
                 }
                 sample
             })
         })
         .collect();
+    gather(tasks, &stop, duration, started).await
+}
+
+/// Lets the client `tasks` run for `duration`, stops them, and merges what they measured
+/// (its time counted from `started`).
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<Sample>>,
+    stop: &AtomicBool,
+    duration: Duration,
+    started: Instant,
+) -> Sample {
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = Sample::default();
     for task in tasks {
-        total.merge(task.await.expect("database limit task"));
+        total.merge(task.await.expect("client task"));
     }
     total.elapsed = started.elapsed();
     total

@@ -74,6 +74,19 @@ pub(crate) enum Topic {
 }
 
 impl Event {
+    /// The account whose row, as its readers see it, this event says changed (deleted,
+    /// role, voice): copies of it kept in memory are dropped on every process.
+    pub(crate) fn changed_account(&self) -> Option<UserId> {
+        match self {
+            Event::AccountGone { user }
+            | Event::AccountChanged { user }
+            | Event::AccountUpdated { user }
+            | Event::VoiceCloned { user, .. }
+            | Event::VoiceCloneFailed { user, .. } => Some(*user),
+            _ => None,
+        }
+    }
+
     /// The topic this event belongs to (none: only the subscribers of everything).
     fn topic(&self) -> Option<Topic> {
         match self {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::accounts::User;
-use crate::events::{Event, Events};
+use crate::events::Events;
 use crate::store::types::UserId;
 
 struct Entry {
@@ -122,14 +122,11 @@ impl AccountCache {
             let event = changes.recv().await;
             let Some(cache) = cache.upgrade() else { return };
             match event {
-                Ok(
-                    Event::AccountGone { user }
-                    | Event::AccountChanged { user }
-                    | Event::AccountUpdated { user }
-                    | Event::VoiceCloned { user, .. }
-                    | Event::VoiceCloneFailed { user, .. },
-                ) => cache.forget(user),
-                Ok(_) => {}
+                Ok(event) => {
+                    if let Some(user) = event.changed_account() {
+                        cache.forget(user);
+                    }
+                }
                 Err(RecvError::Lagged(_)) => cache.forget_all(),
                 Err(RecvError::Closed) => return,
             }

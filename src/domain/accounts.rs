@@ -393,15 +393,13 @@ impl Accounts<'_> {
         self.voices().delete_voice(user).await?;
         let deleted =
             store::accounts::delete_user(&mut self.pool().get().await?.db(), user.id).await?;
-        // (Dropped from this process's memory whatever happened: the row may be gone.)
-        self.account_cache().forget(user.id);
         if !deleted {
+            // (Gone already: no copy of it is kept either.)
+            self.account_cache().forget(user.id);
             return Err(AppError::invalid_token());
         }
         // Its sockets, here and on every other process, close now.
-        self.events()
-            .publish(Event::AccountGone { user: user.id })
-            .await;
+        self.announce(Event::AccountGone { user: user.id }).await;
         // Rows cascaded; the account's media directory goes with them.
         self.media().remove_dir(&user.id.to_string()).await;
         tracing::info!(user_id = %user.id, "account deleted");

@@ -170,6 +170,16 @@ impl Domain {
         self.inner.work.notify_one();
     }
 
+    /// Publishes `event` to every process; one that changes an account
+    /// ([`Event::changed_account`]) first drops this process's copy of it, so requests
+    /// here see the change at once (other processes drop theirs when the event arrives).
+    pub(crate) async fn announce(&self, event: Event) {
+        if let Some(user) = event.changed_account() {
+            self.account_cache().forget(user);
+        }
+        self.events().publish(event).await;
+    }
+
     pub(crate) async fn story_changed(&self, id: StoryId) {
         self.events().publish(Event::Story { id }).await;
     }

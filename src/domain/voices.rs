@@ -228,9 +228,7 @@ impl Voices<'_> {
             }
             return Ok(());
         }
-        // (The event drops other processes' copies of the account.)
-        self.account_cache().forget(oid);
-        self.events().publish(event).await;
+        self.announce(event).await;
         Ok(())
     }
 
@@ -254,10 +252,7 @@ impl Voices<'_> {
         store::voices::set_voice(&mut db, oid, VoiceStatus::NotCloned, None).await?;
         drop(conn);
         // The account's voice is gone: no copy of the account keeps it.
-        self.account_cache().forget(oid);
-        self.events()
-            .publish(crate::events::Event::AccountUpdated { user: oid })
-            .await;
+        self.announce(Event::AccountUpdated { user: oid }).await;
         crate::media::remove_tree(&self.samples_dir(owner.id), "removing voice samples").await;
         if let (Some(id), Some(record)) = (voice_id, record) {
             self.settle_at_provider(oid, &id, record).await?;

@@ -162,18 +162,27 @@ macro_rules! page_rows {
     }};
 }
 
+/// The two aliases of `media_files` a chapter's image and narration are joined as, and
+/// the columns read of each.
+macro_rules! chapter_files {
+    () => {{
+        let (image, audio) =
+            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
+        let columns = (
+            media_files::id,
+            media_files::path,
+            media_files::content_type,
+        );
+        (image, audio, columns)
+    }};
+}
+
 /// The chapters of `$stories` joined with both of their media files, ordered by story and
 /// number: one query for any number of stories. (Two queries before: SQLite prepared the
 /// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
 macro_rules! chapters_with_media {
     ($stories:expr) => {{
-        let (image, audio) =
-            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-        let file_columns = (
-            media_files::id,
-            media_files::path,
-            media_files::content_type,
-        );
+        let (image, audio, file_columns) = chapter_files!();
         chapters::table
             .left_join(
                 image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
@@ -236,13 +245,7 @@ pub(crate) async fn story_with_chapters(
             // One statement: the row, with its chapters joined only when the viewer owns
             // it (the row comes once per chapter, or once with none).
             let c: &mut diesel_async::AsyncPgConnection = c;
-            let (image, audio) =
-                diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-            let file_columns = (
-                media_files::id,
-                media_files::path,
-                media_files::content_type,
-            );
+            let (image, audio, file_columns) = chapter_files!();
             let rows: Vec<StoryWithChapter> = stories::table
                 // (The chapters by the id itself: their index serves it whatever the
                 // columns' collations.)

@@ -294,11 +294,9 @@ impl Ops<'_> {
             .ok_or_else(AppError::not_found)?;
         drop(conn);
         let user = User::try_from(row)?;
-        // Requests here see the new role at once (other processes on the event).
-        self.account_cache().forget(user.id);
-        // Open sockets were admitted as what the account was: they close now.
-        self.events()
-            .publish(crate::events::Event::AccountChanged { user: user.id })
+        // Open sockets were admitted as what the account was: they close now; requests
+        // see the new role at once.
+        self.announce(crate::events::Event::AccountChanged { user: user.id })
             .await;
         Ok(user)
     }
