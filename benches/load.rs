@@ -35,7 +35,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
-use jjongal::store::models::{ChapterRow, MediaFileRow, StoryRow};
+use jjongal::store::models::{ChapterFiles, ChapterRow, MediaFileRow, StoryRow};
 use jjongal::store::schema::{chapters, media_files, stories};
 use jjongal::store::types::{ChapterId, MediaFileId, StoryId, UserId};
 use serde::Deserialize;
@@ -641,6 +641,7 @@ async fn seed(
             for n in 1..=CHAPTERS {
                 let image = MediaFileId::random();
                 let audio = MediaFileId::random();
+                let path = |ext: &str| format!("{id}/{story_id}/chapter-{n}.{ext}");
                 for (file, ext, content_type) in
                     [(image, "svg", "image/svg+xml"), (audio, "wav", "audio/wav")]
                 {
@@ -648,7 +649,7 @@ async fn seed(
                         id: file,
                         owner_id: owner,
                         story_id: Some(story_id),
-                        path: format!("{id}/{story_id}/chapter-{n}.{ext}"),
+                        path: path(ext),
                         content_type: content_type.into(),
                         size_bytes: 40_000,
                         created_at: created,
@@ -660,9 +661,15 @@ async fn seed(
                     chapter_number: n as i32,
                     title: format!("{n}장"),
                     content: format!("{n}. {BODY}"),
-                    image_file_id: Some(image),
-                    audio_file_id: Some(audio),
                     created_at: created,
+                    files: ChapterFiles {
+                        image_file_id: Some(image),
+                        image_path: Some(path("svg")),
+                        image_content_type: Some("image/svg+xml".into()),
+                        audio_file_id: Some(audio),
+                        audio_path: Some(path("wav")),
+                        audio_content_type: Some("audio/wav".into()),
+                    },
                 });
             }
             seeded.push(SeededStory {

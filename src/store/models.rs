@@ -107,13 +107,12 @@ pub struct ChapterRow {
     pub chapter_number: i32,
     pub title: String,
     pub content: String,
-    pub image_file_id: Option<MediaFileId>,
-    pub audio_file_id: Option<MediaFileId>,
     pub created_at: NaiveDateTime,
+    #[diesel(embed)]
+    pub files: ChapterFiles,
 }
 
-/// The columns of a chapter that a story's readers see (the page's join reads 100 of
-/// them: no file ids, which the join resolves, and no timestamp to parse).
+/// The text columns of a chapter that a story's readers see (no timestamp to parse).
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = chapters)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -124,6 +123,72 @@ pub(crate) struct ChapterText {
     pub title: String,
     pub content: String,
 }
+
+/// A chapter's illustration and narration: each file's id with its path and content type
+/// (migration 000010; `link_media` writes the three together), so a chapter's readers
+/// need no `media_files` lookup. A file counts only while the chapter points at it (a
+/// file's deletion clears the id).
+#[derive(Clone, Debug, Default, Queryable, Selectable, Insertable)]
+#[diesel(table_name = chapters)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ChapterFiles {
+    pub image_file_id: Option<MediaFileId>,
+    pub image_path: Option<String>,
+    pub image_content_type: Option<String>,
+    pub audio_file_id: Option<MediaFileId>,
+    pub audio_path: Option<String>,
+    pub audio_content_type: Option<String>,
+}
+
+impl ChapterFiles {
+    /// The image's id, path and content type, if the chapter has one.
+    pub(crate) fn image(&self) -> Option<MediaColumns> {
+        file(
+            &self.image_file_id,
+            &self.image_path,
+            &self.image_content_type,
+        )
+    }
+
+    /// The narration's id, path and content type, if the chapter has one.
+    pub(crate) fn audio(&self) -> Option<MediaColumns> {
+        file(
+            &self.audio_file_id,
+            &self.audio_path,
+            &self.audio_content_type,
+        )
+    }
+}
+
+fn file(
+    id: &Option<MediaFileId>,
+    path: &Option<String>,
+    content_type: &Option<String>,
+) -> Option<MediaColumns> {
+    Some(((*id)?, path.clone()?, content_type.clone()?))
+}
+
+/// A chapter as its readers see it: its text and its files.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = chapters)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct ChapterRead {
+    #[diesel(embed)]
+    pub text: ChapterText,
+    #[diesel(embed)]
+    pub files: ChapterFiles,
+}
+
+impl ChapterRead {
+    /// The text with each file's id, path and content type.
+    pub(crate) fn files(self) -> (ChapterText, Option<MediaColumns>, Option<MediaColumns>) {
+        let (image, audio) = (self.files.image(), self.files.audio());
+        (self.text, image, audio)
+    }
+}
+
+/// The id, path and content type of a chapter's image or narration.
+pub(crate) type MediaColumns = (MediaFileId, String, String);
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = generation_steps)]

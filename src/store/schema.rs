@@ -114,6 +114,10 @@ diesel::table! {
         image_file_id -> Nullable<Text>,
         audio_file_id -> Nullable<Text>,
         created_at -> Timestamp,
+        image_path -> Nullable<Text>,
+        image_content_type -> Nullable<Text>,
+        audio_path -> Nullable<Text>,
+        audio_content_type -> Nullable<Text>,
     }
 }
 

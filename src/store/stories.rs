@@ -1,6 +1,8 @@
-//! Stories, their chapters and media. The reads — a keyset page of story rows with their
-//! chapters and media, one story with its chapters — each take one trip to the database
-//! (on SQLite, one call on the connection's thread, read with diesel's synchronous API).
+//! Stories, their chapters and media. The reads — one story with its chapters, a keyset
+//! page of story rows with their chapters — take one statement for one story and two for
+//! a page (its rows, then their chapters); on SQLite each is one call on the connection's
+//! thread, read with diesel's synchronous API. A chapter records its media's paths, so no
+//! read looks files up.
 //! The writes: the quota-checked insert, renaming, deleting, retrying, the worker's
 //! status, title and chapters, and linking a chapter's media.
 
@@ -8,9 +10,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::models::{ChapterRow, ChapterText, MediaFileRow, StoryRow};
+pub(crate) use super::models::MediaColumns;
+use super::models::{ChapterRead, ChapterRow, ChapterText, MediaFileRow, StoryRow};
 use super::schema::{chapters, media_files, stories, story_requests};
-use super::types::{ChapterId, MediaFileId, StoryId, StoryRequestId, StoryStatus, UserId};
+use super::types::{ChapterId, StoryId, StoryRequestId, StoryStatus, UserId};
 use super::{Db, DbError, Page, SqliteConn, locked_transaction, on_db, transaction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,44 +165,6 @@ macro_rules! page_rows {
     }};
 }
 
-/// The two aliases of `media_files` a chapter's image and narration are joined as, and
-/// the columns read of each.
-macro_rules! chapter_files {
-    () => {{
-        let (image, audio) =
-            diesel::alias!(media_files as chapter_image, media_files as chapter_audio);
-        let columns = (
-            media_files::id,
-            media_files::path,
-            media_files::content_type,
-        );
-        (image, audio, columns)
-    }};
-}
-
-/// The chapters of `$stories` joined with both of their media files, ordered by story and
-/// number: one query for any number of stories. (Two queries before: SQLite prepared the
-/// second one, with an `IN` list of up to 200 file ids, afresh for every page.)
-macro_rules! chapters_with_media {
-    ($stories:expr) => {{
-        let (image, audio, file_columns) = chapter_files!();
-        chapters::table
-            .left_join(
-                image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
-            )
-            .left_join(
-                audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
-            )
-            .filter($stories)
-            .order_by((chapters::story_id, chapters::chapter_number))
-            .select((
-                ChapterText::as_select(),
-                image.fields(file_columns).nullable(),
-                audio.fields(file_columns).nullable(),
-            ))
-    }};
-}
-
 /// A page's story rows, whether there is a next page, and the rows' chapters. The rows
 /// and their chapters on one connection: one pool checkout per page, and on SQLite one
 /// trip to the connection's thread.
@@ -209,12 +174,11 @@ pub(crate) async fn page(
 ) -> Result<(Page<StoryRow>, Vec<Joined>), DbError> {
     let first = query.first;
     Ok(match db {
-        // The rows, then their chapters and media (given the rows' ids; two statements
-        // pipelined, see `chapters_pg`). One statement joining the page's rows (found by
-        // a subquery) with their chapters was slower in `cargo bench --bench load`: 1,146
-        // pages/s read directly and 621/s served, against 1,486 and 730 for the rows then
-        // the chapters (each row's story columns repeated per chapter cost more than the
-        // second round trip saves).
+        // The rows, then their chapters (given the rows' ids). One statement joining the
+        // page's rows (found by a subquery) with their chapters was slower in `cargo bench
+        // --bench load`: 1,146 pages/s read directly and 621/s served, against 1,486 and
+        // 730 for the rows then the chapters (each row's story columns repeated per
+        // chapter cost more than the second round trip saves).
         Db::Pg(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;
             let page = Page::of(page_rows!(&query).load(c).await?, first);
@@ -245,35 +209,23 @@ pub(crate) async fn story_with_chapters(
             // One statement: the row, with its chapters joined only when the viewer owns
             // it (the row comes once per chapter, or once with none).
             let c: &mut diesel_async::AsyncPgConnection = c;
-            let (image, audio, file_columns) = chapter_files!();
-            let rows: Vec<StoryWithChapter> = stories::table
+            let rows: Vec<(StoryRow, Option<ChapterRead>)> = stories::table
                 // (The chapters by the id itself: their index serves it whatever the
                 // columns' collations.)
                 .left_join(
                     chapters::table.on(chapters::story_id.eq(id).and(stories::owner_id.eq(viewer))),
                 )
-                .left_join(
-                    image.on(chapters::image_file_id.eq(image.field(media_files::id).nullable())),
-                )
-                .left_join(
-                    audio.on(chapters::audio_file_id.eq(audio.field(media_files::id).nullable())),
-                )
                 .filter(stories::id.eq(id))
                 .order_by(chapters::chapter_number.asc())
-                .select((
-                    StoryRow::as_select(),
-                    Option::<ChapterText>::as_select(),
-                    image.fields(file_columns).nullable(),
-                    audio.fields(file_columns).nullable(),
-                ))
+                .select((StoryRow::as_select(), Option::<ChapterRead>::as_select()))
                 .load(c)
                 .await?;
             let mut row = None;
             let mut joined = Vec::with_capacity(rows.len());
-            for (story, chapter, image, audio) in rows {
+            for (story, chapter) in rows {
                 row.get_or_insert(story);
                 if let Some(chapter) = chapter {
-                    joined.push((chapter, image, audio));
+                    joined.push(chapter.files());
                 }
             }
             (row, joined)
@@ -309,24 +261,21 @@ pub(crate) async fn chapters(db: &mut Db<'_>, rows: &[StoryRow]) -> Result<Vec<J
     })
 }
 
-/// The id, path and content type of a chapter's image or narration.
-pub(crate) type MediaColumns = (MediaFileId, String, String);
-/// A chapter row with both of its media files, as one joined row.
+/// A chapter's text with its image and narration.
 pub(crate) type Joined = (ChapterText, Option<MediaColumns>, Option<MediaColumns>);
-/// A story row left-joined with one of its chapters and that chapter's media.
-type StoryWithChapter = (
-    StoryRow,
-    Option<ChapterText>,
-    Option<MediaColumns>,
-    Option<MediaColumns>,
-);
 
-/// PostgreSQL: the chapters of the stories `ids` (`story_id = ANY($1)`) and those
-/// stories' media files (`media_files.story_id = ANY($1)`, by the media's story index),
-/// the two statements pipelined (one round trip), matched here. Joining each chapter
-/// with its two files instead probed the media's primary key twice per chapter: 200
-/// probes (about 800 buffer reads) for a page of 20. A chapter's files always belong to
-/// its own story (`writing.rs` records them so); one not found reads as gone.
+/// The chapters of the stories `ids`, ordered by story and number: one query for any
+/// number of stories.
+macro_rules! chapters_of {
+    ($stories:expr) => {
+        chapters::table
+            .filter($stories)
+            .order_by((chapters::story_id, chapters::chapter_number))
+            .select(ChapterRead::as_select())
+    };
+}
+
+/// PostgreSQL: the chapters of the stories `ids` (`story_id = ANY($1)`).
 async fn chapters_pg(
     c: &mut diesel_async::AsyncPgConnection,
     ids: &[StoryId],
@@ -334,32 +283,8 @@ async fn chapters_pg(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let c: &diesel_async::AsyncPgConnection = c;
-    let chapters = chapters::table
-        .filter(chapters::story_id.eq_any(ids))
-        .order_by((chapters::story_id, chapters::chapter_number))
-        .select((
-            ChapterText::as_select(),
-            chapters::image_file_id,
-            chapters::audio_file_id,
-        ))
-        .load::<(ChapterText, Option<MediaFileId>, Option<MediaFileId>)>(&mut &*c);
-    let media = media_files::table
-        .filter(media_files::story_id.eq_any(ids))
-        .select((
-            media_files::id,
-            media_files::path,
-            media_files::content_type,
-        ))
-        .load::<MediaColumns>(&mut &*c);
-    let (chapters, media) = futures_util::join!(chapters, media);
-    let media: std::collections::HashMap<MediaFileId, MediaColumns> =
-        media?.into_iter().map(|m| (m.0, m)).collect();
-    let file = |id: Option<MediaFileId>| id.and_then(|id| media.get(&id).cloned());
-    Ok(chapters?
-        .into_iter()
-        .map(|(chapter, image, audio)| (chapter, file(image), file(audio)))
-        .collect())
+    let rows: Vec<ChapterRead> = chapters_of!(chapters::story_id.eq_any(ids)).load(c).await?;
+    Ok(rows.into_iter().map(ChapterRead::files).collect())
 }
 
 /// SQLite, called on the connection's own thread with the synchronous API (see
@@ -374,7 +299,8 @@ fn chapters_sqlite(
         return Ok(Vec::new());
     }
     let in_page = super::in_json_array(chapters::story_id, ids)?;
-    diesel::RunQueryDsl::load(chapters_with_media!(in_page), c)
+    let rows: Vec<ChapterRead> = diesel::RunQueryDsl::load(chapters_of!(in_page), c)?;
+    Ok(rows.into_iter().map(ChapterRead::files).collect())
 }
 
 fn ids_of(rows: &[StoryRow]) -> Vec<StoryId> {
@@ -596,11 +522,29 @@ pub(crate) async fn link_media(
             .values(file)
             .execute(c)
             .await)?;
+        // The chapter records the file's path and content type beside its id, which its
+        // readers use instead of looking the file up.
         let link = diesel::update(chapters::table.find(chapter));
-        let fid = Some(file.id);
+        let (fid, path, content_type) = (Some(file.id), Some(&file.path), Some(&file.content_type));
         on_db!(&mut *tx, |c| match kind {
-            MediaKind::Image => link.set(chapters::image_file_id.eq(fid)).execute(c).await,
-            MediaKind::Audio => link.set(chapters::audio_file_id.eq(fid)).execute(c).await,
+            MediaKind::Image => {
+                link.set((
+                    chapters::image_file_id.eq(fid),
+                    chapters::image_path.eq(path),
+                    chapters::image_content_type.eq(content_type),
+                ))
+                .execute(c)
+                .await
+            }
+            MediaKind::Audio => {
+                link.set((
+                    chapters::audio_file_id.eq(fid),
+                    chapters::audio_path.eq(path),
+                    chapters::audio_content_type.eq(content_type),
+                ))
+                .execute(c)
+                .await
+            }
         })?;
         Ok::<_, DbError>(())
     })

@@ -1,5 +1,6 @@
 //! Schema migrations run on databases that already hold data.
 
+use crate::db_tests;
 use crate::helpers::{Db, Seed};
 
 /// Migration 000009 on a populated PostgreSQL database (issue 30): undone on a database
@@ -81,21 +82,81 @@ async fn the_id_collation_migration_runs_on_a_populated_database() {
     storage.execute(&collations_are("'C'")).await;
     storage.execute(&join_uses_the_index).await;
     let after = again.get(&path, Some(&token)).await.assert_ok(200);
-    // (The signed media URLs differ by their signing time; everything else is equal.)
-    let unsigned = |story: &serde_json::Value| {
-        let mut chapters = story["chapters"].clone();
-        for c in chapters.as_array_mut().unwrap() {
-            for media in ["image", "audio"] {
-                let url = c[media]["url"].as_str().unwrap();
-                c[media]["url"] = url.split('?').next().unwrap().into();
-                c[media]["expiry_time"] = serde_json::Value::Null;
-            }
-        }
-        chapters
-    };
     assert_eq!(
-        unsigned(&after),
-        unsigned(&before),
+        unsigned_chapters(&after),
+        unsigned_chapters(&before),
         "the chapters read back the same"
     );
 }
+
+/// A story's chapters with their media URLs' signatures and expiry left out (they differ
+/// by the signing time; everything else is comparable).
+fn unsigned_chapters(story: &serde_json::Value) -> serde_json::Value {
+    let mut chapters = story["chapters"].clone();
+    for c in chapters.as_array_mut().unwrap() {
+        for media in ["image", "audio"] {
+            let url = c[media]["url"].as_str().expect("the chapter has its media");
+            c[media]["url"] = url.split('?').next().unwrap().into();
+            c[media]["expiry_time"] = serde_json::Value::Null;
+        }
+    }
+    chapters
+}
+
+/// Migration 000010 on a populated database, both backends: undone on a database holding
+/// a story whose chapters have pictures and narration, then run again by a server
+/// starting on it. Its backfill copies each file's path and content type onto its chapter
+/// (readers no longer look files up), so the story reads back with the same media.
+async fn the_chapter_media_paths_migration_backfills_a_populated_database(db: Db) {
+    let app = crate::helpers::spawn_app(db).await;
+    let token = app.new_account("paths.migration").await;
+    let id = app
+        .seed_story(
+            &token,
+            Seed {
+                status: jjongal::domain::stories::StoryStatus::Completed,
+                chapters: 3,
+                audio: true,
+                ..Seed::default()
+            },
+        )
+        .await;
+    let path = format!("/api/v1/stories/{id}");
+    let before = app.get(&path, Some(&token)).await.assert_ok(200);
+    assert_eq!(before["chapters"].as_array().unwrap().len(), 3);
+
+    let storage = app.storage();
+    let down = match db {
+        Db::Postgres => {
+            include_str!("../../migrations/postgres/2026-12-05-000010_chapter_media_paths/down.sql")
+        }
+        Db::Sqlite => {
+            include_str!("../../migrations/sqlite/2026-12-05-000010_chapter_media_paths/down.sql")
+        }
+    };
+    storage.execute(down).await;
+    storage
+        .execute("DELETE FROM __diesel_schema_migrations WHERE version = '20261205000010'")
+        .await;
+    let gone = storage.try_execute("SELECT image_path FROM chapters").await;
+    assert!(gone.is_err(), "undone, the chapters have no paths");
+
+    let again = crate::helpers::spawn_app_sharing(&app, &[]).await;
+    let after = again.get(&path, Some(&token)).await.assert_ok(200);
+    assert_eq!(
+        unsigned_chapters(&after),
+        unsigned_chapters(&before),
+        "the chapters read back with the same media"
+    );
+    // The page reads the same chapters.
+    let page = again
+        .get("/api/v1/stories?page_size=5", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(
+        unsigned_chapters(&page["results"][0]),
+        unsigned_chapters(&before)
+    );
+}
+
+db_tests!(the_chapter_media_paths_migration_backfills_a_populated_database);

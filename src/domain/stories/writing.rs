@@ -50,9 +50,8 @@ impl Stories<'_> {
                 chapter_number: *number,
                 title: title.clone(),
                 content: content.clone(),
-                image_file_id: None,
-                audio_file_id: None,
                 created_at: now,
+                files: Default::default(),
             })
             .collect();
         let mut conn = self.pool().get().await?;
