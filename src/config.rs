@@ -29,11 +29,13 @@ pub enum LogFormat {
 /// Flags and environment variables. Every flag can be given after any subcommand.
 #[derive(Args, Clone, Debug)]
 pub struct ConfigArgs {
-    /// Address the public HTTP listener binds.
+    /// Address the public HTTP listener binds: this machine only by default (a
+    /// development server has open sign-up and generated secrets); `0.0.0.0:8000` to be
+    /// reached from other devices.
     #[arg(
         long,
         env = "JJONGAL_BIND",
-        default_value = "0.0.0.0:8000",
+        default_value = "127.0.0.1:8000",
         global = true
     )]
     pub bind: SocketAddr,

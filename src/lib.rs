@@ -23,6 +23,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stack_limit;
 pub mod store;
+pub mod talk;
 pub mod tally;
 pub mod telemetry;
 pub mod ws;

@@ -1,5 +1,5 @@
-//! The `jjongal` command: `serve` (default), `migrate`, `users create`, `print-schema`,
-//! `print-openapi`.
+//! The `jjongal` command: `serve` (default), `migrate`, `users`, `providers check`,
+//! `voices retry-deletions`, `talk`, `print-schema`, `print-openapi`.
 
 use std::io::Read;
 
@@ -54,6 +54,26 @@ enum Command {
     Voices {
         #[command(subcommand)]
         command: VoicesCommand,
+    },
+    /// Talk on the conversation socket from a shell: each line of standard input is what
+    /// the child says; at its end the conversation ends and asks for its story.
+    Talk {
+        /// The server, as a client reaches it (plain http:// only: a development server).
+        #[arg(long, default_value = "http://localhost:8000")]
+        server: String,
+        /// An access token (`access_token` from `POST /api/v1/auth/token`).
+        #[arg(long, env = "JJONGAL_ACCESS_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long)]
+        child_name: String,
+        #[arg(long)]
+        age: u32,
+        /// Comma-separated, e.g. `공룡,바다`.
+        #[arg(long, value_delimiter = ',')]
+        interests: Vec<String>,
+        /// End without asking for the conversation's story.
+        #[arg(long)]
+        no_story: bool,
     },
     /// Print the GraphQL schema (SDL).
     PrintSchema,
@@ -135,6 +155,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(Config::resolve(cli.config)?).await,
+        Command::Talk {
+            server,
+            token,
+            child_name,
+            age,
+            interests,
+            no_story,
+        } => {
+            jjongal::talk::run(jjongal::talk::Talk {
+                server,
+                token,
+                child_name,
+                age,
+                interests,
+                story: !no_story,
+            })
+            .await
+        }
         Command::Migrate => {
             let config = Config::resolve(cli.config)?;
             let applied = store::migrate(&config.database_url).await?;

@@ -248,6 +248,48 @@ pub struct Providers {
     pub retry: RetryPolicy,
 }
 
+/// Which capabilities have a provider configured (and whether `espeak-ng` is here), to
+/// tell at start-up which run offline or not at all, and how to enable them.
+struct Capabilities {
+    llm: bool,
+    image: bool,
+    speech: bool,
+    espeak: bool,
+    moderation: bool,
+    voice: bool,
+    stt: bool,
+}
+
+impl Capabilities {
+    /// One line per capability that is not an HTTP provider: `true` when it is absent
+    /// (a warning), `false` when the built-in offline provider does it.
+    fn notices(&self) -> Vec<(bool, &'static str)> {
+        let mut notices = Vec::new();
+        if !self.llm {
+            notices.push((false, "story text and conversation guide: offline (built-in templates and rules) — set JJONGAL_LLM_BASE_URL and JJONGAL_LLM_API_KEY for a model"));
+        }
+        if !self.image {
+            notices.push((false, "illustrations: offline (built-in pictures) — set JJONGAL_IMAGE_BASE_URL and JJONGAL_IMAGE_API_KEY for generated images"));
+        }
+        match (self.speech, self.espeak) {
+            (true, true) => {}
+            (true, false) => notices.push((false, "narration fallback: none (espeak-ng is not installed) — install espeak-ng to narrate when the speech provider fails")),
+            (false, true) => notices.push((false, "narration: offline (espeak-ng) — set JJONGAL_SPEECH_BASE_URL and JJONGAL_SPEECH_API_KEY for natural voices")),
+            (false, false) => notices.push((true, "narration: none, stories and replies have no audio — install espeak-ng (e.g. apt install espeak-ng) or set JJONGAL_SPEECH_BASE_URL and JJONGAL_SPEECH_API_KEY")),
+        }
+        if !self.moderation {
+            notices.push((false, "moderation: offline (a built-in word list only) — set JJONGAL_MODERATION_BASE_URL and JJONGAL_MODERATION_API_KEY before real families use the service"));
+        }
+        if !self.voice {
+            notices.push((true, "cloned voice: none, narration never uses a parent's voice — set JJONGAL_VOICE_BASE_URL and JJONGAL_VOICE_API_KEY"));
+        }
+        if !self.stt {
+            notices.push((true, "speech-to-text: none, raw-PCM speech on the conversation socket is not understood — set JJONGAL_STT_BASE_URL and JJONGAL_STT_API_KEY"));
+        }
+        notices
+    }
+}
+
 /// One way to narrate, in the order they are tried.
 pub(crate) struct NarrationOption {
     pub narrator: Arc<dyn Narrator>,
@@ -273,6 +315,7 @@ impl Providers {
             Some(s) => Arc::new(openai::ImagesIllustrator::new(s)),
             None => Arc::new(offline::SvgIllustrator),
         };
+        let espeak = offline::EspeakNarrator::detect();
         let (narrator, offline_narrator): (Arc<dyn Narrator>, Option<Arc<dyn Narrator>>) =
             match http(&config.speech) {
                 Some(s) => (
@@ -281,9 +324,9 @@ impl Providers {
                         config.speech_voice.clone(),
                         config.speech_max_input_chars,
                     )),
-                    Some(Arc::new(offline::EspeakNarrator::detect())),
+                    Some(Arc::new(espeak.clone())),
                 ),
-                None => (Arc::new(offline::EspeakNarrator::detect()), None),
+                None => (Arc::new(espeak.clone()), None),
             };
         let cloner = http(&config.voice).map(|s| Arc::new(voice::VoiceCloner::new(s)));
         let voice_narrator: Option<Arc<dyn Narrator>> = http(&config.voice)
@@ -307,6 +350,22 @@ impl Providers {
             speech_to_text = transcriber.as_ref().map(|t| t.name()).unwrap_or("none"),
             "providers (names starting with offline- are the built-in offline ones)"
         );
+        let capabilities = Capabilities {
+            llm: http(&config.llm).is_some(),
+            image: http(&config.image).is_some(),
+            speech: http(&config.speech).is_some(),
+            espeak: espeak.is_installed(),
+            moderation: http(&config.moderation).is_some(),
+            voice: cloner.is_some(),
+            stt: transcriber.is_some(),
+        };
+        for (absent, notice) in capabilities.notices() {
+            if absent {
+                tracing::warn!("{notice}");
+            } else {
+                tracing::info!("{notice}");
+            }
+        }
         let slots = |p: &crate::config::ProviderConfig| Arc::new(Semaphore::new(p.concurrency));
         Providers {
             writer,
@@ -407,5 +466,59 @@ impl Providers {
             });
         }
         chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Capabilities;
+
+    fn capabilities(espeak: bool) -> Capabilities {
+        Capabilities {
+            llm: false,
+            image: false,
+            speech: false,
+            espeak,
+            moderation: false,
+            voice: false,
+            stt: false,
+        }
+    }
+
+    /// Start-up names every capability that is offline or absent, and how to enable it;
+    /// narration without espeak-ng is absent (a warning), not "offline-espeak-ng".
+    #[test]
+    fn start_up_says_which_capabilities_are_offline_or_absent() {
+        let without = capabilities(false).notices();
+        let narration = without
+            .iter()
+            .find(|(_, n)| n.starts_with("narration"))
+            .unwrap();
+        assert!(narration.0, "absent: a warning");
+        assert!(narration.1.contains("install espeak-ng"));
+        assert!(narration.1.contains("JJONGAL_SPEECH_BASE_URL"));
+        assert_eq!(without.len(), 6);
+        assert_eq!(without.iter().filter(|(absent, _)| *absent).count(), 3);
+
+        let with = capabilities(true).notices();
+        let narration = with.iter().find(|(_, n)| n.starts_with("narration")).unwrap();
+        assert_eq!(
+            *narration,
+            (
+                false,
+                "narration: offline (espeak-ng) — set JJONGAL_SPEECH_BASE_URL and JJONGAL_SPEECH_API_KEY for natural voices"
+            )
+        );
+
+        let all = Capabilities {
+            llm: true,
+            image: true,
+            speech: true,
+            espeak: true,
+            moderation: true,
+            voice: true,
+            stt: true,
+        };
+        assert!(all.notices().is_empty(), "nothing to say when all are configured");
     }
 }

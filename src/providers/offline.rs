@@ -437,6 +437,7 @@ impl Illustrator for SvgIllustrator {
 }
 
 /// Narration with the `espeak-ng` binary, when it is installed.
+#[derive(Clone)]
 pub(crate) struct EspeakNarrator {
     binary: Option<PathBuf>,
 }
@@ -450,6 +451,11 @@ impl EspeakNarrator {
                 .find(|p| p.is_file())
         });
         EspeakNarrator { binary }
+    }
+
+    /// Whether `espeak-ng` was found (without it this narrator answers `Unavailable`).
+    pub(crate) fn is_installed(&self) -> bool {
+        self.binary.is_some()
     }
 }
 
@@ -476,7 +482,7 @@ impl Narrator for EspeakNarrator {
             .spawn()
             .map_err(|e| ProviderError::new(ErrorKind::Unavailable, format!("espeak-ng: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(text.as_bytes()).await.map_err(|e| {
+            stdin.write_all(speakable(text).as_bytes()).await.map_err(|e| {
                 ProviderError::new(ErrorKind::BadResponse, format!("espeak-ng: {e}"))
             })?;
         }
@@ -490,12 +496,88 @@ impl Narrator for EspeakNarrator {
                 format!("espeak-ng failed ({})", out.status),
             ));
         }
+        let mut bytes = out.stdout;
+        settle_wav_sizes(&mut bytes);
         Ok(Media {
-            bytes: out.stdout,
+            bytes,
             content_type: "audio/wav".into(),
             extension: "wav",
         })
     }
+}
+
+/// espeak-ng writes its WAV to a pipe before it knows the length, so its RIFF and `data`
+/// sizes claim about 2 GiB (players and `soxi` then read the duration wrong); this writes
+/// the real ones.
+fn settle_wav_sizes(wav: &mut [u8]) {
+    if wav.len() < 12 || &wav[..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
+        return;
+    }
+    let put = |wav: &mut [u8], at: usize, size: usize| {
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        wav[at..at + 4].copy_from_slice(&size.to_le_bytes());
+    };
+    put(wav, 4, wav.len() - 8);
+    let mut at = 12;
+    while at + 8 <= wav.len() {
+        let size = u32::from_le_bytes(wav[at + 4..at + 8].try_into().unwrap()) as usize;
+        if &wav[at..at + 4] == b"data" {
+            put(wav, at + 4, wav.len() - at - 8);
+            return;
+        }
+        at += 8 + size + (size & 1);
+    }
+}
+
+/// Korean text as a native speaker reads it aloud: a number before a counter that takes
+/// the native numerals reads as them ("5살" → "다섯 살", "20마리" → "스무 마리"), which
+/// espeak-ng would read as Sino-Korean ("오 살"). Other numbers are left to espeak-ng.
+pub(crate) fn speakable(text: &str) -> String {
+    const COUNTERS: [&str; 16] = [
+        "살", "명", "마리", "개", "번째", "번", "시간", "시", "권", "그루", "송이", "채", "잔",
+        "켤레", "벌", "대",
+    ];
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..start]);
+        let digits_end = rest[start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(rest.len(), |e| start + e);
+        let digits = &rest[start..digits_end];
+        let after = rest[digits_end..].trim_start_matches(' ');
+        let counter = COUNTERS.iter().find(|c| after.starts_with(**c));
+        // A digit glued to a letter or digit before it (e.g. "A5") is not a count.
+        let glued = out.chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
+        match (counter, digits.parse::<u32>().ok().and_then(native_number), glued) {
+            (Some(counter), Some(native), false) => {
+                out.push_str(&native);
+                out.push(' ');
+                out.push_str(counter);
+                rest = &after[counter.len()..];
+            }
+            _ => {
+                out.push_str(digits);
+                rest = &rest[digits_end..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// 1–99 in native Korean numerals, in the form used before a counter ("한", "스무").
+fn native_number(n: u32) -> Option<String> {
+    const ONES: [&str; 10] = ["", "한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉"];
+    const TENS: [&str; 10] = ["", "열", "스물", "서른", "마흔", "쉰", "예순", "일흔", "여든", "아흔"];
+    if !(1..=99).contains(&n) {
+        return None;
+    }
+    let (tens, ones) = ((n / 10) as usize, (n % 10) as usize);
+    Some(match (tens, ones) {
+        (2, 0) => "스무".to_string(),
+        _ => format!("{}{}", TENS[tens], ONES[ones]),
+    })
 }
 
 #[cfg(test)]
@@ -539,6 +621,44 @@ mod tests {
                 story.chapters.iter().map(|c| &c.content).collect();
             assert_eq!(bodies.len(), n, "chapter texts repeat");
         }
+    }
+
+    #[test]
+    fn numbers_before_counters_read_as_native_numerals() {
+        for (written, spoken) in [
+            ("민준이는 5살이에요.", "민준이는 다섯 살이에요."),
+            ("20살", "스무 살"),
+            ("물고기 23마리와 1명", "물고기 스물세 마리와 한 명"),
+            ("11번째 생일, 3 시간", "열한 번째 생일, 세 시간"),
+            ("4 개", "네 개"),
+            // Not a native count: left as written (espeak-ng reads them in Sino-Korean).
+            ("1장. 2026년 100명 A5살", "1장. 2026년 100명 A5살"),
+            ("숫자 없이", "숫자 없이"),
+        ] {
+            assert_eq!(speakable(written), spoken, "{written}");
+        }
+    }
+
+    #[test]
+    fn wav_sizes_are_the_real_ones() {
+        // A header as espeak-ng writes it to a pipe: RIFF and data sizes of ~2 GiB.
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&[1, 0, 1, 0, 0x22, 0x56, 0, 0, 0x44, 0xac, 0, 0, 2, 0, 16, 0]);
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&0x7fff_ffdbu32.to_le_bytes());
+        wav.extend_from_slice(&[0u8; 100]);
+        settle_wav_sizes(&mut wav);
+        let size = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
+        assert_eq!(size(4) as usize, wav.len() - 8);
+        assert_eq!(size(40), 100);
+        // Not a WAV: untouched.
+        let mut other = b"RIFX1234".to_vec();
+        settle_wav_sizes(&mut other);
+        assert_eq!(other, b"RIFX1234");
     }
 
     #[test]

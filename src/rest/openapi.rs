@@ -377,9 +377,11 @@ pub fn document_json(public_url: &str) -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
-            "title": "Jjongal (쫑알쫑알) REST API",
+            // ASCII only: client generators derive package names from the title
+            // (openapi-python-client refuses `jjongal-쫑알쫑알-rest-api-client`).
+            "title": "Jjongal REST API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The REST facade of Jjongal: interactive, AI-written children's \
+            "description": "쫑알쫑알 (Jjongal) — the REST facade: interactive, AI-written children's \
                 stories (spec v1.0 with the contract's decisions). Every answer but `204` \
                 is the spec's envelope; failures carry a code from one catalogue. \
                 The conversation WebSocket is `/wss/v1/audio` (JSON messages; \

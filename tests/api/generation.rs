@@ -757,6 +757,12 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
                     .await
                     .unwrap();
                 assert_eq!(&wav[..4], b"RIFF");
+                // The sizes in the header are the file's (espeak-ng's own claim ~2 GiB).
+                let size = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
+                assert_eq!(size(4) as usize, wav.len() - 8);
+                let data = wav.windows(4).position(|w| w == b"data").unwrap();
+                assert_eq!(size(data + 4) as usize, wav.len() - data - 8);
+                assert!(wav.len() - data - 8 > 16_000, "a second of speech or more");
             } else {
                 assert_eq!(chapter["audio"], Value::Null);
             }
