@@ -40,7 +40,9 @@ pub async fn run(talk: Talk) -> anyhow::Result<()> {
     };
     let url = format!("ws://{rest}/wss/v1/audio");
     let mut request = url.as_str().into_client_request_with_token(&talk.token)?;
-    request.headers_mut().insert("user-agent", "jjongal-talk".parse()?);
+    request
+        .headers_mut()
+        .insert("user-agent", "jjongal-talk".parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("connecting to {url}"))?;

@@ -501,7 +501,10 @@ mod tests {
         assert_eq!(without.iter().filter(|(absent, _)| *absent).count(), 3);
 
         let with = capabilities(true).notices();
-        let narration = with.iter().find(|(_, n)| n.starts_with("narration")).unwrap();
+        let narration = with
+            .iter()
+            .find(|(_, n)| n.starts_with("narration"))
+            .unwrap();
         assert_eq!(
             *narration,
             (
@@ -519,6 +522,9 @@ mod tests {
             voice: true,
             stt: true,
         };
-        assert!(all.notices().is_empty(), "nothing to say when all are configured");
+        assert!(
+            all.notices().is_empty(),
+            "nothing to say when all are configured"
+        );
     }
 }

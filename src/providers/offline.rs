@@ -482,9 +482,12 @@ impl Narrator for EspeakNarrator {
             .spawn()
             .map_err(|e| ProviderError::new(ErrorKind::Unavailable, format!("espeak-ng: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(speakable(text).as_bytes()).await.map_err(|e| {
-                ProviderError::new(ErrorKind::BadResponse, format!("espeak-ng: {e}"))
-            })?;
+            stdin
+                .write_all(speakable(text).as_bytes())
+                .await
+                .map_err(|e| {
+                    ProviderError::new(ErrorKind::BadResponse, format!("espeak-ng: {e}"))
+                })?;
         }
         let out = child
             .wait_with_output()
@@ -548,8 +551,15 @@ pub(crate) fn speakable(text: &str) -> String {
         let after = rest[digits_end..].trim_start_matches(' ');
         let counter = COUNTERS.iter().find(|c| after.starts_with(**c));
         // A digit glued to a letter or digit before it (e.g. "A5") is not a count.
-        let glued = out.chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
-        match (counter, digits.parse::<u32>().ok().and_then(native_number), glued) {
+        let glued = out
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
+        match (
+            counter,
+            digits.parse::<u32>().ok().and_then(native_number),
+            glued,
+        ) {
             (Some(counter), Some(native), false) => {
                 out.push_str(&native);
                 out.push(' ');
@@ -568,8 +578,12 @@ pub(crate) fn speakable(text: &str) -> String {
 
 /// 1–99 in native Korean numerals, in the form used before a counter ("한", "스무").
 fn native_number(n: u32) -> Option<String> {
-    const ONES: [&str; 10] = ["", "한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉"];
-    const TENS: [&str; 10] = ["", "열", "스물", "서른", "마흔", "쉰", "예순", "일흔", "여든", "아흔"];
+    const ONES: [&str; 10] = [
+        "", "한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉",
+    ];
+    const TENS: [&str; 10] = [
+        "", "열", "스물", "서른", "마흔", "쉰", "예순", "일흔", "여든", "아흔",
+    ];
     if !(1..=99).contains(&n) {
         return None;
     }

@@ -20,7 +20,12 @@ async fn the_openapi_document_describes_every_route(db: Db) {
         title.chars().all(|c| c.is_ascii_alphanumeric() || c == ' '),
         "a generator-friendly title: {title}"
     );
-    assert!(doc["info"]["description"].as_str().unwrap().contains("쫑알쫑알"));
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("쫑알쫑알")
+    );
     // Every field of every answer is always present (null when empty), so every property
     // of a response schema is `required`; only requests have fields one may leave out.
     let may_omit = ["UserPreferences", "CreateStoryRequest", "HealthStatus"];
