@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use reqwest::Client;
 use serde_json::json;
 
-use super::korean::{a_ya, eul_reul};
+use super::korean::{a_ya, eul_reul, eun_neun, i_ga};
+use super::plan::{Plan, Slot};
 use super::{HttpSettings, ProviderError};
 use crate::store::types::MessageRole;
 
@@ -25,41 +26,35 @@ pub struct GuideRequest {
     pub redirect: bool,
 }
 
-impl GuideRequest {
-    /// How many story elements the child has given so far.
-    pub(crate) fn stage(&self) -> usize {
-        self.history
-            .iter()
-            .filter(|(r, _)| *r == MessageRole::Child)
-            .count()
-    }
-}
-
 #[async_trait]
 pub trait Guide: Send + Sync {
     fn name(&self) -> &'static str;
     async fn reply(&self, request: &GuideRequest) -> Result<String, ProviderError>;
 }
 
-const QUESTIONS: [&str; 4] = [
-    "우리 이야기의 주인공은 누가 좋을까?",
-    "그 주인공은 어디에 살고 있을까?",
-    "그곳에서 주인공에게 어떤 일이 생기면 좋을까?",
-    "주인공은 그 일을 어떻게 해결할까?",
-];
-
-fn question(stage: usize) -> &'static str {
-    QUESTIONS[stage.min(QUESTIONS.len() - 1)]
-}
-
-/// A short echo of what the child said, safe to put in quotes.
-fn echo(text: &str) -> String {
-    let t: String = text.trim().chars().take(30).collect();
-    t.trim_end_matches(['.', '!', '?', '~', ' ']).to_string()
-}
-
-/// The offline guide.
+/// The offline guide: it reads what the child has told so far as a story plan
+/// ([`Plan`]), answers what the last line *says* (who the hero is, where, what went wrong,
+/// who helps), and asks for the first element still missing.
 pub(crate) struct RuleGuide;
+
+/// The question for `slot`, about the story so far.
+fn question(slot: Slot, plan: &Plan, young: bool) -> String {
+    let hero = plan.hero.as_ref().map(|h| h.name.as_str());
+    match (slot, hero) {
+        (Slot::Hero, _) => "우리 이야기의 주인공은 누가 좋을까?".to_string(),
+        (Slot::Place, Some(hero)) => format!("{} 어디에 살고 있을까?", eun_neun(hero)),
+        (Slot::Place, None) => "이야기는 어디에서 일어날까?".to_string(),
+        (Slot::Problem, Some(hero)) => format!("그런데 어느 날, {}에게 무슨 일이 생겼을까?", hero),
+        (Slot::Problem, None) => "그런데 어느 날, 무슨 일이 생겼을까?".to_string(),
+        (Slot::Help, Some(hero)) if young => format!("누가 {} 도와줄 수 있을까?", eul_reul(hero)),
+        (Slot::Help, Some(hero)) => format!(
+            "{} 그 일을 어떻게 해결할까? 누가 도와주면 좋을까?",
+            eun_neun(hero)
+        ),
+        (Slot::Help, None) => "그 일은 어떻게 해결될까? 누가 도와주면 좋을까?".to_string(),
+        (Slot::Done, _) => String::new(),
+    }
+}
 
 #[async_trait]
 impl Guide for RuleGuide {
@@ -69,11 +64,12 @@ impl Guide for RuleGuide {
 
     async fn reply(&self, req: &GuideRequest) -> Result<String, ProviderError> {
         let name = a_ya(req.child_name.trim());
-        let stage = req.stage();
+        let young = req.child_age <= 6;
+        let plan = Plan::of(&req.history);
         if req.redirect {
             return Ok(format!(
                 "음, 그건 조금 다른 이야기로 바꿔 볼까? {name}, {}",
-                question(stage)
+                question(plan.next(), &plan, young)
             ));
         }
         if req.history.is_empty() {
@@ -84,36 +80,77 @@ impl Guide for RuleGuide {
                 .unwrap_or_default();
             return Ok(format!(
                 "안녕, {name}! 나는 쫑이야. {liking}오늘은 우리 같이 멋진 이야기를 만들어 볼까? {}",
-                question(0)
+                question(Slot::Hero, &plan, young)
             ));
         }
-        let said = req
+        // What the last line added: the plan before it against the plan with it.
+        let last_child = req
             .history
             .iter()
-            .rev()
-            .find(|(r, _)| *r == MessageRole::Child)
-            .map(|(_, t)| echo(t))
-            .unwrap_or_default();
-        let young = req.child_age <= 6;
-        Ok(match stage {
-            1 => format!("\"{said}\"! 정말 멋진 주인공이야. {}", question(1)),
-            2 => format!("와, \"{said}\"! 상상만 해도 신나. {}", question(2)),
-            3 => format!(
-                "저런, \"{said}\"… 그럼 큰일이네! {}",
-                if young {
-                    "어떻게 하면 도와줄 수 있을까?"
-                } else {
-                    question(3)
-                }
-            ),
-            4 => format!(
-                "\"{said}\"! 정말 좋은 생각이야. {name}, 네 이야기로 동화를 만들 준비가 다 됐어. '이야기 만들기'를 눌러 봐!"
-            ),
-            _ => format!(
-                "\"{said}\"! 그것도 재미있겠다. 더 넣고 싶은 게 있으면 말해 줘. 다 되면 '이야기 만들기'를 눌러 봐!"
-            ),
-        })
+            .rposition(|(r, _)| *r == MessageRole::Child)
+            .unwrap_or(0);
+        let before = Plan::of(&req.history[..last_child]);
+        let answer = acknowledge(&before, &plan, req.child_name.trim());
+        let next = plan.next();
+        if next == Slot::Done {
+            if before.next() == Slot::Done {
+                return Ok(
+                    "그것도 이야기에 넣어 볼게! 더 하고 싶은 말이 있으면 해 줘. 다 되면 '이야기 만들기'를 눌러 봐!"
+                        .to_string(),
+                );
+            }
+            return Ok(format!(
+                "{answer} {name}, 네 이야기로 동화를 만들 준비가 다 됐어. '이야기 만들기'를 눌러 봐!"
+            ));
+        }
+        Ok(format!("{answer} {}", question(next, &plan, young)))
     }
+}
+
+/// A warm answer to what the child's last line told (`before` → `now`).
+fn acknowledge(before: &Plan, now: &Plan, child: &str) -> String {
+    if let (None, Some(hero)) = (&before.hero, &now.hero) {
+        return format!("{} 주인공이구나! 정말 멋지다.", i_ga(&hero.name));
+    }
+    if now.hero.is_none() && now.hero_misses > before.hero_misses {
+        if now.hero_misses >= 2 {
+            return format!("좋아, 그럼 {} 주인공이 되자!", i_ga(child));
+        }
+        return match (&before.place, &now.place) {
+            (None, Some(place)) => format!(
+                "{place}, 정말 좋은 곳이다! 그런데 그곳에 누가 살까? 동물이나 친구, 공주님처럼 주인공이 될 누군가를 말해 줘."
+            ),
+            _ => "음, 그럼 누가 주인공이면 좋을까? 토끼나 공룡, 공주님처럼 말이야!".to_string(),
+        };
+    }
+    if let (None, Some(place)) = (&before.place, &now.place) {
+        return match &now.hero {
+            Some(hero) => format!(
+                "와, {} {place}에 사는구나! 상상만 해도 신나.",
+                eun_neun(&hero.name)
+            ),
+            None => format!("와, {place}! 상상만 해도 신나."),
+        };
+    }
+    if before.problem.is_none() && now.problem.is_some() {
+        let hero = now.hero.as_ref().map(|h| h.name.as_str());
+        return match (hero, &now.lost) {
+            (Some(hero), Some(lost)) => format!(
+                "저런, 큰일이네! {} {} 꼭 다시 만나고 싶을 거야.",
+                eun_neun(hero),
+                eul_reul(lost)
+            ),
+            (Some(hero), None) => format!("저런, 큰일이네! {} 얼마나 놀랐을까.", i_ga(hero)),
+            (None, _) => "저런, 큰일이네!".to_string(),
+        };
+    }
+    if before.resolution.is_none() && now.resolution.is_some() {
+        return match &now.helper {
+            Some(helper) => format!("{} 도와주다니, 정말 좋은 생각이야!", i_ga(&helper.name)),
+            None => "정말 좋은 생각이야!".to_string(),
+        };
+    }
+    "그렇구나!".to_string()
 }
 
 /// The guide through an OpenAI-compatible chat model.
@@ -206,30 +243,80 @@ mod tests {
         }
     }
 
+    fn child(lines: &[&str]) -> Vec<(&'static str, String)> {
+        let mut history = Vec::new();
+        for line in lines {
+            history.push(("assistant", "…".to_string()));
+            history.push(("child", line.to_string()));
+        }
+        history
+    }
+
+    async fn answer(lines: &[&str]) -> String {
+        let history = child(lines);
+        let history: Vec<(&str, &str)> = history.iter().map(|(r, t)| (*r, t.as_str())).collect();
+        RuleGuide.reply(&req(&history, false)).await.unwrap()
+    }
+
+    /// The guide answers what the child means, not the sentence: the conversation of
+    /// issue 31, line by line.
     #[tokio::test]
-    async fn walks_the_stages_and_reflects_the_child() {
+    async fn answers_the_content_and_asks_what_is_missing() {
         let hello = RuleGuide.reply(&req(&[], false)).await.unwrap();
         assert!(hello.contains("민준아") && hello.contains("공룡을") && hello.contains("주인공"));
-        let one = RuleGuide
-            .reply(&req(
-                &[("assistant", "…"), ("child", "용감한 공주님!")],
-                false,
-            ))
-            .await
-            .unwrap();
-        assert!(one.contains("\"용감한 공주님\"") && one.contains("어디에"));
-        let two = RuleGuide
-            .reply(&req(
-                &[
-                    ("child", "공주"),
-                    ("assistant", "…"),
-                    ("child", "바닷속 궁전"),
-                ],
-                false,
-            ))
-            .await
-            .unwrap();
-        assert!(two.contains("바닷속 궁전") && two.contains("어떤 일"));
+        let lines = [
+            "아기 공룡 뚜뚜",
+            "바닷속 산호 마을에 살아",
+            "엄마를 잃어버렸어",
+            "고래 아저씨가 도와줘",
+        ];
+        let one = answer(&lines[..1]).await;
+        assert_eq!(
+            one,
+            "아기 공룡 뚜뚜가 주인공이구나! 정말 멋지다. 아기 공룡 뚜뚜는 어디에 살고 있을까?"
+        );
+        let two = answer(&lines[..2]).await;
+        assert!(
+            two.contains("뚜뚜는 바닷속 산호 마을에 사는구나") && two.contains("무슨 일이"),
+            "{two}"
+        );
+        assert!(
+            !two.contains('"'),
+            "no quoting of the child's sentence: {two}"
+        );
+        let three = answer(&lines[..3]).await;
+        assert!(
+            three.contains("엄마를 꼭 다시 만나고 싶을") && three.contains("도와"),
+            "{three}"
+        );
+        let four = answer(&lines).await;
+        assert!(
+            four.contains("고래 아저씨가 도와주다니") && four.contains("이야기 만들기"),
+            "{four}"
+        );
+    }
+
+    #[tokio::test]
+    async fn never_calls_a_non_character_a_hero() {
+        let place_only = answer(&["공룡 말고 바다에 가고 싶어"]).await;
+        // (공룡 is named: it is the hero; a line with no character asks again.)
+        assert!(place_only.contains("주인공이구나"), "{place_only}");
+        let sea = answer(&["바다에 가고 싶어"]).await;
+        assert!(
+            sea.contains("바다, 정말 좋은 곳이다") && sea.contains("주인공이 될 누군가"),
+            "{sea}"
+        );
+        assert!(!sea.contains("주인공이구나"), "{sea}");
+        let twice = answer(&["바다에 가고 싶어", "몰라"]).await;
+        assert!(twice.contains("민준이 주인공이 되자"), "{twice}");
+        assert!(
+            twice.contains("무슨 일이"),
+            "the place is known, so the trouble is next: {twice}"
+        );
+    }
+
+    #[tokio::test]
+    async fn redirects_without_repeating() {
         let redirect = RuleGuide
             .reply(&req(&[("child", "공주")], true))
             .await

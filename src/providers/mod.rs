@@ -10,6 +10,7 @@ pub(crate) mod korean;
 pub(crate) mod moderation;
 pub(crate) mod offline;
 pub(crate) mod openai;
+pub(crate) mod plan;
 pub(crate) mod retry;
 pub(crate) mod story_text;
 pub(crate) mod transcribe;

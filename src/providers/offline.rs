@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use crate::store::types::MessageRole;
-
 use super::korean::{a_ya, eul_reul, eun_neun, euro_ro, i_ga, wa_gwa};
+use super::plan::{Plan, Setting, setting};
 use super::{
     ErrorKind, GeneratedChapter, GeneratedStory, IllustrationRequest, Illustrator, Media, Narrator,
     ProviderError, StoryRequest, StoryWriter,
@@ -32,253 +31,452 @@ impl Dice {
     }
 }
 
-/// The template storyteller.
+/// The offline storyteller: the story the conversation planned ([`Plan`]: hero, place,
+/// problem, helper, resolution), in that order; what the conversation left open comes
+/// from the theme (its setting: sea, space, forest…) and the characters asked for.
 pub(crate) struct TemplateWriter;
 
-const PLACES: &[&str] = &[
-    "반짝이는 숲",
-    "무지개 언덕",
-    "조용한 바닷가",
-    "구름 위 마을",
-    "별빛 정원",
+/// Settings to draw from when neither the conversation nor the theme names a place.
+const SETTINGS: &[Setting] = &[
+    Setting::Meadow,
+    Setting::Forest,
+    Setting::Sky,
+    Setting::Sea,
+    Setting::Village,
 ];
+/// Friends when no character was asked for.
 const FRIENDS: &[&str] = &["다정한 다람쥐", "수줍은 아기 곰", "노래하는 파랑새"];
-const PROBLEMS: &[&str] = &[
-    "길을 잃은 아기 별",
-    "멈춰 버린 시계탑",
-    "색깔을 잃은 꽃밭",
-    "잠이 오지 않는 달님",
-];
-const GIFTS: &[&str] = &[
-    "따뜻한 용기",
-    "서로 돕는 마음",
-    "포기하지 않는 마음",
-    "다정한 말 한마디",
-];
 
-/// What the child said, as whole utterances (oldest first), trimmed to a sentence each.
-fn child_lines(transcript: &[(MessageRole, String)]) -> Vec<String> {
-    transcript
-        .iter()
-        .filter(|(role, text)| *role == MessageRole::Child && !text.trim().is_empty())
-        .map(|(_, text)| {
-            let line: String = text.trim().chars().take(60).collect();
-            line.trim_end_matches(['.', '!', '?', ' ']).to_string()
-        })
-        .collect()
-}
-
-/// Sights on the way, one per journey chapter (never repeated within a story).
-const SIGHTS: &[&str] = &[
-    "무지개 다리를 건너자 발밑에서 구름이 몽글몽글 피어올랐어요",
-    "노래하는 시냇물을 따라 걷다가 반짝이는 조약돌을 주웠어요",
-    "커다란 버섯 아래에서 도토리 빵을 나눠 먹으며 쉬었어요",
-    "바람이 불자 민들레 씨앗들이 길을 알려 주듯 한쪽으로 날아갔어요",
-    "나무 위의 부엉이 할아버지가 지름길을 알려 주었어요",
-];
-
-/// The middle of the trouble, in order: it is found, a first try fails, a clue appears.
-const TROUBLES: &[&str] = &[
-    "{child_topic} 잠시 생각했어요. \"괜찮아, 우리가 도와줄게!\" 모두 힘을 모아 방법을 찾기 시작했어요.",
-    "첫 번째 방법은 잘 되지 않았어요. {friend_subj} 시무룩해졌지만 {child_subj} 씩씩하게 말했어요. \"다시 해 보자!\"",
-    "그때 {helper_subj} 작은 실마리를 발견했어요. \"여기 좀 봐! 이걸 이용하면 될 것 같아.\"",
-];
-
-/// Who and what one story is about: drawn once from the request and its seed.
-struct Cast<'a> {
-    name: &'a str,
-    theme: &'a str,
-    friend: String,
-    /// A second character, when the child named two.
-    second: Option<String>,
-    /// Who finds the clue: the second character, else the friend.
-    helper: String,
+/// What a setting looks like and what happens there, for the chapters the conversation
+/// did not tell.
+struct Scenery {
+    /// A place of this setting, when only the theme names it.
     place: &'static str,
+    /// Two sentences of scenery.
+    looks: [&'static str; 2],
+    /// What the hero does there every day ("…했어요" form, without the subject).
+    daily: &'static str,
+    /// A sight on the way.
+    sight: &'static str,
+    /// A trouble of this setting (a whole sentence) and how it is mended.
     problem: &'static str,
-    gift: &'static str,
-    young: bool,
-    age: i32,
-    /// What the child said in the conversation.
-    said: Vec<String>,
-    interest: Option<String>,
-    /// Sights in a story-specific order.
-    sights: Vec<&'static str>,
+    mend: &'static str,
+    /// Who helps, when nobody was named.
+    helper: &'static str,
 }
 
-impl<'a> Cast<'a> {
-    fn of(req: &'a StoryRequest) -> Cast<'a> {
+fn scenery(setting: Setting) -> Scenery {
+    match setting {
+        Setting::Sea => Scenery {
+            place: "푸른 바닷속 마을",
+            looks: [
+                "알록달록한 산호 사이로 작은 물고기들이 헤엄쳤어요.",
+                "물결 위로 햇살이 반짝반짝 내려왔어요.",
+            ],
+            daily: "해초 숲 사이를 헤엄치며 놀았어요",
+            sight: "반짝이는 진주조개들이 길을 따라 입을 열고 인사했어요",
+            problem: "바닷속을 밝히던 진주 등대의 불이 꺼져 버렸어요.",
+            mend: "모두 함께 반딧불 오징어들을 불러 등대에 다시 불을 밝혔어요",
+            helper: "친절한 고래",
+        },
+        Setting::Space => Scenery {
+            place: "반짝이는 별나라",
+            looks: [
+                "까만 하늘에는 별들이 보석처럼 반짝였어요.",
+                "멀리 고리가 있는 행성이 천천히 돌고 있었어요.",
+            ],
+            daily: "작은 로켓을 타고 별과 별 사이를 날아다녔어요",
+            sight: "꼬리가 긴 혜성이 반짝이는 먼지를 뿌리며 지나갔어요",
+            problem: "로켓의 별빛 연료가 똑 떨어져 버렸어요.",
+            mend: "모두 함께 별가루를 모아 로켓에 별빛 연료를 가득 채웠어요",
+            helper: "친절한 별똥별",
+        },
+        Setting::Forest => Scenery {
+            place: "깊은 숲속 마을",
+            looks: [
+                "키 큰 나무들 사이로 햇살이 조각조각 떨어졌어요.",
+                "어디선가 시냇물이 졸졸 노래했어요.",
+            ],
+            daily: "도토리를 줍고 친구들과 숨바꼭질을 했어요",
+            sight: "커다란 버섯들이 우산처럼 줄지어 서 있었어요",
+            problem: "숲속 샘물이 말라 버렸어요.",
+            mend: "모두 함께 바위를 치워 샘물이 다시 흐르게 했어요",
+            helper: "지혜로운 부엉이",
+        },
+        Setting::Sky => Scenery {
+            place: "구름 위 마을",
+            looks: [
+                "솜사탕 같은 구름이 몽글몽글 떠 있었어요.",
+                "바람이 불 때마다 구름 집들이 살랑살랑 흔들렸어요.",
+            ],
+            daily: "구름 미끄럼틀을 타고 신나게 놀았어요",
+            sight: "일곱 빛깔 무지개 다리가 길게 놓여 있었어요",
+            problem: "하늘의 무지개가 사라져 버렸어요.",
+            mend: "모두 함께 햇살과 빗방울을 모아 무지개를 다시 걸었어요",
+            helper: "노래하는 바람",
+        },
+        Setting::Castle => Scenery {
+            place: "언덕 위의 하얀 성",
+            looks: [
+                "뾰족한 탑 위에서 깃발이 펄럭였어요.",
+                "성 안 정원에는 장미꽃이 가득 피어 있었어요.",
+            ],
+            daily: "성 안 정원을 돌보며 노래를 불렀어요",
+            sight: "반짝이는 계단이 높은 탑까지 이어져 있었어요",
+            problem: "성의 커다란 종이 울리지 않게 되었어요.",
+            mend: "모두 함께 종을 닦고 줄을 다시 매어 종이 울리게 했어요",
+            helper: "마음씨 고운 요정",
+        },
+        Setting::Mountain => Scenery {
+            place: "높은 산 아래 마을",
+            looks: [
+                "뾰족한 산봉우리 위로 흰 구름이 걸려 있었어요.",
+                "바위 틈마다 작은 꽃들이 피어 있었어요.",
+            ],
+            daily: "산길을 오르며 예쁜 돌멩이를 모았어요",
+            sight: "바위 사이로 시원한 폭포가 쏟아졌어요",
+            problem: "산으로 가는 다리가 무너져 버렸어요.",
+            mend: "모두 함께 통나무를 날라 튼튼한 다리를 새로 놓았어요",
+            helper: "힘센 산양",
+        },
+        Setting::Snow => Scenery {
+            place: "하얀 눈의 나라",
+            looks: [
+                "온 세상이 하얀 눈으로 덮여 있었어요.",
+                "얼음 위로 햇빛이 반짝반짝 빛났어요.",
+            ],
+            daily: "눈썰매를 타고 눈사람을 만들었어요",
+            sight: "하늘에 초록빛 오로라가 커튼처럼 흔들렸어요",
+            problem: "얼음 마을의 난로가 모두 꺼져 버렸어요.",
+            mend: "모두 함께 햇살을 모아 난로에 다시 불을 붙였어요",
+            helper: "포근한 북극곰",
+        },
+        Setting::Desert => Scenery {
+            place: "모래 언덕 마을",
+            looks: [
+                "금빛 모래 언덕이 끝없이 이어져 있었어요.",
+                "선인장에 빨간 꽃이 피어 있었어요.",
+            ],
+            daily: "모래 위에 그림을 그리며 놀았어요",
+            sight: "야자나무 아래 맑은 오아시스가 반짝였어요",
+            problem: "오아시스의 물이 줄어들고 있었어요.",
+            mend: "모두 함께 구름을 불러 시원한 비를 내리게 했어요",
+            helper: "지혜로운 낙타",
+        },
+        Setting::Meadow => Scenery {
+            place: "꽃이 가득한 들판",
+            looks: [
+                "들판에는 노랑, 분홍 꽃들이 가득 피어 있었어요.",
+                "나비들이 꽃 사이를 팔랑팔랑 날아다녔어요.",
+            ],
+            daily: "꽃향기를 맡으며 들판을 뛰어다녔어요",
+            sight: "민들레 씨앗들이 길을 알려 주듯 한쪽으로 날아갔어요",
+            problem: "들판의 꽃들이 색깔을 잃어버렸어요.",
+            mend: "모두 함께 무지개 물감을 뿌려 꽃들에게 색깔을 돌려주었어요",
+            helper: "노래하는 파랑새",
+        },
+        Setting::Village => Scenery {
+            place: "작은 마을",
+            looks: [
+                "빨간 지붕 집들이 옹기종기 모여 있었어요.",
+                "골목마다 맛있는 빵 냄새가 솔솔 풍겼어요.",
+            ],
+            daily: "친구들과 골목에서 술래잡기를 했어요",
+            sight: "광장의 분수에서 물줄기가 높이 솟아올랐어요",
+            problem: "마을의 커다란 시계탑이 멈춰 버렸어요.",
+            mend: "모두 함께 톱니바퀴를 닦아 시계탑이 다시 움직이게 했어요",
+            helper: "손재주 좋은 할아버지",
+        },
+    }
+}
+
+/// One story's outline: the plan, completed from the theme, the characters and the seed.
+struct Outline<'a> {
+    child: &'a str,
+    age: i32,
+    young: bool,
+    theme: &'a str,
+    /// Told by the child in the conversation (not only asked for by a guardian).
+    told: bool,
+    hero: String,
+    place: String,
+    scenery: Scenery,
+    /// The characters asked for, other than the hero.
+    friends: Vec<String>,
+    /// The trouble, a whole sentence.
+    problem: String,
+    lost: Option<String>,
+    helper: String,
+    /// How it is solved, a whole sentence.
+    resolution: String,
+    interest: Option<&'a str>,
+}
+
+impl<'a> Outline<'a> {
+    fn of(req: &'a StoryRequest) -> Outline<'a> {
+        let plan = Plan::of(&req.transcript);
         let mut dice = Dice(req.seed);
-        let friend = req
+        let child = req.child_name.trim();
+        let theme = req.theme.trim();
+        let asked: Vec<String> = req
             .characters
-            .first()
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| dice.pick(FRIENDS).to_string());
-        let second = req.characters.get(1).map(|s| s.trim().to_string());
-        let place = dice.pick(PLACES);
-        let problem = dice.pick(PROBLEMS);
-        let gift = dice.pick(GIFTS);
-        let mut sights: Vec<&'static str> = SIGHTS.to_vec();
-        for i in (1..sights.len()).rev() {
-            let j = (dice.next() % (i as u64 + 1)) as usize;
-            sights.swap(i, j);
-        }
-        Cast {
-            name: req.child_name.trim(),
-            theme: req.theme.trim(),
-            helper: second.clone().unwrap_or_else(|| friend.clone()),
-            friend,
-            second,
-            place,
-            problem,
-            gift,
-            young: req.child_age <= 6,
+            .iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        let hero = match &plan.hero {
+            Some(h) => h.name.clone(),
+            None => asked.first().cloned().unwrap_or_else(|| child.to_string()),
+        };
+        let friends: Vec<String> = asked.into_iter().filter(|c| *c != hero).collect();
+        let setting = plan
+            .place
+            .as_deref()
+            .and_then(setting)
+            .or_else(|| setting(theme))
+            .or_else(|| req.interests.iter().find_map(|i| setting(i)));
+        let drawn = SETTINGS[(dice.next() % SETTINGS.len() as u64) as usize];
+        let scenery = scenery(setting.unwrap_or(drawn));
+        let place = match &plan.place {
+            Some(place) => place.clone(),
+            None => scenery.place.to_string(),
+        };
+        let problem = match &plan.problem {
+            Some(p) => format!("{} {p}.", eun_neun(&hero)),
+            None => scenery.problem.to_string(),
+        };
+        let helper = match (&plan.helper, friends.last()) {
+            (Some(h), _) => h.name.clone(),
+            (None, Some(f)) => f.clone(),
+            (None, None) if plan.hero.is_some() => scenery.helper.to_string(),
+            (None, None) => dice.pick(FRIENDS).to_string(),
+        };
+        let resolution = match &plan.resolution {
+            // Said without a subject ("별똥별을 타고 집에 갔어"): the hero did it.
+            Some(r) if plan.helper.is_none() && !starts_with_subject(r) => {
+                format!("{} {r}.", eun_neun(&hero))
+            }
+            Some(r) => format!("{r}."),
+            None => format!(
+                "{} {} 힘을 모았어요. {}.",
+                wa_gwa(&hero),
+                eun_neun(&helper),
+                scenery.mend
+            ),
+        };
+        Outline {
+            child,
             age: req.child_age,
-            said: child_lines(&req.transcript),
-            interest: req.interests.first().cloned(),
-            sights,
+            young: req.child_age <= 6,
+            theme,
+            told: plan.hero.is_some() || plan.problem.is_some(),
+            hero,
+            place,
+            scenery,
+            friends,
+            problem,
+            lost: plan.lost.clone(),
+            helper,
+            resolution,
+            interest: req.interests.first().map(String::as_str),
         }
     }
 
-    fn opening(&self, journeys: usize) -> GeneratedChapter {
-        let (name, friend, place) = (self.name, &self.friend, self.place);
-        let mut opening = format!(
-            "옛날 옛적, {place}에 {age}살 {child} 살았어요. \
-             어느 맑은 아침, {child_topic} {friend_obj} 만났어요. \
-             \"{call}, 우리 함께 {theme_obj} 떠나 볼래?\" {friend_subj} 반짝이는 눈으로 물었어요.",
-            age = self.age,
-            child = i_ga(name),
-            child_topic = eun_neun(name),
-            friend_obj = eul_reul(friend),
-            call = a_ya(name),
-            theme_obj = euro_ro(self.theme),
-            friend_subj = i_ga(friend),
-        );
-        if let (Some(s), 0) = (&self.second, journeys) {
-            opening.push_str(&format!(" {}의 단짝 {}도 함께였어요.", friend, s));
-        }
-        if let Some(line) = self.said.first() {
-            opening.push_str(&format!(" {} 신이 나서 말했어요. \"{line}!\"", i_ga(name)));
-        }
-        if let Some(like) = &self.interest {
-            opening.push_str(&format!(
-                " 가방 속에는 {} 정말 좋아하는 {} 그림책도 들어 있었어요.",
-                i_ga(name),
-                like
-            ));
-        }
-        GeneratedChapter {
-            title: format!("{}, {}에서 만나다", friend, place),
-            content: opening,
-        }
+    /// The hero, called by the last word of its name ("뚜뚜야", "토끼야").
+    fn call(&self) -> String {
+        a_ya(self.hero.rsplit(' ').next().unwrap_or(&self.hero))
     }
 
-    /// Journey chapter `j` (from 0).
-    fn journey(&self, j: usize) -> GeneratedChapter {
-        let (name, friend) = (self.name, &self.friend);
-        let sight = self.sights[j % self.sights.len()];
-        let mut body = if j == 0 {
+    fn opening(&self) -> GeneratedChapter {
+        let (hero, place) = (&self.hero, &self.place);
+        let liking = self
+            .interest
+            .map(|i| format!("{} 좋아하는 ", eul_reul(i)))
+            .unwrap_or_default();
+        let mut text = if self.told {
             format!(
-                "{} {} 손을 꼭 잡고 길을 나섰어요. {sight}.",
-                wa_gwa(name),
-                eun_neun(friend)
+                "{liking}{}살 {} 들려준 이야기예요. ",
+                self.age,
+                i_ga(self.child)
             )
         } else {
-            let who = if self.second.is_some() {
-                "셋은"
-            } else {
-                "둘은"
-            };
-            format!("{who} 계속 걸었어요. {sight}.")
+            format!(
+                "{liking}{}살 {} 위한 {} 이야기예요. ",
+                self.age,
+                eul_reul(self.child),
+                self.theme
+            )
         };
-        if j == 0
-            && let Some(s) = &self.second
-        {
-            body.push_str(&format!(
-                " 그때 {} 나타나 말했어요. \"나도 같이 갈래!\" 이제 셋이 되었어요.",
-                i_ga(s)
+        text.push_str(&format!(
+            "옛날 옛적, {} {}에 살았어요. {}",
+            eun_neun(hero),
+            place,
+            self.scenery.looks[0]
+        ));
+        if !self.friends.is_empty() {
+            text.push_str(&format!(
+                " {}의 곁에는 늘 {} 있었어요.",
+                hero,
+                i_ga(&self.friends.join(", "))
             ));
         }
-        if j == 0 && !self.young {
-            body.push_str(" 처음 보는 풍경에 가슴이 두근두근 뛰었어요.");
+        if !self.young {
+            text.push_str(&format!(" {}", self.scenery.looks[1]));
         }
         GeneratedChapter {
-            title: format!("{}의 길 ({}번째 걸음)", self.theme, j + 1),
-            content: body,
+            title: format!("{}에 사는 {}", place, hero),
+            content: text,
         }
     }
 
-    /// Trouble chapter `k` of `troubles` (from 0).
-    fn trouble(&self, k: usize, troubles: usize) -> GeneratedChapter {
-        let name = self.name;
-        let mut body = if k == 0 {
-            format!("한참을 가다 보니 {} 만났어요. ", eul_reul(self.problem))
-        } else {
-            String::new()
-        };
-        let template = TROUBLES[k.min(TROUBLES.len() - 1)];
-        body.push_str(
-            &template
-                .replace("{child_topic}", &eun_neun(name))
-                .replace("{child_subj}", &i_ga(name))
-                .replace("{friend_subj}", &i_ga(&self.friend))
-                .replace("{helper_subj}", &i_ga(&self.helper)),
-        );
-        let last = k + 1 == troubles;
-        if last && let Some(line) = self.said.get(1).or(self.said.first()) {
-            body.push_str(&format!(
-                " 그때 {} 했던 말이 떠올랐어요. \"{line}.\" 그 말이 큰 힘이 되었어요.",
-                i_ga(name)
-            ));
+    fn daily_life(&self) -> GeneratedChapter {
+        GeneratedChapter {
+            title: format!("{}의 하루", self.place),
+            content: format!(
+                "{} 날마다 {}. {} {}의 하루는 언제나 즐거웠어요.",
+                eun_neun(&self.hero),
+                self.scenery.daily,
+                self.scenery.looks[1],
+                self.hero
+            ),
         }
-        if last && !self.young {
-            body.push_str(&format!(
-                " {} 마음속으로 다짐했어요. 어려울 때일수록 서로를 믿어야 한다고요.",
-                eun_neun(name)
-            ));
-        }
-        let heading = match k {
-            0 => format!("{}의 비밀", self.problem),
-            1 => "다시 한 번 힘을 내요".to_string(),
-            _ => format!("{}의 실마리", self.helper),
+    }
+
+    fn journey(&self) -> GeneratedChapter {
+        let with = match self.friends.first() {
+            Some(f) => format!("{} 함께 ", wa_gwa(f)),
+            None => String::new(),
         };
         GeneratedChapter {
-            title: heading,
-            content: body,
+            title: format!("{} 떠나요", euro_ro(&format!("{} 밖", self.place))),
+            content: format!(
+                "어느 날 {} {with}조금 먼 곳까지 나가 보았어요. {}. 처음 보는 풍경에 가슴이 두근두근 뛰었어요.",
+                eun_neun(&self.hero),
+                self.scenery.sight
+            ),
+        }
+    }
+
+    fn trouble(&self) -> GeneratedChapter {
+        let mut text = format!("그런데 어느 날, 큰일이 생겼어요. {}", self.problem);
+        match &self.lost {
+            Some(lost) => text.push_str(&format!(
+                " {} {} 여기저기를 찾아다녔지만 {} 보이지 않았어요.",
+                eun_neun(&self.hero),
+                self.place,
+                eun_neun(lost)
+            )),
+            None => text.push_str(&format!(
+                " {} 너무 놀라서 어쩔 줄 몰랐어요.",
+                eun_neun(&self.hero)
+            )),
+        }
+        GeneratedChapter {
+            title: "큰일이 났어요".to_string(),
+            content: text,
+        }
+    }
+
+    fn first_try(&self) -> GeneratedChapter {
+        GeneratedChapter {
+            title: "다시 한 번 힘을 내요".to_string(),
+            content: format!(
+                "{} 혼자서 해결해 보려고 애썼어요. 하지만 잘 되지 않았어요. \"어떡하지?\" {} 작은 목소리로 말했어요. 그래도 {} 포기하지 않았어요.",
+                eun_neun(&self.hero),
+                i_ga(&self.hero),
+                eun_neun(&self.hero)
+            ),
+        }
+    }
+
+    fn help(&self) -> GeneratedChapter {
+        GeneratedChapter {
+            title: format!("{} 도와줘요", i_ga(&self.helper)),
+            content: format!(
+                "그때 {} 다가왔어요. \"{}, 무슨 일이니? 내가 도와줄게.\" {}",
+                i_ga(&self.helper),
+                self.call(),
+                self.resolution
+            ),
         }
     }
 
     fn ending(&self) -> GeneratedChapter {
+        let mut text = String::new();
+        if let Some(lost) = &self.lost {
+            text.push_str(&format!(
+                "{} 마침내 {} 다시 만났어요. ",
+                eun_neun(&self.hero),
+                wa_gwa(lost)
+            ));
+        }
+        text.push_str(&format!(
+            "{} {}에게 \"고마워요!\" 하고 인사했어요. 그날 밤 {}에는 행복한 웃음소리가 가득했답니다. 끝.",
+            eun_neun(&self.hero),
+            self.helper,
+            self.place
+        ));
         GeneratedChapter {
-            title: format!("{}의 선물", self.gift),
-            content: format!(
-                "마침내 {} 다시 웃음을 되찾았어요. {} 활짝 웃으며 말했어요. \
-                 \"{}, 네 덕분이야. 너는 {} 가졌구나!\" \
-                 그날 밤, {} 포근한 꿈을 꾸었답니다. 끝.",
-                i_ga(self.problem),
-                i_ga(&self.friend),
-                a_ya(self.name),
-                eul_reul(self.gift),
-                eun_neun(self.name),
-            ),
+            title: "다시 찾은 웃음".to_string(),
+            content: text,
         }
     }
 }
 
+/// Whether a sentence opens with its subject (a word marked 이/가/은/는).
+fn starts_with_subject(sentence: &str) -> bool {
+    sentence.split(' ').next().is_some_and(|w| {
+        w.chars().count() > 1 && ["이", "가", "은", "는"].iter().any(|p| w.ends_with(p))
+    })
+}
+
 impl TemplateWriter {
-    /// Opening, journey chapters, trouble chapters, ending.
+    /// The plan's order: where the hero lives, (its days, a journey,) the trouble, (a
+    /// first try,) the help, the ending — 3, 5 or 7 chapters.
     fn compose(&self, req: &StoryRequest) -> GeneratedStory {
-        let cast = Cast::of(req);
-        let title = format!("{} {}의 {}", wa_gwa(cast.name), cast.friend, cast.theme);
-        let n = req.chapters.max(1);
-        let middle = n.saturating_sub(2);
-        let journeys = middle / 2;
-        let troubles = middle - journeys;
-        let mut chapters = Vec::with_capacity(n);
-        chapters.push(cast.opening(journeys));
-        chapters.extend((0..journeys).map(|j| cast.journey(j)));
-        chapters.extend((0..troubles).map(|k| cast.trouble(k, troubles)));
-        if n > 1 {
-            chapters.push(cast.ending());
+        let outline = Outline::of(req);
+        let title = if outline.helper != outline.hero {
+            format!("{} {}", wa_gwa(&outline.hero), outline.helper)
+        } else {
+            format!("{}의 {}", outline.hero, outline.theme)
+        };
+        let chapters = match req.chapters {
+            0..=1 => {
+                let mut one = outline.opening();
+                one.content = format!(
+                    "{} {} {}",
+                    one.content,
+                    outline.trouble().content,
+                    outline.help().content
+                );
+                vec![one]
+            }
+            2..=3 => {
+                let mut last = outline.help();
+                last.content = format!("{} {}", last.content, outline.ending().content);
+                vec![outline.opening(), outline.trouble(), last]
+            }
+            4..=5 => vec![
+                outline.opening(),
+                outline.daily_life(),
+                outline.trouble(),
+                outline.help(),
+                outline.ending(),
+            ],
+            _ => vec![
+                outline.opening(),
+                outline.daily_life(),
+                outline.journey(),
+                outline.trouble(),
+                outline.first_try(),
+                outline.help(),
+                outline.ending(),
+            ],
+        };
+        let mut chapters = chapters;
+        // Longer requests than seven chapters repeat the journey before the trouble.
+        while chapters.len() < req.chapters {
+            chapters.insert(3, outline.journey());
         }
         GeneratedStory { title, chapters }
     }
@@ -597,34 +795,38 @@ fn native_number(n: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::types::MessageRole;
 
     fn request(chapters: usize) -> StoryRequest {
         StoryRequest {
             seed: 7,
-            theme: "모험".into(),
+            theme: "우주 여행".into(),
             characters: vec!["용감한 토끼".into(), "지혜로운 거북이".into()],
             child_name: "민준".into(),
             child_age: 7,
             chapters,
             interests: vec!["공룡".into()],
-            transcript: vec![(MessageRole::Child, "공주님이 나오는 이야기 해줘".into())],
+            transcript: Vec::new(),
         }
     }
 
+    /// A story asked for without a conversation: the theme's setting shapes it (space:
+    /// stars, a rocket), the characters and the child are in it, no chapter repeats.
     #[test]
-    fn the_template_uses_everything_it_is_given() {
+    fn the_theme_and_characters_shape_the_story() {
         for n in [3, 5, 7] {
             let story = TemplateWriter.compose(&request(n));
             assert_eq!(story.chapters.len(), n);
-            assert_eq!(story.title, "민준과 용감한 토끼의 모험");
+            assert_eq!(story.title, "용감한 토끼와 지혜로운 거북이");
             let all: String = story.chapters.iter().map(|c| c.content.clone()).collect();
             for needle in [
-                "민준이",
-                "용감한 토끼",
-                "지혜로운 거북이",
+                "민준",
                 "7살",
                 "공룡",
-                "공주님이 나오는 이야기 해줘",
+                "용감한 토끼",
+                "지혜로운 거북이",
+                "별",
+                "로켓",
             ] {
                 assert!(all.contains(needle), "{needle} missing in {all}");
             }
@@ -634,6 +836,73 @@ mod tests {
             let bodies: std::collections::HashSet<_> =
                 story.chapters.iter().map(|c| &c.content).collect();
             assert_eq!(bodies.len(), n, "chapter texts repeat");
+        }
+        let sea = TemplateWriter.compose(&StoryRequest {
+            theme: "바다 모험".into(),
+            ..request(5)
+        });
+        let all: String = sea.chapters.iter().map(|c| c.content.clone()).collect();
+        assert!(all.contains("바닷속") && !all.contains("로켓"), "{all}");
+    }
+
+    /// The conversation of issue 31 becomes its story: the child's hero, place, problem
+    /// and helper, in that order, and nothing random in their place.
+    #[test]
+    fn the_conversation_is_the_story() {
+        let transcript: Vec<(MessageRole, String)> = [
+            "아기 공룡 뚜뚜",
+            "바닷속 산호 마을에 살아",
+            "엄마를 잃어버렸어",
+            "고래 아저씨가 도와줘",
+        ]
+        .iter()
+        .flat_map(|line| {
+            [
+                (MessageRole::Assistant, "…".to_string()),
+                (MessageRole::Child, line.to_string()),
+            ]
+        })
+        .collect();
+        for n in [3, 5, 7] {
+            let story = TemplateWriter.compose(&StoryRequest {
+                theme: "공룡, 바다".into(),
+                characters: Vec::new(),
+                child_name: "지우".into(),
+                child_age: 5,
+                transcript: transcript.clone(),
+                ..request(n)
+            });
+            assert_eq!(story.chapters.len(), n);
+            assert_eq!(story.title, "아기 공룡 뚜뚜와 고래 아저씨");
+            let all: String = story.chapters.iter().map(|c| c.content.clone()).collect();
+            let at = |needle: &str| {
+                all.find(needle)
+                    .unwrap_or_else(|| panic!("{needle} missing in {all}"))
+            };
+            assert!(at("아기 공룡 뚜뚜") < at("바닷속 산호 마을"));
+            assert!(at("바닷속 산호 마을") < at("엄마를 잃어버렸어요"));
+            assert!(at("엄마를 잃어버렸어요") < at("고래 아저씨가 아기 공룡 뚜뚜를 도와주었어요"));
+            assert!(all.contains("5살 지우가 들려준 이야기"), "{all}");
+            for random in [
+                "다람쥐",
+                "아기 곰",
+                "파랑새",
+                "아기 별",
+                "\"바닷속 산호 마을에 살아",
+            ] {
+                assert!(!all.contains(random), "{random} in {all}");
+            }
+            // The chapters follow the plan: the trouble after the place, the help after it.
+            let chapter_of = |needle: &str| {
+                story
+                    .chapters
+                    .iter()
+                    .position(|c| c.content.contains(needle))
+                    .unwrap()
+            };
+            assert_eq!(chapter_of("바닷속 산호 마을에 살았어요"), 0);
+            assert!(chapter_of("엄마를 잃어버렸어요") < chapter_of("고래 아저씨가 다가왔어요"));
+            assert!(all.contains("엄마와 다시 만났어요"), "{all}");
         }
     }
 

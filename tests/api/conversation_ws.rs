@@ -1094,6 +1094,83 @@ async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
 
+/// Issue 31's conversation, offline end to end: the guide answers what the child means
+/// (never quoting the sentence back), and the story of the conversation is the child's —
+/// its hero, place, problem and helper, in that order.
+async fn the_offline_story_is_the_childs_story(db: Db) {
+    let app = spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = app.new_account("the.childs.story").await;
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    send(
+        &mut ws,
+        json!({"type": "start_conversation", "payload": {"child_name": "지우", "age": 5, "interests": ["공룡", "바다"]}}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "conversation_started");
+    let turns = [
+        ("아기 공룡 뚜뚜", "아기 공룡 뚜뚜가 주인공이구나"),
+        (
+            "바닷속 산호 마을에 살아",
+            "뚜뚜는 바닷속 산호 마을에 사는구나",
+        ),
+        ("엄마를 잃어버렸어", "엄마를 꼭 다시 만나고 싶을 거야"),
+        ("고래 아저씨가 도와줘", "고래 아저씨가 도와주다니"),
+    ];
+    for (line, understood) in turns {
+        send(&mut ws, json!({"type": "user_message", "text": line})).await;
+        let reply = recv(&mut ws).await;
+        let text = reply["text"].as_str().unwrap();
+        assert!(text.contains(understood), "{line} → {text}");
+        assert!(!text.contains(&format!("\"{line}")), "quoted back: {text}");
+    }
+    send(
+        &mut ws,
+        json!({"type": "end_conversation", "payload": {"create_story": {"length": "medium"}}}),
+    )
+    .await;
+    let assigned = recv(&mut ws).await;
+    let story_id = assigned["story_id"].as_str().unwrap().to_string();
+    let mut story = Value::Null;
+    for _ in 0..400 {
+        story = app
+            .get(&format!("/api/v1/stories/{story_id}"), Some(&token))
+            .await
+            .assert_ok(200);
+        if story["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(story["status"], "completed", "{story}");
+    assert_eq!(story["title"], "아기 공룡 뚜뚜와 고래 아저씨");
+    let chapters: Vec<&str> = story["chapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(chapters.len(), 5);
+    // Each element in its chapter, in the order the child told them.
+    let chapter_of = |needle: &str| {
+        chapters
+            .iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} missing: {chapters:?}"))
+    };
+    assert_eq!(
+        chapter_of("아기 공룡 뚜뚜는 바닷속 산호 마을에 살았어요"),
+        0
+    );
+    let trouble = chapter_of("엄마를 잃어버렸어요");
+    let help = chapter_of("고래 아저씨가 아기 공룡 뚜뚜를 도와주었어요");
+    assert!(0 < trouble && trouble < help, "{chapters:?}");
+    assert!(chapters[help..].concat().contains("엄마와 다시 만났어요"));
+    assert!(
+        chapters[0].contains("5살 지우가 들려준 이야기"),
+        "{chapters:?}"
+    );
+}
+
 /// `end_conversation` with `payload.create_story` makes the story of that conversation:
 /// `story_id_assigned` comes before `conversation_ended`, and the story is the account's,
 /// made from this conversation (the child's name and interests).
@@ -1453,6 +1530,7 @@ db_tests!(
     the_mobile_apps_pcm_stream_is_kept_and_told_once,
     utterances_are_transcribed_and_answered,
     ending_a_conversation_can_create_its_story,
+    the_offline_story_is_the_childs_story,
     voice_samples_are_capped_and_failed_clones_retry_sparingly,
     slow_requests_are_cut_off_with_503,
     an_unreachable_guide_is_ai_unavailable,
