@@ -173,7 +173,7 @@ async fn generate(
             Written::Lost => return Ok(Ok(None)),
         }
     };
-    Ok(Ok(make_media(run, &story).await?))
+    Ok(Ok(make_media(run, &story, &request).await?))
 }
 
 /// How writing the text ended.
@@ -358,13 +358,24 @@ type MediaTask<'a> =
 /// account's cloned voice when there is one, falling back to the stock narrator, then
 /// the offline one. When every illustration (or narration) of the story failed, the
 /// note says so: the story is complete but not as promised.
-async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
+async fn make_media(
+    run: Run<'_>,
+    story: &Story,
+    request: &StoryRequest,
+) -> AppResult<Option<String>> {
     let Run {
         domain, providers, ..
     } = run;
-    let sheet = character_sheet(story);
-    let mut figures = vec![story.child_name.clone()];
-    figures.extend(story.characters.iter().cloned());
+    // Who is in the pictures and where: the conversation's hero, place and helper with
+    // the characters asked for (read again from the stored conversation, so a resumed
+    // job draws the same).
+    let (figures, place) = crate::providers::plan::cast_and_place(
+        &story.child_name,
+        &story.characters,
+        &story.theme,
+        &request.transcript,
+    );
+    let sheet = character_sheet(story, &figures);
     let voice = match story.chapters.iter().any(|c| c.audio.is_none()) {
         true => domain
             .accounts()
@@ -382,6 +393,7 @@ async fn make_media(run: Run<'_>, story: &Story) -> AppResult<Option<String>> {
                 chapter_number: chapter.number as usize,
                 chapter_title: chapter.title.clone(),
                 scene: chapter.content.chars().take(400).collect(),
+                place: place.clone(),
                 character_sheet: sheet.clone(),
                 characters: figures.clone(),
             };
@@ -622,12 +634,15 @@ fn public_detail(kind: crate::providers::ErrorKind) -> &'static str {
     }
 }
 
-/// The same description of the cast in every illustration prompt.
-fn character_sheet(story: &Story) -> String {
-    let mut parts = vec![format!(
-        "{} ({}살 아이, 주인공)",
-        story.child_name, story.child_age
-    )];
-    parts.extend(story.characters.iter().cloned());
-    parts.join(", ")
+/// The same description of the cast in every illustration prompt (the child with their
+/// age when the child is in the story).
+fn character_sheet(story: &Story, figures: &[String]) -> String {
+    figures
+        .iter()
+        .map(|f| match *f == story.child_name {
+            true => format!("{f} ({}살 아이)", story.child_age),
+            false => f.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -136,6 +136,7 @@ async fn check_image(config: &ProvidersConfig, deadline: Option<Duration>) -> Ch
             chapter_number: 1,
             chapter_title: "check".into(),
             scene: "a small yellow star".into(),
+            place: String::new(),
             character_sheet: "a small yellow star".into(),
             characters: vec![],
         };

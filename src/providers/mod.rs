@@ -10,6 +10,7 @@ pub(crate) mod korean;
 pub(crate) mod moderation;
 pub(crate) mod offline;
 pub(crate) mod openai;
+pub(crate) mod pictures;
 pub(crate) mod plan;
 pub(crate) mod retry;
 pub(crate) mod story_text;
@@ -144,6 +145,8 @@ pub struct IllustrationRequest {
     pub chapter_number: usize,
     pub chapter_title: String,
     pub scene: String,
+    /// Where the story happens (the conversation's place, else the theme).
+    pub place: String,
     /// The same description in every chapter's prompt, so characters look alike.
     pub character_sheet: String,
     pub characters: Vec<String>,

@@ -509,24 +509,34 @@ pub(crate) fn xml_escape(s: &str) -> String {
     out
 }
 
-fn hash(s: &str) -> u64 {
-    // FNV-1a: stable across runs and platforms (std's hasher is not).
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// Seeded pictures: the scene changes per chapter, each character keeps its colour and
-/// shape in every chapter (derived from its name alone). Drawn as SVG and served as PNG
-/// (rasterised by resvg): mobile image views cannot draw SVG. No font ships with the
-/// service, so the PNG shows the picture without the SVG's labels (the chapter title and
-/// the names stand beside it in every client).
+/// The offline illustrator: each chapter's scene ([`super::pictures`]) drawn as SVG and
+/// served as PNG (rasterised by resvg, the caption in the font that ships with the
+/// service): mobile image views cannot draw SVG.
 pub(crate) struct SvgIllustrator;
+
+/// The fonts the pictures may use: only the caption font compiled into the binary (no
+/// system font is read, so a picture is the same on every machine).
+fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+    static FONTS: std::sync::OnceLock<std::sync::Arc<resvg::usvg::fontdb::Database>> =
+        std::sync::OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            let mut db = resvg::usvg::fontdb::Database::new();
+            db.load_font_data(super::pictures::CAPTION_FONT.to_vec());
+            std::sync::Arc::new(db)
+        })
+        .clone()
+}
 
 /// An SVG document as PNG, at its own size.
 pub(crate) fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
     use resvg::{tiny_skia, usvg};
-    let tree = usvg::Tree::from_str(svg, &usvg::Options::default()).map_err(|e| e.to_string())?;
+    let options = usvg::Options {
+        font_family: super::pictures::CAPTION_FAMILY.to_string(),
+        fontdb: fonts(),
+        ..usvg::Options::default()
+    };
+    let tree = usvg::Tree::from_str(svg, &options).map_err(|e| e.to_string())?;
     let size = tree.size().to_int_size();
     let mut pixmap =
         tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("the picture has no area")?;
@@ -536,81 +546,7 @@ pub(crate) fn rasterise(svg: &str) -> Result<Vec<u8>, String> {
 
 impl SvgIllustrator {
     pub(crate) fn draw(&self, req: &IllustrationRequest) -> String {
-        let mut dice = Dice(req.seed ^ (req.chapter_number as u64).wrapping_mul(0x9E37));
-        let sky_hue = dice.next() % 360;
-        let ground_hue = (sky_hue + 90 + dice.next() % 90) % 360;
-        let night = dice.next().is_multiple_of(4);
-        let (sky, light) = if night {
-            (format!("hsl({sky_hue},45%,22%)"), "#fdf6c3")
-        } else {
-            (format!("hsl({sky_hue},70%,82%)"), "#ffd54f")
-        };
-        let mut svg = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"600\" viewBox=\"0 0 800 600\">\
-             <rect width=\"800\" height=\"600\" fill=\"{sky}\"/>\
-             <circle cx=\"{}\" cy=\"{}\" r=\"48\" fill=\"{light}\"/>\
-             <path d=\"M0 {} Q 200 {} 400 {} T 800 {} V600 H0 Z\" fill=\"hsl({ground_hue},45%,55%)\"/>",
-            100 + dice.next() % 600,
-            80 + dice.next() % 60,
-            380 + dice.next() % 60,
-            320 + dice.next() % 80,
-            390 + dice.next() % 40,
-            370 + dice.next() % 60,
-        );
-        for _ in 0..(3 + dice.next() % 4) {
-            svg.push_str(&format!(
-                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"#ffffff\" opacity=\"0.7\"/>",
-                dice.next() % 800,
-                30 + dice.next() % 150,
-                10 + dice.next() % 25
-            ));
-        }
-        let count = req.characters.len().max(1);
-        for (i, name) in req.characters.iter().enumerate() {
-            let h = hash(name);
-            let hue = h % 360;
-            let x = 120 + (i * 560 / count) as u64 + dice.next() % 40;
-            let y = 430 + dice.next() % 30;
-            let ears = if h & 1 == 0 {
-                format!(
-                    "<ellipse cx=\"{}\" cy=\"{}\" rx=\"12\" ry=\"34\" fill=\"hsl({hue},60%,60%)\"/>\
-                     <ellipse cx=\"{}\" cy=\"{}\" rx=\"12\" ry=\"34\" fill=\"hsl({hue},60%,60%)\"/>",
-                    x - 22,
-                    y - 80,
-                    x + 22,
-                    y - 80
-                )
-            } else {
-                format!(
-                    "<circle cx=\"{}\" cy=\"{}\" r=\"16\" fill=\"hsl({hue},60%,60%)\"/>\
-                     <circle cx=\"{}\" cy=\"{}\" r=\"16\" fill=\"hsl({hue},60%,60%)\"/>",
-                    x - 30,
-                    y - 62,
-                    x + 30,
-                    y - 62
-                )
-            };
-            svg.push_str(&format!(
-                "<g>{ears}<ellipse cx=\"{x}\" cy=\"{y}\" rx=\"46\" ry=\"54\" fill=\"hsl({hue},60%,60%)\"/>\
-                 <circle cx=\"{}\" cy=\"{}\" r=\"6\" fill=\"#222\"/><circle cx=\"{}\" cy=\"{}\" r=\"6\" fill=\"#222\"/>\
-                 <path d=\"M{} {} q 12 10 24 0\" stroke=\"#222\" stroke-width=\"3\" fill=\"none\"/>\
-                 <text x=\"{x}\" y=\"{}\" font-size=\"18\" text-anchor=\"middle\" fill=\"#222\">{}</text></g>",
-                x - 16,
-                y - 20,
-                x + 16,
-                y - 20,
-                x - 12,
-                y,
-                y + 78,
-                xml_escape(name)
-            ));
-        }
-        svg.push_str(&format!(
-            "<rect x=\"0\" y=\"540\" width=\"800\" height=\"60\" fill=\"#ffffff\" opacity=\"0.85\"/>\
-             <text x=\"400\" y=\"578\" font-size=\"26\" text-anchor=\"middle\" fill=\"#333\">{}</text></svg>",
-            xml_escape(&req.chapter_title)
-        ));
-        svg
+        super::pictures::draw(req)
     }
 }
 
@@ -944,41 +880,42 @@ mod tests {
         assert_eq!(other, b"RIFX1234");
     }
 
+    fn picture(
+        chapter_number: usize,
+        title: &str,
+        scene: &str,
+        place: &str,
+    ) -> IllustrationRequest {
+        IllustrationRequest {
+            seed: 7,
+            chapter_number,
+            chapter_title: title.into(),
+            scene: scene.into(),
+            place: place.into(),
+            character_sheet: String::new(),
+            characters: vec!["아기 공룡 뚜뚜".into(), "고래 아저씨".into()],
+        }
+    }
+
     #[test]
     fn svgs_escape_text_and_differ_per_chapter() {
-        let base = IllustrationRequest {
-            seed: 1,
-            chapter_number: 1,
-            chapter_title: "<script>alert(1)</script> & \"quotes\"".into(),
-            scene: String::new(),
-            character_sheet: String::new(),
-            characters: vec!["토끼 <b>".into()],
-        };
+        let base = picture(1, "<script>alert(1)</script> & \"quotes\"", "", "바다");
         let one = SvgIllustrator.draw(&base);
         assert!(!one.contains("<script>"));
         assert!(one.contains("&lt;script&gt;"));
-        assert!(one.contains("토끼 &lt;b&gt;"));
         let two = SvgIllustrator.draw(&IllustrationRequest {
             chapter_number: 2,
             ..base.clone()
         });
         assert_ne!(one, two);
-        // The character keeps its colour across chapters.
-        let colour = format!("hsl({},60%,60%)", hash("토끼 <b>") % 360);
+        // The hero keeps its colour across chapters.
+        let colour = crate::providers::pictures::colour_of("아기 공룡 뚜뚜");
         assert!(one.contains(&colour) && two.contains(&colour));
     }
 
     #[tokio::test]
     async fn pictures_are_png_seeded_and_keep_their_characters() {
         use resvg::tiny_skia::Pixmap;
-        let request = |chapter_number: usize, characters: &[&str]| IllustrationRequest {
-            seed: 7,
-            chapter_number,
-            chapter_title: "용감한 토끼".into(),
-            scene: String::new(),
-            character_sheet: String::new(),
-            characters: characters.iter().map(|c| c.to_string()).collect(),
-        };
         let draw = |r: IllustrationRequest| async move {
             let media = SvgIllustrator.illustrate(&r).await.unwrap();
             assert_eq!(
@@ -988,15 +925,29 @@ mod tests {
             assert_eq!(&media.bytes[..8], b"\x89PNG\r\n\x1a\n");
             Pixmap::decode_png(&media.bytes).unwrap()
         };
-        let one = draw(request(1, &["토끼"])).await;
+        let scene = "아기 공룡 뚜뚜는 바닷속 산호 마을에 살았어요.";
+        let one = draw(picture(
+            1,
+            "바닷속 산호 마을에 사는 아기 공룡 뚜뚜",
+            scene,
+            "바닷속 산호 마을",
+        ))
+        .await;
         assert_eq!((one.width(), one.height()), (800, 600));
         // The same request draws the same picture; another chapter another scene.
-        assert_eq!(one.data(), draw(request(1, &["토끼"])).await.data());
-        let two = draw(request(2, &["토끼"])).await;
+        let again = draw(picture(
+            1,
+            "바닷속 산호 마을에 사는 아기 공룡 뚜뚜",
+            scene,
+            "바닷속 산호 마을",
+        ))
+        .await;
+        assert_eq!(one.data(), again.data());
+        let two = draw(picture(2, "큰일이 났어요", scene, "바닷속 산호 마을")).await;
         assert_ne!(one.data(), two.data());
         // The character's body is drawn in its own colour, in every chapter: some pixel
         // of each picture has exactly the colour of the SVG's `hsl(h,60%,60%)`.
-        let hue = (hash("토끼") % 360) as f32;
+        let hue = (crate::providers::pictures::hash("아기 공룡 뚜뚜") % 360) as f32;
         let (r, g, b) = hsl_rgb(hue, 0.6, 0.6);
         let has_colour = |p: &Pixmap| {
             p.pixels().iter().any(|px| {
@@ -1006,10 +957,84 @@ mod tests {
         };
         assert!(has_colour(&one) && has_colour(&two));
         // Without characters there is no such body.
-        assert!(!has_colour(&draw(request(1, &[])).await));
+        let empty = IllustrationRequest {
+            characters: Vec::new(),
+            ..picture(1, "바다", scene, "바다")
+        };
+        assert!(!has_colour(&draw(empty).await));
     }
 
-    /// CSS `hsl()` to 8-bit RGB.
+    /// The caption is drawn with the font that ships with the service: the band under the
+    /// picture holds dark text pixels, and another title draws other pixels.
+    #[tokio::test]
+    async fn captions_are_drawn_in_korean() {
+        use resvg::tiny_skia::Pixmap;
+        let band = |title: &str| {
+            let svg = SvgIllustrator.draw(&picture(1, title, "", "숲"));
+            let png = rasterise(&svg).unwrap();
+            let pixmap = Pixmap::decode_png(&png).unwrap();
+            let w = pixmap.width() as usize;
+            pixmap.pixels()[540 * w..590 * w]
+                .iter()
+                .map(|p| (p.red(), p.green(), p.blue()))
+                .collect::<Vec<_>>()
+        };
+        let dark = |pixels: &[(u8, u8, u8)]| {
+            pixels
+                .iter()
+                .filter(|(r, g, b)| *r < 90 && *g < 90 && *b < 90)
+                .count()
+        };
+        let korean = band("아기 공룡 뚜뚜의 하루");
+        assert!(
+            dark(&korean) > 500,
+            "the caption is drawn: {} dark pixels",
+            dark(&korean)
+        );
+        assert_ne!(korean, band("고래 아저씨가 도와줘요"));
+        assert_eq!(dark(&band("")), 0, "no title, no text");
+    }
+
+    /// Each setting and kind has its own look: the sea's gradient and the dinosaur's
+    /// spikes; space's ringed planet and rocket; a whale's spout where the whale is named.
+    #[test]
+    fn the_scene_follows_the_story() {
+        let sea = SvgIllustrator.draw(&picture(
+            1,
+            "t",
+            "아기 공룡 뚜뚜는 헤엄쳤어요.",
+            "바닷속 산호 마을",
+        ));
+        assert!(sea.contains("url(#sea)"));
+        assert!(sea.contains("#2a9d8f"), "the dinosaur's spikes");
+        assert!(!sea.contains("#b3e5fc"), "no whale in this chapter");
+        let help = SvgIllustrator.draw(&picture(
+            4,
+            "t",
+            "그때 고래 아저씨가 다가왔어요. 아기 공룡 뚜뚜를 도와주었어요.",
+            "바닷속 산호 마을",
+        ));
+        assert!(
+            help.contains("#b3e5fc"),
+            "the whale's spout where the whale helps"
+        );
+        let space = SvgIllustrator.draw(&IllustrationRequest {
+            characters: vec!["용감한 토끼".into()],
+            ..picture(1, "t", "용감한 토끼는 날아다녔어요.", "우주 여행")
+        });
+        assert!(
+            space.contains("#0d1033") && space.contains("#e9c46a"),
+            "space: night sky, ringed planet"
+        );
+        assert!(!space.contains("url(#sea)"));
+        let trouble =
+            SvgIllustrator.draw(&picture(3, "t", "그런데 어느 날, 큰일이 생겼어요.", "바다"));
+        assert!(
+            trouble.contains("#6b6f80"),
+            "a storm cloud over the trouble"
+        );
+    }
+
     fn hsl_rgb(h: f32, s: f32, l: f32) -> (u8, u8, u8) {
         let c = (1.0 - (2.0 * l - 1.0).abs()) * s;
         let x = c * (1.0 - ((h / 60.0) % 2.0 - 1.0).abs());

@@ -357,6 +357,49 @@ fn setting_of(word: &str) -> Option<Setting> {
         .map(|(_, s)| *s)
 }
 
+/// The kind of the character `name` names ("고래 아저씨" → a whale: an animal word wins
+/// over a person word).
+pub(crate) fn kind_in(name: &str) -> Option<Kind> {
+    let kinds: Vec<Kind> = words(name).iter().filter_map(|w| kind_of(w)).collect();
+    kinds
+        .iter()
+        .find(|k| **k != Kind::Person)
+        .or(kinds.first())
+        .copied()
+}
+
+/// Who is in the story and where it happens, for its pictures: the hero (the child when
+/// the conversation named none), the characters asked for and the helper; and the place
+/// (the conversation's, else the theme, whose setting the pictures draw).
+pub(crate) fn cast_and_place(
+    child: &str,
+    characters: &[String],
+    theme: &str,
+    transcript: &[(MessageRole, String)],
+) -> (Vec<String>, String) {
+    let plan = Plan::of(transcript);
+    let mut cast: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        let name = name.trim();
+        if !name.is_empty() && !cast.iter().any(|c| c == name) {
+            cast.push(name.to_string());
+        }
+    };
+    match &plan.hero {
+        Some(hero) => add(&hero.name),
+        None if characters.is_empty() => add(child),
+        None => {}
+    }
+    characters.iter().for_each(|c| add(c));
+    if let Some(helper) = &plan.helper {
+        add(&helper.name);
+    }
+    if plan.hero.is_none() && !characters.is_empty() {
+        add(child);
+    }
+    (cast, plan.place.unwrap_or_else(|| theme.to_string()))
+}
+
 /// The setting a place (or a theme) is in, if its words say.
 pub(crate) fn setting(text: &str) -> Option<Setting> {
     words(text).iter().find_map(|w| setting_of(w))

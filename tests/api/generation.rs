@@ -717,8 +717,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
             .iter()
             .map(|c| c["content"].as_str().unwrap())
             .collect();
-        for needle in ["서연", "용감한 토끼", "지혜로운 거북이", "5살", "공룡"]
-        {
+        for needle in ["서연", "용감한 토끼", "지혜로운 거북이", "5살", "공룡"] {
             assert!(text.contains(needle), "{needle} missing: {text}");
         }
         let espeak = espeak_installed();
