@@ -39,10 +39,7 @@ pub async fn run(talk: Talk) -> anyhow::Result<()> {
         );
     };
     let url = format!("ws://{rest}/wss/v1/audio");
-    let mut request = url.as_str().into_client_request_with_token(&talk.token)?;
-    request
-        .headers_mut()
-        .insert("user-agent", "jjongal-talk".parse()?);
+    let request = request_with_token(&url, &talk.token)?;
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("connecting to {url}"))?;
@@ -96,30 +93,26 @@ pub async fn run(talk: Talk) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The access token goes in the socket's `token` query parameter (spec §7.1), escaped.
-trait WithToken {
-    fn into_client_request_with_token(
-        self,
-        token: &str,
-    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request>;
-}
-
-impl WithToken for &str {
-    fn into_client_request_with_token(
-        self,
-        token: &str,
-    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut escaped = String::with_capacity(token.len());
-        for b in token.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                escaped.push(b as char);
-            } else {
-                escaped.push_str(&format!("%{b:02X}"));
-            }
+/// The socket's handshake request, the access token in its `token` query parameter
+/// (spec §7.1), escaped.
+fn request_with_token(
+    url: &str,
+    token: &str,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut escaped = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            escaped.push(b as char);
+        } else {
+            escaped.push_str(&format!("%{b:02X}"));
         }
-        Ok(format!("{self}?token={escaped}").into_client_request()?)
     }
+    let mut request = format!("{url}?token={escaped}").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("user-agent", "jjongal-talk".parse()?);
+    Ok(request)
 }
 
 async fn send(socket: &mut Socket, message: Value) -> anyhow::Result<()> {

@@ -248,7 +248,8 @@ impl<'a> Outline<'a> {
         let helper = match (&plan.helper, friends.last()) {
             (Some(h), _) => h.name.clone(),
             (None, Some(f)) => f.clone(),
-            (None, None) if plan.hero.is_some() => scenery.helper.to_string(),
+            // The setting's own helper where the story has a setting (space: a shooting star).
+            (None, None) if plan.hero.is_some() || setting.is_some() => scenery.helper.to_string(),
             (None, None) => dice.pick(FRIENDS).to_string(),
         };
         let resolution = match &plan.resolution {

@@ -432,6 +432,82 @@ async fn voice_deletions_are_retried_from_the_command_line(db: Db) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no voice deletions are pending"));
 }
 
+/// `jjongal talk` (the README's "talk to the conversation socket from a shell"): each
+/// line of standard input is what the child says, the guide's answers are printed, and
+/// at the end of input the conversation's story is asked for and its id printed. A
+/// refused token is a failure with the server's code; wss:// is refused plainly.
+async fn talk_speaks_the_conversation_socket_from_a_shell(db: Db) {
+    let app =
+        crate::helpers::spawn_app_with(db, &["--worker", "true", "--worker-poll-ms", "50"]).await;
+    let token = app.new_account("talk.cli").await;
+    let talk = |server: String, token: String, input: &'static str| async move {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(["talk", "--server", &server, "--token", &token])
+            .args([
+                "--child-name",
+                "지우",
+                "--age",
+                "5",
+                "--interests",
+                "공룡,바다",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn jjongal talk");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("talk ends")
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, stderr) = talk(
+        app.base.clone(),
+        token.clone(),
+        "아기 공룡 뚜뚜\n\n바닷속 산호 마을에 살아\n",
+    )
+    .await;
+    assert!(ok, "{stdout}{stderr}");
+    for expected in [
+        "conversation_id: ",
+        "쫑이: 안녕, 지우야!",
+        "나: 아기 공룡 뚜뚜",
+        "쫑이: 아기 공룡 뚜뚜가 주인공이구나!",
+        "나: 바닷속 산호 마을에 살아",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing: {stdout}");
+    }
+    // The empty line was not sent: two answers after the greeting.
+    assert_eq!(stdout.matches("쫑이: ").count(), 3, "{stdout}");
+    let story = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("story_id: "))
+        .unwrap_or_else(|| panic!("no story id: {stdout}"));
+    let read = app
+        .get(&format!("/api/v1/stories/{story}"), Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(read["id"], story);
+
+    let (ok, _, stderr) = talk(app.base.clone(), "not-a-token".into(), "안녕\n").await;
+    assert!(!ok);
+    assert!(stderr.contains("INVALID_TOKEN"), "{stderr}");
+    let (ok, _, stderr) = talk("https://stories.example".into(), token, "").await;
+    assert!(!ok);
+    assert!(stderr.contains("plain ws://"), "{stderr}");
+}
+
 db_tests!(
     voice_deletions_are_retried_from_the_command_line,
     internal_causes_are_logged_once_with_the_request_id_never_answered,
@@ -439,6 +515,7 @@ db_tests!(
     users_create_reads_the_password_from_stdin,
     two_servers_start_at_once_on_a_fresh_database,
     logs_never_contain_tokens_or_secrets,
+    talk_speaks_the_conversation_socket_from_a_shell,
 );
 
 #[tokio::test]

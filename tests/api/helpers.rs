@@ -769,7 +769,9 @@ pub mod ws {
 pub fn espeak_installed() -> bool {
     let installed = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("espeak-ng").is_file()));
-    if !installed {
+    if installed {
+        eprintln!("espeak-ng is installed: offline narration is checked as real audio");
+    } else {
         eprintln!(
             "espeak-ng is not installed: offline narration is checked as absent (audio null); \
              install espeak-ng to check the narration itself"
