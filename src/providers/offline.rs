@@ -1,7 +1,8 @@
 //! Offline providers, the default when nothing is configured. They are honest about
-//! what they are: a template storyteller that uses the child's name and age, the theme,
-//! the characters and what the child said; seeded SVG illustrations; `espeak-ng`
-//! narration when the binary is installed (otherwise narration is unavailable).
+//! what they are: a storyteller that writes the conversation's plan (`plan.rs`) completed
+//! from the theme and the characters; each chapter's scene drawn as a picture
+//! (`pictures.rs`); `espeak-ng` narration when the binary is installed (otherwise
+//! narration is unavailable).
 
 use std::path::PathBuf;
 
@@ -16,15 +17,18 @@ use super::{
 };
 
 /// A small deterministic generator (SplitMix64), so one story always reads the same.
-struct Dice(u64);
+pub(super) struct Dice(pub(super) u64);
 
 impl Dice {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
     }
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[(self.next() % items.len() as u64) as usize]

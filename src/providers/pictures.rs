@@ -6,27 +6,12 @@
 //! the chapter title as a caption in the font that ships with the service.
 
 use super::IllustrationRequest;
+use super::offline::Dice;
 use super::plan::{Kind, Setting, kind_in, setting};
 
 /// The caption font (NanumGothic Bold reduced to ASCII and Hangul; assets/fonts/).
 pub(crate) const CAPTION_FONT: &[u8] = include_bytes!("../../assets/fonts/JjongalCaption.ttf");
 pub(crate) const CAPTION_FAMILY: &str = "Jjongal Caption";
-
-/// A small deterministic generator (SplitMix64): one request always draws the same.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// FNV-1a: stable across runs and platforms (std's hasher is not).
 pub(crate) fn hash(s: &str) -> u64 {
