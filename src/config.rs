@@ -27,7 +27,9 @@ pub enum LogFormat {
 }
 
 /// Flags and environment variables. Every flag can be given after any subcommand.
-#[derive(Args, Clone, Debug)]
+/// Deliberately not `Debug`: the secrets and API keys are still plain strings here, and
+/// nothing may print them; [`Config`], which holds them as [`Secret`]s, is what is logged.
+#[derive(Args, Clone)]
 pub struct ConfigArgs {
     /// Address the public HTTP listener binds: this machine only by default (a
     /// development server has open sign-up and generated secrets); `0.0.0.0:8000` to be
