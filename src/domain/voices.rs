@@ -101,12 +101,10 @@ impl Voices<'_> {
                 )));
             }
         };
-        let dir = self.samples_dir(owner.id);
-        let stored = async {
-            tokio::fs::create_dir_all(&dir).await?;
-            tokio::fs::write(dir.join(&row.path), bytes).await
-        }
-        .await;
+        // Whole or not at all: the clone reads the samples, and a full disk must not
+        // leave a truncated one counted.
+        let path = self.samples_dir(owner.id).join(&row.path);
+        let stored = crate::media::write_file_whole(path, bytes.to_vec()).await;
         if let Err(e) = stored {
             let mut conn = self.pool().get().await?;
             let _ = store::voices::delete_sample(&mut conn.db(), row.id).await;

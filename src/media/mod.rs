@@ -84,12 +84,7 @@ impl MediaStore {
                 format!("not a media path: {relative:?}"),
             )
         })?;
-        // One trip to the blocking pool for the directory, the file and its rename.
-        let bytes = bytes.to_vec();
-        let written = path.clone();
-        tokio::task::spawn_blocking(move || write_whole(&written, &bytes))
-            .await
-            .map_err(std::io::Error::other)??;
+        write_file_whole(path.clone(), bytes.to_vec()).await?;
         Ok(path)
     }
 
@@ -176,6 +171,14 @@ pub(crate) async fn remove_tree(path: &Path, what: &str) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::error!(path = %path.display(), error = %e, "{what}"),
     }
+}
+
+/// [`write_whole`] on the blocking pool (one trip for the directory, the file and its
+/// rename): for any file a reader must never see half-written (media, voice samples).
+pub(crate) async fn write_file_whole(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || write_whole(&path, &bytes))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Writes `bytes` to `path` whole or not at all: its directory made, the bytes written to

@@ -1273,8 +1273,13 @@ fn stored_samples(app: &TestApp, user: jjongal::store::types::UserId) -> Vec<Vec
         .data_dir
         .join("voice-samples")
         .join(user.to_string());
+    // (A `.part` file is a sample being written, not yet one.)
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_none_or(|x| x != "part"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()

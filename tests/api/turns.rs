@@ -221,8 +221,14 @@ fn voice_samples(app: &TestApp, user: jjongal::store::types::UserId) -> Vec<u64>
         .data_dir
         .join("voice-samples")
         .join(user.to_string());
+    // (A `.part` file is a sample being written, not yet one.)
     let mut sizes: Vec<u64> = std::fs::read_dir(dir)
-        .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap())
+                .filter(|e| e.path().extension().is_none_or(|x| x != "part"))
+                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                .collect()
+        })
         .unwrap_or_default();
     sizes.sort_unstable();
     sizes
