@@ -101,13 +101,7 @@ fn request_with_token(
 ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut escaped = String::with_capacity(token.len());
-    for b in token.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            escaped.push(b as char);
-        } else {
-            escaped.push_str(&format!("%{b:02X}"));
-        }
-    }
+    crate::media::push_percent_encoded(&mut escaped, token);
     let mut request = format!("{url}?token={escaped}").into_client_request()?;
     request
         .headers_mut()

@@ -200,8 +200,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Percent-encodes what is not unreserved or `/` in a path.
-fn push_percent_encoded(out: &mut String, path: &str) {
+/// Percent-encodes what is not unreserved or `/` in a path (or a query value, where `/`
+/// may stand as well).
+pub(crate) fn push_percent_encoded(out: &mut String, path: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {

@@ -115,6 +115,14 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             ));
         }
     };
+    // The sky of the hour, with its sun or moon.
+    let sky_and_light = |svg: &mut String, dice: &mut Dice, day: &str, dusk: &str| {
+        svg.push_str(&format!(
+            "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
+            sky(day, dusk)
+        ));
+        light(svg, dice);
+    };
     let stars = |svg: &mut String, dice: &mut Dice, n: u64| {
         for _ in 0..n {
             svg.push_str(&format!(
@@ -189,11 +197,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             }
         }
         Setting::Forest => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#bfe6c4", "#23304a")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#bfe6c4", "#23304a");
             ground(svg, "#4f9a4a", dice);
             for _ in 0..6 {
                 let x = 11 + dice.below(780);
@@ -210,11 +214,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             }
         }
         Setting::Sky => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#a7dcff", "#27315e")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#a7dcff", "#27315e");
             for (i, colour) in [
                 "#e63946", "#f4a261", "#ffd166", "#06d6a0", "#118ab2", "#6a4c93",
             ]
@@ -231,11 +231,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             }
         }
         Setting::Castle => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#c9e8ff", "#2a2f5a")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#c9e8ff", "#2a2f5a");
             ground(svg, "#7cc36e", dice);
             let x = 250 + dice.below(300);
             svg.push_str(&format!(
@@ -252,11 +248,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             ));
         }
         Setting::Mountain => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#cfe9ff", "#26305a")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#cfe9ff", "#26305a");
             for i in 0..3u64 {
                 let x = 100 + i * 280 + dice.below(60);
                 let top = 120 + dice.below(80);
@@ -296,11 +288,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             }
         }
         Setting::Desert => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#ffe8b0", "#3a2f55")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#ffe8b0", "#3a2f55");
             ground(svg, "#e9c46a", dice);
             for _ in 0..3 {
                 let x = dice.below(760);
@@ -313,11 +301,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             }
         }
         Setting::Meadow => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#bde6ff", "#26305a")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#bde6ff", "#26305a");
             for _ in 0..3 {
                 cloud(svg, dice.below(760), 60 + dice.below(120), "#ffffff");
             }
@@ -332,11 +316,7 @@ fn background(svg: &mut String, setting: Setting, night: bool, dice: &mut Dice) 
             }
         }
         Setting::Village => {
-            svg.push_str(&format!(
-                "<rect width=\"800\" height=\"600\" fill=\"{}\"/>",
-                sky("#c4e4ff", "#27315e")
-            ));
-            light(svg, dice);
+            sky_and_light(svg, dice, "#c4e4ff", "#27315e");
             ground(svg, "#9ccc65", dice);
             for i in 0..4u64 {
                 let x = 40 + i * 190 + dice.below(40);

@@ -158,7 +158,8 @@ const PLACES: &[(&str, Setting)] = &[
     ("나라", Setting::Village),
 ];
 
-/// Particles and copulas that may end a word, longest first.
+/// Particles and copulas that may end a word, the longer ones first. (Not moderation's
+/// list: that one strips 다 too, to test every possible stem; here 바다 must stay 바다.)
 const ENDINGS: &[&str] = &[
     "이에요",
     "이랑",
@@ -422,9 +423,9 @@ fn character_stem(word: &str) -> &str {
     let kind = kind_of(word);
     let mut current = word;
     'strip: loop {
-        let mut endings: Vec<&str> = ENDINGS.to_vec();
-        endings.sort_by_key(|e| e.len());
-        for ending in endings {
+        // ENDINGS lists every longer ending before the one-syllable ones: reversed, the
+        // shortest go first.
+        for ending in ENDINGS.iter().rev() {
             if let Some(s) = current.strip_suffix(ending)
                 && !s.is_empty()
                 && kind_of(s) == kind

@@ -183,17 +183,7 @@ async fn a_full_conversation_becomes_a_story(db: Db) {
         .await
         .assert_ok(202);
     let id = story["id"].as_str().unwrap();
-    let mut done = Value::Null;
-    for _ in 0..600 {
-        done = app
-            .get(&format!("/api/v1/stories/{id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        if done["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let done = app.wait_finished(&token, id).await;
     assert_eq!(done["status"], "completed", "{done}");
     let text: String = done["chapters"]
         .as_array()
@@ -1130,17 +1120,7 @@ async fn the_offline_story_is_the_childs_story(db: Db) {
     .await;
     let assigned = recv(&mut ws).await;
     let story_id = assigned["story_id"].as_str().unwrap().to_string();
-    let mut story = Value::Null;
-    for _ in 0..400 {
-        story = app
-            .get(&format!("/api/v1/stories/{story_id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        if story["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let story = app.wait_finished(&token, &story_id).await;
     assert_eq!(story["status"], "completed", "{story}");
     assert_eq!(story["title"], "아기 공룡 뚜뚜와 고래 아저씨");
     let chapters: Vec<&str> = story["chapters"]
@@ -1207,17 +1187,7 @@ async fn ending_a_conversation_can_create_its_story(db: Db) {
     );
     assert_eq!(closed(&mut ws).await, 1000);
     // The story is the account's and is written from the conversation.
-    let mut story = Value::Null;
-    for _ in 0..400 {
-        story = app
-            .get(&format!("/api/v1/stories/{story_id}"), Some(&token))
-            .await
-            .assert_ok(200);
-        if story["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let story = app.wait_finished(&token, &story_id).await;
     assert_eq!(story["status"], "completed", "{story}");
     assert_eq!(story["chapters"].as_array().unwrap().len(), 3, "{story}");
     let text = story["chapters"].to_string();

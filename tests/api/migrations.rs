@@ -15,22 +15,8 @@ use crate::helpers::{Db, Seed};
 )]
 async fn the_id_collation_migration_runs_on_a_populated_database() {
     let app = crate::helpers::spawn_app(Db::Postgres).await;
-    let token = app.new_account("collation.migration").await;
-    let id = app
-        .seed_story(
-            &token,
-            Seed {
-                title: Some("산호 마을"),
-                status: jjongal::domain::stories::StoryStatus::Completed,
-                chapters: 3,
-                audio: true,
-                ..Seed::default()
-            },
-        )
-        .await;
+    let (token, id, before) = populate(&app, "collation.migration").await;
     let path = format!("/api/v1/stories/{id}");
-    let before = app.get(&path, Some(&token)).await.assert_ok(200);
-    assert_eq!(before["chapters"].as_array().unwrap().len(), 3);
 
     let columns = "('stories', 'conversation_id'), ('media_files', 'story_id'), \
         ('chapters', 'story_id'), ('chapters', 'image_file_id'), ('chapters', 'audio_file_id'), \
@@ -89,6 +75,33 @@ async fn the_id_collation_migration_runs_on_a_populated_database() {
     );
 }
 
+/// An account holding a completed story of three chapters, each with a picture and a
+/// narration: its token, the story's id and the story as read before a migration.
+async fn populate(
+    app: &crate::helpers::TestApp,
+    login: &str,
+) -> (String, jjongal::store::types::StoryId, serde_json::Value) {
+    let token = app.new_account(login).await;
+    let id = app
+        .seed_story(
+            &token,
+            Seed {
+                title: Some("산호 마을"),
+                status: jjongal::domain::stories::StoryStatus::Completed,
+                chapters: 3,
+                audio: true,
+                ..Seed::default()
+            },
+        )
+        .await;
+    let before = app
+        .get(&format!("/api/v1/stories/{id}"), Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(before["chapters"].as_array().unwrap().len(), 3);
+    (token, id, before)
+}
+
 /// A story's chapters with their media URLs' signatures and expiry left out (they differ
 /// by the signing time; everything else is comparable).
 fn unsigned_chapters(story: &serde_json::Value) -> serde_json::Value {
@@ -109,21 +122,8 @@ fn unsigned_chapters(story: &serde_json::Value) -> serde_json::Value {
 /// (readers no longer look files up), so the story reads back with the same media.
 async fn the_chapter_media_paths_migration_backfills_a_populated_database(db: Db) {
     let app = crate::helpers::spawn_app(db).await;
-    let token = app.new_account("paths.migration").await;
-    let id = app
-        .seed_story(
-            &token,
-            Seed {
-                status: jjongal::domain::stories::StoryStatus::Completed,
-                chapters: 3,
-                audio: true,
-                ..Seed::default()
-            },
-        )
-        .await;
+    let (token, id, before) = populate(&app, "paths.migration").await;
     let path = format!("/api/v1/stories/{id}");
-    let before = app.get(&path, Some(&token)).await.assert_ok(200);
-    assert_eq!(before["chapters"].as_array().unwrap().len(), 3);
 
     let storage = app.storage();
     let down = match db {
