@@ -821,11 +821,7 @@ impl Scenario {
 
 /// The facade's own document for the page, sent as any GraphQL client would.
 fn page_document() -> String {
-    jjongal::rest::routes::table()
-        .into_iter()
-        .find(|r| r.method == Method::GET && r.path == "/api/v1/stories")
-        .expect("the stories list route")
-        .document
+    jjongal::rest::story_page_document()
 }
 
 struct Plan {

@@ -30,7 +30,6 @@ use crate::http::errors::InternalCauses;
 use crate::http::{RestError, envelope};
 use crate::jobs::StoryWorker;
 use crate::providers::Providers;
-use crate::rest::facade;
 use crate::shutdown::{Shutdown, ShutdownSwitch};
 use crate::store::{self, Pool};
 
@@ -201,7 +200,8 @@ pub(crate) fn router(domain: Domain, shutdown: Shutdown) -> Router {
 /// socket, media files, the documentation pages.
 fn doors(domain: &Domain, gateway: &Gateway) -> Router {
     let schema = graphql::build_schema(domain.clone());
-    let mut api = facade::router(&schema, domain.config().max_text_chars).route(
+    let components = crate::rest::openapi::components();
+    let mut api = crate::rest::door::router(&components, domain.config().max_text_chars).route(
         "/graphql",
         get(graphql::http::get).post(graphql::http::post),
     );

@@ -2,6 +2,8 @@
 //! `logout`, `deleteAccount`.
 
 use async_graphql::{Context, ID, InputObject, Object};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::scalars::Timestamp;
 use super::{domain, viewer};
@@ -58,29 +60,52 @@ impl TokenPairObject {
     }
 }
 
-#[derive(InputObject)]
+/// Sign-up (extension, contract §3): the guardian's login and the child's details. Also
+/// the REST body of `POST /api/v1/users` (its fields in `snake_case`).
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SignUpRequest, example = json!({"user_id": "minjun-family", "password": "correct horse battery", "name": "민준", "age": 7, "guardian_consent": true}))]
 pub(crate) struct SignUpInput {
-    /// Login id: 3–64 characters of `[A-Za-z0-9._-]`.
+    /// Login id: 3–64 characters of `A–Z a–z 0–9 . _ -`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub user_id: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128, pattern = r"^[^\x00]*$")]
     pub password: String,
-    /// The child's name, 1–50 characters.
+    /// The child's name: 1–50 characters with a visible one, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// The child's age, 1–19.
+    #[schema(minimum = 1, maximum = 19)]
     pub age: i32,
     /// Must be `true`: the guardian agrees to the processing of the child's
     /// conversations and voice samples by the configured AI providers.
+    #[schema(schema_with = crate::rest::types::always_true)]
     pub guardian_consent: bool,
 }
 
-#[derive(InputObject)]
+/// Log-in (spec §6.1); also the REST body of `POST /api/v1/auth/token`.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TokenRequest, example = json!({"user_id": "minjun-family", "password": "correct horse battery"}))]
 pub(crate) struct IssueTokenInput {
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub user_id: String,
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub password: String,
 }
 
-#[derive(InputObject)]
+/// A refresh token to rotate or revoke; also the REST body of `POST /api/v1/auth/refresh`
+/// and `/logout`.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RefreshRequest)]
 pub(crate) struct RefreshTokenInput {
+    #[schema(min_length = 1, max_length = 10000, pattern = r"^[^\x00]*$")]
     pub refresh_token: String,
 }
 

@@ -6,7 +6,9 @@ use async_graphql::{
     Context, Enum, ID, InputObject, Object, ScalarType, SimpleObject, Subscription, Value,
 };
 use futures_util::Stream;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
 
 use super::plain::{Fast, Plain, nested};
 use super::scalars::Timestamp;
@@ -17,7 +19,8 @@ use crate::domain::stories::{
 use crate::events::Event;
 use crate::media::SignedUrl;
 
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[graphql(
     remote = "crate::domain::stories::StoryStatus",
     rename_items = "snake_case"
@@ -29,7 +32,8 @@ pub(crate) enum StoryStatus {
     Failed,
 }
 
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[graphql(
     remote = "crate::domain::stories::StoryLength",
     rename_items = "snake_case"
@@ -40,7 +44,16 @@ pub(crate) enum StoryLength {
     Long,
 }
 
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+impl StoryLength {
+    /// The default length (a `serde` default).
+    fn medium() -> StoryLength {
+        StoryLength::Medium
+    }
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = StorySort)]
 #[graphql(
     name = "StorySort",
     remote = "crate::domain::stories::SortKey",
@@ -52,7 +65,8 @@ pub(crate) enum SortKey {
     Title,
 }
 
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[graphql(
     remote = "crate::domain::stories::SortOrder",
     rename_items = "snake_case"
@@ -311,27 +325,52 @@ impl From<model::StoryPage> for StoryConnection {
     }
 }
 
-#[derive(InputObject)]
+/// What the story should be about.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UserPreferences)]
 pub(crate) struct UserPreferencesInput {
-    /// 1–200 characters.
+    /// 1–200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub theme: String,
-    /// At most 10, each 1–100 characters.
+    /// At most 10, each 1–100 characters, not only spaces (default: none).
     #[graphql(default)]
+    #[serde(default)]
+    #[schema(schema_with = crate::rest::types::character_names)]
     pub characters: Vec<String>,
+    /// `short` (3 chapters), `medium` (5, the default) or `long` (7).
     #[graphql(default_with = "StoryLength::Medium")]
+    #[serde(default = "StoryLength::medium")]
     pub length: StoryLength,
 }
 
-#[derive(InputObject)]
+/// Ask for a story (spec §6.3); also the REST body of `POST /api/v1/stories`.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateStoryRequest, example = json!({"user_preferences": {"theme": "모험", "characters": ["용감한 토끼", "지혜로운 거북이"], "length": "medium"}, "conversation_id": null}))]
 pub(crate) struct CreateStoryInput {
     pub user_preferences: UserPreferencesInput,
-    /// A conversation of the viewer's whose transcript the story uses.
+    /// A conversation of the viewer's whose child and words the story uses.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub conversation_id: Option<ID>,
 }
 
-#[derive(InputObject)]
+/// Rename a story (the only field that can change); also the REST body of
+/// `PATCH /api/v1/stories/{id}`.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateStoryRequest, example = json!({"title": "새로운 멋진 제목"}))]
 pub(crate) struct UpdateStoryInput {
-    /// 1–200 characters; the guardian's title wins over a generated one.
+    /// 1–200 characters, not only spaces; the guardian's title wins over a generated one.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub title: String,
 }
 

@@ -1,52 +1,69 @@
-//! The OpenAPI 3.1 document of the REST facade, generated from the route table (every
-//! route, its path and query parameters, body, success status and shape) and the utoipa
-//! schemas in [`super::schemas`], so it cannot drift from what is served. Every operation
+//! The OpenAPI 3.1 document of the REST facade, generated from the operations' own types
+//! (their path and query parameters, body, success status and answer — the types the
+//! handler reads and writes), so it cannot drift from what is served. Every operation
 //! documents the failures any request can meet (400, 401, 403, 404, 405, 413, 429, 500,
 //! 503) in the spec's envelope.
 
 use serde_json::{Map, Value, json};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::routes::{Body, ParamKind, Route, Shape, table};
-use super::schemas;
+use super::door::{Body, Operation, PathParams, Reply, Visit};
+use super::types::HealthStatus;
 use crate::error::ErrorCode;
 
-/// Every component schema: (name, JSON schema), nested ones included.
-fn component_schemas() -> Map<String, Value> {
-    let mut found: Vec<(
-        String,
-        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-    )> = Vec::new();
-    fn add<T: ToSchema>(
-        found: &mut Vec<(
-            String,
-            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        )>,
-    ) {
-        found.push((T::name().into_owned(), T::schema()));
-        T::schemas(found);
+/// The published query parameters of `Q` (OpenAPI `Parameter`s as JSON).
+pub(crate) fn query_parameters<Q: IntoParams>() -> Vec<Value> {
+    Q::into_params(|| Some(ParameterIn::Query))
+        .into_iter()
+        .map(|p| serde_json::to_value(p).expect("parameters serialise"))
+        .collect()
+}
+
+/// Walks the operations: their path items and the schemas their types need.
+#[derive(Default)]
+struct Describer {
+    paths: Map<String, Value>,
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+impl Visit for Describer {
+    fn visit<O: Operation>(&mut self) {
+        let request = O::Body::schema().map(|p| {
+            self.schemas.extend(p.schemas);
+            p.name
+        });
+        let response = O::Out::schema().map(|p| {
+            self.schemas.extend(p.schemas);
+            p.name
+        });
+        let op = operation::<O>(request.as_deref(), response.as_deref());
+        let item = self
+            .paths
+            .entry(O::PATH.to_string())
+            .or_insert_with(|| json!({}));
+        item[O::METHOD.as_str().to_ascii_lowercase()] = op;
     }
-    add::<schemas::User>(&mut found);
-    add::<schemas::TokenPair>(&mut found);
-    add::<schemas::File>(&mut found);
-    add::<schemas::Chapter>(&mut found);
-    add::<schemas::StoryStatus>(&mut found);
-    add::<schemas::Story>(&mut found);
-    add::<schemas::StoryList>(&mut found);
-    add::<schemas::ConversationStatus>(&mut found);
-    add::<schemas::Conversation>(&mut found);
-    add::<schemas::Message>(&mut found);
-    add::<schemas::ConversationDetail>(&mut found);
-    add::<schemas::ConversationList>(&mut found);
-    add::<schemas::SignUpRequest>(&mut found);
-    add::<schemas::TokenRequest>(&mut found);
-    add::<schemas::RefreshRequest>(&mut found);
-    add::<schemas::StoryLength>(&mut found);
-    add::<schemas::CharacterName>(&mut found);
-    add::<schemas::UserPreferences>(&mut found);
-    add::<schemas::CreateStoryRequest>(&mut found);
-    add::<schemas::UpdateStoryRequest>(&mut found);
-    add::<schemas::HealthStatus>(&mut found);
+}
+
+fn described() -> Describer {
+    let mut describer = Describer::default();
+    super::operations::each(&mut describer);
+    describer.schemas.push((
+        HealthStatus::name().into_owned(),
+        <HealthStatus as utoipa::PartialSchema>::schema(),
+    ));
+    describer
+}
+
+/// Every component schema by name (nested ones included), and the failure envelope.
+pub(crate) fn components() -> Value {
+    Value::Object(component_schemas(described().schemas))
+}
+
+fn component_schemas(found: Vec<(String, RefOr<Schema>)>) -> Map<String, Value> {
     let mut out = Map::new();
     for (name, schema) in found {
         out.insert(
@@ -208,11 +225,9 @@ fn failures(route_auth: bool, has_id: bool) -> Map<String, Value> {
         .collect()
 }
 
-fn parameters(route: &Route) -> Vec<Value> {
-    let mut params: Vec<Value> = route
-        .path
-        .split('/')
-        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+fn parameters<O: Operation>() -> Vec<Value> {
+    let mut params: Vec<Value> = <O::Path as PathParams>::NAMES
+        .iter()
         .map(|name| {
             json!({
                 "name": name,
@@ -223,51 +238,27 @@ fn parameters(route: &Route) -> Vec<Value> {
             })
         })
         .collect();
-    for param in route.query {
-        let schema = match param.kind {
-            ParamKind::Int => json!({"type": "integer", "minimum": 1, "maximum": 100}),
-            ParamKind::String if !param.values.is_empty() => {
-                json!({"type": "string", "enum": param.values})
-            }
-            ParamKind::String if param.name == "start_cursor" => {
-                json!({"type": "string", "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"})
-            }
-            ParamKind::String => {
-                json!({"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"})
-            }
-        };
-        params.push(json!({
-            "name": param.name,
-            "in": "query",
-            "required": false,
-            "description": param.description,
-            "schema": schema,
-        }));
-    }
+    params.extend(query_parameters::<O::Query>());
     params
 }
 
-fn operation(route: &Route) -> Value {
-    let doc = route.doc;
-    let has_id = route.path.contains('{');
+fn operation<O: Operation>(request: Option<&str>, response: Option<&str>) -> Value {
+    let doc = O::DOC;
+    let has_id = O::PATH.contains('{');
     let mut responses = failures(doc.auth, has_id);
-    let success = match (route.shape, doc.response) {
-        (Shape::NoContent, _) => json!({"description": route.message}),
-        (_, Some(data)) => json!({
-            "description": route.message,
+    let success = match response {
+        None => json!({"description": O::MESSAGE}),
+        Some(data) => json!({
+            "description": O::MESSAGE,
             "content": {"application/json": {"schema": success_envelope(reference(data))}},
         }),
-        (_, None) => panic!(
-            "route {} {} documents no response",
-            route.method, route.path
-        ),
     };
-    responses.insert(route.status.as_u16().to_string(), success);
+    responses.insert(O::STATUS.as_u16().to_string(), success);
     let mut op = json!({
         "operationId": doc.operation_id,
         "tags": [doc.tag],
         "summary": doc.summary,
-        "parameters": parameters(route),
+        "parameters": parameters::<O>(),
         "responses": responses,
     });
     if doc.auth {
@@ -275,7 +266,7 @@ fn operation(route: &Route) -> Value {
     } else {
         op["security"] = json!([]);
     }
-    if let (Body::Input, Some(request)) = (route.body, doc.request) {
+    if let Some(request) = request {
         op["requestBody"] = json!({
             "required": true,
             "content": {"application/json": {"schema": reference(request)}},
@@ -284,7 +275,7 @@ fn operation(route: &Route) -> Value {
     op
 }
 
-/// Operations outside the route table: health checks and signed media.
+/// Operations outside the REST door: health checks and signed media.
 fn extra_paths(paths: &mut Map<String, Value>) {
     let health = |summary: &str, ok: &str| {
         json!({"get": {
@@ -365,14 +356,7 @@ fn extra_paths(paths: &mut Map<String, Value>) {
 
 /// The whole document as JSON.
 pub fn document_json(public_url: &str) -> Value {
-    let mut paths = Map::new();
-    for route in table() {
-        let op = operation(&route);
-        let item = paths
-            .entry(route.path.to_string())
-            .or_insert_with(|| json!({}));
-        item[route.method.as_str().to_ascii_lowercase()] = op;
-    }
+    let Describer { mut paths, schemas } = described();
     extra_paths(&mut paths);
     json!({
         "openapi": "3.1.0",
@@ -409,7 +393,7 @@ pub fn document_json(public_url: &str) -> Value {
         ],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(),
+            "schemas": component_schemas(schemas),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                     "description": "An access token from `POST /api/v1/auth/token`."},
@@ -442,27 +426,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_route_is_documented_and_every_reference_resolves() {
-        let doc = document_json("http://localhost:8000");
-        for route in table() {
-            let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
+    /// Checks that each operation is in the document with its failures and success.
+    struct Documented(Value);
+
+    impl Visit for Documented {
+        fn visit<O: Operation>(&mut self) {
+            let op = &self.0["paths"][O::PATH][O::METHOD.as_str().to_ascii_lowercase()];
             assert!(
                 op.is_object(),
                 "{} {} is not documented",
-                route.method,
-                route.path
+                O::METHOD,
+                O::PATH
             );
             for status in ["400", "401", "403", "404", "413", "429", "503"] {
                 assert!(
                     op["responses"][status].is_object(),
                     "{} {} lacks {status}",
-                    route.method,
-                    route.path
+                    O::METHOD,
+                    O::PATH
                 );
             }
-            assert!(op["responses"][route.status.as_u16().to_string()].is_object());
+            assert!(op["responses"][O::STATUS.as_u16().to_string()].is_object());
         }
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_reference_resolves() {
+        let doc = document_json("http://localhost:8000");
+        super::super::operations::each(&mut Documented(doc.clone()));
         let mut found = Vec::new();
         refs(&doc, &mut found);
         assert!(!found.is_empty());

@@ -1,0 +1,550 @@
+//! Every `/api/v1` route, one type each (spec §6 and the contract's extensions). Adding a
+//! route is adding an [`Operation`] here and a line in [`each`]; adding a field to a REST
+//! object is adding it to its type in [`super::types`] and to its selection below.
+
+use async_graphql::{InputType, Value as ConstValue};
+use axum::http::{Method, StatusCode};
+
+use super::door::{Doc, IdPath, NoBody, NoContent, NoPath, Operation, Visit};
+use super::types::{
+    Connection, Conversation, ConversationDetail, List, NoQuery, PageQuery, Story, StoryListQuery,
+    TokenPair, User, connection_selection,
+};
+use crate::graphql::accounts::{IssueTokenInput, RefreshTokenInput, SignUpInput};
+use crate::graphql::stories::{CreateStoryInput, UpdateStoryInput};
+
+/// Every operation, in the order the OpenAPI document lists them.
+pub(crate) fn each(v: &mut impl Visit) {
+    v.visit::<SignUp>();
+    v.visit::<GetMe>();
+    v.visit::<DeleteMe>();
+    v.visit::<IssueToken>();
+    v.visit::<RefreshToken>();
+    v.visit::<Logout>();
+    v.visit::<CreateStory>();
+    v.visit::<ListStories>();
+    v.visit::<GetStory>();
+    v.visit::<UpdateStory>();
+    v.visit::<DeleteStory>();
+    v.visit::<ListConversations>();
+    v.visit::<GetConversation>();
+    v.visit::<DeleteConversation>();
+    v.visit::<DeleteVoice>();
+}
+
+// The selections that make the REST objects: aliases give the spec's `snake_case` names,
+// and each is read into its type in `types` (which refuses a field it does not have).
+const USER: &str = "id object name age created_at: createdAt";
+const TOKENS: &str = "token_type: tokenType access_token: accessToken \
+    expires_in: expiresIn refresh_token: refreshToken";
+const FILE: &str = "object type url expiry_time: expiryTime";
+const CONVERSATION: &str = "id object child_name: childName age interests status \
+    created_at: createdAt updated_at: updatedAt ended_at: endedAt";
+
+fn story() -> String {
+    format!(
+        "id object owner_id: ownerId title status \
+         chapters {{ id object chapter_number: chapterNumber title content \
+           image {{ {FILE} }} audio {{ {FILE} }} }} \
+         created_at: createdAt updated_at: updatedAt"
+    )
+}
+
+/// `$input`, the body as the schema's input object.
+fn input(body: impl InputType) -> Vec<(&'static str, ConstValue)> {
+    vec![("input", body.to_value())]
+}
+
+/// An optional variable: left out when absent, so the document's default applies.
+fn optional<T: InputType>(
+    name: &'static str,
+    value: Option<T>,
+) -> Option<(&'static str, ConstValue)> {
+    value.map(|v| (name, v.to_value()))
+}
+
+pub(crate) struct SignUp;
+
+impl Operation for SignUp {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/users";
+    const STATUS: StatusCode = StatusCode::CREATED;
+    const MESSAGE: &'static str = "회원가입이 완료되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "signUp",
+        tag: "accounts",
+        summary: "Sign up a family account (extension: contract §3)",
+        auth: false,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = SignUpInput;
+    type Data = User;
+    type Out = User;
+    fn document() -> String {
+        format!("mutation($input: SignUpInput!) {{ data: signUp(input: $input) {{ {USER} }} }}")
+    }
+    fn variables(_: NoPath, _: NoQuery, body: SignUpInput) -> Vec<(&'static str, ConstValue)> {
+        input(body)
+    }
+    fn output(user: User) -> User {
+        user
+    }
+}
+
+pub(crate) struct GetMe;
+
+impl Operation for GetMe {
+    const METHOD: Method = Method::GET;
+    const PATH: &'static str = "/api/v1/users/me";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "사용자 정보를 조회했습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "getMe",
+        tag: "accounts",
+        summary: "The current account (spec §6.2)",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = User;
+    type Out = User;
+    fn document() -> String {
+        format!("query {{ data: me {{ {USER} }} }}")
+    }
+    fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        Vec::new()
+    }
+    fn output(user: User) -> User {
+        user
+    }
+}
+
+pub(crate) struct DeleteMe;
+
+impl Operation for DeleteMe {
+    const METHOD: Method = Method::DELETE;
+    const PATH: &'static str = "/api/v1/users/me";
+    const STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const MESSAGE: &'static str = "계정이 삭제되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "deleteMe",
+        tag: "accounts",
+        summary: "Delete the account and everything it owns",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = bool;
+    type Out = NoContent;
+    fn document() -> String {
+        "mutation { data: deleteAccount }".into()
+    }
+    fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        Vec::new()
+    }
+    fn output(_: bool) -> NoContent {
+        NoContent
+    }
+}
+
+pub(crate) struct IssueToken;
+
+impl Operation for IssueToken {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/auth/token";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "토큰이 발급되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "issueToken",
+        tag: "auth",
+        summary: "Log in: an access and a refresh token (spec §6.1)",
+        auth: false,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = IssueTokenInput;
+    type Data = TokenPair;
+    type Out = TokenPair;
+    fn document() -> String {
+        format!(
+            "mutation($input: IssueTokenInput!) {{ data: issueToken(input: $input) {{ {TOKENS} }} }}"
+        )
+    }
+    fn variables(_: NoPath, _: NoQuery, body: IssueTokenInput) -> Vec<(&'static str, ConstValue)> {
+        input(body)
+    }
+    fn output(tokens: TokenPair) -> TokenPair {
+        tokens
+    }
+}
+
+pub(crate) struct RefreshToken;
+
+impl Operation for RefreshToken {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/auth/refresh";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "토큰이 갱신되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "refreshToken",
+        tag: "auth",
+        summary: "Rotate a refresh token (single use; reuse revokes its family)",
+        auth: false,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = RefreshTokenInput;
+    type Data = TokenPair;
+    type Out = TokenPair;
+    fn document() -> String {
+        format!(
+            "mutation($input: RefreshTokenInput!) {{ data: refreshToken(input: $input) {{ {TOKENS} }} }}"
+        )
+    }
+    fn variables(
+        _: NoPath,
+        _: NoQuery,
+        body: RefreshTokenInput,
+    ) -> Vec<(&'static str, ConstValue)> {
+        input(body)
+    }
+    fn output(tokens: TokenPair) -> TokenPair {
+        tokens
+    }
+}
+
+pub(crate) struct Logout;
+
+impl Operation for Logout {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/auth/logout";
+    const STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const MESSAGE: &'static str = "로그아웃되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "logout",
+        tag: "auth",
+        summary: "Revoke a refresh token's family",
+        auth: false,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = RefreshTokenInput;
+    type Data = bool;
+    type Out = NoContent;
+    fn document() -> String {
+        "mutation($input: RefreshTokenInput!) { data: logout(input: $input) }".into()
+    }
+    fn variables(
+        _: NoPath,
+        _: NoQuery,
+        body: RefreshTokenInput,
+    ) -> Vec<(&'static str, ConstValue)> {
+        input(body)
+    }
+    fn output(_: bool) -> NoContent {
+        NoContent
+    }
+}
+
+pub(crate) struct CreateStory;
+
+impl Operation for CreateStory {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/stories";
+    const STATUS: StatusCode = StatusCode::ACCEPTED;
+    const MESSAGE: &'static str = "이야기 생성 요청이 접수되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "createStory",
+        tag: "stories",
+        summary: "Ask for a story, written in the background (spec §6.3)",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = CreateStoryInput;
+    type Data = Story;
+    type Out = Story;
+    fn document() -> String {
+        format!(
+            "mutation($input: CreateStoryInput!) {{ data: createStory(input: $input) {{ {} }} }}",
+            story()
+        )
+    }
+    fn variables(_: NoPath, _: NoQuery, body: CreateStoryInput) -> Vec<(&'static str, ConstValue)> {
+        input(body)
+    }
+    fn output(story: Story) -> Story {
+        story
+    }
+}
+
+pub(crate) struct ListStories;
+
+impl Operation for ListStories {
+    const METHOD: Method = Method::GET;
+    const PATH: &'static str = "/api/v1/stories";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "이야기 목록을 조회했습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "listStories",
+        tag: "stories",
+        summary: "The account's stories: filter, sort, cursor pages",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = StoryListQuery;
+    type Body = NoBody;
+    type Data = Connection<Story>;
+    type Out = List<Story>;
+    fn document() -> String {
+        format!(
+            "query($first: Int, $after: String, $status: StoryStatus, \
+               $sortBy: StorySort = created_at, $order: SortOrder = desc) {{ \
+             data: stories(first: $first, after: $after, status: $status, sortBy: $sortBy, order: $order) {{ {} }} }}",
+            connection_selection(&story())
+        )
+    }
+    fn variables(_: NoPath, q: StoryListQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        [
+            optional("first", q.page_size),
+            optional("after", q.start_cursor),
+            optional("status", q.status),
+            optional("sortBy", q.sort_by),
+            optional("order", q.order),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+    fn output(page: Connection<Story>) -> List<Story> {
+        page.into()
+    }
+}
+
+pub(crate) struct GetStory;
+
+impl Operation for GetStory {
+    const METHOD: Method = Method::GET;
+    const PATH: &'static str = "/api/v1/stories/{id}";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "이야기를 조회했습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "getStory",
+        tag: "stories",
+        summary: "One story with its chapters",
+        auth: true,
+    };
+    type Path = IdPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = Story;
+    type Out = Story;
+    fn document() -> String {
+        format!(
+            "query($id: ID!) {{ data: story(id: $id) {{ {} }} }}",
+            story()
+        )
+    }
+    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        vec![path.variable()]
+    }
+    fn output(story: Story) -> Story {
+        story
+    }
+}
+
+pub(crate) struct UpdateStory;
+
+impl Operation for UpdateStory {
+    const METHOD: Method = Method::PATCH;
+    const PATH: &'static str = "/api/v1/stories/{id}";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "이야기가 수정되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "updateStory",
+        tag: "stories",
+        summary: "Rename a story",
+        auth: true,
+    };
+    type Path = IdPath;
+    type Query = NoQuery;
+    type Body = UpdateStoryInput;
+    type Data = Story;
+    type Out = Story;
+    fn document() -> String {
+        format!(
+            "mutation($id: ID!, $input: UpdateStoryInput!) {{ data: updateStory(id: $id, input: $input) {{ {} }} }}",
+            story()
+        )
+    }
+    fn variables(
+        path: IdPath,
+        _: NoQuery,
+        body: UpdateStoryInput,
+    ) -> Vec<(&'static str, ConstValue)> {
+        vec![path.variable(), ("input", body.to_value())]
+    }
+    fn output(story: Story) -> Story {
+        story
+    }
+}
+
+pub(crate) struct DeleteStory;
+
+impl Operation for DeleteStory {
+    const METHOD: Method = Method::DELETE;
+    const PATH: &'static str = "/api/v1/stories/{id}";
+    const STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const MESSAGE: &'static str = "이야기가 삭제되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "deleteStory",
+        tag: "stories",
+        summary: "Delete a story with its chapters and media",
+        auth: true,
+    };
+    type Path = IdPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = bool;
+    type Out = NoContent;
+    fn document() -> String {
+        "mutation($id: ID!) { data: deleteStory(id: $id) }".into()
+    }
+    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        vec![path.variable()]
+    }
+    fn output(_: bool) -> NoContent {
+        NoContent
+    }
+}
+
+pub(crate) struct ListConversations;
+
+impl Operation for ListConversations {
+    const METHOD: Method = Method::GET;
+    const PATH: &'static str = "/api/v1/conversations";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "대화 목록을 조회했습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "listConversations",
+        tag: "conversations",
+        summary: "The account's conversations, newest first",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = PageQuery;
+    type Body = NoBody;
+    type Data = Connection<Conversation>;
+    type Out = List<Conversation>;
+    fn document() -> String {
+        format!(
+            "query($first: Int, $after: String) {{ data: conversations(first: $first, after: $after) {{ {} }} }}",
+            connection_selection(CONVERSATION)
+        )
+    }
+    fn variables(_: NoPath, q: PageQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        [
+            optional("first", q.page_size),
+            optional("after", q.start_cursor),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+    fn output(page: Connection<Conversation>) -> List<Conversation> {
+        page.into()
+    }
+}
+
+pub(crate) struct GetConversation;
+
+impl Operation for GetConversation {
+    const METHOD: Method = Method::GET;
+    const PATH: &'static str = "/api/v1/conversations/{id}";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "대화를 조회했습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "getConversation",
+        tag: "conversations",
+        summary: "One conversation with its messages",
+        auth: true,
+    };
+    type Path = IdPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = ConversationDetail;
+    type Out = ConversationDetail;
+    fn document() -> String {
+        format!(
+            "query($id: ID!) {{ data: conversation(id: $id) {{ {CONVERSATION} \
+               messages {{ seq role text audio_url: audioUrl created_at: createdAt }} }} }}"
+        )
+    }
+    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        vec![path.variable()]
+    }
+    fn output(detail: ConversationDetail) -> ConversationDetail {
+        detail
+    }
+}
+
+pub(crate) struct DeleteConversation;
+
+impl Operation for DeleteConversation {
+    const METHOD: Method = Method::DELETE;
+    const PATH: &'static str = "/api/v1/conversations/{id}";
+    const STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const MESSAGE: &'static str = "대화가 삭제되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "deleteConversation",
+        tag: "conversations",
+        summary: "Delete a conversation with its messages",
+        auth: true,
+    };
+    type Path = IdPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = bool;
+    type Out = NoContent;
+    fn document() -> String {
+        "mutation($id: ID!) { data: deleteConversation(id: $id) }".into()
+    }
+    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        vec![path.variable()]
+    }
+    fn output(_: bool) -> NoContent {
+        NoContent
+    }
+}
+
+pub(crate) struct DeleteVoice;
+
+impl Operation for DeleteVoice {
+    const METHOD: Method = Method::DELETE;
+    const PATH: &'static str = "/api/v1/users/me/voice";
+    const STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const MESSAGE: &'static str = "목소리가 삭제되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "deleteVoice",
+        tag: "conversations",
+        summary: "Delete the voice samples and the cloned voice",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = bool;
+    type Out = NoContent;
+    fn document() -> String {
+        "mutation { data: deleteVoice }".into()
+    }
+    fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
+        Vec::new()
+    }
+    fn output(_: bool) -> NoContent {
+        NoContent
+    }
+}
