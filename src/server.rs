@@ -29,7 +29,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::config::{IpNet, canonical};
+use crate::config::IpNet;
 use crate::tally::{Tally, Ticket};
 
 /// How the accept loop treats connections.
@@ -103,8 +103,8 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let ip = canonical(peer.ip());
-        let counted = if limits.trusted_proxies.iter().any(|net| net.contains(ip)) {
+        let ip = peer.ip().to_canonical();
+        let counted = if limits.trusted_proxies.iter().any(|net| net.contains(&ip)) {
             None
         } else {
             match open.admit(ip, limits.max_per_ip) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 
-use crate::config::{IpNet, canonical};
+use ipnet::{IpNet, Ipv6Net};
 
 /// The client's address: the peer's, unless the peer is a configured proxy, in which case
 /// the nearest untrusted address in `X-Forwarded-For` (else `X-Real-IP`).
@@ -25,12 +25,13 @@ impl ClientIp {
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(ip))
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
     }
 
     /// The client of a connection from `peer` that sent `headers`.
     pub(crate) fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
+        let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
             return peer;
         }
@@ -72,19 +73,16 @@ impl ClientIp {
 /// `[::1]:80`).
 fn parse_hop(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(canonical(ip));
+        return Some(ip.to_canonical());
     }
-    s.parse::<SocketAddr>().ok().map(|a| canonical(a.ip()))
+    s.parse::<SocketAddr>().ok().map(|a| a.ip().to_canonical())
 }
 
 /// What a per-IP budget belongs to: an IPv4 address, or an IPv6 /64 (one subscriber's
 /// network — a single host can use any address in it).
 pub(crate) fn rate_key(ip: IpAddr) -> IpAddr {
-    match canonical(ip) {
-        IpAddr::V6(v6) => {
-            let net = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(net.into())
-        }
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Net::new_assert(v6, 64).network()),
         v4 => v4,
     }
 }
@@ -119,8 +117,8 @@ mod tests {
         assert_eq!(none.resolve(ip("203.0.113.7"), &spoof), ip("203.0.113.7"));
 
         let proxies = ClientIp::new(vec![
-            IpNet::parse("127.0.0.1").unwrap(),
-            IpNet::parse("10.0.0.0/8").unwrap(),
+            parse_network("127.0.0.1").unwrap(),
+            parse_network("10.0.0.0/8").unwrap(),
         ]);
         // From the proxy: the nearest untrusted hop.
         let chain = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.2.3")]);
@@ -159,22 +157,24 @@ mod tests {
         assert_eq!(rate_key(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 
+    use crate::config::parse_network;
+
     #[test]
     fn networks_match_by_prefix() {
-        let net = IpNet::parse("192.168.0.0/16").unwrap();
-        assert!(net.contains("192.168.44.1".parse().unwrap()));
-        assert!(!net.contains("192.169.0.1".parse().unwrap()));
+        let net = parse_network("192.168.0.0/16").unwrap();
+        assert!(net.contains(&"192.168.44.1".parse::<IpAddr>().unwrap()));
+        assert!(!net.contains(&"192.169.0.1".parse::<IpAddr>().unwrap()));
         assert!(
-            IpNet::parse("0.0.0.0/0")
+            parse_network("0.0.0.0/0")
                 .unwrap()
-                .contains("1.2.3.4".parse().unwrap())
+                .contains(&"1.2.3.4".parse::<IpAddr>().unwrap())
         );
         assert!(
-            IpNet::parse("::1")
+            parse_network("::1")
                 .unwrap()
-                .contains("::1".parse().unwrap())
+                .contains(&"::1".parse::<IpAddr>().unwrap())
         );
-        assert!(IpNet::parse("10.0.0.0/33").is_none());
-        assert!(IpNet::parse("example.com").is_none());
+        assert!(parse_network("10.0.0.0/33").is_none());
+        assert!(parse_network("example.com").is_none());
     }
 }

@@ -702,7 +702,7 @@ async fn empty_settings_are_refused_at_start_up() {
         assert!(!out.status.success(), "{name} empty: started");
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
-    // By flag, clap itself refuses an empty value.
+    // By flag too, naming the setting both ways.
     let out = command(&storage)
         .args(["serve", "--media-dir", ""])
         .output()
@@ -711,7 +711,7 @@ async fn empty_settings_are_refused_at_start_up() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("a value is required for '--media-dir"),
+        stderr.contains("JJONGAL_MEDIA_DIR (--media-dir) is set but empty"),
         "{stderr}"
     );
 }
