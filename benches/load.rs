@@ -37,7 +37,7 @@ use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
 use jjongal::store::models::{ChapterFiles, ChapterRow, MediaFileRow, StoryRow};
 use jjongal::store::schema::{chapters, media_files, stories};
-use jjongal::store::types::{ChapterId, MediaFileId, StoryId, UserId};
+use jjongal::vocabulary::{ChapterId, MediaFileId, StoryId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -624,10 +624,10 @@ async fn seed(
                 conversation_id: None,
                 title: Some(title.clone()),
                 title_from_guardian: false,
-                status: jjongal::store::types::StoryStatus::Completed,
+                status: jjongal::vocabulary::StoryStatus::Completed,
                 theme: "우정".into(),
                 characters: r#"["용감한 토끼","지혜로운 거북이"]"#.into(),
-                length: jjongal::store::types::StoryLength::Medium,
+                length: jjongal::vocabulary::StoryLength::Medium,
                 chapter_count: CHAPTERS as i32,
                 child_name: "벤치".into(),
                 child_age: 7,

@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::shutdown::Shutdown;
 use crate::store::notify::{self, Channel, listen};
-use crate::store::types::{ConversationId, StoryId, UserId};
 use crate::store::{Backend, DbError, Pool};
+use crate::vocabulary::{ConversationId, StoryId, UserId};
 
 /// What changed. Small on purpose (NOTIFY payloads are capped at 8000 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

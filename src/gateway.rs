@@ -29,8 +29,8 @@ use crate::error::ErrorCode;
 use crate::http::client::rate_key;
 use crate::http::{ClientAddr, ClientIp, RestError, refusal};
 use crate::shutdown::Shutdown;
-use crate::store::types::UserId;
 use crate::tally::{Tally, Ticket};
+use crate::vocabulary::UserId;
 
 type KeyedLimiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, NoOpMiddleware>;
 

@@ -26,4 +26,5 @@ pub mod store;
 pub mod talk;
 pub mod tally;
 pub mod telemetry;
+pub mod vocabulary;
 pub mod ws;

@@ -26,7 +26,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::accounts::User;
 use crate::events::Events;
-use crate::store::types::UserId;
+use crate::vocabulary::UserId;
 
 struct Entry {
     user: User,

@@ -17,8 +17,8 @@ use crate::store::models::{RefreshTokenRow, UserRow};
 use crate::store::{self, DbError, from_db, to_db};
 
 /// The account's role; only the CLI grants `operator`.
-pub use crate::store::types::Role;
-use crate::store::types::{RefreshTokenId, TokenFamilyId, UserId, VoiceStatus};
+pub use crate::vocabulary::Role;
+use crate::vocabulary::{RefreshTokenId, TokenFamilyId, UserId, VoiceStatus};
 
 /// A family account as the API shows it (spec §5.4: the child's name and age).
 #[derive(Clone, Debug)]

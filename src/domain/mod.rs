@@ -25,7 +25,7 @@ use crate::media::MediaStore;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::store::Pool;
-use crate::store::types::{StoryId, UserId};
+use crate::vocabulary::{StoryId, UserId};
 use cursor::CursorCodec;
 use tokens::TokenKeys;
 

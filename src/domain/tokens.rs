@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::types::UserId;
+use crate::vocabulary::UserId;
 
 use crate::config::Secret;
 use crate::error::{AppError, AppResult};

@@ -11,9 +11,9 @@ use crate::providers::retry::{with_retry, with_retry_if};
 use crate::providers::voice::Sample;
 use crate::providers::{ErrorKind, ProviderError};
 use crate::store::models::{VoiceDeletionRow, VoiceSampleRow};
-use crate::store::types::{DeletionStatus, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus};
 use crate::store::voices::SampleCaps;
 use crate::store::{self, to_db};
+use crate::vocabulary::{DeletionStatus, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus};
 
 /// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
 /// the samples as they are).

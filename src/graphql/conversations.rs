@@ -13,6 +13,7 @@ use super::{domain, viewer};
 use crate::domain::conversations::{Conversation, ConversationChild, Message, Reply};
 use crate::error::ErrorCode;
 use crate::events::{Event, Topic};
+use crate::vocabulary::parse_id;
 
 fn signed(ctx: &Context<'_>, path: &Option<String>) -> Option<String> {
     path.as_ref()
@@ -156,7 +157,7 @@ pub(crate) struct TurnOrigin(pub u64);
 /// The viewer's id when it is known without an await: resolved already (a socket's
 /// principal), or the subject of a token whose signature holds (the account itself is
 /// still read before anything is sent).
-fn known_viewer(ctx: &Context<'_>) -> Option<crate::store::types::UserId> {
+fn known_viewer(ctx: &Context<'_>) -> Option<crate::vocabulary::UserId> {
     let auth = ctx.data_opt::<super::RequestAuth>()?;
     if let Some(user) = auth.resolved() {
         return Some(user.id);
@@ -264,7 +265,7 @@ impl ConversationQuery {
         let viewer = viewer(ctx).await?;
         let conversation = domain(ctx)
             .conversations()
-            .conversation(&viewer, &id)
+            .conversation(&viewer, parse_id("id", &id)?)
             .await?;
         let messages = domain(ctx)
             .conversations()
@@ -333,7 +334,9 @@ impl ConversationMutation {
                     )
                     .into());
                 }
-                conversations.resume_conversation(&viewer, &id).await?
+                conversations
+                    .resume_conversation(&viewer, parse_id("id", &id)?)
+                    .await?
             }
             None => {
                 conversations
@@ -385,7 +388,7 @@ impl ConversationMutation {
                     theme: input.theme,
                     characters: input.characters,
                     length: input.length.into(),
-                    conversation_id: Some(conversation_id.0),
+                    conversation_id: Some(parse_id("conversation_id", &conversation_id)?),
                 },
             )
             .await?;
@@ -402,7 +405,12 @@ impl ConversationMutation {
         let viewer = viewer(ctx).await?;
         let reply = domain(ctx)
             .conversations()
-            .send_message(&viewer, &conversation_id, &text, origin(ctx))
+            .send_message(
+                &viewer,
+                parse_id("id", &conversation_id)?,
+                &text,
+                origin(ctx),
+            )
             .await?;
         Ok(AiResponse(reply))
     }
@@ -416,7 +424,7 @@ impl ConversationMutation {
         let viewer = viewer(ctx).await?;
         let conversation = domain(ctx)
             .conversations()
-            .end_conversation(&viewer, &conversation_id)
+            .end_conversation(&viewer, parse_id("id", &conversation_id)?)
             .await?;
         Ok(ConversationObject {
             conversation,
@@ -429,7 +437,7 @@ impl ConversationMutation {
         let viewer = viewer(ctx).await?;
         domain(ctx)
             .conversations()
-            .delete_conversation(&viewer, &id)
+            .delete_conversation(&viewer, parse_id("id", &id)?)
             .await?;
         Ok(true)
     }
@@ -454,14 +462,11 @@ impl ConversationSubscription {
         // sends a message cannot miss the answer.
         let domain = domain(ctx).clone();
         // Only this conversation's events (the id is checked again, with the owner, below).
-        let cid = crate::domain::stories::parse_id("conversationId", &conversation_id)?;
+        let cid = parse_id("conversationId", &conversation_id)?;
         let events = domain.events().follow(Topic::Conversation(cid));
         let own = origin(ctx);
         let viewer = viewer(ctx).await?;
-        let conversation = domain
-            .conversations()
-            .conversation(&viewer, &conversation_id)
-            .await?;
+        let conversation = domain.conversations().conversation(&viewer, cid).await?;
         let id = conversation.id;
         let state = (domain, events, false);
         Ok(futures_util::stream::unfold(

@@ -6,7 +6,8 @@ use super::scalars::Timestamp;
 use super::stories::{SortKey, SortOrder, StoryConnection, StoryStatus};
 use super::{domain, viewer};
 use crate::domain::accounts::{Role, User};
-use crate::domain::stories::{DEFAULT_PAGE_SIZE, ListStories, parse_id};
+use crate::domain::stories::{DEFAULT_PAGE_SIZE, ListStories};
+use crate::vocabulary::parse_id;
 
 /// Lets only operators through, reading the role from the database each time.
 pub(crate) struct OperatorGuard;
@@ -148,7 +149,7 @@ impl OpsReads {
             .ops()
             .ops_stories(
                 &user,
-                owner_id.as_ref().map(|i| i.as_str()),
+                owner_id.map(|id| parse_id("owner_id", &id)).transpose()?,
                 created_after.map(|t| t.0),
                 created_before.map(|t| t.0),
                 ListStories {
@@ -173,7 +174,7 @@ impl OpsReads {
         let user = viewer(ctx).await?;
         let rows = domain(ctx)
             .ops()
-            .ops_generation_history(&user, &story_id)
+            .ops_generation_history(&user, parse_id("story_id", &story_id)?)
             .await?;
         Ok(rows
             .into_iter()
@@ -231,7 +232,11 @@ impl OpsReads {
         let user = viewer(ctx).await?;
         let list = domain(ctx)
             .ops()
-            .ops_conversations(&user, owner_id.as_ref().map(|i| i.as_str()), first)
+            .ops_conversations(
+                &user,
+                owner_id.map(|id| parse_id("owner_id", &id)).transpose()?,
+                first,
+            )
             .await?;
         Ok(list
             .into_iter()
@@ -291,8 +296,8 @@ impl OpsReads {
                 status: r.status.as_str(),
                 last_error: r.last_error,
                 attempts: r.attempts,
-                created_at: Timestamp(crate::store::from_db(r.created_at)),
-                updated_at: Timestamp(crate::store::from_db(r.updated_at)),
+                created_at: Timestamp(r.created_at),
+                updated_at: Timestamp(r.updated_at),
             })
             .collect())
     }

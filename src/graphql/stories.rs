@@ -18,6 +18,7 @@ use crate::domain::stories::{
 };
 use crate::events::Event;
 use crate::media::SignedUrl;
+use crate::vocabulary::parse_id;
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -383,7 +384,10 @@ impl StoryQuery {
     async fn story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Fast<StoryObject>> {
         let viewer = viewer(ctx).await?;
         Ok(Fast(StoryObject(
-            domain(ctx).stories().story(&viewer, &id).await?,
+            domain(ctx)
+                .stories()
+                .story(&viewer, parse_id("id", &id)?)
+                .await?,
         )))
     }
 
@@ -437,7 +441,10 @@ impl StoryMutation {
                     theme: Some(prefs.theme),
                     characters: prefs.characters,
                     length: prefs.length.into(),
-                    conversation_id: input.conversation_id.map(|id| id.0),
+                    conversation_id: input
+                        .conversation_id
+                        .map(|id| parse_id("conversation_id", &id))
+                        .transpose()?,
                 },
             )
             .await?;
@@ -454,7 +461,7 @@ impl StoryMutation {
         let viewer = viewer(ctx).await?;
         let story = domain(ctx)
             .stories()
-            .rename_story(&viewer, &id, &input.title)
+            .rename_story(&viewer, parse_id("id", &id)?, &input.title)
             .await?;
         Ok(StoryObject(story))
     }
@@ -462,7 +469,10 @@ impl StoryMutation {
     /// Deletes a story with its chapters and media.
     async fn delete_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let viewer = viewer(ctx).await?;
-        domain(ctx).stories().delete_story(&viewer, &id).await?;
+        domain(ctx)
+            .stories()
+            .delete_story(&viewer, parse_id("id", &id)?)
+            .await?;
         Ok(true)
     }
 
@@ -470,7 +480,10 @@ impl StoryMutation {
     async fn retry_story(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<StoryObject> {
         let viewer = viewer(ctx).await?;
         Ok(StoryObject(
-            domain(ctx).stories().retry_story(&viewer, &id).await?,
+            domain(ctx)
+                .stories()
+                .retry_story(&viewer, parse_id("id", &id)?)
+                .await?,
         ))
     }
 }
@@ -529,7 +542,10 @@ impl StorySubscription {
         let domain = domain(ctx).clone();
         // Subscribe before reading, so no change between the two is missed.
         let events = domain.events().subscribe();
-        let first = domain.stories().story(&viewer, &id).await?;
+        let first = domain
+            .stories()
+            .story(&viewer, parse_id("id", &id)?)
+            .await?;
         let story_id = first.id;
         struct State {
             domain: crate::domain::Domain,
@@ -569,12 +585,7 @@ impl StorySubscription {
                         Err(RecvError::Closed) => return None,
                     }
                     // Deleted, or no longer readable: the stream ends.
-                    match st
-                        .domain
-                        .stories()
-                        .story(&st.viewer, &story_id.to_string())
-                        .await
-                    {
+                    match st.domain.stories().story(&st.viewer, story_id).await {
                         Ok(story) => st.pending = Some(story),
                         Err(_) => return None,
                     }

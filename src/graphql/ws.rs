@@ -48,8 +48,8 @@ use crate::http::socket_close::{await_client_close, echo_code};
 use crate::http::socket_writer::{self, Outbox, Writer};
 use crate::server::HeldConnection;
 use crate::shutdown::TaskGuard;
-use crate::store::types::UserId;
 use crate::tally::Ticket;
+use crate::vocabulary::UserId;
 
 /// How often the legacy protocol's keep-alive (`ka`) goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -150,7 +150,7 @@ struct Connection {
 struct Principal {
     token: Option<String>,
     /// The account, when the token authenticated one.
-    user: Option<crate::store::types::UserId>,
+    user: Option<crate::vocabulary::UserId>,
     /// The account's place among its open sockets (none for an anonymous connection).
     _place: Option<Arc<Ticket<UserId>>>,
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
-use crate::store::types::{StoryId, StoryStatus};
 use crate::store::{self, to_db};
+use crate::vocabulary::{StoryId, StoryStatus};
 
 /// A story this worker holds the lease of.
 #[derive(Clone, Debug)]

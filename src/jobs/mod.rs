@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::store::types::StoryId;
+use crate::vocabulary::StoryId;
 
 use crate::config::WorkerConfig;
 use crate::domain::Domain;

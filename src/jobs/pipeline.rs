@@ -17,8 +17,8 @@ use crate::providers::{
     GeneratedStory, IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
 };
 use crate::store::models::GenerationStepRow;
-use crate::store::types::{ChapterId, MessageRole, StepId, StepOutcome, StoryId};
 use crate::store::{self, to_db};
+use crate::vocabulary::{ChapterId, MessageRole, StepId, StepOutcome, StoryId};
 
 /// Step attempts gathered during a step and written after it.
 #[derive(Default)]

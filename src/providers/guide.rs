@@ -10,7 +10,7 @@ use serde_json::json;
 use super::korean::{a_ya, eul_reul, eun_neun, i_ga};
 use super::plan::{Plan, Slot};
 use super::{HttpSettings, ProviderError};
-use crate::store::types::MessageRole;
+use crate::vocabulary::MessageRole;
 
 /// What the guide knows when it answers.
 #[derive(Clone, Debug)]

@@ -115,7 +115,7 @@ pub struct StoryRequest {
     /// The child's interests, from the conversation.
     pub interests: Vec<String>,
     /// The conversation, oldest first: (role, text); role is `child` or `assistant`.
-    pub transcript: Vec<(crate::store::types::MessageRole, String)>,
+    pub transcript: Vec<(crate::vocabulary::MessageRole, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

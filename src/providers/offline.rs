@@ -736,7 +736,7 @@ fn native_number(n: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::types::MessageRole;
+    use crate::vocabulary::MessageRole;
 
     fn request(chapters: usize) -> StoryRequest {
         StoryRequest {

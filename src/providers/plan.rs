@@ -5,7 +5,7 @@
 //! sentence back, and to write the story in the order the child told it.
 
 use super::korean::{eul_reul, i_ga};
-use crate::store::types::MessageRole;
+use crate::vocabulary::MessageRole;
 
 /// What kind of being a character is: it picks how the character is drawn (the same in
 /// every chapter) and keeps non-characters from being called heroes.

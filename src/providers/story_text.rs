@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{GeneratedChapter, GeneratedStory, StoryRequest};
-use crate::store::types::MessageRole;
+use crate::vocabulary::MessageRole;
 
 /// Longest chapter text accepted from a model (the API's text-field limit).
 const MAX_CHAPTER_CHARS: usize = 10_000;

@@ -57,8 +57,8 @@ use crate::http::ClientAddr;
 use crate::http::socket_close::{await_client_close, echo_code};
 use crate::http::socket_writer::{self, Outbox};
 use crate::server::HeldConnection;
-use crate::store::types::UserId;
 use crate::tally::Ticket;
+use crate::vocabulary::UserId;
 pub(crate) use documents::Documents;
 use documents::{
     ConversationEvent, EndAnswer, EventsAnswer, SendAnswer, StartAnswer, StoryAnswer, VoiceAnswer,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::MAX_SAMPLE_BYTES;
 use super::protocol::AudioConfig;
-use crate::store::types::UserId;
+use crate::vocabulary::UserId;
 
 /// The process's account of buffered speech.
 pub(crate) struct SpeechBudget {

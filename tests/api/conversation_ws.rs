@@ -1236,7 +1236,7 @@ async fn until_closed(socket: &mut Socket) -> (Vec<Value>, u16) {
 }
 
 /// The voice samples stored for an account, oldest first (by name they are random).
-fn stored_samples(app: &TestApp, user: jjongal::store::types::UserId) -> Vec<Vec<u8>> {
+fn stored_samples(app: &TestApp, user: jjongal::vocabulary::UserId) -> Vec<Vec<u8>> {
     let dir = app
         .domain
         .config()

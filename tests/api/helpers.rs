@@ -608,10 +608,10 @@ impl TestApp {
 
     /// Creates a story through REST, then writes it the way generation will, through the
     /// domain layer: title, chapters, media, status. Returns the story id.
-    pub async fn seed_story(&self, token: &str, seed: Seed<'_>) -> jjongal::store::types::StoryId {
+    pub async fn seed_story(&self, token: &str, seed: Seed<'_>) -> jjongal::vocabulary::StoryId {
         use jjongal::domain::stories::{MediaKind, StoryStatus};
         let story = self.create_story(token, seed.theme).await;
-        let id: jjongal::store::types::StoryId = story["id"].as_str().unwrap().parse().unwrap();
+        let id: jjongal::vocabulary::StoryId = story["id"].as_str().unwrap().parse().unwrap();
         if let Some(title) = seed.title {
             self.domain
                 .stories()

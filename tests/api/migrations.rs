@@ -80,7 +80,7 @@ async fn the_id_collation_migration_runs_on_a_populated_database() {
 async fn populate(
     app: &crate::helpers::TestApp,
     login: &str,
-) -> (String, jjongal::store::types::StoryId, serde_json::Value) {
+) -> (String, jjongal::vocabulary::StoryId, serde_json::Value) {
     let token = app.new_account(login).await;
     let id = app
         .seed_story(

@@ -201,7 +201,7 @@ async fn operators_see_across_accounts_and_every_read_is_audited(db: Db) {
         .0;
     app.domain
         .conversations()
-        .send_message(&bob_user, &conversation.id.to_string(), "토끼가 좋아", None)
+        .send_message(&bob_user, conversation.id, "토끼가 좋아", None)
         .await
         .unwrap();
 
@@ -350,7 +350,7 @@ async fn transcripts_are_readable_only_when_allowed(db: Db) {
         .unwrap();
     app.domain
         .conversations()
-        .send_message(&user, &conversation.id.to_string(), "공룡 이야기", None)
+        .send_message(&user, conversation.id, "공룡 이야기", None)
         .await
         .unwrap();
     let body = app
@@ -620,7 +620,7 @@ async fn operators_watch_stories_and_conversations_live(db: Db) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.domain
         .conversations()
-        .send_message(&user, &conversation.id.to_string(), "비밀 이야기", None)
+        .send_message(&user, conversation.id, "비밀 이야기", None)
         .await
         .unwrap();
     let msg = next_text(&mut conv_ws).await;
@@ -699,7 +699,7 @@ async fn demotion_ends_live_ops_subscriptions(db: Db) {
     app.create_story(&member, "숲").await;
     app.domain
         .conversations()
-        .send_message(&user, &conversation.id.to_string(), "안녕", None)
+        .send_message(&user, conversation.id, "안녕", None)
         .await
         .unwrap();
     // (Story events already on their way when the role changed may still come first.)

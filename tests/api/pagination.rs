@@ -1,7 +1,7 @@
 //! Keyset cursor pagination of `GET /api/v1/stories`: every sort key and order, with and
 //! without a status filter, Korean titles, concurrent writers, cursor tampering.
 
-use jjongal::store::types::StoryId;
+use jjongal::vocabulary::StoryId;
 use std::collections::HashSet;
 
 use jjongal::domain::stories::StoryStatus;

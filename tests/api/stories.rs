@@ -194,7 +194,7 @@ async fn stories_use_only_the_callers_conversations(db: Db) {
     let stored = app
         .domain
         .stories()
-        .story(&alice_user, story["id"].as_str().unwrap())
+        .story(&alice_user, story["id"].as_str().unwrap().parse().unwrap())
         .await
         .unwrap();
     assert_eq!(stored.child_name, "하린");
@@ -604,8 +604,8 @@ async fn deleting_stories_and_accounts_removes_files(db: Db) {
         .await;
     let media = app.domain.media().dir().to_path_buf();
     let story_dir =
-        |id: jjongal::store::types::StoryId| media.join(user.id.to_string()).join(id.to_string());
-    let files_in = |id: jjongal::store::types::StoryId| {
+        |id: jjongal::vocabulary::StoryId| media.join(user.id.to_string()).join(id.to_string());
+    let files_in = |id: jjongal::vocabulary::StoryId| {
         std::fs::read_dir(story_dir(id))
             .map(|d| d.count())
             .unwrap_or(0)

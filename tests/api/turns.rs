@@ -214,7 +214,7 @@ fn pcm(bytes: usize, seed: u8) -> Vec<u8> {
     (0..bytes).map(|i| (i as u8).wrapping_mul(seed)).collect()
 }
 
-fn voice_samples(app: &TestApp, user: jjongal::store::types::UserId) -> Vec<u64> {
+fn voice_samples(app: &TestApp, user: jjongal::vocabulary::UserId) -> Vec<u64> {
     let dir = app
         .domain
         .config()
@@ -518,7 +518,7 @@ async fn a_role_change_closes_the_socket(db: Db) {
     crate::helpers::ws::init(&mut graphql, Some(&token)).await;
     app.domain
         .ops()
-        .set_role("promoted", jjongal::store::types::Role::Operator)
+        .set_role("promoted", jjongal::vocabulary::Role::Operator)
         .await
         .unwrap();
     let told = recv(&mut ws).await;

@@ -9,14 +9,13 @@ use chrono::{DateTime, Utc};
 
 use super::accounts::{User, validate_age, validate_name};
 use super::cursor::TimePosition;
-use super::stories::parse_id;
 use super::{Conversations, char_len, internal, page_limit};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::store::models::{ConversationRow, MessageRow};
-use crate::store::types::{ConversationId, MessageId, UserId};
-pub use crate::store::types::{ConversationStatus, MessageRole};
 use crate::store::{self, from_db, to_db};
+use crate::vocabulary::{ConversationId, MessageId, UserId};
+pub use crate::vocabulary::{ConversationStatus, MessageRole};
 
 /// Who the conversation is with; unset fields fall back to the account's child.
 #[derive(Clone, Debug, Default)]
@@ -237,7 +236,7 @@ impl Conversations<'_> {
             Ok(reply) => Ok((conversation, reply)),
             Err(e) => {
                 // No greeting, no conversation: do not leave an empty one behind.
-                if let Err(cleanup) = self.delete_conversation(owner, &id.to_string()).await {
+                if let Err(cleanup) = self.delete_conversation(owner, id).await {
                     tracing::warn!(error = ?cleanup, "removing a conversation that never started");
                 }
                 Err(e)
@@ -249,7 +248,7 @@ impl Conversations<'_> {
     pub async fn send_message(
         &self,
         owner: &User,
-        conversation_id: &str,
+        conversation_id: ConversationId,
         text: &str,
         origin: Option<u64>,
     ) -> AppResult<Reply> {
@@ -276,7 +275,7 @@ impl Conversations<'_> {
     pub async fn resume_conversation(
         &self,
         owner: &User,
-        conversation_id: &str,
+        conversation_id: ConversationId,
     ) -> AppResult<(Conversation, Reply)> {
         let (conversation, messages) = self
             .conversation_and_messages(owner, conversation_id)
@@ -354,7 +353,11 @@ impl Conversations<'_> {
     }
 
     /// Ends a conversation; it is kept (its id is what `POST /stories` takes).
-    pub(crate) async fn end_conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
+    pub(crate) async fn end_conversation(
+        &self,
+        owner: &User,
+        id: ConversationId,
+    ) -> AppResult<Conversation> {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id;
         let now = to_db(store::now());
@@ -368,7 +371,11 @@ impl Conversations<'_> {
     }
 
     /// Deletes a conversation with its messages and spoken replies.
-    pub(crate) async fn delete_conversation(&self, owner: &User, id: &str) -> AppResult<()> {
+    pub(crate) async fn delete_conversation(
+        &self,
+        owner: &User,
+        id: ConversationId,
+    ) -> AppResult<()> {
         let conversation = self.conversation(owner, id).await?;
         let cid = conversation.id;
         store::conversations::delete(&mut self.pool().get().await?.db(), cid).await?;
@@ -384,8 +391,11 @@ impl Conversations<'_> {
     }
 
     /// One of `owner`'s conversations: 400 malformed id, 404 unknown, 403 someone else's.
-    pub(crate) async fn conversation(&self, owner: &User, id: &str) -> AppResult<Conversation> {
-        let id = parse_id("id", id)?;
+    pub(crate) async fn conversation(
+        &self,
+        owner: &User,
+        id: ConversationId,
+    ) -> AppResult<Conversation> {
         let row =
             store::conversations::conversation(&mut self.pool().get().await?.db(), id).await?;
         conversation_from_row(owned(row, owner)?, owner)
@@ -396,9 +406,8 @@ impl Conversations<'_> {
     pub(crate) async fn conversation_and_messages(
         &self,
         owner: &User,
-        id: &str,
+        id: ConversationId,
     ) -> AppResult<(Conversation, Vec<Message>)> {
-        let id = parse_id("id", id)?;
         let (row, messages) = store::conversations::conversation_with_messages(
             &mut self.pool().get().await?.db(),
             id,

@@ -13,8 +13,8 @@ use crate::providers::Verdict;
 use crate::providers::guide::{Guide, GuideRequest, RuleGuide};
 use crate::providers::retry::{Attempt, with_retry};
 use crate::store::models::MessageRow;
-use crate::store::types::ConversationId;
 use crate::store::{self, to_db};
+use crate::vocabulary::ConversationId;
 
 impl Conversations<'_> {
     /// The words of one spoken utterance (a WAV file), by the configured speech-to-text

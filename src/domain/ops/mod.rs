@@ -11,13 +11,13 @@ use super::Ops;
 use super::accounts::{Role, User};
 use super::cursor::TimePosition;
 use super::page_limit;
-use super::stories::{ListStories, StoryPage, parse_id};
+use super::stories::{ListStories, StoryPage};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{AuditRow, GenerationStepRow};
-use crate::store::types::{
+use crate::store::{self, from_db, to_db};
+use crate::vocabulary::{
     AuditId, ConversationId, ConversationStatus, MessageRole, StoryId, UserId,
 };
-use crate::store::{self, from_db, to_db};
 
 #[derive(Clone, Debug)]
 pub(crate) struct AuditEntry {
@@ -49,6 +49,18 @@ pub(crate) struct OpsMessage {
     pub text: Option<String>,
     pub flagged: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// A recorded deletion of a cloned voice at the provider.
+#[derive(Clone, Debug)]
+pub(crate) struct VoiceDeletion {
+    pub voice_id: String,
+    pub owner_id: UserId,
+    pub status: crate::vocabulary::DeletionStatus,
+    pub last_error: String,
+    pub attempts: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Ops<'_> {
@@ -88,10 +100,22 @@ impl Ops<'_> {
         &self,
         viewer: &User,
         first: i32,
-    ) -> AppResult<Vec<crate::store::models::VoiceDeletionRow>> {
+    ) -> AppResult<Vec<VoiceDeletion>> {
         self.require_operator(viewer).await?;
         let limit = page_limit(first)?;
-        Ok(store::voices::deletions(&mut self.pool().get().await?.db(), limit).await?)
+        let rows = store::voices::deletions(&mut self.pool().get().await?.db(), limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| VoiceDeletion {
+                voice_id: r.voice_id,
+                owner_id: r.owner_id,
+                status: r.status,
+                last_error: r.last_error,
+                attempts: r.attempts,
+                created_at: store::from_db(r.created_at),
+                updated_at: store::from_db(r.updated_at),
+            })
+            .collect())
     }
 
     /// Audits an operator read made outside this module (live subscriptions).
@@ -122,13 +146,12 @@ impl Ops<'_> {
     pub(crate) async fn ops_stories(
         &self,
         viewer: &User,
-        owner: Option<&str>,
+        owner: Option<UserId>,
         created_after: Option<DateTime<Utc>>,
         created_before: Option<DateTime<Utc>>,
         query: ListStories,
     ) -> AppResult<StoryPage> {
         let operator = self.require_operator(viewer).await?;
-        let owner: Option<UserId> = owner.map(|o| parse_id("owner_id", o)).transpose()?;
         self.audit(
             &operator,
             "ops.stories",
@@ -148,10 +171,9 @@ impl Ops<'_> {
     pub(crate) async fn ops_generation_history(
         &self,
         viewer: &User,
-        story_id: &str,
+        id: StoryId,
     ) -> AppResult<Vec<GenerationStepRow>> {
         let operator = self.require_operator(viewer).await?;
-        let id: StoryId = parse_id("story_id", story_id)?;
         self.audit(&operator, "ops.generation_history", format!("story={id}"))
             .await?;
         self.stories().generation_steps(id).await
@@ -186,12 +208,11 @@ impl Ops<'_> {
     pub(crate) async fn ops_conversations(
         &self,
         viewer: &User,
-        owner: Option<&str>,
+        owner: Option<UserId>,
         first: i32,
     ) -> AppResult<Vec<OpsConversation>> {
         let operator = self.require_operator(viewer).await?;
         let limit = page_limit(first)? as usize;
-        let owner: Option<UserId> = owner.map(|o| parse_id("owner_id", o)).transpose()?;
         self.audit(
             &operator,
             "ops.conversations",

@@ -11,8 +11,8 @@ use crate::domain::{Stories, page_limit};
 use crate::error::AppResult;
 use crate::store::models::StoryRow;
 use crate::store::stories::{Resume, SortKey, SortOrder};
-use crate::store::types::{StoryId, UserId};
 use crate::store::{self, to_db};
+use crate::vocabulary::{StoryId, UserId};
 
 impl Resume {
     /// Where a page resumes, in the sort key's terms. A time-keyed cursor without its

@@ -11,7 +11,6 @@ use rows::{owned_by, stories_from_rows, story_without_chapters, with_chapters_on
 use chrono::{DateTime, Utc};
 
 use super::accounts::User;
-use super::conversations::MessageRole;
 use super::{Stories, char_len, internal};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{ConversationRow, StoryRow};
@@ -19,11 +18,10 @@ pub use crate::store::stories::MediaKind;
 use crate::store::stories::Quota;
 pub(crate) use crate::store::stories::{SortKey, SortOrder};
 use crate::store::{self, to_db};
+use crate::vocabulary::MessageRole;
 
-use crate::store::types::{
-    ChapterId, ConversationId, MediaFileId, StoryId, StoryRequestId, UserId,
-};
-pub use crate::store::types::{StoryLength, StoryStatus};
+use crate::vocabulary::{ChapterId, ConversationId, MediaFileId, StoryId, StoryRequestId, UserId};
+pub use crate::vocabulary::{StoryLength, StoryStatus};
 
 impl StoryLength {
     /// Chapters a story of this length has (contract §5).
@@ -81,7 +79,7 @@ pub(crate) struct NewStory {
     pub theme: Option<String>,
     pub characters: Vec<String>,
     pub length: StoryLength,
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
 }
 
 /// One page of a listing: each story with the cursor that resumes after it.
@@ -109,13 +107,6 @@ pub(crate) struct ListStories {
 /// Creation-time bounds of a listing: from (inclusive), until (exclusive).
 pub(crate) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 pub(crate) const DEFAULT_PAGE_SIZE: i32 = 20;
-
-/// Parses a client-supplied UUID; anything else is a validation error naming `field`.
-pub(crate) fn parse_id<Id: std::str::FromStr>(field: &str, value: &str) -> AppResult<Id> {
-    value
-        .parse()
-        .map_err(|_| AppError::validation(format!("`{field}`은(는) UUID여야 합니다.")))
-}
 
 fn validate_text(field: &str, value: &str, max: usize) -> AppResult<()> {
     if value.trim().is_empty() || char_len(value) > max {
@@ -162,15 +153,14 @@ impl Stories<'_> {
         for c in &input.characters {
             validate_text("user_preferences.characters", c, 100)?;
         }
-        let (conversation_id, child_name, child_age, theme) = match &input.conversation_id {
+        let (conversation_id, child_name, child_age, theme) = match input.conversation_id {
             None => {
                 let theme = input.theme.ok_or_else(|| {
                     AppError::validation("`user_preferences.theme`가 필요합니다.")
                 })?;
                 (None, owner.name.clone(), owner.age, theme)
             }
-            Some(raw) => {
-                let id = parse_id("conversation_id", raw)?;
+            Some(id) => {
                 let conversation = self.conversation_row(id).await?;
                 if conversation.owner_id != owner.id {
                     return Err(AppError::code_only(ErrorCode::InsufficientPermission));
@@ -265,8 +255,7 @@ impl Stories<'_> {
 
     /// Loads a story row and checks that `viewer` owns it: 404 when it does not exist,
     /// 403 when it is someone else's.
-    async fn owned_story_row(&self, viewer: &User, id: &str) -> AppResult<StoryRow> {
-        let id = parse_id("id", id)?;
+    async fn owned_story_row(&self, viewer: &User, id: StoryId) -> AppResult<StoryRow> {
         let row = store::stories::story(&mut self.pool().get().await?.db(), id).await?;
         owned_by(row, viewer.id)
     }
@@ -315,12 +304,7 @@ impl Stories<'_> {
     /// The viewer's story `id` with its chapters: 404 when it does not exist, 403 when it
     /// is someone else's. One trip to the database: the row, the ownership check and the
     /// chapters on one connection (on SQLite in one call on its thread).
-    pub async fn story(&self, viewer: &User, id: &str) -> AppResult<Story> {
-        self.owned_story(viewer, parse_id("id", id)?).await
-    }
-
-    /// [`Stories::story`] of a parsed id.
-    async fn owned_story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
+    pub async fn story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
         let (row, joined) = store::read!(self.pool(), |db| {
             store::stories::story_with_chapters(db, id, viewer.id).await
         })?;
@@ -342,7 +326,7 @@ impl Stories<'_> {
     pub(crate) async fn rename_story(
         &self,
         viewer: &User,
-        id: &str,
+        id: StoryId,
         title: &str,
     ) -> AppResult<Story> {
         validate_text("title", title, 200)?;
@@ -350,11 +334,11 @@ impl Stories<'_> {
         let now = to_db(store::now());
         store::stories::rename(&mut self.pool().get().await?.db(), row.id, title, now).await?;
         self.story_changed(row.id).await;
-        self.owned_story(viewer, row.id).await
+        self.story(viewer, row.id).await
     }
 
     /// Deletes a story with its chapters and media files.
-    pub(crate) async fn delete_story(&self, viewer: &User, id: &str) -> AppResult<()> {
+    pub(crate) async fn delete_story(&self, viewer: &User, id: StoryId) -> AppResult<()> {
         let row = self.owned_story_row(viewer, id).await?;
         store::stories::delete(&mut self.pool().get().await?.db(), row.id).await?;
         self.media()
@@ -366,7 +350,7 @@ impl Stories<'_> {
     }
 
     /// Sends a `failed` story back to `pending`; any other status is a conflict.
-    pub(crate) async fn retry_story(&self, viewer: &User, id: &str) -> AppResult<Story> {
+    pub(crate) async fn retry_story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
         let row = self.owned_story_row(viewer, id).await?;
         let now = to_db(store::now());
         let retried =
@@ -379,6 +363,6 @@ impl Stories<'_> {
         }
         self.story_changed(row.id).await;
         self.signal_work();
-        self.owned_story(viewer, row.id).await
+        self.story(viewer, row.id).await
     }
 }

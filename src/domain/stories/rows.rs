@@ -7,8 +7,8 @@ use crate::domain::internal;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::models::{ChapterText, StoryRow};
 use crate::store::stories::{Joined, MediaColumns};
-use crate::store::types::{StoryId, UserId};
 use crate::store::{self, from_db};
+use crate::vocabulary::{StoryId, UserId};
 
 /// Story rows with their chapters and media, read on a connection the caller holds (one
 /// query for any number of stories).

@@ -5,8 +5,8 @@ use super::{MediaFile, MediaKind, StoryStatus};
 use crate::domain::Stories;
 use crate::error::AppResult;
 use crate::store::models::{ChapterRow, MediaFileRow};
-use crate::store::types::{ChapterId, MediaFileId, StoryId};
 use crate::store::{self, to_db};
+use crate::vocabulary::{ChapterId, MediaFileId, StoryId};
 
 impl Stories<'_> {
     /// Moves a story to `status`, recording `reason` for failures.
