@@ -5,6 +5,7 @@ pub(crate) mod door;
 pub(crate) mod input;
 pub mod openapi;
 pub(crate) mod operations;
+pub(crate) mod selection;
 pub(crate) mod types;
 
 /// The GraphQL document of `GET /api/v1/stories` (the load benchmark sends it to

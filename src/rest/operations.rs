@@ -1,6 +1,7 @@
 //! Every `/api/v1` route, one type each (spec §6 and the contract's extensions). Adding a
 //! route is adding an [`Operation`] here and a line in [`each`]; adding a field to a REST
-//! object is adding it to its type in [`super::types`] and to its selection below.
+//! object is adding it to its type in [`super::types`] (the documents select what the
+//! types declare: [`super::selection`]).
 
 use async_graphql::{InputType, Value as ConstValue};
 use axum::http::{Method, StatusCode};
@@ -32,22 +33,9 @@ pub(crate) fn each(v: &mut impl Visit) {
     v.visit::<DeleteVoice>();
 }
 
-// The selections that make the REST objects: aliases give the spec's `snake_case` names,
-// and each is read into its type in `types` (which refuses a field it does not have).
-const USER: &str = "id object name age created_at: createdAt";
-const TOKENS: &str = "token_type: tokenType access_token: accessToken \
-    expires_in: expiresIn refresh_token: refreshToken";
-const FILE: &str = "object type url expiry_time: expiryTime";
-const CONVERSATION: &str = "id object child_name: childName age interests status \
-    created_at: createdAt updated_at: updatedAt ended_at: endedAt";
-
-fn story() -> String {
-    format!(
-        "id object owner_id: ownerId title status \
-         chapters {{ id object chapter_number: chapterNumber title content \
-           image {{ {FILE} }} audio {{ {FILE} }} }} \
-         created_at: createdAt updated_at: updatedAt"
-    )
+/// The selection of a REST type (derived from its published schema).
+fn select<T: utoipa::ToSchema>() -> String {
+    super::selection::selection::<T>()
 }
 
 /// `$input`, the body as the schema's input object.
@@ -82,7 +70,10 @@ impl Operation for SignUp {
     type Data = User;
     type Out = User;
     fn document() -> String {
-        format!("mutation($input: SignUpInput!) {{ data: signUp(input: $input) {{ {USER} }} }}")
+        format!(
+            "mutation($input: SignUpInput!) {{ data: signUp(input: $input) {{ {} }} }}",
+            select::<User>()
+        )
     }
     fn variables(_: NoPath, _: NoQuery, body: SignUpInput) -> Vec<(&'static str, ConstValue)> {
         input(body)
@@ -111,7 +102,7 @@ impl Operation for GetMe {
     type Data = User;
     type Out = User;
     fn document() -> String {
-        format!("query {{ data: me {{ {USER} }} }}")
+        format!("query {{ data: me {{ {} }} }}", select::<User>())
     }
     fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
         Vec::new()
@@ -170,7 +161,8 @@ impl Operation for IssueToken {
     type Out = TokenPair;
     fn document() -> String {
         format!(
-            "mutation($input: IssueTokenInput!) {{ data: issueToken(input: $input) {{ {TOKENS} }} }}"
+            "mutation($input: IssueTokenInput!) {{ data: issueToken(input: $input) {{ {} }} }}",
+            select::<TokenPair>()
         )
     }
     fn variables(_: NoPath, _: NoQuery, body: IssueTokenInput) -> Vec<(&'static str, ConstValue)> {
@@ -201,7 +193,8 @@ impl Operation for RefreshToken {
     type Out = TokenPair;
     fn document() -> String {
         format!(
-            "mutation($input: RefreshTokenInput!) {{ data: refreshToken(input: $input) {{ {TOKENS} }} }}"
+            "mutation($input: RefreshTokenInput!) {{ data: refreshToken(input: $input) {{ {} }} }}",
+            select::<TokenPair>()
         )
     }
     fn variables(
@@ -270,7 +263,7 @@ impl Operation for CreateStory {
     fn document() -> String {
         format!(
             "mutation($input: CreateStoryInput!) {{ data: createStory(input: $input) {{ {} }} }}",
-            story()
+            select::<Story>()
         )
     }
     fn variables(_: NoPath, _: NoQuery, body: CreateStoryInput) -> Vec<(&'static str, ConstValue)> {
@@ -304,7 +297,7 @@ impl Operation for ListStories {
             "query($first: Int, $after: String, $status: StoryStatus, \
                $sortBy: StorySort = created_at, $order: SortOrder = desc) {{ \
              data: stories(first: $first, after: $after, status: $status, sortBy: $sortBy, order: $order) {{ {} }} }}",
-            connection_selection(&story())
+            connection_selection(&select::<Story>())
         )
     }
     fn variables(_: NoPath, q: StoryListQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
@@ -345,7 +338,7 @@ impl Operation for GetStory {
     fn document() -> String {
         format!(
             "query($id: ID!) {{ data: story(id: $id) {{ {} }} }}",
-            story()
+            select::<Story>()
         )
     }
     fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
@@ -377,7 +370,7 @@ impl Operation for UpdateStory {
     fn document() -> String {
         format!(
             "mutation($id: ID!, $input: UpdateStoryInput!) {{ data: updateStory(id: $id, input: $input) {{ {} }} }}",
-            story()
+            select::<Story>()
         )
     }
     fn variables(
@@ -442,7 +435,7 @@ impl Operation for ListConversations {
     fn document() -> String {
         format!(
             "query($first: Int, $after: String) {{ data: conversations(first: $first, after: $after) {{ {} }} }}",
-            connection_selection(CONVERSATION)
+            connection_selection(&select::<Conversation>())
         )
     }
     fn variables(_: NoPath, q: PageQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
@@ -479,8 +472,8 @@ impl Operation for GetConversation {
     type Out = ConversationDetail;
     fn document() -> String {
         format!(
-            "query($id: ID!) {{ data: conversation(id: $id) {{ {CONVERSATION} \
-               messages {{ seq role text audio_url: audioUrl created_at: createdAt }} }} }}"
+            "query($id: ID!) {{ data: conversation(id: $id) {{ {} }} }}",
+            select::<ConversationDetail>()
         )
     }
     fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
