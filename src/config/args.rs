@@ -31,10 +31,10 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_DATABASE_URL",
         hide_env_values = true,
-        value_parser = NonBlank::text(),
+        value_parser = NonBlank::key(),
         global = true
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
     /// Directory for the SQLite database, generated development secrets and media.
     #[arg(
         long,
@@ -151,7 +151,7 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_LLM_API_KEY",
         hide_env_values = true,
-        value_parser = NonBlank::secret(),
+        value_parser = NonBlank::key(),
         global = true
     )]
     pub llm_api_key: Option<SecretString>,
@@ -176,7 +176,7 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_IMAGE_API_KEY",
         hide_env_values = true,
-        value_parser = NonBlank::secret(),
+        value_parser = NonBlank::key(),
         global = true
     )]
     pub image_api_key: Option<SecretString>,
@@ -200,7 +200,7 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_SPEECH_API_KEY",
         hide_env_values = true,
-        value_parser = NonBlank::secret(),
+        value_parser = NonBlank::key(),
         global = true
     )]
     pub speech_api_key: Option<SecretString>,
@@ -224,7 +224,7 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_MODERATION_API_KEY",
         hide_env_values = true,
-        value_parser = NonBlank::secret(),
+        value_parser = NonBlank::key(),
         global = true
     )]
     pub moderation_api_key: Option<SecretString>,
@@ -248,7 +248,7 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_VOICE_API_KEY",
         hide_env_values = true,
-        value_parser = NonBlank::secret(),
+        value_parser = NonBlank::key(),
         global = true
     )]
     pub voice_api_key: Option<SecretString>,
@@ -273,7 +273,7 @@ pub struct ConfigArgs {
         long,
         env = "JJONGAL_STT_API_KEY",
         hide_env_values = true,
-        value_parser = NonBlank::secret(),
+        value_parser = NonBlank::key(),
         global = true
     )]
     pub stt_api_key: Option<SecretString>,
@@ -547,9 +547,19 @@ impl NonBlank<PathBuf> {
 }
 
 impl NonBlank<SecretString> {
+    /// A signing secret: refused only when empty (a blank one is judged by its entropy,
+    /// and refused there).
     fn secret() -> NonBlank<SecretString> {
         NonBlank {
             secret: true,
+            make: SecretString::from,
+        }
+    }
+
+    /// An API key or a URL that may hold a password: not blank, kept secret.
+    fn key() -> NonBlank<SecretString> {
+        NonBlank {
+            secret: false,
             make: SecretString::from,
         }
     }
@@ -604,6 +614,8 @@ mod tests {
     fn debug_never_shows_a_secret() {
         let cli = Cli::try_parse_from([
             "jjongal",
+            "--database-url",
+            "postgres://app:db-password-value@db/jjongal",
             "--jwt-secret",
             "jwt-secret-value-0123456789abcdef",
             "--llm-api-key",
@@ -612,7 +624,11 @@ mod tests {
         .unwrap();
         let shown = format!("{:?}", cli.config);
         assert!(shown.contains("jwt_secret"), "{shown}");
-        for secret in ["jwt-secret-value", "sk-provider-key-value"] {
+        for secret in [
+            "jwt-secret-value",
+            "sk-provider-key-value",
+            "db-password-value",
+        ] {
             assert!(!shown.contains(secret), "{secret} shown: {shown}");
         }
     }
@@ -633,6 +649,8 @@ mod tests {
         // A blank secret is left to the entropy check; an empty one is refused here.
         assert!(refusal(&["--jwt-secret", " "]).is_none());
         assert!(refusal(&["--jwt-secret", ""]).is_some());
+        // A blank API key is refused (it would only fail at the provider).
+        assert!(refusal(&["--llm-api-key", "  "]).is_some());
         assert!(refusal(&["--llm-model", "gpt-4o-mini"]).is_none());
     }
 }

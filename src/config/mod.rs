@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
+use secrecy::ExposeSecret;
 
 /// Minimum length of the JWT and media secrets in production.
 pub(crate) const MIN_SECRET_BYTES: usize = 32;
@@ -168,7 +169,7 @@ impl Config {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
         let database_url = match &args.database_url {
-            Some(url) => database_url(url)?,
+            Some(url) => database_url(url.expose_secret())?,
             None => args
                 .data_dir
                 .join("jjongal.db")

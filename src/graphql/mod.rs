@@ -138,7 +138,7 @@ pub(crate) fn build_schema(domain: Domain) -> AppSchema {
 }
 
 /// The one way into the schema: a client's document passes `limits` first (`None` for the
-/// server's own documents, the REST facade's route table), and every error leaves with a
+/// server's own documents, the REST door's operations), and every error leaves with a
 /// code.
 pub(crate) async fn execute(
     schema: &AppSchema,

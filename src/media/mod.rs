@@ -212,8 +212,19 @@ pub(crate) fn push_percent_encoded(out: &mut String, path: &str) {
     out.extend(utf8_percent_encode(path, PATH_ESCAPED));
 }
 
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8.
+/// Decodes `%XX` escapes; `None` when an escape is malformed (`%zz`, a trailing `%`) or
+/// the result is not UTF-8.
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
+    }
     percent_decode_str(s)
         .decode_utf8()
         .ok()

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Name, Request, Value as ConstValue, Variables};
+use async_graphql::{InputType, Name, Request, Value as ConstValue};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -54,27 +54,43 @@ pub(crate) trait Operation: Send + Sync + 'static {
     /// The path parameters.
     type Path: PathParams;
     /// The query string (`NoQuery` refuses any parameter).
-    type Query: DeserializeOwned + IntoParams + Send;
+    type Query: DeserializeOwned + IntoParams + Variables + Send;
     /// The JSON body (`NoBody`: none is read).
     type Body: Body;
     /// What the document's `data` alias holds.
     type Data: DeserializeOwned;
-    /// The REST `data` (`NoContent` for `204`).
-    type Out: Reply;
-    /// The GraphQL document; its result sits under the alias `data`.
+    /// The REST `data` (`NoContent` for `204`), made of the GraphQL result.
+    type Out: Reply + From<Self::Data>;
+    /// The GraphQL document; its result sits under the alias `data`. Its variables are
+    /// what the path, the query and the body give ([`Variables`]).
     fn document() -> String;
-    /// The document's variables.
-    fn variables(
-        path: Self::Path,
-        query: Self::Query,
-        body: Self::Body,
-    ) -> Vec<(&'static str, ConstValue)>;
-    /// The REST object made of the GraphQL result.
-    fn output(data: Self::Data) -> Self::Out;
+}
+
+/// The GraphQL variables a part of the request gives its document.
+pub(crate) trait Variables {
+    fn variables(self, out: &mut Vec<(&'static str, ConstValue)>);
+}
+
+/// A body is the schema's input object: the variable `$input`.
+impl<T: InputType> Variables for T {
+    fn variables(self, out: &mut Vec<(&'static str, ConstValue)>) {
+        out.push(("input", self.to_value()));
+    }
+}
+
+/// An optional variable: left out when absent, so the document's default applies.
+pub(crate) fn optional<T: InputType>(
+    out: &mut Vec<(&'static str, ConstValue)>,
+    name: &'static str,
+    value: Option<T>,
+) {
+    if let Some(value) = value {
+        out.push((name, value.to_value()));
+    }
 }
 
 /// A route's path parameters.
-pub(crate) trait PathParams: Sized + Send {
+pub(crate) trait PathParams: Variables + Sized + Send {
     /// Their names, as in the path.
     const NAMES: &'static [&'static str];
     fn from_path(raw: Option<&RawPathParams>) -> Result<Self, RestError>;
@@ -83,6 +99,10 @@ pub(crate) trait PathParams: Sized + Send {
 /// No path parameters.
 pub(crate) struct NoPath;
 
+impl Variables for NoPath {
+    fn variables(self, _: &mut Vec<(&'static str, ConstValue)>) {}
+}
+
 impl PathParams for NoPath {
     const NAMES: &'static [&'static str] = &[];
     fn from_path(_: Option<&RawPathParams>) -> Result<NoPath, RestError> {
@@ -90,7 +110,8 @@ impl PathParams for NoPath {
     }
 }
 
-/// `{id}`: an object's id (the domain parses it, and refuses what is not a UUID).
+/// `{id}`: an object's id (the GraphQL resolver parses it, and refuses what is not a
+/// UUID).
 pub(crate) struct IdPath {
     pub id: String,
 }
@@ -109,10 +130,10 @@ impl PathParams for IdPath {
     }
 }
 
-impl IdPath {
-    /// The `$id` variable.
-    pub(crate) fn variable(self) -> (&'static str, ConstValue) {
-        ("id", ConstValue::String(self.id))
+/// `$id`.
+impl Variables for IdPath {
+    fn variables(self, out: &mut Vec<(&'static str, ConstValue)>) {
+        out.push(("id", ConstValue::String(self.id)));
     }
 }
 
@@ -135,7 +156,7 @@ impl Published {
 }
 
 /// A route's body.
-pub(crate) trait Body: Sized + Send {
+pub(crate) trait Body: Variables + Sized + Send {
     /// The published schema's name and the schemas it needs; `None` reads no body.
     fn schema() -> Option<Published>;
     fn read(
@@ -148,6 +169,10 @@ pub(crate) trait Body: Sized + Send {
 
 /// No body: whatever is sent is not read.
 pub(crate) struct NoBody;
+
+impl Variables for NoBody {
+    fn variables(self, _: &mut Vec<(&'static str, ConstValue)>) {}
+}
 
 impl Body for NoBody {
     fn schema() -> Option<Published> {
@@ -163,7 +188,7 @@ impl Body for NoBody {
     }
 }
 
-impl<T: DeserializeOwned + ToSchema + Send> Body for T {
+impl<T: DeserializeOwned + ToSchema + InputType + Send> Body for T {
     fn schema() -> Option<Published> {
         Some(Published::of::<T>())
     }
@@ -188,6 +213,13 @@ pub(crate) trait Reply {
 
 /// `204 No Content`.
 pub(crate) struct NoContent;
+
+/// A `204` route's document answers `true`.
+impl From<bool> for NoContent {
+    fn from(_: bool) -> NoContent {
+        NoContent
+    }
+}
 
 impl Reply for NoContent {
     fn schema() -> Option<Published> {
@@ -255,7 +287,7 @@ impl Visit for Mounter<'_> {
                   body: Result<Bytes, BytesRejection>| {
                 let door = door.clone();
                 async move {
-                    serve(&door, schema, path.ok(), query, headers, body)
+                    serve(&door, schema, path, query, headers, body)
                         .await
                         .unwrap_or_else(IntoResponse::into_response)
                 }
@@ -306,16 +338,24 @@ pub(crate) fn router(components: &Value, max_text: usize) -> Router<AppSchema> {
 async fn serve<O: Operation>(
     door: &Door<O>,
     schema: AppSchema,
-    path: Option<RawPathParams>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
     query: Option<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RestError> {
-    let path = O::Path::from_path(path.as_ref())?;
+    // A path parameter axum cannot read (not UTF-8 once decoded) is a malformed id.
+    let path = match path {
+        Ok(path) => O::Path::from_path(Some(&path))?,
+        Err(_) => return Err(RestError::validation("`id`은(는) UUID여야 합니다.")),
+    };
     let query = door.query.read_query::<O::Query>(query.as_deref())?;
     let body = O::Body::read(door.body.as_ref(), &headers, body, door.max_text)?;
-    let mut variables = Variables::default();
-    for (name, value) in O::variables(path, query, body) {
+    let mut given = Vec::new();
+    path.variables(&mut given);
+    query.variables(&mut given);
+    body.variables(&mut given);
+    let mut variables = async_graphql::Variables::default();
+    for (name, value) in given {
         variables.insert(Name::new(name), value);
     }
     let auth = RequestAuth::new(crate::http::bearer(&headers));
@@ -344,5 +384,5 @@ async fn serve<O: Operation>(
             "the GraphQL result does not fit the route's type");
         RestError::code(ErrorCode::ServerError)
     })?;
-    Ok(O::output(data).respond(O::STATUS, O::MESSAGE))
+    Ok(O::Out::from(data).respond(O::STATUS, O::MESSAGE))
 }

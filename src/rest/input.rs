@@ -104,6 +104,12 @@ impl Checker {
             let (Some(name), Some(value)) = (form_decode(raw_name), form_decode(raw_value)) else {
                 return Err(RestError::validation("쿼리 문자열을 해석할 수 없습니다."));
             };
+            // An unknown name is what is wrong with it, whatever its value.
+            if !self.parameters.contains_key(&name) {
+                return Err(RestError::validation(format!(
+                    "알 수 없는 쿼리 파라미터입니다: `{name}`"
+                )));
+            }
             if values.contains_key(&name) {
                 return Err(RestError::validation(format!(
                     "`{name}` 파라미터가 여러 번 주어졌습니다."
@@ -137,7 +143,7 @@ impl Checker {
             .validator
             .iter_errors(value)
             .filter_map(|error| {
-                let rank = rank(error.kind())?;
+                let rank = self.rank(&error)?;
                 Some((rank, error))
             })
             .min_by_key(|(rank, _)| *rank);
@@ -205,12 +211,11 @@ impl Checker {
                     bound("maximum")
                 )
             }
-            (Place::Body, ValidationErrorKind::Minimum { limit }) => {
-                format!("`{at}` 필드는 {limit} 이상이어야 합니다.")
-            }
-            (Place::Body, ValidationErrorKind::Maximum { limit }) => {
-                format!("`{at}` 필드는 {limit} 이하여야 합니다.")
-            }
+            // Only an integer no 32-bit field holds gets here (`rank`).
+            (
+                Place::Body,
+                ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. },
+            ) => format!("`{at}` 필드의 값이 올바르지 않습니다 (정수)."),
             // `rank` lets no other kind through.
             _ => "요청의 형식이 올바르지 않습니다.".into(),
         }
@@ -223,8 +228,30 @@ fn compile(root: &Value, name: &str) -> Validator {
         .unwrap_or_else(|e| panic!("the published schema of {name} does not compile: {e}"))
 }
 
-/// Which failures the door refuses, most telling first; the others are the domain's
-/// (`None`).
+impl Checker {
+    /// Which failures the door refuses, most telling first; the others are the
+    /// domain's (`None`). A body's ranges are the domain's too (so GraphQL and REST say
+    /// the same), except an integer no 32-bit field can hold: that is a wrong type.
+    fn rank(&self, error: &ValidationError<'_>) -> Option<u8> {
+        let beyond_i32 = || {
+            error
+                .instance()
+                .as_i64()
+                .is_none_or(|n| i32::try_from(n).is_err())
+        };
+        match error.kind() {
+            ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. }
+                if self.place == Place::Body && !beyond_i32() =>
+            {
+                None
+            }
+            kind => rank(kind),
+        }
+    }
+}
+
+/// The order in which failures are told, most telling first; `None` for the kinds the
+/// door leaves to the domain.
 fn rank(kind: &ValidationErrorKind) -> Option<u8> {
     Some(match kind {
         ValidationErrorKind::AdditionalProperties { .. } => 0,
@@ -320,11 +347,7 @@ fn deserialise<T: DeserializeOwned>(value: Value) -> Result<T, RestError> {
 /// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space,
 /// percent-escapes must make UTF-8.
 fn form_decode(s: &str) -> Option<String> {
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(|cow| cow.into_owned())
+    crate::media::percent_decode(&s.replace('+', " "))
 }
 
 /// Reads a JSON object body: size (413), content type, syntax and text limits (400).
@@ -568,8 +591,11 @@ mod tests {
         );
         assert_eq!(
             refusal(&sign_up, with("age", json!(1_000_000_000_000_i64))),
-            "`age` 필드는 19 이하여야 합니다."
+            "`age` 필드의 값이 올바르지 않습니다 (정수)."
         );
+        // In range for the type, the domain says what the range is (as to GraphQL).
+        assert!(sign_up.check(&with("age", json!(25))).is_ok());
+        assert!(sign_up.check(&with("age", json!(0))).is_ok());
         let mut missing = person.clone();
         missing.as_object_mut().unwrap().remove("guardian_consent");
         assert_eq!(

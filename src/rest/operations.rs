@@ -3,10 +3,10 @@
 //! object is adding it to its type in [`super::types`] (the documents select what the
 //! types declare: [`super::selection`]).
 
-use async_graphql::{InputType, Value as ConstValue};
+use async_graphql::Value as ConstValue;
 use axum::http::{Method, StatusCode};
 
-use super::door::{Doc, IdPath, NoBody, NoContent, NoPath, Operation, Visit};
+use super::door::{Doc, IdPath, NoBody, NoContent, NoPath, Operation, Variables, Visit, optional};
 use super::types::{
     Connection, Conversation, ConversationDetail, List, NoQuery, PageQuery, Story, StoryListQuery,
     TokenPair, User, connection_selection,
@@ -38,17 +38,28 @@ fn select<T: utoipa::ToSchema>() -> String {
     super::selection::selection::<T>()
 }
 
-/// `$input`, the body as the schema's input object.
-fn input(body: impl InputType) -> Vec<(&'static str, ConstValue)> {
-    vec![("input", body.to_value())]
+/// `GET /stories`' parameters: `$first`, `$after`, `$status`, `$sortBy`, `$order`.
+impl Variables for StoryListQuery {
+    fn variables(self, out: &mut Vec<(&'static str, ConstValue)>) {
+        optional(out, "first", self.page_size);
+        optional(out, "after", self.start_cursor);
+        optional(out, "status", self.status);
+        optional(out, "sortBy", self.sort_by);
+        optional(out, "order", self.order);
+    }
 }
 
-/// An optional variable: left out when absent, so the document's default applies.
-fn optional<T: InputType>(
-    name: &'static str,
-    value: Option<T>,
-) -> Option<(&'static str, ConstValue)> {
-    value.map(|v| (name, v.to_value()))
+/// `GET /conversations`' parameters: `$first`, `$after`.
+impl Variables for PageQuery {
+    fn variables(self, out: &mut Vec<(&'static str, ConstValue)>) {
+        optional(out, "first", self.page_size);
+        optional(out, "after", self.start_cursor);
+    }
+}
+
+/// No parameters, no variables.
+impl Variables for NoQuery {
+    fn variables(self, _: &mut Vec<(&'static str, ConstValue)>) {}
 }
 
 pub(crate) struct SignUp;
@@ -75,12 +86,6 @@ impl Operation for SignUp {
             select::<User>()
         )
     }
-    fn variables(_: NoPath, _: NoQuery, body: SignUpInput) -> Vec<(&'static str, ConstValue)> {
-        input(body)
-    }
-    fn output(user: User) -> User {
-        user
-    }
 }
 
 pub(crate) struct GetMe;
@@ -104,12 +109,6 @@ impl Operation for GetMe {
     fn document() -> String {
         format!("query {{ data: me {{ {} }} }}", select::<User>())
     }
-    fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        Vec::new()
-    }
-    fn output(user: User) -> User {
-        user
-    }
 }
 
 pub(crate) struct DeleteMe;
@@ -132,12 +131,6 @@ impl Operation for DeleteMe {
     type Out = NoContent;
     fn document() -> String {
         "mutation { data: deleteAccount }".into()
-    }
-    fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        Vec::new()
-    }
-    fn output(_: bool) -> NoContent {
-        NoContent
     }
 }
 
@@ -165,12 +158,6 @@ impl Operation for IssueToken {
             select::<TokenPair>()
         )
     }
-    fn variables(_: NoPath, _: NoQuery, body: IssueTokenInput) -> Vec<(&'static str, ConstValue)> {
-        input(body)
-    }
-    fn output(tokens: TokenPair) -> TokenPair {
-        tokens
-    }
 }
 
 pub(crate) struct RefreshToken;
@@ -197,16 +184,6 @@ impl Operation for RefreshToken {
             select::<TokenPair>()
         )
     }
-    fn variables(
-        _: NoPath,
-        _: NoQuery,
-        body: RefreshTokenInput,
-    ) -> Vec<(&'static str, ConstValue)> {
-        input(body)
-    }
-    fn output(tokens: TokenPair) -> TokenPair {
-        tokens
-    }
 }
 
 pub(crate) struct Logout;
@@ -229,16 +206,6 @@ impl Operation for Logout {
     type Out = NoContent;
     fn document() -> String {
         "mutation($input: RefreshTokenInput!) { data: logout(input: $input) }".into()
-    }
-    fn variables(
-        _: NoPath,
-        _: NoQuery,
-        body: RefreshTokenInput,
-    ) -> Vec<(&'static str, ConstValue)> {
-        input(body)
-    }
-    fn output(_: bool) -> NoContent {
-        NoContent
     }
 }
 
@@ -265,12 +232,6 @@ impl Operation for CreateStory {
             "mutation($input: CreateStoryInput!) {{ data: createStory(input: $input) {{ {} }} }}",
             select::<Story>()
         )
-    }
-    fn variables(_: NoPath, _: NoQuery, body: CreateStoryInput) -> Vec<(&'static str, ConstValue)> {
-        input(body)
-    }
-    fn output(story: Story) -> Story {
-        story
     }
 }
 
@@ -300,21 +261,6 @@ impl Operation for ListStories {
             connection_selection(&select::<Story>())
         )
     }
-    fn variables(_: NoPath, q: StoryListQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        [
-            optional("first", q.page_size),
-            optional("after", q.start_cursor),
-            optional("status", q.status),
-            optional("sortBy", q.sort_by),
-            optional("order", q.order),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-    fn output(page: Connection<Story>) -> List<Story> {
-        page.into()
-    }
 }
 
 pub(crate) struct GetStory;
@@ -340,12 +286,6 @@ impl Operation for GetStory {
             "query($id: ID!) {{ data: story(id: $id) {{ {} }} }}",
             select::<Story>()
         )
-    }
-    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        vec![path.variable()]
-    }
-    fn output(story: Story) -> Story {
-        story
     }
 }
 
@@ -373,16 +313,6 @@ impl Operation for UpdateStory {
             select::<Story>()
         )
     }
-    fn variables(
-        path: IdPath,
-        _: NoQuery,
-        body: UpdateStoryInput,
-    ) -> Vec<(&'static str, ConstValue)> {
-        vec![path.variable(), ("input", body.to_value())]
-    }
-    fn output(story: Story) -> Story {
-        story
-    }
 }
 
 pub(crate) struct DeleteStory;
@@ -405,12 +335,6 @@ impl Operation for DeleteStory {
     type Out = NoContent;
     fn document() -> String {
         "mutation($id: ID!) { data: deleteStory(id: $id) }".into()
-    }
-    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        vec![path.variable()]
-    }
-    fn output(_: bool) -> NoContent {
-        NoContent
     }
 }
 
@@ -438,18 +362,6 @@ impl Operation for ListConversations {
             connection_selection(&select::<Conversation>())
         )
     }
-    fn variables(_: NoPath, q: PageQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        [
-            optional("first", q.page_size),
-            optional("after", q.start_cursor),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-    fn output(page: Connection<Conversation>) -> List<Conversation> {
-        page.into()
-    }
 }
 
 pub(crate) struct GetConversation;
@@ -476,12 +388,6 @@ impl Operation for GetConversation {
             select::<ConversationDetail>()
         )
     }
-    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        vec![path.variable()]
-    }
-    fn output(detail: ConversationDetail) -> ConversationDetail {
-        detail
-    }
 }
 
 pub(crate) struct DeleteConversation;
@@ -505,12 +411,6 @@ impl Operation for DeleteConversation {
     fn document() -> String {
         "mutation($id: ID!) { data: deleteConversation(id: $id) }".into()
     }
-    fn variables(path: IdPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        vec![path.variable()]
-    }
-    fn output(_: bool) -> NoContent {
-        NoContent
-    }
 }
 
 pub(crate) struct DeleteVoice;
@@ -533,11 +433,5 @@ impl Operation for DeleteVoice {
     type Out = NoContent;
     fn document() -> String {
         "mutation { data: deleteVoice }".into()
-    }
-    fn variables(_: NoPath, _: NoQuery, _: NoBody) -> Vec<(&'static str, ConstValue)> {
-        Vec::new()
-    }
-    fn output(_: bool) -> NoContent {
-        NoContent
     }
 }

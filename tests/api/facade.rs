@@ -293,6 +293,31 @@ async fn refusals_name_rest_fields_and_values(db: Db) {
             .await,
             "알 수 없는 필드입니다: `colour`",
         ),
+        // An unknown parameter is named whatever its value.
+        (
+            app.get("/api/v1/stories?foo=", Some(&token)).await,
+            "알 수 없는 쿼리 파라미터입니다: `foo`",
+        ),
+        (
+            app.get("/api/v1/stories?start_cursor=%zz", Some(&token))
+                .await,
+            "쿼리 문자열을 해석할 수 없습니다",
+        ),
+        // An id that is not even UTF-8 is a malformed id, not a missing object.
+        (
+            app.get("/api/v1/stories/%FF", Some(&token)).await,
+            "`id`은(는) UUID여야 합니다",
+        ),
+        // Ranges are the domain's words, the same as GraphQL's.
+        (
+            app.post_json(
+                "/api/v1/users",
+                &serde_json::json!({"user_id": "rest.range", "password": "password-1", "name": "아이", "age": 25, "guardian_consent": true}),
+                None,
+            )
+            .await,
+            "age는 1~19 사이의 정수여야 합니다",
+        ),
     ];
     for (reply, expected) in cases {
         let message = reply.assert_error(400, "VALIDATION_ERROR");
