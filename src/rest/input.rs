@@ -5,9 +5,10 @@
 //! argument, type or English text reaches the client.
 //!
 //! The published schema states every rule; the door refuses what makes a request
-//! unreadable — unknown or missing fields, wrong types, values outside a list or a range —
-//! and leaves the value rules (lengths, patterns, `guardian_consent: true`) to the domain,
-//! which answers them in the same words for GraphQL and REST.
+//! unreadable — unknown or missing fields, wrong types (an integer no 32-bit field holds
+//! among them), values outside a list, a query parameter outside its range — and leaves
+//! the value rules (lengths, patterns, a body's ranges, `guardian_consent: true`) to the
+//! domain, which answers them in the same words for GraphQL and REST.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
