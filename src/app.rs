@@ -247,9 +247,12 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
     }
     api.merge(conversation_ws)
         .merge(media)
-        .merge(crate::docs::router(crate::rest::openapi::document_json(
-            &domain.config().public_url,
-        )))
+        .merge(crate::docs::router(
+            crate::rest::openapi::document_json(&domain.config().public_url),
+            crate::docs::privacy_page(&crate::providers::data_map::data_map_here(
+                &domain.config().providers,
+            )),
+        ))
         .fallback(not_found)
 }
 

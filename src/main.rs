@@ -187,6 +187,10 @@ async fn main() -> anyhow::Result<()> {
             for line in &lines {
                 println!("{line}");
             }
+            println!("\nwhere a family's data goes:");
+            for flow in jjongal::providers::data_map::data_map_here(&config.providers) {
+                println!("{flow}");
+            }
             if lines.iter().all(|l| l.ok()) {
                 Ok(())
             } else {

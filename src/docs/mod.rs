@@ -111,12 +111,13 @@ const ASSETS: &[Asset] = &[
 
 /// `/docs`, `/redoc`, `/openapi.json` (the REST facade's `document`, served as
 /// generated: utoipa's typed model would drop keywords such as `const`) and `/assets/…`.
-pub(crate) fn router(document: serde_json::Value) -> Router {
+pub(crate) fn router(document: serde_json::Value, privacy: String) -> Router {
     let swagger: Router = SwaggerUi::new("/docs")
         .external_url_unchecked("/openapi.json", document)
         .into();
     let pages = Router::new()
         .route("/", get(|| async { Html(INDEX_PAGE) }))
+        .route("/privacy", get(move || async move { Html(privacy) }))
         .route("/favicon.ico", get(favicon))
         .route("/redoc", get(redoc))
         .route("/redoc/", get(redoc))
@@ -127,6 +128,46 @@ pub(crate) fn router(document: serde_json::Value) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(PAGE_CSP),
         ))
+}
+
+/// `/privacy`: where a family's data goes with this server's configuration, for
+/// guardians (made once at start-up from [`crate::providers::data_map`]).
+pub(crate) fn privacy_page(flows: &[crate::providers::data_map::DataFlow]) -> String {
+    use crate::providers::data_map::Destination;
+    let rows: String = flows
+        .iter()
+        .map(|flow| {
+            let to = match &flow.destination {
+                Destination::Provider { url, model } => format!(
+                    "<strong>외부 제공자로 보냄</strong> (sent to) <code>{}</code>, model <code>{}</code>",
+                    escape(url),
+                    escape(model)
+                ),
+                Destination::ThisServer(what) => {
+                    format!("이 서버에만 머묾 (stays on this server: {})", escape(what))
+                }
+                Destination::Nowhere(why) => {
+                    format!("어디에도 보내지 않음 (not sent: {})", escape(why))
+                }
+            };
+            format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{to}</td></tr>\n",
+                flow.capability,
+                escape(flow.receives)
+            )
+        })
+        .collect();
+    PRIVACY_PAGE.replace("{rows}", &rows)
+}
+
+const PRIVACY_PAGE: &str = include_str!("privacy.html");
+
+/// Text as HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The icon browsers ask for: a 16×16 ICO (32-bit BMP inside) drawn once, a yellow

@@ -4,6 +4,7 @@
 
 pub(crate) mod audio;
 pub mod check;
+pub mod data_map;
 pub(crate) mod guide;
 pub mod http;
 pub(crate) mod korean;
@@ -363,6 +364,12 @@ impl Providers {
             voice: cloner.is_some(),
             stt: transcriber.is_some(),
         };
+        // What leaves this server, and for where (what stays is said by the notices).
+        for flow in data_map::data_map(config, espeak.is_installed()) {
+            if flow.leaves() {
+                tracing::info!("family data sent: {flow}");
+            }
+        }
         for (absent, notice) in capabilities.notices() {
             if absent {
                 tracing::warn!("{notice}");

@@ -112,6 +112,43 @@ async fn the_openapi_document_describes_every_route(db: Db) {
     );
 }
 
+/// `/privacy` tells a guardian where the family's data goes with this configuration:
+/// offline, nothing leaves the server.
+async fn the_privacy_page_maps_the_data_of_this_configuration(db: Db) {
+    let app = spawn_app(db).await;
+    let reply = app
+        .send(
+            app.client
+                .get(app.url("/privacy"))
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = &reply.text;
+    assert_eq!(page.matches("<tr><td><code>").count(), 6, "{page}");
+    for capability in ["llm", "image", "speech", "moderation", "voice", "stt"] {
+        assert!(
+            page.contains(&format!("<tr><td><code>{capability}</code>")),
+            "{capability}: {page}"
+        );
+    }
+    assert!(page.contains("이 서버에만 머묾"), "{page}");
+    assert!(!page.contains("외부 제공자로 보냄"), "{page}");
+    assert!(
+        page.contains("the guardian&#39;s voice samples")
+            || page.contains("the guardian's voice samples")
+    );
+    // The start page links it.
+    let index = app.get("/", None).await;
+    assert!(index.text.contains("href=\"/privacy\""), "{}", index.text);
+}
+
 async fn the_pages_and_their_assets_come_from_the_binary(db: Db) {
     let app = spawn_app(db).await;
     let page = |path: &str| app.client.get(app.url(path)).header("accept", "text/html");
@@ -228,4 +265,5 @@ db_tests!(
     the_root_page_and_the_favicon,
     the_openapi_document_describes_every_route,
     the_pages_and_their_assets_come_from_the_binary,
+    the_privacy_page_maps_the_data_of_this_configuration,
 );

@@ -763,6 +763,31 @@ async fn providers_check_reports_each_capability(_db: Db) {
             "{cap}: {text}"
         );
     }
+    // Then where each capability's data goes in this configuration: the provider's
+    // address and model, never its key.
+    let (_, map) = text
+        .split_once("where a family's data goes:")
+        .expect("the data map follows the checks");
+    assert_eq!(
+        map.matches(&format!("→ {base} (model ")).count(),
+        5,
+        "{map}"
+    );
+    assert!(
+        map.contains(&format!(
+            "voice       → {} (model eleven_multilingual_v2): the guardian's voice samples",
+            fakes.server.uri()
+        )),
+        "{map}"
+    );
+    assert!(
+        map.contains("stt         → ") && map.contains("the child's spoken utterances"),
+        "{map}"
+    );
+    assert!(
+        !text.contains("sk-test") && !text.contains(ELEVEN_KEY),
+        "{text}"
+    );
     // A wrong path, a bad key, a parameter the model refuses: each named.
     let (ok, text) = run(&[
         (
@@ -801,11 +826,19 @@ async fn providers_check_reports_each_capability(_db: Db) {
         .await
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .matches("offline built-in")
-            .count(),
-        6
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("offline built-in").count(), 6);
+    // Offline, nothing leaves the server.
+    assert!(!text.contains('→'), "{text}");
+    assert!(
+        text.contains("llm         stays on this server (offline storyteller and guide)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "voice       not sent anywhere (no voice cloning; samples stay on this server)"
+        ),
+        "{text}"
     );
 }
 
