@@ -110,7 +110,8 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// `/docs`, `/redoc`, `/openapi.json` (the REST facade's `document`, served as
-/// generated: utoipa's typed model would drop keywords such as `const`) and `/assets/…`.
+/// generated: utoipa's typed model would drop keywords such as `const`), `/privacy` (the
+/// page [`privacy_page`] made) and `/assets/…`.
 pub(crate) fn router(document: serde_json::Value, privacy: String) -> Router {
     let swagger: Router = SwaggerUi::new("/docs")
         .external_url_unchecked("/openapi.json", document)
