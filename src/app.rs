@@ -249,9 +249,7 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
         .merge(media)
         .merge(crate::docs::router(
             crate::rest::openapi::document_json(&domain.config().public_url),
-            crate::docs::privacy_page(&crate::providers::data_map::data_map_here(
-                &domain.config().providers,
-            )),
+            crate::docs::privacy_page(&domain.providers().data_map),
         ))
         .fallback(not_found)
 }

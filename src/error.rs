@@ -32,10 +32,12 @@ pub enum ErrorCode {
     InvalidAudio,
     VoiceCloneFailed,
     AiUnavailable,
+    /// A voice sample without the guardian's voice-cloning consent (issue 33).
+    VoiceConsentRequired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidToken,
         ErrorCode::AuthenticationFailed,
         ErrorCode::InsufficientPermission,
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::InvalidAudio,
         ErrorCode::VoiceCloneFailed,
         ErrorCode::AiUnavailable,
+        ErrorCode::VoiceConsentRequired,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::InvalidAudio => "INVALID_AUDIO",
             ErrorCode::VoiceCloneFailed => "VOICE_CLONE_FAILED",
             ErrorCode::AiUnavailable => "AI_UNAVAILABLE",
+            ErrorCode::VoiceConsentRequired => "VOICE_CONSENT_REQUIRED",
         }
     }
 
@@ -82,7 +86,9 @@ impl ErrorCode {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             ErrorCode::InvalidToken | ErrorCode::AuthenticationFailed => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientPermission => StatusCode::FORBIDDEN,
+            ErrorCode::InsufficientPermission | ErrorCode::VoiceConsentRequired => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
             ErrorCode::ResourceNotFound => StatusCode::NOT_FOUND,
             ErrorCode::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -123,6 +129,9 @@ impl ErrorCode {
             }
             ErrorCode::VoiceCloneFailed => "목소리 복제에 실패했습니다.",
             ErrorCode::AiUnavailable => "쫑이가 지금 대답할 수 없어요. 잠시 후 다시 말해 줘!",
+            ErrorCode::VoiceConsentRequired => {
+                "목소리 복제 동의가 없어 음성 샘플을 저장하지 않았어요. 보호자가 먼저 목소리 복제에 동의해 주세요 (POST /api/v1/users/me/voice-consent)."
+            }
         }
     }
 }

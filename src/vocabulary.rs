@@ -110,6 +110,8 @@ uuid_id! {
     AuditId;
     /// `voice_deletions.id`.
     VoiceDeletionId;
+    /// `voice_consents.id`.
+    VoiceConsentId;
 }
 
 text_enum! {

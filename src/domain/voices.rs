@@ -7,13 +7,94 @@ use super::accounts::User;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::events::Event;
 use crate::providers::audio::sniff;
+use crate::providers::data_map::Destination;
 use crate::providers::retry::{with_retry, with_retry_if};
 use crate::providers::voice::Sample;
 use crate::providers::{ErrorKind, ProviderError};
-use crate::store::models::{VoiceDeletionRow, VoiceSampleRow};
-use crate::store::voices::SampleCaps;
+use crate::store::models::{VoiceConsentRow, VoiceDeletionRow, VoiceSampleRow};
+use crate::store::voices::{NotAdmitted, SampleCaps};
 use crate::store::{self, to_db};
-use crate::vocabulary::{DeletionStatus, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus};
+use crate::vocabulary::{
+    DeletionStatus, UserId, VoiceConsentId, VoiceDeletionId, VoiceSampleId, VoiceStatus,
+};
+use chrono::{DateTime, Utc};
+
+/// The version of the voice-cloning consent text ([`consent_text`]). A new wording gets a
+/// new version; a guardian agrees to the version they were shown.
+pub(crate) const CONSENT_VERSION: &str = "2026-12-05";
+
+/// Whose voice the samples are. Only the guardian's: a child's voice is never cloned.
+pub(crate) const VOICE_OF_GUARDIAN: &str = "guardian";
+
+/// The provider of a consent when no voice provider is configured (samples stay here).
+pub(crate) const NO_PROVIDER: &str = "none";
+
+/// What a guardian agrees to for voice cloning in this configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct ConsentTerms {
+    /// The voice provider's address the samples go to, or [`NO_PROVIDER`].
+    pub provider: String,
+    pub text_version: &'static str,
+    pub text: String,
+}
+
+/// The consent text of [`CONSENT_VERSION`] for `provider` (its address, or
+/// [`NO_PROVIDER`]).
+pub(crate) fn consent_text(provider: &str) -> String {
+    let goes = if provider == NO_PROVIDER {
+        "이 서버에는 목소리 복제 서비스가 설정되어 있지 않아, 샘플은 이 서버에만 보관되고 어디로도 보내지지 않습니다. 나중에 서비스가 설정되면 그 서비스에 대해 다시 동의를 받습니다.".to_string()
+    } else {
+        format!(
+            "샘플(완성된 오디오 파일)은 목소리 복제를 위해 목소리 복제 서비스 {provider} 에 한 번 보내지고, 그곳에 만들어진 복제 목소리는 이 계정의 이야기와 쫑이의 대답을 읽어 주는 데 쓰입니다. 다른 서비스로 보내려면 다시 동의를 받습니다."
+        )
+    };
+    format!(
+        "목소리 복제 동의 (버전 {CONSENT_VERSION})\n\
+         1. 이 계정으로 녹음해 보내는 음성 샘플은 보호자인 저 자신의 목소리이며, 아이의 목소리가 아닙니다. 아이가 대화에서 한 말은 복제에 쓰이지 않습니다.\n\
+         2. {goes}\n\
+         3. 어떤 데이터가 어느 서비스로 가는지는 이 서버의 /privacy 페이지에 있습니다.\n\
+         4. 이 동의는 언제든 철회할 수 있고, 철회하면 보관된 샘플과 복제된 목소리(서비스에 있는 것까지)가 삭제됩니다."
+    )
+}
+
+/// The account's voice-cloning consent: the standing one, if any, and the terms in force.
+#[derive(Clone, Debug)]
+pub(crate) struct VoiceConsent {
+    pub standing: Option<GivenConsent>,
+    pub terms: ConsentTerms,
+}
+
+/// A consent as recorded.
+#[derive(Clone, Debug)]
+pub(crate) struct GivenConsent {
+    pub voice_of: String,
+    pub provider: String,
+    pub text_version: String,
+    pub text: String,
+    pub given_at: DateTime<Utc>,
+    pub withdrawn_at: Option<DateTime<Utc>>,
+}
+
+impl From<VoiceConsentRow> for GivenConsent {
+    fn from(row: VoiceConsentRow) -> GivenConsent {
+        GivenConsent {
+            voice_of: row.voice_of,
+            provider: row.provider,
+            text_version: row.text_version,
+            text: row.text,
+            given_at: store::from_db(row.given_at),
+            withdrawn_at: row.withdrawn_at.map(store::from_db),
+        }
+    }
+}
+
+/// A guardian's agreement, as sent: whose voice, and the version and provider they were
+/// shown (both must be the ones in force).
+pub(crate) struct GiveConsent {
+    pub voice_of: String,
+    pub text_version: String,
+    pub provider: String,
+}
 
 /// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
 /// the samples as they are).
@@ -51,6 +132,118 @@ pub(crate) fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
 }
 
 impl Voices<'_> {
+    /// The terms a guardian agrees to in this configuration (the voice provider from the
+    /// data map made at start-up).
+    pub(crate) fn consent_terms(&self) -> ConsentTerms {
+        let provider = self
+            .providers()
+            .data_map
+            .iter()
+            .find(|flow| flow.capability == "voice")
+            .and_then(|flow| match &flow.destination {
+                Destination::Provider { url, .. } => Some(url.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| NO_PROVIDER.to_string());
+        let text = consent_text(&provider);
+        ConsentTerms {
+            provider,
+            text_version: CONSENT_VERSION,
+            text,
+        }
+    }
+
+    /// The account's standing consent (for the provider in force) and the terms.
+    pub(crate) async fn voice_consent(&self, owner: UserId) -> AppResult<VoiceConsent> {
+        let terms = self.consent_terms();
+        let row = store::voices::current_consent(
+            &mut self.pool().get().await?.db(),
+            owner,
+            &terms.provider,
+        )
+        .await?;
+        Ok(VoiceConsent {
+            standing: row.map(GivenConsent::from),
+            terms,
+        })
+    }
+
+    /// Every consent the account gave, newest first (for the guardian's export).
+    pub(crate) async fn consent_history(&self, owner: UserId) -> AppResult<Vec<GivenConsent>> {
+        let rows = store::voices::consents(&mut self.pool().get().await?.db(), owner).await?;
+        Ok(rows.into_iter().map(GivenConsent::from).collect())
+    }
+
+    /// Records the guardian's voice-cloning consent (idempotent: a standing one is
+    /// answered as it is). Refused unless it is for the guardian's own voice, on the
+    /// text version and for the provider in force.
+    pub(crate) async fn give_voice_consent(
+        &self,
+        owner: UserId,
+        given: GiveConsent,
+    ) -> AppResult<VoiceConsent> {
+        let terms = self.consent_terms();
+        if given.voice_of != VOICE_OF_GUARDIAN {
+            return Err(AppError::validation(
+                "목소리 복제는 보호자 본인의 목소리만 할 수 있어요 (voice_of: \"guardian\"). 아이의 목소리는 복제하지 않아요.",
+            ));
+        }
+        if given.text_version != terms.text_version {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "동의 문구가 바뀌었어요 (지금 버전 {}). 새 문구를 보여 드린 뒤 다시 동의를 받아 주세요.",
+                    terms.text_version
+                ),
+            ));
+        }
+        if given.provider != terms.provider {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "샘플을 받을 목소리 복제 서비스가 바뀌었어요 (지금: {}). 새 문구를 보여 드린 뒤 다시 동의를 받아 주세요.",
+                    terms.provider
+                ),
+            ));
+        }
+        let row = VoiceConsentRow {
+            id: VoiceConsentId::random(),
+            owner_id: owner,
+            voice_of: VOICE_OF_GUARDIAN.to_string(),
+            provider: terms.provider.clone(),
+            text_version: terms.text_version.to_string(),
+            text: terms.text.clone(),
+            given_at: to_db(store::now()),
+            withdrawn_at: None,
+        };
+        let standing =
+            store::voices::give_consent(&mut self.pool().get().await?.db(), &row).await?;
+        if standing.id == row.id {
+            tracing::info!(user_id = %owner, provider = %terms.provider, version = terms.text_version, "voice-cloning consent given");
+        }
+        Ok(VoiceConsent {
+            standing: Some(standing.into()),
+            terms,
+        })
+    }
+
+    /// Withdraws the guardian's voice-cloning consent: no sample is admitted after it,
+    /// and the samples and the cloned voice (at the provider too) are deleted as by
+    /// [`Self::delete_voice`]. Without a standing consent, the voice is deleted all the
+    /// same (there is nothing it may keep).
+    pub(crate) async fn withdraw_voice_consent(&self, owner: &User) -> AppResult<()> {
+        let withdrawn = store::voices::withdraw_consents(
+            &mut self.pool().get().await?.db(),
+            owner.id,
+            to_db(store::now()),
+        )
+        .await?;
+        if withdrawn {
+            tracing::info!(user_id = %owner.id, "voice-cloning consent withdrawn");
+        }
+        self.delete_voice(owner).await
+    }
+
     fn samples_dir(&self, owner: UserId) -> std::path::PathBuf {
         self.config()
             .data_dir
@@ -88,12 +281,16 @@ impl Voices<'_> {
             count: i64::from(config.voice_max_samples),
             bytes: config.voice_max_sample_bytes as i64,
         };
+        let provider = self.consent_terms().provider;
         let mut conn = self.pool().get().await?;
-        let admitted = store::voices::admit_sample(&mut conn.db(), &row, caps).await?;
+        let admitted = store::voices::admit_sample(&mut conn.db(), &row, caps, &provider).await?;
         drop(conn);
         let count = match admitted {
-            Some(count) => count,
-            None => {
+            Ok(count) => count,
+            Err(NotAdmitted::NoConsent) => {
+                return Err(AppError::code_only(ErrorCode::VoiceConsentRequired));
+            }
+            Err(NotAdmitted::Full) => {
                 return Ok(SampleAdded::Full(format!(
                     "목소리 샘플은 {}개, 모두 {}MB까지 보관할 수 있어요. 목소리를 지운 뒤 다시 녹음해 주세요.",
                     config.voice_max_samples,
@@ -146,6 +343,15 @@ impl Voices<'_> {
         };
         let oid = owner.id;
         let mut conn = self.pool().get().await?;
+        // Only under the guardian's consent for this provider (a withdrawal from here on
+        // deletes the voice, and `end_cloning` then deletes the new clone).
+        let provider = self.consent_terms().provider;
+        if store::voices::current_consent(&mut conn.db(), oid, &provider)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
         if !store::voices::claim_cloning(&mut conn.db(), oid).await? {
             return Ok(());
         }

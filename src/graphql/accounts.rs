@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::scalars::Timestamp;
 use super::{domain, viewer};
 use crate::domain::accounts::{SignUp, TokenPair, User};
+use crate::domain::voices::{GiveConsent, VoiceConsent};
 
 /// A family account: `name` and `age` describe the child the stories are for.
 pub(crate) struct UserObject(pub User);
@@ -36,9 +37,79 @@ impl UserObject {
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
+    /// The guardian's voice-cloning consent: the standing one and the terms in force.
+    async fn voice_consent(&self, ctx: &Context<'_>) -> async_graphql::Result<VoiceConsentObject> {
+        Ok(VoiceConsentObject(
+            domain(ctx).voices().voice_consent(self.0.id).await?,
+        ))
+    }
 }
 
-/// An access/refresh token pair.
+/// The guardian's voice-cloning consent (issue 33): separate from sign-up's, for the
+/// guardian's own voice and one named voice provider. Until it is given, voice samples
+/// are refused with `VOICE_CONSENT_REQUIRED`.
+pub(crate) struct VoiceConsentObject(pub VoiceConsent);
+
+#[Object(name = "VoiceConsent")]
+impl VoiceConsentObject {
+    /// Always `"voice_consent"`.
+    async fn object(&self) -> &'static str {
+        "voice_consent"
+    }
+    /// Whether a consent for the configured voice provider stands.
+    async fn given(&self) -> bool {
+        self.0.standing.is_some()
+    }
+    /// Whose voice the samples are (`"guardian"`), once given.
+    async fn voice_of(&self) -> Option<&str> {
+        self.0.standing.as_ref().map(|c| c.voice_of.as_str())
+    }
+    /// The voice provider's address the samples go to (`"none"`: kept on this server):
+    /// the one agreed to, else the one in force.
+    async fn provider(&self) -> &str {
+        match &self.0.standing {
+            Some(c) => &c.provider,
+            None => &self.0.terms.provider,
+        }
+    }
+    /// The version of the text agreed to, else of the text in force (what
+    /// `giveVoiceConsent` must name).
+    async fn text_version(&self) -> &str {
+        match &self.0.standing {
+            Some(c) => &c.text_version,
+            None => self.0.terms.text_version,
+        }
+    }
+    /// The text agreed to, else the text to show the guardian (Korean).
+    async fn text(&self) -> &str {
+        match &self.0.standing {
+            Some(c) => &c.text,
+            None => &self.0.terms.text,
+        }
+    }
+    /// When it was given.
+    async fn given_at(&self) -> Option<Timestamp> {
+        self.0.standing.as_ref().map(|c| Timestamp(c.given_at))
+    }
+}
+
+/// The guardian's voice-cloning consent, as shown to them; also the REST body of
+/// `POST /api/v1/users/me/voice-consent`.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = VoiceConsentRequest, example = json!({"voice_of": "guardian", "text_version": "2026-12-05", "provider": "https://api.elevenlabs.io"}))]
+pub(crate) struct VoiceConsentInput {
+    /// Whose voice the samples are: must be `"guardian"` (a child's voice is never
+    /// cloned).
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*$")]
+    pub voice_of: String,
+    /// The `text_version` of the text shown (`GET …/voice-consent`).
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*$")]
+    pub text_version: String,
+    /// The `provider` named in the text shown.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*$")]
+    pub provider: String,
+}
 pub(crate) struct TokenPairObject(pub TokenPair);
 
 #[Object(name = "TokenPair")]
@@ -174,6 +245,36 @@ impl AccountMutation {
         input: RefreshTokenInput,
     ) -> async_graphql::Result<bool> {
         domain(ctx).accounts().logout(&input.refresh_token).await?;
+        Ok(true)
+    }
+
+    /// Records the guardian's voice-cloning consent for the text and provider they were
+    /// shown (`me.voiceConsent`); a standing one is answered as it is.
+    async fn give_voice_consent(
+        &self,
+        ctx: &Context<'_>,
+        input: VoiceConsentInput,
+    ) -> async_graphql::Result<VoiceConsentObject> {
+        let user = viewer(ctx).await?;
+        let consent = domain(ctx)
+            .voices()
+            .give_voice_consent(
+                user.id,
+                GiveConsent {
+                    voice_of: input.voice_of,
+                    text_version: input.text_version,
+                    provider: input.provider,
+                },
+            )
+            .await?;
+        Ok(VoiceConsentObject(consent))
+    }
+
+    /// Withdraws the voice-cloning consent: later samples are refused, and the samples
+    /// and the cloned voice (at the provider too) are deleted.
+    async fn withdraw_voice_consent(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let user = viewer(ctx).await?;
+        domain(ctx).voices().withdraw_voice_consent(&user).await?;
         Ok(true)
     }
 

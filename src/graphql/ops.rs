@@ -66,6 +66,35 @@ impl OpsAccount {
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
+    /// Every voice-cloning consent the guardian gave, newest first (withdrawn ones
+    /// with their withdrawal).
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn voice_consents(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<VoiceConsentRecord>> {
+        let history = domain(ctx).voices().consent_history(self.0.id).await?;
+        Ok(history
+            .into_iter()
+            .map(|c| VoiceConsentRecord {
+                voice_of: c.voice_of,
+                provider: c.provider,
+                text_version: c.text_version,
+                given_at: Timestamp(c.given_at),
+                withdrawn_at: c.withdrawn_at.map(Timestamp),
+            })
+            .collect())
+    }
+}
+
+/// A voice-cloning consent as recorded (the text agreed to is in `me.voiceConsent`).
+#[derive(SimpleObject)]
+pub(crate) struct VoiceConsentRecord {
+    pub voice_of: String,
+    pub provider: String,
+    pub text_version: String,
+    pub given_at: Timestamp,
+    pub withdrawn_at: Option<Timestamp>,
 }
 
 #[derive(SimpleObject)]

@@ -60,9 +60,10 @@ const IMAGE: &str = "a chapter's title and first 400 characters, and the cast (t
 const SPEECH: &str = "each chapter's title and text; the guide's replies";
 const MODERATION: &str =
     "the story request, the child's words, every written chapter, every guide reply";
-const VOICE: &str = "the guardian's voice samples (complete audio files) once, to clone; \
-    then chapter texts and guide replies to narrate";
-const STT: &str = "the child's spoken utterances (raw-PCM mode), as WAV";
+const VOICE: &str = "the guardian's voice samples (complete audio files, only after the \
+    guardian's voice-cloning consent) once, to clone; then chapter texts and guide replies to \
+    narrate";
+const STT: &str = "the child's spoken utterances (raw-PCM mode), as WAV, once (then dropped)";
 
 /// The map of this machine's configuration (whether `espeak-ng` is installed here).
 pub fn data_map_here(config: &ProvidersConfig) -> Vec<DataFlow> {

@@ -251,6 +251,9 @@ pub struct Providers {
     pub voice_slots: Arc<Semaphore>,
     pub stt_slots: Arc<Semaphore>,
     pub retry: RetryPolicy,
+    /// Where a family's data goes in this configuration ([`data_map`]): made once at
+    /// start-up, for the logs, the `/privacy` page and the voice-cloning consent text.
+    pub data_map: Arc<[data_map::DataFlow]>,
 }
 
 /// Which capabilities have a provider configured (and whether `espeak-ng` is here), to
@@ -365,7 +368,9 @@ impl Providers {
             stt: transcriber.is_some(),
         };
         // What leaves this server, and for where (what stays is said by the notices).
-        for flow in data_map::data_map(config, espeak.is_installed()) {
+        let data_map: Arc<[data_map::DataFlow]> =
+            data_map::data_map(config, espeak.is_installed()).into();
+        for flow in data_map.iter() {
             if flow.leaves() {
                 tracing::info!("family data sent: {flow}");
             }
@@ -399,6 +404,7 @@ impl Providers {
                 base_delay: config.backoff,
                 max_delay: Duration::from_secs(30),
             },
+            data_map,
         }
     }
 

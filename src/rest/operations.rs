@@ -9,9 +9,11 @@ use axum::http::{Method, StatusCode};
 use super::door::{Doc, IdPath, NoBody, NoContent, NoPath, Operation, Variables, Visit, optional};
 use super::types::{
     Connection, Conversation, ConversationDetail, List, NoQuery, PageQuery, Story, StoryListQuery,
-    TokenPair, User, connection_selection,
+    TokenPair, User, VoiceConsent, connection_selection,
 };
-use crate::graphql::accounts::{IssueTokenInput, RefreshTokenInput, SignUpInput};
+use crate::graphql::accounts::{
+    IssueTokenInput, RefreshTokenInput, SignUpInput, VoiceConsentInput,
+};
 use crate::graphql::stories::{CreateStoryInput, UpdateStoryInput};
 
 /// Every operation, in the order the OpenAPI document lists them.
@@ -31,6 +33,9 @@ pub(crate) fn each(v: &mut impl Visit) {
     v.visit::<GetConversation>();
     v.visit::<DeleteConversation>();
     v.visit::<DeleteVoice>();
+    v.visit::<GetVoiceConsent>();
+    v.visit::<GiveVoiceConsent>();
+    v.visit::<WithdrawVoiceConsent>();
 }
 
 /// The selection of a REST type (derived from its published schema).
@@ -433,5 +438,93 @@ impl Operation for DeleteVoice {
     type Out = NoContent;
     fn document() -> String {
         "mutation { data: deleteVoice }".into()
+    }
+}
+
+pub(crate) struct GetVoiceConsent;
+
+impl Operation for GetVoiceConsent {
+    const METHOD: Method = Method::GET;
+    const PATH: &'static str = "/api/v1/users/me/voice-consent";
+    const STATUS: StatusCode = StatusCode::OK;
+    const MESSAGE: &'static str = "목소리 복제 동의를 조회했습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "getVoiceConsent",
+        tag: "accounts",
+        summary: "The voice-cloning consent and the text to show (extension)",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = VoiceConsentData;
+    type Out = VoiceConsent;
+    fn document() -> String {
+        format!(
+            "query {{ data: me {{ voiceConsent {{ {} }} }} }}",
+            select::<VoiceConsent>()
+        )
+    }
+}
+
+/// `me { voiceConsent }` read as its consent.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VoiceConsentData {
+    voice_consent: VoiceConsent,
+}
+
+impl From<VoiceConsentData> for VoiceConsent {
+    fn from(data: VoiceConsentData) -> VoiceConsent {
+        data.voice_consent
+    }
+}
+
+pub(crate) struct GiveVoiceConsent;
+
+impl Operation for GiveVoiceConsent {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/users/me/voice-consent";
+    const STATUS: StatusCode = StatusCode::CREATED;
+    const MESSAGE: &'static str = "목소리 복제 동의가 기록되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "giveVoiceConsent",
+        tag: "accounts",
+        summary: "Give the voice-cloning consent for the text and provider shown (extension)",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = VoiceConsentInput;
+    type Data = VoiceConsent;
+    type Out = VoiceConsent;
+    fn document() -> String {
+        format!(
+            "mutation($input: VoiceConsentInput!) {{ data: giveVoiceConsent(input: $input) {{ {} }} }}",
+            select::<VoiceConsent>()
+        )
+    }
+}
+
+pub(crate) struct WithdrawVoiceConsent;
+
+impl Operation for WithdrawVoiceConsent {
+    const METHOD: Method = Method::DELETE;
+    const PATH: &'static str = "/api/v1/users/me/voice-consent";
+    const STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const MESSAGE: &'static str = "목소리 복제 동의가 철회되었습니다.";
+    const DOC: Doc = Doc {
+        operation_id: "withdrawVoiceConsent",
+        tag: "accounts",
+        summary: "Withdraw the voice-cloning consent; deletes the samples and the cloned voice (extension)",
+        auth: true,
+    };
+    type Path = NoPath;
+    type Query = NoQuery;
+    type Body = NoBody;
+    type Data = bool;
+    type Out = NoContent;
+    fn document() -> String {
+        "mutation { data: withdrawVoiceConsent }".into()
     }
 }

@@ -34,6 +34,7 @@ tag!(FileTag, File, "`\"file\"`");
 tag!(FileKind, Internal, "`\"internal\"`");
 tag!(ListTag, List, "`\"list\"`");
 tag!(ConversationTag, Conversation, "`\"conversation\"`");
+tag!(VoiceConsentTag, VoiceConsent, "`\"voice_consent\"`");
 
 /// `"Bearer"`
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
@@ -55,6 +56,27 @@ pub(crate) struct User {
     pub age: i32,
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// The guardian's voice-cloning consent (extension, issue 33): whether it stands, and
+/// the text and provider agreed to — or, until it is given, the ones to show.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"object": "voice_consent", "given": false, "voice_of": null, "provider": "https://api.elevenlabs.io", "text_version": "2026-12-05", "text": "목소리 복제 동의 (버전 2026-12-05) …", "given_at": null}))]
+pub(crate) struct VoiceConsent {
+    #[schema(inline)]
+    pub object: VoiceConsentTag,
+    pub given: bool,
+    /// `"guardian"` once given.
+    #[schema(required = true)]
+    pub voice_of: Option<String>,
+    /// The voice provider's address the samples go to (`"none"`: kept on this server).
+    pub provider: String,
+    pub text_version: String,
+    /// Korean; show it to the guardian before asking.
+    pub text: String,
+    #[schema(format = DateTime, required = true)]
+    pub given_at: Option<String>,
 }
 
 /// An access token (JWT, `expires_in` seconds) and a single-use refresh token.

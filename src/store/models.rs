@@ -6,12 +6,12 @@ use diesel::prelude::*;
 use super::types::{
     AuditId, ChapterId, ConversationId, ConversationStatus, DeletionStatus, MediaFileId, MessageId,
     MessageRole, RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength, StoryStatus,
-    TokenFamilyId, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus,
+    TokenFamilyId, UserId, VoiceConsentId, VoiceDeletionId, VoiceSampleId, VoiceStatus,
 };
 
 use super::schema::{
     chapters, conversation_messages, conversations, generation_steps, media_files, ops_audit,
-    refresh_tokens, stories, users, voice_deletions, voice_samples,
+    refresh_tokens, stories, users, voice_consents, voice_deletions, voice_samples,
 };
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -256,4 +256,19 @@ pub(crate) struct VoiceDeletionRow {
     pub attempts: i32,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+}
+
+/// A voice-cloning consent as given (`withdrawn_at` once withdrawn).
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = voice_consents)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct VoiceConsentRow {
+    pub id: VoiceConsentId,
+    pub owner_id: UserId,
+    pub voice_of: String,
+    pub provider: String,
+    pub text_version: String,
+    pub text: String,
+    pub given_at: NaiveDateTime,
+    pub withdrawn_at: Option<NaiveDateTime>,
 }

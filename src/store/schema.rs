@@ -168,6 +168,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    voice_consents (id) {
+        id -> Text,
+        owner_id -> Text,
+        voice_of -> Text,
+        provider -> Text,
+        text_version -> Text,
+        text -> Text,
+        given_at -> Timestamp,
+        withdrawn_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(conversations -> users (owner_id));
 diesel::joinable!(stories -> users (owner_id));
@@ -184,5 +197,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversation_messages,
     voice_samples,
     ops_audit,
-    voice_deletions
+    voice_deletions,
+    voice_consents
 );

@@ -111,5 +111,6 @@ uuid_id!(
     VoiceSampleId,
     StepId,
     AuditId,
-    VoiceDeletionId
+    VoiceDeletionId,
+    VoiceConsentId
 );

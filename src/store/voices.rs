@@ -5,8 +5,8 @@ use diesel_async::RunQueryDsl;
 
 use chrono::NaiveDateTime;
 
-use super::models::{VoiceDeletionRow, VoiceSampleRow};
-use super::schema::{users, voice_deletions, voice_samples};
+use super::models::{VoiceConsentRow, VoiceDeletionRow, VoiceSampleRow};
+use super::schema::{users, voice_consents, voice_deletions, voice_samples};
 use super::types::{DeletionStatus, UserId, VoiceDeletionId, VoiceSampleId, VoiceStatus};
 use super::{Db, DbError, locked_transaction, on_db};
 
@@ -16,8 +16,18 @@ pub(crate) struct SampleCaps {
     pub(crate) bytes: i64,
 }
 
-/// Inserts a sample's row unless that takes its account over `caps`; the account's
-/// sample count with it, or `None` when it did not fit (nothing stored). The row is
+/// Why a sample was not admitted.
+pub(crate) enum NotAdmitted {
+    /// The account's samples are at their caps.
+    Full,
+    /// No voice-cloning consent for `provider` stands (none given, or withdrawn, or
+    /// given for another provider).
+    NoConsent,
+}
+
+/// Inserts a sample's row if the account's voice-cloning consent for `provider` stands
+/// and that does not take it over `caps`; the account's sample count with it, or why
+/// not (nothing stored). The row is
 /// written first (so on SQLite the transaction holds the write lock from its first
 /// statement), then the account's samples are counted with it, and the transaction is
 /// rolled back if they are too many; on PostgreSQL an advisory lock per account
@@ -26,14 +36,20 @@ pub(crate) async fn admit_sample(
     db: &mut Db<'_>,
     row: &VoiceSampleRow,
     caps: SampleCaps,
-) -> Result<Option<i64>, DbError> {
+    provider: &str,
+) -> Result<Result<i64, NotAdmitted>, DbError> {
     enum Refused {
         Db(DbError),
-        Full,
+        Not(NotAdmitted),
     }
     impl From<diesel::result::Error> for Refused {
         fn from(e: diesel::result::Error) -> Refused {
             Refused::Db(e.into())
+        }
+    }
+    impl From<DbError> for Refused {
+        fn from(e: DbError) -> Refused {
+            Refused::Db(e)
         }
     }
     let key = format!("voice:{}", row.owner_id);
@@ -42,6 +58,13 @@ pub(crate) async fn admit_sample(
             .values(row)
             .execute(c)
             .await)?;
+        // Under the same lock as a withdrawal: a sample is never stored after it.
+        if current_consent(&mut *tx, row.owner_id, provider)
+            .await?
+            .is_none()
+        {
+            return Err(Refused::Not(NotAdmitted::NoConsent));
+        }
         // A few rows at most (the cap), so summed here, not as SQL NUMERIC.
         let sizes: Vec<i64> = on_db!(&mut *tx, |c| voice_samples::table
             .filter(voice_samples::owner_id.eq(&row.owner_id))
@@ -50,15 +73,91 @@ pub(crate) async fn admit_sample(
             .await)?;
         let count = sizes.len() as i64;
         if count > caps.count || sizes.iter().sum::<i64>() > caps.bytes {
-            return Err(Refused::Full);
+            return Err(Refused::Not(NotAdmitted::Full));
         }
         Ok(count)
     });
     match admitted {
-        Ok(count) => Ok(Some(count)),
-        Err(Refused::Full) => Ok(None),
+        Ok(count) => Ok(Ok(count)),
+        Err(Refused::Not(why)) => Ok(Err(why)),
         Err(Refused::Db(e)) => Err(e),
     }
+}
+
+/// The account's standing voice-cloning consent for `provider`, if any.
+pub(crate) async fn current_consent(
+    db: &mut Db<'_>,
+    owner: UserId,
+    provider: &str,
+) -> Result<Option<VoiceConsentRow>, DbError> {
+    Ok(on_db!(db, |c| voice_consents::table
+        .filter(voice_consents::owner_id.eq(owner))
+        .filter(voice_consents::provider.eq(provider))
+        .filter(voice_consents::withdrawn_at.is_null())
+        .order(voice_consents::given_at.desc())
+        .select(VoiceConsentRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Every voice-cloning consent the account gave, newest first (withdrawn ones too).
+pub(crate) async fn consents(
+    db: &mut Db<'_>,
+    owner: UserId,
+) -> Result<Vec<VoiceConsentRow>, DbError> {
+    Ok(on_db!(db, |c| voice_consents::table
+        .filter(voice_consents::owner_id.eq(owner))
+        .order((voice_consents::given_at.desc(), voice_consents::id.desc()))
+        .select(VoiceConsentRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Records `row` unless a consent for its provider already stands; the standing one.
+pub(crate) async fn give_consent(
+    db: &mut Db<'_>,
+    row: &VoiceConsentRow,
+) -> Result<VoiceConsentRow, DbError> {
+    let key = format!("voice:{}", row.owner_id);
+    let given: Result<VoiceConsentRow, DbError> = locked_transaction!(db, &key, |tx| {
+        if let Some(standing) = current_consent(&mut *tx, row.owner_id, &row.provider).await? {
+            return Ok(standing);
+        }
+        on_db!(&mut *tx, |c| diesel::insert_into(voice_consents::table)
+            .values(row)
+            .execute(c)
+            .await)?;
+        Ok(row.clone())
+    });
+    given
+}
+
+/// Withdraws every standing consent of `owner` and deletes its samples' rows, under the
+/// lock samples are admitted with (no sample lands after it); whether one stood.
+pub(crate) async fn withdraw_consents(
+    db: &mut Db<'_>,
+    owner: UserId,
+    at: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let key = format!("voice:{owner}");
+    let withdrawn: Result<usize, DbError> = locked_transaction!(db, &key, |tx| {
+        let n = on_db!(&mut *tx, |c| diesel::update(
+            voice_consents::table
+                .filter(voice_consents::owner_id.eq(owner))
+                .filter(voice_consents::withdrawn_at.is_null()),
+        )
+        .set(voice_consents::withdrawn_at.eq(Some(at)))
+        .execute(c)
+        .await)?;
+        on_db!(&mut *tx, |c| diesel::delete(
+            voice_samples::table.filter(voice_samples::owner_id.eq(owner))
+        )
+        .execute(c)
+        .await)?;
+        Ok(n)
+    });
+    Ok(withdrawn? > 0)
 }
 
 /// How many samples `owner` has stored.

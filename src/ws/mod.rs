@@ -810,38 +810,27 @@ impl Turns {
         }
     }
 
-    /// A raw-PCM utterance: kept as a voice sample (quietly not, once the account's
-    /// samples are full: the guardian sees it in the voice status), then, when `answer`
-    /// and this server has speech-to-text, transcribed and answered like `user_message`.
+    /// A raw-PCM utterance: the child talking (contract §6). Never a voice sample (a
+    /// child's voice is not cloned) and not kept: when `answer` and this server has
+    /// speech-to-text, it is transcribed and answered like `user_message`, and dropped
+    /// once transcribed (only the text is kept, as a message of the conversation).
     async fn utterance(&mut self, utterance: Utterance, answer: bool) {
         if !utterance.pcm.len().is_multiple_of(2) {
             return self.say(error(
                 ErrorCode::InvalidAudio,
-                "pcm_s16le 음성은 2바이트 단위여야 해요. 이 말은 저장하지 않았어요.",
+                "pcm_s16le 음성은 2바이트 단위여야 해요. 이 말은 듣지 못했어요.",
             ));
+        }
+        // Without speech-to-text the client heard it once (a notice at the start).
+        if !answer
+            || self.conversation.is_none()
+            || self.state.domain.providers().transcriber.is_none()
+        {
+            return;
         }
         let AudioConfig { sample_rate } = utterance.config;
         let wav = pcm_wav(sample_rate, &utterance.pcm);
         drop(utterance);
-        self.follow_voice().await;
-        let user = self.principal.user();
-        let voices = self.state.domain.voices();
-        match Box::pin(voices.add_voice_sample(&user, &wav, Some(self.principal.origin.0))).await {
-            Ok(SampleAdded::Stored {
-                count,
-                ready,
-                clone_due,
-            }) => self.after_sample(&user, count, ready, clone_due).await,
-            Ok(SampleAdded::Full(_)) => {}
-            Err(e) => self.say(app_error(e)),
-        }
-        if !answer || self.conversation.is_none() {
-            return;
-        }
-        // Without speech-to-text the client heard it once (a notice at the start).
-        if self.state.domain.providers().transcriber.is_none() {
-            return;
-        }
         match Box::pin(self.state.domain.conversations().transcribe(&wav)).await {
             Ok(text) if text.trim().is_empty() => self.say(error(
                 ErrorCode::InvalidAudio,

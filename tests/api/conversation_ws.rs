@@ -534,6 +534,7 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
     )
     .await;
     let token = app.new_account("parent").await;
+    app.give_voice_consent(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     for n in 1..=3u8 {
         ws.send(Message::binary(wav(n))).await.unwrap();
@@ -599,6 +600,176 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
     assert_eq!(recv(&mut ws).await["sample_count"], 1);
 }
 
+/// Issue 33: no voice sample is stored, and no voice cloned, without the guardian's own
+/// voice-cloning consent for the configured provider; a withdrawal deletes the samples
+/// and the clone at the provider, and later samples are refused again.
+async fn voice_cloning_needs_the_guardians_consent(db: Db) {
+    let fakes = clones_as("voice-consented").await;
+    let provider = &fakes.server;
+    let app = spawn_app_with(
+        db,
+        &[
+            "--voice-base-url",
+            &provider.uri(),
+            "--voice-api-key",
+            ELEVEN_KEY,
+        ],
+    )
+    .await;
+    let token = app.new_account("careful.parent").await;
+    let user = app.user(&token).await;
+    let configured = app
+        .domain
+        .config()
+        .providers
+        .voice
+        .base_url
+        .clone()
+        .unwrap();
+    let terms = app
+        .get("/api/v1/users/me/voice-consent", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(terms["object"], "voice_consent");
+    assert_eq!(terms["given"], false);
+    assert_eq!(terms["given_at"], Value::Null);
+    assert_eq!(terms["voice_of"], Value::Null);
+    assert_eq!(terms["provider"], configured.as_str());
+    assert_eq!(terms["text_version"], "2026-12-05");
+    let text = terms["text"].as_str().unwrap();
+    assert!(
+        text.contains(&configured),
+        "the text names the provider: {text}"
+    );
+    assert!(text.contains("보호자") && text.contains("철회"), "{text}");
+    app.get("/api/v1/users/me/voice-consent", None)
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+
+    // Without consent a sample is refused with its own code, and nothing is kept.
+    let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::binary(wav(1))).await.unwrap();
+    let refused = recv(&mut ws).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["error_code"], "VOICE_CONSENT_REQUIRED", "{refused}");
+    assert!(stored_samples(&app, user.id).is_empty());
+
+    // Only the guardian's own voice, the text shown and the provider named.
+    let consent = |voice_of: &str, version: &str, to: &str| json!({"voice_of": voice_of, "text_version": version, "provider": to});
+    let url = "/api/v1/users/me/voice-consent";
+    app.post_json(
+        url,
+        &consent("child", "2026-12-05", &configured),
+        Some(&token),
+    )
+    .await
+    .assert_error(400, "VALIDATION_ERROR");
+    app.post_json(
+        url,
+        &consent("guardian", "2020-01-01", &configured),
+        Some(&token),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
+    app.post_json(
+        url,
+        &consent("guardian", "2026-12-05", "https://voices.example"),
+        Some(&token),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
+    app.post_json(url, &json!({"voice_of": "guardian"}), Some(&token))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    let given = app
+        .post_json(
+            url,
+            &consent("guardian", "2026-12-05", &configured),
+            Some(&token),
+        )
+        .await
+        .assert_ok(201);
+    assert_eq!(given["given"], true);
+    assert_eq!(given["voice_of"], "guardian");
+    assert_eq!(given["text"], terms["text"]);
+    assert!(given["given_at"].is_string(), "{given}");
+    // Given again: the standing consent, unchanged.
+    let again = app
+        .post_json(
+            url,
+            &consent("guardian", "2026-12-05", &configured),
+            Some(&token),
+        )
+        .await
+        .assert_ok(201);
+    assert_eq!(again["given_at"], given["given_at"]);
+    // The same in GraphQL.
+    let me = app
+        .graphql(
+            "query { me { voiceConsent { given voiceOf provider textVersion givenAt } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .json();
+    assert_eq!(
+        me["data"]["me"]["voiceConsent"],
+        json!({"given": true, "voiceOf": "guardian", "provider": configured, "textVersion": "2026-12-05", "givenAt": given["given_at"]})
+    );
+
+    // Now the samples are kept, and the fifth clones.
+    for n in 1..=5u8 {
+        ws.send(Message::binary(wav(n))).await.unwrap();
+        assert_eq!(recv(&mut ws).await["sample_count"], n);
+    }
+    assert_eq!(recv(&mut ws).await["type"], "voice_clone_success");
+    assert_eq!(stored_samples(&app, user.id).len(), 5);
+
+    // Withdrawn: the samples, the stored voice and the provider's clone go.
+    app.delete(url, None)
+        .await
+        .assert_error(401, "INVALID_TOKEN");
+    let reply = app.delete(url, Some(&token)).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    assert!(stored_samples(&app, user.id).is_empty());
+    assert_eq!(app.user(&token).await.voice_id, None);
+    let deletes: Vec<_> = provider
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].url.path(), "/v1/voices/voice-consented");
+    let after = app.get(url, Some(&token)).await.assert_ok(200);
+    assert_eq!(after["given"], false);
+    ws.send(Message::binary(wav(6))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["error_code"], "VOICE_CONSENT_REQUIRED");
+    assert!(stored_samples(&app, user.id).is_empty());
+    // The record stays for the operator: given, then withdrawn.
+    let ops = crate::ops::operator(&app, "consent.auditor").await;
+    let history = app
+        .graphql(
+            "query { ops { accounts(first: 10) { edges { node { loginId voiceConsents { voiceOf provider givenAt withdrawnAt } } } } } }",
+            json!({}),
+            Some(&ops),
+        )
+        .await
+        .json();
+    let edges = history["data"]["ops"]["accounts"]["edges"]
+        .as_array()
+        .expect("accounts");
+    let node = edges
+        .iter()
+        .find(|e| e["node"]["loginId"] == "careful.parent")
+        .unwrap_or_else(|| panic!("{history}"));
+    let records = &node["node"]["voiceConsents"];
+    assert_eq!(records.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(records[0]["givenAt"], given["given_at"]);
+    assert!(records[0]["withdrawnAt"].is_string(), "{history}");
+}
+
 /// Deleting a voice the provider no longer has (`voice_does_not_exist`) succeeds; when
 /// the provider cannot delete it at all (a revoked key), the family's deletion still
 /// completes at once, and what is left at the provider is recorded for the operator,
@@ -620,6 +791,7 @@ async fn deleting_a_voice_the_provider_lost_succeeds(db: Db) {
     )
     .await;
     let token = app.new_account("lost.voice").await;
+    app.give_voice_consent(&token).await;
     let clone = async |ws: &mut Socket, n: u8| {
         ws.send(Message::binary(wav(n))).await.unwrap();
         assert_eq!(recv(ws).await["ready_for_cloning"], true);
@@ -717,6 +889,7 @@ async fn deleting_a_voice_the_provider_lost_succeeds(db: Db) {
 async fn without_a_cloning_provider_samples_are_kept(db: Db) {
     let app = spawn_app_with(db, &["--voice-clone-samples", "2"]).await;
     let token = app.new_account("nocloner").await;
+    app.give_voice_consent(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     let mut seen = Vec::new();
     for n in 1..=5 {
@@ -784,6 +957,7 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
     )
     .await;
     let token = app.new_account("modern").await;
+    app.give_voice_consent(&token).await;
     let mut ws = open(
         &app,
         &format!("/wss/v1/audio?token={token}&child_name=도윤&age=4"),
@@ -878,6 +1052,7 @@ async fn cloning_failures_are_reported_and_retried(db: Db) {
     )
     .await;
     let token = app.new_account("unlucky").await;
+    app.give_voice_consent(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     ws.send(Message::binary(wav(1))).await.unwrap();
     assert_eq!(recv(&mut ws).await["ready_for_cloning"], false);
@@ -1016,6 +1191,7 @@ async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
     )
     .await;
     let token = app.new_account("many.samples").await;
+    app.give_voice_consent(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     for n in 1..=5u8 {
         ws.send(Message::binary(wav(n))).await.unwrap();
@@ -1066,6 +1242,7 @@ async fn voice_samples_are_capped_and_failed_clones_retry_sparingly(db: Db) {
     // The byte cap, on its own: 600-byte samples under a 1 KiB budget.
     let app = spawn_app_with(db, &["--voice-max-sample-bytes", "1024"]).await;
     let token = app.new_account("big.samples").await;
+    app.give_voice_consent(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     let mut big = wav(1);
     big.resize(600, 0);
@@ -1256,12 +1433,15 @@ fn stored_samples(app: &TestApp, user: jjongal::vocabulary::UserId) -> Vec<Vec<u
 }
 
 /// The original mobile app's frames: `audio_config`, raw PCM in 16 KiB binary frames,
-/// `end_conversation` with `payload: {}`. Without speech-to-text each utterance is kept as
-/// a WAV voice sample and the client is told once that it was not understood.
-async fn the_mobile_apps_pcm_stream_is_kept_and_told_once(db: Db) {
+/// `end_conversation` with `payload: {}`. The PCM is the child talking (contract §6):
+/// never a voice sample, even with the guardian's voice-cloning consent given, and not
+/// kept; without speech-to-text the client is told once that it was not understood.
+async fn the_childs_pcm_stream_is_never_cloned_or_kept(db: Db) {
     // Five messages a minute: the 16 KiB frames of one utterance count as one.
     let app = spawn_app_with(db, &["--ws-messages-per-minute", "6"]).await;
     let token = app.new_account("mobile.app").await;
+    // Consent given, so that only the rule for children's speech keeps it out.
+    app.give_voice_consent(&token).await;
     let user = app.user(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     ws.send(Message::text(
@@ -1275,8 +1455,8 @@ async fn the_mobile_apps_pcm_stream_is_kept_and_told_once(db: Db) {
     for frame in first.chunks(16 * 1024) {
         ws.send(Message::binary(frame.to_vec())).await.unwrap();
     }
-    // A text frame ends the utterance: it is stored, and (no speech-to-text here) the
-    // client hears so once; the text itself is answered as ever.
+    // A text frame ends the utterance: (no speech-to-text here) the client hears once
+    // that it was not understood; the text itself is answered as ever.
     send(&mut ws, json!({"type": "user_message", "text": "안녕"})).await;
     let mut seen = Vec::new();
     while !seen.iter().any(|m: &Value| m["type"] == "ai_response") {
@@ -1296,21 +1476,18 @@ async fn the_mobile_apps_pcm_stream_is_kept_and_told_once(db: Db) {
     seen.extend(rest);
     let of = |kind: &str| seen.iter().filter(|m| m["type"] == kind).count();
     // Issue 29 defect 6: no error frames in a normal conversation; what this server
-    // cannot do is said once each.
+    // cannot do is said once.
     assert_eq!(of("error"), 0, "{seen:?}");
     let notices: Vec<&Value> = seen.iter().filter(|m| m["type"] == "notice").collect();
-    assert_eq!(notices.len(), 2, "{seen:?}");
+    assert_eq!(notices.len(), 1, "{seen:?}");
     assert_eq!(notices[0]["code"], "SPEECH_TO_TEXT_UNAVAILABLE");
+    let told = notices[0]["message"].as_str().unwrap();
     assert!(
-        notices[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("음성 인식"),
-        "{}",
-        notices[0]
+        told.contains("음성 인식") && told.contains("저장하지"),
+        "{told}"
     );
-    assert_eq!(notices[1]["code"], "VOICE_CLONING_UNAVAILABLE");
-    assert_eq!(of("voice_clone_progress"), 2, "{seen:?}");
+    // Issue 33: the child's speech is no voice sample.
+    assert_eq!(of("voice_clone_progress"), 0, "{seen:?}");
     assert_eq!(of("ai_response"), 1, "{seen:?}");
     assert_eq!(of("conversation_ended"), 1, "{seen:?}");
     assert!(
@@ -1319,26 +1496,9 @@ async fn the_mobile_apps_pcm_stream_is_kept_and_told_once(db: Db) {
             .any(|m| m["error_code"] == "RATE_LIMIT_EXCEEDED"),
         "{seen:?}"
     );
-    // Two WAV files holding exactly what was sent, with a 16 kHz mono 16-bit header.
-    let samples = stored_samples(&app, user.id);
-    assert_eq!(samples.len(), 2);
-    for (wav, sent) in samples.iter().zip([&first, &second]) {
-        assert_eq!(&wav[..4], b"RIFF");
-        assert_eq!(&wav[8..16], b"WAVEfmt ");
-        let u16_at = |i: usize| u16::from_le_bytes([wav[i], wav[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes(wav[i..i + 4].try_into().unwrap());
-        assert_eq!((u16_at(20), u16_at(22)), (1, 1), "PCM, mono");
-        assert_eq!(u32_at(24), 16_000);
-        assert_eq!(u32_at(28), 32_000);
-        assert_eq!(u16_at(34), 16);
-        assert_eq!(&wav[36..40], b"data");
-        assert_eq!(u32_at(40) as usize, sent.len());
-        assert_eq!(u32_at(4) as usize, wav.len() - 8);
-        assert_eq!(&wav[44..], sent.as_slice());
-    }
 
-    // Broken speech is refused and nothing of it stored (an odd byte count); an
-    // utterance over 5 MB is cut at the cap; speech cut off by the socket's end is kept.
+    // Broken speech is refused (an odd byte count); an utterance over 5 MB is cut at the
+    // cap; speech cut off by the socket's end is dropped too.
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     send(
         &mut ws,
@@ -1351,34 +1511,30 @@ async fn the_mobile_apps_pcm_stream_is_kept_and_told_once(db: Db) {
     let odd = recv(&mut ws).await;
     assert_eq!(odd["error_code"], "INVALID_AUDIO", "{odd}");
     assert_eq!(recv(&mut ws).await["type"], "ai_response");
-    // Over 5 MB the utterance is cut where it is (issue 29: nothing accepted is lost):
-    // its first 4 MiB are kept, the rest of it is refused.
     for _ in 0..6 {
         ws.send(Message::binary(pcm(1024 * 1024, 3))).await.unwrap();
     }
     let big = recv(&mut ws).await;
     assert_eq!(big["error_code"], "PAYLOAD_TOO_LARGE", "{big}");
-    assert_eq!(recv(&mut ws).await["sample_count"], 3);
     send(&mut ws, json!({"type": "user_message", "text": "둘"})).await;
     assert_eq!(recv(&mut ws).await["type"], "ai_response");
-    let samples = stored_samples(&app, user.id);
-    assert_eq!(samples.len(), 3, "the odd one not stored, the long one cut");
-    assert_eq!(samples[2].len(), 44 + 4 * 1024 * 1024);
     ws.send(Message::binary(pcm(2000, 4))).await.unwrap();
     ws.close(None).await.unwrap();
     let _ = until_closed(&mut ws).await;
-    let mut kept = 0;
-    for _ in 0..100 {
-        kept = stored_samples(&app, user.id).len();
-        if kept == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(kept, 4, "the cut-off utterance is kept");
-    let last = stored_samples(&app, user.id).pop().unwrap();
-    assert_eq!(u32::from_le_bytes(last[24..28].try_into().unwrap()), 8000);
-    assert_eq!(&last[44..], pcm(2000, 4).as_slice());
+    // Nothing of the child's voice is on disk, and no sample is counted.
+    assert!(stored_samples(&app, user.id).is_empty());
+    let voice = app
+        .graphql(
+            "query { me { voiceConsent { given } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .json();
+    assert_eq!(
+        voice["data"]["me"]["voiceConsent"]["given"], true,
+        "{voice}"
+    );
 }
 
 /// With `JJONGAL_STT_BASE_URL`, an utterance is transcribed by the provider (a real HTTP
@@ -1417,6 +1573,9 @@ async fn utterances_are_transcribed_and_answered(db: Db) {
     )
     .await;
     let token = app.new_account("speaking.child").await;
+    // Consent given: the child's speech is still no voice sample.
+    app.give_voice_consent(&token).await;
+    let user = app.user(&token).await;
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
     ws.send(Message::text(
         r#"{"event":"start_conversation","payload":{"audio_config":{"sample_rate":16000,"encoding":"pcm_s16le"}}}"#,
@@ -1474,11 +1633,23 @@ async fn utterances_are_transcribed_and_answered(db: Db) {
         calls[0].headers.get("authorization").unwrap(),
         "Bearer stt-key-123"
     );
+    // A WAV file holding exactly what was sent, with a 16 kHz mono 16-bit header.
     let wav_at = calls[0].body.windows(4).position(|w| w == b"RIFF").unwrap();
-    assert_eq!(
-        &calls[0].body[wav_at + 44..wav_at + 44 + speech.len()],
-        speech.as_slice()
-    );
+    let wav = &calls[0].body[wav_at..];
+    assert_eq!(&wav[8..16], b"WAVEfmt ");
+    let u16_at = |i: usize| u16::from_le_bytes([wav[i], wav[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes(wav[i..i + 4].try_into().unwrap());
+    assert_eq!((u16_at(20), u16_at(22)), (1, 1), "PCM, mono");
+    assert_eq!(u32_at(24), 16_000);
+    assert_eq!(u32_at(28), 32_000);
+    assert_eq!(u16_at(34), 16);
+    assert_eq!(&wav[36..40], b"data");
+    assert_eq!(u32_at(40) as usize, speech.len());
+    assert_eq!(u32_at(4) as usize, 36 + speech.len());
+    assert_eq!(&wav[44..44 + speech.len()], speech.as_slice());
+    // Transcribed, then dropped: no voice sample, no progress.
+    assert!(stored_samples(&app, user.id).is_empty());
+    assert!(!seen.iter().any(|m| m["type"] == "voice_clone_progress"));
 
     // A failing provider: each utterance is told, the text frame still answered.
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
@@ -1502,7 +1673,7 @@ async fn utterances_are_transcribed_and_answered(db: Db) {
 }
 
 db_tests!(
-    the_mobile_apps_pcm_stream_is_kept_and_told_once,
+    the_childs_pcm_stream_is_never_cloned_or_kept,
     utterances_are_transcribed_and_answered,
     ending_a_conversation_can_create_its_story,
     the_offline_story_is_the_childs_story,
@@ -1518,6 +1689,7 @@ db_tests!(
     flagged_words_are_never_repeated,
     a_graphql_subscriber_sees_what_the_socket_sees,
     voice_samples_clone_once_and_can_be_deleted,
+    voice_cloning_needs_the_guardians_consent,
     without_a_cloning_provider_samples_are_kept,
     deleting_a_voice_the_provider_lost_succeeds,
 );

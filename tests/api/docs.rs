@@ -2,7 +2,7 @@
 //! the document listing every REST route with its failures, and the command printing
 //! what the server serves.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::db_tests;
 use crate::helpers::{Db, spawn_app};
@@ -72,7 +72,7 @@ async fn the_openapi_document_describes_every_route(db: Db) {
             );
         }
     }
-    assert_eq!(operations, 15, "every REST route is documented");
+    assert_eq!(operations, 18, "every REST route is documented");
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
@@ -83,6 +83,22 @@ async fn the_openapi_document_describes_every_route(db: Db) {
     assert_eq!(
         codes.as_array().unwrap().len(),
         jjongal::error::ErrorCode::ALL.len()
+    );
+    // Issue 33: the voice-cloning consent's refusal is in the catalogue and documented.
+    assert!(
+        codes
+            .as_array()
+            .unwrap()
+            .contains(&json!("VOICE_CONSENT_REQUIRED"))
+    );
+    let consent = &doc["paths"]["/api/v1/users/me/voice-consent"];
+    for method in ["get", "post", "delete"] {
+        assert!(consent[method].is_object(), "{method} voice-consent");
+    }
+    assert!(
+        consent["post"]["responses"]["403"]["content"]["application/json"]["examples"]
+            ["VOICE_CONSENT_REQUIRED"]
+            .is_object()
     );
     // The spec's example request is the documented example.
     assert_eq!(

@@ -508,6 +508,29 @@ impl TestApp {
         self.sign_up(login).await;
         self.login(login).await.0
     }
+
+    /// Gives the account's voice-cloning consent for the text and provider in force
+    /// (as a client does: reads them, then agrees to them); the consent object.
+    pub async fn give_voice_consent(&self, token: &str) -> Value {
+        let terms = self
+            .get("/api/v1/users/me/voice-consent", Some(token))
+            .await
+            .assert_ok(200);
+        let given = self
+            .post_json(
+                "/api/v1/users/me/voice-consent",
+                &json!({
+                    "voice_of": "guardian",
+                    "text_version": terms["text_version"],
+                    "provider": terms["provider"],
+                }),
+                Some(token),
+            )
+            .await
+            .assert_ok(201);
+        assert_eq!(given["given"], true, "{given}");
+        given
+    }
 }
 
 /// The GraphQL `extensions.code` of the first error.

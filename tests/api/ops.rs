@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::db_tests;
 use crate::helpers::{Db, TestApp, gql_code, spawn_app_with};
 
-async fn operator(app: &TestApp, login: &str) -> String {
+pub(crate) async fn operator(app: &TestApp, login: &str) -> String {
     app.domain
         .accounts()
         .create_user(

@@ -674,6 +674,7 @@ async fn conversations_fall_back_and_cloning_tells_why(db: Db) {
         .await;
     let app = spawn(db, &fakes, &["--voice-clone-samples", "1"]).await;
     let token = app.new_account("fallback.voice").await;
+    app.give_voice_consent(&token).await;
     let mut ws = socket(&app, &token).await;
     let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
     wav.extend([7u8; 64]);
@@ -711,6 +712,7 @@ async fn conversations_fall_back_and_cloning_tells_why(db: Db) {
     // Another family, with the provider's voice slots full: told for good, not "retry".
     fakes.voices.set_capacity(1);
     let token = app.new_account("no.slots").await;
+    app.give_voice_consent(&token).await;
     let mut ws = socket(&app, &token).await;
     ws.send(Message::binary(wav)).await.unwrap();
     assert_eq!(

@@ -214,30 +214,37 @@ fn pcm(bytes: usize, seed: u8) -> Vec<u8> {
     (0..bytes).map(|i| (i as u8).wrapping_mul(seed)).collect()
 }
 
-fn voice_samples(app: &TestApp, user: jjongal::vocabulary::UserId) -> Vec<u64> {
-    let dir = app
-        .domain
-        .config()
-        .data_dir
-        .join("voice-samples")
-        .join(user.to_string());
-    // (A `.part` file is a sample being written, not yet one.)
-    let mut sizes: Vec<u64> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap())
-                .filter(|e| e.path().extension().is_none_or(|x| x != "part"))
-                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-                .collect()
+/// The PCM sizes of the WAV files `stt` was sent to transcribe, smallest first.
+async fn transcribed_sizes(stt: &MockServer) -> Vec<usize> {
+    let mut sizes: Vec<usize> = stt
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            let at = r.body.windows(4).position(|w| w == b"RIFF")?;
+            let wav = r.body.get(at..at + 44)?;
+            Some(u32::from_le_bytes(wav[40..44].try_into().unwrap()) as usize)
         })
-        .unwrap_or_default();
+        .collect();
     sizes.sort_unstable();
     sizes
 }
 
 /// Defect 3: raw-PCM speech held in memory is capped per account (across its sockets):
-/// at the cap the utterance is cut where it is — what was accepted is stored — and the
-/// client is told.
+/// at the cap the utterance is cut where it is — what was accepted is heard (sent to
+/// speech-to-text) — and the client is told.
 async fn speech_in_memory_is_capped_per_account(db: Db) {
+    let stt = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .respond_with(openai::strict(
+            Api::Transcriptions,
+            openai::transcription_answer("공룡"),
+        ))
+        .mount(&stt)
+        .await;
+    let stt_url = format!("{}/v1", stt.uri());
     let app = spawn_app_with(
         db,
         &[
@@ -245,11 +252,14 @@ async fn speech_in_memory_is_capped_per_account(db: Db) {
             "65536",
             "--ws-messages-per-minute",
             "1000",
+            "--stt-base-url",
+            &stt_url,
+            "--stt-api-key",
+            "stt-key",
         ],
     )
     .await;
     let token = app.new_account("chatty").await;
-    let user = app.user(&token).await;
     let start =
         json!({"type": "start_conversation", "payload": {"audio_config": {"sample_rate": 16000}}});
     let mut one = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
@@ -269,20 +279,25 @@ async fn speech_in_memory_is_capped_per_account(db: Db) {
     let told = recv(&mut two).await;
     assert_eq!(told["type"], "error", "{told}");
     assert_eq!(told["error_code"], "RATE_LIMIT_EXCEEDED", "{told}");
-    // The rest of that utterance is dropped quietly; the first socket's is kept whole.
+    // The cut utterance is heard and answered as far as it went.
+    let answer = recv(&mut two).await;
+    assert_eq!(answer["type"], "ai_response", "{answer}");
+    assert_eq!(answer["user_text"], "공룡");
+    // The rest of that utterance is dropped quietly; the first socket's is heard whole.
     two.send(Message::binary(pcm(16 * 1024, 5))).await.unwrap();
     send(
         &mut one,
         json!({"type": "user_message", "text": "다 말했어"}),
     )
     .await;
-    assert_eq!(recv(&mut one).await["type"], "voice_clone_progress");
+    assert_eq!(recv(&mut one).await["user_text"], "공룡");
+    assert_eq!(recv(&mut one).await["user_text"], "다 말했어");
     let sizes = settled(
-        || async { voice_samples(&app, user.id) },
-        |sizes: &Vec<u64>| sizes.len() == 2,
+        || transcribed_sizes(&stt),
+        |sizes: &Vec<usize>| sizes.len() == 2,
     )
     .await;
-    assert_eq!(sizes, vec![44 + 16 * 1024, 44 + 48 * 1024]);
+    assert_eq!(sizes, vec![16 * 1024, 48 * 1024]);
 }
 
 /// Defect 4: the reply does not wait for a slow narrator past its deadline; it goes

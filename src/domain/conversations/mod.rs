@@ -105,7 +105,7 @@ pub const VOICE_CLONING_UNAVAILABLE: Notice = Notice {
 /// Spoken (raw-PCM) messages cannot be understood here (no speech-to-text configured).
 pub const SPEECH_TO_TEXT_UNAVAILABLE: Notice = Notice {
     code: "SPEECH_TO_TEXT_UNAVAILABLE",
-    message: "이 서버에는 음성 인식이 설정되어 있지 않아요. 말은 글(user_message)로 보내 주세요.",
+    message: "이 서버에는 음성 인식이 설정되어 있지 않아 음성은 듣지도 저장하지도 않아요. 말은 글(user_message)로 보내 주세요.",
 };
 
 #[derive(Clone, Debug)]

@@ -24,7 +24,7 @@ impl Conversations<'_> {
         let Some(transcriber) = &providers.transcriber else {
             return Err(AppError::new(
                 ErrorCode::AiUnavailable,
-                "이 서버에는 음성 인식이 설정되어 있지 않아요. 음성은 목소리 샘플로만 저장되니, 말은 글(user_message)로 보내 주세요.",
+                "이 서버에는 음성 인식이 설정되어 있지 않아 음성은 듣지도 저장하지도 않아요. 말은 글(user_message)로 보내 주세요.",
             ));
         };
         let _slot = providers
