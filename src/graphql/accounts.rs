@@ -101,7 +101,7 @@ impl VoiceConsentObject {
 pub(crate) struct VoiceConsentInput {
     /// Whose voice the samples are: must be `"guardian"` (a child's voice is never
     /// cloned).
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*$")]
+    #[schema(schema_with = crate::rest::types::guardian_only)]
     pub voice_of: String,
     /// The `text_version` of the text shown (`GET …/voice-consent`).
     #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*$")]

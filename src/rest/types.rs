@@ -350,6 +350,13 @@ pub(crate) fn always_true() -> ObjectBuilder {
         .enum_values(Some([true]))
 }
 
+/// `"guardian"`, the only voice that may be cloned (`voice_of`).
+pub(crate) fn guardian_only() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["guardian"]))
+}
+
 /// The story's characters: at most 10, each 1–100 characters, not only spaces. No text
 /// anywhere may hold NUL (U+0000), hence `[^\x00]` in every pattern.
 pub(crate) fn character_names() -> ArrayBuilder {
