@@ -150,6 +150,38 @@ impl<'a> ChapterObject<'a> {
 
 pub(crate) struct StoryObject(pub Story);
 
+/// The label apps show with an AI-made story (Korean; docs/privacy.md).
+pub(crate) const AI_LABEL: &str = "AI가 만든 이야기예요. 글과 그림, 목소리를 AI가 만들었어요.";
+
+/// Where a story came from (`Story.provenance`).
+#[derive(SimpleObject)]
+pub(crate) struct StoryProvenance {
+    /// True once the story has chapters: its text, pictures and narration are made by
+    /// AI (the offline built-ins too).
+    pub ai_generated: bool,
+    /// The label to show with the story.
+    pub label: String,
+    /// The IPTC digital source type of its content (`trainedAlgorithmicMedia`), also
+    /// written into each picture's XMP and each sound's tags.
+    pub digital_source_type: String,
+    /// Who made what, in chapter order.
+    pub parts: Vec<ProvenancePart>,
+}
+
+/// What one provider (and model) made of a story.
+#[derive(SimpleObject)]
+pub(crate) struct ProvenancePart {
+    /// `text`, `illustration` or `narration`.
+    pub capability: String,
+    /// The provider with its model (`openai-images (gpt-image-1)`), or an offline
+    /// built-in (`offline-png`).
+    pub made_by: String,
+    /// Made on this server by a built-in offline provider.
+    pub offline: bool,
+    /// The chapters it made.
+    pub chapters: Vec<i32>,
+}
+
 #[Object(name = "Story")]
 impl StoryObject {
     async fn id(&self) -> ID {
@@ -179,6 +211,27 @@ impl StoryObject {
     }
     async fn updated_at(&self) -> Timestamp {
         Timestamp(self.0.updated_at)
+    }
+    /// Where the story came from: made by AI, and which provider and model made its
+    /// text, pictures and narration (the pictures and sounds carry the same label in
+    /// their metadata). Apps show `label` with the story (docs/privacy.md).
+    async fn provenance(&self, ctx: &Context<'_>) -> async_graphql::Result<StoryProvenance> {
+        let p = domain(ctx).stories().provenance(&self.0).await?;
+        Ok(StoryProvenance {
+            ai_generated: p.ai_generated,
+            label: AI_LABEL.to_string(),
+            digital_source_type: p.digital_source_type.to_string(),
+            parts: p
+                .parts
+                .into_iter()
+                .map(|part| ProvenancePart {
+                    capability: part.capability.to_string(),
+                    made_by: part.made_by,
+                    offline: part.offline,
+                    chapters: part.chapters,
+                })
+                .collect(),
+        })
     }
     /// Why generation failed (`failed` stories); on a `completed` story, what could not
     /// be made at all (e.g. every illustration failed, and why); `null` otherwise.

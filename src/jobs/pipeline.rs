@@ -21,10 +21,19 @@ use crate::store::{self, to_db};
 use crate::vocabulary::{ChapterId, MessageRole, StepId, StepOutcome, StoryId};
 
 /// Step attempts gathered during a step and written after it.
-#[derive(Default)]
-struct Steps(Mutex<Vec<GenerationStepRow>>);
+struct Steps<'p> {
+    rows: Mutex<Vec<GenerationStepRow>>,
+    providers: &'p Providers,
+}
 
-impl Steps {
+impl<'p> Steps<'p> {
+    fn new(providers: &'p Providers) -> Steps<'p> {
+        Steps {
+            rows: Mutex::new(Vec::new()),
+            providers,
+        }
+    }
+
     fn observer<'a>(
         &'a self,
         metrics: &'a crate::metrics::Metrics,
@@ -34,6 +43,7 @@ impl Steps {
         provider: &'a str,
     ) -> impl FnMut(Attempt<'_>) + 'a {
         let mut count = metrics.observer(step, provider);
+        let made_by = self.providers.made_by(provider);
         move |a: Attempt<'_>| {
             let row = GenerationStepRow {
                 id: StepId::random(),
@@ -51,8 +61,9 @@ impl Steps {
                 },
                 error_kind: a.error.map(|e| e.kind.as_str().to_string()),
                 error_message: a.error.map(|e| e.message.chars().take(500).collect()),
+                made_by: a.error.is_none().then(|| made_by.clone()),
             };
-            self.0.lock().expect("steps lock").push(row);
+            self.rows.lock().expect("steps lock").push(row);
             count(a);
         }
     }
@@ -60,30 +71,35 @@ impl Steps {
     /// Records, in the story's history, that a whole step came to nothing (`step` is the
     /// summary's name, e.g. `illustrate_all`).
     fn note(&self, story: StoryId, step: &str, kind: &str, message: &str) {
-        self.0.lock().expect("steps lock").push(GenerationStepRow {
-            id: StepId::random(),
-            story_id: story,
-            step: step.to_string(),
-            chapter_number: None,
-            provider: "-".to_string(),
-            attempt: 0,
-            started_at: to_db(store::now()),
-            duration_ms: 0,
-            outcome: StepOutcome::Errored,
-            error_kind: Some(kind.to_string()),
-            error_message: Some(message.chars().take(500).collect()),
-        });
+        self.rows
+            .lock()
+            .expect("steps lock")
+            .push(GenerationStepRow {
+                id: StepId::random(),
+                story_id: story,
+                step: step.to_string(),
+                chapter_number: None,
+                provider: "-".to_string(),
+                attempt: 0,
+                started_at: to_db(store::now()),
+                duration_ms: 0,
+                outcome: StepOutcome::Errored,
+                error_kind: Some(kind.to_string()),
+                error_message: Some(message.chars().take(500).collect()),
+                made_by: None,
+            });
     }
 
     /// Marks the last recorded attempt of a moderation step as having flagged content.
     fn mark_flagged(&self) {
-        if let Some(last) = self.0.lock().expect("steps lock").last_mut() {
+        if let Some(last) = self.rows.lock().expect("steps lock").last_mut() {
             last.outcome = StepOutcome::Flagged;
         }
     }
 
     async fn flush(&self, domain: &Domain) {
-        let rows: Vec<GenerationStepRow> = std::mem::take(&mut *self.0.lock().expect("steps lock"));
+        let rows: Vec<GenerationStepRow> =
+            std::mem::take(&mut *self.rows.lock().expect("steps lock"));
         if rows.is_empty() {
             return;
         }
@@ -112,7 +128,7 @@ pub(crate) async fn run(
     job: &Claimed,
     lost: watch::Receiver<bool>,
 ) -> AppResult<()> {
-    let steps = Steps::default();
+    let steps = Steps::new(providers);
     let result = generate(domain, providers, owner, job, &lost, &steps).await;
     steps.flush(domain).await;
     let (status, reason) = match result? {
@@ -136,7 +152,7 @@ async fn generate(
     owner: &str,
     job: &Claimed,
     lost: &watch::Receiver<bool>,
-    steps: &Steps,
+    steps: &Steps<'_>,
 ) -> AppResult<Result<Option<String>, String>> {
     let run = Run {
         domain,
@@ -197,7 +213,7 @@ struct Run<'a> {
     job: &'a Claimed,
     /// Turns true when the lease is lost.
     lost: &'a watch::Receiver<bool>,
-    steps: &'a Steps,
+    steps: &'a Steps<'a>,
 }
 
 /// Steps 1–3: the inputs moderated, the text written and moderated, then title and
@@ -546,13 +562,15 @@ async fn store_media(
             if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
                 return Ok(Made::Lost);
             }
+            // Labelled as AI-made, with the provider and model, in its own metadata.
+            let bytes = media.labelled(&run.providers.made_by(media.made_by));
             let stored = domain
                 .stories()
                 .put_chapter_media(
                     job.id,
                     slot.chapter_id,
                     slot.kind,
-                    &media.bytes,
+                    &bytes,
                     &media.content_type,
                     media.extension,
                 )
@@ -578,7 +596,7 @@ async fn store_media(
 async fn moderate(
     domain: &Domain,
     providers: &Providers,
-    steps: &Steps,
+    steps: &Steps<'_>,
     story: StoryId,
     step: &str,
     texts: &[String],

@@ -6,6 +6,8 @@
 //! `secure_link_md5 "$secure_link_expires$uri <secret>"` checks, so Nginx can serve the
 //! bytes itself; `http::media` does the same checks when no Nginx is in front.
 
+pub mod label;
+
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 

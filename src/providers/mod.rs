@@ -137,6 +137,27 @@ pub struct Media {
     pub bytes: Vec<u8>,
     pub content_type: String,
     pub extension: &'static str,
+    /// The provider that made it (its `name()`; [`Providers::made_by`] adds the model).
+    pub made_by: &'static str,
+}
+
+impl Media {
+    /// The bytes with the AI label written into their metadata ([`crate::media::label`]),
+    /// `made_by` naming the provider and model. A format the label cannot be written
+    /// into is kept as it is, and the log says so.
+    pub fn labelled(&self, made_by: &str) -> std::borrow::Cow<'_, [u8]> {
+        match crate::media::label::labelled(&self.bytes, &self.content_type, made_by) {
+            Some(bytes) => std::borrow::Cow::Owned(bytes),
+            None => {
+                tracing::warn!(
+                    content_type = %self.content_type,
+                    made_by,
+                    "the AI label could not be written into this file; stored without it"
+                );
+                std::borrow::Cow::Borrowed(&self.bytes)
+            }
+        }
+    }
 }
 
 /// One chapter's picture to draw.
@@ -254,6 +275,8 @@ pub struct Providers {
     /// Where a family's data goes in this configuration ([`data_map`]): made once at
     /// start-up, for the logs, the `/privacy` page and the voice-cloning consent text.
     pub data_map: Arc<[data_map::DataFlow]>,
+    /// The model each HTTP provider asks for, by the provider's `name()`.
+    models: Arc<std::collections::HashMap<&'static str, String>>,
 }
 
 /// Which capabilities have a provider configured (and whether `espeak-ng` is here), to
@@ -383,7 +406,28 @@ impl Providers {
             }
         }
         let slots = |p: &crate::config::ProviderConfig| Arc::new(Semaphore::new(p.concurrency));
+        let model = |p: &crate::config::ProviderConfig, default: &str| {
+            p.model.clone().unwrap_or_else(|| default.to_string())
+        };
+        let chat_model = model(&config.llm, openai::DEFAULT_CHAT_MODEL);
+        let models = std::collections::HashMap::from([
+            ("openai-chat", chat_model.clone()),
+            ("openai-chat-guide", chat_model),
+            (
+                "openai-images",
+                model(&config.image, openai::DEFAULT_IMAGE_MODEL),
+            ),
+            (
+                "openai-speech",
+                model(&config.speech, openai::DEFAULT_SPEECH_MODEL),
+            ),
+            (
+                "elevenlabs-tts",
+                model(&config.voice, voice::DEFAULT_TTS_MODEL),
+            ),
+        ]);
         Providers {
+            models: Arc::new(models),
             writer,
             illustrator,
             narrator,
@@ -405,6 +449,15 @@ impl Providers {
                 max_delay: Duration::from_secs(30),
             },
             data_map,
+        }
+    }
+
+    /// Who made something: the provider's name, with the model an HTTP provider asks
+    /// for (`openai-images (gpt-image-1)`); the offline ones are their name.
+    pub fn made_by(&self, provider: &str) -> String {
+        match self.models.get(provider) {
+            Some(model) => format!("{provider} ({model})"),
+            None => provider.to_string(),
         }
     }
 

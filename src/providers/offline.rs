@@ -571,6 +571,7 @@ impl Illustrator for SvgIllustrator {
             bytes: png,
             content_type: "image/png".into(),
             extension: "png",
+            made_by: self.name(),
         })
     }
 }
@@ -644,6 +645,7 @@ impl Narrator for EspeakNarrator {
             bytes,
             content_type: "audio/wav".into(),
             extension: "wav",
+            made_by: self.name(),
         })
     }
 }

@@ -316,18 +316,20 @@ impl Illustrator for ImagesIllustrator {
             bytes,
             content_type: content_type.into(),
             extension,
+            made_by: self.name(),
         })
     }
 }
 
 /// Audio bytes as stored media, the format read from the bytes.
-pub(crate) fn audio_media(bytes: Vec<u8>) -> Result<Media, ProviderError> {
+pub(crate) fn audio_media(bytes: Vec<u8>, made_by: &'static str) -> Result<Media, ProviderError> {
     let format = audio::sniff(&bytes)
         .ok_or_else(|| ProviderError::new(ErrorKind::BadResponse, "not an audio file"))?;
     Ok(Media {
         bytes,
         content_type: format.content_type.into(),
         extension: format.extension,
+        made_by,
     })
 }
 
@@ -336,6 +338,7 @@ pub(crate) fn audio_media(bytes: Vec<u8>) -> Result<Media, ProviderError> {
 /// streams join by concatenation; a server that answers a long text in a container that
 /// does not (WAV, FLAC…) fails the narration, so the next narrator in line reads it.
 pub(crate) async fn narrate_in_pieces<F, Fut>(
+    made_by: &'static str,
     text: &str,
     limit: usize,
     mut piece: F,
@@ -362,7 +365,7 @@ where
         }
         joined.extend(bytes);
     }
-    audio_media(joined)
+    audio_media(joined, made_by)
 }
 
 /// OpenAI-compatible `/audio/speech`.
@@ -427,7 +430,7 @@ impl Narrator for SpeechNarrator {
     }
 
     async fn narrate(&self, text: &str, _voice_id: Option<&str>) -> Result<Media, ProviderError> {
-        narrate_in_pieces(text, self.max_input_chars, |p| self.piece(p)).await
+        narrate_in_pieces(self.name(), text, self.max_input_chars, |p| self.piece(p)).await
     }
 }
 
@@ -554,16 +557,16 @@ mod tests {
     async fn pieces_join_only_where_the_format_allows() {
         let text = "하나. 둘. 셋.";
         let mp3 = |_: String| async { Ok(b"ID3\x04\0\0mp3".to_vec()) };
-        let joined = narrate_in_pieces(text, 4, mp3).await.unwrap();
+        let joined = narrate_in_pieces("test", text, 4, mp3).await.unwrap();
         assert_eq!(joined.extension, "mp3");
         assert_eq!(joined.bytes.len(), 3 * 9, "three pieces, joined");
         let wav = |_: String| async { Ok(b"RIFF\0\0\0\0WAVEfmt ".to_vec()) };
         assert!(
-            narrate_in_pieces(text, 4, wav).await.is_err(),
+            narrate_in_pieces("test", text, 4, wav).await.is_err(),
             "WAV pieces cannot be joined"
         );
         // One piece in any format is fine.
-        let one = narrate_in_pieces(text, 100, wav).await.unwrap();
+        let one = narrate_in_pieces("test", text, 100, wav).await.unwrap();
         assert_eq!(one.extension, "wav");
     }
 

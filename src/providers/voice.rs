@@ -150,6 +150,6 @@ impl Narrator for ElevenLabsNarrator {
         let Some(voice) = voice_id.map(path_safe).filter(|v| !v.is_empty()) else {
             return Err(ProviderError::new(ErrorKind::Unavailable, "no voice id"));
         };
-        narrate_in_pieces(text, MAX_TTS_CHARS, |p| self.piece(&voice, p)).await
+        narrate_in_pieces(self.name(), text, MAX_TTS_CHARS, |p| self.piece(&voice, p)).await
     }
 }

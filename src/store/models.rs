@@ -205,6 +205,8 @@ pub struct GenerationStepRow {
     pub outcome: StepOutcome,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+    /// The provider and model, on a successful attempt.
+    pub made_by: Option<String>,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]

@@ -81,6 +81,7 @@ diesel::table! {
         outcome -> Text,
         error_kind -> Nullable<Text>,
         error_message -> Nullable<Text>,
+        made_by -> Nullable<Text>,
     }
 }
 

@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::db_tests;
 use crate::fakes::openai::{self, Api, chat_answer, transcription_answer};
 use crate::fakes::{ELEVEN_KEY, Fakes, elevenlabs, requests_to};
-use crate::helpers::{Db, TestApp, gql_code, spawn_app_with};
+use crate::helpers::{Db, TestApp, gql_code, spawn_app_with, unlabelled};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -935,7 +935,7 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
         .and(path("/v1/text-to-speech/voice-abc"))
         .respond_with(elevenlabs::strict(
             &fakes.voices,
-            ResponseTemplate::new(200).set_body_bytes(b"ID3\x04\x00cloned-voice".to_vec()),
+            ResponseTemplate::new(200).set_body_bytes(b"\xff\xf3\x84\xc4cloned-voice".to_vec()),
         ))
         .mount(provider)
         .await;
@@ -985,7 +985,11 @@ async fn the_guide_uses_the_llm_and_the_cloned_voice(db: Db) {
         .bytes()
         .await
         .unwrap();
-    assert_eq!(audio.as_ref(), b"ID3\x04\x00cloned-voice");
+    // In the cloned voice, labelled as AI-made (issue 33).
+    assert_eq!(
+        unlabelled(&audio, "elevenlabs-tts ("),
+        b"\xff\xf3\x84\xc4cloned-voice"
+    );
 
     send(
         &mut ws,

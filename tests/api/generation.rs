@@ -10,7 +10,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::db_tests;
 use crate::helpers::{
-    Db, TestApp, espeak_installed, spawn_app_on, spawn_app_sharing, spawn_app_with,
+    Db, TestApp, espeak_installed, spawn_app_on, spawn_app_sharing, spawn_app_with, unlabelled,
 };
 
 use crate::fakes::openai::Natural;
@@ -106,7 +106,16 @@ async fn happy_path_with_http_providers(db: Db) {
     assert_eq!(chapters.len(), 3);
     for (i, chapter) in chapters.iter().enumerate() {
         assert_eq!(chapter["chapter_number"], i as i64 + 1);
-        for (kind, bytes, ctype) in [("image", PNG, "image/png"), ("audio", MP3, "audio/mpeg")] {
+        // The provider's picture and sound, with the AI label in their metadata.
+        for (kind, bytes, ctype, made_by) in [
+            ("image", PNG, "image/png", "openai-images (gpt-image-1.5)"),
+            (
+                "audio",
+                MP3,
+                "audio/mpeg",
+                "openai-speech (gpt-4o-mini-tts)",
+            ),
+        ] {
             let url = chapter[kind]["url"]
                 .as_str()
                 .unwrap()
@@ -114,9 +123,39 @@ async fn happy_path_with_http_providers(db: Db) {
             let response = app.client.get(&url).send().await.unwrap();
             assert_eq!(response.status(), 200);
             assert_eq!(response.headers()["content-type"], ctype);
-            assert_eq!(response.bytes().await.unwrap().as_ref(), bytes);
+            let served = response.bytes().await.unwrap();
+            assert_eq!(unlabelled(&served, made_by), bytes);
         }
     }
+    // Its provenance in GraphQL: who made what (the REST story is the spec's, unchanged).
+    let provenance = app
+        .graphql(
+            "query($id: ID!) { story(id: $id) { provenance { aiGenerated label digitalSourceType parts { capability madeBy offline chapters } } } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let provenance = &provenance["data"]["story"]["provenance"];
+    assert_eq!(provenance["aiGenerated"], true, "{provenance}");
+    assert_eq!(
+        provenance["digitalSourceType"],
+        crate::helpers::AI_SOURCE_TYPE
+    );
+    assert!(provenance["label"].as_str().unwrap().contains("AI"));
+    assert_eq!(
+        provenance["parts"],
+        json!([
+            {"capability": "text", "madeBy": "openai-chat (gpt-5.4-mini)", "offline": false, "chapters": [1, 2, 3]},
+            {"capability": "illustration", "madeBy": "openai-images (gpt-image-1.5)", "offline": false, "chapters": [1, 2, 3]},
+            {"capability": "narration", "madeBy": "openai-speech (gpt-4o-mini-tts)", "offline": false, "chapters": [1, 2, 3]},
+        ]),
+        "{provenance}"
+    );
+    assert!(
+        story.get("provenance").is_none(),
+        "REST objects stay the spec's"
+    );
     // What the providers were asked.
     let chats = requests_to(&server, "/v1/chat/completions").await;
     assert_eq!(chats.len(), 1);
@@ -733,6 +772,8 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
             assert!(url.contains(".png?"), "{url}");
             assert_eq!(response.headers()["content-type"], "image/png");
             let png = response.bytes().await.unwrap();
+            // Labelled as AI-made by the offline illustrator (issue 33).
+            unlabelled(&png, "offline-png");
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
             assert_eq!(&png[12..16], b"IHDR");
             let dimension = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
@@ -755,6 +796,8 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
                     .bytes()
                     .await
                     .unwrap();
+                // Labelled (issue 33); the rest is espeak-ng's WAV, its sizes mended.
+                let wav = unlabelled(&wav, "offline-espeak-ng");
                 assert_eq!(&wav[..4], b"RIFF");
                 // The sizes in the header are the file's (espeak-ng's own claim ~2 GiB).
                 let size = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
@@ -773,6 +816,26 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
             .await
             .unwrap();
         assert!(steps.iter().any(|s| s.provider == "offline-template"));
+        // Its provenance: made by AI, on this server.
+        let provenance = app
+            .graphql(
+                "query($id: ID!) { story(id: $id) { provenance { aiGenerated parts { capability madeBy offline chapters } } } }",
+                json!({"id": id}),
+                Some(&token),
+            )
+            .await
+            .json();
+        let provenance = &provenance["data"]["story"]["provenance"];
+        assert_eq!(provenance["aiGenerated"], true, "{provenance}");
+        let all: Vec<i64> = (1..=n as i64).collect();
+        let mut expected = vec![
+            json!({"capability": "text", "madeBy": "offline-template", "offline": true, "chapters": all}),
+            json!({"capability": "illustration", "madeBy": "offline-png", "offline": true, "chapters": all}),
+        ];
+        if espeak {
+            expected.push(json!({"capability": "narration", "madeBy": "offline-espeak-ng", "offline": true, "chapters": all}));
+        }
+        assert_eq!(provenance["parts"], json!(expected), "{provenance}");
     }
 }
 

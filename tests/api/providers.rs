@@ -17,7 +17,7 @@ use crate::fakes::openai::{
     refusal_answer, speech_answer, strict,
 };
 use crate::fakes::{ELEVEN_KEY, Fakes, elevenlabs, provider_flags, requests_to};
-use crate::helpers::{Db, TestApp, spawn_app_with};
+use crate::helpers::{Db, TestApp, spawn_app_with, unlabelled};
 
 /// The fakes' flags (see `fakes::provider_flags`), OpenAI-compatible capabilities at
 /// `base`, and `extra`.
@@ -104,10 +104,9 @@ async fn gpt_image_models_get_only_what_they_take(db: Db) {
     assert_eq!(story["status"], "completed", "{story}");
     for chapter in story["chapters"].as_array().unwrap() {
         let (content_type, bytes) = fetch(&app, &chapter["image"]["url"]).await;
-        assert_eq!(
-            (content_type.as_str(), bytes.as_slice()),
-            ("image/png", PNG)
-        );
+        assert_eq!(content_type, "image/png");
+        // The provider's picture, labelled with the model asked for.
+        assert_eq!(unlabelled(&bytes, "openai-images (gpt-image-1)"), PNG);
     }
     let asked = requests_to(&fakes.server, Api::Images.path()).await;
     assert_eq!(asked.len(), 3);
@@ -199,7 +198,8 @@ async fn image_urls_are_fetched_only_where_allowed(db: Db) {
     let id = new_story(&app, &token, "호수").await;
     let story = finished(&app, &token, &id).await;
     for chapter in story["chapters"].as_array().unwrap() {
-        assert_eq!(fetch(&app, &chapter["image"]["url"]).await.1, PNG);
+        let (_, image) = fetch(&app, &chapter["image"]["url"]).await;
+        assert_eq!(unlabelled(&image, "openai-images ("), PNG);
     }
     assert_eq!(reason(&app, &token, &id).await, None);
 }
@@ -252,7 +252,8 @@ async fn stories_are_narrated_in_the_cloned_voice(db: Db) {
     let story = finished(&app, &token, &id).await;
     assert_eq!(story["status"], "completed", "{story}");
     for chapter in story["chapters"].as_array().unwrap() {
-        assert_eq!(fetch(&app, &chapter["audio"]["url"]).await.1, MP3);
+        let (_, audio) = fetch(&app, &chapter["audio"]["url"]).await;
+        assert_eq!(unlabelled(&audio, "elevenlabs-tts ("), MP3);
     }
     let spoken = requests_to(&fakes.server, "/v1/text-to-speech/parentVoice01").await;
     assert_eq!(spoken.len(), 3, "every chapter in the parent's voice");
@@ -334,7 +335,11 @@ async fn long_chapters_are_narrated_in_pieces(db: Db) {
     assert_eq!(story["status"], "completed", "{story}");
     for chapter in story["chapters"].as_array().unwrap() {
         let (_, audio) = fetch(&app, &chapter["audio"]["url"]).await;
-        assert_eq!(audio, [MP3, MP3].concat(), "two pieces, joined");
+        assert_eq!(
+            unlabelled(&audio, "openai-speech ("),
+            [MP3, MP3].concat(),
+            "two pieces, joined"
+        );
     }
     let calls = requests_to(&fakes.server, Api::Speech.path()).await;
     assert_eq!(calls.len(), 6);
@@ -515,7 +520,10 @@ async fn audio_is_stored_as_what_it_is(db: Db) {
     assert!(audio["url"].as_str().unwrap().contains(".aac?"), "{audio}");
     let (content_type, bytes) = fetch(&app, &audio["url"]).await;
     assert_eq!(content_type, "audio/aac");
-    assert_eq!(bytes, openai::audio_of("aac"));
+    assert_eq!(
+        unlabelled(&bytes, "openai-speech ("),
+        openai::audio_of("aac")
+    );
 }
 
 /// Arrival times of the requests a responder sees.
@@ -689,7 +697,11 @@ async fn conversations_fall_back_and_cloning_tells_why(db: Db) {
     let started = talk(&mut ws, json!({"type": "start_conversation"})).await;
     assert_eq!(started["type"], "conversation_started", "{started}");
     let (_, audio) = fetch(&app, &started["audio_url"]).await;
-    assert_eq!(audio, MP3, "the stock narrator read the greeting");
+    assert_eq!(
+        unlabelled(&audio, "openai-speech ("),
+        MP3,
+        "the stock narrator read the greeting"
+    );
     assert_eq!(
         requests_to(&fakes.server, Api::Speech.path()).await.len(),
         1

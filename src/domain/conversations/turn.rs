@@ -294,7 +294,9 @@ impl Conversations<'_> {
             Uuid::new_v4(),
             media.extension
         );
-        match self.media().write(&relative, &media.bytes).await {
+        // Labelled as AI-made, with the provider and model, in its own metadata.
+        let bytes = media.labelled(&self.providers().made_by(media.made_by));
+        match self.media().write(&relative, &bytes).await {
             Ok(_) => Some(relative),
             Err(e) => {
                 tracing::error!(error = %e, "storing a spoken reply failed");

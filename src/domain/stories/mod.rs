@@ -3,6 +3,8 @@
 //! Ownership is checked here, for every door.
 
 mod listing;
+mod provenance;
+pub use provenance::{Provenance, ProvenancePart};
 mod rows;
 mod writing;
 

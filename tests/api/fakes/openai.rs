@@ -49,8 +49,10 @@ static ERROR: LazyLock<Value> = LazyLock::new(|| {
     ))
 });
 
-pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRfake-png-bytes";
-pub const MP3: &[u8] = b"ID3\x04\x00\x00fake-mp3-bytes";
+/// A real 2 × 1 PNG (a red and a blue pixel), so the label can be written into it.
+pub const PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x02\x00\x00\x00\x01\x08\x02\x00\x00\x00\x7b\x40\xe8\xdd\x00\x00\x00\x0d\x49\x44\x41\x54\x78\x9c\x63\xf8\xcf\x00\x04\xff\x01\x07\x00\x01\xff\xe2\x23\x9e\x59\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
+/// MPEG audio frames (a frame header, then bytes), without an ID3 tag.
+pub const MP3: &[u8] = b"\xff\xf3\x84\xc4fake-mp3-frames";
 
 /// The endpoints the service calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,1 @@
+ALTER TABLE generation_steps DROP COLUMN made_by;
