@@ -152,8 +152,9 @@ impl Application {
             }
         };
         let housekeeping = end_idle_conversations(self.domain.clone(), signal.clone());
-        let (served, metrics_served, (), ()) =
-            tokio::join!(serve, metrics.into_future(), worker, housekeeping);
+        let purging = purge_on_schedule(self.domain.clone(), signal.clone());
+        let (served, metrics_served, (), (), ()) =
+            tokio::join!(serve, metrics.into_future(), worker, housekeeping, purging);
         if !self.shutdown.drain(SOCKET_GRACE).await {
             tracing::warn!("some sockets had not closed when the shutdown's grace ended");
         }
@@ -178,6 +179,30 @@ async fn end_idle_conversations(domain: Domain, shutdown: Shutdown) {
         }
         if let Err(e) = domain.conversations().end_idle().await {
             tracing::warn!(error = ?e, "ending idle conversations failed; trying again later");
+        }
+    }
+}
+
+/// Runs the retention purge every `JJONGAL_PURGE_INTERVAL_SECS` until the shutdown;
+/// every process tries, one purges per interval (`domain::retention`).
+async fn purge_on_schedule(domain: Domain, shutdown: Shutdown) {
+    let interval = domain.config().retention.purge_interval;
+    let process = format!("server-{}", uuid::Uuid::new_v4());
+    // Checked a few times per interval (at most every minute), so a process that
+    // starts late still takes a slot nobody took.
+    let every = (interval / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.requested() => return,
+        }
+        if let Err(e) = domain.retention().purge_if_due(&process).await {
+            tracing::warn!(error = ?e, "the retention purge failed; trying again next interval");
         }
     }
 }
@@ -242,6 +267,11 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
     let media = Router::new()
         .route("/media/{*path}", get(crate::http::media::media))
         .with_state(domain.media().clone());
+    // The family's archive: a file, not the JSON envelope (failures are envelopes).
+    api = api.route(
+        "/api/v1/users/me/export",
+        get(crate::http::export::export).with_state(domain.clone()),
+    );
     if domain.config().bench_routes {
         api = api.merge(crate::stack_limit::router(domain.clone()));
     }

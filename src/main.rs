@@ -1,5 +1,5 @@
 //! The `jjongal` command: `serve` (default), `migrate`, `users`, `providers check`,
-//! `voices retry-deletions`, `talk`, `print-schema`, `print-openapi`.
+//! `voices retry-deletions`, `purge`, `talk`, `print-schema`, `print-openapi`.
 
 use std::io::Read;
 
@@ -55,6 +55,9 @@ enum Command {
         #[command(subcommand)]
         command: VoicesCommand,
     },
+    /// Run the retention purge now (the server also runs it every
+    /// JJONGAL_PURGE_INTERVAL_SECS) and print what it deleted.
+    Purge,
     /// Talk on the conversation socket from a shell: each line of standard input is what
     /// the child says; at its end the conversation ends and asks for its story.
     Talk {
@@ -196,6 +199,19 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 bail!("a provider check failed")
             }
+        }
+        Command::Purge => {
+            let domain = cli_domain(Config::resolve(cli.config)?).await?;
+            let purged = domain
+                .retention()
+                .purge_now(&format!("command-{}", std::process::id()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
+            println!(
+                "purged: {} conversations, {} spoken replies' audio, {} voice samples",
+                purged.conversations, purged.reply_audio, purged.voice_samples
+            );
+            Ok(())
         }
         Command::Voices {
             command: VoicesCommand::RetryDeletions { force },

@@ -112,6 +112,10 @@ uuid_id! {
     VoiceDeletionId;
     /// `voice_consents.id`.
     VoiceConsentId;
+    /// `purge_runs.id`.
+    PurgeRunId;
+    /// `data_exports.id`.
+    ExportId;
 }
 
 text_enum! {

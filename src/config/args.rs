@@ -7,7 +7,7 @@ use clap::Args;
 use clap::builder::TypedValueParser;
 use secrecy::SecretString;
 
-use super::{Environment, LogFormat, TemperatureParam, TokenLimitParam};
+use super::{Environment, LogFormat, SampleRetention, TemperatureParam, TokenLimitParam};
 
 /// Flags and environment variables. Every flag can be given after any subcommand.
 /// The secrets and API keys are [`SecretString`]s from the moment they are parsed, so
@@ -390,6 +390,25 @@ pub struct ConfigArgs {
     /// Bytes of voice samples one account may keep in all.
     #[arg(long, env = "JJONGAL_VOICE_MAX_SAMPLE_BYTES", default_value_t = 52_428_800, value_parser = clap::value_parser!(u64).range(1024..=10_737_418_240), global = true)]
     pub voice_max_sample_bytes: u64,
+    /// Ended conversations (messages, spoken replies) are deleted this many days after
+    /// their last change; 0: at the next purge.
+    #[arg(long, env = "JJONGAL_RETAIN_CONVERSATIONS_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(0..=36_500), global = true)]
+    pub retain_conversations_days: u32,
+    /// Spoken replies of ended conversations lose their audio this many days after they
+    /// were spoken (the text stays); 0: at the next purge.
+    #[arg(long, env = "JJONGAL_RETAIN_REPLY_AUDIO_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=36_500), global = true)]
+    pub retain_reply_audio_days: u32,
+    /// Voice samples: `until-cloned` (deleted once the voice is cloned) or
+    /// `until-deleted` (kept until the voice or the consent is taken back).
+    #[arg(long, env = "JJONGAL_RETAIN_VOICE_SAMPLES", value_enum, default_value_t = SampleRetention::UntilCloned, global = true)]
+    pub retain_voice_samples: SampleRetention,
+    /// How often the purge runs, seconds (once per interval across processes).
+    #[arg(long, env = "JJONGAL_PURGE_INTERVAL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub purge_interval_secs: u64,
+    /// One export of a family's data (GET /api/v1/users/me/export) per account per this
+    /// many seconds.
+    #[arg(long, env = "JJONGAL_EXPORT_INTERVAL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub export_interval_secs: u64,
     /// Whether operators' views of conversations include message texts.
     #[arg(long, env = "JJONGAL_OPERATOR_CAN_READ_TRANSCRIPTS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub operator_can_read_transcripts: bool,

@@ -46,6 +46,28 @@ pub enum Environment {
     Production,
 }
 
+/// How long voice samples are kept (`JJONGAL_RETAIN_VOICE_SAMPLES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SampleRetention {
+    /// Deleted once the voice is cloned (they are of no further use).
+    UntilCloned,
+    /// Kept until the guardian deletes the voice or withdraws the consent.
+    UntilDeleted,
+}
+
+/// What the purge job keeps, and how often it runs (docs/privacy.md, *Retention*).
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// Ended conversations (with their messages and spoken replies) unchanged for longer
+    /// are deleted.
+    pub conversations: Duration,
+    /// Spoken replies of ended conversations older than this lose their audio.
+    pub reply_audio: Duration,
+    pub voice_samples: SampleRetention,
+    /// How often one purge runs (once per interval across processes).
+    pub purge_interval: Duration,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -82,6 +104,9 @@ pub struct Config {
     pub voice_max_samples: u32,
     pub voice_max_sample_bytes: u64,
     pub operator_can_read_transcripts: bool,
+    pub retention: RetentionConfig,
+    /// One export per account per this long.
+    pub export_interval: Duration,
     /// Password hashes at once, and requests that may wait for one.
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
@@ -227,6 +252,15 @@ impl Config {
             voice_max_samples: args.voice_max_samples,
             voice_max_sample_bytes: args.voice_max_sample_bytes,
             operator_can_read_transcripts: args.operator_can_read_transcripts,
+            retention: RetentionConfig {
+                conversations: Duration::from_secs(
+                    u64::from(args.retain_conversations_days) * 86_400,
+                ),
+                reply_audio: Duration::from_secs(u64::from(args.retain_reply_audio_days) * 86_400),
+                voice_samples: args.retain_voice_samples,
+                purge_interval: Duration::from_secs(args.purge_interval_secs),
+            },
+            export_interval: Duration::from_secs(args.export_interval_secs),
             password_hash_concurrency: args.password_hash_concurrency.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 |n| n as usize,

@@ -10,7 +10,9 @@ pub(crate) mod account_cache;
 pub mod accounts;
 pub mod conversations;
 pub(crate) mod cursor;
+pub(crate) mod export;
 pub(crate) mod ops;
+pub mod retention;
 pub mod stories;
 pub(crate) mod tokens;
 pub(crate) mod voices;
@@ -224,6 +226,10 @@ services! {
     Voices => voices;
     /// The operators' audited view across accounts, and role changes.
     Ops => ops;
+    /// The retention policy's purge (docs/privacy.md, *Retention*).
+    Retention => retention;
+    /// The guardian's export of the family's data.
+    Exports => exports;
 }
 
 /// Counts Unicode scalar values, the unit of every text limit in the contract.

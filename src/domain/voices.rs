@@ -327,6 +327,22 @@ impl Voices<'_> {
         })
     }
 
+    /// Removes one stored sample's file (its row is gone already).
+    pub(crate) async fn remove_sample_file(&self, owner: UserId, file: &str) {
+        // A file name as stored (`{id}.{ext}`), never a path.
+        if file.contains(['/', '\\']) || file.starts_with('.') {
+            return;
+        }
+        let path = self.samples_dir(owner).join(file);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "removing a voice sample")
+            }
+        }
+    }
+
     /// How many samples `owner` has stored.
     pub(crate) async fn sample_count(&self, owner: UserId) -> AppResult<i64> {
         Ok(store::voices::sample_count(&mut self.pool().get().await?.db(), owner).await?)
@@ -422,7 +438,20 @@ impl Voices<'_> {
         let mut conn = self.pool().get().await?;
         let kept =
             store::voices::end_cloning(&mut conn.db(), oid, status, voice_id.as_deref()).await?;
+        // Cloned: the samples are of no further use and, by default, not kept
+        // (docs/privacy.md, *Retention*).
+        let delete_samples = kept
+            && status == VoiceStatus::Cloned
+            && self.config().retention.voice_samples == crate::config::SampleRetention::UntilCloned;
+        if delete_samples {
+            store::voices::delete_samples(&mut conn.db(), oid).await?;
+        }
         drop(conn);
+        if delete_samples {
+            crate::media::remove_tree(&self.samples_dir(oid), "removing cloned voice samples")
+                .await;
+            tracing::info!(user_id = %oid, "voice cloned; its samples deleted (JJONGAL_RETAIN_VOICE_SAMPLES=until-cloned)");
+        }
         if !kept {
             // The voice (or the account) was deleted while it was being cloned: the new
             // voice must not outlive that.

@@ -93,6 +93,14 @@ impl VoiceConsentObject {
     }
 }
 
+/// Where to download the family's export (`prepareExport`).
+#[derive(async_graphql::SimpleObject)]
+pub(crate) struct PreparedExport {
+    /// `GET` it for the archive; it works until `expiresAt`.
+    pub url: String,
+    pub expires_at: Timestamp,
+}
+
 /// The guardian's voice-cloning consent, as shown to them; also the REST body of
 /// `POST /api/v1/users/me/voice-consent`.
 #[derive(InputObject, Deserialize, ToSchema)]
@@ -276,6 +284,18 @@ impl AccountMutation {
         let user = viewer(ctx).await?;
         domain(ctx).voices().withdraw_voice_consent(&user).await?;
         Ok(true)
+    }
+
+    /// Prepares the export of everything the service holds about the family: a URL that
+    /// downloads the archive (`application/x-tar`) without the bearer header, for ten
+    /// minutes. The download is `GET /api/v1/users/me/export` (rate-limited per account).
+    async fn prepare_export(&self, ctx: &Context<'_>) -> async_graphql::Result<PreparedExport> {
+        let user = viewer(ctx).await?;
+        let prepared = domain(ctx).exports().prepare(&user);
+        Ok(PreparedExport {
+            url: prepared.url,
+            expires_at: Timestamp(prepared.expires_at),
+        })
     }
 
     /// Deletes the account's voice: samples, the stored voice id, the provider's voice.

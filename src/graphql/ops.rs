@@ -331,6 +331,31 @@ impl OpsReads {
             .collect())
     }
 
+    /// The retention purges, newest first: when each ran, where, and what it deleted
+    /// (docs/privacy.md, *Retention*).
+    #[graphql(complexity = "first.clamp(1, 100) as usize * child_complexity")]
+    async fn purges(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<PurgeRun>> {
+        let user = viewer(ctx).await?;
+        let runs = domain(ctx).ops().purge_runs(&user, first).await?;
+        Ok(runs
+            .into_iter()
+            .map(|r| PurgeRun {
+                trigger: r.trigger,
+                process: r.process,
+                started_at: Timestamp(r.started_at),
+                finished_at: r.finished_at.map(Timestamp),
+                conversations: r.purged.conversations as i32,
+                reply_audio: r.purged.reply_audio as i32,
+                voice_samples: r.purged.voice_samples as i32,
+                error: r.error,
+            })
+            .collect())
+    }
+
     /// The audit log of operator reads, newest first.
     #[graphql(complexity = "first.clamp(1, 100) as usize * child_complexity")]
     async fn audit(
@@ -351,6 +376,26 @@ impl OpsReads {
             })
             .collect())
     }
+}
+
+/// One retention purge, as recorded.
+#[derive(SimpleObject)]
+pub(crate) struct PurgeRun {
+    /// `scheduled` (the server's) or `command` (`jjongal purge`).
+    pub trigger: String,
+    /// The process that ran it.
+    pub process: String,
+    pub started_at: Timestamp,
+    /// `null` while it runs (or if its process stopped mid-way).
+    pub finished_at: Option<Timestamp>,
+    /// Ended conversations deleted (with messages and spoken replies).
+    pub conversations: i32,
+    /// Spoken replies whose audio was deleted.
+    pub reply_audio: i32,
+    /// Voice samples deleted (of cloned voices).
+    pub voice_samples: i32,
+    /// Set when the run stopped short (the log has the cause).
+    pub error: Option<String>,
 }
 
 /// A cloned voice whose deletion at the voice provider was recorded when its account or

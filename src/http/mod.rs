@@ -10,6 +10,7 @@ pub(crate) mod bearer;
 pub(crate) mod client;
 pub(crate) mod envelope;
 pub(crate) mod errors;
+pub(crate) mod export;
 pub(crate) mod media;
 pub(crate) mod socket_close;
 pub(crate) mod socket_writer;

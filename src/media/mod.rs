@@ -7,6 +7,7 @@
 //! bytes itself; `http::media` does the same checks when no Nginx is in front.
 
 pub mod label;
+pub mod tar;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -97,6 +98,19 @@ impl MediaStore {
     pub(crate) async fn remove_dir(&self, relative: &str) {
         if let Some(path) = self.resolve(relative) {
             remove_tree(&path, "removing media").await;
+        }
+    }
+
+    /// Removes one file below the media directory; one that is not there is already
+    /// removed.
+    pub(crate) async fn remove_file(&self, relative: &str) {
+        let Some(path) = self.resolve(relative) else {
+            return;
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "removing media"),
         }
     }
 

@@ -354,6 +354,30 @@ fn extra_paths(paths: &mut Map<String, Value>) {
             "responses": media_failures,
         }}),
     );
+    // The family's export: a file, streamed.
+    let mut export = failures(true, false);
+    export.insert(
+        "200".into(),
+        json!({"description": "A ustar archive of everything the service holds about the family \
+                (account, consents, conversations, stories with their media, voice samples' list \
+                and clone status); its layout is in `README.txt` inside.",
+               "headers": {"Content-Disposition": {"description": "`attachment; filename=\"jjongal-export-YYYYMMDD.tar\"`", "schema": {"type": "string"}}},
+               "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}),
+    );
+    paths.insert(
+        "/api/v1/users/me/export".into(),
+        json!({"get": {
+            "operationId": "exportFamilyData",
+            "tags": ["accounts"],
+            "summary": "Everything the service holds about the family, as one archive (extension); one per account per JJONGAL_EXPORT_INTERVAL_SECS",
+            "security": [{"bearer": []}, {}],
+            "parameters": [
+                {"name": "ticket", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 2000},
+                 "description": "Instead of the bearer token: the ticket in the URL GraphQL `prepareExport` gives (ten minutes)."},
+            ],
+            "responses": export,
+        }}),
+    );
 }
 
 /// The whole document as JSON.
@@ -376,8 +400,11 @@ pub fn document_json(public_url: &str) -> Value {
                 `story_id_assigned` (`story_id`) before `conversation_ended`; \
                 `start_conversation` may carry `payload.audio_config` — `sample_rate` \
                 8000–48000, `encoding` `pcm_s16le`, mono — and binary frames up to the \
-                next text frame are then one raw-PCM utterance, kept as a WAV voice \
-                sample and, with server speech-to-text, answered like `user_message`); \
+                next text frame are then one raw-PCM utterance: the child talking, \
+                transcribed with server speech-to-text and answered like `user_message`, \
+                never kept and never a voice sample); binary frames without \
+                `audio_config` are the guardian's voice samples, accepted only after the \
+                voice-cloning consent (`VOICE_CONSENT_REQUIRED` otherwise); \
                 GraphQL is at `/graphql`.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },

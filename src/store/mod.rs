@@ -5,11 +5,13 @@
 
 pub(crate) mod accounts;
 pub(crate) mod conversations;
+pub(crate) mod exports;
 pub(crate) mod jobs;
 mod json_in;
 pub mod models;
 pub(crate) mod notify;
 pub(crate) mod ops;
+pub(crate) mod retention;
 pub mod schema;
 mod sqlite_thread;
 pub(crate) mod stories;

@@ -5,13 +5,14 @@ use diesel::prelude::*;
 
 use super::types::{
     AuditId, ChapterId, ConversationId, ConversationStatus, DeletionStatus, MediaFileId, MessageId,
-    MessageRole, RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength, StoryStatus,
-    TokenFamilyId, UserId, VoiceConsentId, VoiceDeletionId, VoiceSampleId, VoiceStatus,
+    MessageRole, PurgeRunId, RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength,
+    StoryStatus, TokenFamilyId, UserId, VoiceConsentId, VoiceDeletionId, VoiceSampleId,
+    VoiceStatus,
 };
 
 use super::schema::{
     chapters, conversation_messages, conversations, generation_steps, media_files, ops_audit,
-    refresh_tokens, stories, users, voice_consents, voice_deletions, voice_samples,
+    purge_runs, refresh_tokens, stories, users, voice_consents, voice_deletions, voice_samples,
 };
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -273,4 +274,21 @@ pub(crate) struct VoiceConsentRow {
     pub text: String,
     pub given_at: NaiveDateTime,
     pub withdrawn_at: Option<NaiveDateTime>,
+}
+
+/// One retention purge: when, by whom, what it deleted.
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = purge_runs)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct PurgeRunRow {
+    pub id: PurgeRunId,
+    pub slot: Option<i64>,
+    pub trigger: String,
+    pub process: String,
+    pub started_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+    pub conversations: i32,
+    pub reply_audio: i32,
+    pub voice_samples: i32,
+    pub error: Option<String>,
 }

@@ -182,6 +182,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    purge_runs (id) {
+        id -> Text,
+        slot -> Nullable<BigInt>,
+        trigger -> Text,
+        process -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        conversations -> Integer,
+        reply_audio -> Integer,
+        voice_samples -> Integer,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    data_exports (id) {
+        id -> Text,
+        owner_id -> Text,
+        started_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(conversations -> users (owner_id));
 diesel::joinable!(stories -> users (owner_id));
@@ -199,5 +222,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     voice_samples,
     ops_audit,
     voice_deletions,
-    voice_consents
+    voice_consents,
+    purge_runs,
+    data_exports
 );

@@ -112,5 +112,7 @@ uuid_id!(
     StepId,
     AuditId,
     VoiceDeletionId,
-    VoiceConsentId
+    VoiceConsentId,
+    PurgeRunId,
+    ExportId
 );

@@ -315,3 +315,16 @@ pub(crate) async fn settle_deletion(
         .await)?;
     Ok(())
 }
+
+/// Every sample row of `owner`, oldest first (for the guardian's export).
+pub(crate) async fn samples_of(
+    db: &mut Db<'_>,
+    owner: UserId,
+) -> Result<Vec<VoiceSampleRow>, DbError> {
+    Ok(on_db!(db, |c| voice_samples::table
+        .filter(voice_samples::owner_id.eq(owner))
+        .order((voice_samples::created_at.asc(), voice_samples::id.asc()))
+        .select(VoiceSampleRow::as_select())
+        .load(c)
+        .await)?)
+}

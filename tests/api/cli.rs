@@ -508,7 +508,64 @@ async fn talk_speaks_the_conversation_socket_from_a_shell(db: Db) {
     assert!(stderr.contains("plain ws://"), "{stderr}");
 }
 
+/// `jjongal purge` applies the default retention policy: an ended conversation last
+/// changed 366 days ago is deleted, one changed 364 days ago is kept (365 days), and the
+/// run is recorded.
+async fn the_purge_command_applies_the_default_retention(db: Db) {
+    let storage = TestStorage::new(db).await;
+    let app = spawn_app_on(storage, &[]).await;
+    let token = app.new_account("old.family").await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let started = app
+            .graphql(
+                "mutation { startConversation { conversation { id } } }",
+                json!({}),
+                Some(&token),
+            )
+            .await
+            .json();
+        let id = started["data"]["startConversation"]["conversation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        app.graphql(
+            "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await;
+        ids.push(id);
+    }
+    let days = chrono::Duration::days;
+    for (id, age) in ids.iter().zip([days(366), days(364)]) {
+        let at = (chrono::Utc::now() - age)
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S");
+        app.storage()
+            .execute(&format!(
+                "UPDATE conversations SET updated_at = '{at}' WHERE id = '{id}'"
+            ))
+            .await;
+    }
+    let out = command(app.storage()).arg("purge").output().await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("purged: 1 conversations"), "{printed}");
+    app.get(&format!("/api/v1/conversations/{}", ids[0]), Some(&token))
+        .await
+        .assert_error(404, "RESOURCE_NOT_FOUND");
+    app.get(&format!("/api/v1/conversations/{}", ids[1]), Some(&token))
+        .await
+        .assert_ok(200);
+}
+
 db_tests!(
+    the_purge_command_applies_the_default_retention,
     voice_deletions_are_retried_from_the_command_line,
     internal_causes_are_logged_once_with_the_request_id_never_answered,
     only_the_cli_grants_the_operator_role,

@@ -547,19 +547,30 @@ async fn voice_samples_clone_once_and_can_be_deleted(db: Db) {
     drop(ws);
     // Samples survive a reconnect; the fifth clones, later ones do not clone again.
     let mut ws = open(&app, &format!("/wss/v1/audio?token={token}"), None).await;
-    for n in 4..=7u8 {
+    let owner = app.user(&token).await.id;
+    for n in 4..=5u8 {
         ws.send(Message::binary(wav(n))).await.unwrap();
         let progress = recv(&mut ws).await;
         assert_eq!(progress["sample_count"], n);
         assert_eq!(progress["ready_for_cloning"], n >= 5);
-        if n == 5 {
-            let success = recv(&mut ws).await;
-            assert_eq!(
-                success,
-                json!({"type": "voice_clone_success", "voice_id": "voice-123", "message": "목소리 복제 완료!"})
-            );
-        }
     }
+    let success = recv(&mut ws).await;
+    assert_eq!(
+        success,
+        json!({"type": "voice_clone_success", "voice_id": "voice-123", "message": "목소리 복제 완료!"})
+    );
+    // Cloned: the samples are not kept (JJONGAL_RETAIN_VOICE_SAMPLES=until-cloned);
+    // later ones count from nothing and clone nothing.
+    assert!(stored_samples(&app, owner).is_empty());
+    for n in 1..=2u8 {
+        ws.send(Message::binary(wav(5 + n))).await.unwrap();
+        let progress = recv(&mut ws).await;
+        assert_eq!(progress["sample_count"], n, "{progress}");
+    }
+    // The purge takes those too.
+    let purged = app.domain.retention().purge_now("test").await.unwrap();
+    assert_eq!(purged.voice_samples, 2);
+    assert!(stored_samples(&app, owner).is_empty());
     let clones: Vec<_> = provider
         .received_requests()
         .await
@@ -723,7 +734,11 @@ async fn voice_cloning_needs_the_guardians_consent(db: Db) {
         assert_eq!(recv(&mut ws).await["sample_count"], n);
     }
     assert_eq!(recv(&mut ws).await["type"], "voice_clone_success");
-    assert_eq!(stored_samples(&app, user.id).len(), 5);
+    // Cloned: those five are not kept (the default retention); one sent after is.
+    assert!(stored_samples(&app, user.id).is_empty());
+    ws.send(Message::binary(wav(6))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["sample_count"], 1);
+    assert_eq!(stored_samples(&app, user.id).len(), 1);
 
     // Withdrawn: the samples, the stored voice and the provider's clone go.
     app.delete(url, None)

@@ -96,6 +96,17 @@ impl Ops<'_> {
 
     /// Cloned voices whose deletion at the provider was recorded (pending, deleted later,
     /// or settled by force), newest first; operators only.
+    /// The retention purges, newest first (what each deleted: the audit of the policy).
+    pub(crate) async fn purge_runs(
+        &self,
+        viewer: &User,
+        first: i32,
+    ) -> AppResult<Vec<crate::domain::retention::PurgeRun>> {
+        self.require_operator(viewer).await?;
+        let limit = page_limit(first)?;
+        self.retention().runs(limit).await
+    }
+
     pub(crate) async fn voice_deletions(
         &self,
         viewer: &User,
