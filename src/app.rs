@@ -194,7 +194,8 @@ async fn purge_on_schedule(domain: Domain, shutdown: Shutdown) {
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(60),
     );
-    let mut tick = tokio::time::interval(every);
+    // The first try a tick after start-up, not during it.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -258,6 +258,17 @@ impl Accounts<'_> {
         }
     }
 
+    /// Whether `password` is `owner`'s (the guardian confirming an act only the guardian
+    /// may do, e.g. the voice-cloning consent: the child's app holds the same token).
+    pub(crate) async fn confirm_password(&self, owner: UserId, password: &str) -> AppResult<bool> {
+        if password.is_empty() {
+            return Ok(false);
+        }
+        let found = store::accounts::user(&mut self.pool().get().await?.db(), owner).await?;
+        let hash = found.map(|u| u.password_hash);
+        self.passwords().verify(password.to_string(), hash).await
+    }
+
     /// Stores a new refresh token in `family` and signs an access token.
     async fn new_pair(&self, user_id: UserId, family: TokenFamilyId) -> AppResult<TokenPair> {
         let refresh_token = new_refresh_token();

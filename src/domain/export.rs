@@ -5,8 +5,9 @@
 //!
 //! The archive is a ustar file made as it is sent ([`crate::media::tar`]): each JSON
 //! document is made and sent on its own, each media file is read from disk in 64 KiB
-//! pieces, and the pieces go through a channel of a few entries, so memory stays bounded
-//! whatever the family holds. Only the owner's data goes in: every read is by the owner's
+//! pieces, and the pieces go through a channel of a few entries, so memory is bounded by
+//! the largest single document (one conversation with its messages, one story), not by
+//! the library. Only the owner's data goes in: every read is by the owner's
 //! id. An export is recorded (`data_exports`), and one may start per
 //! `JJONGAL_EXPORT_INTERVAL_SECS` per account, on every process.
 //!

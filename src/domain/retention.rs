@@ -9,7 +9,8 @@
 //! - voice samples go once the voice is cloned (`JJONGAL_RETAIN_VOICE_SAMPLES`
 //!   `until-cloned`, the default) — at the clone itself, and any sent later at the next
 //!   purge;
-//! - the child's spoken utterances are never kept (transcribed, then dropped).
+//! - the child's spoken utterances are never kept (transcribed, then dropped);
+//! - sample files without a row (from versions before the consent) are swept.
 //!
 //! The purge runs every `JJONGAL_PURGE_INTERVAL_SECS` in every process, but only the
 //! process that takes the interval's slot in `purge_runs` purges, so one purge runs per
@@ -164,6 +165,9 @@ impl Retention<'_> {
             }
             purged.voice_samples = samples.len();
         }
+        // Sample files without a row (older versions', or a write that lost a race with
+        // a deletion).
+        purged.voice_samples += self.voices().sweep_orphan_files().await?;
         Ok(())
     }
 

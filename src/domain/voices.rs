@@ -94,6 +94,9 @@ pub(crate) struct GiveConsent {
     pub voice_of: String,
     pub text_version: String,
     pub provider: String,
+    /// The guardian's password: only the guardian holds it (the child's app holds the
+    /// same token).
+    pub password: String,
 }
 
 /// A mono 16-bit little-endian PCM recording as a WAV file (the 44-byte RIFF header, then
@@ -176,7 +179,8 @@ impl Voices<'_> {
 
     /// Records the guardian's voice-cloning consent (idempotent: a standing one is
     /// answered as it is). Refused unless it is for the guardian's own voice, on the
-    /// text version and for the provider in force.
+    /// text version and for the provider in force, confirmed with the guardian's
+    /// password.
     pub(crate) async fn give_voice_consent(
         &self,
         owner: UserId,
@@ -204,6 +208,16 @@ impl Voices<'_> {
                     "샘플을 받을 목소리 복제 서비스가 바뀌었어요 (지금: {}). 새 문구를 보여 드린 뒤 다시 동의를 받아 주세요.",
                     terms.provider
                 ),
+            ));
+        }
+        if !self
+            .accounts()
+            .confirm_password(owner, &given.password)
+            .await?
+        {
+            return Err(AppError::new(
+                ErrorCode::InsufficientPermission,
+                "보호자 비밀번호가 맞지 않아요. 목소리 복제 동의는 보호자만 할 수 있어요.",
             ));
         }
         let row = VoiceConsentRow {
@@ -301,13 +315,22 @@ impl Voices<'_> {
         // Whole or not at all: the clone reads the samples, and a full disk must not
         // leave a truncated one counted.
         let path = self.samples_dir(owner.id).join(&row.path);
-        let stored = crate::media::write_file_whole(path, bytes.to_vec()).await;
+        let stored = crate::media::write_file_whole(path.clone(), bytes.to_vec()).await;
         if let Err(e) = stored {
             let mut conn = self.pool().get().await?;
             let _ = store::voices::delete_sample(&mut conn.db(), row.id).await;
             return Err(AppError::Internal(anyhow::anyhow!(
                 "storing a voice sample: {e}"
             )));
+        }
+        // A withdrawal (or the clone, or the purge) that deleted the row while the file
+        // was being written removed the folder before the file came: the file goes too.
+        let kept = store::voices::sample_exists(&mut self.pool().get().await?.db(), row.id).await?;
+        if !kept {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(AppError::validation(
+                "이 샘플은 보관하지 않았어요: 그사이 목소리 동의가 철회되었거나 목소리가 복제되었어요.",
+            ));
         }
         let threshold = i64::from(self.config().voice_clone_samples);
         self.events()
@@ -327,6 +350,54 @@ impl Voices<'_> {
         })
     }
 
+    /// Removes sample files that have no row (left by versions before the consent, or by
+    /// a deletion that raced a write); how many. The files are listed before the rows are
+    /// read, and a sample's row is written before its file, so a sample being stored is
+    /// never taken for an orphan; files still being written (`.part`) are left alone.
+    pub(crate) async fn sweep_orphan_files(&self) -> AppResult<usize> {
+        let root = self.config().data_dir.join("voice-samples");
+        let mut owners = match tokio::fs::read_dir(&root).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(AppError::Internal(e.into())),
+        };
+        let mut removed = 0;
+        while let Some(dir) = owners
+            .next_entry()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+        {
+            let Some(owner) = dir
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<UserId>().ok())
+            else {
+                continue;
+            };
+            let mut files = Vec::new();
+            if let Ok(mut entries) = tokio::fs::read_dir(dir.path()).await {
+                while let Ok(Some(f)) = entries.next_entry().await {
+                    if let Some(name) = f.file_name().to_str()
+                        && !name.ends_with(".part")
+                    {
+                        files.push(name.to_string());
+                    }
+                }
+            }
+            if files.is_empty() {
+                continue;
+            }
+            let rows = store::voices::samples_of(&mut self.pool().get().await?.db(), owner).await?;
+            for file in files {
+                if !rows.iter().any(|r| r.path == file) {
+                    self.remove_sample_file(owner, &file).await;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes one stored sample's file (its row is gone already).
     pub(crate) async fn remove_sample_file(&self, owner: UserId, file: &str) {
         // A file name as stored (`{id}.{ext}`), never a path.
@@ -344,7 +415,7 @@ impl Voices<'_> {
     }
 
     /// How many samples `owner` has stored.
-    pub(crate) async fn sample_count(&self, owner: UserId) -> AppResult<i64> {
+    pub async fn sample_count(&self, owner: UserId) -> AppResult<i64> {
         Ok(store::voices::sample_count(&mut self.pool().get().await?.db(), owner).await?)
     }
 
@@ -362,17 +433,16 @@ impl Voices<'_> {
         // Only under the guardian's consent for this provider (a withdrawal from here on
         // deletes the voice, and `end_cloning` then deletes the new clone).
         let provider = self.consent_terms().provider;
-        if store::voices::current_consent(&mut conn.db(), oid, &provider)
-            .await?
-            .is_none()
-        {
+        let Some(consent) = store::voices::current_consent(&mut conn.db(), oid, &provider).await?
+        else {
             return Ok(());
-        }
+        };
         if !store::voices::claim_cloning(&mut conn.db(), oid).await? {
             return Ok(());
         }
+        // Only samples admitted under this consent (not one given for another provider).
         let n = i64::from(self.config().voice_clone_samples);
-        let rows = store::voices::newest_samples(&mut conn.db(), oid, n).await?;
+        let rows = store::voices::newest_samples(&mut conn.db(), oid, consent.given_at, n).await?;
         drop(conn);
         let dir = self.samples_dir(owner.id);
         let mut samples = Vec::new();

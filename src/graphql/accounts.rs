@@ -105,7 +105,7 @@ pub(crate) struct PreparedExport {
 /// `POST /api/v1/users/me/voice-consent`.
 #[derive(InputObject, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = VoiceConsentRequest, example = json!({"voice_of": "guardian", "text_version": "2026-12-05", "provider": "https://api.elevenlabs.io"}))]
+#[schema(as = VoiceConsentRequest, example = json!({"voice_of": "guardian", "text_version": "2026-12-05", "provider": "https://api.elevenlabs.io", "password": "correct horse battery"}))]
 pub(crate) struct VoiceConsentInput {
     /// Whose voice the samples are: must be `"guardian"` (a child's voice is never
     /// cloned).
@@ -117,6 +117,10 @@ pub(crate) struct VoiceConsentInput {
     /// The `provider` named in the text shown.
     #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*$")]
     pub provider: String,
+    /// The guardian's password: only the guardian may consent (the child's app holds
+    /// the same token). Wrong: `403 INSUFFICIENT_PERMISSION`.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*$")]
+    pub password: String,
 }
 pub(crate) struct TokenPairObject(pub TokenPair);
 
@@ -272,6 +276,7 @@ impl AccountMutation {
                     voice_of: input.voice_of,
                     text_version: input.text_version,
                     provider: input.provider,
+                    password: input.password,
                 },
             )
             .await?;

@@ -215,6 +215,7 @@ impl StoryObject {
     /// Where the story came from: made by AI, and which provider and model made its
     /// text, pictures and narration (the pictures and sounds carry the same label in
     /// their metadata). Apps show `label` with the story (docs/privacy.md).
+    #[graphql(complexity = "5 + child_complexity")]
     async fn provenance(&self, ctx: &Context<'_>) -> async_graphql::Result<StoryProvenance> {
         let p = domain(ctx).stories().provenance(&self.0).await?;
         Ok(StoryProvenance {

@@ -348,9 +348,10 @@ fn mp3(bytes: &[u8], made_by: &str) -> Option<Vec<u8>> {
                 u32::from_be_bytes(rest[4..8].try_into().ok()?) as usize
             };
             let frame = rest.get(..10 + len)?;
+            // After the encoding byte: the description (a frame may be empty).
+            let text = frame.get(11..).unwrap_or_default();
             let ours = &frame[..4] == b"TXXX"
-                && (frame[11..].starts_with(b"DigitalSourceType\0")
-                    || frame[11..].starts_with(b"Provenance\0"));
+                && (text.starts_with(b"DigitalSourceType\0") || text.starts_with(b"Provenance\0"));
             if !ours {
                 kept.extend_from_slice(frame);
             }
@@ -516,6 +517,19 @@ mod tests {
         assert_eq!(count(&again, b"DigitalSourceType\0"), 1);
         assert_eq!(count(&again, b"Provenance\0"), 1);
         assert_eq!(count(&again, b"TIT2"), 1);
+    }
+
+    #[test]
+    fn an_id3_tag_with_an_empty_frame_is_read_not_panicked_on() {
+        let mut tag = b"TXXX".to_vec();
+        tag.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut mp3 = b"ID3\x04\x00\x00".to_vec();
+        mp3.extend_from_slice(&syncsafe(tag.len()).unwrap());
+        mp3.extend_from_slice(&tag);
+        mp3.extend_from_slice(&[0xFF, 0xF3, 0x84, 0xC4]);
+        let out = labelled(&mp3, "audio/mpeg", "x").unwrap();
+        assert!(contains(&out, b"DigitalSourceType\0"));
+        assert!(out.ends_with(&[0xFF, 0xF3, 0x84, 0xC4]));
     }
 
     #[test]

@@ -187,10 +187,8 @@ fn failures(route_auth: bool, has_id: bool) -> Map<String, Value> {
         ("401", unauthorised, unauthorised_codes),
         (
             "403",
-            "The object belongs to another account, or the action is not allowed \
-             (`VOICE_CONSENT_REQUIRED`: a voice sample without the guardian's voice-cloning \
-             consent).",
-            &[InsufficientPermission, VoiceConsentRequired],
+            "The object belongs to another account, or the action is not allowed.",
+            &[InsufficientPermission],
         ),
         ("404", not_found, &[ResourceNotFound]),
         (

@@ -115,22 +115,46 @@ pub(crate) async fn consents(
 }
 
 /// Records `row` unless a consent for its provider already stands; the standing one.
+/// The row is written first (on SQLite the transaction then holds the write lock, so two
+/// at once do not both read and then both write), and rolled back if another stood.
 pub(crate) async fn give_consent(
     db: &mut Db<'_>,
     row: &VoiceConsentRow,
 ) -> Result<VoiceConsentRow, DbError> {
-    let key = format!("voice:{}", row.owner_id);
-    let given: Result<VoiceConsentRow, DbError> = locked_transaction!(db, &key, |tx| {
-        if let Some(standing) = current_consent(&mut *tx, row.owner_id, &row.provider).await? {
-            return Ok(standing);
+    enum Outcome {
+        Db(DbError),
+        Standing(Box<VoiceConsentRow>),
+    }
+    impl From<diesel::result::Error> for Outcome {
+        fn from(e: diesel::result::Error) -> Outcome {
+            Outcome::Db(e.into())
         }
+    }
+    let key = format!("voice:{}", row.owner_id);
+    let given: Result<(), Outcome> = locked_transaction!(db, &key, |tx| {
         on_db!(&mut *tx, |c| diesel::insert_into(voice_consents::table)
             .values(row)
             .execute(c)
             .await)?;
-        Ok(row.clone())
+        let standing: Vec<VoiceConsentRow> = on_db!(&mut *tx, |c| voice_consents::table
+            .filter(voice_consents::owner_id.eq(row.owner_id))
+            .filter(voice_consents::provider.eq(&row.provider))
+            .filter(voice_consents::withdrawn_at.is_null())
+            .filter(voice_consents::id.ne(row.id))
+            .order(voice_consents::given_at.asc())
+            .select(VoiceConsentRow::as_select())
+            .load(c)
+            .await)?;
+        match standing.into_iter().next() {
+            Some(earlier) => Err(Outcome::Standing(Box::new(earlier))),
+            None => Ok(()),
+        }
     });
-    given
+    match given {
+        Ok(()) => Ok(row.clone()),
+        Err(Outcome::Standing(earlier)) => Ok(*earlier),
+        Err(Outcome::Db(e)) => Err(e),
+    }
 }
 
 /// Withdraws every standing consent of `owner` and deletes its samples' rows, under the
@@ -169,6 +193,17 @@ pub(crate) async fn sample_count(db: &mut Db<'_>, owner: UserId) -> Result<i64, 
         .await)?)
 }
 
+/// Whether sample `id`'s row is still there (not deleted by a withdrawal, a clone or the
+/// purge).
+pub(crate) async fn sample_exists(db: &mut Db<'_>, id: VoiceSampleId) -> Result<bool, DbError> {
+    let n: i64 = on_db!(db, |c| voice_samples::table
+        .filter(voice_samples::id.eq(id))
+        .count()
+        .get_result(c)
+        .await)?;
+    Ok(n > 0)
+}
+
 pub(crate) async fn delete_sample(db: &mut Db<'_>, id: VoiceSampleId) -> Result<(), DbError> {
     on_db!(db, |c| diesel::delete(voice_samples::table.find(id))
         .execute(c)
@@ -176,14 +211,17 @@ pub(crate) async fn delete_sample(db: &mut Db<'_>, id: VoiceSampleId) -> Result<
     Ok(())
 }
 
-/// The account's `n` newest samples.
+/// The account's `n` newest samples stored since `since` (the consent they were
+/// admitted under).
 pub(crate) async fn newest_samples(
     db: &mut Db<'_>,
     owner: UserId,
+    since: NaiveDateTime,
     n: i64,
 ) -> Result<Vec<VoiceSampleRow>, DbError> {
     Ok(on_db!(db, |c| voice_samples::table
         .filter(voice_samples::owner_id.eq(owner))
+        .filter(voice_samples::created_at.ge(since))
         .order_by(voice_samples::created_at.desc())
         .limit(n)
         .select(VoiceSampleRow::as_select())

@@ -584,7 +584,7 @@ fn cut_notice(cap: Cap) -> ServerMessage {
     match cap {
         Cap::Utterance => error(
             ErrorCode::PayloadTooLarge,
-            "한 번에 말한 음성은 5MB(16 kHz에서 약 2분 40초)까지예요. 거기까지는 들었고, 나머지는 저장하지 않았어요.",
+            "한 번에 말한 음성은 5MB(16 kHz에서 약 2분 40초)까지예요. 거기까지만 들었어요.",
         ),
         Cap::Account | Cap::Process => rate_limited(
             "지금은 음성을 더 받아 둘 수 없어요. 여기까지는 들었어요. 잠시 후 다시 말해 주세요.",

@@ -666,7 +666,7 @@ async fn voice_cloning_needs_the_guardians_consent(db: Db) {
     assert!(stored_samples(&app, user.id).is_empty());
 
     // Only the guardian's own voice, the text shown and the provider named.
-    let consent = |voice_of: &str, version: &str, to: &str| json!({"voice_of": voice_of, "text_version": version, "provider": to});
+    let consent = |voice_of: &str, version: &str, to: &str| json!({"voice_of": voice_of, "text_version": version, "provider": to, "password": "password123"});
     let url = "/api/v1/users/me/voice-consent";
     app.post_json(
         url,
@@ -692,6 +692,12 @@ async fn voice_cloning_needs_the_guardians_consent(db: Db) {
     app.post_json(url, &json!({"voice_of": "guardian"}), Some(&token))
         .await
         .assert_error(400, "VALIDATION_ERROR");
+    // Only the guardian: the child's app holds the same token, not the password.
+    let mut child = consent("guardian", "2026-12-05", &configured);
+    child["password"] = json!("not-the-password");
+    app.post_json(url, &child, Some(&token))
+        .await
+        .assert_error(403, "INSUFFICIENT_PERMISSION");
     let given = app
         .post_json(
             url,
@@ -783,6 +789,36 @@ async fn voice_cloning_needs_the_guardians_consent(db: Db) {
     assert_eq!(records.as_array().map(Vec::len), Some(1), "{history}");
     assert_eq!(records[0]["givenAt"], given["given_at"]);
     assert!(records[0]["withdrawnAt"].is_string(), "{history}");
+
+    // A consent names one provider: given again here, it does not cover another one the
+    // operator switches to (a second process with another voice provider).
+    app.give_voice_consent(&token).await;
+    let elsewhere = clones_as("voice-elsewhere").await;
+    let moved = crate::helpers::spawn_app_sharing(
+        &app,
+        &[
+            "--voice-base-url",
+            &elsewhere.server.uri(),
+            "--voice-api-key",
+            ELEVEN_KEY,
+        ],
+    )
+    .await;
+    let there = moved.get(url, Some(&token)).await.assert_ok(200);
+    assert_eq!(there["given"], false, "{there}");
+    assert_ne!(there["provider"], configured.as_str());
+    let mut ws = open(&moved, &format!("/wss/v1/audio?token={token}"), None).await;
+    ws.send(Message::binary(wav(7))).await.unwrap();
+    assert_eq!(recv(&mut ws).await["error_code"], "VOICE_CONSENT_REQUIRED");
+    assert!(
+        elsewhere
+            .server
+            .received_requests()
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing reached the new provider"
+    );
 }
 
 /// Deleting a voice the provider no longer has (`voice_does_not_exist`) succeeds; when

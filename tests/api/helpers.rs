@@ -523,6 +523,7 @@ impl TestApp {
                     "voice_of": "guardian",
                     "text_version": terms["text_version"],
                     "provider": terms["provider"],
+                    "password": "password123",
                 }),
                 Some(token),
             )

@@ -159,4 +159,87 @@ async fn the_chapter_media_paths_migration_backfills_a_populated_database(db: Db
     );
 }
 
-db_tests!(the_chapter_media_paths_migration_backfills_a_populated_database);
+/// Issue 33: nothing stored before the voice-cloning consent existed had it. Applied to
+/// a database from before (a sample — then possibly the child's speech — and a voice
+/// cloned without consent), the consent migration deletes the samples, stops using the
+/// voice and records it for deletion at the provider, where the operator sees it.
+async fn the_consent_migration_drops_what_was_stored_without_consent(db: Db) {
+    let app = crate::helpers::spawn_app(db).await;
+    let token = app.new_account("before.consent").await;
+    let user = app.user(&token).await.id.to_string();
+    let storage = app.storage();
+    let down = match db {
+        Db::Postgres => {
+            include_str!("../../migrations/postgres/2026-12-06-000011_voice_consents/down.sql")
+        }
+        Db::Sqlite => {
+            include_str!("../../migrations/sqlite/2026-12-06-000011_voice_consents/down.sql")
+        }
+    };
+    storage.execute(down).await;
+    storage
+        .execute("DELETE FROM __diesel_schema_migrations WHERE version = '20261206000011'")
+        .await;
+    // What the old code left: a sample and a clone, without any consent.
+    storage
+        .execute(&format!(
+            "INSERT INTO voice_samples (id, owner_id, path, format, size_bytes, created_at) VALUES \
+             ('00000000-0000-4000-8000-0000000000c1', '{user}', 'old.wav', 'wav', 44, '2026-12-01 00:00:00')"
+        ))
+        .await;
+    storage
+        .execute(&format!(
+            "UPDATE users SET voice_id = 'oldVoice', voice_status = 'cloned' WHERE id = '{user}'"
+        ))
+        .await;
+
+    let dir = app
+        .domain
+        .config()
+        .data_dir
+        .join("voice-samples")
+        .join(&user);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("old.wav"), b"RIFF....WAVE").unwrap();
+
+    let again = crate::helpers::spawn_app_sharing(&app, &[]).await;
+    assert_eq!(
+        again.user(&token).await.voice_id,
+        None,
+        "the voice is no longer used"
+    );
+    // Its file has no row now: the purge sweeps it.
+    let purged = again.domain.retention().purge_now("test").await.unwrap();
+    assert_eq!(purged.voice_samples, 1, "{purged:?}");
+    assert!(!dir.join("old.wav").exists());
+    assert_eq!(
+        again
+            .domain
+            .voices()
+            .sample_count(again.user(&token).await.id)
+            .await
+            .unwrap(),
+        0,
+        "the samples are gone"
+    );
+    // Recorded for deletion at the provider (the operator's list; its id is a UUID).
+    let ops = crate::ops::operator(&again, "migration.auditor").await;
+    let deletions = again
+        .graphql(
+            "{ ops { voiceDeletions { voiceId ownerId status lastError } } }",
+            serde_json::json!({}),
+            Some(&ops),
+        )
+        .await
+        .json();
+    let listed = &deletions["data"]["ops"]["voiceDeletions"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{deletions}");
+    assert_eq!(listed[0]["voiceId"], "oldVoice");
+    assert_eq!(listed[0]["ownerId"], user.as_str());
+    assert_eq!(listed[0]["status"], "pending");
+}
+
+db_tests!(
+    the_chapter_media_paths_migration_backfills_a_populated_database,
+    the_consent_migration_drops_what_was_stored_without_consent,
+);

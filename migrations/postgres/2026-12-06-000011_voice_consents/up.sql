@@ -16,3 +16,16 @@ CREATE TABLE voice_consents (
     withdrawn_at TIMESTAMP
 );
 CREATE INDEX voice_consents_owner ON voice_consents (owner_id, given_at);
+
+-- Nothing stored before this had the consent. Samples then included the child's raw-PCM
+-- speech (counted as samples before the decision of 2026-12-05): all of them go (their
+-- files are swept by the next purge: files without a row). Voices cloned without it are
+-- recorded for deletion at the provider (`jjongal voices retry-deletions`) and no longer
+-- used.
+DELETE FROM voice_samples;
+INSERT INTO voice_deletions (id, voice_id, owner_id, status, last_error, attempts, created_at, updated_at)
+SELECT gen_random_uuid()::text, voice_id, id, 'pending',
+       'cloned before voice-cloning consent existed; not yet deleted at the provider', 0,
+       now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+FROM users WHERE voice_id IS NOT NULL;
+UPDATE users SET voice_id = NULL, voice_status = 'none' WHERE voice_id IS NOT NULL OR voice_status <> 'none';

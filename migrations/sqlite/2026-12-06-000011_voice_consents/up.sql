@@ -16,3 +16,18 @@ CREATE TABLE voice_consents (
     withdrawn_at TIMESTAMP
 );
 CREATE INDEX voice_consents_owner ON voice_consents (owner_id, given_at);
+
+-- Nothing stored before this had the consent. Samples then included the child's raw-PCM
+-- speech (counted as samples before the decision of 2026-12-05): all of them go (their
+-- files are swept by the next purge: files without a row). Voices cloned without it are
+-- recorded for deletion at the provider (`jjongal voices retry-deletions`) and no longer
+-- used.
+DELETE FROM voice_samples;
+INSERT INTO voice_deletions (id, voice_id, owner_id, status, last_error, attempts, created_at, updated_at)
+SELECT lower(substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-8'
+             || substr(h, 18, 3) || '-' || substr(h, 21, 12)),
+       voice_id, id, 'pending',
+       'cloned before voice-cloning consent existed; not yet deleted at the provider', 0,
+       strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM (SELECT hex(randomblob(16)) AS h, voice_id, id FROM users WHERE voice_id IS NOT NULL);
+UPDATE users SET voice_id = NULL, voice_status = 'none' WHERE voice_id IS NOT NULL OR voice_status <> 'none';
