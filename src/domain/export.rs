@@ -98,7 +98,8 @@ impl Exports<'_> {
     pub(crate) async fn begin(&self, owner: &User) -> AppResult<()> {
         let interval = self.config().export_interval;
         let now = store::now();
-        let since = now - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        // (The interval is at most a week: `JJONGAL_EXPORT_INTERVAL_SECS`.)
+        let since = now - chrono::Duration::from_std(interval).unwrap_or_default();
         let earlier = store::exports::start(
             &mut self.pool().get().await?.db(),
             ExportId::random(),

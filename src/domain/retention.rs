@@ -86,7 +86,6 @@ impl Retention<'_> {
         }
         let mut purged = Purged::default();
         let outcome = self.delete_expired(&mut purged).await;
-        let error = outcome.as_ref().err().map(|e| format!("{e:?}"));
         let counts = (
             purged.conversations as i32,
             purged.reply_audio as i32,
@@ -96,9 +95,10 @@ impl Retention<'_> {
             &mut self.pool().get().await?.db(),
             row.id,
             counts,
-            error
-                .as_deref()
-                .map(|_| "the purge stopped short; see the log"),
+            // The cause goes to the log (by the caller), never into the record.
+            outcome
+                .is_err()
+                .then_some("the purge stopped short; see the log"),
             to_db(store::now()),
         )
         .await?;
@@ -118,8 +118,13 @@ impl Retention<'_> {
     async fn delete_expired(&self, purged: &mut Purged) -> AppResult<()> {
         let retention = &self.config().retention;
         let now = store::now();
+        // The instant `d` before now (the earliest there is, for a span too long).
         let age = |d: std::time::Duration| {
-            to_db(now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+            let back = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+            to_db(
+                now.checked_sub_signed(back)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            )
         };
         // Ended conversations, with their spoken replies' files.
         let gone = store::retention::delete_conversations_before(
