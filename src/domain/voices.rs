@@ -135,11 +135,10 @@ pub(crate) fn pcm_wav(sample_rate: u32, pcm: &[u8]) -> Vec<u8> {
 }
 
 impl Voices<'_> {
-    /// The terms a guardian agrees to in this configuration (the voice provider from the
-    /// data map made at start-up).
-    pub(crate) fn consent_terms(&self) -> ConsentTerms {
-        let provider = self
-            .providers()
+    /// The voice provider's address a consent is for in this configuration (from the
+    /// data map made at start-up), or [`NO_PROVIDER`].
+    fn consent_provider(&self) -> String {
+        self.providers()
             .data_map
             .iter()
             .find(|flow| flow.capability == "voice")
@@ -147,7 +146,12 @@ impl Voices<'_> {
                 Destination::Provider { url, .. } => Some(url.clone()),
                 _ => None,
             })
-            .unwrap_or_else(|| NO_PROVIDER.to_string());
+            .unwrap_or_else(|| NO_PROVIDER.to_string())
+    }
+
+    /// The terms a guardian agrees to in this configuration.
+    pub(crate) fn consent_terms(&self) -> ConsentTerms {
+        let provider = self.consent_provider();
         let text = consent_text(&provider);
         ConsentTerms {
             provider,
@@ -295,7 +299,7 @@ impl Voices<'_> {
             count: i64::from(config.voice_max_samples),
             bytes: config.voice_max_sample_bytes as i64,
         };
-        let provider = self.consent_terms().provider;
+        let provider = self.consent_provider();
         let mut conn = self.pool().get().await?;
         let admitted = store::voices::admit_sample(&mut conn.db(), &row, caps, &provider).await?;
         drop(conn);
@@ -432,7 +436,7 @@ impl Voices<'_> {
         let mut conn = self.pool().get().await?;
         // Only under the guardian's consent for this provider (a withdrawal from here on
         // deletes the voice, and `end_cloning` then deletes the new clone).
-        let provider = self.consent_terms().provider;
+        let provider = self.consent_provider();
         let Some(consent) = store::voices::current_consent(&mut conn.db(), oid, &provider).await?
         else {
             return Ok(());

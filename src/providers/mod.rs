@@ -406,26 +406,27 @@ impl Providers {
             }
         }
         let slots = |p: &crate::config::ProviderConfig| Arc::new(Semaphore::new(p.concurrency));
-        let model = |p: &crate::config::ProviderConfig, default: &str| {
-            p.model.clone().unwrap_or_else(|| default.to_string())
+        // The model each HTTP provider asks for is the data map's (one place says it).
+        let model_of = |capability: &str| {
+            data_map
+                .iter()
+                .find(|flow| flow.capability == capability)
+                .and_then(|flow| match &flow.destination {
+                    data_map::Destination::Provider { model, .. } => Some(model.clone()),
+                    _ => None,
+                })
         };
-        let chat_model = model(&config.llm, openai::DEFAULT_CHAT_MODEL);
-        let models = std::collections::HashMap::from([
-            ("openai-chat", chat_model.clone()),
-            ("openai-chat-guide", chat_model),
-            (
-                "openai-images",
-                model(&config.image, openai::DEFAULT_IMAGE_MODEL),
-            ),
-            (
-                "openai-speech",
-                model(&config.speech, openai::DEFAULT_SPEECH_MODEL),
-            ),
-            (
-                "elevenlabs-tts",
-                model(&config.voice, voice::DEFAULT_TTS_MODEL),
-            ),
-        ]);
+        let makers = [
+            (writer.name(), "llm"),
+            (guide.name(), "llm"),
+            (illustrator.name(), "image"),
+            (narrator.name(), "speech"),
+        ];
+        let models: std::collections::HashMap<&'static str, String> = makers
+            .into_iter()
+            .chain(voice_narrator.as_ref().map(|n| (n.name(), "voice")))
+            .filter_map(|(name, capability)| Some((name, model_of(capability)?)))
+            .collect();
         Providers {
             models: Arc::new(models),
             writer,

@@ -517,24 +517,8 @@ async fn the_purge_command_applies_the_default_retention(db: Db) {
     let token = app.new_account("old.family").await;
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let started = app
-            .graphql(
-                "mutation { startConversation { conversation { id } } }",
-                json!({}),
-                Some(&token),
-            )
-            .await
-            .json();
-        let id = started["data"]["startConversation"]["conversation"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        app.graphql(
-            "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
-            json!({"id": id}),
-            Some(&token),
-        )
-        .await;
+        let id = app.start_conversation(&token).await;
+        app.end_conversation(&token, &id).await;
         ids.push(id);
     }
     let days = chrono::Duration::days;

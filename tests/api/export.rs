@@ -68,30 +68,14 @@ async fn family(app: &TestApp, login: &str) -> (String, String, String) {
     let progress = crate::helpers::ws::recv(&mut ws).await;
     assert_eq!(progress["sample_count"], 1, "{progress}");
     drop(ws);
-    let started = app
-        .graphql(
-            "mutation { startConversation { conversation { id } } }",
-            json!({}),
-            Some(&token),
-        )
-        .await
-        .json();
-    let conversation = started["data"]["startConversation"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = app.start_conversation(&token).await;
     app.graphql(
         "mutation($id: ID!) { sendMessage(conversationId: $id, text: \"바다 이야기 좋아\") { text } }",
         json!({"id": conversation}),
         Some(&token),
     )
     .await;
-    app.graphql(
-        "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
-        json!({"id": conversation}),
-        Some(&token),
-    )
-    .await;
+    app.end_conversation(&token, &conversation).await;
     let story = app
         .post_json(
             "/api/v1/stories",
@@ -175,20 +159,8 @@ async fn the_guardian_exports_everything_held_about_the_family(db: Db) {
     for (mine, theirs) in chapters.iter().zip(served["chapters"].as_array().unwrap()) {
         assert_eq!(mine["content"], theirs["content"]);
         let name = mine["image_file"].as_str().unwrap();
-        let image_url = theirs["image"]["url"]
-            .as_str()
-            .unwrap()
-            .replace("http://localhost:8000", &app.base);
-        let image = app
-            .client
-            .get(&image_url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(files[name], image.as_ref(), "{name}");
+        let image = app.media_bytes(&theirs["image"]["url"]).await;
+        assert_eq!(files[name], image, "{name}");
         if espeak_installed() {
             assert!(files.contains_key(mine["audio_file"].as_str().unwrap()));
         }

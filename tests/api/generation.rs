@@ -128,15 +128,7 @@ async fn happy_path_with_http_providers(db: Db) {
         }
     }
     // Its provenance in GraphQL: who made what (the REST story is the spec's, unchanged).
-    let provenance = app
-        .graphql(
-            "query($id: ID!) { story(id: $id) { provenance { aiGenerated label digitalSourceType parts { capability madeBy offline chapters } } } }",
-            json!({"id": id}),
-            Some(&token),
-        )
-        .await
-        .json();
-    let provenance = &provenance["data"]["story"]["provenance"];
+    let provenance = app.provenance(&token, &id).await;
     assert_eq!(provenance["aiGenerated"], true, "{provenance}");
     assert_eq!(
         provenance["digitalSourceType"],
@@ -783,19 +775,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
                 "two chapters share a picture"
             );
             if espeak {
-                let url = chapter["audio"]["url"]
-                    .as_str()
-                    .unwrap()
-                    .replace("http://localhost:8000", &app.base);
-                let wav = app
-                    .client
-                    .get(&url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
+                let wav = app.media_bytes(&chapter["audio"]["url"]).await;
                 // Labelled (issue 33); the rest is espeak-ng's WAV, its sizes mended.
                 let wav = unlabelled(&wav, "offline-espeak-ng");
                 assert_eq!(&wav[..4], b"RIFF");
@@ -817,15 +797,7 @@ async fn offline_providers_write_a_coherent_story(db: Db) {
             .unwrap();
         assert!(steps.iter().any(|s| s.provider == "offline-template"));
         // Its provenance: made by AI, on this server.
-        let provenance = app
-            .graphql(
-                "query($id: ID!) { story(id: $id) { provenance { aiGenerated parts { capability madeBy offline chapters } } } }",
-                json!({"id": id}),
-                Some(&token),
-            )
-            .await
-            .json();
-        let provenance = &provenance["data"]["story"]["provenance"];
+        let provenance = app.provenance(&token, &id).await;
         assert_eq!(provenance["aiGenerated"], true, "{provenance}");
         let all: Vec<i64> = (1..=n as i64).collect();
         let mut expected = vec![

@@ -509,6 +509,60 @@ impl TestApp {
         self.login(login).await.0
     }
 
+    /// Starts a conversation in GraphQL; its id.
+    pub async fn start_conversation(&self, token: &str) -> String {
+        let started = self
+            .graphql(
+                "mutation { startConversation { conversation { id } } }",
+                json!({}),
+                Some(token),
+            )
+            .await
+            .json();
+        started["data"]["startConversation"]["conversation"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{started}"))
+            .to_string()
+    }
+
+    /// Ends conversation `id` in GraphQL.
+    pub async fn end_conversation(&self, token: &str, id: &str) {
+        let ended = self
+            .graphql(
+                "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
+                json!({"id": id}),
+                Some(token),
+            )
+            .await
+            .json();
+        assert!(ended["errors"].is_null(), "{ended}");
+    }
+
+    /// The bytes behind a signed media URL the service answered (made for
+    /// `localhost:8000`, fetched from this server).
+    pub async fn media_bytes(&self, url: &Value) -> Vec<u8> {
+        let url = url
+            .as_str()
+            .unwrap_or_else(|| panic!("not a media URL: {url}"))
+            .replace("http://localhost:8000", &self.base);
+        let response = self.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        response.bytes().await.unwrap().to_vec()
+    }
+
+    /// `Story.provenance` of story `id` in GraphQL.
+    pub async fn provenance(&self, token: &str, id: &str) -> Value {
+        let body = self
+            .graphql(
+                "query($id: ID!) { story(id: $id) { provenance { aiGenerated label digitalSourceType parts { capability madeBy offline chapters } } } }",
+                json!({"id": id}),
+                Some(token),
+            )
+            .await
+            .json();
+        body["data"]["story"]["provenance"].clone()
+    }
+
     /// Gives the account's voice-cloning consent for the text and provider in force
     /// (as a client does: reads them, then agrees to them); the consent object.
     pub async fn give_voice_consent(&self, token: &str) -> Value {

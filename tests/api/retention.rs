@@ -31,18 +31,7 @@ async fn speaking_app(db: Db, extra: &[&str]) -> (TestApp, MockServer) {
 
 /// A conversation with one spoken exchange; ended when `end`. Its id.
 async fn converse(app: &TestApp, token: &str, end: bool) -> String {
-    let started = app
-        .graphql(
-            "mutation { startConversation { conversation { id } } }",
-            json!({}),
-            Some(token),
-        )
-        .await
-        .json();
-    let id = started["data"]["startConversation"]["conversation"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{started}"))
-        .to_string();
+    let id = app.start_conversation(token).await;
     let sent = app
         .graphql(
             "mutation($id: ID!) { sendMessage(conversationId: $id, text: \"공룡 좋아\") { audioUrl } }",
@@ -56,15 +45,7 @@ async fn converse(app: &TestApp, token: &str, end: bool) -> String {
         "a spoken reply: {sent}"
     );
     if end {
-        let ended = app
-            .graphql(
-                "mutation($id: ID!) { endConversation(conversationId: $id) { id } }",
-                json!({"id": id}),
-                Some(token),
-            )
-            .await
-            .json();
-        assert!(ended["errors"].is_null(), "{ended}");
+        app.end_conversation(token, &id).await;
     }
     id
 }
