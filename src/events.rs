@@ -20,6 +20,16 @@ use crate::vocabulary::{ConversationId, StoryId, UserId};
 pub(crate) enum Event {
     /// A story's status, title or chapters changed.
     Story { id: StoryId },
+    /// More of chapter `chapter`'s text as it is being written, moderated: `delta` goes
+    /// at character `offset` of the chapter's content; `done` when the chapter is
+    /// complete and stored (it is then read in full from the story).
+    StoryText {
+        id: StoryId,
+        chapter: i32,
+        offset: i32,
+        delta: String,
+        done: bool,
+    },
     /// The guide answered in a conversation: message `seq` is the answer. `origin` is the
     /// socket that asked (it sent the answer itself); `reply` is the answer for
     /// subscribers of this process (a notification carries only the number: subscribers
@@ -90,7 +100,7 @@ impl Event {
     /// The topic this event belongs to (none: only the subscribers of everything).
     fn topic(&self) -> Option<Topic> {
         match self {
-            Event::Story { .. } => None,
+            Event::Story { .. } | Event::StoryText { .. } => None,
             Event::ConversationReply { id, .. }
             | Event::ConversationError { id, .. }
             | Event::ConversationEnded { id } => Some(Topic::Conversation(*id)),

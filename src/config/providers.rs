@@ -61,6 +61,8 @@ pub struct ProvidersConfig {
     pub moderation_threshold: f64,
     pub max_attempts: u32,
     pub backoff: Duration,
+    /// How long the offline storyteller types one chapter.
+    pub offline_typing: Duration,
 }
 
 /// The AI providers (each one HTTP provider, or the offline one when no URL is set).
@@ -124,6 +126,7 @@ pub(super) fn providers_config(args: &ConfigArgs) -> anyhow::Result<ProvidersCon
         moderation_threshold: args.moderation_threshold,
         max_attempts: args.provider_max_attempts,
         backoff: Duration::from_millis(args.provider_backoff_ms),
+        offline_typing: Duration::from_millis(args.offline_typing_ms),
     };
     for (name, p, shape) in [
         ("LLM", &mut providers.llm, BaseShape::OpenAi),

@@ -341,6 +341,19 @@ impl Plain for StoryObject {
     }
 }
 
+/// More of a chapter's text as it is being written (`storyText`).
+#[derive(SimpleObject)]
+pub(crate) struct StoryTextDelta {
+    /// The chapter being written (1-based).
+    pub chapter_number: i32,
+    /// Where `delta` goes: the characters of the chapter's content released before it.
+    pub offset: i32,
+    /// The next characters (moderated).
+    pub delta: String,
+    /// The chapter is complete and stored.
+    pub done: bool,
+}
+
 #[derive(SimpleObject)]
 pub(crate) struct PageInfo {
     pub has_next_page: bool,
@@ -642,6 +655,66 @@ impl StorySubscription {
                     match st.domain.stories().story(&st.viewer, story_id).await {
                         Ok(story) => st.pending = Some(story),
                         Err(_) => return None,
+                    }
+                }
+            },
+        ))
+    }
+
+    /// A story's text as it is written, for apps that show it typing: the chapter being
+    /// written grows by `delta` at character `offset`, at most about four times a second,
+    /// each piece released only after moderation has passed it; `done` when the chapter
+    /// is complete and stored (read it from `storyUpdated` or `story`, the final word).
+    /// A subscriber that joins mid-chapter gets the text from its join on (`offset`
+    /// says how much came before). Ends when the story is `completed` or `failed` (at
+    /// once if it already is). Works across server processes sharing one PostgreSQL
+    /// database.
+    async fn story_text(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = StoryTextDelta> + use<>> {
+        let viewer = viewer(ctx).await?;
+        let domain = domain(ctx).clone();
+        let events = domain.events().subscribe();
+        let story = domain
+            .stories()
+            .story(&viewer, parse_id("id", &id)?)
+            .await?;
+        let story_id = story.id;
+        let state = (domain, viewer, events, finished(&story));
+        Ok(futures_util::stream::unfold(
+            state,
+            move |(domain, viewer, mut events, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match events.recv().await {
+                        Ok(Event::StoryText {
+                            id,
+                            chapter,
+                            offset,
+                            delta,
+                            done,
+                        }) if id == story_id => {
+                            let item = StoryTextDelta {
+                                chapter_number: chapter,
+                                offset,
+                                delta,
+                                done,
+                            };
+                            return Some((item, (domain, viewer, events, false)));
+                        }
+                        Ok(Event::Story { id }) if id == story_id => {
+                            // Deleted, no longer readable or finished: the stream ends.
+                            match domain.stories().story(&viewer, story_id).await {
+                                Ok(story) if !finished(&story) => {}
+                                _ => return None,
+                            }
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
                     }
                 }
             },

@@ -5,16 +5,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
 
 use super::claim::{self, Claimed};
 use crate::domain::Domain;
-use crate::domain::stories::{MediaKind, Story, StoryStatus};
+use crate::domain::stories::{Chapter, MediaKind, Story, StoryStatus};
 use crate::error::{AppError, AppResult};
 use crate::providers::retry::{Attempt, with_retry};
 use crate::providers::{
-    GeneratedStory, IllustrationRequest, Media, ProviderError, Providers, StoryRequest, Verdict,
+    GeneratedChapter, IllustrationRequest, Media, ProviderError, Providers, StoryPiece,
+    StoryRequest, StorySink, Verdict,
 };
 use crate::store::models::GenerationStepRow;
 use crate::store::{self, to_db};
@@ -146,6 +146,11 @@ pub(crate) async fn run(
 
 /// `Ok(Ok(note))` completed (with a note when a kind of media could not be made at
 /// all), `Ok(Err(reason))` failed, `Err` internal.
+///
+/// The text is streamed: each chapter is moderated, stored and announced the moment the
+/// writer completes it, and its illustration and narration start then, while the
+/// writer goes on with the next. A resumed job keeps the chapters already stored (the
+/// writer continues after them) and makes only the media still missing.
 async fn generate(
     domain: &Domain,
     providers: &Providers,
@@ -177,19 +182,31 @@ async fn generate(
         interests,
         transcript,
     };
-
-    let complete = story.chapters.len() == story.chapter_count as usize;
-    let story = if complete {
-        // A resumed job: the text is already stored; only media may be missing.
-        story
-    } else {
-        match write_text(run, &story, &request).await? {
-            Written::Stored => domain.stories().story_for_job(job.id).await?,
-            Written::Refused(reason) => return Ok(Err(reason)),
-            Written::Lost => return Ok(Ok(None)),
+    let plan = MediaPlan::of(run, &story, &request).await?;
+    // The media tasks run beside the text, driven apart from it: a task waits on the
+    // database or a provider while the text is being moderated or stored.
+    let (mut media, tasks) = tokio::sync::mpsc::unbounded_channel();
+    let text = async {
+        for chapter in &story.chapters {
+            start_media(run, &plan, chapter, &mut media);
         }
+        let written = match story.chapters.len() < story.chapter_count as usize {
+            true => write_text(run, &story, &request, &plan, &mut media).await,
+            false => Ok(Written::Stored),
+        };
+        // No more tasks: the driver ends when those started have.
+        drop(media);
+        written
     };
-    Ok(Ok(make_media(run, &story, &request).await?))
+    let (written, made) = tokio::join!(text, drive_media(tasks));
+    let made = made?;
+    match written? {
+        Written::Stored => Ok(Ok(made.notes(run, story.id))),
+        // The chapters stored so far stay (moderated, readable, kept for a retry, which
+        // continues after them), with the media made for them meanwhile.
+        Written::Refused(reason) => Ok(Err(reason)),
+        Written::Lost => Ok(Ok(None)),
+    }
 }
 
 /// How writing the text ended.
@@ -216,69 +233,222 @@ struct Run<'a> {
     steps: &'a Steps<'a>,
 }
 
-/// Steps 1–3: the inputs moderated, the text written and moderated, then title and
-/// chapters stored in one change.
-async fn write_text(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppResult<Written> {
-    let Run {
-        domain,
-        providers,
-        owner,
-        job,
-        lost,
-        steps,
-    } = run;
+/// Least time between two releases of a chapter's growing text (each is moderated
+/// first): the typing subscription's rate bound.
+const TYPING_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Longest text one typing event carries (a notification's payload is capped).
+const TYPING_EVENT_CHARS: usize = 1000;
+
+/// A chapter's text as it is being written: what has been released to the typing
+/// subscription and what waits for moderation.
+struct Typing {
+    chapter: usize,
+    /// Characters released.
+    released: usize,
+    pending: String,
+    last: std::time::Instant,
+    /// A piece failed moderation (or could not be checked): nothing more of this
+    /// chapter is released before the whole chapter passes.
+    withheld: bool,
+}
+
+impl Typing {
+    fn new(chapter: usize) -> Typing {
+        Typing {
+            chapter,
+            released: 0,
+            pending: String::new(),
+            last: std::time::Instant::now(),
+            withheld: false,
+        }
+    }
+}
+
+/// Steps 1–3 as the writer streams: the inputs moderated, then each chapter as it is
+/// complete moderated (with the title, for the first), stored and announced, and its
+/// media started; its growing text is released in moderated pieces meanwhile.
+async fn write_text<'a>(
+    run: Run<'a>,
+    story: &Story,
+    request: &StoryRequest,
+    plan: &MediaPlan,
+    media: &mut MediaQueue<'a>,
+) -> AppResult<Written> {
+    let Run { domain, steps, .. } = run;
     // 1. The inputs must be fit for a child before anything is written.
     let inputs = inputs_of(request);
-    if let Some(reason) = moderate(
-        domain,
-        providers,
-        steps,
-        story.id,
-        "moderate_input",
-        &inputs,
-    )
-    .await
-    {
+    if let Some(reason) = moderate(run, story.id, ("moderate_input", None), &inputs).await {
         return Ok(Written::Refused(reason));
     }
-    // 2. The text.
-    let generated = match write(run, story, request).await? {
-        Ok(g) => g,
-        Err(e) => {
-            return Ok(Written::Refused(format!(
-                "이야기 본문을 만들지 못했습니다 ({}): {}",
-                e.kind.as_str(),
-                public_detail(e.kind)
-            )));
-        }
-    };
-    // 3. The text must be fit for a child too.
-    let mut texts = vec![generated.title.clone()];
-    for c in &generated.chapters {
-        texts.push(c.title.clone());
-        texts.push(c.content.clone());
-    }
-    if let Some(reason) =
-        moderate(domain, providers, steps, story.id, "moderate_text", &texts).await
-    {
-        return Ok(Written::Refused(reason));
-    }
-    if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
-        return Ok(Written::Lost);
-    }
-    domain
-        .stories()
-        .set_generated_title(story.id, &generated.title)
-        .await?;
-    let chapters: Vec<(i32, String, String)> = generated
+    // 2. The text, streamed into the sink; a resumed story's chapters are already there.
+    let stored: Vec<GeneratedChapter> = story
         .chapters
         .iter()
-        .enumerate()
-        .map(|(i, c)| (i as i32 + 1, c.title.clone(), c.content.clone()))
+        .map(|c| GeneratedChapter {
+            title: c.title.clone(),
+            content: c.content.clone(),
+        })
         .collect();
-    domain.stories().put_chapters(story.id, &chapters).await?;
-    steps.flush(domain).await;
-    Ok(Written::Stored)
+    let title = (!stored.is_empty()).then(|| story.title.clone()).flatten();
+    let title_stored = title.is_some();
+    let (sink, mut pieces) = StorySink::new(title, stored);
+    let writing = write(run, story, request, &sink);
+    tokio::pin!(writing);
+    let mut written: Option<Result<(), ProviderError>> = None;
+    let mut pending_title: Option<String> = None;
+    let mut title_stored = title_stored;
+    let mut typing: Option<Typing> = None;
+    loop {
+        let piece = if written.is_some() {
+            match pieces.try_recv() {
+                Ok(piece) => piece,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                result = &mut writing => {
+                    written = Some(result?);
+                    continue;
+                }
+                Some(piece) = pieces.recv() => piece,
+            }
+        };
+        match piece {
+            StoryPiece::Title(title) => pending_title = Some(title),
+            StoryPiece::Text { number, delta } => {
+                let t = typing.get_or_insert_with(|| Typing::new(number));
+                if t.chapter != number {
+                    *t = Typing::new(number);
+                }
+                t.pending.push_str(&delta);
+                if t.last.elapsed() >= TYPING_EVERY {
+                    release_typing(run, t, false).await;
+                }
+            }
+            StoryPiece::Chapter { number, chapter } => {
+                // 3. Each chapter must be fit for a child before anyone can read it.
+                let mut texts = Vec::with_capacity(3);
+                if !title_stored && let Some(title) = &pending_title {
+                    texts.push(title.clone());
+                }
+                texts.push(chapter.title.clone());
+                texts.push(chapter.content.clone());
+                let at = Some(number as i32);
+                if let Some(reason) = moderate(run, story.id, ("moderate_text", at), &texts).await {
+                    return Ok(Written::Refused(reason));
+                }
+                if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job.id).await? {
+                    return Ok(Written::Lost);
+                }
+                if !title_stored && let Some(title) = pending_title.take() {
+                    domain
+                        .stories()
+                        .set_generated_title(story.id, &title)
+                        .await?;
+                    title_stored = true;
+                }
+                let row = (
+                    number as i32,
+                    chapter.title.clone(),
+                    chapter.content.clone(),
+                );
+                let ids = domain.stories().put_chapters(story.id, &[row]).await?;
+                if let Some(t) = typing.as_mut().filter(|t| t.chapter == number) {
+                    release_typing(run, t, true).await;
+                }
+                typing = None;
+                steps.flush(domain).await;
+                let stored = crate::domain::stories::Chapter {
+                    id: ids[0],
+                    number: number as i32,
+                    title: chapter.title,
+                    content: chapter.content,
+                    image: None,
+                    audio: None,
+                };
+                start_media(run, plan, &stored, media);
+            }
+        }
+    }
+    // A title the model wrote after its chapters is checked and stored on its own.
+    if !title_stored && let Some(title) = pending_title {
+        if let Some(reason) = moderate(
+            run,
+            story.id,
+            ("moderate_text", None),
+            std::slice::from_ref(&title),
+        )
+        .await
+        {
+            return Ok(Written::Refused(reason));
+        }
+        if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job.id).await? {
+            return Ok(Written::Lost);
+        }
+        domain
+            .stories()
+            .set_generated_title(story.id, &title)
+            .await?;
+    }
+    match written.expect("the loop ends once the writer has") {
+        Ok(()) => Ok(Written::Stored),
+        Err(e) => Ok(Written::Refused(format!(
+            "이야기 본문을 만들지 못했습니다 ({}): {}",
+            e.kind.as_str(),
+            public_detail(e.kind)
+        ))),
+    }
+}
+
+/// Releases what waits of a chapter's growing text to the typing subscription, once
+/// moderation has passed it; `done` when the chapter itself has passed and is stored
+/// (then the rest goes out unchecked again: the whole chapter was just checked).
+async fn release_typing(run: Run<'_>, typing: &mut Typing, done: bool) {
+    typing.last = std::time::Instant::now();
+    if typing.withheld && !done {
+        return;
+    }
+    let text = std::mem::take(&mut typing.pending);
+    if !done && !text.trim().is_empty() {
+        let allowed = match run.providers.moderation_slots.acquire().await {
+            Ok(_slot) => matches!(
+                run.providers
+                    .moderator
+                    .check(std::slice::from_ref(&text))
+                    .await,
+                Ok(Verdict::Allowed)
+            ),
+            Err(_) => false,
+        };
+        if !allowed {
+            typing.withheld = true;
+            return;
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut parts: Vec<String> = chars
+        .chunks(TYPING_EVENT_CHARS)
+        .map(|c| c.iter().collect())
+        .collect();
+    if parts.is_empty() && done {
+        parts.push(String::new());
+    }
+    let last = parts.len().saturating_sub(1);
+    for (i, delta) in parts.into_iter().enumerate() {
+        let offset = typing.released as i32;
+        typing.released += delta.chars().count();
+        run.domain
+            .events()
+            .publish(crate::events::Event::StoryText {
+                id: run.job.id,
+                chapter: typing.chapter as i32,
+                offset,
+                delta,
+                done: done && i == last,
+            })
+            .await;
+    }
 }
 
 /// What the story is made from, as moderation reads it: the theme, the characters, the
@@ -297,13 +467,15 @@ fn inputs_of(request: &StoryRequest) -> Vec<String> {
     inputs
 }
 
-/// The writer's text for `request`, in one of the writer's slots, every attempt
-/// recorded.
+/// The writer's text for `request` into `sink`, in one of the writer's slots, every
+/// attempt recorded. An attempt that fails after some chapters leaves them in the sink:
+/// the next continues after them.
 async fn write(
     run: Run<'_>,
     story: &Story,
     request: &StoryRequest,
-) -> AppResult<Result<GeneratedStory, ProviderError>> {
+    sink: &StorySink,
+) -> AppResult<Result<(), ProviderError>> {
     let Run {
         domain,
         providers,
@@ -317,7 +489,7 @@ async fn write(
         .map_err(|e| AppError::Internal(e.into()))?;
     Ok(with_retry(
         providers.retry,
-        || providers.writer.write(request),
+        || providers.writer.write(request, sink),
         steps.observer(
             domain.metrics(),
             story.id,
@@ -367,123 +539,174 @@ impl Why {
 
 /// A boxed media task (the futures differ in type).
 type MediaTask<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = AppResult<Made>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = AppResult<(MediaKind, Made)>> + Send + 'a>>;
 
-/// Step 4: illustrations and narrations of the chapters still without them, all at
-/// once, bounded per provider; a failure leaves that file `null`. Narration is in the
-/// account's cloned voice when there is one, falling back to the stock narrator, then
-/// the offline one. When every illustration (or narration) of the story failed, the
-/// note says so: the story is complete but not as promised.
-async fn make_media(
-    run: Run<'_>,
-    story: &Story,
-    request: &StoryRequest,
-) -> AppResult<Option<String>> {
-    let Run {
-        domain, providers, ..
-    } = run;
-    // Who is in the pictures and where: the conversation's hero, place and helper with
-    // the characters asked for (read again from the stored conversation, so a resumed
-    // job draws the same).
-    let (figures, place) = crate::providers::plan::cast_and_place(
-        &story.child_name,
-        &story.characters,
-        &story.theme,
-        &request.transcript,
-    );
-    let sheet = character_sheet(story, &figures);
-    let voice = match story.chapters.iter().any(|c| c.audio.is_none()) {
-        true => domain
-            .accounts()
-            .find_user(story.owner_id)
-            .await?
-            .and_then(|u| u.voice_id),
-        false => None,
-    };
-    let mut images: Vec<MediaTask<'_>> = Vec::new();
-    let mut narrations: Vec<MediaTask<'_>> = Vec::new();
-    for chapter in &story.chapters {
-        if chapter.image.is_none() {
-            let req = IllustrationRequest {
-                seed: seed_of(story.id),
-                chapter_number: chapter.number as usize,
-                chapter_title: chapter.title.clone(),
-                scene: chapter.content.chars().take(400).collect(),
-                place: place.clone(),
-                character_sheet: sheet.clone(),
-                characters: figures.clone(),
-            };
-            let slot = MediaSlot {
-                step: "illustrate",
-                kind: MediaKind::Image,
-                chapter_id: chapter.id,
-                number: chapter.number,
-            };
-            images.push(Box::pin(async move {
-                let illustrator = providers.illustrator.clone();
-                let made = attempt(
-                    run,
-                    &slot,
-                    illustrator.name(),
-                    &providers.image_slots,
-                    || {
-                        let illustrator = illustrator.clone();
-                        let req = req.clone();
-                        async move { illustrator.illustrate(&req).await }
-                    },
-                )
-                .await?;
-                store_media(run, &slot, made).await
-            }));
-        }
-        if chapter.audio.is_none() {
-            let text = format!("{}. {}", chapter.title, chapter.content);
-            let slot = MediaSlot {
-                step: "narrate",
-                kind: MediaKind::Audio,
-                chapter_id: chapter.id,
-                number: chapter.number,
-            };
-            let voice = voice.clone();
-            narrations.push(Box::pin(async move {
-                let made = narrate(run, &slot, &text, voice.as_deref()).await;
-                store_media(run, &slot, made).await
-            }));
+/// Who and where the pictures show, and whose voice narrates: the same for every
+/// chapter of a story.
+struct MediaPlan {
+    seed: u64,
+    figures: Vec<String>,
+    place: String,
+    sheet: String,
+    voice: Option<String>,
+}
+
+impl MediaPlan {
+    /// The conversation's hero, place and helper with the characters asked for (read
+    /// again from the stored conversation, so a resumed job draws the same), and the
+    /// account's cloned voice when it has one.
+    async fn of(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppResult<MediaPlan> {
+        let (figures, place) = crate::providers::plan::cast_and_place(
+            &story.child_name,
+            &story.characters,
+            &story.theme,
+            &request.transcript,
+        );
+        let sheet = character_sheet(story, &figures);
+        let narrating = story.chapters.len() < story.chapter_count as usize
+            || story.chapters.iter().any(|c| c.audio.is_none());
+        let voice = match narrating {
+            true => run
+                .domain
+                .accounts()
+                .find_user(story.owner_id)
+                .await?
+                .and_then(|u| u.voice_id),
+            false => None,
+        };
+        Ok(MediaPlan {
+            seed: seed_of(story.id),
+            figures,
+            place,
+            sheet,
+            voice,
+        })
+    }
+}
+
+/// Where media tasks go to be run ([`drive_media`]).
+type MediaQueue<'a> = tokio::sync::mpsc::UnboundedSender<MediaTask<'a>>;
+
+/// Runs the queued media tasks all at once (each bounded by its provider's slots) until
+/// the queue is closed and every task has ended; a failure leaves that file `null`.
+async fn drive_media<'a>(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<MediaTask<'a>>,
+) -> AppResult<MediaMade> {
+    use futures_util::StreamExt;
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut made = MediaMade::default();
+    loop {
+        tokio::select! {
+            Some(task) = queue.recv() => running.push(task),
+            Some(done) = running.next(), if !running.is_empty() => {
+                let (kind, result) = done?;
+                match kind {
+                    MediaKind::Image => made.images.push(result),
+                    MediaKind::Audio => made.narrations.push(result),
+                }
+            }
+            else => return Ok(made),
         }
     }
-    let (images, narrations) =
-        futures_util::future::join(join_all(images), join_all(narrations)).await;
-    let mut notes = Vec::new();
-    for (results, what, step) in [
-        (images, "삽화", "illustrate_all"),
-        (narrations, "낭독", "narrate_all"),
-    ] {
-        let mut failed = None;
-        let mut any_made = false;
-        let unavailable = Why::Provider(crate::providers::ErrorKind::Unavailable);
-        for result in results {
-            match result? {
-                Made::Stored | Made::Lost => any_made = true,
-                // The failure that says most: a real one over "not available here".
-                Made::Failed(why) if failed.is_none() || failed == Some(unavailable) => {
-                    failed = Some(why)
+}
+
+/// Queues what `chapter` is still missing: its illustration and its narration, in the
+/// account's cloned voice when there is one, falling back to the stock narrator, then
+/// the offline one.
+fn start_media<'a>(run: Run<'a>, plan: &MediaPlan, chapter: &Chapter, queue: &mut MediaQueue<'a>) {
+    let providers = run.providers;
+    if chapter.image.is_none() {
+        let req = IllustrationRequest {
+            seed: plan.seed,
+            chapter_number: chapter.number as usize,
+            chapter_title: chapter.title.clone(),
+            scene: chapter.content.chars().take(400).collect(),
+            place: plan.place.clone(),
+            character_sheet: plan.sheet.clone(),
+            characters: plan.figures.clone(),
+        };
+        let slot = MediaSlot {
+            step: "illustrate",
+            kind: MediaKind::Image,
+            chapter_id: chapter.id,
+            number: chapter.number,
+        };
+        let _ = queue.send(Box::pin(async move {
+            let illustrator = providers.illustrator.clone();
+            let made = attempt(
+                run,
+                &slot,
+                illustrator.name(),
+                &providers.image_slots,
+                || {
+                    let illustrator = illustrator.clone();
+                    let req = req.clone();
+                    async move { illustrator.illustrate(&req).await }
+                },
+            )
+            .await?;
+            Ok((slot.kind, store_media(run, &slot, made).await?))
+        }));
+    }
+    if chapter.audio.is_none() {
+        let text = format!("{}. {}", chapter.title, chapter.content);
+        let slot = MediaSlot {
+            step: "narrate",
+            kind: MediaKind::Audio,
+            chapter_id: chapter.id,
+            number: chapter.number,
+        };
+        let voice = plan.voice.clone();
+        let _ = queue.send(Box::pin(async move {
+            let made = narrate(run, &slot, &text, voice.as_deref()).await;
+            Ok((slot.kind, store_media(run, &slot, made).await?))
+        }));
+    }
+}
+
+/// How each illustration and narration of a story ended.
+#[derive(Default)]
+struct MediaMade {
+    images: Vec<Made>,
+    narrations: Vec<Made>,
+}
+
+impl MediaMade {
+    /// Step 4's summary: when every illustration (or narration) of the story failed,
+    /// the note says so: the story is complete but not as promised.
+    fn notes(self, run: Run<'_>, story: StoryId) -> Option<String> {
+        let mut notes = Vec::new();
+        for (results, what, step) in [
+            (self.images, "삽화", "illustrate_all"),
+            (self.narrations, "낭독", "narrate_all"),
+        ] {
+            let mut failed = None;
+            let mut any_made = false;
+            let unavailable = Why::Provider(crate::providers::ErrorKind::Unavailable);
+            for result in results {
+                match result {
+                    Made::Stored | Made::Lost => any_made = true,
+                    // The failure that says most: a real one over "not available here".
+                    Made::Failed(why) if failed.is_none() || failed == Some(unavailable) => {
+                        failed = Some(why)
+                    }
+                    Made::Failed(_) => {}
                 }
-                Made::Failed(_) => {}
+            }
+            // A server with no narrator at all (no speech provider, no espeak-ng) is
+            // configuration, said at start-up, not a failure of this story.
+            let missing = step == "narrate_all" && failed == Some(unavailable);
+            if let (false, Some(why), false) = (any_made, failed, missing) {
+                let note = format!(
+                    "{what}을(를) 하나도 만들지 못했습니다: {}",
+                    why.public(what)
+                );
+                run.steps.note(story, step, why.kind(), &note);
+                notes.push(note);
             }
         }
-        // A server with no narrator at all (no speech provider, no espeak-ng) is
-        // configuration, said at start-up, not a failure of this story.
-        let missing = step == "narrate_all" && failed == Some(unavailable);
-        if let (false, Some(why), false) = (any_made, failed, missing) {
-            let note = format!(
-                "{what}을(를) 하나도 만들지 못했습니다: {}",
-                why.public(what)
-            );
-            run.steps.note(story.id, step, why.kind(), &note);
-            notes.push(note);
-        }
+        (!notes.is_empty()).then(|| notes.join(" / "))
     }
-    Ok((!notes.is_empty()).then(|| notes.join(" / ")))
 }
 
 /// Which chapter file a media task makes.
@@ -594,13 +817,17 @@ async fn store_media(
 
 /// `Some(reason)` when the texts are not fit for a child, or cannot be checked.
 async fn moderate(
-    domain: &Domain,
-    providers: &Providers,
-    steps: &Steps<'_>,
+    run: Run<'_>,
     story: StoryId,
-    step: &str,
+    (step, chapter): (&str, Option<i32>),
     texts: &[String],
 ) -> Option<String> {
+    let Run {
+        domain,
+        providers,
+        steps,
+        ..
+    } = run;
     let Ok(_slot) = providers.moderation_slots.acquire().await else {
         return Some("안전 검사를 할 수 없어 이야기를 완성하지 않았습니다 (unavailable).".into());
     };
@@ -611,7 +838,7 @@ async fn moderate(
             domain.metrics(),
             story,
             step,
-            None,
+            chapter,
             providers.moderator.name(),
         ),
     )

@@ -172,6 +172,7 @@ mod tests {
             moderation_threshold: 0.5,
             max_attempts: 1,
             backoff: std::time::Duration::ZERO,
+            offline_typing: std::time::Duration::ZERO,
         };
         config.llm.base_url = llm.map(str::to_string);
         config.llm.model = Some("llama3".into());

@@ -14,6 +14,7 @@ pub(crate) mod openai;
 pub(crate) mod pictures;
 pub(crate) mod plan;
 pub(crate) mod retry;
+pub(crate) mod story_stream;
 pub(crate) mod story_text;
 pub(crate) mod transcribe;
 pub(crate) mod voice;
@@ -180,10 +181,94 @@ pub enum Verdict {
     Flagged { categories: Vec<String> },
 }
 
+/// What a story writer hands on while it writes, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoryPiece {
+    /// The story's title (before or with its first chapter).
+    Title(String),
+    /// More of chapter `number`'s content, as the model writes it (not yet checked by
+    /// moderation: the pipeline releases it only in moderated pieces).
+    Text { number: usize, delta: String },
+    /// Chapter `number` is complete.
+    Chapter {
+        number: usize,
+        chapter: GeneratedChapter,
+    },
+}
+
+/// Where a writer puts what it writes: it remembers the title and the chapters so far,
+/// so a call that is tried again (or a job resumed) continues after them instead of
+/// starting over, and passes each piece on the moment it is complete.
+pub struct StorySink {
+    so_far: std::sync::Mutex<(Option<String>, Vec<GeneratedChapter>)>,
+    tx: tokio::sync::mpsc::UnboundedSender<StoryPiece>,
+}
+
+impl StorySink {
+    /// A sink that already holds `title` and `chapters` (a resumed story's), and the
+    /// receiving end of what is added.
+    pub fn new(
+        title: Option<String>,
+        chapters: Vec<GeneratedChapter>,
+    ) -> (StorySink, tokio::sync::mpsc::UnboundedReceiver<StoryPiece>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = StorySink {
+            so_far: std::sync::Mutex::new((title, chapters)),
+            tx,
+        };
+        (sink, rx)
+    }
+
+    fn so_far(&self) -> std::sync::MutexGuard<'_, (Option<String>, Vec<GeneratedChapter>)> {
+        self.so_far.lock().expect("story sink lock")
+    }
+
+    /// The title, once written.
+    pub fn title(&self) -> Option<String> {
+        self.so_far().0.clone()
+    }
+
+    /// The chapters written so far.
+    pub fn chapters(&self) -> Vec<GeneratedChapter> {
+        self.so_far().1.clone()
+    }
+
+    /// How many chapters are written.
+    pub fn count(&self) -> usize {
+        self.so_far().1.len()
+    }
+
+    /// The story's title; only the first one counts (a continuation repeats it).
+    pub fn put_title(&self, title: String) {
+        let mut so_far = self.so_far();
+        if so_far.0.is_none() {
+            so_far.0 = Some(title.clone());
+            let _ = self.tx.send(StoryPiece::Title(title));
+        }
+    }
+
+    /// More of the chapter being written (the one after those complete).
+    pub fn put_text(&self, delta: String) {
+        let number = self.count() + 1;
+        let _ = self.tx.send(StoryPiece::Text { number, delta });
+    }
+
+    /// The next chapter, complete.
+    pub fn put_chapter(&self, chapter: GeneratedChapter) {
+        let mut so_far = self.so_far();
+        so_far.1.push(chapter.clone());
+        let number = so_far.1.len();
+        let _ = self.tx.send(StoryPiece::Chapter { number, chapter });
+    }
+}
+
 #[async_trait]
 pub trait StoryWriter: Send + Sync {
     fn name(&self) -> &'static str;
-    async fn write(&self, request: &StoryRequest) -> Result<GeneratedStory, ProviderError>;
+    /// Writes the title (when the sink has none) and the chapters after those in `sink`
+    /// up to `request.chapters`, putting each into `sink` as it is complete. `Ok` once
+    /// every chapter is there; an error leaves what was written in the sink.
+    async fn write(&self, request: &StoryRequest, sink: &StorySink) -> Result<(), ProviderError>;
 }
 
 #[async_trait]
@@ -340,7 +425,9 @@ impl Providers {
         };
         let writer: Arc<dyn StoryWriter> = match http(&config.llm) {
             Some(s) => Arc::new(openai::ChatStoryWriter::new(s)),
-            None => Arc::new(offline::TemplateWriter),
+            None => Arc::new(offline::TemplateWriter {
+                typing: config.offline_typing,
+            }),
         };
         let illustrator: Arc<dyn Illustrator> = match http(&config.image) {
             Some(s) => Arc::new(openai::ImagesIllustrator::new(s)),

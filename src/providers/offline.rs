@@ -13,7 +13,7 @@ use super::korean::{a_ya, eul_reul, eun_neun, euro_ro, i_ga, wa_gwa};
 use super::plan::{Plan, Setting, setting};
 use super::{
     ErrorKind, GeneratedChapter, GeneratedStory, IllustrationRequest, Illustrator, Media, Narrator,
-    ProviderError, StoryRequest, StoryWriter,
+    ProviderError, StoryRequest, StorySink, StoryWriter,
 };
 
 /// A small deterministic generator (SplitMix64), so one story always reads the same.
@@ -38,7 +38,32 @@ impl Dice {
 /// The offline storyteller: the story the conversation planned ([`Plan`]: hero, place,
 /// problem, helper, resolution), in that order; what the conversation left open comes
 /// from the theme (its setting: sea, space, forest…) and the characters asked for.
-pub(crate) struct TemplateWriter;
+#[derive(Default)]
+pub(crate) struct TemplateWriter {
+    /// How long one chapter takes to type (`JJONGAL_OFFLINE_TYPING_MS`; zero: at once).
+    pub(crate) typing: std::time::Duration,
+}
+
+/// `text` cut at spaces into at most `most` pieces of about equal length, which join
+/// back into `text`.
+fn typed_pieces(text: &str, most: usize) -> Vec<String> {
+    let size = text.chars().count().div_ceil(most.max(1)).max(1);
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    let mut n = 0;
+    for c in text.chars() {
+        piece.push(c);
+        n += 1;
+        if n >= size && c == ' ' {
+            pieces.push(std::mem::take(&mut piece));
+            n = 0;
+        }
+    }
+    if !piece.is_empty() {
+        pieces.push(piece);
+    }
+    pieces
+}
 
 /// Settings to draw from when neither the conversation nor the theme names a place.
 const SETTINGS: &[Setting] = &[
@@ -492,8 +517,24 @@ impl StoryWriter for TemplateWriter {
     fn name(&self) -> &'static str {
         "offline-template"
     }
-    async fn write(&self, request: &StoryRequest) -> Result<GeneratedStory, ProviderError> {
-        Ok(self.compose(request))
+    /// Writes the story at once and types each chapter into the sink over `typing`
+    /// (in ten pieces at most, at word boundaries), so the story appears as it is written
+    /// here too.
+    async fn write(&self, request: &StoryRequest, sink: &StorySink) -> Result<(), ProviderError> {
+        let story = self.compose(request);
+        sink.put_title(story.title);
+        for chapter in story.chapters.into_iter().skip(sink.count()) {
+            let pieces = typed_pieces(&chapter.content, 10);
+            let pause = self.typing / pieces.len().max(1) as u32;
+            for piece in pieces {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                sink.put_text(piece);
+            }
+            sink.put_chapter(chapter);
+        }
+        Ok(())
     }
 }
 
@@ -758,7 +799,7 @@ mod tests {
     #[test]
     fn the_theme_and_characters_shape_the_story() {
         for n in [3, 5, 7] {
-            let story = TemplateWriter.compose(&request(n));
+            let story = TemplateWriter::default().compose(&request(n));
             assert_eq!(story.chapters.len(), n);
             assert_eq!(story.title, "용감한 토끼와 지혜로운 거북이");
             let all: String = story.chapters.iter().map(|c| c.content.clone()).collect();
@@ -780,7 +821,7 @@ mod tests {
                 story.chapters.iter().map(|c| &c.content).collect();
             assert_eq!(bodies.len(), n, "chapter texts repeat");
         }
-        let sea = TemplateWriter.compose(&StoryRequest {
+        let sea = TemplateWriter::default().compose(&StoryRequest {
             theme: "바다 모험".into(),
             ..request(5)
         });
@@ -807,7 +848,7 @@ mod tests {
         })
         .collect();
         for n in [3, 5, 7] {
-            let story = TemplateWriter.compose(&StoryRequest {
+            let story = TemplateWriter::default().compose(&StoryRequest {
                 theme: "공룡, 바다".into(),
                 characters: Vec::new(),
                 child_name: "지우".into(),

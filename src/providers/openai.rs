@@ -16,8 +16,8 @@ use super::http::{
     MediaFetcher, client_for, endpoint, json_capped, read_capped, send, with_bearer,
 };
 use super::{
-    ErrorKind, GeneratedStory, HttpSettings, IllustrationRequest, Illustrator, Media, Moderator,
-    Narrator, ProviderError, StoryRequest, StoryWriter, Verdict,
+    ErrorKind, HttpSettings, IllustrationRequest, Illustrator, Media, Moderator, Narrator,
+    ProviderError, StoryRequest, StorySink, StoryWriter, Verdict,
 };
 use crate::config::{TemperatureParam, TokenLimitParam};
 
@@ -155,10 +155,20 @@ pub(crate) async fn chat(
     }
 }
 
-/// Chat completions that return the story as JSON.
+/// Chat completions that return the story as JSON, streamed (`stream: true`): each
+/// chapter is handed on the moment its object closes in the answer, while the model
+/// writes the next.
 pub(crate) struct ChatStoryWriter {
     settings: HttpSettings,
     client: Client,
+}
+
+/// How one streamed answer ended, when the provider itself did not fail.
+enum Answer {
+    /// Every chapter asked for is in the sink.
+    Complete,
+    /// The answer ended short or malformed: the problem, for the next call.
+    Short(String),
 }
 
 impl ChatStoryWriter {
@@ -169,7 +179,17 @@ impl ChatStoryWriter {
         }
     }
 
-    async fn complete(&self, messages: &[Value]) -> Result<String, ProviderError> {
+    /// One streamed call: its server-sent events read as they arrive, the story's JSON
+    /// scanned as it grows, each piece put into `sink`. Reading stops once the last
+    /// chapter asked for is complete.
+    async fn stream(
+        &self,
+        messages: &[Value],
+        request: &StoryRequest,
+        sink: &StorySink,
+    ) -> Result<Answer, ProviderError> {
+        use super::http::transport_error;
+        use super::story_stream::{Scanned, SseLines, StoryScanner};
         // No token limit: a server's own limit fits its context (vLLM refuses a limit
         // larger than the context left).
         let call = ChatCall {
@@ -178,7 +198,132 @@ impl ChatStoryWriter {
             max_tokens: None,
             json: true,
         };
-        chat(&self.client, &self.settings, &call).await
+        let mut body = chat_body(&self.settings, &call);
+        body["stream"] = json!(true);
+        let rb = self
+            .client
+            .post(endpoint(&self.settings, "chat/completions"))
+            .json(&body);
+        let mut response = send(with_bearer(rb, &self.settings)).await?;
+        let streamed = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !streamed {
+            return Err(ProviderError::new(
+                ErrorKind::BadResponse,
+                "the model server did not stream its answer (no text/event-stream)",
+            ));
+        }
+        let cap = self.settings.max_response_bytes;
+        let mut read = 0usize;
+        let mut sse = SseLines::default();
+        let mut scanner = StoryScanner::new();
+        let mut finish: Option<String> = None;
+        let mut ended = false;
+        while !ended {
+            let events = match response.chunk().await.map_err(transport_error)? {
+                Some(bytes) => {
+                    read += bytes.len();
+                    if read > cap {
+                        return Err(ProviderError::new(
+                            ErrorKind::BadResponse,
+                            format!("the answer is larger than {cap} bytes"),
+                        ));
+                    }
+                    sse.push(&bytes)
+                }
+                None => {
+                    ended = true;
+                    sse.finish().into_iter().collect()
+                }
+            };
+            for data in events {
+                if data.trim() == "[DONE]" {
+                    ended = true;
+                    break;
+                }
+                let chunk: Value = serde_json::from_str(&data).map_err(|e| {
+                    ProviderError::new(ErrorKind::BadResponse, format!("invalid stream event: {e}"))
+                })?;
+                if chunk.get("error").is_some_and(|e| !e.is_null()) {
+                    let (code, message) = super::http::provider_code(&chunk);
+                    let mut err = ProviderError::new(
+                        ErrorKind::Server,
+                        format!(
+                            "the stream ended in an error: {}",
+                            message
+                                .unwrap_or_default()
+                                .chars()
+                                .take(200)
+                                .collect::<String>()
+                        ),
+                    );
+                    err.code = code;
+                    return Err(err);
+                }
+                let Some(choice) = chunk["choices"].get(0) else {
+                    continue; // the usage chunk
+                };
+                let delta = &choice["delta"];
+                if let Some(refusal) = delta["refusal"].as_str().filter(|r| !r.is_empty()) {
+                    let short: String = refusal.chars().take(200).collect();
+                    return Err(ProviderError::new(
+                        ErrorKind::Refused,
+                        format!("the model refused: {short}"),
+                    ));
+                }
+                if let Some(text) = delta["content"].as_str() {
+                    for piece in scanner.push(text) {
+                        match piece {
+                            Scanned::Title(title) => sink.put_title(title),
+                            Scanned::Text { delta, .. } => {
+                                if sink.count() < request.chapters {
+                                    sink.put_text(delta)
+                                }
+                            }
+                            Scanned::Chapter(chapter) => {
+                                if sink.count() < request.chapters {
+                                    sink.put_chapter(chapter);
+                                }
+                            }
+                        }
+                        if sink.count() >= request.chapters && sink.title().is_some() {
+                            // Everything asked for is here: the rest is not read.
+                            return Ok(Answer::Complete);
+                        }
+                    }
+                }
+                if let Some(reason) = choice["finish_reason"].as_str() {
+                    finish = Some(reason.to_string());
+                }
+            }
+        }
+        if finish.as_deref() == Some("content_filter") {
+            return Err(ProviderError::new(
+                ErrorKind::Refused,
+                "the provider's content filter withheld the answer",
+            ));
+        }
+        let problem = match (scanner.problem(), scanner.started(), finish.as_deref()) {
+            (Some(p), _, _) => p.to_string(),
+            (None, false, _) => "no JSON object in the answer".to_string(),
+            (None, _, Some("length")) => "the answer was cut off by the token limit".to_string(),
+            (None, _, None) => "the stream ended before the answer was finished".to_string(),
+            (None, _, _) if sink.title().is_none() => {
+                "`title` must be a non-empty string of at most 200 characters".to_string()
+            }
+            (None, _, _) => format!(
+                "expected exactly {} chapters, got {}",
+                request.chapters,
+                sink.count()
+            ),
+        };
+        if sink.count() >= request.chapters && sink.title().is_some() {
+            return Ok(Answer::Complete);
+        }
+        Ok(Answer::Short(problem))
     }
 }
 
@@ -188,29 +333,35 @@ impl StoryWriter for ChatStoryWriter {
         "openai-chat"
     }
 
-    async fn write(&self, request: &StoryRequest) -> Result<GeneratedStory, ProviderError> {
-        use super::story_text::{parse_story, repair_prompt, system_prompt, user_prompt};
-        let mut messages = vec![
-            json!({"role": "system", "content": system_prompt(request.child_age)}),
-            json!({"role": "user", "content": user_prompt(request)}),
-        ];
-        let first = self.complete(&messages).await?;
-        let problem = match parse_story(&first, request.chapters) {
-            Ok(story) => return Ok(story),
-            Err(problem) => problem,
-        };
-        // One repair attempt: show the model its answer and what is wrong with it.
-        tracing::warn!(%problem, "model answer malformed; asking for a repair");
-        messages.push(json!({"role": "assistant", "content": first}));
-        messages
-            .push(json!({"role": "user", "content": repair_prompt(&problem, request.chapters)}));
-        let second = self.complete(&messages).await?;
-        parse_story(&second, request.chapters).map_err(|p| {
-            ProviderError::new(
-                ErrorKind::BadResponse,
-                format!("malformed story after repair: {p}"),
-            )
-        })
+    async fn write(&self, request: &StoryRequest, sink: &StorySink) -> Result<(), ProviderError> {
+        // An answer that ends short or malformed gets one more call, which continues
+        // after the chapters already received (the model sees them as its own answer).
+        let mut problem: Option<String> = None;
+        for _ in 0..2 {
+            if sink.count() >= request.chapters && sink.title().is_some() {
+                return Ok(());
+            }
+            let messages = super::story_text::messages(
+                request,
+                sink.title().as_deref(),
+                &sink.chapters(),
+                problem.as_deref(),
+            );
+            match self.stream(&messages, request, sink).await? {
+                Answer::Complete => return Ok(()),
+                Answer::Short(p) => {
+                    tracing::warn!(problem = %p, chapters = sink.count(), "model answer short or malformed; asking it to go on");
+                    problem = Some(p);
+                }
+            }
+        }
+        Err(ProviderError::new(
+            ErrorKind::BadResponse,
+            format!(
+                "malformed story after repair: {}",
+                problem.unwrap_or_default()
+            ),
+        ))
     }
 }
 

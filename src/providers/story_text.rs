@@ -1,9 +1,9 @@
 //! The story writer's words: the prompts a chat model gets and the check of the JSON
 //! story it answers with (the shape, exactly the chapters asked for, the lengths).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::{GeneratedChapter, GeneratedStory, StoryRequest};
+use super::{GeneratedChapter, StoryRequest};
 use crate::vocabulary::MessageRole;
 
 /// Longest chapter text accepted from a model (the API's text-field limit).
@@ -63,67 +63,66 @@ pub(crate) fn user_prompt(req: &StoryRequest) -> String {
     )
 }
 
-/// Parses and checks the model's JSON against the expected shape.
-pub(crate) fn parse_story(text: &str, chapters: usize) -> Result<GeneratedStory, String> {
-    let trimmed = text.trim();
-    let trimmed = trimmed
-        .strip_prefix("```json")
-        .or_else(|| trimmed.strip_prefix("```"))
-        .map(|t| t.trim_end().trim_end_matches("```"))
-        .unwrap_or(trimmed);
-    let value: Value = serde_json::from_str(trimmed).map_err(|e| format!("invalid JSON: {e}"))?;
-    let title = value["title"]
+/// One chapter object of the model's answer, checked (`index` is 0-based, for the
+/// problem's wording).
+pub(crate) fn checked_chapter(ch: &Value, index: usize) -> Result<GeneratedChapter, String> {
+    let title = ch["title"]
         .as_str()
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.chars().count() <= 200)
-        .ok_or("`title` must be a non-empty string of at most 200 characters")?;
-    let list = value["chapters"]
-        .as_array()
-        .ok_or("`chapters` must be an array")?;
-    if list.len() != chapters {
-        return Err(format!(
-            "expected exactly {chapters} chapters, got {}",
-            list.len()
-        ));
-    }
-    let mut out = Vec::with_capacity(chapters);
-    for (i, ch) in list.iter().enumerate() {
-        let title = ch["title"]
-            .as_str()
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let content = ch["content"]
-            .as_str()
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        match (title, content) {
-            (Some(t), Some(c))
-                if c.chars().count() <= MAX_CHAPTER_CHARS && t.chars().count() <= 200 =>
-            {
-                out.push(GeneratedChapter {
-                    title: t.to_string(),
-                    content: c.to_string(),
-                })
-            }
-            _ => {
-                return Err(format!(
-                    "chapter {} needs a non-empty `title` and `content`",
-                    i + 1
-                ));
-            }
+        .filter(|t| !t.is_empty());
+    let content = ch["content"]
+        .as_str()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    match (title, content) {
+        (Some(t), Some(c))
+            if c.chars().count() <= MAX_CHAPTER_CHARS && t.chars().count() <= 200 =>
+        {
+            Ok(GeneratedChapter {
+                title: t.to_string(),
+                content: c.to_string(),
+            })
         }
+        _ => Err(format!(
+            "chapter {} needs a non-empty `title` (at most 200 characters) and `content` (at most {MAX_CHAPTER_CHARS})",
+            index + 1
+        )),
     }
-    Ok(GeneratedStory {
-        title: title.to_string(),
-        chapters: out,
-    })
 }
 
-/// What the model is told when its first answer did not have the right shape.
-pub(crate) fn repair_prompt(problem: &str, chapters: usize) -> String {
-    format!(
-        "그 답은 형식이 잘못되었어: {problem}. 같은 이야기를 정확히 {chapters}장으로, 설명 없이 JSON 객체 하나로만 다시 보내 줘."
-    )
+/// The conversation that asks for the chapters still missing: the first request, then
+/// (when some were written, by an earlier answer that broke off or went wrong) the
+/// story so far as the model's own answer and a request for the rest. `problem` says
+/// what was wrong with the last answer.
+pub(crate) fn messages(
+    req: &StoryRequest,
+    title: Option<&str>,
+    written: &[GeneratedChapter],
+    problem: Option<&str>,
+) -> Vec<Value> {
+    let mut messages = vec![
+        json!({"role": "system", "content": system_prompt(req.child_age)}),
+        json!({"role": "user", "content": user_prompt(req)}),
+    ];
+    if written.is_empty() && problem.is_none() {
+        return messages;
+    }
+    let so_far = json!({
+        "title": title.unwrap_or(""),
+        "chapters": written.iter().map(|c| json!({"title": c.title, "content": c.content})).collect::<Vec<_>>(),
+    });
+    messages.push(json!({"role": "assistant", "content": so_far.to_string()}));
+    let left = req.chapters.saturating_sub(written.len());
+    let why = problem
+        .map(|p| format!("앞의 답은 형식이 잘못되었거나 중간에 끊겼어: {p}. "))
+        .unwrap_or_default();
+    messages.push(json!({"role": "user", "content": format!(
+        "{why}이야기를 이어서 써 줘: {from}장부터 {to}장까지 남은 {left}개 장만, 이미 쓴 장은 다시 쓰지 말고, \
+         설명 없이 같은 형식의 JSON 객체 하나로 보내 줘 (title은 같은 제목).",
+        from = written.len() + 1,
+        to = req.chapters,
+    )}));
+    messages
 }
 
 #[cfg(test)]
@@ -131,20 +130,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_only_the_expected_shape() {
-        let ok = r#"{"title": "별", "chapters": [{"title": "1", "content": "가"}, {"title": "2", "content": "나"}]}"#;
-        assert_eq!(parse_story(ok, 2).unwrap().chapters.len(), 2);
-        assert!(parse_story(&format!("```json\n{ok}\n```"), 2).is_ok());
-        assert!(parse_story(ok, 3).is_err());
-        assert!(parse_story("{\"title\": \"별\"}", 1).is_err());
-        assert!(parse_story("not json", 1).is_err());
-        assert!(parse_story(r#"{"title": "", "chapters": []}"#, 0).is_err());
-        assert!(
-            parse_story(
-                r#"{"title": "t", "chapters": [{"title": "a", "content": ""}]}"#,
-                1
-            )
-            .is_err()
-        );
+    fn a_chapter_is_checked() {
+        let ok = json!({"title": " 별 ", "content": "가"});
+        assert_eq!(checked_chapter(&ok, 0).unwrap().title, "별");
+        for bad in [
+            json!({"title": "", "content": "가"}),
+            json!({"title": "t"}),
+            json!({"title": "t", "content": "가".repeat(MAX_CHAPTER_CHARS + 1)}),
+            json!({"title": "t".repeat(201), "content": "가"}),
+        ] {
+            assert!(checked_chapter(&bad, 2).unwrap_err().contains("chapter 3"));
+        }
+    }
+
+    #[test]
+    fn a_continuation_shows_the_story_so_far_and_asks_for_the_rest() {
+        let req = StoryRequest {
+            seed: 1,
+            theme: "바다".into(),
+            characters: vec![],
+            child_name: "민준".into(),
+            child_age: 6,
+            chapters: 5,
+            interests: vec![],
+            transcript: vec![],
+        };
+        assert_eq!(messages(&req, None, &[], None).len(), 2);
+        let written = vec![GeneratedChapter {
+            title: "하나".into(),
+            content: "첫 장".into(),
+        }];
+        let m = messages(&req, Some("별"), &written, Some("cut off"));
+        assert_eq!(m.len(), 4);
+        assert!(m[2]["content"].as_str().unwrap().contains("첫 장"));
+        let ask = m[3]["content"].as_str().unwrap();
+        assert!(ask.contains("2장부터 5장까지 남은 4개 장") && ask.contains("cut off"));
     }
 }

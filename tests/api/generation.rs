@@ -15,7 +15,7 @@ use crate::helpers::{
 
 use crate::fakes::openai::Natural;
 use crate::fakes::openai::{
-    Api, MP3, PNG, chat_answer, error, image_b64, moderation_answer, speech_answer, story_json,
+    Api, MP3, PNG, error, image_b64, moderation_answer, speech_answer, story_answer, story_json,
     strict,
 };
 use crate::fakes::{Fakes, requests_to};
@@ -162,8 +162,9 @@ async fn happy_path_with_http_providers(db: Db) {
         3
     );
     assert_eq!(requests_to(&server, "/v1/audio/speech").await.len(), 3);
-    // Inputs, then the written text, were moderated.
-    assert_eq!(requests_to(&server, "/v1/moderations").await.len(), 2);
+    // Inputs, then each chapter as it was written, were moderated (and perhaps pieces
+    // of the text as it grew, for the typing subscription).
+    assert!(requests_to(&server, "/v1/moderations").await.len() >= 4);
     let image: Value =
         serde_json::from_slice(&requests_to(&server, "/v1/images/generations").await[0].body)
             .unwrap();
@@ -183,7 +184,7 @@ async fn happy_path_with_http_providers(db: Db) {
     };
     assert_eq!(count("moderate_input"), 1);
     assert_eq!(count("write_text"), 1);
-    assert_eq!(count("moderate_text"), 1);
+    assert_eq!(count("moderate_text"), 3, "each chapter");
     assert_eq!(count("illustrate"), 3);
     assert_eq!(count("narrate"), 3);
     assert!(steps.iter().all(|s| s.provider.starts_with("openai")));
@@ -345,7 +346,7 @@ async fn malformed_model_output_is_repaired_once(db: Db) {
         .and(path("/v1/chat/completions"))
         .respond_with(strict(
             Api::Chat,
-            chat_answer("이야기를 써 볼게요! {\"title\": 잘못된"),
+            story_answer("이야기를 써 볼게요! {\"title\": 잘못된"),
         ))
         .up_to_n_times(1)
         .with_priority(1)
@@ -372,13 +373,59 @@ async fn malformed_model_output_is_repaired_once(db: Db) {
             .contains("형식이 잘못")
     );
 
+    // An answer one chapter short: the two it has are kept and the model is asked for
+    // the third alone, with the two shown as its own answer.
+    let short = providers().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(strict(
+            Api::Chat,
+            story_answer(&story_json("장 수가 틀림", 2)),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&short)
+        .await;
+    let app = spawn_with_providers(db, &short, &[]).await;
+    let token = app.new_account("short").await;
+    let id = new_story(&app, &token, "숲", "short").await;
+    let story = wait_done(&app, &token, &id).await;
+    assert_eq!(story["status"], "completed", "{story}");
+    assert_eq!(story["title"], "장 수가 틀림");
+    let titles: Vec<&str> = story["chapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["1장 제목", "2장 제목", "1장 제목"], "{story}");
+    let chats = requests_to(&short, "/v1/chat/completions").await;
+    assert_eq!(chats.len(), 2);
+    let second: Value = serde_json::from_slice(&chats[1].body).unwrap();
+    assert_eq!(second["stream"], true);
+    let messages = second["messages"].as_array().unwrap();
+    assert!(
+        messages[2]["content"]
+            .as_str()
+            .unwrap()
+            .contains("2장: 토끼와"),
+        "the chapters so far are the model's own answer: {second}"
+    );
+    assert!(
+        messages[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("3장부터 3장까지 남은 1개 장"),
+        "{second}"
+    );
+
     // Malformed twice: the story fails with a reason.
     let stubborn = providers().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(strict(
             Api::Chat,
-            chat_answer(&story_json("장 수가 틀림", 2)),
+            story_answer("{\"title\": \"제목\", \"chapters\": [{\"title\": \"\", \"content\": \"빈 제목\"}]}"),
         ))
         .mount(&stubborn)
         .await;

@@ -209,6 +209,9 @@ impl TestStorage {
             "1000000",
             "--rate-limit-account-burst",
             "1000000",
+            // The offline storyteller writes at once (its typing has its own test).
+            "--offline-typing-ms",
+            "0",
         ]);
         // Later flags override earlier ones: `extra` wins over these defaults.
         argv.extend_from_slice(extra);

@@ -23,6 +23,7 @@ mod retention;
 mod sockets;
 mod stack_limit;
 mod stories;
+mod streaming;
 mod subscriptions;
 mod tokens;
 mod turns;

@@ -10,6 +10,7 @@
 pub mod elevenlabs;
 pub mod multipart;
 pub mod openai;
+pub mod paced;
 pub mod schema;
 
 use wiremock::MockServer;

@@ -126,9 +126,122 @@ pub fn chat_answer(content: &str) -> ResponseTemplate {
     chat_message(json!(content), Value::Null, "stop")
 }
 
-/// A chat completion in which the model refuses (`message.refusal`).
-pub fn refusal_answer(refusal: &str) -> ResponseTemplate {
-    chat_message(Value::Null, json!(refusal), "stop")
+/// One streamed chunk of a chat completion, checked against the official chunk schema.
+fn chunk(choices: Value, usage: Option<Value>) -> String {
+    let mut body = json!({
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_764_000_000,
+        "model": "gpt-5.4-mini", "choices": choices,
+    });
+    if let Some(usage) = usage {
+        body["usage"] = usage;
+    }
+    let schema = &CHAT["responses"]["200"]["text/event-stream"];
+    assert!(schema.is_object(), "no stream schema for chat");
+    schema::check(schema, &body)
+        .unwrap_or_else(|e| panic!("the fake's chat chunk breaks the schema: {e}\n{body}"));
+    format!("data: {body}\n\n")
+}
+
+/// The server-sent events of a streamed chat completion whose message is `content`, as
+/// OpenAI sends them: the role first, then the content in pieces of `cut` characters,
+/// then the finish reason (and the usage chunk when `usage`), then `[DONE]`.
+pub fn stream_events(content: &str, cut: usize, finish: &str, usage: bool) -> Vec<String> {
+    let usage_field = usage.then_some(Value::Null);
+    let mut events = vec![chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
+        usage_field.clone(),
+    )];
+    let chars: Vec<char> = content.chars().collect();
+    for piece in chars.chunks(cut.max(1)) {
+        let piece: String = piece.iter().collect();
+        events.push(chunk(
+            json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]),
+            usage_field.clone(),
+        ));
+    }
+    events.push(chunk(
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]),
+        usage_field,
+    ));
+    if usage {
+        events.push(chunk(
+            json!([]),
+            Some(json!({"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20})),
+        ));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    events
+}
+
+/// A `text/event-stream` answer of `events`.
+pub fn sse(events: &[String]) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(events.concat(), "text/event-stream; charset=utf-8")
+}
+
+/// The model's message `content`, answered as OpenAI answers the request: streamed
+/// (server-sent events) when it asks for `stream: true`, one JSON completion otherwise.
+pub struct ChatAnswer {
+    content: String,
+    refusal: Option<String>,
+    finish: &'static str,
+}
+
+/// `content` as the model's whole answer, streamed or not as asked.
+pub fn story_answer(content: &str) -> ChatAnswer {
+    ChatAnswer {
+        content: content.to_string(),
+        refusal: None,
+        finish: "stop",
+    }
+}
+
+impl ChatAnswer {
+    /// The answer ends with this finish reason (`length`, `content_filter`).
+    pub fn finish(mut self, reason: &'static str) -> Self {
+        self.finish = reason;
+        self
+    }
+}
+
+impl Respond for ChatAnswer {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let usage = body["stream_options"]["include_usage"] == true;
+        match (body["stream"] == true, &self.refusal) {
+            (true, None) => sse(&stream_events(&self.content, 7, self.finish, usage)),
+            (true, Some(refusal)) => {
+                let usage_field = usage.then_some(Value::Null);
+                let events = [
+                    chunk(
+                        json!([{"index": 0, "delta": {"role": "assistant", "content": null, "refusal": ""}, "logprobs": null, "finish_reason": null}]),
+                        usage_field.clone(),
+                    ),
+                    chunk(
+                        json!([{"index": 0, "delta": {"refusal": refusal}, "logprobs": null, "finish_reason": null}]),
+                        usage_field.clone(),
+                    ),
+                    chunk(
+                        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": self.finish}]),
+                        usage_field,
+                    ),
+                    "data: [DONE]\n\n".to_string(),
+                ];
+                sse(&events)
+            }
+            (false, None) => chat_message(json!(self.content), Value::Null, self.finish),
+            (false, Some(refusal)) => chat_message(Value::Null, json!(refusal), self.finish),
+        }
+    }
+}
+
+/// A chat completion in which the model refuses (`message.refusal`; streamed, the
+/// refusal comes in `delta.refusal`).
+pub fn refusal_answer(refusal: &str) -> ChatAnswer {
+    ChatAnswer {
+        content: String::new(),
+        refusal: Some(refusal.to_string()),
+        finish: "stop",
+    }
 }
 
 fn chat_message(content: Value, refusal: Value, finish: &str) -> ResponseTemplate {
@@ -356,6 +469,13 @@ fn rules(api: Api, body: &Value) -> Result<(), ResponseTemplate> {
                     "Unsupported value: 'temperature' does not support this value with this model. Only the default (1) value is supported.",
                 ));
             }
+            if has("stream_options") && body["stream"] != true {
+                return Err(invalid(
+                    "invalid_value",
+                    Some("stream_options"),
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                ));
+            }
             if body["response_format"]["type"] == "json_object"
                 && !body["messages"].to_string().to_lowercase().contains("json")
             {
@@ -550,13 +670,23 @@ pub struct Natural {
     pub base: String,
 }
 
-/// A well-formed story of `n` chapters, as the model would write it.
+/// A well-formed story of `n` chapters, as the model would write it: in the order the
+/// prompt shows (the title first, then each chapter's title and content).
 pub fn story_json(title: &str, n: usize) -> String {
-    json!({
-        "title": title,
-        "chapters": (1..=n).map(|i| json!({"title": format!("{i}장 제목"), "content": format!("{i}장: 토끼와 민준이 숲을 걸었어요.")})).collect::<Vec<_>>()
-    })
-    .to_string()
+    let chapters: Vec<String> = (1..=n)
+        .map(|i| {
+            format!(
+                "{{\"title\": {}, \"content\": {}}}",
+                json!(format!("{i}장 제목")),
+                json!(format!("{i}장: 토끼와 민준이 숲을 걸었어요."))
+            )
+        })
+        .collect();
+    format!(
+        "{{\"title\": {}, \"chapters\": [{}]}}",
+        json!(title),
+        chapters.join(", ")
+    )
 }
 
 impl Respond for Natural {
@@ -583,7 +713,19 @@ impl Respond for Natural {
                     .nth(1)
                     .and_then(|r| r.lines().next())
                     .unwrap_or("이야기");
-                chat_answer(&story_json(&format!("{theme} 이야기"), n))
+                // A continuation asks for the chapters still missing ("남은 N개 장").
+                let last = body["messages"]
+                    .as_array()
+                    .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or_default();
+                let n = last
+                    .split("남은 ")
+                    .nth(1)
+                    .and_then(|r| r.split('개').next())
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(n);
+                story_answer(&story_json(&format!("{theme} 이야기"), n)).respond(request)
             }
             "/v1/images/generations" => {
                 let model = body["model"].as_str().unwrap_or("dall-e-2");
