@@ -71,7 +71,10 @@ async fn stream_story(
     let chars: Vec<char> = story_text(n).chars().collect();
     let size = chars.len().div_ceil(PIECES as usize);
     let pieces: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
-    let pause = model.latency / PIECES;
+    // Each piece at its own moment from the start (sleeping a fixed pause per piece
+    // would add the timer's granularity a hundred times).
+    let start = tokio::time::Instant::now();
+    let step = model.latency / PIECES;
     let chunk = |delta: Value, finish: Value| {
         let body = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
             "model": "bench", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
@@ -84,11 +87,11 @@ async fn stream_story(
     ]
     .concat();
     use futures_util::StreamExt;
-    let events = futures_util::stream::iter(pieces)
-        .then(move |piece| {
+    let events = futures_util::stream::iter(pieces.into_iter().enumerate())
+        .then(move |(i, piece)| {
             let event = chunk(json!({"content": piece}), Value::Null);
             async move {
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep_until(start + step * (i as u32 + 1)).await;
                 event
             }
         })

@@ -273,6 +273,11 @@ fn doors(domain: &Domain, gateway: &Gateway) -> Router {
         "/api/v1/users/me/export",
         get(crate::http::export::export).with_state(domain.clone()),
     );
+    // A story's picture book: a file too.
+    api = api.route(
+        "/api/v1/stories/{id}/book.epub",
+        get(crate::http::book::book).with_state(domain.clone()),
+    );
     if domain.config().bench_routes {
         api = api.merge(crate::stack_limit::router(domain.clone()));
     }

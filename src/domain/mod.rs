@@ -8,6 +8,7 @@
 
 pub(crate) mod account_cache;
 pub mod accounts;
+pub(crate) mod book;
 pub mod conversations;
 pub(crate) mod cursor;
 pub(crate) mod export;
@@ -230,6 +231,8 @@ services! {
     Retention => retention;
     /// The guardian's export of the family's data.
     Exports => exports;
+    /// A completed story as an EPUB 3 picture book.
+    Books => books;
 }
 
 /// Counts Unicode scalar values, the unit of every text limit in the contract.

@@ -150,8 +150,7 @@ impl<'a> ChapterObject<'a> {
 
 pub(crate) struct StoryObject(pub Story);
 
-/// The label apps show with an AI-made story (Korean; docs/privacy.md).
-pub(crate) const AI_LABEL: &str = "AI가 만든 이야기예요. 글과 그림, 목소리를 AI가 만들었어요.";
+use crate::domain::stories::provenance::AI_LABEL;
 
 /// Where a story came from (`Story.provenance`).
 #[derive(SimpleObject)]
@@ -553,6 +552,31 @@ impl StoryMutation {
                 .await?,
         ))
     }
+
+    /// Prepares the book of a completed story: a URL that downloads it as an EPUB 3
+    /// picture book (`application/epub+zip`: a cover, a page per chapter with its
+    /// illustration, the narration read aloud in sync with the text) without the bearer
+    /// header, for ten minutes and this story only. The download is
+    /// `GET /api/v1/stories/{id}/book.epub`. `CONFLICT` until the story is completed.
+    async fn prepare_book(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<PreparedBook> {
+        let viewer = viewer(ctx).await?;
+        let prepared = domain(ctx)
+            .books()
+            .prepare(&viewer, parse_id("id", &id)?)
+            .await?;
+        Ok(PreparedBook {
+            url: prepared.url,
+            expires_at: Timestamp(prepared.expires_at),
+        })
+    }
+}
+
+/// Where to download a story's book (`prepareBook`).
+#[derive(SimpleObject)]
+pub(crate) struct PreparedBook {
+    /// `GET` it for the EPUB; it works until `expiresAt`.
+    pub url: String,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Default)]

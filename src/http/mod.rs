@@ -7,6 +7,7 @@
 //! door.
 
 pub(crate) mod bearer;
+pub(crate) mod book;
 pub(crate) mod client;
 pub(crate) mod envelope;
 pub(crate) mod errors;

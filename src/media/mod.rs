@@ -6,8 +6,10 @@
 //! `secure_link_md5 "$secure_link_expires$uri <secret>"` checks, so Nginx can serve the
 //! bytes itself; `http::media` does the same checks when no Nginx is in front.
 
+pub mod epub;
 pub mod label;
 pub mod tar;
+pub mod zip;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;

@@ -376,6 +376,31 @@ fn extra_paths(paths: &mut Map<String, Value>) {
             "responses": export,
         }}),
     );
+    // A story's picture book: a file, streamed.
+    let mut book = failures(true, true);
+    book.insert(
+        "200".into(),
+        json!({"description": "The completed story as an EPUB 3 picture book: a cover, a page per \
+                chapter with its illustration, and each MP3 narration synchronised with the text \
+                through EPUB 3 Media Overlays (reading apps read aloud and highlight as they go).",
+               "headers": {"Content-Disposition": {"description": "`attachment; filename=\"jjongal-<story id>.epub\"`", "schema": {"type": "string"}}},
+               "content": {"application/epub+zip": {"schema": {"type": "string", "format": "binary"}}}}),
+    );
+    paths.insert(
+        "/api/v1/stories/{id}/book.epub".into(),
+        json!({"get": {
+            "operationId": "getStoryBook",
+            "tags": ["stories"],
+            "summary": "The completed story as an EPUB 3 picture book with read-aloud narration (extension); 409 CONFLICT until it is completed",
+            "security": [{"bearer": []}, {}],
+            "parameters": [
+                {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}},
+                {"name": "ticket", "in": "query", "required": false, "schema": {"type": "string", "maxLength": 2000},
+                 "description": "Instead of the bearer token: the ticket in the URL GraphQL `prepareBook` gives (ten minutes, this story only)."},
+            ],
+            "responses": book,
+        }}),
+    );
 }
 
 /// The whole document as JSON.

@@ -147,6 +147,14 @@ impl TestStorage {
         }
     }
 
+    /// `sqlite` or `postgres`, for names of files a test leaves behind.
+    pub fn backend_name(&self) -> &'static str {
+        match self._pg {
+            Some(_) => "postgres",
+            None => "sqlite",
+        }
+    }
+
     /// Runs `sql` on this storage's database over a connection of its own: to break what
     /// a running server relies on, for the failure tests.
     pub async fn execute(&self, sql: &str) {

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real HTTP, a fresh database per test.
 
 mod accounts;
+mod book;
 mod cli;
 mod conversation_ws;
 mod docs;

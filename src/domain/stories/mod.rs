@@ -3,7 +3,7 @@
 //! Ownership is checked here, for every door.
 
 mod listing;
-mod provenance;
+pub(crate) mod provenance;
 pub use provenance::{Provenance, ProvenancePart};
 mod rows;
 mod writing;

@@ -10,6 +10,9 @@ use super::Story;
 use crate::domain::Stories;
 use crate::error::AppResult;
 use crate::media::label::TRAINED_ALGORITHMIC_MEDIA;
+
+/// What apps show beside an AI-made story (docs/privacy.md), and what its book says.
+pub(crate) const AI_LABEL: &str = "AI가 만든 이야기예요. 글과 그림, 목소리를 AI가 만들었어요.";
 use crate::store;
 use crate::vocabulary::StepOutcome;
 
