@@ -116,6 +116,8 @@ uuid_id! {
     PurgeRunId;
     /// `data_exports.id`.
     ExportId;
+    /// `chapter_regenerations.id`.
+    RegenerationId;
 }
 
 text_enum! {

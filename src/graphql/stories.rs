@@ -233,6 +233,21 @@ impl StoryObject {
                 .collect(),
         })
     }
+    /// The story's requests to write a chapter again (`regenerateChapter`), newest
+    /// first (the last 20), with how each went.
+    #[graphql(complexity = "20 * child_complexity")]
+    async fn regenerations(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ChapterRegenerationObject>> {
+        Ok(domain(ctx)
+            .stories()
+            .regenerations(self.0.id)
+            .await?
+            .into_iter()
+            .map(ChapterRegenerationObject)
+            .collect())
+    }
     /// Why generation failed (`failed` stories); on a `completed` story, what could not
     /// be made at all (e.g. every illustration failed, and why); `null` otherwise.
     async fn failure_reason(&self) -> Option<&str> {
@@ -553,6 +568,33 @@ impl StoryMutation {
         ))
     }
 
+    /// Asks for chapter `chapterNumber` of a completed story to be made again — its
+    /// text, picture or narration, any of them — keeping the rest. Done in the
+    /// background, one at a time per story, counted in the story quota; the chapter's
+    /// changes arrive on `storyUpdated`, and `Story.regenerations` says how it went.
+    /// `CONFLICT` while the story is not completed or another of its chapters is being
+    /// made again; `RESOURCE_NOT_FOUND` for a chapter it does not have.
+    async fn regenerate_chapter(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        chapter_number: i32,
+        input: RegenerateChapterInput,
+    ) -> async_graphql::Result<ChapterRegenerationObject> {
+        let viewer = viewer(ctx).await?;
+        let what = model::Redo {
+            text: input.text.unwrap_or(false),
+            image: input.image.unwrap_or(false),
+            audio: input.audio.unwrap_or(false),
+        };
+        Ok(ChapterRegenerationObject(
+            domain(ctx)
+                .stories()
+                .regenerate_chapter(&viewer, parse_id("id", &id)?, chapter_number, what)
+                .await?,
+        ))
+    }
+
     /// Prepares the book of a completed story: a URL that downloads it as an EPUB 3
     /// picture book (`application/epub+zip`: a cover, a page per chapter with its
     /// illustration, the narration read aloud in sync with the text) without the bearer
@@ -568,6 +610,73 @@ impl StoryMutation {
             url: prepared.url,
             expires_at: Timestamp(prepared.expires_at),
         })
+    }
+}
+
+/// What to make again of a chapter (`regenerateChapter`; the REST body of
+/// `POST /api/v1/stories/{id}/chapters/{n}/regenerate`): any of its text, picture and
+/// narration, at least one. New text is narrated anew too.
+#[derive(InputObject, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RegenerateChapterRequest, example = json!({"text": false, "image": true, "audio": false}))]
+pub(crate) struct RegenerateChapterInput {
+    /// Write the chapter's words again (its narration then follows them).
+    #[serde(default)]
+    #[graphql(default)]
+    pub text: Option<bool>,
+    /// Draw the chapter's picture again.
+    #[serde(default)]
+    #[graphql(default)]
+    pub image: Option<bool>,
+    /// Narrate the chapter again.
+    #[serde(default)]
+    #[graphql(default)]
+    pub audio: Option<bool>,
+}
+
+/// A request to make part of a chapter again, and how it went.
+pub(crate) struct ChapterRegenerationObject(pub model::Regeneration);
+
+#[Object(name = "ChapterRegeneration")]
+impl ChapterRegenerationObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Always `"chapter_regeneration"`.
+    async fn object(&self) -> &'static str {
+        "chapter_regeneration"
+    }
+    async fn story_id(&self) -> ID {
+        ID(self.0.story_id.to_string())
+    }
+    async fn chapter_number(&self) -> i32 {
+        self.0.chapter_number
+    }
+    /// The words are written again (and so narrated again).
+    async fn text(&self) -> bool {
+        self.0.text
+    }
+    /// The picture is drawn again.
+    async fn image(&self) -> bool {
+        self.0.image
+    }
+    /// The narration is made again.
+    async fn audio(&self) -> bool {
+        self.0.audio
+    }
+    /// `pending` → `in_progress` → `completed` or `failed`.
+    async fn status(&self) -> StoryStatus {
+        self.0.status.into()
+    }
+    /// Why it failed; `null` otherwise.
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
     }
 }
 
@@ -589,9 +698,10 @@ fn fingerprint(story: &Story) -> String {
         .iter()
         .map(|c| {
             format!(
-                "{}:{}:{}:{}",
+                "{}:{}:{}:{}:{}",
                 c.number,
                 c.title,
+                c.content,
                 c.image
                     .as_ref()
                     .map(|f| f.id.to_string())
@@ -660,11 +770,21 @@ impl StorySubscription {
                 loop {
                     if let Some(story) = st.pending.take() {
                         let print = fingerprint(&story);
+                        // A finished story goes on while one of its chapters is made
+                        // again.
+                        let done = finished(&story)
+                            && !st
+                                .domain
+                                .stories()
+                                .regenerating(story.id)
+                                .await
+                                .unwrap_or(false);
                         if print != st.last {
                             st.last = print;
-                            st.done = finished(&story);
+                            st.done = done;
                             return Some((StoryObject(story), st));
                         }
+                        st.done = done;
                     }
                     if st.done {
                         return None;

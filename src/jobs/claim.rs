@@ -80,3 +80,46 @@ pub(crate) async fn finish(
     }
     Ok(finished)
 }
+
+/// Claims the oldest open chapter regeneration, if any: its story's lease (the story
+/// stays `completed`) and the request, marked in progress.
+pub(crate) async fn claim_regeneration(
+    domain: &Domain,
+    owner: &str,
+    lease: Duration,
+) -> AppResult<Option<(Claimed, crate::store::models::RegenerationRow)>> {
+    let now = store::now();
+    let expires =
+        to_db(now + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?);
+    let now = to_db(now);
+    let row =
+        store::regenerations::claim(&mut domain.pool().get().await?.db(), owner, expires, now)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    tracing::info!(story_id = %row.story_id, chapter = row.chapter_number, attempt = row.attempts, "chapter regeneration claimed");
+    domain.story_changed(row.story_id).await;
+    Ok(Some((
+        Claimed {
+            id: row.story_id,
+            attempts: row.attempts,
+        },
+        row,
+    )))
+}
+
+/// Ends a regeneration (`completed` or `failed`) and gives its story's lease back.
+pub(crate) async fn end_regeneration(
+    domain: &Domain,
+    owner: &str,
+    row: &crate::store::models::RegenerationRow,
+    status: StoryStatus,
+    reason: Option<&str>,
+) -> AppResult<()> {
+    let now = to_db(store::now());
+    let mut conn = domain.pool().get().await?;
+    store::regenerations::finish(&mut conn.db(), row.id, status, reason, now).await?;
+    store::jobs::release(&mut conn.db(), owner, row.story_id).await?;
+    drop(conn);
+    domain.story_changed(row.story_id).await;
+    Ok(())
+}

@@ -84,6 +84,28 @@ impl StoryWorker {
                     }
                 }
             }
+            // Then chapters to write again, while there is room.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match claim::claim_regeneration(&inner.domain, &inner.id, inner.config.lease).await
+                {
+                    Ok(Some((job, row))) => {
+                        claimed.insert(job.id);
+                        let worker = self.clone();
+                        let done = done_tx.clone();
+                        running.spawn(async move {
+                            let id = job.id;
+                            worker.regenerate(job, row).await;
+                            drop(permit);
+                            let _ = done.send(id);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = ?e, "claiming a chapter regeneration failed");
+                        break;
+                    }
+                }
+            }
             tokio::select! {
                 () = shutdown.requested() => break,
                 _ = inner.domain.work_available() => {}
@@ -112,12 +134,64 @@ impl StoryWorker {
         }
     }
 
-    /// Generates one claimed story, renewing its lease meanwhile.
-    async fn work_on(&self, job: Claimed) {
+    /// Writes one chapter of a completed story again, renewing the story's lease
+    /// meanwhile; an internal failure leaves the request open for another attempt (after
+    /// a few, it fails visibly).
+    async fn regenerate(&self, job: Claimed, row: crate::store::models::RegenerationRow) {
+        let inner = &self.inner;
+        let (_heartbeat, lost_rx) = self.heartbeat(&job);
+        let span = tracing::info_span!("regenerate", story_id = %job.id, chapter = row.chapter_number, attempt = row.attempts);
+        let outcome = tracing::Instrument::instrument(
+            pipeline::regenerate(
+                &inner.domain,
+                inner.domain.providers(),
+                &inner.id,
+                &job,
+                &row,
+                lost_rx,
+            ),
+            span,
+        )
+        .await;
+        let (status, reason) = match outcome {
+            Ok(Ok(())) => (StoryStatus::Completed, None),
+            Ok(Err(reason)) => (StoryStatus::Failed, Some(reason)),
+            Err(e) if row.attempts < MAX_JOB_ATTEMPTS => {
+                tracing::error!(story_id = %job.id, attempt = row.attempts, error = ?e, "chapter regeneration stopped by an internal error; it will be tried again");
+                if let Err(e) = claim::release(&inner.domain, &inner.id, job.id).await {
+                    tracing::warn!(story_id = %job.id, error = ?e, "could not hand the story back; its lease will expire");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(story_id = %job.id, attempt = row.attempts, error = ?e, "chapter regeneration stopped by an internal error");
+                (
+                    StoryStatus::Failed,
+                    Some(
+                        "내부 오류로 장을 다시 만들지 못했습니다. 다시 요청해 주세요.".to_string(),
+                    ),
+                )
+            }
+        };
+        match claim::end_regeneration(&inner.domain, &inner.id, &row, status, reason.as_deref())
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(story_id = %job.id, chapter = row.chapter_number, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "chapter regeneration finished")
+            }
+            Err(e) => {
+                tracing::warn!(story_id = %job.id, error = ?e, "ending a chapter regeneration failed; it will be tried again")
+            }
+        }
+    }
+
+    /// Renews `job`'s lease every third of its length until dropped; the receiver turns
+    /// true when the lease is lost.
+    fn heartbeat(&self, job: &Claimed) -> (AbortOnDrop, watch::Receiver<bool>) {
         let inner = &self.inner;
         let lease = inner.config.lease;
         let (lost_tx, lost_rx) = watch::channel(false);
-        let _heartbeat = AbortOnDrop({
+        let heartbeat = AbortOnDrop({
             let domain = inner.domain.clone();
             let owner = inner.id.clone();
             let id = job.id;
@@ -138,6 +212,13 @@ impl StoryWorker {
                 }
             })
         });
+        (heartbeat, lost_rx)
+    }
+
+    /// Generates one claimed story, renewing its lease meanwhile.
+    async fn work_on(&self, job: Claimed) {
+        let inner = &self.inner;
+        let (_heartbeat, lost_rx) = self.heartbeat(&job);
         let span = tracing::info_span!("generate", story_id = %job.id, attempt = job.attempts);
         let outcome = tracing::Instrument::instrument(
             pipeline::run(

@@ -181,8 +181,11 @@ async fn generate(
         chapters: story.chapter_count as usize,
         interests,
         transcript,
+        rewrite: None,
     };
-    let plan = MediaPlan::of(run, &story, &request).await?;
+    let narrating = story.chapters.len() < story.chapter_count as usize
+        || story.chapters.iter().any(|c| c.audio.is_none());
+    let plan = MediaPlan::of(run, &story, &request, narrating).await?;
     // The media tasks run beside the text, driven apart from it: a task waits on the
     // database or a provider while the text is being moderated or stored.
     let (mut media, tasks) = tokio::sync::mpsc::unbounded_channel();
@@ -206,6 +209,186 @@ async fn generate(
         // continues after them), with the media made for them meanwhile.
         Written::Refused(reason) => Ok(Err(reason)),
         Written::Lost => Ok(Ok(None)),
+    }
+}
+
+/// Writes chapter `regen.chapter_number` of a completed story again — its words (then
+/// its narration too: the old one reads other words), its picture, its narration, as
+/// asked — keeping the rest. The new words are moderated before anyone can read them;
+/// each new file replaces the old, which is then deleted. `Ok(Err(reason))` when it
+/// could not be done (the story stays as it was, or with what was made).
+pub(crate) async fn regenerate(
+    domain: &Domain,
+    providers: &Providers,
+    owner: &str,
+    job: &Claimed,
+    regen: &crate::store::models::RegenerationRow,
+    lost: watch::Receiver<bool>,
+) -> AppResult<Result<(), String>> {
+    let steps = Steps::new(providers);
+    let run = Run {
+        domain,
+        providers,
+        owner,
+        job,
+        lost: &lost,
+        steps: &steps,
+    };
+    let result = redo(run, regen).await;
+    steps.flush(domain).await;
+    result
+}
+
+async fn redo(
+    run: Run<'_>,
+    regen: &crate::store::models::RegenerationRow,
+) -> AppResult<Result<(), String>> {
+    let Run { domain, steps, .. } = run;
+    let story = domain.stories().story_for_job(run.job.id).await?;
+    let n = regen.chapter_number;
+    let Some(old) = story.chapters.iter().find(|c| c.number == n).cloned() else {
+        return Ok(Err(format!("이 이야기에는 이제 {n}장이 없습니다.")));
+    };
+    let (interests, transcript) = domain
+        .stories()
+        .conversation_material(story.conversation_id)
+        .await?;
+    let words = |c: &Chapter| GeneratedChapter {
+        title: c.title.clone(),
+        content: c.content.clone(),
+    };
+    let request = StoryRequest {
+        // Another telling than the story's own (the offline writer follows its seed).
+        seed: seed_of(story.id) ^ seed_of(StoryId::from(regen.id.uuid())),
+        theme: story.theme.clone(),
+        characters: story.characters.clone(),
+        child_name: story.child_name.clone(),
+        child_age: story.child_age,
+        chapters: n as usize,
+        interests,
+        transcript,
+        rewrite: Some(crate::providers::Rewrite {
+            old: words(&old),
+            next: story.chapters.iter().find(|c| c.number == n + 1).map(words),
+            total: story.chapter_count as usize,
+        }),
+    };
+    let redo_audio = regen.redo_audio || regen.redo_text;
+    let plan = MediaPlan::of(run, &story, &request, redo_audio).await?;
+    let mut chapter = old.clone();
+    if regen.redo_text {
+        let before: Vec<GeneratedChapter> = story
+            .chapters
+            .iter()
+            .filter(|c| c.number < n)
+            .map(words)
+            .collect();
+        let title = story.title.clone().or_else(|| Some(story.theme.clone()));
+        let (sink, mut pieces) = StorySink::new(title, before);
+        if let Err(e) = write(run, &story, &request, &sink).await? {
+            return Ok(Err(format!(
+                "{n}장을 다시 쓰지 못했습니다 ({}): {}",
+                e.kind.as_str(),
+                public_detail(e.kind)
+            )));
+        }
+        let mut new = None;
+        while let Ok(piece) = pieces.try_recv() {
+            if let StoryPiece::Chapter { number, chapter } = piece
+                && number == n as usize
+            {
+                new = Some(chapter);
+            }
+        }
+        let Some(new) = new else {
+            return Ok(Err(format!("{n}장을 다시 쓰지 못했습니다.")));
+        };
+        let texts = [new.title.clone(), new.content.clone()];
+        if let Some(reason) = moderate(run, story.id, ("moderate_text", Some(n)), &texts).await {
+            return Ok(Err(reason));
+        }
+        if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job.id).await? {
+            return Ok(Err(
+                "다른 작업자가 이 이야기를 맡았습니다. 다시 요청해 주세요.".into(),
+            ));
+        }
+        let mut conn = domain.pool().get().await?;
+        store::regenerations::rewrite_chapter(&mut conn.db(), old.id, &new.title, &new.content)
+            .await?;
+        drop(conn);
+        domain.story_changed(story.id).await;
+        steps.flush(domain).await;
+        chapter.title = new.title;
+        chapter.content = new.content;
+    }
+    // The files asked for (and the narration of new words), made as generation makes
+    // them; the others stay.
+    if regen.redo_image {
+        chapter.image = None;
+    }
+    if redo_audio {
+        chapter.audio = None;
+    }
+    let (mut queue, tasks) = tokio::sync::mpsc::unbounded_channel();
+    start_media(run, &plan, &chapter, &mut queue);
+    drop(queue);
+    let made = drive_media(tasks).await?;
+    // What replaced what: the old file goes once a new one is linked; new words never
+    // keep the old narration.
+    let now = domain.stories().story_for_job(story.id).await?;
+    let current = now.chapters.iter().find(|c| c.number == n);
+    let mut stale = Vec::new();
+    for (asked, kind, before, after) in [
+        (
+            regen.redo_image,
+            MediaKind::Image,
+            &old.image,
+            current.and_then(|c| c.image.as_ref()),
+        ),
+        (
+            redo_audio,
+            MediaKind::Audio,
+            &old.audio,
+            current.and_then(|c| c.audio.as_ref()),
+        ),
+    ] {
+        let Some(before) = before.as_ref().filter(|_| asked) else {
+            continue;
+        };
+        let replaced = after.is_some_and(|a| a.id != before.id);
+        if !replaced && kind == MediaKind::Audio && regen.redo_text {
+            let mut conn = domain.pool().get().await?;
+            store::regenerations::unlink(&mut conn.db(), old.id, kind).await?;
+        }
+        if replaced || (kind == MediaKind::Audio && regen.redo_text) {
+            stale.push(before.id);
+        }
+    }
+    for file in stale {
+        let path =
+            store::regenerations::drop_file(&mut domain.pool().get().await?.db(), file).await?;
+        if let Some(path) = path.and_then(|p| domain.media().resolve(&p))
+            && let Err(e) = tokio::fs::remove_file(&path).await
+        {
+            tracing::warn!(error = %e, path = %path.display(), "a replaced media file could not be removed");
+        }
+    }
+    domain.story_changed(story.id).await;
+    let failed: Vec<String> = [(made.images, "삽화"), (made.narrations, "낭독")]
+        .into_iter()
+        .filter_map(|(results, what)| {
+            results.iter().find_map(|m| match m {
+                Made::Failed(why) => Some(format!("{n}장의 {what}: {}", why.public(what))),
+                _ => None,
+            })
+        })
+        .collect();
+    match failed.is_empty() {
+        true => Ok(Ok(())),
+        false => Ok(Err(format!(
+            "다시 만들지 못했습니다 — {}.",
+            failed.join(" / ")
+        ))),
     }
 }
 
@@ -555,7 +738,12 @@ impl MediaPlan {
     /// The conversation's hero, place and helper with the characters asked for (read
     /// again from the stored conversation, so a resumed job draws the same), and the
     /// account's cloned voice when it has one.
-    async fn of(run: Run<'_>, story: &Story, request: &StoryRequest) -> AppResult<MediaPlan> {
+    async fn of(
+        run: Run<'_>,
+        story: &Story,
+        request: &StoryRequest,
+        narrating: bool,
+    ) -> AppResult<MediaPlan> {
         let (figures, place) = crate::providers::plan::cast_and_place(
             &story.child_name,
             &story.characters,
@@ -563,8 +751,6 @@ impl MediaPlan {
             &request.transcript,
         );
         let sheet = character_sheet(story, &figures);
-        let narrating = story.chapters.len() < story.chapter_count as usize
-            || story.chapters.iter().any(|c| c.audio.is_none());
         let voice = match narrating {
             true => run
                 .domain

@@ -118,6 +118,18 @@ pub struct StoryRequest {
     pub interests: Vec<String>,
     /// The conversation, oldest first: (role, text); role is `child` or `assistant`.
     pub transcript: Vec<(crate::vocabulary::MessageRole, String)>,
+    /// Set when the last chapter asked for is written again (a regeneration).
+    pub rewrite: Option<Rewrite>,
+}
+
+/// A chapter written again: its words until now, and the chapter after it (which the
+/// new one must still lead to).
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    pub old: GeneratedChapter,
+    pub next: Option<GeneratedChapter>,
+    /// How many chapters the whole story has.
+    pub total: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

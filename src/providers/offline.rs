@@ -521,9 +521,19 @@ impl StoryWriter for TemplateWriter {
     /// (in ten pieces at most, at word boundaries), so the story appears as it is written
     /// here too.
     async fn write(&self, request: &StoryRequest, sink: &StorySink) -> Result<(), ProviderError> {
-        let story = self.compose(request);
+        // A chapter written again comes from the same plan of the whole story, told
+        // another way (the request's seed differs).
+        let whole = StoryRequest {
+            chapters: request
+                .rewrite
+                .as_ref()
+                .map_or(request.chapters, |r| r.total),
+            ..request.clone()
+        };
+        let story = self.compose(&whole);
         sink.put_title(story.title);
-        for chapter in story.chapters.into_iter().skip(sink.count()) {
+        let wanted = request.chapters.saturating_sub(sink.count());
+        for chapter in story.chapters.into_iter().skip(sink.count()).take(wanted) {
             let pieces = typed_pieces(&chapter.content, 10);
             let pause = self.typing / pieces.len().max(1) as u32;
             for piece in pieces {
@@ -791,6 +801,7 @@ mod tests {
             chapters,
             interests: vec!["공룡".into()],
             transcript: Vec::new(),
+            rewrite: None,
         }
     }
 

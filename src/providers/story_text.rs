@@ -104,7 +104,7 @@ pub(crate) fn messages(
         json!({"role": "system", "content": system_prompt(req.child_age)}),
         json!({"role": "user", "content": user_prompt(req)}),
     ];
-    if written.is_empty() && problem.is_none() {
+    if written.is_empty() && problem.is_none() && req.rewrite.is_none() {
         return messages;
     }
     let so_far = json!({
@@ -113,9 +113,24 @@ pub(crate) fn messages(
     });
     messages.push(json!({"role": "assistant", "content": so_far.to_string()}));
     let left = req.chapters.saturating_sub(written.len());
-    let why = problem
+    let mut why = problem
         .map(|p| format!("앞의 답은 형식이 잘못되었거나 중간에 끊겼어: {p}. "))
         .unwrap_or_default();
+    if let Some(rewrite) = &req.rewrite {
+        why.push_str(&format!(
+            "{n}장을 새로 써 줘: 지금의 {n}장(제목 \"{}\": {})과는 다른 장면과 표현으로.",
+            rewrite.old.title,
+            rewrite.old.content,
+            n = req.chapters
+        ));
+        if let Some(next) = &rewrite.next {
+            why.push_str(&format!(
+                " 다음 장은 이렇게 이어지니, 자연스럽게 이어지게 해 줘: {}",
+                next.content
+            ));
+        }
+        why.push(' ');
+    }
     messages.push(json!({"role": "user", "content": format!(
         "{why}이야기를 이어서 써 줘: {from}장부터 {to}장까지 남은 {left}개 장만, 이미 쓴 장은 다시 쓰지 말고, \
          설명 없이 같은 형식의 JSON 객체 하나로 보내 줘 (title은 같은 제목).",
@@ -154,6 +169,7 @@ mod tests {
             chapters: 5,
             interests: vec![],
             transcript: vec![],
+            rewrite: None,
         };
         assert_eq!(messages(&req, None, &[], None).len(), 2);
         let written = vec![GeneratedChapter {

@@ -93,6 +93,8 @@ pub(crate) fn optional<T: InputType>(
 pub(crate) trait PathParams: Variables + Sized + Send {
     /// Their names, as in the path.
     const NAMES: &'static [&'static str];
+    /// Those of them that are numbers (the others are ids).
+    const NUMBERS: &'static [&'static str] = &[];
     fn from_path(raw: Option<&RawPathParams>) -> Result<Self, RestError>;
 }
 
@@ -127,6 +129,48 @@ impl PathParams for IdPath {
             return Err(RestError::validation(nul_message("id")));
         }
         Ok(IdPath { id: id.to_string() })
+    }
+}
+
+/// `{id}/chapters/{chapter_number}`: a story's id and one of its chapters' numbers.
+pub(crate) struct ChapterPath {
+    pub id: IdPath,
+    pub chapter_number: i32,
+}
+
+impl PathParams for ChapterPath {
+    const NAMES: &'static [&'static str] = &["id", "chapter_number"];
+    const NUMBERS: &'static [&'static str] = &["chapter_number"];
+    fn from_path(raw: Option<&RawPathParams>) -> Result<ChapterPath, RestError> {
+        let id = IdPath::from_path(raw)?;
+        let number = raw
+            .and_then(|params| params.iter().find(|(name, _)| *name == "chapter_number"))
+            .map(|(_, value)| value)
+            .ok_or_else(|| RestError::code(ErrorCode::ResourceNotFound))?;
+        let chapter_number = number
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=MAX_CHAPTER_NUMBER).contains(n))
+            .ok_or_else(|| {
+                RestError::validation(format!(
+                    "`chapter_number`은(는) 1~{MAX_CHAPTER_NUMBER} 사이의 정수여야 합니다."
+                ))
+            })?;
+        Ok(ChapterPath { id, chapter_number })
+    }
+}
+
+/// The most chapters a story has (`long`).
+pub(crate) const MAX_CHAPTER_NUMBER: i32 = 7;
+
+/// `$id`, `$chapterNumber`.
+impl Variables for ChapterPath {
+    fn variables(self, out: &mut Vec<(&'static str, ConstValue)>) {
+        self.id.variables(out);
+        out.push((
+            "chapterNumber",
+            ConstValue::Number(self.chapter_number.into()),
+        ));
     }
 }
 

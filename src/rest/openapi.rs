@@ -228,14 +228,21 @@ fn failures(route_auth: bool, has_id: bool) -> Map<String, Value> {
 fn parameters<O: Operation>() -> Vec<Value> {
     let mut params: Vec<Value> = <O::Path as PathParams>::NAMES
         .iter()
-        .map(|name| {
-            json!({
+        .map(|name| match <O::Path as PathParams>::NUMBERS.contains(name) {
+            true => json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "description": "A chapter's number (1–7; anything else is 400).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": super::door::MAX_CHAPTER_NUMBER},
+            }),
+            false => json!({
                 "name": name,
                 "in": "path",
                 "required": true,
                 "description": "The object's id (a UUID; anything else is 400).",
                 "schema": {"type": "string", "format": "uuid"},
-            })
+            }),
         })
         .collect();
     params.extend(query_parameters::<O::Query>());

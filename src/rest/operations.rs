@@ -6,15 +6,17 @@
 use async_graphql::Value as ConstValue;
 use axum::http::{Method, StatusCode};
 
-use super::door::{Doc, IdPath, NoBody, NoContent, NoPath, Operation, Variables, Visit, optional};
+use super::door::{
+    ChapterPath, Doc, IdPath, NoBody, NoContent, NoPath, Operation, Variables, Visit, optional,
+};
 use super::types::{
-    Connection, Conversation, ConversationDetail, List, NoQuery, PageQuery, Story, StoryListQuery,
-    TokenPair, User, VoiceConsent, connection_selection,
+    ChapterRegeneration, Connection, Conversation, ConversationDetail, List, NoQuery, PageQuery,
+    Story, StoryListQuery, TokenPair, User, VoiceConsent, connection_selection,
 };
 use crate::graphql::accounts::{
     IssueTokenInput, RefreshTokenInput, SignUpInput, VoiceConsentInput,
 };
-use crate::graphql::stories::{CreateStoryInput, UpdateStoryInput};
+use crate::graphql::stories::{CreateStoryInput, RegenerateChapterInput, UpdateStoryInput};
 
 /// Every operation, in the order the OpenAPI document lists them.
 pub(crate) fn each(v: &mut impl Visit) {
@@ -29,6 +31,7 @@ pub(crate) fn each(v: &mut impl Visit) {
     v.visit::<GetStory>();
     v.visit::<UpdateStory>();
     v.visit::<DeleteStory>();
+    v.visit::<RegenerateChapter>();
     v.visit::<ListConversations>();
     v.visit::<GetConversation>();
     v.visit::<DeleteConversation>();
@@ -526,5 +529,31 @@ impl Operation for WithdrawVoiceConsent {
     type Out = NoContent;
     fn document() -> String {
         "mutation { data: withdrawVoiceConsent }".into()
+    }
+}
+
+pub(crate) struct RegenerateChapter;
+
+impl Operation for RegenerateChapter {
+    const METHOD: Method = Method::POST;
+    const PATH: &'static str = "/api/v1/stories/{id}/chapters/{chapter_number}/regenerate";
+    const STATUS: StatusCode = StatusCode::ACCEPTED;
+    const MESSAGE: &'static str = "장을 다시 만드는 중입니다.";
+    const DOC: Doc = Doc {
+        operation_id: "regenerateChapter",
+        tag: "stories",
+        summary: "Make a chapter's text, picture or narration again, keeping the rest (extension); done in the background",
+        auth: true,
+    };
+    type Path = ChapterPath;
+    type Query = NoQuery;
+    type Body = RegenerateChapterInput;
+    type Data = ChapterRegeneration;
+    type Out = ChapterRegeneration;
+    fn document() -> String {
+        format!(
+            "mutation($id: ID!, $chapterNumber: Int!, $input: RegenerateChapterInput!) {{ data: regenerateChapter(id: $id, chapterNumber: $chapterNumber, input: $input) {{ {} }} }}",
+            select::<ChapterRegeneration>()
+        )
     }
 }

@@ -35,6 +35,11 @@ tag!(FileKind, Internal, "`\"internal\"`");
 tag!(ListTag, List, "`\"list\"`");
 tag!(ConversationTag, Conversation, "`\"conversation\"`");
 tag!(VoiceConsentTag, VoiceConsent, "`\"voice_consent\"`");
+tag!(
+    RegenerationTag,
+    ChapterRegeneration,
+    "`\"chapter_regeneration\"`"
+);
 
 /// `"Bearer"`
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
@@ -77,6 +82,31 @@ pub(crate) struct VoiceConsent {
     pub text: String,
     #[schema(format = DateTime, required = true)]
     pub given_at: Option<String>,
+}
+
+/// A request to make part of a chapter again (extension, issue 34), and how it went:
+/// `status` moves `pending` → `in_progress` → `completed` or `failed`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "0b0e6f1c-6a53-4f0e-9d2b-0c1f5d2b7a11", "object": "chapter_regeneration", "story_id": "5d1bd1ab-8f84-4d0e-9a7a-3b1f4c0f2a11", "chapter_number": 2, "text": false, "image": true, "audio": false, "status": "pending", "failure_reason": null, "created_at": "2026-12-05T10:00:00.000Z", "updated_at": "2026-12-05T10:00:00.000Z"}))]
+pub(crate) struct ChapterRegeneration {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(inline)]
+    pub object: RegenerationTag,
+    #[schema(format = "uuid")]
+    pub story_id: String,
+    pub chapter_number: i32,
+    pub text: bool,
+    pub image: bool,
+    pub audio: bool,
+    pub status: StoryStatus,
+    #[schema(required = true)]
+    pub failure_reason: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
 }
 
 /// An access token (JWT, `expires_in` seconds) and a single-use refresh token.

@@ -58,7 +58,8 @@ macro_rules! held {
         stories::table
             .find($id)
             .filter(stories::lease_owner.eq($owner))
-            .filter(stories::status.eq(StoryStatus::InProgress))
+            // A completed story is leased while one of its chapters is written again.
+            .filter(stories::status.eq_any([StoryStatus::InProgress, StoryStatus::Completed]))
     };
 }
 

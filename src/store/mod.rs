@@ -11,6 +11,7 @@ mod json_in;
 pub mod models;
 pub(crate) mod notify;
 pub(crate) mod ops;
+pub(crate) mod regenerations;
 pub(crate) mod retention;
 pub mod schema;
 mod sqlite_thread;

@@ -5,14 +5,15 @@ use diesel::prelude::*;
 
 use super::types::{
     AuditId, ChapterId, ConversationId, ConversationStatus, DeletionStatus, MediaFileId, MessageId,
-    MessageRole, PurgeRunId, RefreshTokenId, Role, StepId, StepOutcome, StoryId, StoryLength,
-    StoryStatus, TokenFamilyId, UserId, VoiceConsentId, VoiceDeletionId, VoiceSampleId,
-    VoiceStatus,
+    MessageRole, PurgeRunId, RefreshTokenId, RegenerationId, Role, StepId, StepOutcome, StoryId,
+    StoryLength, StoryStatus, TokenFamilyId, UserId, VoiceConsentId, VoiceDeletionId,
+    VoiceSampleId, VoiceStatus,
 };
 
 use super::schema::{
-    chapters, conversation_messages, conversations, generation_steps, media_files, ops_audit,
-    purge_runs, refresh_tokens, stories, users, voice_consents, voice_deletions, voice_samples,
+    chapter_regenerations, chapters, conversation_messages, conversations, generation_steps,
+    media_files, ops_audit, purge_runs, refresh_tokens, stories, users, voice_consents,
+    voice_deletions, voice_samples,
 };
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -291,4 +292,23 @@ pub(crate) struct PurgeRunRow {
     pub reply_audio: i32,
     pub voice_samples: i32,
     pub error: Option<String>,
+}
+
+/// A request to write one chapter of a completed story again (`chapter_regenerations`).
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, Insertable)]
+#[diesel(table_name = chapter_regenerations)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct RegenerationRow {
+    pub id: RegenerationId,
+    pub story_id: StoryId,
+    pub owner_id: UserId,
+    pub chapter_number: i32,
+    pub redo_text: bool,
+    pub redo_image: bool,
+    pub redo_audio: bool,
+    pub status: StoryStatus,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }

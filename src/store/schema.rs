@@ -205,6 +205,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    chapter_regenerations (id) {
+        id -> Text,
+        story_id -> Text,
+        owner_id -> Text,
+        chapter_number -> Integer,
+        redo_text -> Bool,
+        redo_image -> Bool,
+        redo_audio -> Bool,
+        status -> Text,
+        failure_reason -> Nullable<Text>,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(conversations -> users (owner_id));
 diesel::joinable!(stories -> users (owner_id));
@@ -224,5 +241,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     voice_deletions,
     voice_consents,
     purge_runs,
-    data_exports
+    data_exports,
+    chapter_regenerations
 );

@@ -114,5 +114,6 @@ uuid_id!(
     VoiceDeletionId,
     VoiceConsentId,
     PurgeRunId,
-    ExportId
+    ExportId,
+    RegenerationId
 );

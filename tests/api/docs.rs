@@ -28,7 +28,12 @@ async fn the_openapi_document_describes_every_route(db: Db) {
     );
     // Every field of every answer is always present (null when empty), so every property
     // of a response schema is `required`; only requests have fields one may leave out.
-    let may_omit = ["UserPreferences", "CreateStoryRequest", "HealthStatus"];
+    let may_omit = [
+        "UserPreferences",
+        "CreateStoryRequest",
+        "RegenerateChapterRequest",
+        "HealthStatus",
+    ];
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         let Some(properties) = schema["properties"].as_object() else {
             continue;
@@ -72,7 +77,7 @@ async fn the_openapi_document_describes_every_route(db: Db) {
             );
         }
     }
-    assert_eq!(operations, 20, "every REST route is documented");
+    assert_eq!(operations, 21, "every REST route is documented");
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -19,6 +19,7 @@ mod migrations;
 mod ops;
 mod pagination;
 mod providers;
+mod regenerate;
 mod reliability;
 mod retention;
 mod sockets;

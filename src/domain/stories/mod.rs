@@ -5,8 +5,11 @@
 mod listing;
 pub(crate) mod provenance;
 pub use provenance::{Provenance, ProvenancePart};
+mod regenerate;
 mod rows;
 mod writing;
+pub(crate) use regenerate::Redo;
+pub use regenerate::Regeneration;
 
 use rows::{owned_by, stories_from_rows, story_without_chapters, with_chapters_on};
 
