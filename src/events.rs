@@ -207,6 +207,11 @@ impl Events {
         self.hub.all.subscribe()
     }
 
+    /// How many subscribers of every event this process has.
+    pub(crate) fn subscribers(&self) -> usize {
+        self.hub.all.receiver_count()
+    }
+
     /// The events of one conversation or account only.
     pub(crate) fn follow(&self, topic: Topic) -> broadcast::Receiver<Event> {
         self.hub.follow(topic)

@@ -167,7 +167,7 @@ pub struct ConfigArgs {
     pub llm_concurrency: u32,
     /// How long the offline storyteller takes to type one chapter, milliseconds (its
     /// stories appear as they are written, as a model's do); 0: at once.
-    #[arg(long, env = "JJONGAL_OFFLINE_TYPING_MS", default_value_t = 400, value_parser = clap::value_parser!(u64).range(0..=10_000), global = true)]
+    #[arg(long, env = "JJONGAL_OFFLINE_TYPING_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=10_000), global = true)]
     pub offline_typing_ms: u64,
     /// Largest answer accepted from the chat model, MiB (a larger one is refused, not read).
     #[arg(long, env = "JJONGAL_LLM_MAX_RESPONSE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]

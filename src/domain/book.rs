@@ -6,7 +6,9 @@
 //! from disk twice in 64 KiB pieces — first for their sizes, CRC-32s and (MP3) playing
 //! times, which the archive's headers and the overlays need before the bytes, then to
 //! send them — and the pieces go through a channel of a few entries, so memory is bounded
-//! by the largest document (one chapter's page), not by the story's pictures and sound.
+//! by the book's documents (its pages, overlays and package, made before the first
+//! byte), not by the story's pictures and sound. A file is kept open between its two
+//! reads, so one replaced or deleted meanwhile still goes in whole, as it was.
 
 use std::path::PathBuf;
 
@@ -143,8 +145,10 @@ async fn send(tx: &mpsc::Sender<Piece>, bytes: Vec<u8>) -> Result<(), Stop> {
         .map_err(|_| Stop::Gone)
 }
 
-/// A media file as scanned: where it is, what it is, and what the archive needs.
+/// A media file as scanned: open (a file replaced or deleted meanwhile stays readable
+/// through it), what it is, and what the archive needs.
 struct Scanned {
+    file: tokio::fs::File,
     path: PathBuf,
     href: String,
     media_type: String,
@@ -178,6 +182,7 @@ async fn scan(path: PathBuf, href: String, media_type: &str) -> Result<Option<Sc
         size += n as u64;
     }
     Ok(Some(Scanned {
+        file,
         path,
         href,
         media_type: media_type.to_string(),
@@ -283,14 +288,19 @@ async fn write_book(domain: &Domain, story: &Story, tx: &mpsc::Sender<Piece>) ->
         )
         .await?;
     }
-    for f in files {
+    for mut f in files {
         send(
             tx,
             zip.entry(&format!("OEBPS/{}", f.href), f.crc, f.size)
                 .map_err(|_| too_large())?,
         )
         .await?;
-        let mut file = tokio::fs::File::open(&f.path).await?;
+        // The same open file, read again from its start; its bytes must be the ones
+        // counted, or the book is cut short rather than sent corrupt.
+        use tokio::io::AsyncSeekExt;
+        f.file.seek(std::io::SeekFrom::Start(0)).await?;
+        let file = &mut f.file;
+        let mut crc = crc32fast::Hasher::new();
         let mut left = f.size;
         while left > 0 {
             let mut buf = vec![0u8; (left as usize).min(CHUNK)];
@@ -303,7 +313,14 @@ async fn write_book(domain: &Domain, story: &Story, tx: &mpsc::Sender<Piece>) ->
             }
             buf.truncate(n);
             left -= n as u64;
+            crc.update(&buf);
             send(tx, buf).await?;
+        }
+        if crc.finalize() != f.crc {
+            return Err(Stop::Failed(AppError::Internal(anyhow::anyhow!(
+                "{} changed while the book was made",
+                f.path.display()
+            ))));
         }
     }
     send(tx, zip.finish().map_err(|_| too_large())?).await

@@ -169,6 +169,13 @@ impl Domain {
         self.inner.work.notified().await
     }
 
+    /// How many live subscriptions to every change this process serves (story and
+    /// typing subscriptions, the operators' views): for tests that must know theirs is
+    /// listening before they make a change.
+    pub fn live_subscriptions(&self) -> usize {
+        self.events().subscribers()
+    }
+
     pub(crate) fn signal_work(&self) {
         self.inner.work.notify_one();
     }

@@ -360,9 +360,10 @@ impl Plain for StoryObject {
 pub(crate) struct StoryTextDelta {
     /// The chapter being written (1-based).
     pub chapter_number: i32,
-    /// Where `delta` goes: the characters of the chapter's content released before it.
+    /// Where `delta` goes: the chapter's text keeps its first `offset` characters and
+    /// continues with `delta`.
     pub offset: i32,
-    /// The next characters (moderated).
+    /// The characters from `offset` on (moderated).
     pub delta: String,
     /// The chapter is complete and stored.
     pub done: bool,
@@ -806,13 +807,16 @@ impl StorySubscription {
     }
 
     /// A story's text as it is written, for apps that show it typing: the chapter being
-    /// written grows by `delta` at character `offset`, at most about four times a second,
-    /// each piece released only after moderation has passed it; `done` when the chapter
-    /// is complete and stored (read it from `storyUpdated` or `story`, the final word).
+    /// written, as `delta` from character `offset` on (the text before `offset` stays,
+    /// whatever the app had after it is replaced — normally `offset` is where the text
+    /// ends, so the delta is appended), at most about twice a second, each piece
+    /// released only after moderation has passed the chapter's text so far; `done` when
+    /// the chapter is complete and stored, with the text then exactly the stored words.
     /// A subscriber that joins mid-chapter gets the text from its join on (`offset`
     /// says how much came before). Ends when the story is `completed` or `failed` (at
-    /// once if it already is). Works across server processes sharing one PostgreSQL
-    /// database.
+    /// once if it already is); a chapter refused by moderation fails the story, and its
+    /// text shown so far must be dropped. Works across server processes sharing one
+    /// PostgreSQL database.
     async fn story_text(
         &self,
         ctx: &Context<'_>,

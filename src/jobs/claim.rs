@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
+pub(crate) use crate::store::jobs::Job;
 use crate::store::{self, to_db};
 use crate::vocabulary::{StoryId, StoryStatus};
 
-/// A story this worker holds the lease of.
+/// A story this worker holds the lease of, and for which work.
 #[derive(Clone, Debug)]
 pub(crate) struct Claimed {
     pub id: StoryId,
     pub attempts: i32,
+    pub job: Job,
 }
 
 /// Claims the oldest claimable story, if any.
@@ -32,6 +34,7 @@ pub(crate) async fn claim(
     Ok(Some(Claimed {
         id,
         attempts: row.attempts,
+        job: Job::Generation,
     }))
 }
 
@@ -39,7 +42,7 @@ pub(crate) async fn claim(
 pub(crate) async fn renew(
     domain: &Domain,
     owner: &str,
-    id: StoryId,
+    (id, job): (StoryId, Job),
     lease: Duration,
 ) -> AppResult<bool> {
     let expires = to_db(
@@ -47,20 +50,25 @@ pub(crate) async fn renew(
             + chrono::Duration::from_std(lease).map_err(|e| AppError::Internal(e.into()))?,
     );
     let mut conn = domain.pool().get().await?;
-    Ok(store::jobs::renew(&mut conn.db(), owner, id, expires).await?)
+    Ok(store::jobs::renew(&mut conn.db(), owner, (id, job), expires).await?)
 }
 
 /// Whether this worker still holds the lease (checked before each write).
-pub(crate) async fn holds(domain: &Domain, owner: &str, id: StoryId) -> AppResult<bool> {
+pub(crate) async fn holds(domain: &Domain, owner: &str, job: &Claimed) -> AppResult<bool> {
     let now = to_db(store::now());
     let mut conn = domain.pool().get().await?;
-    Ok(store::jobs::holds(&mut conn.db(), owner, id, now).await?)
+    Ok(store::jobs::holds(&mut conn.db(), owner, (job.id, job.job), now).await?)
 }
 
 /// Gives a lease up (on shutdown), so another worker can resume at once.
-pub(crate) async fn release(domain: &Domain, owner: &str, id: StoryId) -> AppResult<()> {
+pub(crate) async fn release(
+    domain: &Domain,
+    owner: &str,
+    (id, job): (StoryId, Job),
+) -> AppResult<()> {
     let mut conn = domain.pool().get().await?;
-    Ok(store::jobs::release(&mut conn.db(), owner, id).await?)
+    store::jobs::release(&mut conn.db(), owner, (id, job)).await?;
+    Ok(())
 }
 
 /// Ends a job: the final status is written only while holding the lease.
@@ -102,24 +110,31 @@ pub(crate) async fn claim_regeneration(
         Claimed {
             id: row.story_id,
             attempts: row.attempts,
+            job: Job::Regeneration,
         },
         row,
     )))
 }
 
-/// Ends a regeneration (`completed` or `failed`) and gives its story's lease back.
+/// Ends a regeneration (`completed` or `failed`) and gives its story's lease back, only
+/// while this worker holds it (`false` when it does not: another worker took the story
+/// over and ends the request itself).
 pub(crate) async fn end_regeneration(
     domain: &Domain,
     owner: &str,
+    job: &Claimed,
     row: &crate::store::models::RegenerationRow,
     status: StoryStatus,
     reason: Option<&str>,
-) -> AppResult<()> {
+) -> AppResult<bool> {
+    if !holds(domain, owner, job).await? {
+        return Ok(false);
+    }
     let now = to_db(store::now());
     let mut conn = domain.pool().get().await?;
-    store::regenerations::finish(&mut conn.db(), row.id, status, reason, now).await?;
-    store::jobs::release(&mut conn.db(), owner, row.story_id).await?;
+    store::regenerations::finish(&mut conn.db(), row, status, reason, now).await?;
+    store::jobs::release(&mut conn.db(), owner, (job.id, job.job)).await?;
     drop(conn);
     domain.story_changed(row.story_id).await;
-    Ok(())
+    Ok(true)
 }

@@ -20,6 +20,7 @@ use crate::domain::stories::StoryStatus;
 use crate::shutdown::Shutdown;
 
 pub(crate) use claim::Claimed;
+use pipeline::Redone;
 
 /// Claims of one story that ended in an internal error before it is marked failed.
 const MAX_JOB_ATTEMPTS: i32 = 5;
@@ -56,7 +57,7 @@ impl StoryWorker {
         let grace = inner.config.shutdown_grace;
         let slots = Arc::new(Semaphore::new(inner.config.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut claimed: std::collections::HashSet<StoryId> = Default::default();
+        let mut claimed: std::collections::HashMap<StoryId, claim::Job> = Default::default();
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<StoryId>();
         tracing::info!(worker = %inner.id, concurrency = inner.config.concurrency, "story worker started");
         loop {
@@ -67,7 +68,7 @@ impl StoryWorker {
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 match claim::claim(&inner.domain, &inner.id, inner.config.lease).await {
                     Ok(Some(job)) => {
-                        claimed.insert(job.id);
+                        claimed.insert(job.id, job.job);
                         let worker = self.clone();
                         let done = done_tx.clone();
                         running.spawn(async move {
@@ -89,7 +90,7 @@ impl StoryWorker {
                 match claim::claim_regeneration(&inner.domain, &inner.id, inner.config.lease).await
                 {
                     Ok(Some((job, row))) => {
-                        claimed.insert(job.id);
+                        claimed.insert(job.id, job.job);
                         let worker = self.clone();
                         let done = done_tx.clone();
                         running.spawn(async move {
@@ -126,8 +127,8 @@ impl StoryWorker {
             while let Ok(id) = done_rx.try_recv() {
                 claimed.remove(&id);
             }
-            for id in claimed {
-                if let Err(e) = claim::release(&inner.domain, &inner.id, id).await {
+            for (id, job) in claimed {
+                if let Err(e) = claim::release(&inner.domain, &inner.id, (id, job)).await {
                     tracing::warn!(story_id = %id, error = ?e, "releasing a lease failed; it will expire");
                 }
             }
@@ -154,11 +155,13 @@ impl StoryWorker {
         )
         .await;
         let (status, reason) = match outcome {
-            Ok(Ok(())) => (StoryStatus::Completed, None),
-            Ok(Err(reason)) => (StoryStatus::Failed, Some(reason)),
+            Ok(Redone::Done) => (StoryStatus::Completed, None),
+            Ok(Redone::Failed(reason)) => (StoryStatus::Failed, Some(reason)),
+            // Another worker has the story now; it ends the request.
+            Ok(Redone::Lost) => return,
             Err(e) if row.attempts < MAX_JOB_ATTEMPTS => {
                 tracing::error!(story_id = %job.id, attempt = row.attempts, error = ?e, "chapter regeneration stopped by an internal error; it will be tried again");
-                if let Err(e) = claim::release(&inner.domain, &inner.id, job.id).await {
+                if let Err(e) = claim::release(&inner.domain, &inner.id, (job.id, job.job)).await {
                     tracing::warn!(story_id = %job.id, error = ?e, "could not hand the story back; its lease will expire");
                 }
                 return;
@@ -173,10 +176,20 @@ impl StoryWorker {
                 )
             }
         };
-        match claim::end_regeneration(&inner.domain, &inner.id, &row, status, reason.as_deref())
-            .await
-        {
-            Ok(()) => {
+        let ended = claim::end_regeneration(
+            &inner.domain,
+            &inner.id,
+            &job,
+            &row,
+            status,
+            reason.as_deref(),
+        )
+        .await;
+        match ended {
+            Ok(false) => {
+                tracing::warn!(story_id = %job.id, "lease lost before the chapter regeneration could be ended; its new holder ends it")
+            }
+            Ok(true) => {
                 tracing::info!(story_id = %job.id, chapter = row.chapter_number, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "chapter regeneration finished")
             }
             Err(e) => {
@@ -194,11 +207,11 @@ impl StoryWorker {
         let heartbeat = AbortOnDrop({
             let domain = inner.domain.clone();
             let owner = inner.id.clone();
-            let id = job.id;
+            let (id, job) = (job.id, job.job);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
-                    match claim::renew(&domain, &owner, id, lease).await {
+                    match claim::renew(&domain, &owner, (id, job), lease).await {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::warn!(story_id = %id, "lease lost; stopping work on this story");
@@ -245,7 +258,7 @@ impl StoryWorker {
                 .await
                 .map(|_| ())
             } else {
-                claim::release(&inner.domain, &inner.id, job.id).await
+                claim::release(&inner.domain, &inner.id, (job.id, job.job)).await
             };
             if let Err(e) = next {
                 tracing::warn!(story_id = %job.id, error = ?e, "could not hand the story back; its lease will expire");

@@ -132,8 +132,10 @@ pub(crate) async fn run(
     let result = generate(domain, providers, owner, job, &lost, &steps).await;
     steps.flush(domain).await;
     let (status, reason) = match result? {
-        Ok(note) => (StoryStatus::Completed, note),
-        Err(reason) => (StoryStatus::Failed, Some(reason)),
+        Generated::Completed(note) => (StoryStatus::Completed, note),
+        Generated::Failed(reason) => (StoryStatus::Failed, Some(reason)),
+        // Another worker has the story (or will: its lease ran out); it goes on.
+        Generated::Lost => return Ok(()),
     };
     if *lost.borrow() {
         return Ok(());
@@ -144,8 +146,16 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// `Ok(Ok(note))` completed (with a note when a kind of media could not be made at
-/// all), `Ok(Err(reason))` failed, `Err` internal.
+/// How generating a story ended (`Err` from [`generate`]: internal).
+enum Generated {
+    /// With a note when a kind of media could not be made at all.
+    Completed(Option<String>),
+    Failed(String),
+    /// This worker no longer holds the story: nothing more is written.
+    Lost,
+}
+
+/// The story's generation.
 ///
 /// The text is streamed: each chapter is moderated, stored and announced the moment the
 /// writer completes it, and its illustration and narration start then, while the
@@ -158,7 +168,7 @@ async fn generate(
     job: &Claimed,
     lost: &watch::Receiver<bool>,
     steps: &Steps<'_>,
-) -> AppResult<Result<Option<String>, String>> {
+) -> AppResult<Generated> {
     let run = Run {
         domain,
         providers,
@@ -204,19 +214,29 @@ async fn generate(
     let (written, made) = tokio::join!(text, drive_media(tasks));
     let made = made?;
     match written? {
-        Written::Stored => Ok(Ok(made.notes(run, story.id))),
+        Written::Stored if made.lost => Ok(Generated::Lost),
+        Written::Stored => Ok(Generated::Completed(made.notes(run, story.id))),
         // The chapters stored so far stay (moderated, readable, kept for a retry, which
         // continues after them), with the media made for them meanwhile.
-        Written::Refused(reason) => Ok(Err(reason)),
-        Written::Lost => Ok(Ok(None)),
+        Written::Refused(reason) => Ok(Generated::Failed(reason)),
+        Written::Lost => Ok(Generated::Lost),
     }
+}
+
+/// How making a chapter again ended (`Err`: internal).
+pub(crate) enum Redone {
+    Done,
+    /// It could not be done: the reason is the request's.
+    Failed(String),
+    /// This worker no longer holds the story: the new holder goes on.
+    Lost,
 }
 
 /// Writes chapter `regen.chapter_number` of a completed story again — its words (then
 /// its narration too: the old one reads other words), its picture, its narration, as
 /// asked — keeping the rest. The new words are moderated before anyone can read them;
-/// each new file replaces the old, which is then deleted. `Ok(Err(reason))` when it
-/// could not be done (the story stays as it was, or with what was made).
+/// each new file replaces the old, which is then deleted. Every write is made only while
+/// this worker holds the story's lease.
 pub(crate) async fn regenerate(
     domain: &Domain,
     providers: &Providers,
@@ -224,7 +244,7 @@ pub(crate) async fn regenerate(
     job: &Claimed,
     regen: &crate::store::models::RegenerationRow,
     lost: watch::Receiver<bool>,
-) -> AppResult<Result<(), String>> {
+) -> AppResult<Redone> {
     let steps = Steps::new(providers);
     let run = Run {
         domain,
@@ -239,15 +259,19 @@ pub(crate) async fn regenerate(
     result
 }
 
-async fn redo(
-    run: Run<'_>,
-    regen: &crate::store::models::RegenerationRow,
-) -> AppResult<Result<(), String>> {
+/// Whether this worker still holds the story it works on.
+async fn holding(run: Run<'_>) -> AppResult<bool> {
+    Ok(!*run.lost.borrow() && claim::holds(run.domain, run.owner, run.job).await?)
+}
+
+async fn redo(run: Run<'_>, regen: &crate::store::models::RegenerationRow) -> AppResult<Redone> {
     let Run { domain, steps, .. } = run;
     let story = domain.stories().story_for_job(run.job.id).await?;
     let n = regen.chapter_number;
     let Some(old) = story.chapters.iter().find(|c| c.number == n).cloned() else {
-        return Ok(Err(format!("이 이야기에는 이제 {n}장이 없습니다.")));
+        return Ok(Redone::Failed(format!(
+            "이 이야기에는 이제 {n}장이 없습니다."
+        )));
     };
     let (interests, transcript) = domain
         .stories()
@@ -258,7 +282,8 @@ async fn redo(
         content: c.content.clone(),
     };
     let request = StoryRequest {
-        // Another telling than the story's own (the offline writer follows its seed).
+        // Another telling than the story's own (the offline writer and illustrator
+        // follow their seed).
         seed: seed_of(story.id) ^ seed_of(StoryId::from(regen.id.uuid())),
         theme: story.theme.clone(),
         characters: story.characters.clone(),
@@ -286,7 +311,7 @@ async fn redo(
         let title = story.title.clone().or_else(|| Some(story.theme.clone()));
         let (sink, mut pieces) = StorySink::new(title, before);
         if let Err(e) = write(run, &story, &request, &sink).await? {
-            return Ok(Err(format!(
+            return Ok(Redone::Failed(format!(
                 "{n}장을 다시 쓰지 못했습니다 ({}): {}",
                 e.kind.as_str(),
                 public_detail(e.kind)
@@ -301,20 +326,25 @@ async fn redo(
             }
         }
         let Some(new) = new else {
-            return Ok(Err(format!("{n}장을 다시 쓰지 못했습니다.")));
+            return Ok(Redone::Failed(format!("{n}장을 다시 쓰지 못했습니다.")));
         };
         let texts = [new.title.clone(), new.content.clone()];
         if let Some(reason) = moderate(run, story.id, ("moderate_text", Some(n)), &texts).await {
-            return Ok(Err(reason));
+            return Ok(Redone::Failed(reason));
         }
-        if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job.id).await? {
-            return Ok(Err(
-                "다른 작업자가 이 이야기를 맡았습니다. 다시 요청해 주세요.".into(),
-            ));
+        if !holding(run).await? {
+            return Ok(Redone::Lost);
         }
+        let now = to_db(store::now());
         let mut conn = domain.pool().get().await?;
-        store::regenerations::rewrite_chapter(&mut conn.db(), old.id, &new.title, &new.content)
-            .await?;
+        store::regenerations::rewrite_chapter(
+            &mut conn.db(),
+            (story.id, old.id),
+            &new.title,
+            &new.content,
+            now,
+        )
+        .await?;
         drop(conn);
         domain.story_changed(story.id).await;
         steps.flush(domain).await;
@@ -333,34 +363,31 @@ async fn redo(
     start_media(run, &plan, &chapter, &mut queue);
     drop(queue);
     let made = drive_media(tasks).await?;
+    if made.lost || !holding(run).await? {
+        return Ok(Redone::Lost);
+    }
     // What replaced what: the old file goes once a new one is linked; new words never
     // keep the old narration.
     let now = domain.stories().story_for_job(story.id).await?;
     let current = now.chapters.iter().find(|c| c.number == n);
     let mut stale = Vec::new();
-    for (asked, kind, before, after) in [
-        (
-            regen.redo_image,
-            MediaKind::Image,
-            &old.image,
-            current.and_then(|c| c.image.as_ref()),
-        ),
-        (
-            redo_audio,
-            MediaKind::Audio,
-            &old.audio,
-            current.and_then(|c| c.audio.as_ref()),
-        ),
-    ] {
-        let Some(before) = before.as_ref().filter(|_| asked) else {
-            continue;
-        };
-        let replaced = after.is_some_and(|a| a.id != before.id);
-        if !replaced && kind == MediaKind::Audio && regen.redo_text {
+    if regen.redo_image
+        && let Some(before) = &old.image
+        && current
+            .and_then(|c| c.image.as_ref())
+            .is_some_and(|after| after.id != before.id)
+    {
+        stale.push(before.id);
+    }
+    if redo_audio && let Some(before) = &old.audio {
+        let replaced = current
+            .and_then(|c| c.audio.as_ref())
+            .is_some_and(|after| after.id != before.id);
+        if !replaced && regen.redo_text {
             let mut conn = domain.pool().get().await?;
-            store::regenerations::unlink(&mut conn.db(), old.id, kind).await?;
+            store::regenerations::unlink_audio(&mut conn.db(), old.id, before.id).await?;
         }
-        if replaced || (kind == MediaKind::Audio && regen.redo_text) {
+        if replaced || regen.redo_text {
             stale.push(before.id);
         }
     }
@@ -384,8 +411,8 @@ async fn redo(
         })
         .collect();
     match failed.is_empty() {
-        true => Ok(Ok(())),
-        false => Ok(Err(format!(
+        true => Ok(Redone::Done),
+        false => Ok(Redone::Failed(format!(
             "다시 만들지 못했습니다 — {}.",
             failed.join(" / ")
         ))),
@@ -418,7 +445,7 @@ struct Run<'a> {
 
 /// Least time between two releases of a chapter's growing text (each is moderated
 /// first): the typing subscription's rate bound.
-const TYPING_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const TYPING_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Longest text one typing event carries (a notification's payload is capped).
 const TYPING_EVENT_CHARS: usize = 1000;
@@ -427,12 +454,12 @@ const TYPING_EVENT_CHARS: usize = 1000;
 /// subscription and what waits for moderation.
 struct Typing {
     chapter: usize,
-    /// Characters released.
-    released: usize,
+    /// The text released (moderated), from the chapter's first non-blank character.
+    released: String,
     pending: String,
     last: std::time::Instant,
-    /// A piece failed moderation (or could not be checked): nothing more of this
-    /// chapter is released before the whole chapter passes.
+    /// A piece failed moderation, could not be checked, or the writer started the
+    /// chapter over: nothing more of it is released before the whole chapter passes.
     withheld: bool,
 }
 
@@ -440,7 +467,7 @@ impl Typing {
     fn new(chapter: usize) -> Typing {
         Typing {
             chapter,
-            released: 0,
+            released: String::new(),
             pending: String::new(),
             last: std::time::Instant::now(),
             withheld: false,
@@ -506,7 +533,15 @@ async fn write_text<'a>(
                 }
                 t.pending.push_str(&delta);
                 if t.last.elapsed() >= TYPING_EVERY {
-                    release_typing(run, t, false).await;
+                    release_typing(run, t, None).await;
+                }
+            }
+            // The writer starts over (a retry or a continuation): what it wrote of the
+            // unfinished chapter goes; the chapter's words come out when it is stored.
+            StoryPiece::Restart => {
+                if let Some(t) = typing.as_mut() {
+                    t.pending.clear();
+                    t.withheld = true;
                 }
             }
             StoryPiece::Chapter { number, chapter } => {
@@ -521,7 +556,7 @@ async fn write_text<'a>(
                 if let Some(reason) = moderate(run, story.id, ("moderate_text", at), &texts).await {
                     return Ok(Written::Refused(reason));
                 }
-                if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job.id).await? {
+                if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job).await? {
                     return Ok(Written::Lost);
                 }
                 if !title_stored && let Some(title) = pending_title.take() {
@@ -537,9 +572,11 @@ async fn write_text<'a>(
                     chapter.content.clone(),
                 );
                 let ids = domain.stories().put_chapters(story.id, &[row]).await?;
-                if let Some(t) = typing.as_mut().filter(|t| t.chapter == number) {
-                    release_typing(run, t, true).await;
+                let t = typing.get_or_insert_with(|| Typing::new(number));
+                if t.chapter != number {
+                    *t = Typing::new(number);
                 }
+                release_typing(run, t, Some(&chapter.content)).await;
                 typing = None;
                 steps.flush(domain).await;
                 let stored = crate::domain::stories::Chapter {
@@ -566,7 +603,7 @@ async fn write_text<'a>(
         {
             return Ok(Written::Refused(reason));
         }
-        if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job.id).await? {
+        if *run.lost.borrow() || !claim::holds(domain, run.owner, run.job).await? {
             return Ok(Written::Lost);
         }
         domain
@@ -584,53 +621,87 @@ async fn write_text<'a>(
     }
 }
 
-/// Releases what waits of a chapter's growing text to the typing subscription, once
-/// moderation has passed it; `done` when the chapter itself has passed and is stored
-/// (then the rest goes out unchecked again: the whole chapter was just checked).
-async fn release_typing(run: Run<'_>, typing: &mut Typing, done: bool) {
+/// Releases what waits of a chapter's growing text to the typing subscription once
+/// moderation has passed the chapter's text so far (released and waiting together, so
+/// each piece is read in its context). Moderation is asked only when one of its slots
+/// is free at once: typing never queues before a chapter's own check or a child's turn.
+/// `done` (the chapter passed as a whole and is stored) publishes the stored content
+/// from where the released text stops agreeing with it, so the subscriber ends with
+/// exactly the stored words.
+async fn release_typing(run: Run<'_>, typing: &mut Typing, stored: Option<&str>) {
     typing.last = std::time::Instant::now();
-    if typing.withheld && !done {
-        return;
-    }
-    let text = std::mem::take(&mut typing.pending);
-    if !done && !text.trim().is_empty() {
-        let allowed = match run.providers.moderation_slots.acquire().await {
-            Ok(_slot) => matches!(
-                run.providers
-                    .moderator
-                    .check(std::slice::from_ref(&text))
-                    .await,
-                Ok(Verdict::Allowed)
-            ),
-            Err(_) => false,
-        };
-        if !allowed {
-            typing.withheld = true;
-            return;
+    let (offset, delta) = match stored {
+        Some(content) => {
+            // Where the released text and the stored content part (normally its end).
+            let agree = typing
+                .released
+                .chars()
+                .zip(content.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            (agree, content.chars().skip(agree).collect::<String>())
         }
-    }
-    let chars: Vec<char> = text.chars().collect();
+        None => {
+            if typing.withheld {
+                return;
+            }
+            let mut so_far = typing.released.clone();
+            so_far.push_str(&typing.pending);
+            let so_far = so_far.trim_start().to_string();
+            if so_far.chars().count() <= typing.released.chars().count() {
+                return;
+            }
+            let Ok(_slot) = run.providers.moderation_slots.try_acquire() else {
+                return; // busy: the text waits for the next turn
+            };
+            match run
+                .providers
+                .moderator
+                .check(std::slice::from_ref(&so_far))
+                .await
+            {
+                Ok(Verdict::Allowed) => {}
+                _ => {
+                    typing.withheld = true;
+                    return;
+                }
+            }
+            let offset = typing.released.chars().count();
+            let delta: String = so_far.chars().skip(offset).collect();
+            typing.pending.clear();
+            (offset, delta)
+        }
+    };
+    let done = stored.is_some();
+    let chars: Vec<char> = delta.chars().collect();
     let mut parts: Vec<String> = chars
         .chunks(TYPING_EVENT_CHARS)
         .map(|c| c.iter().collect())
         .collect();
-    if parts.is_empty() && done {
+    if parts.is_empty() {
         parts.push(String::new());
     }
-    let last = parts.len().saturating_sub(1);
+    let last = parts.len() - 1;
+    let mut at = offset;
     for (i, delta) in parts.into_iter().enumerate() {
-        let offset = typing.released as i32;
-        typing.released += delta.chars().count();
+        let n = delta.chars().count();
         run.domain
             .events()
             .publish(crate::events::Event::StoryText {
                 id: run.job.id,
                 chapter: typing.chapter as i32,
-                offset,
+                offset: at as i32,
                 delta,
                 done: done && i == last,
             })
             .await;
+        at += n;
+    }
+    if let Some(content) = stored {
+        typing.released = content.to_string();
+    } else {
+        typing.released = typing.released.chars().take(offset).collect::<String>();
+        typing.released.extend(chars);
     }
 }
 
@@ -761,7 +832,8 @@ impl MediaPlan {
             false => None,
         };
         Ok(MediaPlan {
-            seed: seed_of(story.id),
+            // The request's: a chapter made again is drawn anew, not the same picture.
+            seed: request.seed,
             figures,
             place,
             sheet,
@@ -786,6 +858,7 @@ async fn drive_media<'a>(
             Some(task) = queue.recv() => running.push(task),
             Some(done) = running.next(), if !running.is_empty() => {
                 let (kind, result) = done?;
+                made.lost |= matches!(result, Made::Lost);
                 match kind {
                     MediaKind::Image => made.images.push(result),
                     MediaKind::Audio => made.narrations.push(result),
@@ -855,6 +928,8 @@ fn start_media<'a>(run: Run<'a>, plan: &MediaPlan, chapter: &Chapter, queue: &mu
 struct MediaMade {
     images: Vec<Made>,
     narrations: Vec<Made>,
+    /// A file was made but not stored: this worker no longer held the story.
+    lost: bool,
 }
 
 impl MediaMade {
@@ -968,7 +1043,7 @@ async fn store_media(
     } = run;
     match made {
         Ok(media) => {
-            if *lost.borrow() || !claim::holds(domain, owner, job.id).await? {
+            if *lost.borrow() || !claim::holds(domain, owner, job).await? {
                 return Ok(Made::Lost);
             }
             // Labelled as AI-made, with the provider and model, in its own metadata.

@@ -324,9 +324,10 @@ pub fn package_opf(book: &Book) -> String {
     )
 }
 
-/// Counts an MP3's playing time from its frame headers as its bytes go by (an ID3v2 tag
-/// at the start is skipped; the count stops at the first byte that is not a frame, such
-/// as an ID3v1 tag at the end).
+/// Counts an MP3's playing time from its frame headers as its bytes go by. ID3v2 tags
+/// are skipped wherever they are (a narration made in pieces and joined carries one per
+/// piece); the count stops at the first byte that is neither a frame nor a tag, such as
+/// an ID3v1 tag at the end.
 #[derive(Default)]
 pub struct Mp3Clock {
     seconds: f64,
@@ -334,7 +335,6 @@ pub struct Mp3Clock {
     skip: u64,
     /// The bytes of a header read so far (a header may straddle two pieces).
     head: Vec<u8>,
-    started: bool,
     stopped: bool,
 }
 
@@ -352,27 +352,21 @@ impl Mp3Clock {
                 bytes = &bytes[n..];
                 continue;
             }
-            let need = if !self.started { 10 } else { 4 };
+            // A frame header is 4 bytes; a tag's, 10.
+            let tag = self.head.len() >= 3 && &self.head[..3] == b"ID3";
+            let need = if tag { 10 } else { 4 };
             let take = (need - self.head.len()).min(bytes.len());
             self.head.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            if self.head.len() < need {
+            if self.head.len() < need || (!tag && &self.head[..3] == b"ID3") {
                 continue;
             }
             let head = std::mem::take(&mut self.head);
-            if !self.started {
-                self.started = true;
-                if &head[..3] == b"ID3" {
-                    let size = head[6..10]
-                        .iter()
-                        .fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7f));
-                    self.skip = size + if head[5] & 0x10 != 0 { 10 } else { 0 };
-                    continue;
-                }
-                // No tag: these bytes start the first frame; read them again as one.
-                let (first, rest) = head.split_at(4);
-                self.frame(first);
-                self.skip = self.skip.saturating_sub(rest.len() as u64);
+            if tag {
+                let size = head[6..10]
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7f));
+                self.skip = size + if head[5] & 0x10 != 0 { 10 } else { 0 };
                 continue;
             }
             self.frame(&head);
@@ -495,6 +489,14 @@ mod tests {
                 clock.seconds()
             );
         }
+        // Two pieces joined, each with its own tag: both counted.
+        let mut joined = mp3[..15 + 417 * 3].to_vec();
+        joined.extend_from_slice(&mp3[..15 + 417 * 3]);
+        let mut clock = Mp3Clock::default();
+        for piece in joined.chunks(7) {
+            clock.push(piece);
+        }
+        assert!((clock.seconds() - 6.0 * 1152.0 / 44_100.0).abs() < 1e-9);
         // No tag: the first frame starts at once.
         let mut clock = Mp3Clock::default();
         clock.push(&mp3[15..15 + 417 * 2]);

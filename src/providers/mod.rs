@@ -206,6 +206,8 @@ pub enum StoryPiece {
         number: usize,
         chapter: GeneratedChapter,
     },
+    /// The writer starts (again): text of an unfinished chapter sent before is void.
+    Restart,
 }
 
 /// Where a writer puts what it writes: it remembers the title and the chapters so far,
@@ -257,6 +259,11 @@ impl StorySink {
             so_far.0 = Some(title.clone());
             let _ = self.tx.send(StoryPiece::Title(title));
         }
+    }
+
+    /// A new call of the writer begins: what it sent of an unfinished chapter is void.
+    pub fn put_restart(&self) {
+        let _ = self.tx.send(StoryPiece::Restart);
     }
 
     /// More of the chapter being written (the one after those complete).

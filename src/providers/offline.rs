@@ -531,6 +531,7 @@ impl StoryWriter for TemplateWriter {
             ..request.clone()
         };
         let story = self.compose(&whole);
+        sink.put_restart();
         sink.put_title(story.title);
         let wanted = request.chapters.saturating_sub(sink.count());
         for chapter in story.chapters.into_iter().skip(sink.count()).take(wanted) {

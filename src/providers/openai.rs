@@ -216,6 +216,7 @@ impl ChatStoryWriter {
                 "the model server did not stream its answer (no text/event-stream)",
             ));
         }
+        sink.put_restart();
         let cap = self.settings.max_response_bytes;
         let mut read = 0usize;
         let mut sse = SseLines::default();
@@ -223,7 +224,16 @@ impl ChatStoryWriter {
         let mut finish: Option<String> = None;
         let mut ended = false;
         while !ended {
-            let events = match response.chunk().await.map_err(transport_error)? {
+            // Once the answer has begun, a broken body is a lost connection: retried, the
+            // next call continues after the chapters received.
+            let chunk = response.chunk().await.map_err(|e| {
+                let mut err = transport_error(e);
+                if err.kind == ErrorKind::BadResponse {
+                    err.kind = ErrorKind::Network;
+                }
+                err
+            })?;
+            let events = match chunk {
                 Some(bytes) => {
                     read += bytes.len();
                     if read > cap {

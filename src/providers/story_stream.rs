@@ -2,7 +2,8 @@
 //! payloads ([`SseLines`]), and the story's JSON (`{"title", "chapters": [{"title",
 //! "content"}]}`) into pieces as each completes ([`StoryScanner`]): the title, the
 //! growing text of a chapter, and each whole chapter the moment its object closes.
-//! Neither ever looks at the text twice: each byte is scanned once as it arrives.
+//! Each byte is scanned once as it arrives (a chapter's object is parsed once more
+//! when it closes, to check it).
 
 use serde_json::Value;
 
@@ -15,6 +16,8 @@ use super::story_text::checked_chapter;
 #[derive(Default)]
 pub(crate) struct SseLines {
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no line end (searched already).
+    searched: usize,
     data: Option<String>,
 }
 
@@ -23,7 +26,12 @@ impl SseLines {
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+        while let Some(at) = self.pending[self.searched..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let end = self.searched + at;
+            self.searched = 0;
             let line: Vec<u8> = self.pending.drain(..=end).collect();
             let line = String::from_utf8_lossy(&line[..line.len() - 1]);
             let line = line.strip_suffix('\r').unwrap_or(&line);
@@ -44,11 +52,13 @@ impl SseLines {
                 }
             }
         }
+        self.searched = self.pending.len();
         events
     }
 
     /// The last event when the body ended without its blank line.
     pub(crate) fn finish(&mut self) -> Option<String> {
+        self.searched = 0;
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             let line = String::from_utf8_lossy(&rest).into_owned();

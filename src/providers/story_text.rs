@@ -59,7 +59,8 @@ pub(crate) fn user_prompt(req: &StoryRequest) -> String {
         } else {
             req.interests.join(", ")
         },
-        n = req.chapters,
+        // A chapter written again belongs to a story of `total` chapters.
+        n = req.rewrite.as_ref().map_or(req.chapters, |r| r.total),
     )
 }
 

@@ -52,25 +52,44 @@ pub(crate) async fn claim(
     Ok(on_db!(db, |c| query.get_result(c).await.optional())?)
 }
 
-/// Story `$id` while `$owner` holds its lease (in progress, leased to it).
+/// Story `$id` while `$owner` holds its lease for `$job`'s kind of work: generation
+/// holds an `in_progress` story, a chapter regeneration a `completed` one (so a stale
+/// generation task of a worker never passes for its regeneration of the same story).
 macro_rules! held {
-    ($id:expr, $owner:expr) => {
+    ($id:expr, $owner:expr, $job:expr) => {
         stories::table
             .find($id)
             .filter(stories::lease_owner.eq($owner))
-            // A completed story is leased while one of its chapters is written again.
-            .filter(stories::status.eq_any([StoryStatus::InProgress, StoryStatus::Completed]))
+            .filter(stories::status.eq($job.leased()))
     };
+}
+
+/// Which kind of work a lease is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// Writing a story (the story is `in_progress`).
+    Generation,
+    /// Writing a chapter of a `completed` story again.
+    Regeneration,
+}
+
+impl Job {
+    fn leased(self) -> StoryStatus {
+        match self {
+            Job::Generation => StoryStatus::InProgress,
+            Job::Regeneration => StoryStatus::Completed,
+        }
+    }
 }
 
 /// Extends `owner`'s lease on story `id` to `expires`; `false` when it holds none.
 pub(crate) async fn renew(
     db: &mut Db<'_>,
     owner: &str,
-    id: StoryId,
+    (id, job): (StoryId, Job),
     expires: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n = on_db!(db, |c| diesel::update(held!(id, owner),)
+    let n = on_db!(db, |c| diesel::update(held!(id, owner, job),)
         .set(stories::lease_expires_at.eq(Some(expires)))
         .execute(c)
         .await)?;
@@ -81,10 +100,10 @@ pub(crate) async fn renew(
 pub(crate) async fn holds(
     db: &mut Db<'_>,
     owner: &str,
-    id: StoryId,
+    (id, job): (StoryId, Job),
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n: i64 = on_db!(db, |c| held!(id, owner)
+    let n: i64 = on_db!(db, |c| held!(id, owner, job)
         .filter(stories::lease_expires_at.gt(now))
         .count()
         .get_result(c)
@@ -93,15 +112,19 @@ pub(crate) async fn holds(
 }
 
 /// Gives `owner`'s lease on story `id` up, leaving it in progress for the next claim.
-pub(crate) async fn release(db: &mut Db<'_>, owner: &str, id: StoryId) -> Result<(), DbError> {
-    on_db!(db, |c| diesel::update(held!(id, owner),)
+pub(crate) async fn release(
+    db: &mut Db<'_>,
+    owner: &str,
+    (id, job): (StoryId, Job),
+) -> Result<bool, DbError> {
+    let n = on_db!(db, |c| diesel::update(held!(id, owner, job),)
         .set((
             stories::lease_owner.eq(None::<String>),
             stories::lease_expires_at.eq(None::<NaiveDateTime>),
         ))
         .execute(c)
         .await)?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Writes story `id`'s final `status` (and `reason`) and ends the lease, only while
@@ -114,16 +137,20 @@ pub(crate) async fn finish(
     reason: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
-    let n = on_db!(db, |c| diesel::update(held!(id, owner),)
-        .set((
-            stories::status.eq(status),
-            stories::failure_reason.eq(reason),
-            stories::lease_owner.eq(None::<String>),
-            stories::lease_expires_at.eq(None::<NaiveDateTime>),
-            stories::updated_at.eq(now),
-        ))
-        .execute(c)
-        .await)?;
+    // Only an unexpired lease: a worker whose lease ran out (not yet taken over) must
+    // not finish a story it stopped writing.
+    let n = on_db!(db, |c| diesel::update(
+        held!(id, owner, Job::Generation).filter(stories::lease_expires_at.gt(now))
+    )
+    .set((
+        stories::status.eq(status),
+        stories::failure_reason.eq(reason),
+        stories::lease_owner.eq(None::<String>),
+        stories::lease_expires_at.eq(None::<NaiveDateTime>),
+        stories::updated_at.eq(now),
+    ))
+    .execute(c)
+    .await)?;
     Ok(n == 1)
 }
 

@@ -11,8 +11,7 @@ use super::models::RegenerationRow;
 use super::schema::{
     chapter_regenerations as regen, chapters, media_files, stories, story_requests,
 };
-use super::stories::MediaKind;
-use super::types::{ChapterId, MediaFileId, RegenerationId, StoryId, StoryRequestId, StoryStatus};
+use super::types::{ChapterId, MediaFileId, StoryId, StoryRequestId, StoryStatus};
 use super::{Db, DbError, locked_transaction, on_db};
 
 /// How asking for a regeneration went.
@@ -161,15 +160,15 @@ pub(crate) async fn claim(
     Ok(Some(row))
 }
 
-/// Ends a regeneration as `completed` or `failed`.
+/// Ends a regeneration as `completed` or `failed`; its story shows it changed.
 pub(crate) async fn finish(
     db: &mut Db<'_>,
-    id: RegenerationId,
+    row: &RegenerationRow,
     status: StoryStatus,
     reason: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    on_db!(db, |c| diesel::update(regen::table.find(id))
+    on_db!(&mut *db, |c| diesel::update(regen::table.find(row.id))
         .set((
             regen::status.eq(status),
             regen::failure_reason.eq(reason),
@@ -177,6 +176,12 @@ pub(crate) async fn finish(
         ))
         .execute(c)
         .await)?;
+    on_db!(&mut *db, |c| diesel::update(
+        stories::table.find(row.story_id)
+    )
+    .set(stories::updated_at.eq(now))
+    .execute(c)
+    .await)?;
     Ok(())
 }
 
@@ -195,48 +200,44 @@ pub(crate) async fn of_story(
         .await)?)
 }
 
-/// Gives a chapter new words in place (its id, and the files not redone, stay).
+/// Gives a chapter new words in place (its id, and the files not redone, stay); its
+/// story shows it changed.
 pub(crate) async fn rewrite_chapter(
     db: &mut Db<'_>,
-    chapter: ChapterId,
+    (story, chapter): (StoryId, ChapterId),
     title: &str,
     content: &str,
+    now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    on_db!(db, |c| diesel::update(chapters::table.find(chapter))
+    on_db!(&mut *db, |c| diesel::update(chapters::table.find(chapter))
         .set((chapters::title.eq(title), chapters::content.eq(content)))
+        .execute(c)
+        .await)?;
+    on_db!(&mut *db, |c| diesel::update(stories::table.find(story))
+        .set(stories::updated_at.eq(now))
         .execute(c)
         .await)?;
     Ok(())
 }
 
-/// Takes a chapter's file of `kind` away from it (when its words changed and a new one
-/// could not be made: the old narration would read other words).
-pub(crate) async fn unlink(
+/// Takes narration `file` away from a chapter, if it is still the chapter's (its words
+/// changed and a new narration could not be made: the old one reads other words).
+pub(crate) async fn unlink_audio(
     db: &mut Db<'_>,
     chapter: ChapterId,
-    kind: MediaKind,
+    file: MediaFileId,
 ) -> Result<(), DbError> {
-    let link = diesel::update(chapters::table.find(chapter));
-    on_db!(db, |c| match kind {
-        MediaKind::Image => {
-            link.set((
-                chapters::image_file_id.eq(None::<MediaFileId>),
-                chapters::image_path.eq(None::<String>),
-                chapters::image_content_type.eq(None::<String>),
-            ))
-            .execute(c)
-            .await
-        }
-        MediaKind::Audio => {
-            link.set((
-                chapters::audio_file_id.eq(None::<MediaFileId>),
-                chapters::audio_path.eq(None::<String>),
-                chapters::audio_content_type.eq(None::<String>),
-            ))
-            .execute(c)
-            .await
-        }
-    })?;
+    let linked = chapters::table
+        .find(chapter)
+        .filter(chapters::audio_file_id.eq(file));
+    on_db!(db, |c| diesel::update(linked)
+        .set((
+            chapters::audio_file_id.eq(None::<MediaFileId>),
+            chapters::audio_path.eq(None::<String>),
+            chapters::audio_content_type.eq(None::<String>),
+        ))
+        .execute(c)
+        .await)?;
     Ok(())
 }
 
