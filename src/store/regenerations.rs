@@ -8,9 +8,8 @@ use diesel::sql_types::{Text, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use super::models::RegenerationRow;
-use super::schema::{
-    chapter_regenerations as regen, chapters, media_files, stories, story_requests,
-};
+use super::schema::{chapter_regenerations as regen, chapters, media_files, stories};
+use super::stories::{Outcome, within_quota};
 use super::types::{ChapterId, MediaFileId, StoryId, StoryRequestId, StoryStatus};
 use super::{Db, DbError, locked_transaction, on_db};
 
@@ -34,40 +33,9 @@ pub(crate) async fn request(
     since: NaiveDateTime,
     quota: i64,
 ) -> Result<Requested, DbError> {
-    enum Outcome {
-        Db(DbError),
-        Exceeded(NaiveDateTime),
-    }
-    impl From<diesel::result::Error> for Outcome {
-        fn from(e: diesel::result::Error) -> Outcome {
-            Outcome::Db(e.into())
-        }
-    }
-    impl From<DbError> for Outcome {
-        fn from(e: DbError) -> Outcome {
-            Outcome::Db(e)
-        }
-    }
-    let request = (
-        story_requests::id.eq(request_id),
-        story_requests::owner_id.eq(&row.owner_id),
-        story_requests::created_at.eq(row.created_at),
-    );
     let result: Result<(), Outcome> = locked_transaction!(db, &row.owner_id, |tx| {
-        on_db!(&mut *tx, |c| diesel::insert_into(story_requests::table)
-            .values(request)
-            .execute(c)
-            .await)?;
-        let recent: Vec<NaiveDateTime> = on_db!(&mut *tx, |c| story_requests::table
-            .filter(story_requests::owner_id.eq(&row.owner_id))
-            .filter(story_requests::created_at.gt(since))
-            .order_by(story_requests::created_at.asc())
-            .select(story_requests::created_at)
-            .load(c)
-            .await)?;
-        if recent.len() as i64 > quota {
-            return Err(Outcome::Exceeded(recent[0]));
-        }
+        let request = (&row.owner_id, request_id, row.created_at);
+        within_quota(&mut *tx, request, since, quota).await?;
         on_db!(&mut *tx, |c| diesel::insert_into(regen::table)
             .values(row)
             .execute(c)

@@ -326,10 +326,62 @@ pub(crate) enum Quota {
     },
 }
 
-/// Inserts `row` if its owner asked for at most `quota` stories since `since`, this one
-/// included, counted in the database so every process shares the count. The request is
-/// recorded first, so on SQLite the transaction takes the write lock up front; on
-/// PostgreSQL an advisory lock per account serialises concurrent requests of one account.
+/// How a request inside the quota's transaction went wrong.
+pub(crate) enum Outcome {
+    Db(DbError),
+    /// Over the quota: the oldest request counted.
+    Exceeded(NaiveDateTime),
+}
+
+impl From<diesel::result::Error> for Outcome {
+    fn from(e: diesel::result::Error) -> Outcome {
+        Outcome::Db(e.into())
+    }
+}
+
+impl From<DbError> for Outcome {
+    fn from(e: DbError) -> Outcome {
+        Outcome::Db(e)
+    }
+}
+
+/// Records `owner`'s request in the quota's ledger (`story_requests`: new stories and
+/// chapter regenerations alike) inside the caller's per-account locked transaction,
+/// then counts the requests since `since`: `Exceeded` when there are more than `quota`
+/// (the caller's transaction then rolls back, the record with it). Recording first
+/// makes SQLite take the write lock up front; on PostgreSQL the advisory lock per
+/// account serialises one account's concurrent requests.
+pub(crate) async fn within_quota(
+    tx: &mut Db<'_>,
+    (owner, request_id, at): (&UserId, StoryRequestId, NaiveDateTime),
+    since: NaiveDateTime,
+    quota: i64,
+) -> Result<(), Outcome> {
+    let request = (
+        story_requests::id.eq(request_id),
+        story_requests::owner_id.eq(owner),
+        story_requests::created_at.eq(at),
+    );
+    on_db!(&mut *tx, |c| diesel::insert_into(story_requests::table)
+        .values(request)
+        .execute(c)
+        .await)?;
+    let recent: Vec<NaiveDateTime> = on_db!(&mut *tx, |c| story_requests::table
+        .filter(story_requests::owner_id.eq(owner))
+        .filter(story_requests::created_at.gt(since))
+        .order_by(story_requests::created_at.asc())
+        .select(story_requests::created_at)
+        .load(c)
+        .await)?;
+    match recent.len() as i64 > quota {
+        true => Err(Outcome::Exceeded(recent[0])),
+        false => Ok(()),
+    }
+}
+
+/// Inserts `row` if its owner asked for at most `quota` stories (and regenerations)
+/// since `since`, this one included, counted in the database so every process shares
+/// the count ([`within_quota`]).
 pub(crate) async fn insert_within_quota(
     db: &mut Db<'_>,
     row: &StoryRow,
@@ -337,35 +389,9 @@ pub(crate) async fn insert_within_quota(
     since: NaiveDateTime,
     quota: i64,
 ) -> Result<Quota, DbError> {
-    enum Outcome {
-        Db(DbError),
-        Exceeded(NaiveDateTime),
-    }
-    impl From<diesel::result::Error> for Outcome {
-        fn from(e: diesel::result::Error) -> Outcome {
-            Outcome::Db(e.into())
-        }
-    }
-    let request = (
-        story_requests::id.eq(request_id),
-        story_requests::owner_id.eq(&row.owner_id),
-        story_requests::created_at.eq(row.created_at),
-    );
     let result: Result<(), Outcome> = locked_transaction!(db, &row.owner_id, |tx| {
-        on_db!(&mut *tx, |c| diesel::insert_into(story_requests::table)
-            .values(request)
-            .execute(c)
-            .await)?;
-        let recent: Vec<NaiveDateTime> = on_db!(&mut *tx, |c| story_requests::table
-            .filter(story_requests::owner_id.eq(&row.owner_id))
-            .filter(story_requests::created_at.gt(since))
-            .order_by(story_requests::created_at.asc())
-            .select(story_requests::created_at)
-            .load(c)
-            .await)?;
-        if recent.len() as i64 > quota {
-            return Err(Outcome::Exceeded(recent[0]));
-        }
+        let request = (&row.owner_id, request_id, row.created_at);
+        within_quota(&mut *tx, request, since, quota).await?;
         on_db!(&mut *tx, |c| diesel::insert_into(stories::table)
             .values(row)
             .execute(c)

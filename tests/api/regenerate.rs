@@ -321,12 +321,7 @@ async fn changes_arrive_on_story_updated_while_a_chapter_is_made_again(db: Db) {
     regenerate(&worker, &token, &id, "2", json!({"text": true}))
         .await
         .assert_ok(202);
-    for _ in 0..1200 {
-        if !paced.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    paced.called().await;
     let mut socket = ws::open(&worker, "/graphql/ws", Some("graphql-transport-ws")).await;
     ws::init(&mut socket, Some(&token)).await;
     ws::send(

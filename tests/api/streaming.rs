@@ -165,12 +165,7 @@ async fn chapters_appear_as_they_are_written(db: Db) {
     let app = spawn(db, &fakes, Some(&paced.base), &[]).await;
     let token = app.new_account("streaming").await;
     let id = new_story(&app, &token, "medium").await;
-    for _ in 0..1200 {
-        if !paced.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    paced.called().await;
     let before = app.domain.live_subscriptions();
     let typing = collect_typing(&app, &token, &id);
     listening(&app, before).await;
@@ -383,12 +378,7 @@ async fn a_piece_moderation_refuses_is_never_shown(db: Db) {
     let app = spawn(db, &fakes, Some(&paced.base), &[]).await;
     let token = app.new_account("withheld.typing").await;
     let id = new_story(&app, &token, "medium").await;
-    for _ in 0..1200 {
-        if !paced.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    paced.called().await;
     let before = app.domain.live_subscriptions();
     let typing = collect_typing(&app, &token, &id);
     listening(&app, before).await;

@@ -79,6 +79,17 @@ impl PacedChat {
         self.shared.go_on.add_permits(1);
     }
 
+    /// Waits until the first request has arrived (an upper bound for a loaded machine).
+    pub async fn called(&self) {
+        for _ in 0..1200 {
+            if !self.requests().is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the paced chat server was never called");
+    }
+
     /// The request bodies received.
     pub fn requests(&self) -> Vec<Value> {
         self.shared.requests.lock().unwrap().clone()
