@@ -637,6 +637,7 @@ async fn seed(
                 lease_owner: None,
                 lease_expires_at: None,
                 attempts: 1,
+                revision: 0,
             });
             for n in 1..=CHAPTERS {
                 let image = MediaFileId::random();

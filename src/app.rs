@@ -63,7 +63,8 @@ impl Application {
             config.database_pool_size,
             config.database_acquire_timeout,
         )
-        .await?;
+        .await?
+        .with_chapter_cache(config.story_cache_bytes);
         let shutdown = ShutdownSwitch::new();
         let events = Events::start(pool.clone(), &config.database_url, shutdown.handle()).await?;
         std::fs::create_dir_all(&config.media_dir)

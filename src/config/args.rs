@@ -137,6 +137,11 @@ pub struct ConfigArgs {
     /// notification.
     #[arg(long, env = "JJONGAL_ACCOUNT_CACHE_TTL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000), global = true)]
     pub account_cache_ttl_ms: u64,
+    /// Memory for stories' chapters kept between reads, in MiB (0: none). A kept story is
+    /// served only while its row, read with every request, shows the revision its
+    /// chapters were read at, so a change on any process is seen at once.
+    #[arg(long, env = "JJONGAL_STORY_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=65_536), global = true)]
+    pub story_cache_mb: u64,
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "JJONGAL_REFRESH_TOKEN_TTL", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(300..), global = true)]
     pub refresh_token_ttl: u64,

@@ -91,6 +91,8 @@ pub struct Config {
     pub bench_routes: bool,
     pub access_token_ttl: Duration,
     pub account_cache_ttl: Duration,
+    /// Bytes of stories' chapters kept between reads (`JJONGAL_STORY_CACHE_MB`).
+    pub story_cache_bytes: usize,
     pub refresh_token_ttl: Duration,
     pub media_url_ttl: Duration,
     pub database_pool_size: usize,
@@ -290,6 +292,7 @@ impl Config {
             bench_routes: args.bench_routes,
             access_token_ttl: Duration::from_secs(args.access_token_ttl),
             account_cache_ttl: Duration::from_millis(args.account_cache_ttl_ms),
+            story_cache_bytes: (args.story_cache_mb as usize) << 20,
             refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl),
             media_url_ttl: Duration::from_secs(args.media_url_ttl),
             database_pool_size: args.database_pool_size as usize,

@@ -4,10 +4,12 @@
 //! service takes (all of its SQL lives in this module's children).
 
 pub(crate) mod accounts;
+pub mod chapter_cache;
 pub(crate) mod conversations;
 pub(crate) mod exports;
 pub(crate) mod jobs;
 mod json_in;
+pub use chapter_cache::ChapterCache;
 pub mod models;
 pub(crate) mod notify;
 pub(crate) mod ops;
@@ -21,6 +23,7 @@ pub(crate) mod voices;
 
 pub(crate) use json_in::in_json_array;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
@@ -153,12 +156,22 @@ impl Backend {
     }
 }
 
-/// A pool of connections to one of the two backends.
+/// A pool of connections to one of the two backends, with the chapters its reads keep
+/// ([`chapter_cache`]).
 #[derive(Clone)]
-pub enum Pool {
+pub struct Pool {
+    conns: Conns,
+    chapters: Arc<ChapterCache>,
+}
+
+#[derive(Clone)]
+enum Conns {
     Pg(DeadPool<AsyncPgConnection>),
     Sqlite(DeadPool<SqliteConn>),
 }
+
+/// The chapter cache's budget unless set otherwise ([`Pool::with_chapter_cache`]).
+pub const DEFAULT_CHAPTER_CACHE_BYTES: usize = 64 << 20;
 
 /// A pooled connection of either backend; the store's functions take it as a [`Db`].
 // One lives on the stack per request; boxing would add an allocation per checkout.
@@ -331,7 +344,8 @@ pub async fn page_for_benchmark(
         resume: None,
         first,
     };
-    let (page, joined) = read!(pool, |db| stories::page(db, query.clone()).await)?;
+    let (page, joined) = read!(pool, |db| stories::page(db, pool.chapters(), query.clone())
+        .await)?;
     Ok((
         page.rows.iter().map(|r| r.id).collect(),
         page.has_more,
@@ -462,7 +476,7 @@ impl Pool {
                 config.recycling_method = RecyclingMethod::Fast;
                 let manager =
                     AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-                Ok(Pool::Pg(build_pool!(manager, max_size, wait)?))
+                Ok(Pool::of(Conns::Pg(build_pool!(manager, max_size, wait)?)))
             }
             Backend::Sqlite => {
                 let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -508,35 +522,55 @@ impl Pool {
                     }))
                     .build()
                     .map_err(|e| DbError::Pool(e.to_string()))?;
-                Ok(Pool::Sqlite(pool))
+                Ok(Pool::of(Conns::Sqlite(pool)))
             }
         }
     }
 
+    fn of(conns: Conns) -> Pool {
+        Pool {
+            conns,
+            chapters: Arc::new(ChapterCache::new(DEFAULT_CHAPTER_CACHE_BYTES)),
+        }
+    }
+
+    /// The pool with a chapter cache of `bytes` (0: none) in place of its own.
+    pub fn with_chapter_cache(self, bytes: usize) -> Pool {
+        Pool {
+            chapters: Arc::new(ChapterCache::new(bytes)),
+            ..self
+        }
+    }
+
+    /// The chapters its story reads keep.
+    pub(crate) fn chapters(&self) -> &Arc<ChapterCache> {
+        &self.chapters
+    }
+
     pub(crate) fn backend(&self) -> Backend {
-        match self {
-            Pool::Pg(_) => Backend::Postgres,
-            Pool::Sqlite(_) => Backend::Sqlite,
+        match &self.conns {
+            Conns::Pg(_) => Backend::Postgres,
+            Conns::Sqlite(_) => Backend::Sqlite,
         }
     }
 
     /// The most connections the pool holds.
     pub(crate) fn max_size(&self) -> usize {
-        match self {
-            Pool::Pg(p) => p.status().max_size,
-            Pool::Sqlite(p) => p.status().max_size,
+        match &self.conns {
+            Conns::Pg(p) => p.status().max_size,
+            Conns::Sqlite(p) => p.status().max_size,
         }
     }
 
     /// Takes a connection from the pool.
     pub async fn get(&self) -> Result<Conn, DbError> {
-        match self {
-            Pool::Pg(p) => p
+        match &self.conns {
+            Conns::Pg(p) => p
                 .get()
                 .await
                 .map(Conn::Pg)
                 .map_err(|e| DbError::Pool(e.to_string())),
-            Pool::Sqlite(p) => p
+            Conns::Sqlite(p) => p
                 .get()
                 .await
                 .map(Conn::Sqlite)
@@ -597,7 +631,7 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, DbError> {
                 Some(lock_file(&format!("{path}.migrate-lock")).await?)
             };
             let pool = Pool::connect(url, 1).await?;
-            let Pool::Sqlite(pool) = pool else {
+            let Conns::Sqlite(pool) = pool.conns else {
                 unreachable!("a non-postgres URL selects SQLite")
             };
             let conn = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;

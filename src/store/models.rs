@@ -85,6 +85,9 @@ pub struct StoryRow {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<NaiveDateTime>,
     pub attempts: i32,
+    /// Changes to the story's chapters so far, counted by the database (migration 16):
+    /// the key the chapter cache keeps them under.
+    pub revision: i64,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]

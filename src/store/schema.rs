@@ -65,6 +65,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
         attempts -> Integer,
+        revision -> BigInt,
     }
 }
 

@@ -6,6 +6,8 @@
 //! The writes: the quota-checked insert, renaming, deleting, retrying, the worker's
 //! status, title and chapters, and linking a chapter's media.
 
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -14,7 +16,7 @@ pub(crate) use super::models::MediaColumns;
 use super::models::{ChapterRead, ChapterRow, ChapterText, MediaFileRow, StoryRow};
 use super::schema::{chapters, media_files, stories, story_requests};
 use super::types::{ChapterId, StoryId, StoryRequestId, StoryStatus, UserId};
-use super::{Db, DbError, Page, SqliteConn, locked_transaction, on_db, transaction};
+use super::{ChapterCache, Db, DbError, Page, SqliteConn, locked_transaction, on_db, transaction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SortKey {
@@ -165,31 +167,41 @@ macro_rules! page_rows {
     }};
 }
 
-/// A page's story rows, whether there is a next page, and the rows' chapters. The rows
-/// and their chapters on one connection: one pool checkout per page, and on SQLite one
-/// trip to the connection's thread.
+/// A page's story rows, whether there is a next page, and the rows' chapters: from
+/// `cache` where it holds them at the rows' revisions, the rest read and kept. The rows
+/// and any chapters on one connection: one pool checkout per page, and on SQLite one trip
+/// to the connection's thread; on PostgreSQL one statement when every row's chapters are
+/// cached, else two.
 pub(crate) async fn page(
     db: &mut Db<'_>,
+    cache: &Arc<ChapterCache>,
     query: PageQuery,
 ) -> Result<(Page<StoryRow>, Vec<Joined>), DbError> {
     let first = query.first;
     Ok(match db {
-        // The rows, then their chapters (given the rows' ids). One statement joining the
-        // page's rows (found by a subquery) with their chapters was slower in `cargo bench
-        // --bench load`: 1,146 pages/s read directly and 621/s served, against 1,486 and
-        // 730 for the rows then the chapters (each row's story columns repeated per
+        // The rows, then the chapters not cached (given their ids). One statement joining
+        // the page's rows (found by a subquery) with their chapters was slower in `cargo
+        // bench --bench load`: 1,146 pages/s read directly and 621/s served, against 1,486
+        // and 730 for the rows then the chapters (each row's story columns repeated per
         // chapter cost more than the second round trip saves).
         Db::Pg(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;
             let page = Page::of(page_rows!(&query).load(c).await?, first);
-            let joined = chapters_pg(c, &ids_of(&page.rows)).await?;
+            let (mut joined, missing) = cached(cache, &page.rows);
+            let read = chapters_pg(c, &ids_of(&missing)).await?;
+            keep(cache, &missing, &read);
+            joined.extend(read);
             (page, joined)
         }
         Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
+            let cache = cache.clone();
             c.spawn_blocking(move |c| {
                 let page = Page::of(diesel::RunQueryDsl::load(page_rows!(&query), c)?, first);
-                let joined = chapters_sqlite(c, &ids_of(&page.rows))?;
+                let (mut joined, missing) = cached(&cache, &page.rows);
+                let read = chapters_sqlite(c, &ids_of(&missing))?;
+                keep(&cache, &missing, &read);
+                joined.extend(read);
                 Ok((page, joined))
             })
             .await?
@@ -198,22 +210,30 @@ pub(crate) async fn page(
 }
 
 /// Story `id`'s row, and its chapters when `viewer_id` owns it (none read otherwise): the
-/// row, the ownership check and the chapters in one trip.
+/// row, the ownership check and the chapters in one trip. The chapters come from `cache`
+/// when it holds them at the row's revision; on PostgreSQL the statement then returns the
+/// row alone (its join asks for chapters only when the revision is not the cached one).
 pub(crate) async fn story_with_chapters(
     db: &mut Db<'_>,
+    cache: &Arc<ChapterCache>,
     id: StoryId,
     viewer: UserId,
 ) -> Result<(Option<StoryRow>, Vec<Joined>), DbError> {
     Ok(match db {
         Db::Pg(c) => {
             // One statement: the row, with its chapters joined only when the viewer owns
-            // it (the row comes once per chapter, or once with none).
+            // it and they are not cached at its revision (the row comes once per chapter,
+            // or once with none).
             let c: &mut diesel_async::AsyncPgConnection = c;
+            let known = cache.revision_of(id).unwrap_or(-1);
             let rows: Vec<(StoryRow, Option<ChapterRead>)> = stories::table
                 // (The chapters by the id itself: their index serves it whatever the
                 // columns' collations.)
                 .left_join(
-                    chapters::table.on(chapters::story_id.eq(id).and(stories::owner_id.eq(viewer))),
+                    chapters::table.on(chapters::story_id
+                        .eq(id)
+                        .and(stories::owner_id.eq(viewer))
+                        .and(stories::revision.ne(known))),
                 )
                 .filter(stories::id.eq(id))
                 .order_by(chapters::chapter_number.asc())
@@ -228,10 +248,24 @@ pub(crate) async fn story_with_chapters(
                     joined.push(chapter.files());
                 }
             }
+            match &row {
+                Some(r) if r.owner_id == viewer && r.revision == known => {
+                    let (hit, missing) = cached(cache, std::slice::from_ref(r));
+                    joined = hit;
+                    // Replaced or evicted since the statement was made: read them now.
+                    if !missing.is_empty() {
+                        joined = chapters_pg(c, &[id]).await?;
+                        keep(cache, &missing, &joined);
+                    }
+                }
+                Some(r) if r.owner_id == viewer => keep(cache, &[r], &joined),
+                _ => {}
+            }
             (row, joined)
         }
         Db::Sqlite(c) => {
             let c: &mut SqliteConn = c;
+            let cache = cache.clone();
             c.spawn_blocking(move |c| {
                 let row: Option<StoryRow> = diesel::RunQueryDsl::first(
                     stories::table.find(&id).select(StoryRow::as_select()),
@@ -239,7 +273,14 @@ pub(crate) async fn story_with_chapters(
                 )
                 .optional()?;
                 let joined = match &row {
-                    Some(r) if r.owner_id == viewer => chapters_sqlite(c, &[id])?,
+                    Some(r) if r.owner_id == viewer => {
+                        let (mut joined, missing) = cached(&cache, std::slice::from_ref(r));
+                        if !missing.is_empty() {
+                            joined = chapters_sqlite(c, &[id])?;
+                            keep(&cache, &missing, &joined);
+                        }
+                        joined
+                    }
                     _ => Vec::new(),
                 };
                 Ok((row, joined))
@@ -247,6 +288,30 @@ pub(crate) async fn story_with_chapters(
             .await?
         }
     })
+}
+
+/// The chapters `cache` holds for `rows` at their revisions, and the rows it does not
+/// hold them for.
+fn cached<'r>(cache: &ChapterCache, rows: &'r [StoryRow]) -> (Vec<Joined>, Vec<&'r StoryRow>) {
+    let mut joined = Vec::new();
+    let mut missing = Vec::new();
+    for row in rows {
+        match cache.get(row.id, row.revision) {
+            Some(chapters) => joined.extend(chapters.iter().cloned()),
+            None => missing.push(row),
+        }
+    }
+    (joined, missing)
+}
+
+/// Keeps the chapters `read` of the stories `rows` in `cache`, each story's under the
+/// revision its row showed (chapters read after their row are as new or newer: a later
+/// read sees the newer revision and reads them again).
+fn keep(cache: &ChapterCache, rows: &[&StoryRow], read: &[Joined]) {
+    for row in rows {
+        let chapters = read.iter().filter(|(c, _, _)| c.story_id == row.id);
+        cache.put(row.id, row.revision, chapters.cloned().collect());
+    }
 }
 
 /// The chapters (with their media) of the stories `rows`, in one query.
@@ -303,8 +368,8 @@ fn chapters_sqlite(
     Ok(rows.into_iter().map(ChapterRead::files).collect())
 }
 
-fn ids_of(rows: &[StoryRow]) -> Vec<StoryId> {
-    rows.iter().map(|r| r.id).collect()
+fn ids_of<R: std::borrow::Borrow<StoryRow>>(rows: &[R]) -> Vec<StoryId> {
+    rows.iter().map(|r| r.borrow().id).collect()
 }
 
 pub(crate) async fn story(db: &mut Db<'_>, id: StoryId) -> Result<Option<StoryRow>, DbError> {

@@ -159,6 +159,50 @@ async fn the_chapter_media_paths_migration_backfills_a_populated_database(db: Db
     );
 }
 
+/// Migration 000016 on a populated database, both backends: undone on a database holding
+/// a story with chapters, then run again by a server starting on it. The stories already
+/// there count their chapters' changes from then on: a change made after the migration is
+/// read at once by a server that had kept the chapters (`store::chapter_cache`).
+async fn the_story_revision_migration_runs_on_a_populated_database(db: Db) {
+    let app = crate::helpers::spawn_app(db).await;
+    let (token, id, before) = populate(&app, "revision.migration").await;
+    let path = format!("/api/v1/stories/{id}");
+
+    let storage = app.storage();
+    let down = match db {
+        Db::Postgres => {
+            include_str!("../../migrations/postgres/2026-12-08-000016_story_revisions/down.sql")
+        }
+        Db::Sqlite => {
+            include_str!("../../migrations/sqlite/2026-12-08-000016_story_revisions/down.sql")
+        }
+    };
+    storage.execute(down).await;
+    storage
+        .execute("DELETE FROM __diesel_schema_migrations WHERE version = '20261208000016'")
+        .await;
+    let gone = storage.try_execute("SELECT revision FROM stories").await;
+    assert!(gone.is_err(), "undone, the stories have no revision");
+
+    let again = crate::helpers::spawn_app_sharing(&app, &[]).await;
+    for _ in 0..2 {
+        let after = again.get(&path, Some(&token)).await.assert_ok(200);
+        assert_eq!(unsigned_chapters(&after), unsigned_chapters(&before));
+    }
+    storage
+        .execute(&format!(
+            "UPDATE chapters SET title = '고친 제목' WHERE story_id = '{id}' AND chapter_number = 3"
+        ))
+        .await;
+    let story = again.get(&path, Some(&token)).await.assert_ok(200);
+    assert_eq!(story["chapters"][2]["title"], "고친 제목");
+    let page = again
+        .get("/api/v1/stories?page_size=5", Some(&token))
+        .await
+        .assert_ok(200);
+    assert_eq!(page["results"][0]["chapters"][2]["title"], "고친 제목");
+}
+
 /// Issue 33: nothing stored before the voice-cloning consent existed had it. Applied to
 /// a database from before (a sample — then possibly the child's speech — and a voice
 /// cloned without consent), the consent migration deletes the samples, stops using the
@@ -241,5 +285,6 @@ async fn the_consent_migration_drops_what_was_stored_without_consent(db: Db) {
 
 db_tests!(
     the_chapter_media_paths_migration_backfills_a_populated_database,
+    the_story_revision_migration_runs_on_a_populated_database,
     the_consent_migration_drops_what_was_stored_without_consent,
 );

@@ -671,8 +671,160 @@ async fn ids_in_another_spelling_are_load_errors(db: Db) {
     reply.assert_error(500, "SERVER_ERROR");
 }
 
+/// The chapters a read keeps in memory (`store::chapter_cache`) are served only while the
+/// story row shows the revision they were read at: a change made anywhere — here by SQL on
+/// a connection of the test's own, as another process or a tool would — is read at once
+/// by every door and every process, with no notification involved.
+async fn chapters_changed_anywhere_are_read_at_once(db: Db) {
+    let app = spawn_app(db).await;
+    let other = crate::helpers::spawn_app_sharing(&app, &[]).await;
+    let token = app.new_account("cache.owner").await;
+    let stranger = app.new_account("cache.stranger").await;
+    let id = app
+        .seed_story(
+            &token,
+            Seed {
+                title: Some("별 이야기"),
+                status: StoryStatus::Completed,
+                chapters: 3,
+                audio: true,
+                ..Seed::default()
+            },
+        )
+        .await;
+    let path = format!("/api/v1/stories/{id}");
+    let contents = |story: &Value| -> Vec<String> {
+        story["chapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["content"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A story without its files' signed URLs (signed per answer).
+    let bare = |story: &Value| -> Value {
+        let mut story = story.clone();
+        for chapter in story["chapters"].as_array_mut().unwrap() {
+            for kind in ["image", "audio"] {
+                if let Some(file) = chapter[kind].as_object_mut() {
+                    file.remove("url");
+                    file.remove("expiry_time");
+                }
+            }
+        }
+        story
+    };
+    // Every read, each one on its own: on the first process the page is the first to
+    // meet a change, on the second the story is (each read keeps what it read).
+    let read_everywhere = || async {
+        let mut seen = Vec::new();
+        for (n, server) in [&app, &other].into_iter().enumerate() {
+            let page = || async {
+                let listed = server
+                    .get("/api/v1/stories", Some(&token))
+                    .await
+                    .assert_ok(200);
+                assert_eq!(listed["results"][0]["id"], id.to_string());
+                listed["results"][0].clone()
+            };
+            let story = || async { server.get(&path, Some(&token)).await.assert_ok(200) };
+            let (listed, story) = if n == 0 {
+                let listed = page().await;
+                (listed, story().await)
+            } else {
+                let story = story().await;
+                (page().await, story)
+            };
+            let gql = server
+                .graphql(
+                    &format!("query($id: ID!) {{ story(id: $id) {{ {GQL_STORY} }} }}"),
+                    json!({ "id": id }),
+                    Some(&token),
+                )
+                .await
+                .json();
+            assert!(gql["errors"].is_null(), "{gql}");
+            seen.push(bare(&listed));
+            seen.push(bare(&gql_to_rest(&gql["data"]["story"])));
+            seen.push(bare(&story));
+        }
+        seen
+    };
+    // Read twice on both processes: the second reads are served from their caches.
+    let before = read_everywhere().await;
+    assert!(before.iter().all(|s| *s == before[0]), "{before:?}");
+    assert_eq!(contents(&before[0]).len(), 3);
+    let again = read_everywhere().await;
+    assert!(again.iter().all(|s| *s == before[0]), "{again:?}");
+
+    // New words in chapter 2.
+    app.storage()
+        .execute(&format!(
+            "UPDATE chapters SET content = '바뀐 둘째 장' WHERE story_id = '{id}' AND chapter_number = 2"
+        ))
+        .await;
+    for story in read_everywhere().await {
+        let mut expected = contents(&before[0]);
+        expected[1] = "바뀐 둘째 장".into();
+        assert_eq!(contents(&story), expected);
+    }
+    // A narration unlinked, then a chapter gone.
+    app.storage()
+        .execute(&format!(
+            "UPDATE chapters SET audio_file_id = NULL, audio_path = NULL, audio_content_type = NULL \
+             WHERE story_id = '{id}' AND chapter_number = 1"
+        ))
+        .await;
+    for story in read_everywhere().await {
+        assert!(story["chapters"][0]["audio"].is_null(), "{story}");
+        assert!(story["chapters"][1]["audio"].is_object());
+    }
+    app.storage()
+        .execute(&format!(
+            "DELETE FROM chapters WHERE story_id = '{id}' AND chapter_number = 3"
+        ))
+        .await;
+    for story in read_everywhere().await {
+        assert_eq!(story["chapters"].as_array().unwrap().len(), 2);
+    }
+    app.storage()
+        .execute(&format!(
+            "INSERT INTO chapters (id, story_id, chapter_number, title, content, created_at) \
+             VALUES ('{}', '{id}', 3, '3장', '새로 쓴 셋째 장', '2026-12-06 00:00:00')",
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    for story in read_everywhere().await {
+        assert_eq!(contents(&story)[2], "새로 쓴 셋째 장");
+        assert!(story["chapters"][2]["image"].is_null());
+    }
+    // Access is checked on the fresh row, never on what is kept: given away, the story is
+    // the other account's at once, on both processes.
+    let stranger_id = app
+        .get("/api/v1/users/me", Some(&stranger))
+        .await
+        .assert_ok(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.storage()
+        .execute(&format!(
+            "UPDATE stories SET owner_id = '{stranger_id}' WHERE id = '{id}'"
+        ))
+        .await;
+    for server in [&app, &other] {
+        server
+            .get(&path, Some(&token))
+            .await
+            .assert_error(403, "INSUFFICIENT_PERMISSION");
+        let theirs = server.get(&path, Some(&stranger)).await.assert_ok(200);
+        assert_eq!(theirs["chapters"].as_array().unwrap().len(), 3);
+    }
+}
+
 db_tests!(
     ids_in_another_spelling_are_load_errors,
+    chapters_changed_anywhere_are_read_at_once,
     create_story_answers_202_with_a_pending_story,
     create_story_validates_its_input,
     stories_use_only_the_callers_conversations,

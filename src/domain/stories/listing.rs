@@ -118,9 +118,12 @@ impl Stories<'_> {
             resume,
             first,
         };
-        let (page, joined) =
-            store::read!(self.pool(), |db| store::stories::page(db, page.clone())
-                .await)?;
+        let (page, joined) = store::read!(self.pool(), |db| store::stories::page(
+            db,
+            self.pool().chapters(),
+            page.clone()
+        )
+        .await)?;
         let cursors: Vec<String> = page
             .rows
             .iter()

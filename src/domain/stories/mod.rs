@@ -209,6 +209,7 @@ impl Stories<'_> {
             lease_owner: None,
             lease_expires_at: None,
             attempts: 0,
+            revision: 0,
         };
         self.insert_within_quota(&row).await?;
         tracing::info!(story_id = %row.id, "story requested");
@@ -311,7 +312,7 @@ impl Stories<'_> {
     /// chapters on one connection (on SQLite in one call on its thread).
     pub async fn story(&self, viewer: &User, id: StoryId) -> AppResult<Story> {
         let (row, joined) = store::read!(self.pool(), |db| {
-            store::stories::story_with_chapters(db, id, viewer.id).await
+            store::stories::story_with_chapters(db, self.pool().chapters(), id, viewer.id).await
         })?;
         let row = owned_by(row, viewer.id)?;
         let mut stories = stories_from_rows(vec![row], joined)?;
