@@ -1,8 +1,9 @@
 //! Stories, their chapters and media. The reads — one story with its chapters, a keyset
-//! page of story rows with their chapters — take one statement for one story and two for
-//! a page (its rows, then their chapters); on SQLite each is one call on the connection's
-//! thread, read with diesel's synchronous API. A chapter records its media's paths, so no
-//! read looks files up.
+//! page of story rows with their chapters — take one statement for one story and, for a
+//! page, its rows then the chapters the chapter cache does not hold at the rows' revisions
+//! (none when warm); on SQLite each is one call on the connection's thread, read with
+//! diesel's synchronous API. A chapter records its media's paths, so no read looks files
+//! up.
 //! The writes: the quota-checked insert, renaming, deleting, retrying, the worker's
 //! status, title and chapters, and linking a chapter's media.
 
