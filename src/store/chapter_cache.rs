@@ -11,7 +11,7 @@
 //!
 //! Bounded by bytes (`JJONGAL_STORY_CACHE_MB`); the oldest entries go first. On
 //! PostgreSQL a page of stories whose chapters are all cached is one statement instead of
-//! two, and one story's statement returns its row alone instead of a row per chapter.
+//! two, and a cached story is read as its row alone instead of a row per chapter.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
