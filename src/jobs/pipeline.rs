@@ -385,7 +385,8 @@ async fn redo(run: Run<'_>, regen: &crate::store::models::RegenerationRow) -> Ap
             .is_some_and(|after| after.id != before.id);
         if !replaced && regen.redo_text {
             let mut conn = domain.pool().get().await?;
-            store::regenerations::unlink_audio(&mut conn.db(), old.id, before.id).await?;
+            store::regenerations::unlink_audio(&mut conn.db(), (regen.story_id, old.id), before.id)
+                .await?;
         }
         if replaced || regen.redo_text {
             stale.push(before.id);

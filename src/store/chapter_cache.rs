@@ -5,9 +5,11 @@
 //! `chapters`, migration 16), read with the story row on every request. An entry is
 //! served only for the revision it was read at; any change to a chapter — by this process
 //! or another — moves the revision, and the next read reads the chapters again. Nothing is
-//! invalidated by messages, so nothing can be missed: a cached read is exactly as fresh as
-//! the row read with it. Access is checked on that fresh row too, before anything cached
-//! is served.
+//! invalidated by messages, so nothing can be missed: a cached read is as fresh as the row
+//! read with it (or newer: chapters read after their row may be). Access is checked on
+//! that fresh row too, before anything cached is served. A revision is at least the
+//! change's time in microseconds, so it does not repeat after a restore brings back older
+//! rows or migration 16 runs again (while the clock moves forward).
 //!
 //! Bounded by bytes (`JJONGAL_STORY_CACHE_MB`); the oldest entries go first. On
 //! PostgreSQL a page of stories whose chapters are all cached is one statement instead of
@@ -19,10 +21,12 @@ use std::sync::{Arc, Mutex};
 use super::stories::Joined;
 use super::types::StoryId;
 
-/// What an entry costs beyond its strings (its chapter and media records, the map's and
-/// the queue's share).
+/// What an entry costs beyond its chapters (the map's and the queue's share, the shared
+/// slice's header).
 const ENTRY_OVERHEAD: usize = 160;
-const CHAPTER_OVERHEAD: usize = 200;
+/// What the allocator adds to each string a chapter holds (up to six: title, words, and
+/// two files' path and content type), beyond its bytes.
+const PER_STRING: usize = 16;
 
 /// Chapters by story, each under the revision it was read at.
 pub struct ChapterCache {
@@ -73,12 +77,16 @@ impl ChapterCache {
     /// place of any older entry; the oldest entries go while over budget.
     pub(crate) fn put(&self, story: StoryId, revision: i64, chapters: Vec<Joined>) {
         let bytes = ENTRY_OVERHEAD + chapters.iter().map(size_of_chapter).sum::<usize>();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
         if bytes > self.budget {
+            // Too big to keep: nor is an older entry kept in its place.
+            if let Some(old) = inner.entries.remove(&story) {
+                inner.bytes -= old.bytes;
+            }
             return;
         }
         let chapters: Arc<[Joined]> = chapters.into();
-        let mut inner = self.lock();
-        let inner = &mut *inner;
         if let Some(old) = inner.entries.get(&story)
             && old.revision > revision
         {
@@ -136,7 +144,12 @@ fn size_of_chapter((text, image, audio): &Joined) -> usize {
         m.as_ref()
             .map_or(0, |(_, path, kind)| path.len() + kind.len())
     };
-    CHAPTER_OVERHEAD + text.content.len() + text.title.len() + media(image) + media(audio)
+    size_of::<Joined>()
+        + 6 * PER_STRING
+        + text.content.len()
+        + text.title.len()
+        + media(image)
+        + media(audio)
 }
 
 #[cfg(test)]
@@ -218,6 +231,10 @@ mod tests {
             cache.get(ids[2], 1).is_some(),
             "replacing one entry evicts no other"
         );
+        // Chapters too big for the budget are not kept, nor are the story's older ones.
+        cache.put(ids[2], 2, chapters(ids[2], &"가".repeat(one)));
+        assert!(cache.get(ids[2], 2).is_none() && cache.revision_of(ids[2]).is_none());
+        assert_eq!(cache.bytes(), 2 * one);
         // A cache of no bytes keeps nothing.
         let none = ChapterCache::new(0);
         none.put(ids[0], 1, chapters(ids[0], "가"));

@@ -11,7 +11,7 @@ use super::models::RegenerationRow;
 use super::schema::{chapter_regenerations as regen, chapters, media_files, stories};
 use super::stories::{Outcome, within_quota};
 use super::types::{ChapterId, MediaFileId, StoryId, StoryRequestId, StoryStatus};
-use super::{Db, DbError, locked_transaction, on_db};
+use super::{Db, DbError, locked_transaction, on_db, transaction};
 
 /// How asking for a regeneration went.
 pub(crate) enum Requested {
@@ -177,36 +177,47 @@ pub(crate) async fn rewrite_chapter(
     content: &str,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    on_db!(&mut *db, |c| diesel::update(chapters::table.find(chapter))
-        .set((chapters::title.eq(title), chapters::content.eq(content)))
-        .execute(c)
-        .await)?;
-    on_db!(&mut *db, |c| diesel::update(stories::table.find(story))
-        .set(stories::updated_at.eq(now))
-        .execute(c)
-        .await)?;
-    Ok(())
+    // The story row first, then the chapter (whose trigger updates the story's revision):
+    // the order a story's deletion locks them in, so the two never deadlock.
+    transaction!(db, |tx| {
+        on_db!(&mut *tx, |c| diesel::update(stories::table.find(story))
+            .set(stories::updated_at.eq(now))
+            .execute(c)
+            .await)?;
+        on_db!(&mut *tx, |c| diesel::update(chapters::table.find(chapter))
+            .set((chapters::title.eq(title), chapters::content.eq(content)))
+            .execute(c)
+            .await)?;
+        Ok::<_, DbError>(())
+    })
 }
 
 /// Takes narration `file` away from a chapter, if it is still the chapter's (its words
 /// changed and a new narration could not be made: the old one reads other words).
 pub(crate) async fn unlink_audio(
     db: &mut Db<'_>,
-    chapter: ChapterId,
+    (story, chapter): (StoryId, ChapterId),
     file: MediaFileId,
 ) -> Result<(), DbError> {
     let linked = chapters::table
         .find(chapter)
         .filter(chapters::audio_file_id.eq(file));
-    on_db!(db, |c| diesel::update(linked)
-        .set((
-            chapters::audio_file_id.eq(None::<MediaFileId>),
-            chapters::audio_path.eq(None::<String>),
-            chapters::audio_content_type.eq(None::<String>),
-        ))
-        .execute(c)
-        .await)?;
-    Ok(())
+    transaction!(db, |tx| {
+        // The story row locked first, as in `rewrite_chapter`.
+        on_db!(&mut *tx, |c| diesel::update(stories::table.find(story))
+            .set(stories::revision.eq(stories::revision))
+            .execute(c)
+            .await)?;
+        on_db!(&mut *tx, |c| diesel::update(linked)
+            .set((
+                chapters::audio_file_id.eq(None::<MediaFileId>),
+                chapters::audio_path.eq(None::<String>),
+                chapters::audio_content_type.eq(None::<String>),
+            ))
+            .execute(c)
+            .await)?;
+        Ok::<_, DbError>(())
+    })
 }
 
 /// Forgets a media file no chapter links any more; its path, for the file on disk.

@@ -576,6 +576,13 @@ pub(crate) async fn put_chapters(
 ) -> Result<(), DbError> {
     let numbers: Vec<i32> = rows.iter().map(|r| r.chapter_number).collect();
     transaction!(db, |tx| {
+        // The story row first: a chapter's trigger updates it (its revision), and a story's
+        // deletion locks it before its chapters — the same order, so the two never wait
+        // for each other (PostgreSQL would end one as a deadlock).
+        on_db!(&mut *tx, |c| diesel::update(stories::table.find(story))
+            .set(stories::updated_at.eq(now))
+            .execute(c)
+            .await)?;
         on_db!(&mut *tx, |c| diesel::delete(
             chapters::table
                 .filter(chapters::story_id.eq(story))
@@ -589,10 +596,6 @@ pub(crate) async fn put_chapters(
                 .execute(c)
                 .await)?;
         }
-        on_db!(&mut *tx, |c| diesel::update(stories::table.find(story))
-            .set(stories::updated_at.eq(now))
-            .execute(c)
-            .await)?;
         Ok::<_, DbError>(())
     })
 }
