@@ -547,6 +547,12 @@ impl Pool {
         &self.chapters
     }
 
+    /// The revision story `id`'s chapters are kept at, if they are (for tests).
+    #[doc(hidden)]
+    pub fn kept_revision(&self, id: types::StoryId) -> Option<i64> {
+        self.chapters.revision_of(id)
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         match &self.conns {
             Conns::Pg(_) => Backend::Postgres,

@@ -756,6 +756,11 @@ async fn chapters_changed_anywhere_are_read_at_once(db: Db) {
     assert_eq!(contents(&before[0]).len(), 3);
     let again = read_everywhere().await;
     assert!(again.iter().all(|s| *s == before[0]), "{again:?}");
+    // Both processes keep the chapters (the reads above were served from them), at one
+    // revision: the database's.
+    let kept = |server: &crate::helpers::TestApp| server.domain.pool().kept_revision(id);
+    let revision = kept(&app).expect("the chapters are kept");
+    assert_eq!(kept(&other), Some(revision));
 
     // New words in chapter 2.
     app.storage()
@@ -768,6 +773,10 @@ async fn chapters_changed_anywhere_are_read_at_once(db: Db) {
         expected[1] = "바뀐 둘째 장".into();
         assert_eq!(contents(&story), expected);
     }
+    // Kept again, under the new revision.
+    let changed = kept(&app).expect("the new chapters are kept");
+    assert!(changed > revision, "{changed} after {revision}");
+    assert_eq!(kept(&other), Some(changed));
     // A narration unlinked, then a chapter gone.
     app.storage()
         .execute(&format!(
